@@ -1,0 +1,204 @@
+//! The durable job queue: enqueue inside the caller's transaction, claim with a lease, retry
+//! with backoff, park as failed after the last attempt, and periodic slots run once.
+
+use chrono::{DateTime, Utc};
+
+use crate::{Backend, Db, StoreError, Tx, new_id, on_db, on_tx};
+
+pub const QUEUED: &str = "queued";
+pub const RUNNING: &str = "running";
+pub const FAILED: &str = "failed";
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Job {
+    pub id: String,
+    pub kind: String,
+    pub payload: String,
+    pub status: String,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    pub run_at: DateTime<Utc>,
+    pub locked_by: Option<String>,
+    pub locked_until: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str = "id, kind, payload, status, attempts, max_attempts, run_at, locked_by, \
+    locked_until, last_error, created_at, updated_at";
+
+pub struct NewJob<'a> {
+    pub kind: &'a str,
+    pub payload: &'a serde_json::Value,
+    pub max_attempts: i64,
+    pub run_at: DateTime<Utc>,
+}
+
+/// Enqueue a job as part of `tx`, so it exists exactly when the change that needs it commits.
+pub async fn enqueue(
+    tx: &mut Tx,
+    job: &NewJob<'_>,
+    now: DateTime<Utc>,
+) -> Result<String, StoreError> {
+    let id = new_id();
+    on_tx!(tx, conn => sqlx::query(
+        "INSERT INTO jobs (id, kind, payload, status, attempts, max_attempts, run_at, created_at, updated_at) \
+         VALUES ($1, $2, $3, 'queued', 0, $4, $5, $6, $6)",
+    )
+    .bind(&id)
+    .bind(job.kind)
+    .bind(job.payload.to_string())
+    .bind(job.max_attempts)
+    .bind(job.run_at)
+    .bind(now)
+    .execute(conn)
+    .await
+        .map(|r| r.rows_affected()))?;
+    Ok(id)
+}
+
+/// Claim the next due job for `worker` until `lease_until`: a queued job whose time has come,
+/// or a running job whose lease ran out (its worker died). On PostgreSQL concurrent workers skip
+/// each other's rows; on SQLite the single writer makes the statement exclusive.
+pub async fn claim(
+    db: &Db,
+    worker: &str,
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+) -> Result<Option<Job>, StoreError> {
+    let lock = match db.backend() {
+        Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        Backend::Sqlite => "",
+    };
+    let sql = format!(
+        "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_by = $1, \
+         locked_until = $2, updated_at = $3 \
+         WHERE id = (SELECT id FROM jobs \
+            WHERE (status = 'queued' AND run_at <= $3) OR (status = 'running' AND locked_until <= $3) \
+            ORDER BY run_at, id LIMIT 1{lock}) \
+         RETURNING {COLUMNS}"
+    );
+    let mut tx = db.begin().await?;
+    let job = on_tx!(&mut tx, conn => sqlx::query_as::<_, Job>(&sql)
+        .bind(worker)
+        .bind(lease_until)
+        .bind(now)
+        .fetch_optional(conn)
+        .await)?;
+    tx.commit().await?;
+    Ok(job)
+}
+
+/// A finished job leaves the queue. Ignored when another worker has since taken it over.
+pub async fn complete(db: &Db, id: &str, worker: &str) -> Result<(), StoreError> {
+    let mut tx = db.begin().await?;
+    on_tx!(&mut tx, conn => sqlx::query("DELETE FROM jobs WHERE id = $1 AND locked_by = $2")
+        .bind(id)
+        .bind(worker)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))?;
+    tx.commit().await
+}
+
+/// Record a failed attempt: back to the queue at `retry_at`, or parked as failed when
+/// `retry_at` is `None`.
+pub async fn fail(
+    db: &Db,
+    id: &str,
+    worker: &str,
+    error: &str,
+    retry_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let (status, run_at) = match retry_at {
+        Some(at) => (QUEUED, at),
+        None => (FAILED, now),
+    };
+    let mut tx = db.begin().await?;
+    on_tx!(&mut tx, conn => sqlx::query(
+        "UPDATE jobs SET status = $3, run_at = $4, last_error = $5, locked_by = NULL, \
+         locked_until = NULL, updated_at = $6 WHERE id = $1 AND locked_by = $2",
+    )
+    .bind(id)
+    .bind(worker)
+    .bind(status)
+    .bind(run_at)
+    .bind(error)
+    .bind(now)
+    .execute(conn)
+    .await
+        .map(|r| r.rows_affected()))?;
+    tx.commit().await
+}
+
+/// Put a parked (failed) job back in the queue with a fresh set of attempts.
+pub async fn retry(db: &Db, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    let mut tx = db.begin().await?;
+    let n = on_tx!(&mut tx, conn => sqlx::query(
+        "UPDATE jobs SET status = 'queued', attempts = 0, run_at = $2, updated_at = $2 \
+         WHERE id = $1 AND status = 'failed'",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(conn)
+    .await
+        .map(|r| r.rows_affected()))?;
+    tx.commit().await?;
+    Ok(n == 1)
+}
+
+pub async fn get(db: &Db, id: &str) -> Result<Option<Job>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM jobs WHERE id = $1");
+    Ok(on_db!(db, pool => sqlx::query_as::<_, Job>(&sql).bind(id).fetch_optional(pool).await)?)
+}
+
+/// Jobs in the queue (all, or only the parked failures), oldest first.
+pub async fn list(db: &Db, failed_only: bool) -> Result<Vec<Job>, StoreError> {
+    let filter = if failed_only {
+        "WHERE status = 'failed'"
+    } else {
+        ""
+    };
+    let sql = format!("SELECT {COLUMNS} FROM jobs {filter} ORDER BY created_at, id");
+    Ok(on_db!(db, pool => sqlx::query_as::<_, Job>(&sql).fetch_all(pool).await)?)
+}
+
+/// Enqueue the periodic job `kind` for time slot `slot` unless some worker already did.
+/// Returns whether this call enqueued it.
+pub async fn enqueue_periodic(
+    db: &Db,
+    kind: &str,
+    slot: i64,
+    max_attempts: i64,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let mut tx = db.begin().await?;
+    let inserted = on_tx!(&mut tx, conn => sqlx::query(
+        "INSERT INTO job_slots (name, slot, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+    )
+    .bind(kind)
+    .bind(slot)
+    .bind(now)
+    .execute(conn)
+    .await
+        .map(|r| r.rows_affected()))?
+        == 1;
+    if inserted {
+        let payload = serde_json::json!({ "slot": slot });
+        enqueue(
+            &mut tx,
+            &NewJob {
+                kind,
+                payload: &payload,
+                max_attempts,
+                run_at: now,
+            },
+            now,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(inserted)
+}

@@ -1,0 +1,18 @@
+//! Donkies storage: one code path over SQLite (default) and PostgreSQL (production).
+//!
+//! Every query text runs on both engines; the [`on_db!`] and [`on_tx!`] macros expand the same
+//! expression once per typed pool, so booleans and timestamps keep their native types.
+
+mod db;
+pub mod jobs;
+pub mod outbox;
+pub mod testing;
+pub mod tokens;
+pub mod users;
+
+pub use db::{Backend, Db, StoreError, Tx, now};
+
+/// A fresh program-generated id (UUID v7: time-ordered, no engine-specific sequences).
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
+}

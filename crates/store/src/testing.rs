@@ -1,0 +1,98 @@
+//! Fresh databases for tests: a new SQLite file, or a new PostgreSQL schema when
+//! `DONKIES_TEST_POSTGRES_URL` is set. Both are removed when the [`TestDb`] is dropped.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Once;
+
+use crate::{Db, new_id};
+
+pub const POSTGRES_URL_ENV: &str = "DONKIES_TEST_POSTGRES_URL";
+
+pub struct TestDb {
+    pub db: Db,
+    /// The URL a separate process would use to reach the same database.
+    pub url: String,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    File(PathBuf),
+    Schema { admin_url: String, schema: String },
+}
+
+impl TestDb {
+    pub async fn sqlite() -> TestDb {
+        let path = std::env::temp_dir().join(format!("donkies-test-{}.db", new_id()));
+        let url = format!("sqlite://{}", path.display());
+        let db = Db::connect(&url).await.expect("open test SQLite database");
+        db.migrate().await.expect("migrate test SQLite database");
+        TestDb {
+            db,
+            url,
+            cleanup: Cleanup::File(path),
+        }
+    }
+
+    /// A fresh schema on the PostgreSQL server named by `DONKIES_TEST_POSTGRES_URL`, or `None`
+    /// (after saying so once on stderr) when it is not set.
+    pub async fn postgres() -> Option<TestDb> {
+        let Ok(admin_url) = std::env::var(POSTGRES_URL_ENV) else {
+            static SKIPPED: Once = Once::new();
+            SKIPPED.call_once(|| {
+                // Written to the real stderr, past the test harness's capture, so it shows once.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "PostgreSQL tests skipped: set {POSTGRES_URL_ENV}=postgres://… to run them"
+                );
+            });
+            return None;
+        };
+        let schema = format!("t_{}", new_id());
+        let admin = Db::connect(&admin_url)
+            .await
+            .expect("connect to DONKIES_TEST_POSTGRES_URL");
+        crate::on_db!(&admin, pool => sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(pool).await.map(|_| ()))
+            .expect("create test schema");
+        admin.close().await;
+        let db = Db::connect_with(&admin_url, Some(&schema))
+            .await
+            .expect("connect to test schema");
+        db.migrate().await.expect("migrate test schema");
+        let sep = if admin_url.contains('?') { '&' } else { '?' };
+        let url = format!("{admin_url}{sep}options=-c%20search_path%3D{schema}");
+        Some(TestDb {
+            db,
+            url,
+            cleanup: Cleanup::Schema { admin_url, schema },
+        })
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        match &self.cleanup {
+            Cleanup::File(path) => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+            }
+            Cleanup::Schema { admin_url, schema } => {
+                let (admin_url, schema) = (admin_url.clone(), schema.clone());
+                // The test's runtime may be single-threaded and busy dropping us: use a private one.
+                // Idle connections of the test pool hold no locks, so the schema can go at once.
+                let _ = std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+                    rt.block_on(async move {
+                        let admin = Db::connect(&admin_url).await.ok()?;
+                        let sql = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
+                        let _ = crate::on_db!(&admin, p => sqlx::query(&sql).execute(p).await.map(|_| ()));
+                        admin.close().await;
+                        Some(())
+                    })
+                })
+                .join();
+            }
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! Users: accounts, profile, settings.
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use crate::{Db, StoreError, Tx, on_db, on_tx};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    pub password_hash: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub identifier: String,
+    pub encrypted_id: String,
+    pub is_confirmed: bool,
+    pub confirmation_token_hash: Option<String>,
+    pub guid: Option<String>,
+    pub address1: Option<String>,
+    pub address2: Option<String>,
+    pub city: Option<String>,
+    pub state: Option<String>,
+    pub postal_code: Option<String>,
+    pub date_of_birth: Option<NaiveDate>,
+    pub ssn_encrypted: Option<String>,
+    pub ssn_last4: Option<String>,
+    pub phone: Option<String>,
+    pub is_profile_completed: bool,
+    pub minimum_transfer_amount: i64,
+    pub is_even_roundup: bool,
+    pub is_closed_account: bool,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub profile_image_url: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str = "id, email, password_hash, first_name, last_name, identifier, encrypted_id, \
+    is_confirmed, confirmation_token_hash, guid, address1, address2, city, state, postal_code, \
+    date_of_birth, ssn_encrypted, ssn_last4, phone, is_profile_completed, minimum_transfer_amount, \
+    is_even_roundup, is_closed_account, closed_at, profile_image_url, created_at, updated_at";
+
+#[derive(Debug, Clone)]
+pub struct NewUser<'a> {
+    pub id: &'a str,
+    pub email: &'a str,
+    pub password_hash: &'a str,
+    pub first_name: &'a str,
+    pub last_name: &'a str,
+    pub identifier: &'a str,
+    pub encrypted_id: &'a str,
+    pub confirmation_token_hash: &'a str,
+    pub now: DateTime<Utc>,
+}
+
+/// Profile fields written by `PUT /v1/user`; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct ProfileUpdate {
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub phone: Option<String>,
+    pub address1: Option<String>,
+    pub address2: Option<String>,
+    pub city: Option<String>,
+    pub state: Option<String>,
+    pub postal_code: Option<String>,
+    pub date_of_birth: Option<NaiveDate>,
+    pub ssn_encrypted: Option<String>,
+    pub ssn_last4: Option<String>,
+}
+
+/// Insert a user; a taken email comes back as [`StoreError::Conflict`].
+pub async fn insert(tx: &mut Tx, user: &NewUser<'_>) -> Result<(), StoreError> {
+    on_tx!(tx, conn => sqlx::query(
+        "INSERT INTO users (id, email, password_hash, first_name, last_name, identifier, \
+         encrypted_id, confirmation_token_hash, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+    )
+    .bind(user.id)
+    .bind(user.email)
+    .bind(user.password_hash)
+    .bind(user.first_name)
+    .bind(user.last_name)
+    .bind(user.identifier)
+    .bind(user.encrypted_id)
+    .bind(user.confirmation_token_hash)
+    .bind(user.now)
+    .execute(conn)
+    .await
+        .map(|r| r.rows_affected()))
+    .map_err(StoreError::from_write)?;
+    Ok(())
+}
+
+async fn find_by(db: &Db, column: &str, value: &str) -> Result<Option<User>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM users WHERE {column} = $1");
+    Ok(on_db!(db, pool => sqlx::query_as::<_, User>(&sql).bind(value).fetch_optional(pool).await)?)
+}
+
+pub async fn find_by_id(db: &Db, id: &str) -> Result<Option<User>, StoreError> {
+    find_by(db, "id", id).await
+}
+
+pub async fn find_by_email(db: &Db, email: &str) -> Result<Option<User>, StoreError> {
+    find_by(db, "email", email).await
+}
+
+pub async fn find_by_encrypted_id(db: &Db, encrypted_id: &str) -> Result<Option<User>, StoreError> {
+    find_by(db, "encrypted_id", encrypted_id).await
+}
+
+/// The user holding an unexpired session token with this hash; `Err(Expired)`-like cases are
+/// told apart by the caller through [`crate::tokens::lookup`].
+pub async fn find_by_token_hash(
+    db: &Db,
+    token_hash: &str,
+) -> Result<Option<(User, DateTime<Utc>)>, StoreError> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        user: User,
+        token_expires_at: DateTime<Utc>,
+    }
+    let sql = format!(
+        "SELECT {cols}, t.expires_at AS token_expires_at FROM auth_tokens t \
+         JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1",
+        cols = COLUMNS
+            .split(", ")
+            .map(|c| format!("u.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let row = on_db!(db, pool => sqlx::query_as::<_, Row>(&sql).bind(token_hash).fetch_optional(pool).await)?;
+    Ok(row.map(|r| (r.user, r.token_expires_at)))
+}
+
+/// Mark the user confirmed if `token_hash` matches; returns false when it does not.
+pub async fn confirm(
+    db: &Db,
+    user_id: &str,
+    token_hash: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let mut tx = db.begin().await?;
+    let done = on_tx!(&mut tx, conn => sqlx::query(
+        "UPDATE users SET is_confirmed = TRUE, confirmation_token_hash = NULL, updated_at = $3 \
+         WHERE id = $1 AND confirmation_token_hash = $2 AND is_confirmed = FALSE",
+    )
+    .bind(user_id)
+    .bind(token_hash)
+    .bind(now)
+    .execute(conn)
+    .await
+        .map(|r| r.rows_affected()))?
+        == 1;
+    tx.commit().await?;
+    Ok(done)
+}
+
+/// Replace the confirmation token (resend of the sign-up link).
+pub async fn set_confirmation_token(
+    tx: &mut Tx,
+    user_id: &str,
+    token_hash: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    on_tx!(tx, conn => sqlx::query(
+        "UPDATE users SET confirmation_token_hash = $2, updated_at = $3 WHERE id = $1",
+    )
+    .bind(user_id)
+    .bind(token_hash)
+    .bind(now)
+    .execute(conn)
+    .await
+        .map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
+pub async fn set_password_hash(
+    tx: &mut Tx,
+    user_id: &str,
+    password_hash: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    on_tx!(tx, conn => sqlx::query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
+        .bind(user_id)
+        .bind(password_hash)
+        .bind(now)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
+/// Change the email; a taken address comes back as [`StoreError::Conflict`].
+pub async fn set_email(
+    tx: &mut Tx,
+    user_id: &str,
+    email: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    on_tx!(tx, conn => sqlx::query("UPDATE users SET email = $2, updated_at = $3 WHERE id = $1")
+        .bind(user_id)
+        .bind(email)
+        .bind(now)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))
+    .map_err(StoreError::from_write)?;
+    Ok(())
+}
+
+/// Apply a profile update unless the profile is already complete; marks it complete when every
+/// required field is present afterwards. Returns `Ok(None)` when the profile was already complete.
+pub async fn update_profile(
+    db: &Db,
+    user_id: &str,
+    update: &ProfileUpdate,
+    now: DateTime<Utc>,
+) -> Result<Option<User>, StoreError> {
+    let mut tx = db.begin().await?;
+    let changed = on_tx!(&mut tx, conn => sqlx::query(
+        "UPDATE users SET \
+           first_name = COALESCE($2, first_name), last_name = COALESCE($3, last_name), \
+           phone = COALESCE($4, phone), address1 = COALESCE($5, address1), \
+           address2 = COALESCE($6, address2), city = COALESCE($7, city), \
+           state = COALESCE($8, state), postal_code = COALESCE($9, postal_code), \
+           date_of_birth = COALESCE($10, date_of_birth), \
+           ssn_encrypted = COALESCE($11, ssn_encrypted), ssn_last4 = COALESCE($12, ssn_last4), \
+           updated_at = $13 \
+         WHERE id = $1 AND is_profile_completed = FALSE",
+    )
+    .bind(user_id)
+    .bind(&update.first_name)
+    .bind(&update.last_name)
+    .bind(&update.phone)
+    .bind(&update.address1)
+    .bind(&update.address2)
+    .bind(&update.city)
+    .bind(&update.state)
+    .bind(&update.postal_code)
+    .bind(update.date_of_birth)
+    .bind(&update.ssn_encrypted)
+    .bind(&update.ssn_last4)
+    .bind(now)
+    .execute(conn)
+    .await
+        .map(|r| r.rows_affected()))?;
+    if changed == 0 {
+        return Ok(None);
+    }
+    on_tx!(&mut tx, conn => sqlx::query(
+        "UPDATE users SET is_profile_completed = TRUE WHERE id = $1 \
+         AND first_name <> '' AND last_name <> '' AND phone IS NOT NULL \
+         AND address1 IS NOT NULL AND city IS NOT NULL AND state IS NOT NULL \
+         AND postal_code IS NOT NULL AND date_of_birth IS NOT NULL AND ssn_encrypted IS NOT NULL",
+    )
+    .bind(user_id)
+    .execute(conn)
+    .await
+        .map(|r| r.rows_affected()))?;
+    tx.commit().await?;
+    find_by_id(db, user_id).await
+}
+
+pub async fn update_settings(
+    db: &Db,
+    user_id: &str,
+    minimum_transfer_amount: Option<i64>,
+    is_even_roundup: Option<bool>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let mut tx = db.begin().await?;
+    on_tx!(&mut tx, conn => sqlx::query(
+        "UPDATE users SET minimum_transfer_amount = COALESCE($2, minimum_transfer_amount), \
+         is_even_roundup = COALESCE($3, is_even_roundup), updated_at = $4 WHERE id = $1",
+    )
+    .bind(user_id)
+    .bind(minimum_transfer_amount)
+    .bind(is_even_roundup)
+    .bind(now)
+    .execute(conn)
+    .await
+        .map(|r| r.rows_affected()))?;
+    tx.commit().await
+}
+
+pub async fn close_account(db: &Db, user_id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+    let mut tx = db.begin().await?;
+    on_tx!(&mut tx, conn => sqlx::query(
+        "UPDATE users SET is_closed_account = TRUE, closed_at = COALESCE(closed_at, $2), \
+         updated_at = $2 WHERE id = $1",
+    )
+    .bind(user_id)
+    .bind(now)
+    .execute(conn)
+    .await
+        .map(|r| r.rows_affected()))?;
+    tx.commit().await
+}
+
+/// Record the aggregator's id for the user.
+pub async fn set_guid(
+    db: &Db,
+    user_id: &str,
+    guid: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let mut tx = db.begin().await?;
+    on_tx!(&mut tx, conn => sqlx::query("UPDATE users SET guid = $2, updated_at = $3 WHERE id = $1")
+        .bind(user_id)
+        .bind(guid)
+        .bind(now)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))?;
+    tx.commit().await
+}
