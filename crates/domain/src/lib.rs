@@ -1,0 +1,22 @@
+//! Pure domain types and rules of Donkies: money in cents, round-ups, share
+//! splits, and the profile fields a user may enter. No I/O.
+//!
+//! Every type here is built by a `parse` (or `new`) that checks its input, so
+//! holding one is proof that the value is acceptable.
+
+mod email;
+mod money;
+mod password;
+mod profile;
+mod settings;
+mod share;
+
+pub use email::{Email, EmailError};
+pub use money::{Cents, MoneyError, roundup};
+pub use password::{Password, PasswordError};
+pub use profile::{DateOfBirth, Phone, PostalCode, ProfileError, Ssn, UsState};
+pub use settings::TransferAmount;
+pub use share::{Share, ShareError, split_by_shares, validate_shares};
+
+#[cfg(test)]
+mod test_support;

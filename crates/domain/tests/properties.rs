@@ -1,0 +1,604 @@
+//! Property tests of the domain types: what every valid input turns into,
+//! what every invalid input is refused with, and what the output looks like.
+
+use chrono::{Datelike, NaiveDate};
+use donkies_domain::{
+    Cents, DateOfBirth, Email, EmailError, MoneyError, Password, PasswordError, Phone, PostalCode,
+    ProfileError, ShareError, Ssn, TransferAmount, UsState, roundup, split_by_shares,
+    validate_shares,
+};
+use proptest::prelude::*;
+
+// ---------------------------------------------------------------- money
+
+/// The shape of `Cents`' Display, checked by hand: `-?\d+\.\d\d` with no
+/// leading zeros in the dollars.
+fn is_two_place_decimal(text: &str) -> bool {
+    let unsigned = text.strip_prefix('-').unwrap_or(text);
+    let Some((dollars, cents)) = unsigned.split_once('.') else {
+        return false;
+    };
+    !dollars.is_empty()
+        && dollars.bytes().all(|b| b.is_ascii_digit())
+        && (dollars == "0" || !dollars.starts_with('0'))
+        && cents.len() == 2
+        && cents.bytes().all(|b| b.is_ascii_digit())
+}
+
+proptest! {
+    #[test]
+    fn cents_display_parses_back_to_the_same_amount(cents in any::<i64>()) {
+        let amount = Cents::new(cents);
+        let text = amount.to_string();
+        prop_assert!(is_two_place_decimal(&text), "{text}");
+        prop_assert_eq!(text.starts_with('-'), cents < 0);
+        prop_assert_eq!(Cents::parse(&text), Ok(amount));
+    }
+
+    #[test]
+    fn cents_parse_reads_dollars_and_two_place_cents(
+        dollars in 0_i64..1_000_000_000_000,
+        cents in 0_i64..100,
+        negative in any::<bool>(),
+    ) {
+        let sign = if negative { "-" } else { "" };
+        let expected = (dollars * 100 + cents) * if negative { -1 } else { 1 };
+        prop_assert_eq!(
+            Cents::parse(&format!("{sign}{dollars}.{cents:02}")),
+            Ok(Cents::new(expected))
+        );
+    }
+
+    #[test]
+    fn cents_parse_reads_one_place_as_tens_of_cents(
+        dollars in 0_i64..1_000_000_000_000,
+        tenths in 0_i64..10,
+    ) {
+        prop_assert_eq!(
+            Cents::parse(&format!("{dollars}.{tenths}")),
+            Ok(Cents::new(dollars * 100 + tenths * 10))
+        );
+        prop_assert_eq!(Cents::parse(&format!("{dollars}")), Ok(Cents::new(dollars * 100)));
+    }
+
+    #[test]
+    fn cents_parse_rejects_more_than_two_places(
+        dollars in 0_i64..1_000_000,
+        places in "[0-9]{3,8}",
+    ) {
+        prop_assert_eq!(
+            Cents::parse(&format!("{dollars}.{places}")),
+            Err(MoneyError::TooManyDecimalPlaces)
+        );
+    }
+
+    #[test]
+    fn cents_parse_rejects_anything_with_a_non_numeric_character(
+        before in "[0-9]{0,4}",
+        junk in "[a-zA-Z+eE,_ /]",
+        after in "[0-9]{0,2}",
+    ) {
+        // The space is only junk inside the text; surrounding spaces are trimmed.
+        let text = format!("{before}{junk}{after}");
+        prop_assume!(text.trim() == text);
+        prop_assert!(Cents::parse(&text).is_err(), "{text:?}");
+    }
+
+    #[test]
+    fn cents_parse_rejects_amounts_beyond_i64(extra in 1_i128..1_000_000_000) {
+        let too_big = i128::from(i64::MAX) + extra;
+        let too_small = i128::from(i64::MIN) - extra;
+        for cents in [too_big, too_small] {
+            let sign = if cents < 0 { "-" } else { "" };
+            let magnitude = cents.unsigned_abs();
+            let text = format!("{sign}{}.{:02}", magnitude / 100, magnitude % 100);
+            prop_assert_eq!(Cents::parse(&text), Err(MoneyError::Overflow));
+        }
+    }
+
+    #[test]
+    fn cents_checked_arithmetic_matches_i64(a in any::<i64>(), b in any::<i64>()) {
+        prop_assert_eq!(
+            Cents::new(a).checked_add(Cents::new(b)).map(Cents::get),
+            a.checked_add(b)
+        );
+        prop_assert_eq!(
+            Cents::new(a).checked_sub(Cents::new(b)).map(Cents::get),
+            a.checked_sub(b)
+        );
+        prop_assert_eq!(Cents::new(a).cmp(&Cents::new(b)), a.cmp(&b));
+    }
+
+    #[test]
+    fn cents_as_float_dollars_is_a_hundredth(cents in -1_000_000_000_i64..1_000_000_000) {
+        let dollars = Cents::new(cents).to_f64_dollars();
+        prop_assert!((dollars * 100.0 - cents as f64).abs() < 1e-6);
+    }
+}
+
+// ---------------------------------------------------------------- round-up
+
+proptest! {
+    #[test]
+    fn roundup_reaches_the_next_dollar(amount in 1_i64..10_000_000_000) {
+        let up = roundup(Cents::new(amount), false).get();
+        prop_assert!((0..100).contains(&up));
+        prop_assert_eq!((amount + up) % 100, 0);
+        prop_assert_eq!(up == 0, amount % 100 == 0);
+    }
+
+    #[test]
+    fn even_roundup_adds_a_full_dollar_to_whole_amounts(amount in 1_i64..10_000_000_000) {
+        let up = roundup(Cents::new(amount), true).get();
+        prop_assert!((1..=100).contains(&up));
+        prop_assert_eq!((amount + up) % 100, 0);
+        prop_assert_eq!(up == 100, amount % 100 == 0);
+        if amount % 100 != 0 {
+            prop_assert_eq!(up, roundup(Cents::new(amount), false).get());
+        }
+    }
+
+    #[test]
+    fn roundup_of_credits_and_zero_is_zero(amount in i64::MIN..=0, even in any::<bool>()) {
+        prop_assert_eq!(roundup(Cents::new(amount), even), Cents::ZERO);
+    }
+
+    #[test]
+    fn roundup_works_at_the_top_of_the_range(amount in (i64::MAX - 1_000)..=i64::MAX) {
+        let up = roundup(Cents::new(amount), false).get();
+        prop_assert_eq!((i128::from(amount) + i128::from(up)) % 100, 0);
+    }
+}
+
+// ---------------------------------------------------------------- shares
+
+/// Shares of 1 to 6 parts that sum to exactly 100.
+fn percentages() -> impl Strategy<Value = Vec<u32>> {
+    prop::collection::vec(0_u32..=100, 0..6).prop_map(|mut cuts| {
+        cuts.sort_unstable();
+        let mut shares = Vec::with_capacity(cuts.len() + 1);
+        let mut previous = 0;
+        for cut in cuts {
+            shares.push(cut - previous);
+            previous = cut;
+        }
+        shares.push(100 - previous);
+        shares
+    })
+}
+
+fn sum(parts: &[Cents]) -> i128 {
+    parts.iter().map(|part| i128::from(part.get())).sum()
+}
+
+proptest! {
+    #[test]
+    fn split_parts_add_up_to_the_total(total in any::<i64>(), shares in percentages()) {
+        let parts = split_by_shares(Cents::new(total), &shares);
+        prop_assert_eq!(parts.len(), shares.len());
+        prop_assert_eq!(sum(&parts), i128::from(total));
+    }
+
+    #[test]
+    fn split_parts_are_within_a_cent_of_their_exact_share(
+        total in any::<i64>(),
+        shares in percentages(),
+    ) {
+        let parts = split_by_shares(Cents::new(total), &shares);
+        for (part, &share) in parts.iter().zip(&shares) {
+            // |part - total * share / 100| < 1, scaled by 100 to stay exact.
+            let exact_times_100 = i128::from(total) * i128::from(share);
+            let error_times_100 = (i128::from(part.get()) * 100 - exact_times_100).abs();
+            prop_assert!(error_times_100 < 100, "part {part:?} share {share} of {total}");
+            if share == 0 {
+                prop_assert_eq!(*part, Cents::ZERO);
+            }
+        }
+    }
+
+    #[test]
+    fn split_among_equal_shares_favours_earlier_parts_by_at_most_a_cent(
+        total in -1_000_000_i64..1_000_000,
+        count in prop::sample::select(vec![1_usize, 2, 4, 5, 10, 20, 25, 50, 100]),
+    ) {
+        let share = u32::try_from(100 / count).unwrap();
+        let parts = split_by_shares(Cents::new(total), &vec![share; count]);
+        let magnitudes: Vec<i64> = parts.iter().map(|part| part.get().abs()).collect();
+        for pair in magnitudes.windows(2) {
+            // Ties go to the earlier index, so magnitudes never increase.
+            prop_assert!(pair[0] >= pair[1] && pair[0] - pair[1] <= 1, "{magnitudes:?}");
+        }
+    }
+
+    #[test]
+    fn split_never_loses_a_cent_even_with_unvalidated_shares(
+        total in any::<i64>(),
+        shares in prop::collection::vec(any::<u32>(), 0..8),
+    ) {
+        let parts = split_by_shares(Cents::new(total), &shares);
+        prop_assert_eq!(parts.len(), shares.len());
+        if !shares.is_empty() {
+            prop_assert_eq!(sum(&parts), i128::from(total));
+        }
+    }
+
+    #[test]
+    fn validate_accepts_in_range_shares_summing_to_100(shares in percentages()) {
+        let shares: Vec<i64> = shares.into_iter().map(i64::from).collect();
+        prop_assert_eq!(validate_shares(&shares), Ok(()));
+    }
+
+    #[test]
+    fn validate_rejects_shares_not_summing_to_100(
+        shares in percentages(),
+        index in any::<prop::sample::Index>(),
+        delta in 1_i64..=100,
+    ) {
+        let mut shares: Vec<i64> = shares.into_iter().map(i64::from).collect();
+        let index = index.index(shares.len());
+        // Moving by 1..=100 modulo 101 always lands on a different value in 0..=100.
+        shares[index] = (shares[index] + delta) % 101;
+        prop_assert_eq!(validate_shares(&shares), Err(ShareError::SumNot100));
+    }
+
+    #[test]
+    fn validate_rejects_any_share_out_of_range(
+        shares in percentages(),
+        index in any::<prop::sample::Index>(),
+        bad in prop_oneof![i64::MIN..0, 101_i64..=i64::MAX],
+    ) {
+        let mut shares: Vec<i64> = shares.into_iter().map(i64::from).collect();
+        let index = index.index(shares.len());
+        shares[index] = bad;
+        prop_assert_eq!(validate_shares(&shares), Err(ShareError::OutOfRange));
+    }
+}
+
+// ---------------------------------------------------------------- email
+
+fn local_part() -> impl Strategy<Value = String> {
+    prop::collection::vec("[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]{1,10}", 1..4)
+        .prop_map(|atoms| atoms.join("."))
+}
+
+fn domain() -> impl Strategy<Value = String> {
+    prop::collection::vec("[A-Za-z0-9]([A-Za-z0-9-]{0,8}[A-Za-z0-9])?", 2..4)
+        .prop_map(|labels| labels.join("."))
+}
+
+proptest! {
+    #[test]
+    fn email_accepts_valid_addresses_in_lower_case(
+        local in local_part(),
+        domain in domain(),
+        padding in "[ \t\n]{0,2}",
+    ) {
+        let address = format!("{local}@{domain}");
+        let email = Email::parse(&format!("{padding}{address}{padding}")).unwrap();
+        prop_assert_eq!(email.as_str(), address.to_ascii_lowercase());
+        prop_assert_eq!(email.to_string(), email.as_str());
+        prop_assert_eq!(Email::parse(email.as_str()), Ok(email.clone()));
+        prop_assert_eq!(Email::parse(&address.to_ascii_uppercase()), Ok(email));
+    }
+
+    #[test]
+    fn email_rejects_a_second_at_sign(local in local_part(), domain in domain()) {
+        prop_assert_eq!(Email::parse(&format!("{local}@x@{domain}")), Err(EmailError));
+        prop_assert_eq!(Email::parse(&format!("{local}{domain}")), Err(EmailError));
+    }
+
+    #[test]
+    fn email_rejects_inner_whitespace(
+        local in local_part(),
+        domain in domain(),
+        space in "[ \t]",
+        at_local in any::<bool>(),
+    ) {
+        let address = if at_local {
+            format!("{local}{space}x@{domain}")
+        } else {
+            format!("{local}@x{space}{domain}")
+        };
+        prop_assert_eq!(Email::parse(&address), Err(EmailError));
+    }
+
+    #[test]
+    fn email_rejects_a_domain_without_a_dot(local in local_part(), label in "[a-z0-9]{1,20}") {
+        prop_assert_eq!(Email::parse(&format!("{local}@{label}")), Err(EmailError));
+    }
+
+    #[test]
+    fn email_rejects_labels_with_outer_hyphens_or_other_characters(
+        local in local_part(),
+        label in "[a-z0-9]{1,5}",
+        bad in prop_oneof![
+            Just("-{}".to_string()),
+            Just("{}-".to_string()),
+            Just("{}_x".to_string()),
+            Just("{}!".to_string()),
+        ],
+    ) {
+        let bad_label = bad.replace("{}", &label);
+        prop_assert_eq!(
+            Email::parse(&format!("{local}@{bad_label}.com")),
+            Err(EmailError)
+        );
+    }
+
+    #[test]
+    fn email_rejects_local_parts_over_64(extra in 1_usize..50, domain in domain()) {
+        let local = "a".repeat(64 + extra);
+        prop_assert_eq!(Email::parse(&format!("{local}@{domain}")), Err(EmailError));
+    }
+}
+
+// ---------------------------------------------------------------- password
+
+proptest! {
+    #[test]
+    fn password_accepts_8_to_128_characters_as_typed(text in "\\PC{8,128}") {
+        let password = Password::parse(&text).unwrap();
+        prop_assert_eq!(password.expose(), text.as_str());
+        prop_assert_eq!(format!("{password:?}"), "Password(***)");
+    }
+
+    #[test]
+    fn password_rejects_fewer_than_8_characters(text in "\\PC{0,7}") {
+        prop_assert_eq!(Password::parse(&text), Err(PasswordError::TooShort));
+    }
+
+    #[test]
+    fn password_rejects_more_than_128_characters(text in "\\PC{129,200}") {
+        prop_assert_eq!(Password::parse(&text), Err(PasswordError::TooLong));
+    }
+}
+
+// ---------------------------------------------------------------- phone
+
+fn separator() -> impl Strategy<Value = &'static str> {
+    prop::sample::select(vec!["", "", " ", "-", ".", "(", ")"])
+}
+
+proptest! {
+    #[test]
+    fn phone_keeps_the_10_digits_whatever_the_punctuation(
+        digits in "[0-9]{10}",
+        separators in prop::collection::vec(separator(), 11),
+        prefix in prop::sample::select(vec!["", "+1", "1", "+1 ", "1-", "+1("]),
+    ) {
+        let mut text = prefix.to_string();
+        for (digit, separator) in digits.chars().zip(&separators) {
+            text.push_str(separator);
+            text.push(digit);
+        }
+        text.push_str(separators[10]);
+        let phone = Phone::parse(&text).unwrap();
+        prop_assert_eq!(phone.as_str(), digits.as_str());
+        prop_assert_eq!(phone.to_string(), digits);
+    }
+
+    #[test]
+    fn phone_rejects_other_digit_counts(digits in "[0-9]{0,20}") {
+        let eleven_with_country_code = digits.len() == 11 && digits.starts_with('1');
+        prop_assume!(digits.len() != 10 && !eleven_with_country_code);
+        prop_assert_eq!(Phone::parse(&digits), Err(ProfileError::InvalidPhone));
+        prop_assert_eq!(Phone::parse(&format!("+1{digits}")), Err(ProfileError::InvalidPhone));
+    }
+
+    #[test]
+    fn phone_rejects_letters_and_other_symbols(
+        digits in "[0-9]{10}",
+        position in 0_usize..=10,
+        junk in "[a-zA-Z/_#*,]",
+    ) {
+        let mut text = digits;
+        text.insert_str(position, &junk);
+        prop_assert_eq!(Phone::parse(&text), Err(ProfileError::InvalidPhone));
+    }
+}
+
+// ---------------------------------------------------------------- SSN
+
+fn issued_ssn() -> impl Strategy<Value = (u32, u32, u32)> {
+    (
+        (1_u32..900).prop_filter("666 is never issued", |area| *area != 666),
+        1_u32..100,
+        1_u32..10_000,
+    )
+}
+
+proptest! {
+    #[test]
+    fn ssn_accepts_issued_numbers_dashed_or_plain((area, group, serial) in issued_ssn()) {
+        let dashed = format!("{area:03}-{group:02}-{serial:04}");
+        let plain = format!("{area:03}{group:02}{serial:04}");
+        let ssn = Ssn::parse(&dashed).unwrap();
+        prop_assert_eq!(Ssn::parse(&plain), Ok(ssn.clone()));
+        prop_assert_eq!(ssn.digits(), plain.as_str());
+        prop_assert_eq!(ssn.formatted(), dashed);
+        let last4 = format!("{serial:04}");
+        prop_assert_eq!(ssn.last4(), last4.as_str());
+        prop_assert_eq!(ssn.masked(), format!("***-**-{last4}"));
+        let debug = format!("{ssn:?}");
+        prop_assert_eq!(&debug, &format!("Ssn(***-**-{last4})"));
+        prop_assert!(!debug.contains(&plain[..5]));
+    }
+
+    #[test]
+    fn ssn_rejects_never_issued_parts(
+        (area, group, serial) in issued_ssn(),
+        bad_area in prop_oneof![Just(0_u32), Just(666), 900_u32..1000],
+        which in 0_usize..3,
+    ) {
+        let (area, group, serial) = match which {
+            0 => (bad_area, group, serial),
+            1 => (area, 0, serial),
+            _ => (area, group, 0),
+        };
+        prop_assert_eq!(
+            Ssn::parse(&format!("{area:03}-{group:02}-{serial:04}")),
+            Err(ProfileError::InvalidSsn)
+        );
+        prop_assert_eq!(
+            Ssn::parse(&format!("{area:03}{group:02}{serial:04}")),
+            Err(ProfileError::InvalidSsn)
+        );
+    }
+
+    #[test]
+    fn ssn_rejects_wrong_digit_counts(digits in "[1-8][0-9]{0,12}") {
+        prop_assume!(digits.len() != 9);
+        prop_assert_eq!(Ssn::parse(&digits), Err(ProfileError::InvalidSsn));
+    }
+}
+
+// ---------------------------------------------------------------- postal code
+
+proptest! {
+    #[test]
+    fn postal_code_accepts_five_digits(code in "[0-9]{5}") {
+        let postal = PostalCode::parse(&code).unwrap();
+        prop_assert_eq!(postal.as_str(), code.as_str());
+        prop_assert_eq!(postal.to_string(), code);
+    }
+
+    #[test]
+    fn postal_code_rejects_other_lengths(code in "[0-9]{0,12}") {
+        prop_assume!(code.len() != 5);
+        prop_assert_eq!(PostalCode::parse(&code), Err(ProfileError::InvalidPostalCode));
+    }
+
+    #[test]
+    fn postal_code_rejects_non_digits(code in "[0-9]{5}", position in 0_usize..5, junk in "[^0-9 \t\n]") {
+        let mut text = code;
+        text.replace_range(position..=position, &junk);
+        prop_assert_eq!(PostalCode::parse(&text), Err(ProfileError::InvalidPostalCode));
+    }
+}
+
+// ---------------------------------------------------------------- state
+
+proptest! {
+    #[test]
+    fn state_accepts_every_code_in_any_case(
+        code in prop::sample::select(UsState::CODES.to_vec()),
+        lower in prop::array::uniform2(any::<bool>()),
+    ) {
+        let typed: String = code
+            .chars()
+            .zip(lower)
+            .map(|(c, lower)| if lower { c.to_ascii_lowercase() } else { c })
+            .collect();
+        let state = UsState::parse(&typed).unwrap();
+        prop_assert_eq!(state.as_str(), code);
+        prop_assert_eq!(state.to_string(), code);
+    }
+
+    #[test]
+    fn state_rejects_codes_outside_the_list(code in "[A-Za-z]{1,3}") {
+        let known = UsState::CODES.iter().any(|known| known.eq_ignore_ascii_case(&code));
+        prop_assume!(!known);
+        prop_assert_eq!(UsState::parse(&code), Err(ProfileError::InvalidState));
+    }
+}
+
+// ---------------------------------------------------------------- date of birth
+
+fn any_date() -> impl Strategy<Value = NaiveDate> {
+    let from = NaiveDate::from_ymd_opt(1850, 1, 1)
+        .unwrap()
+        .num_days_from_ce();
+    let to = NaiveDate::from_ymd_opt(2150, 12, 31)
+        .unwrap()
+        .num_days_from_ce();
+    (from..=to).prop_map(|days| NaiveDate::from_num_days_from_ce_opt(days).unwrap())
+}
+
+/// Completed years of age, counted the way people do: the age goes up on the
+/// birthday, and on Mar 1 for a leap-day birthday in other years.
+fn age_on(born: NaiveDate, today: NaiveDate) -> i32 {
+    let before_birthday = (today.month(), today.day()) < (born.month(), born.day());
+    today.year() - born.year() - i32::from(before_birthday)
+}
+
+proptest! {
+    #[test]
+    fn date_of_birth_follows_the_age_rules(born in any_date(), today in any_date()) {
+        let expected = if born > today {
+            Err(ProfileError::DateOfBirthInFuture)
+        } else if born < NaiveDate::from_ymd_opt(1900, 1, 1).unwrap() {
+            Err(ProfileError::DateOfBirthBefore1900)
+        } else if age_on(born, today) < 18 {
+            Err(ProfileError::Underage)
+        } else {
+            Ok(born)
+        };
+        let text = born.format("%Y-%m-%d").to_string();
+        let parsed = DateOfBirth::parse(&text, today);
+        prop_assert_eq!(parsed.map(|dob| dob.date()), expected);
+        if let Ok(dob) = parsed {
+            prop_assert_eq!(dob.to_string(), text);
+            prop_assert_eq!(DateOfBirth::new(dob.date(), today), Ok(dob));
+        }
+    }
+
+    #[test]
+    fn date_of_birth_is_accepted_from_the_18th_birthday_on(
+        born in any_date(),
+        days_later in 0_i64..400,
+    ) {
+        prop_assume!(born.year() >= 1900);
+        let birthday = NaiveDate::from_ymd_opt(born.year() + 18, born.month(), born.day())
+            .unwrap_or_else(|| NaiveDate::from_ymd_opt(born.year() + 18, 3, 1).unwrap());
+        let text = born.format("%Y-%m-%d").to_string();
+        let day_before = birthday.pred_opt().unwrap();
+        prop_assert_eq!(DateOfBirth::parse(&text, day_before), Err(ProfileError::Underage));
+        let later = birthday + chrono::Days::new(days_later.unsigned_abs());
+        prop_assert!(DateOfBirth::parse(&text, later).is_ok());
+    }
+
+    #[test]
+    fn leap_day_births_come_of_age_on_march_first(leap_year in (475_i32..525).prop_map(|n| n * 4)) {
+        prop_assume!(leap_year % 100 != 0 || leap_year % 400 == 0);
+        let born = NaiveDate::from_ymd_opt(leap_year, 2, 29).unwrap();
+        let text = born.format("%Y-%m-%d").to_string();
+        let eighteen = leap_year + 18;
+        let feb_28 = NaiveDate::from_ymd_opt(eighteen, 2, 28).unwrap();
+        let mar_1 = NaiveDate::from_ymd_opt(eighteen, 3, 1).unwrap();
+        prop_assert_eq!(age_on(born, feb_28), 17);
+        prop_assert_eq!(DateOfBirth::parse(&text, feb_28), Err(ProfileError::Underage));
+        prop_assert_eq!(DateOfBirth::parse(&text, mar_1).map(|dob| dob.date()), Ok(born));
+    }
+
+    #[test]
+    fn date_of_birth_rejects_other_shapes(
+        born in any_date(),
+        shape in prop::sample::select(vec!["%Y/%m/%d", "%d-%m-%Y", "%Y%m%d", "%Y-%-m-%-d", "%m/%d/%Y"]),
+    ) {
+        // "%Y-%-m-%-d" coincides with the real format when month and day have two digits.
+        prop_assume!(shape != "%Y-%-m-%-d" || born.month() < 10 || born.day() < 10);
+        let today = NaiveDate::from_ymd_opt(2200, 1, 1).unwrap();
+        let text = born.format(shape).to_string();
+        prop_assert_eq!(DateOfBirth::parse(&text, today), Err(ProfileError::InvalidDate));
+    }
+}
+
+// ---------------------------------------------------------------- transfer amount
+
+proptest! {
+    #[test]
+    fn transfer_amount_accepts_only_the_choices(dollars in prop_oneof![
+        prop::sample::select(TransferAmount::CHOICES.to_vec()),
+        -200_i64..200,
+        any::<i64>(),
+    ]) {
+        let parsed = TransferAmount::parse(dollars);
+        if TransferAmount::CHOICES.contains(&dollars) {
+            prop_assert_eq!(parsed.map(TransferAmount::get), Ok(dollars));
+        } else {
+            prop_assert_eq!(parsed, Err(ProfileError::InvalidChoice(dollars)));
+            let message = format!("\"{dollars}\" is not a valid choice.");
+            prop_assert_eq!(parsed.unwrap_err().to_string(), message);
+        }
+    }
+}
