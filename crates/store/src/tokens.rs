@@ -118,3 +118,36 @@ pub async fn consume_action(
     .await)?;
     Ok(row)
 }
+
+/// Revoke every session token of the user except the one in use.
+pub async fn delete_other_sessions(
+    tx: &mut Tx,
+    user_id: &str,
+    keep_hash: &str,
+) -> Result<u64, StoreError> {
+    Ok(
+        on_tx!(tx, conn => sqlx::query("DELETE FROM auth_tokens WHERE user_id = $1 AND token_hash <> $2")
+        .bind(user_id)
+        .bind(keep_hash)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))?,
+    )
+}
+
+/// Remove expired session tokens and spent or expired action tokens.
+pub async fn delete_expired(db: &Db, now: DateTime<Utc>) -> Result<u64, StoreError> {
+    let mut tx = db.begin().await?;
+    let sessions = on_tx!(&mut tx, conn => sqlx::query("DELETE FROM auth_tokens WHERE expires_at <= $1")
+        .bind(now)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))?;
+    let actions = on_tx!(&mut tx, conn => sqlx::query("DELETE FROM action_tokens WHERE expires_at <= $1 OR used_at IS NOT NULL")
+        .bind(now)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))?;
+    tx.commit().await?;
+    Ok(sessions + actions)
+}

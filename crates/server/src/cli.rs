@@ -1,0 +1,195 @@
+//! The `donkies` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{CommonArgs, ConfigError, FileValues, Settings};
+use crate::{Server, mail, open_database, worker};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "donkies",
+    version,
+    about = "Donkies: round-ups of card purchases, sent to the user's debts."
+)]
+pub struct Cli {
+    /// Config file: TOML (snake_case setting names), or JSON in the shape of the original
+    /// settings/data.json. Flags and environment variables take precedence over it.
+    #[arg(long, global = true, env = "DONKIES_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the HTTP API (and, unless --no-worker, the job worker in the same process).
+    Serve {
+        /// Address to listen on [default: 127.0.0.1:8000]
+        #[arg(long, env = "DONKIES_LISTEN", value_name = "ADDR")]
+        listen: Option<String>,
+        /// Do not run the job worker in this process (run `donkies worker` separately).
+        #[arg(long)]
+        no_worker: bool,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Run background jobs only (several may run against one PostgreSQL database).
+    Worker {
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Apply the database migrations and exit.
+    Migrate {
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Inspect and retry background jobs.
+    Jobs {
+        #[command(subcommand)]
+        command: JobsCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum JobsCommand {
+    /// List queued, running and failed jobs.
+    List {
+        /// Only jobs parked as failed.
+        #[arg(long)]
+        failed: bool,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Put a failed job back in the queue.
+    Retry {
+        id: String,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+}
+
+/// Parse the command line, run the command, and turn failures into one line and an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            match err.downcast_ref::<ConfigError>() {
+                Some(config) => eprintln!("error: {config}"),
+                None => eprintln!("error: {err:#}"),
+            }
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,hyper=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .try_init();
+}
+
+fn settings(
+    config: &Option<PathBuf>,
+    listen: Option<String>,
+    common: &CommonArgs,
+) -> anyhow::Result<Settings> {
+    let file = match config {
+        Some(path) => FileValues::load(path)?,
+        None => FileValues::default(),
+    };
+    for warning in &file.warnings {
+        tracing::warn!("{warning}");
+    }
+    Ok(Settings::resolve(listen, common, &file)?)
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve {
+            listen,
+            no_worker,
+            common,
+        } => {
+            let settings = settings(&cli.config, listen, &common)?;
+            let server = Server::start(settings, !no_worker).await?;
+            server.run_until_signal().await;
+        }
+        Command::Worker { common } => {
+            let settings = Arc::new(settings(&cli.config, None, &common)?);
+            let db = open_database(&settings).await?;
+            let ctx = worker::JobContext {
+                db,
+                mailer: mail::Mailer::from_settings(&settings)?,
+                settings,
+            };
+            let shutdown = CancellationToken::new();
+            let w = worker::Worker::new(ctx, Arc::new(Notify::new()));
+            let task = tokio::spawn(w.run(shutdown.clone()));
+            crate::wait_for_signal().await;
+            tracing::info!("shutting down: finishing the running job");
+            shutdown.cancel();
+            let _ = task.await;
+        }
+        Command::Migrate { common } => {
+            let settings = settings(&cli.config, None, &common)?;
+            open_database(&settings).await?;
+            println!("migrations applied");
+        }
+        Command::Jobs {
+            command: JobsCommand::List { failed, common },
+        } => {
+            let settings = settings(&cli.config, None, &common)?;
+            let db = open_database(&settings).await?;
+            let jobs = donkies_store::jobs::list(&db, failed).await?;
+            println!(
+                "{:<32}  {:<12}  {:<8}  {:>8}  {:<20}  last error",
+                "id", "kind", "status", "attempts", "run at"
+            );
+            for j in &jobs {
+                println!(
+                    "{:<32}  {:<12}  {:<8}  {:>4}/{:<3}  {:<20}  {}",
+                    j.id,
+                    j.kind,
+                    j.status,
+                    j.attempts,
+                    j.max_attempts,
+                    j.run_at.format("%Y-%m-%dT%H:%M:%S"),
+                    j.last_error.as_deref().unwrap_or("")
+                );
+            }
+            println!("{} job(s)", jobs.len());
+        }
+        Command::Jobs {
+            command: JobsCommand::Retry { id, common },
+        } => {
+            let settings = settings(&cli.config, None, &common)?;
+            let db = open_database(&settings).await?;
+            if donkies_store::jobs::retry(&db, &id, donkies_store::now()).await? {
+                println!("job {id} queued again");
+            } else {
+                anyhow::bail!("no failed job with id {id}");
+            }
+        }
+    }
+    Ok(())
+}

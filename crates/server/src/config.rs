@@ -1,0 +1,645 @@
+//! Settings: command-line flags > environment variables > config file (`--config`) > defaults.
+//!
+//! clap reads each flag and its environment variable; a value from neither falls back to the
+//! config file (TOML, or JSON in the shape of the original `settings/data.json`), then to the
+//! built-in default. A bad value stops start-up with one line naming the setting.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use lettre::message::Mailbox;
+use serde_json::Value;
+use url::Url;
+
+/// A setting that could not be used; printed as one line at start-up.
+#[derive(Debug, thiserror::Error)]
+#[error("{setting}: {message}")]
+pub struct ConfigError {
+    pub setting: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(setting: impl Into<String>, message: impl fmt::Display) -> Self {
+        ConfigError {
+            setting: setting.into(),
+            message: message.to_string(),
+        }
+    }
+}
+
+/// A secret that never prints.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Settings shared by every subcommand that touches the database.
+#[derive(Args, Debug, Clone, Default)]
+pub struct CommonArgs {
+    /// Directory for the SQLite file and the generated secret key [default: ./donkies-data]
+    #[arg(long, env = "DONKIES_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Database URL, sqlite://PATH or postgres://USER:PASSWORD@HOST/DB
+    /// [default: sqlite://<data dir>/donkies.db]
+    #[arg(long, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Secret key for encrypting personal data at rest [default: generated once and kept in
+    /// <data dir>/secret_key]
+    #[arg(
+        long,
+        env = "DONKIES_SECRET_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    pub secret_key: Option<String>,
+
+    /// Front-end base URL used in emailed links [default: http://localhost:8080]
+    #[arg(long, env = "DONKIES_FRONTEND_URL", value_name = "URL")]
+    pub frontend_url: Option<String>,
+
+    /// SMTP relay, e.g. smtp://127.0.0.1:2525 or smtps://user:pass@host [default: unset, mail is
+    /// written to the log and the outbox only]
+    #[arg(
+        long,
+        env = "DONKIES_SMTP_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub smtp_url: Option<String>,
+
+    /// Sender of outgoing mail [default: Donkies <noreply@localhost>]
+    #[arg(long, env = "DONKIES_MAIL_FROM", value_name = "MAILBOX")]
+    pub mail_from: Option<String>,
+
+    /// Lifetime of a session token in minutes [default: 1400]
+    #[arg(long, env = "DONKIES_TOKEN_EXPIRE_MINUTES", value_name = "MINUTES")]
+    pub token_expire_minutes: Option<String>,
+
+    /// Lifetime of password-reset and email-change links in minutes [default: 60]
+    #[arg(long, env = "DONKIES_LINK_EXPIRE_MINUTES", value_name = "MINUTES")]
+    pub link_expire_minutes: Option<String>,
+
+    /// Login attempts allowed per minute, per client address and per email [default: 10]
+    #[arg(long, env = "DONKIES_LOGIN_RATE_PER_MINUTE", value_name = "N")]
+    pub login_rate_per_minute: Option<String>,
+
+    /// Password-reset requests allowed per hour, per client address and per email [default: 5]
+    #[arg(long, env = "DONKIES_RESET_RATE_PER_HOUR", value_name = "N")]
+    pub reset_rate_per_hour: Option<String>,
+
+    /// Seconds a worker holds a claimed job before another worker may run it again [default: 300]
+    #[arg(long, env = "DONKIES_JOB_LEASE_SECONDS", value_name = "SECONDS")]
+    pub job_lease_seconds: Option<String>,
+
+    /// Attempts before a failing job is parked as failed [default: 12]
+    #[arg(long, env = "DONKIES_JOB_MAX_ATTEMPTS", value_name = "N")]
+    pub job_max_attempts: Option<String>,
+
+    /// First retry delay of a failed job in milliseconds; doubles per attempt, capped at one
+    /// hour [default: 2000]
+    #[arg(long, env = "DONKIES_JOB_RETRY_BASE_MS", value_name = "MS")]
+    pub job_retry_base_ms: Option<String>,
+
+    /// How often an idle worker looks for due jobs, in milliseconds [default: 1000]
+    #[arg(long, env = "DONKIES_JOB_POLL_MS", value_name = "MS")]
+    pub job_poll_ms: Option<String>,
+}
+
+/// Fully resolved settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: Secret,
+    pub secret_key: Secret,
+    pub frontend_url: Url,
+    pub smtp_url: Option<Secret>,
+    pub mail_from: Mailbox,
+    pub token_ttl: chrono::Duration,
+    pub link_ttl: chrono::Duration,
+    pub login_rate_per_minute: u32,
+    pub reset_rate_per_hour: u32,
+    pub job_lease: Duration,
+    pub job_max_attempts: i64,
+    pub job_retry_base: Duration,
+    pub job_poll: Duration,
+    /// Keys of the original data.json kept for the integrations that use them.
+    pub providers: ProviderKeys,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ProviderKeys {
+    pub facebook_key: Option<String>,
+    pub facebook_secret: Option<Secret>,
+    pub google_key: Option<String>,
+    pub google_secret: Option<Secret>,
+    pub twitter_key: Option<String>,
+    pub twitter_secret: Option<Secret>,
+    pub atrium_client_id_dev: Option<String>,
+    pub atrium_key_dev: Option<Secret>,
+    pub atrium_client_id_prod: Option<String>,
+    pub atrium_key_prod: Option<Secret>,
+}
+
+/// Values read from a config file, by their snake_case setting name.
+#[derive(Debug, Default)]
+pub struct FileValues {
+    values: BTreeMap<String, String>,
+    pub warnings: Vec<String>,
+}
+
+const FILE_KEYS: &[&str] = &[
+    "listen",
+    "data_dir",
+    "database_url",
+    "secret_key",
+    "frontend_url",
+    "smtp_url",
+    "mail_from",
+    "token_expire_minutes",
+    "link_expire_minutes",
+    "login_rate_per_minute",
+    "reset_rate_per_hour",
+    "job_lease_seconds",
+    "job_max_attempts",
+    "job_retry_base_ms",
+    "job_poll_ms",
+];
+
+/// Keys of the original `settings/data.json` and the setting each one feeds.
+const DATA_JSON_KEYS: &[(&str, &str)] = &[
+    ("SECRET_KEY", "secret_key"),
+    ("SOCIAL_AUTH_FACEBOOK_KEY", "facebook_key"),
+    ("SOCIAL_AUTH_FACEBOOK_SECRET", "facebook_secret"),
+    ("SOCIAL_AUTH_GOOGLE_OAUTH2_KEY", "google_key"),
+    ("SOCIAL_AUTH_GOOGLE_OAUTH2_SECRET", "google_secret"),
+    ("SOCIAL_AUTH_TWITTER_KEY", "twitter_key"),
+    ("SOCIAL_AUTH_TWITTER_SECRET", "twitter_secret"),
+    ("ATRIUM_CLIENT_ID_DEV", "atrium_client_id_dev"),
+    ("ATRIUM_KEY_DEV", "atrium_key_dev"),
+    ("ATRIUM_CLIENT_ID_PROD", "atrium_client_id_prod"),
+    ("ATRIUM_KEY_PROD", "atrium_key_prod"),
+    // Known, but meaningless for this server (Django host checks, deployment address).
+    ("ALLOWED_HOSTS", ""),
+    ("SERVER_IP", ""),
+];
+const DB_KEYS: &[&str] = &["DB_NAME", "DB_USER", "DB_PASSWORD", "DB_HOST", "DB_PORT"];
+
+impl FileValues {
+    pub fn load(path: &Path) -> Result<FileValues, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new("--config", format!("cannot read {}: {e}", path.display()))
+        })?;
+        let is_json = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+            || text.trim_start().starts_with('{');
+        let object: serde_json::Map<String, Value> = if is_json {
+            serde_json::from_str(&text).map_err(|e| {
+                ConfigError::new(
+                    "--config",
+                    format!("{} is not valid JSON: {e}", path.display()),
+                )
+            })?
+        } else {
+            let table: toml::Table = toml::from_str(&text).map_err(|e| {
+                ConfigError::new(
+                    "--config",
+                    format!("{} is not valid TOML: {e}", path.display()),
+                )
+            })?;
+            serde_json::to_value(table)
+                .ok()
+                .and_then(|v| v.as_object().cloned())
+                .unwrap_or_default()
+        };
+        Ok(Self::from_object(object))
+    }
+
+    fn from_object(object: serde_json::Map<String, Value>) -> FileValues {
+        let mut out = FileValues::default();
+        let mut db = BTreeMap::new();
+        for (key, value) in object {
+            let text = match &value {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                Value::Bool(b) => b.to_string(),
+                _ => value.to_string(),
+            };
+            if FILE_KEYS.contains(&key.as_str()) {
+                out.values.insert(key, text);
+            } else if let Some((_, setting)) = DATA_JSON_KEYS.iter().find(|(k, _)| *k == key) {
+                if !setting.is_empty() {
+                    out.values.insert((*setting).to_owned(), text);
+                }
+            } else if DB_KEYS.contains(&key.as_str()) {
+                db.insert(key, text);
+            } else {
+                out.warnings
+                    .push(format!("config file: unknown key {key:?} ignored"));
+            }
+        }
+        if let Some(name) = db.get("DB_NAME") {
+            let mut url = Url::parse("postgres://localhost").expect("static URL parses");
+            let _ = url.set_host(Some(db.get("DB_HOST").map_or("localhost", String::as_str)));
+            if let Some(port) = db.get("DB_PORT").and_then(|p| p.parse().ok()) {
+                let _ = url.set_port(Some(port));
+            }
+            if let Some(user) = db.get("DB_USER") {
+                let _ = url.set_username(user);
+            }
+            if let Some(password) = db.get("DB_PASSWORD") {
+                let _ = url.set_password(Some(password));
+            }
+            url.set_path(name);
+            out.values
+                .entry("database_url".into())
+                .or_insert_with(|| url.to_string());
+        }
+        out
+    }
+
+    fn get(&self, key: &str) -> Option<String> {
+        self.values.get(key).cloned()
+    }
+}
+
+fn pick(cli: &Option<String>, file: &FileValues, key: &str) -> Option<String> {
+    cli.clone().or_else(|| file.get(key))
+}
+
+fn parse_num<T: std::str::FromStr>(
+    value: Option<String>,
+    setting: &str,
+    default: T,
+) -> Result<T, ConfigError>
+where
+    T::Err: fmt::Display,
+{
+    match value {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|e| ConfigError::new(setting, format!("invalid number {v:?}: {e}"))),
+    }
+}
+
+impl Settings {
+    /// Resolve every setting. `listen` is the serve flag (with its env), if any.
+    pub fn resolve(
+        listen: Option<String>,
+        args: &CommonArgs,
+        file: &FileValues,
+    ) -> Result<Settings, ConfigError> {
+        let listen_text = listen
+            .or_else(|| file.get("listen"))
+            .unwrap_or_else(|| "127.0.0.1:8000".into());
+        let listen: SocketAddr = listen_text.parse().map_err(|e| {
+            ConfigError::new(
+                "DONKIES_LISTEN (--listen)",
+                format!("invalid address {listen_text:?}: {e}"),
+            )
+        })?;
+
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or_else(|| file.get("data_dir").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("./donkies-data"));
+
+        let database_url = match pick(&args.database_url, file, "database_url") {
+            Some(url) => {
+                let parsed = Url::parse(&url).map_err(|e| {
+                    ConfigError::new("DATABASE_URL (--database-url)", format!("not a URL: {e}"))
+                })?;
+                if !matches!(parsed.scheme(), "sqlite" | "postgres" | "postgresql") {
+                    return Err(ConfigError::new(
+                        "DATABASE_URL (--database-url)",
+                        format!(
+                            "unsupported scheme {:?}; use sqlite:// or postgres://",
+                            parsed.scheme()
+                        ),
+                    ));
+                }
+                url
+            }
+            None => {
+                ensure_dir(&data_dir)?;
+                format!("sqlite://{}", data_dir.join("donkies.db").display())
+            }
+        };
+
+        let secret_key = match pick(&args.secret_key, file, "secret_key") {
+            Some(key) if key.len() < 16 => {
+                return Err(ConfigError::new(
+                    "DONKIES_SECRET_KEY (--secret-key)",
+                    "too short; use at least 16 characters (32 random bytes recommended)",
+                ));
+            }
+            Some(key) => key,
+            None => load_or_create_secret(&data_dir)?,
+        };
+
+        let frontend_text = pick(&args.frontend_url, file, "frontend_url")
+            .unwrap_or_else(|| "http://localhost:8080".into());
+        let frontend_url = Url::parse(&frontend_text).map_err(|e| {
+            ConfigError::new(
+                "DONKIES_FRONTEND_URL (--frontend-url)",
+                format!("invalid URL {frontend_text:?}: {e}"),
+            )
+        })?;
+
+        let smtp_url = match pick(&args.smtp_url, file, "smtp_url").filter(|s| !s.is_empty()) {
+            Some(url) => {
+                let parsed = Url::parse(&url).map_err(|e| {
+                    ConfigError::new("DONKIES_SMTP_URL (--smtp-url)", format!("not a URL: {e}"))
+                })?;
+                if !matches!(parsed.scheme(), "smtp" | "smtps") || parsed.host_str().is_none() {
+                    return Err(ConfigError::new(
+                        "DONKIES_SMTP_URL (--smtp-url)",
+                        "expected smtp://HOST[:PORT] or smtps://USER:PASSWORD@HOST[:PORT]",
+                    ));
+                }
+                Some(Secret::new(url))
+            }
+            None => None,
+        };
+
+        let from_text = pick(&args.mail_from, file, "mail_from")
+            .unwrap_or_else(|| "Donkies <noreply@localhost>".into());
+        let mail_from: Mailbox = from_text.parse().map_err(|e| {
+            ConfigError::new(
+                "DONKIES_MAIL_FROM (--mail-from)",
+                format!("invalid mailbox {from_text:?}: {e}"),
+            )
+        })?;
+
+        let token_minutes: i64 = parse_num(
+            pick(&args.token_expire_minutes, file, "token_expire_minutes"),
+            "DONKIES_TOKEN_EXPIRE_MINUTES (--token-expire-minutes)",
+            1400,
+        )?;
+        let link_minutes: i64 = parse_num(
+            pick(&args.link_expire_minutes, file, "link_expire_minutes"),
+            "DONKIES_LINK_EXPIRE_MINUTES (--link-expire-minutes)",
+            60,
+        )?;
+        if token_minutes < 0 || link_minutes < 0 {
+            return Err(ConfigError::new(
+                "DONKIES_TOKEN_EXPIRE_MINUTES",
+                "must not be negative",
+            ));
+        }
+        let login_rate: u32 = parse_num(
+            pick(&args.login_rate_per_minute, file, "login_rate_per_minute"),
+            "DONKIES_LOGIN_RATE_PER_MINUTE (--login-rate-per-minute)",
+            10,
+        )?;
+        let reset_rate: u32 = parse_num(
+            pick(&args.reset_rate_per_hour, file, "reset_rate_per_hour"),
+            "DONKIES_RESET_RATE_PER_HOUR (--reset-rate-per-hour)",
+            5,
+        )?;
+        if login_rate == 0 || reset_rate == 0 {
+            return Err(ConfigError::new(
+                "DONKIES_LOGIN_RATE_PER_MINUTE / DONKIES_RESET_RATE_PER_HOUR",
+                "must be at least 1",
+            ));
+        }
+        let lease: u64 = parse_num(
+            pick(&args.job_lease_seconds, file, "job_lease_seconds"),
+            "DONKIES_JOB_LEASE_SECONDS (--job-lease-seconds)",
+            300,
+        )?;
+        let max_attempts: i64 = parse_num(
+            pick(&args.job_max_attempts, file, "job_max_attempts"),
+            "DONKIES_JOB_MAX_ATTEMPTS (--job-max-attempts)",
+            12,
+        )?;
+        if max_attempts < 1 {
+            return Err(ConfigError::new(
+                "DONKIES_JOB_MAX_ATTEMPTS (--job-max-attempts)",
+                "must be at least 1",
+            ));
+        }
+        let retry_ms: u64 = parse_num(
+            pick(&args.job_retry_base_ms, file, "job_retry_base_ms"),
+            "DONKIES_JOB_RETRY_BASE_MS (--job-retry-base-ms)",
+            2000,
+        )?;
+        let poll_ms: u64 = parse_num(
+            pick(&args.job_poll_ms, file, "job_poll_ms"),
+            "DONKIES_JOB_POLL_MS (--job-poll-ms)",
+            1000,
+        )?;
+
+        let provider = |k: &str| file.get(k);
+        let providers = ProviderKeys {
+            facebook_key: provider("facebook_key"),
+            facebook_secret: provider("facebook_secret").map(Secret::new),
+            google_key: provider("google_key"),
+            google_secret: provider("google_secret").map(Secret::new),
+            twitter_key: provider("twitter_key"),
+            twitter_secret: provider("twitter_secret").map(Secret::new),
+            atrium_client_id_dev: provider("atrium_client_id_dev"),
+            atrium_key_dev: provider("atrium_key_dev").map(Secret::new),
+            atrium_client_id_prod: provider("atrium_client_id_prod"),
+            atrium_key_prod: provider("atrium_key_prod").map(Secret::new),
+        };
+
+        Ok(Settings {
+            listen,
+            data_dir,
+            database_url: Secret::new(database_url),
+            secret_key: Secret::new(secret_key),
+            frontend_url,
+            smtp_url,
+            mail_from,
+            token_ttl: chrono::Duration::minutes(token_minutes),
+            link_ttl: chrono::Duration::minutes(link_minutes),
+            login_rate_per_minute: login_rate,
+            reset_rate_per_hour: reset_rate,
+            job_lease: Duration::from_secs(lease.max(1)),
+            job_max_attempts: max_attempts,
+            job_retry_base: Duration::from_millis(retry_ms),
+            job_poll: Duration::from_millis(poll_ms.max(10)),
+            providers,
+        })
+    }
+
+    /// A front-end link: `<frontend>/<page>?id=…&token=…`.
+    pub fn frontend_link(&self, page: &str, query: &[(&str, &str)]) -> String {
+        let mut url = self.frontend_url.clone();
+        let base = url.path().trim_end_matches('/').to_owned();
+        url.set_path(&format!("{base}/{page}"));
+        url.query_pairs_mut().clear().extend_pairs(query);
+        url.to_string()
+    }
+}
+
+fn ensure_dir(dir: &Path) -> Result<(), ConfigError> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        ConfigError::new(
+            "DONKIES_DATA_DIR (--data-dir)",
+            format!("cannot create {}: {e}", dir.display()),
+        )
+    })
+}
+
+/// Read the secret key kept in the data directory, creating it (mode 0600) on first start.
+fn load_or_create_secret(data_dir: &Path) -> Result<String, ConfigError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let setting = "DONKIES_SECRET_KEY (--secret-key)";
+    let path = data_dir.join("secret_key");
+    match std::fs::read_to_string(&path) {
+        Ok(key) if key.trim().len() >= 16 => return Ok(key.trim().to_owned()),
+        Ok(_) => {
+            return Err(ConfigError::new(
+                setting,
+                format!("{} is too short", path.display()),
+            ));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(ConfigError::new(
+                setting,
+                format!("cannot read {}: {e}", path.display()),
+            ));
+        }
+    }
+    ensure_dir(data_dir)?;
+    let key = hex::encode(rand::random::<[u8; 32]>());
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| ConfigError::new(setting, format!("cannot create {}: {e}", path.display())))?;
+    file.write_all(key.as_bytes())
+        .map_err(|e| ConfigError::new(setting, format!("cannot write {}: {e}", path.display())))?;
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(json: &str) -> FileValues {
+        FileValues::from_object(serde_json::from_str(json).unwrap())
+    }
+
+    #[test]
+    fn data_json_db_keys_build_a_postgres_url() {
+        let f = file(
+            r#"{"DB_NAME": "donkies", "DB_USER": "udonkies", "DB_PASSWORD": "p@ss", "DB_HOST": "10.0.0.5",
+                "SECRET_KEY": "0123456789abcdef0123", "ALLOWED_HOSTS": ["*"], "SURPRISE": 1}"#,
+        );
+        assert_eq!(
+            f.get("database_url").as_deref(),
+            Some("postgres://udonkies:p%40ss@10.0.0.5/donkies")
+        );
+        assert_eq!(f.get("secret_key").as_deref(), Some("0123456789abcdef0123"));
+        assert_eq!(
+            f.warnings,
+            vec![r#"config file: unknown key "SURPRISE" ignored"#.to_owned()]
+        );
+    }
+
+    #[test]
+    fn flags_beat_file_values_which_beat_defaults() {
+        let dir = std::env::temp_dir().join(format!("donkies-config-{}", donkies_store::new_id()));
+        let f = file(
+            r#"{"frontend_url": "https://file.example", "token_expire_minutes": 30, "data_dir": "x"}"#,
+        );
+        let args = CommonArgs {
+            data_dir: Some(dir.clone()),
+            frontend_url: Some("https://flag.example".into()),
+            ..Default::default()
+        };
+        let s = Settings::resolve(None, &args, &f).unwrap();
+        assert_eq!(s.frontend_url.as_str(), "https://flag.example/");
+        assert_eq!(s.token_ttl, chrono::Duration::minutes(30));
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8000");
+        assert_eq!(s.data_dir, dir);
+        let key_file = dir.join("secret_key");
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&key_file).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600);
+        let again = Settings::resolve(None, &args, &f).unwrap();
+        assert_eq!(again.secret_key, s.secret_key, "the generated key is kept");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn bad_values_name_their_setting() {
+        let err = Settings::resolve(
+            Some("nonsense".into()),
+            &CommonArgs::default(),
+            &FileValues::default(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("DONKIES_LISTEN (--listen): invalid address"),
+            "{err}"
+        );
+        let args = CommonArgs {
+            database_url: Some("mysql://x".into()),
+            ..Default::default()
+        };
+        let err = Settings::resolve(None, &args, &FileValues::default()).unwrap_err();
+        assert!(err.to_string().starts_with("DATABASE_URL"), "{err}");
+        let args = CommonArgs {
+            database_url: Some("sqlite://x.db".into()),
+            smtp_url: Some("http://x".into()),
+            secret_key: Some("k".repeat(20)),
+            ..Default::default()
+        };
+        let err = Settings::resolve(None, &args, &FileValues::default()).unwrap_err();
+        assert!(err.to_string().starts_with("DONKIES_SMTP_URL"), "{err}");
+    }
+
+    #[test]
+    fn frontend_links_carry_id_and_token() {
+        let args = CommonArgs {
+            database_url: Some("sqlite://x.db".into()),
+            secret_key: Some("k".repeat(20)),
+            frontend_url: Some("https://app.example/base/".into()),
+            ..Default::default()
+        };
+        let s = Settings::resolve(None, &args, &FileValues::default()).unwrap();
+        assert_eq!(
+            s.frontend_link("confirm", &[("id", "a b"), ("token", "t")]),
+            "https://app.example/base/confirm?id=a+b&token=t"
+        );
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        assert_eq!(format!("{:?}", Secret::new("hunter2")), "Secret(***)");
+    }
+}

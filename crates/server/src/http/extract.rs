@@ -1,0 +1,296 @@
+//! Request extractors: bodies as JSON, form or multipart with field-by-field errors; the
+//! authenticated user; the client address.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Multipart, Request};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::request::Parts;
+use bytes::Bytes;
+use serde_json::{Map, Value};
+
+use super::AppState;
+use super::error::ApiError;
+use crate::crypto::token_hash;
+use donkies_store::users::User;
+
+/// A request body as a map of field names to values, whatever its encoding. Form fields
+/// arrive as strings; the typed accessors of [`Fields`] accept both spellings.
+#[derive(Debug, Default)]
+pub struct Body(pub Map<String, Value>);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let content_type = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let mime = content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_owned();
+        if mime == "multipart/form-data" {
+            let mut multipart = Multipart::from_request(req, state).await.map_err(|e| {
+                ApiError::non_field(format!("Multipart form parse error - {}", e.body_text()))
+            })?;
+            let mut map = Map::new();
+            loop {
+                match multipart.next_field().await {
+                    Ok(Some(field)) => {
+                        let name = field.name().unwrap_or_default().to_owned();
+                        let text = field.text().await.map_err(multipart_error)?;
+                        map.insert(name, Value::String(text));
+                    }
+                    Ok(None) => break,
+                    Err(e) => return Err(multipart_error(e)),
+                }
+            }
+            return Ok(Body(map));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::non_field(format!(
+                    "Could not read the request body: {}",
+                    rejection.body_text()
+                ))
+            }
+        })?;
+        match mime.as_str() {
+            "application/json" | "" if !bytes.iter().all(u8::is_ascii_whitespace) => {
+                match serde_json::from_slice::<Value>(&bytes) {
+                    Ok(Value::Object(map)) => Ok(Body(map)),
+                    Ok(other) => Err(ApiError::non_field(format!(
+                        "Invalid data. Expected a dictionary, but got {}.",
+                        json_kind(&other)
+                    ))),
+                    Err(e) => Err(ApiError::non_field(format!("JSON parse error - {e}"))),
+                }
+            }
+            "application/json" | "" => Ok(Body::default()),
+            "application/x-www-form-urlencoded" => {
+                let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes)
+                    .map_err(|e| ApiError::non_field(format!("Form parse error - {e}")))?;
+                Ok(Body(
+                    pairs
+                        .into_iter()
+                        .map(|(k, v)| (k, Value::String(v)))
+                        .collect(),
+                ))
+            }
+            other => Err(ApiError::non_field(format!(
+                "Unsupported media type \"{other}\" in request."
+            ))),
+        }
+    }
+}
+
+fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
+    if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge
+    } else {
+        ApiError::non_field(format!("Multipart form parse error - {}", e.body_text()))
+    }
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "str",
+        Value::Array(_) => "list",
+        Value::Object(_) => "dict",
+    }
+}
+
+pub const REQUIRED: &str = "This field is required.";
+
+/// Reads fields out of a [`Body`], collecting every problem so that one response names all
+/// the wrong fields at once.
+pub struct Fields {
+    map: Map<String, Value>,
+    errors: BTreeMap<String, Vec<String>>,
+}
+
+impl Fields {
+    pub fn new(body: Body) -> Fields {
+        Fields {
+            map: body.0,
+            errors: BTreeMap::new(),
+        }
+    }
+
+    pub fn error(&mut self, field: &str, message: impl Into<String>) {
+        self.errors
+            .entry(field.to_owned())
+            .or_default()
+            .push(message.into());
+    }
+
+    pub fn has_error(&self, field: &str) -> bool {
+        self.errors.contains_key(field)
+    }
+
+    /// A non-blank string; missing, null or blank values are errors.
+    pub fn required_str(&mut self, field: &str) -> Option<String> {
+        match self.optional_str(field) {
+            Some(s) if s.trim().is_empty() => {
+                self.error(field, "This field may not be blank.");
+                None
+            }
+            Some(s) => Some(s),
+            None if self.has_error(field) => None,
+            None => {
+                self.error(field, REQUIRED);
+                None
+            }
+        }
+    }
+
+    /// A string if present (numbers are taken as their decimal text); null counts as absent.
+    pub fn optional_str(&mut self, field: &str) -> Option<String> {
+        match self.map.get(field) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            Some(_) => {
+                self.error(field, "Not a valid string.");
+                None
+            }
+        }
+    }
+
+    /// Like [`Fields::required_str`] without trimming checks: passwords are used as typed.
+    pub fn required_secret(&mut self, field: &str) -> Option<String> {
+        match self.map.get(field) {
+            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+            Some(Value::String(_)) => {
+                self.error(field, "This field may not be blank.");
+                None
+            }
+            None | Some(Value::Null) => {
+                self.error(field, REQUIRED);
+                None
+            }
+            Some(_) => {
+                self.error(field, "Not a valid string.");
+                None
+            }
+        }
+    }
+
+    pub fn optional_bool(&mut self, field: &str) -> Option<bool> {
+        let parsed = match self.map.get(field)? {
+            Value::Bool(b) => Some(*b),
+            Value::Number(n) if n.as_i64() == Some(1) => Some(true),
+            Value::Number(n) if n.as_i64() == Some(0) => Some(false),
+            Value::String(s) => match s.to_ascii_lowercase().as_str() {
+                "true" | "1" | "on" | "yes" => Some(true),
+                "false" | "0" | "off" | "no" => Some(false),
+                _ => None,
+            },
+            Value::Null => return None,
+            _ => None,
+        };
+        if parsed.is_none() {
+            self.error(field, "Must be a valid boolean.");
+        }
+        parsed
+    }
+
+    pub fn optional_int(&mut self, field: &str) -> Option<i64> {
+        let parsed = match self.map.get(field)? {
+            Value::Number(n) => n.as_i64(),
+            Value::String(s) => s.trim().parse().ok(),
+            Value::Null => return None,
+            _ => None,
+        };
+        if parsed.is_none() {
+            self.error(field, "A valid integer is required.");
+        }
+        parsed
+    }
+
+    /// Fail with every collected field error, if any.
+    pub fn finish(self) -> Result<(), ApiError> {
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Fields(self.errors))
+        }
+    }
+}
+
+/// The user behind a valid `Authorization: Token <key>` header.
+pub struct AuthUser {
+    pub user: User,
+    pub token_hash: String,
+}
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Some(header) = parts.headers.get(AUTHORIZATION) else {
+            return Err(ApiError::Unauthenticated);
+        };
+        let header = header
+            .to_str()
+            .map_err(|_| ApiError::BadToken("Invalid token."))?;
+        let mut words = header.split_whitespace();
+        let key = match (words.next(), words.next(), words.next()) {
+            (Some(scheme), Some(key), None) if scheme.eq_ignore_ascii_case("token") => key,
+            (Some(scheme), None, None) if scheme.eq_ignore_ascii_case("token") => {
+                return Err(ApiError::BadToken("Invalid token."));
+            }
+            (Some(scheme), _, _) if !scheme.eq_ignore_ascii_case("token") => {
+                return Err(ApiError::Unauthenticated);
+            }
+            _ => return Err(ApiError::BadToken("Invalid token.")),
+        };
+        if key.len() != 32 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ApiError::BadToken("Invalid token."));
+        }
+        let hash = token_hash(&key.to_ascii_lowercase());
+        let Some((user, expires_at)) =
+            donkies_store::users::find_by_token_hash(&state.db, &hash).await?
+        else {
+            return Err(ApiError::BadToken("Invalid token."));
+        };
+        if expires_at <= donkies_store::now() {
+            return Err(ApiError::BadToken("Token expired."));
+        }
+        Ok(AuthUser {
+            user,
+            token_hash: hash,
+        })
+    }
+}
+
+/// The peer address of the connection.
+pub struct ClientIp(pub IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let addr = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip())
+            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        Ok(ClientIp(addr))
+    }
+}

@@ -1,0 +1,219 @@
+//! The HTTP API: one router per resource, merged at the root, with the edge behaviour every
+//! route shares (CORS, OPTIONS, body limit, request log, JSON 404/405).
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod ops;
+pub mod users;
+
+use std::num::NonZeroU32;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use governor::clock::{Clock, DefaultClock};
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+use tokio::sync::Notify;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::config::Settings;
+use crate::crypto::Sealer;
+use donkies_store::Db;
+use error::ApiError;
+
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+#[derive(Clone)]
+pub struct AppState(Arc<AppInner>);
+
+pub struct AppInner {
+    pub db: Db,
+    pub settings: Arc<Settings>,
+    pub sealer: Sealer,
+    pub limits: RateLimits,
+    /// Wakes an in-process worker as soon as a job is enqueued.
+    pub wake_worker: Arc<Notify>,
+}
+
+impl Deref for AppState {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(db: Db, settings: Arc<Settings>, wake_worker: Arc<Notify>) -> AppState {
+        let sealer = Sealer::from_secret(settings.secret_key.expose());
+        let limits = RateLimits::new(settings.login_rate_per_minute, settings.reset_rate_per_hour);
+        AppState(Arc::new(AppInner {
+            db,
+            settings,
+            sealer,
+            limits,
+            wake_worker,
+        }))
+    }
+}
+
+type KeyedLimiter = RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock>;
+
+/// Per-key request budgets (keys are `ip:…` and `email:…`), kept in this process.
+pub struct RateLimits {
+    login: KeyedLimiter,
+    reset: KeyedLimiter,
+}
+
+pub enum Limit {
+    Login,
+    PasswordReset,
+}
+
+impl RateLimits {
+    fn new(login_per_minute: u32, reset_per_hour: u32) -> RateLimits {
+        let nz = |n: u32| NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
+        RateLimits {
+            login: RateLimiter::keyed(Quota::per_minute(nz(login_per_minute))),
+            reset: RateLimiter::keyed(Quota::per_hour(nz(reset_per_hour))),
+        }
+    }
+
+    /// Spend one request of each key's budget; 429 with `Retry-After` when one is used up.
+    pub fn check(&self, limit: Limit, keys: &[String]) -> Result<(), ApiError> {
+        let limiter = match limit {
+            Limit::Login => &self.login,
+            Limit::PasswordReset => &self.reset,
+        };
+        let mut wait = Duration::ZERO;
+        for key in keys {
+            if let Err(not_until) = limiter.check_key(key) {
+                wait = wait.max(not_until.wait_time_from(DefaultClock::default().now()));
+            }
+        }
+        if wait.is_zero() {
+            Ok(())
+        } else {
+            Err(ApiError::TooManyRequests {
+                retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+            })
+        }
+    }
+
+    /// Forget keys whose budget is full again, so the maps do not grow without bound.
+    pub fn prune(&self) {
+        self.login.retain_recent();
+        self.reset.retain_recent();
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(info(
+    title = "Donkies API",
+    version = "1",
+    description = "Round-ups of card purchases, sent to the user's debts."
+))]
+struct ApiDoc;
+
+/// The API router and its OpenAPI document, built from the same route list.
+pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(ops::router())
+        .merge(auth::router())
+        .merge(users::router())
+        .split_for_parts();
+    doc.components
+        .get_or_insert_with(Default::default)
+        .add_security_scheme(
+            "token",
+            utoipa::openapi::security::SecurityScheme::ApiKey(
+                utoipa::openapi::security::ApiKey::Header(
+                    utoipa::openapi::security::ApiKeyValue::with_description(
+                        "Authorization",
+                        "Token <key>",
+                    ),
+                ),
+            ),
+        );
+    (router, doc)
+}
+
+pub fn app(state: AppState) -> Router {
+    let (router, doc) = routes();
+    let doc = Arc::new(doc);
+    router
+        .route(
+            "/v1/openapi.json",
+            axum::routing::get(move || {
+                let doc = doc.clone();
+                async move { axum::Json(doc.as_ref().clone()) }
+            }),
+        )
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(
+            |method: Method| async move { ApiError::MethodNotAllowed(method) },
+        )
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(log_request))
+        .layer(middleware::from_fn(cors))
+        .with_state(state)
+}
+
+const CORS_HEADERS: [(header::HeaderName, &str); 3] = [
+    (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+    (
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        "Authorization, Content-Type, Accept, Origin, X-Requested-With",
+    ),
+    (
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        "GET, POST, PUT, PATCH, DELETE, OPTIONS",
+    ),
+];
+
+/// Front ends preflight every call: answer any OPTIONS with 200, and mark every response.
+async fn cors(req: Request, next: Next) -> Response {
+    let mut response = if req.method() == Method::OPTIONS {
+        let mut r = StatusCode::OK.into_response();
+        r.headers_mut().insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("86400"),
+        );
+        r
+    } else {
+        next.run(req).await
+    };
+    for (name, value) in CORS_HEADERS {
+        response
+            .headers_mut()
+            .insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+/// Log each request by its route pattern, never its concrete path or body (paths can carry
+/// tokens; bodies carry passwords).
+async fn log_request(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "<unmatched>".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(req).await;
+    let status = response.status().as_u16();
+    let micros = started.elapsed().as_micros() as u64;
+    if status >= 500 {
+        tracing::error!(%method, route, status, micros, "request");
+    } else {
+        tracing::info!(%method, route, status, micros, "request");
+    }
+    response
+}

@@ -1,0 +1,152 @@
+//! The `donkies` server: configuration, HTTP API, job worker.
+
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod http;
+pub mod mail;
+pub mod worker;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use config::{ConfigError, Settings};
+use donkies_store::Db;
+
+/// Open the database named in the settings and bring its schema up to date.
+pub async fn open_database(settings: &Settings) -> anyhow::Result<Db> {
+    let db = Db::connect(settings.database_url.expose())
+        .await
+        .map_err(|e| {
+            ConfigError::new(
+                "DATABASE_URL (--database-url)",
+                format!("cannot open the database: {e}"),
+            )
+        })?;
+    db.migrate().await.context("applying database migrations")?;
+    Ok(db)
+}
+
+/// A running server: the HTTP API and, optionally, a job worker in the same process.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub db: Db,
+    pub settings: Arc<Settings>,
+    shutdown: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Server {
+    /// Bind `settings.listen`, migrate, and start serving.
+    pub async fn start(settings: Settings, with_worker: bool) -> anyhow::Result<Server> {
+        let db = open_database(&settings).await?;
+        Self::start_with_db(settings, db, with_worker).await
+    }
+
+    pub async fn start_with_db(
+        settings: Settings,
+        db: Db,
+        with_worker: bool,
+    ) -> anyhow::Result<Server> {
+        let listener = tokio::net::TcpListener::bind(settings.listen)
+            .await
+            .map_err(|e| {
+                ConfigError::new(
+                    "DONKIES_LISTEN (--listen)",
+                    format!("cannot listen on {}: {e}", settings.listen),
+                )
+            })?;
+        let addr = listener.local_addr()?;
+        let settings = Arc::new(settings);
+        let wake = Arc::new(Notify::new());
+        let state = http::AppState::new(db.clone(), settings.clone(), wake.clone());
+        let shutdown = CancellationToken::new();
+        let mut tasks = Vec::new();
+
+        if with_worker {
+            let ctx = worker::JobContext {
+                db: db.clone(),
+                mailer: mail::Mailer::from_settings(&settings)?,
+                settings: settings.clone(),
+            };
+            let w = worker::Worker::new(ctx, wake);
+            tasks.push(tokio::spawn(w.run(shutdown.clone())));
+        }
+
+        let prune_state = state.clone();
+        let prune_stop = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = prune_stop.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_secs(60)) => prune_state.limits.prune(),
+                }
+            }
+        }));
+
+        let app = http::app(state).into_make_service_with_connect_info::<SocketAddr>();
+        let stop = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await;
+            if let Err(err) = served {
+                tracing::error!(error = %err, "HTTP server stopped with an error");
+            }
+        }));
+        tracing::info!("donkies listening on http://{addr}");
+        Ok(Server {
+            addr,
+            db,
+            settings,
+            shutdown,
+            tasks,
+        })
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stop accepting, let in-flight requests and the running job finish, then return.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+
+    /// Resolve when the process is asked to stop (SIGINT or SIGTERM), then shut down.
+    pub async fn run_until_signal(self) {
+        wait_for_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests and the running job");
+        self.shutdown().await;
+        tracing::info!("stopped");
+    }
+}
+
+pub async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
