@@ -38,7 +38,7 @@ fn render(
     action: &str,
 ) -> Rendered {
     let text = format!(
-        "Hi {greeting_name},\n\n{}\n\n{action}: {link}\n\n— Donkies\n",
+        "Hi {greeting_name},\n\n{}\n\n{action}: {link}\n\nThe Donkies team\n",
         lines.join("\n")
     );
     let paragraphs: String = lines
@@ -49,7 +49,7 @@ fn render(
         "<!doctype html><html><body style=\"font-family:sans-serif\">\
          <p>Hi {name},</p>{paragraphs}<p><a href=\"{href}\">{action}</a></p>\
          <p style=\"color:#777\">If the button does not work, paste this address into your browser:<br>{href}</p>\
-         <p>— Donkies</p></body></html>",
+         <p>The Donkies team</p></body></html>",
         name = escape(greeting_name),
         href = escape(link),
         action = escape(action),

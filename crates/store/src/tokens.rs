@@ -13,6 +13,13 @@ pub async fn insert_session(
     expires_at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let mut tx = db.begin().await?;
+    // Expired tokens of this user are of no further use.
+    on_tx!(&mut tx, conn => sqlx::query("DELETE FROM auth_tokens WHERE user_id = $1 AND expires_at <= $2")
+        .bind(user_id)
+        .bind(now)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))?;
     on_tx!(&mut tx, conn => sqlx::query(
         "INSERT INTO auth_tokens (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
     )
@@ -24,13 +31,6 @@ pub async fn insert_session(
     .await
         .map(|r| r.rows_affected()))
     .map_err(StoreError::from_write)?;
-    // Expired tokens of this user are of no further use.
-    on_tx!(&mut tx, conn => sqlx::query("DELETE FROM auth_tokens WHERE user_id = $1 AND expires_at <= $2")
-        .bind(user_id)
-        .bind(now)
-        .execute(conn)
-        .await
-        .map(|r| r.rows_affected()))?;
     tx.commit().await
 }
 

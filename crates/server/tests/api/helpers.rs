@@ -1,0 +1,204 @@
+//! `TestApp`: the real server on port 0 over a fresh database, a real SMTP listener, and one
+//! helper per endpoint.
+
+use std::time::Duration;
+
+use donkies_server::Server;
+use donkies_server::config::{CommonArgs, FileValues, Settings};
+use donkies_store::testing::TestDb;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::smtp::{Mode, SmtpSink, link_params};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Generate a SQLite and a PostgreSQL test for each `async fn name(backend: Backend)`.
+#[macro_export]
+macro_rules! both_databases {
+    ($($case:ident),* $(,)?) => {$(
+        mod $case {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$case($crate::helpers::Backend::Sqlite).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if std::env::var(donkies_store::testing::POSTGRES_URL_ENV).is_err() {
+                    donkies_store::testing::TestDb::postgres().await; // prints the skip notice once
+                    return;
+                }
+                super::$case($crate::helpers::Backend::Postgres).await;
+            }
+        }
+    )*};
+}
+
+pub const PASSWORD: &str = "correct horse battery";
+
+pub struct TestApp {
+    pub server: Option<Server>,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub smtp: SmtpSink,
+    pub test_db: TestDb,
+}
+
+pub struct Options {
+    pub with_worker: bool,
+    pub smtp_mode: Mode,
+    pub args: CommonArgs,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            with_worker: true,
+            smtp_mode: Mode::Accept,
+            args: CommonArgs::default(),
+        }
+    }
+}
+
+pub async fn fresh_db(backend: Backend) -> TestDb {
+    match backend {
+        Backend::Sqlite => TestDb::sqlite().await,
+        Backend::Postgres => TestDb::postgres()
+            .await
+            .expect("DONKIES_TEST_POSTGRES_URL is set"),
+    }
+}
+
+/// Settings for a test process: fast job polling and retries, the given SMTP sink.
+pub fn test_args(db_url: &str, smtp: &SmtpSink, mut args: CommonArgs) -> CommonArgs {
+    args.database_url = Some(db_url.to_owned());
+    args.secret_key
+        .get_or_insert_with(|| "test secret key, not for production".into());
+    args.smtp_url.get_or_insert_with(|| smtp.url());
+    args.frontend_url
+        .get_or_insert_with(|| "http://front.test".into());
+    args.job_poll_ms.get_or_insert_with(|| "50".into());
+    args.job_retry_base_ms.get_or_insert_with(|| "100".into());
+    args.data_dir.get_or_insert_with(std::env::temp_dir);
+    args
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> TestApp {
+        Self::spawn_with(backend, Options::default()).await
+    }
+
+    pub async fn spawn_with(backend: Backend, options: Options) -> TestApp {
+        let test_db = fresh_db(backend).await;
+        let smtp = SmtpSink::start(options.smtp_mode).await;
+        let args = test_args(&test_db.url, &smtp, options.args);
+        let settings =
+            Settings::resolve(Some("127.0.0.1:0".into()), &args, &FileValues::default()).unwrap();
+        let server = Server::start_with_db(settings, test_db.db.clone(), options.with_worker)
+            .await
+            .unwrap();
+        TestApp {
+            base: server.base_url(),
+            server: Some(server),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            smtp,
+            test_db,
+        }
+    }
+
+    pub fn db(&self) -> &donkies_store::Db {
+        &self.test_db.db
+    }
+
+    pub fn settings(&self) -> std::sync::Arc<Settings> {
+        self.server.as_ref().unwrap().settings.clone()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Send a JSON request, with a token when given; returns status and parsed body (Null if empty).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            req = req.header("Authorization", format!("Token {token}"));
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        let text = res.text().await.unwrap();
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, value)
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, token, Some(body)).await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        self.call(Method::GET, path, token, None).await
+    }
+
+    pub async fn signup(&self, email: &str) -> StatusCode {
+        let body = json!({"email": email, "password": PASSWORD, "first_name": "Ada", "last_name": "Lovelace"});
+        self.post("/v1/auth/signup", None, body).await.0
+    }
+
+    /// The `id` and `token` of the latest mailed link to `page` for `to`.
+    pub async fn mailed_link(&self, to: &str, page: &str, nth: usize) -> (String, String) {
+        let mails = self.smtp.wait_for(to, nth, Duration::from_secs(15)).await;
+        assert!(
+            mails.len() >= nth,
+            "expected {nth} mail(s) to {to}, got {}",
+            mails.len()
+        );
+        link_params(&mails[nth - 1].data, page)
+    }
+
+    pub async fn confirm(&self, encrypted_id: &str, token: &str) -> (StatusCode, Value) {
+        self.post(
+            "/v1/auth/signup/confirm",
+            None,
+            json!({"encrypted_id": encrypted_id, "confirmation_token": token}),
+        )
+        .await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> (StatusCode, Value) {
+        self.post(
+            "/v1/auth/login",
+            None,
+            json!({"email": email, "password": password}),
+        )
+        .await
+    }
+
+    /// Sign up, confirm from the mailed link, and return a session token.
+    pub async fn signed_up_user(&self, email: &str) -> String {
+        assert_eq!(self.signup(email).await, StatusCode::NO_CONTENT);
+        let (id, token) = self.mailed_link(email, "confirm", 1).await;
+        let (status, body) = self.confirm(&id, &token).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["token"].as_str().unwrap().to_owned()
+    }
+}

@@ -1,0 +1,11 @@
+//! Black-box tests of the `donkies` server: the real server on port 0, a fresh database per
+//! test (SQLite always, PostgreSQL when DONKIES_TEST_POSTGRES_URL is set), a real SMTP
+//! listener, and HTTP.
+
+mod edge;
+mod helpers;
+mod jobs;
+mod openapi;
+mod process;
+mod smtp;
+mod users;
