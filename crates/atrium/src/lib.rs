@@ -1,0 +1,18 @@
+//! MX Atrium client for Donkies.
+//!
+//! - [`wire`]: the JSON of the Atrium API as serde structs, shared with the
+//!   simulator in `donkies-sandbox` so the two cannot drift.
+//! - [`Aggregator`]: the operations services depend on (`Arc<dyn Aggregator>`).
+//! - [`AtriumClient`]: the reqwest implementation, configured by
+//!   [`AtriumConfig`]; its failures are [`AtriumError`]s classified for retry.
+
+mod aggregator;
+mod client;
+mod error;
+mod secret;
+pub mod wire;
+
+pub use aggregator::{Aggregator, DateRange, Page, PageRequest, Result, collect_pages};
+pub use client::{AtriumClient, AtriumConfig};
+pub use error::AtriumError;
+pub use secret::SecretString;
