@@ -123,6 +123,41 @@ pub struct CommonArgs {
     /// How often an idle worker looks for due jobs, in milliseconds [default: 1000]
     #[arg(long, env = "DONKIES_JOB_POLL_MS", value_name = "MS")]
     pub job_poll_ms: Option<String>,
+
+    /// MX Atrium base URL, e.g. https://vestibule.mx.com [default: unset, an Atrium simulator
+    /// is started in-process on a loopback port]
+    #[arg(long, env = "DONKIES_ATRIUM_URL", value_name = "URL")]
+    pub atrium_url: Option<String>,
+
+    /// MX Atrium client id [default: from the config file's ATRIUM_CLIENT_ID_<MODE>]
+    #[arg(long, env = "DONKIES_ATRIUM_CLIENT_ID", value_name = "ID")]
+    pub atrium_client_id: Option<String>,
+
+    /// MX Atrium API key [default: from the config file's ATRIUM_KEY_<MODE>]
+    #[arg(long, env = "DONKIES_ATRIUM_KEY", value_name = "KEY", hide_env_values = true)]
+    pub atrium_key: Option<String>,
+
+    /// Which ATRIUM_*_DEV / ATRIUM_*_PROD keys of a data.json file to use: dev or prod
+    /// [default: dev]
+    #[arg(long, env = "DONKIES_ATRIUM_MODE", value_name = "MODE")]
+    pub atrium_mode: Option<String>,
+
+    /// Seconds before a call to Atrium times out [default: 20]
+    #[arg(long, env = "DONKIES_ATRIUM_TIMEOUT_SECONDS", value_name = "SECONDS")]
+    pub atrium_timeout_seconds: Option<String>,
+
+    /// Interval between polls of a member being aggregated, in milliseconds [default: 2000]
+    #[arg(long, env = "DONKIES_MEMBER_POLL_MS", value_name = "MS")]
+    pub member_poll_ms: Option<String>,
+
+    /// Polls of one aggregation before giving up on it (OTHER_ERROR) [default: 150]
+    #[arg(long, env = "DONKIES_MEMBER_POLL_LIMIT", value_name = "N")]
+    pub member_poll_limit: Option<String>,
+
+    /// Time the in-process Atrium simulator spends in each member status, in milliseconds
+    /// [default: 500]
+    #[arg(long, env = "DONKIES_SANDBOX_STEP_MS", value_name = "MS")]
+    pub sandbox_step_ms: Option<String>,
 }
 
 /// Fully resolved settings.
@@ -145,6 +180,18 @@ pub struct Settings {
     pub job_poll: Duration,
     /// Keys of the original data.json kept for the integrations that use them.
     pub providers: ProviderKeys,
+    pub atrium: AtriumSettings,
+    pub member_poll: Duration,
+    pub member_poll_limit: i64,
+}
+
+/// Where the aggregator is.
+#[derive(Debug, Clone)]
+pub enum AtriumSettings {
+    /// A real (or separately run) Atrium endpoint.
+    Remote { url: Url, client_id: String, key: Secret, timeout: Duration },
+    /// No URL configured: an in-process simulator with this step time.
+    Sandbox { step: Duration, timeout: Duration },
 }
 
 #[derive(Debug, Clone, Default)]
@@ -184,6 +231,14 @@ const FILE_KEYS: &[&str] = &[
     "job_max_attempts",
     "job_retry_base_ms",
     "job_poll_ms",
+    "atrium_url",
+    "atrium_client_id",
+    "atrium_key",
+    "atrium_mode",
+    "atrium_timeout_seconds",
+    "member_poll_ms",
+    "member_poll_limit",
+    "sandbox_step_ms",
 ];
 
 /// Keys of the original `settings/data.json` and the setting each one feeds.
@@ -468,7 +523,55 @@ impl Settings {
             atrium_key_prod: provider("atrium_key_prod").map(Secret::new),
         };
 
+        let atrium_setting = "DONKIES_ATRIUM_URL (--atrium-url)";
+        let atrium_timeout = Duration::from_secs(parse_num(
+            pick(&args.atrium_timeout_seconds, file, "atrium_timeout_seconds"),
+            "DONKIES_ATRIUM_TIMEOUT_SECONDS (--atrium-timeout-seconds)",
+            20u64,
+        )?);
+        let mode = pick(&args.atrium_mode, file, "atrium_mode").unwrap_or_else(|| "dev".into()).to_ascii_lowercase();
+        let (mode_id, mode_key) = match mode.as_str() {
+            "dev" => (providers.atrium_client_id_dev.clone(), providers.atrium_key_dev.clone()),
+            "prod" => (providers.atrium_client_id_prod.clone(), providers.atrium_key_prod.clone()),
+            other => {
+                return Err(ConfigError::new("DONKIES_ATRIUM_MODE (--atrium-mode)", format!("{other:?} is neither dev nor prod")));
+            }
+        };
+        let atrium = match pick(&args.atrium_url, file, "atrium_url").filter(|u| !u.is_empty()) {
+            Some(url) => {
+                let url = Url::parse(&url).map_err(|e| ConfigError::new(atrium_setting, format!("invalid URL {url:?}: {e}")))?;
+                let client_id = pick(&args.atrium_client_id, file, "atrium_client_id").or(mode_id).ok_or_else(|| {
+                    ConfigError::new("DONKIES_ATRIUM_CLIENT_ID (--atrium-client-id)", "required when DONKIES_ATRIUM_URL is set")
+                })?;
+                let key = pick(&args.atrium_key, file, "atrium_key").map(Secret::new).or(mode_key).ok_or_else(|| {
+                    ConfigError::new("DONKIES_ATRIUM_KEY (--atrium-key)", "required when DONKIES_ATRIUM_URL is set")
+                })?;
+                AtriumSettings::Remote { url, client_id, key, timeout: atrium_timeout }
+            }
+            None => {
+                let step: u64 = parse_num(
+                    pick(&args.sandbox_step_ms, file, "sandbox_step_ms"),
+                    "DONKIES_SANDBOX_STEP_MS (--sandbox-step-ms)",
+                    500,
+                )?;
+                AtriumSettings::Sandbox { step: Duration::from_millis(step), timeout: atrium_timeout }
+            }
+        };
+        let member_poll_ms: u64 = parse_num(
+            pick(&args.member_poll_ms, file, "member_poll_ms"),
+            "DONKIES_MEMBER_POLL_MS (--member-poll-ms)",
+            2000,
+        )?;
+        let member_poll_limit: i64 = parse_num(
+            pick(&args.member_poll_limit, file, "member_poll_limit"),
+            "DONKIES_MEMBER_POLL_LIMIT (--member-poll-limit)",
+            150,
+        )?;
+
         Ok(Settings {
+            atrium,
+            member_poll: Duration::from_millis(member_poll_ms.max(10)),
+            member_poll_limit: member_poll_limit.max(1),
             listen,
             data_dir,
             database_url: Secret::new(database_url),

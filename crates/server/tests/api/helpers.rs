@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use donkies_sandbox::{AtriumSim, AtriumSimConfig, SANDBOX_API_KEY, SANDBOX_CLIENT_ID};
 use donkies_server::Server;
 use donkies_server::config::{CommonArgs, FileValues, Settings};
 use donkies_store::testing::TestDb;
@@ -46,12 +47,15 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub smtp: SmtpSink,
     pub test_db: TestDb,
+    /// The Atrium simulator this server talks to (fault knobs: `atrium.set_faults`).
+    pub atrium: AtriumSim,
 }
 
 pub struct Options {
     pub with_worker: bool,
     pub smtp_mode: Mode,
     pub args: CommonArgs,
+    pub atrium: AtriumSimConfig,
 }
 
 impl Default for Options {
@@ -60,6 +64,7 @@ impl Default for Options {
             with_worker: true,
             smtp_mode: Mode::Accept,
             args: CommonArgs::default(),
+            atrium: AtriumSimConfig { step: Duration::from_millis(40), ..Default::default() },
         }
     }
 }
@@ -95,7 +100,13 @@ impl TestApp {
     pub async fn spawn_with(backend: Backend, options: Options) -> TestApp {
         let test_db = fresh_db(backend).await;
         let smtp = SmtpSink::start(options.smtp_mode).await;
-        let args = test_args(&test_db.url, &smtp, options.args);
+        let atrium = AtriumSim::start("127.0.0.1:0".parse().unwrap(), options.atrium).await.unwrap();
+        let mut args = options.args;
+        args.atrium_url.get_or_insert_with(|| atrium.base_url().to_string());
+        args.atrium_client_id.get_or_insert_with(|| SANDBOX_CLIENT_ID.into());
+        args.atrium_key.get_or_insert_with(|| SANDBOX_API_KEY.into());
+        args.member_poll_ms.get_or_insert_with(|| "40".into());
+        let args = test_args(&test_db.url, &smtp, args);
         let settings =
             Settings::resolve(Some("127.0.0.1:0".into()), &args, &FileValues::default()).unwrap();
         let server = Server::start_with_db(settings, test_db.db.clone(), options.with_worker)
@@ -110,6 +121,7 @@ impl TestApp {
                 .unwrap(),
             smtp,
             test_db,
+            atrium,
         }
     }
 

@@ -2,6 +2,7 @@
 //! test (SQLite always, PostgreSQL when DONKIES_TEST_POSTGRES_URL is set), a real SMTP
 //! listener, and HTTP.
 
+mod banking;
 mod edge;
 mod helpers;
 mod jobs;
