@@ -4,6 +4,7 @@
 //! Every type here is built by a `parse` (or `new`) that checks its input, so
 //! holding one is proof that the value is acceptable.
 
+mod banking;
 mod email;
 mod money;
 mod password;
@@ -11,6 +12,7 @@ mod profile;
 mod settings;
 mod share;
 
+pub use banking::{MemberPresentation, carve_share, present_member, type_ds};
 pub use email::{Email, EmailError};
 pub use money::{Cents, MoneyError, roundup};
 pub use password::{Password, PasswordError};

@@ -602,3 +602,30 @@ proptest! {
         }
     }
 }
+
+mod carving {
+    use donkies_domain::carve_share;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn carve_share_always_sums_to_100_and_sets_the_target(
+            raw in proptest::collection::vec(0u32..=100, 1..8),
+            pick in any::<prop::sample::Index>(),
+            new_share in 0u32..=100,
+        ) {
+            // Normalise the starting shares to a valid split summing to 100.
+            let total: u32 = raw.iter().sum();
+            let mut current: Vec<u32> = if total == 0 { vec![0; raw.len()] } else { raw.iter().map(|s| s * 100 / total).collect() };
+            let diff = 100 - current.iter().sum::<u32>();
+            current[0] += diff;
+            let index = pick.index(current.len());
+            let carved = carve_share(&current, index, new_share);
+            prop_assert_eq!(carved.len(), current.len());
+            prop_assert_eq!(carved.iter().sum::<u32>(), 100);
+            if current.len() > 1 {
+                prop_assert_eq!(carved[index], new_share);
+            }
+        }
+    }
+}

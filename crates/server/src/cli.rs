@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{CommonArgs, ConfigError, FileValues, Settings};
-use crate::{Server, mail, open_database, worker};
+use crate::{Server, open_database, worker};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -137,11 +137,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Worker { common } => {
             let settings = Arc::new(settings(&cli.config, None, &common)?);
             let db = open_database(&settings).await?;
-            let ctx = worker::JobContext {
-                db,
-                mailer: mail::Mailer::from_settings(&settings)?,
-                settings,
-            };
+            let (ctx, sandbox) = crate::build_context(settings, db).await?;
+            if sandbox.is_some() {
+                tracing::warn!(
+                    "no DONKIES_ATRIUM_URL: this worker talks to its own in-process simulator; \
+                     point serve and workers at one `donkies sandbox atrium` to share it"
+                );
+            }
             let shutdown = CancellationToken::new();
             let w = worker::Worker::new(ctx, Arc::new(Notify::new()));
             let task = tokio::spawn(w.run(shutdown.clone()));

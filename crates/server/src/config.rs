@@ -134,7 +134,12 @@ pub struct CommonArgs {
     pub atrium_client_id: Option<String>,
 
     /// MX Atrium API key [default: from the config file's ATRIUM_KEY_<MODE>]
-    #[arg(long, env = "DONKIES_ATRIUM_KEY", value_name = "KEY", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "DONKIES_ATRIUM_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
     pub atrium_key: Option<String>,
 
     /// Which ATRIUM_*_DEV / ATRIUM_*_PROD keys of a data.json file to use: dev or prod
@@ -189,7 +194,12 @@ pub struct Settings {
 #[derive(Debug, Clone)]
 pub enum AtriumSettings {
     /// A real (or separately run) Atrium endpoint.
-    Remote { url: Url, client_id: String, key: Secret, timeout: Duration },
+    Remote {
+        url: Url,
+        client_id: String,
+        key: Secret,
+        timeout: Duration,
+    },
     /// No URL configured: an in-process simulator with this step time.
     Sandbox { step: Duration, timeout: Duration },
 }
@@ -529,24 +539,53 @@ impl Settings {
             "DONKIES_ATRIUM_TIMEOUT_SECONDS (--atrium-timeout-seconds)",
             20u64,
         )?);
-        let mode = pick(&args.atrium_mode, file, "atrium_mode").unwrap_or_else(|| "dev".into()).to_ascii_lowercase();
+        let mode = pick(&args.atrium_mode, file, "atrium_mode")
+            .unwrap_or_else(|| "dev".into())
+            .to_ascii_lowercase();
         let (mode_id, mode_key) = match mode.as_str() {
-            "dev" => (providers.atrium_client_id_dev.clone(), providers.atrium_key_dev.clone()),
-            "prod" => (providers.atrium_client_id_prod.clone(), providers.atrium_key_prod.clone()),
+            "dev" => (
+                providers.atrium_client_id_dev.clone(),
+                providers.atrium_key_dev.clone(),
+            ),
+            "prod" => (
+                providers.atrium_client_id_prod.clone(),
+                providers.atrium_key_prod.clone(),
+            ),
             other => {
-                return Err(ConfigError::new("DONKIES_ATRIUM_MODE (--atrium-mode)", format!("{other:?} is neither dev nor prod")));
+                return Err(ConfigError::new(
+                    "DONKIES_ATRIUM_MODE (--atrium-mode)",
+                    format!("{other:?} is neither dev nor prod"),
+                ));
             }
         };
         let atrium = match pick(&args.atrium_url, file, "atrium_url").filter(|u| !u.is_empty()) {
             Some(url) => {
-                let url = Url::parse(&url).map_err(|e| ConfigError::new(atrium_setting, format!("invalid URL {url:?}: {e}")))?;
-                let client_id = pick(&args.atrium_client_id, file, "atrium_client_id").or(mode_id).ok_or_else(|| {
-                    ConfigError::new("DONKIES_ATRIUM_CLIENT_ID (--atrium-client-id)", "required when DONKIES_ATRIUM_URL is set")
+                let url = Url::parse(&url).map_err(|e| {
+                    ConfigError::new(atrium_setting, format!("invalid URL {url:?}: {e}"))
                 })?;
-                let key = pick(&args.atrium_key, file, "atrium_key").map(Secret::new).or(mode_key).ok_or_else(|| {
-                    ConfigError::new("DONKIES_ATRIUM_KEY (--atrium-key)", "required when DONKIES_ATRIUM_URL is set")
-                })?;
-                AtriumSettings::Remote { url, client_id, key, timeout: atrium_timeout }
+                let client_id = pick(&args.atrium_client_id, file, "atrium_client_id")
+                    .or(mode_id)
+                    .ok_or_else(|| {
+                        ConfigError::new(
+                            "DONKIES_ATRIUM_CLIENT_ID (--atrium-client-id)",
+                            "required when DONKIES_ATRIUM_URL is set",
+                        )
+                    })?;
+                let key = pick(&args.atrium_key, file, "atrium_key")
+                    .map(Secret::new)
+                    .or(mode_key)
+                    .ok_or_else(|| {
+                        ConfigError::new(
+                            "DONKIES_ATRIUM_KEY (--atrium-key)",
+                            "required when DONKIES_ATRIUM_URL is set",
+                        )
+                    })?;
+                AtriumSettings::Remote {
+                    url,
+                    client_id,
+                    key,
+                    timeout: atrium_timeout,
+                }
             }
             None => {
                 let step: u64 = parse_num(
@@ -554,7 +593,10 @@ impl Settings {
                     "DONKIES_SANDBOX_STEP_MS (--sandbox-step-ms)",
                     500,
                 )?;
-                AtriumSettings::Sandbox { step: Duration::from_millis(step), timeout: atrium_timeout }
+                AtriumSettings::Sandbox {
+                    step: Duration::from_millis(step),
+                    timeout: atrium_timeout,
+                }
             }
         };
         let member_poll_ms: u64 = parse_num(

@@ -1,5 +1,6 @@
 //! The `donkies` server: configuration, HTTP API, job worker.
 
+pub mod banking;
 pub mod cli;
 pub mod config;
 pub mod crypto;
@@ -15,7 +16,7 @@ use anyhow::Context;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use config::{ConfigError, Settings};
+use config::{AtriumSettings, ConfigError, Settings};
 use donkies_store::Db;
 
 /// Open the database named in the settings and bring its schema up to date.
@@ -32,11 +33,98 @@ pub async fn open_database(settings: &Settings) -> anyhow::Result<Db> {
     Ok(db)
 }
 
+/// The aggregator the settings point at; in sandbox mode, a simulator started here.
+pub async fn connect_aggregator(
+    settings: &Settings,
+) -> anyhow::Result<(
+    Arc<dyn donkies_atrium::Aggregator>,
+    Option<donkies_sandbox::AtriumSim>,
+)> {
+    let (config, sim) = match &settings.atrium {
+        AtriumSettings::Remote {
+            url,
+            client_id,
+            key,
+            timeout,
+        } => (
+            donkies_atrium::AtriumConfig::new(
+                url.clone(),
+                client_id.clone(),
+                key.expose().to_owned(),
+            )
+            .with_timeout(*timeout),
+            None,
+        ),
+        AtriumSettings::Sandbox { step, timeout } => {
+            let sim_config = donkies_sandbox::AtriumSimConfig {
+                step: *step,
+                ..Default::default()
+            };
+            let sim = donkies_sandbox::AtriumSim::start(
+                SocketAddr::from(([127, 0, 0, 1], 0)),
+                sim_config,
+            )
+            .await
+            .context("starting the in-process Atrium simulator")?;
+            tracing::info!(url = %sim.base_url(), "no DONKIES_ATRIUM_URL: using the in-process Atrium simulator");
+            let config = donkies_atrium::AtriumConfig::new(
+                sim.base_url(),
+                donkies_sandbox::SANDBOX_CLIENT_ID,
+                donkies_sandbox::SANDBOX_API_KEY,
+            )
+            .with_timeout(*timeout);
+            (config, Some(sim))
+        }
+    };
+    let client = donkies_atrium::AtriumClient::new(config)
+        .map_err(|e| ConfigError::new("DONKIES_ATRIUM_URL (--atrium-url)", e))?;
+    Ok((Arc::new(client), sim))
+}
+
+/// Everything the API and the worker share in one process.
+pub async fn build_context(
+    settings: Arc<Settings>,
+    db: Db,
+) -> anyhow::Result<(worker::JobContext, Option<donkies_sandbox::AtriumSim>)> {
+    let (aggregator, sim) = connect_aggregator(&settings).await?;
+    let (member_events, _) = tokio::sync::broadcast::channel(1024);
+    let banking = banking::Banking {
+        db: db.clone(),
+        aggregator,
+        settings: settings.clone(),
+        member_events,
+    };
+    let ctx = worker::JobContext {
+        db,
+        mailer: mail::Mailer::from_settings(&settings)?,
+        settings,
+        banking,
+    };
+    Ok((ctx, sim))
+}
+
+/// Jobs every process start asks for: the institution catalog and aggregator users.
+pub async fn enqueue_startup_jobs(ctx: &worker::JobContext) -> anyhow::Result<()> {
+    let mut tx = ctx.db.begin().await?;
+    for kind in [
+        banking::SYNC_INSTITUTIONS_JOB,
+        banking::BACKFILL_AGGREGATOR_USERS_JOB,
+    ] {
+        ctx.banking
+            .enqueue(&mut tx, kind, serde_json::json!({}), Duration::ZERO)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
 /// A running server: the HTTP API and, optionally, a job worker in the same process.
 pub struct Server {
     pub addr: SocketAddr,
     pub db: Db,
     pub settings: Arc<Settings>,
+    context: worker::JobContext,
+    sandbox: Option<donkies_sandbox::AtriumSim>,
     shutdown: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -63,18 +151,20 @@ impl Server {
             })?;
         let addr = listener.local_addr()?;
         let settings = Arc::new(settings);
+        let (context, sandbox) = build_context(settings.clone(), db.clone()).await?;
+        enqueue_startup_jobs(&context).await?;
         let wake = Arc::new(Notify::new());
-        let state = http::AppState::new(db.clone(), settings.clone(), wake.clone());
+        let state = http::AppState::new(
+            db.clone(),
+            settings.clone(),
+            wake.clone(),
+            context.banking.clone(),
+        );
         let shutdown = CancellationToken::new();
         let mut tasks = Vec::new();
 
         if with_worker {
-            let ctx = worker::JobContext {
-                db: db.clone(),
-                mailer: mail::Mailer::from_settings(&settings)?,
-                settings: settings.clone(),
-            };
-            let w = worker::Worker::new(ctx, wake);
+            let w = worker::Worker::new(context.clone(), wake);
             tasks.push(tokio::spawn(w.run(shutdown.clone())));
         }
 
@@ -104,9 +194,16 @@ impl Server {
             addr,
             db,
             settings,
+            context,
+            sandbox,
             shutdown,
             tasks,
         })
+    }
+
+    /// What a job worker in this process would use (tests drive workers step by step with it).
+    pub fn job_context(&self) -> worker::JobContext {
+        self.context.clone()
     }
 
     pub fn base_url(&self) -> String {
@@ -118,6 +215,9 @@ impl Server {
         self.shutdown.cancel();
         for task in self.tasks {
             let _ = task.await;
+        }
+        if let Some(sim) = self.sandbox {
+            let _ = sim.shutdown().await;
         }
     }
 

@@ -8,6 +8,7 @@ use donkies_store::{Db, jobs, now};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::banking::{self, Banking};
 use crate::config::Settings;
 use crate::mail::{self, Mailer};
 
@@ -15,7 +16,18 @@ use crate::mail::{self, Mailer};
 pub const CLEANUP_JOB: &str = "cleanup";
 
 /// Work scheduled by the clock: (job kind, period).
-const PERIODIC: &[(&str, Duration)] = &[(CLEANUP_JOB, Duration::from_secs(3600))];
+const PERIODIC: &[(&str, Duration)] = &[
+    (CLEANUP_JOB, Duration::from_secs(3600)),
+    (banking::RESYNC_MEMBERS_JOB, Duration::from_secs(3600)),
+    (
+        banking::SYNC_INSTITUTIONS_JOB,
+        Duration::from_secs(6 * 3600),
+    ),
+    (
+        banking::BACKFILL_AGGREGATOR_USERS_JOB,
+        Duration::from_secs(6 * 3600),
+    ),
+];
 
 /// What a worker needs to run any job.
 #[derive(Clone)]
@@ -23,6 +35,7 @@ pub struct JobContext {
     pub db: Db,
     pub mailer: Mailer,
     pub settings: Arc<Settings>,
+    pub banking: Banking,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +54,16 @@ pub enum Outcome {
         kind: String,
         error: String,
     },
+}
+
+impl Outcome {
+    pub fn kind(&self) -> &str {
+        match self {
+            Outcome::Done { kind, .. }
+            | Outcome::Retrying { kind, .. }
+            | Outcome::Parked { kind, .. } => kind,
+        }
+    }
 }
 
 pub struct Worker {
@@ -108,6 +131,38 @@ impl Worker {
                 mail::run_send_mail(&self.ctx.db, &self.ctx.mailer, payload).await
             }
             CLEANUP_JOB => cleanup(&self.ctx.db).await,
+            banking::CREATE_AGGREGATOR_USER_JOB => {
+                let user_id = payload_str(payload, "user_id")?;
+                self.ctx
+                    .banking
+                    .ensure_aggregator_user(user_id)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| anyhow::anyhow!("{e:#}"))
+            }
+            banking::BACKFILL_AGGREGATOR_USERS_JOB => {
+                self.ctx.banking.backfill_aggregator_users().await
+            }
+            banking::SYNC_INSTITUTIONS_JOB => {
+                let n = self.ctx.banking.sync_institutions().await?;
+                tracing::info!(institutions = n, "institution catalog synced");
+                Ok(())
+            }
+            banking::POLL_MEMBER_JOB => {
+                let member_id = payload_str(payload, "member_id")?;
+                let generation = payload
+                    .get("generation")
+                    .and_then(|g| g.as_i64())
+                    .unwrap_or_default();
+                self.ctx.banking.poll_member(member_id, generation).await
+            }
+            banking::SYNC_TRANSACTIONS_JOB => {
+                self.ctx
+                    .banking
+                    .sync_member_transactions(payload_str(payload, "member_id")?)
+                    .await
+            }
+            banking::RESYNC_MEMBERS_JOB => self.ctx.banking.resync_members().await,
             other => anyhow::bail!("unknown job kind {other:?}"),
         }
     }
@@ -166,6 +221,13 @@ async fn cleanup(db: &Db) -> anyhow::Result<()> {
     let removed = donkies_store::tokens::delete_expired(db, now()).await?;
     tracing::info!(removed, "expired tokens removed");
     Ok(())
+}
+
+fn payload_str<'a>(payload: &'a serde_json::Value, key: &str) -> anyhow::Result<&'a str> {
+    payload
+        .get(key)
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| anyhow::anyhow!("job payload without {key}"))
 }
 
 fn hostname() -> String {

@@ -3,11 +3,15 @@
 //! Every query text runs on both engines; the [`on_db!`] and [`on_tx!`] macros expand the same
 //! expression once per typed pool, so booleans and timestamps keep their native types.
 
+pub mod accounts;
 mod db;
+pub mod institutions;
 pub mod jobs;
+pub mod members;
 pub mod outbox;
 pub mod testing;
 pub mod tokens;
+pub mod transactions;
 pub mod users;
 
 pub use db::{Backend, Db, StoreError, Tx, now};

@@ -316,3 +316,12 @@ pub async fn set_guid(
         .map(|r| r.rows_affected()))?;
     tx.commit().await
 }
+
+/// Users not yet known to the aggregator.
+pub async fn ids_without_guid(db: &Db) -> Result<Vec<String>, StoreError> {
+    Ok(
+        on_db!(db, pool => sqlx::query_scalar::<_, String>("SELECT id FROM users WHERE guid IS NULL ORDER BY created_at")
+        .fetch_all(pool)
+        .await)?,
+    )
+}

@@ -161,6 +161,12 @@ async fn signup(State(state): State<AppState>, body: Body) -> ApiResult<StatusCo
         state.settings.job_max_attempts,
     )
     .await?;
+    let create_user = serde_json::json!({ "user_id": id });
+    let kind = crate::banking::CREATE_AGGREGATOR_USER_JOB;
+    state
+        .banking
+        .enqueue(&mut tx, kind, create_user, std::time::Duration::ZERO)
+        .await?;
     tx.commit().await?;
     state.wake_worker.notify_one();
     tracing::info!(user = %id, "user signed up");

@@ -1,9 +1,11 @@
 //! The HTTP API: one router per resource, merged at the root, with the edge behaviour every
 //! route shares (CORS, OPTIONS, body limit, request log, JSON 404/405).
 
+pub mod accounts;
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod members;
 pub mod ops;
 pub mod users;
 
@@ -24,6 +26,7 @@ use tokio::sync::Notify;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
+use crate::banking::Banking;
 use crate::config::Settings;
 use crate::crypto::Sealer;
 use donkies_store::Db;
@@ -41,6 +44,7 @@ pub struct AppInner {
     pub limits: RateLimits,
     /// Wakes an in-process worker as soon as a job is enqueued.
     pub wake_worker: Arc<Notify>,
+    pub banking: Banking,
 }
 
 impl Deref for AppState {
@@ -51,7 +55,12 @@ impl Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(db: Db, settings: Arc<Settings>, wake_worker: Arc<Notify>) -> AppState {
+    pub fn new(
+        db: Db,
+        settings: Arc<Settings>,
+        wake_worker: Arc<Notify>,
+        banking: Banking,
+    ) -> AppState {
         let sealer = Sealer::from_secret(settings.secret_key.expose());
         let limits = RateLimits::new(settings.login_rate_per_minute, settings.reset_rate_per_hour);
         AppState(Arc::new(AppInner {
@@ -60,6 +69,7 @@ impl AppState {
             sealer,
             limits,
             wake_worker,
+            banking,
         }))
     }
 }
@@ -128,6 +138,8 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(ops::router())
         .merge(auth::router())
         .merge(users::router())
+        .merge(members::router())
+        .merge(accounts::router())
         .split_for_parts();
     doc.components
         .get_or_insert_with(Default::default)

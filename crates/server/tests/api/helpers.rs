@@ -64,7 +64,10 @@ impl Default for Options {
             with_worker: true,
             smtp_mode: Mode::Accept,
             args: CommonArgs::default(),
-            atrium: AtriumSimConfig { step: Duration::from_millis(40), ..Default::default() },
+            atrium: AtriumSimConfig {
+                step: Duration::from_millis(40),
+                ..Default::default()
+            },
         }
     }
 }
@@ -100,11 +103,16 @@ impl TestApp {
     pub async fn spawn_with(backend: Backend, options: Options) -> TestApp {
         let test_db = fresh_db(backend).await;
         let smtp = SmtpSink::start(options.smtp_mode).await;
-        let atrium = AtriumSim::start("127.0.0.1:0".parse().unwrap(), options.atrium).await.unwrap();
+        let atrium = AtriumSim::start("127.0.0.1:0".parse().unwrap(), options.atrium)
+            .await
+            .unwrap();
         let mut args = options.args;
-        args.atrium_url.get_or_insert_with(|| atrium.base_url().to_string());
-        args.atrium_client_id.get_or_insert_with(|| SANDBOX_CLIENT_ID.into());
-        args.atrium_key.get_or_insert_with(|| SANDBOX_API_KEY.into());
+        args.atrium_url
+            .get_or_insert_with(|| atrium.base_url().to_string());
+        args.atrium_client_id
+            .get_or_insert_with(|| SANDBOX_CLIENT_ID.into());
+        args.atrium_key
+            .get_or_insert_with(|| SANDBOX_API_KEY.into());
         args.member_poll_ms.get_or_insert_with(|| "40".into());
         let args = test_args(&test_db.url, &smtp, args);
         let settings =

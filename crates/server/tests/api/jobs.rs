@@ -3,7 +3,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use donkies_server::worker::{JobContext, Outcome, Worker};
+use donkies_server::worker::{Outcome, Worker};
 use donkies_store::jobs;
 use reqwest::StatusCode;
 
@@ -83,18 +83,14 @@ async fn a_job_out_of_attempts_is_parked_and_can_be_retried_from_the_cli(backend
     let app = TestApp::spawn_with(backend, options).await;
     app.signup("ada@example.com").await;
     let worker = Worker::new(
-        JobContext {
-            db: app.db().clone(),
-            mailer: donkies_server::mail::Mailer::from_settings(&app.settings()).unwrap(),
-            settings: app.settings(),
-        },
+        app.server.as_ref().unwrap().job_context(),
         Default::default(),
     );
     let mut outcomes = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while outcomes.len() < 2 && tokio::time::Instant::now() < deadline {
         match worker.run_next().await.unwrap() {
-            Some(Outcome::Done { kind, .. }) if kind == "cleanup" => {}
+            Some(outcome) if outcome.kind() != "send_mail" => {}
             Some(outcome) => outcomes.push(outcome),
             None => tokio::time::sleep(Duration::from_millis(10)).await,
         }
@@ -138,7 +134,7 @@ async fn a_job_out_of_attempts_is_parked_and_can_be_retried_from_the_cli(backend
     app.smtp.set_mode(Mode::Accept);
     let outcome = loop {
         match worker.run_next().await.unwrap() {
-            Some(Outcome::Done { kind, .. }) if kind == "cleanup" => continue,
+            Some(outcome) if outcome.kind() != "send_mail" => continue,
             Some(outcome) => break outcome,
             None => tokio::time::sleep(Duration::from_millis(10)).await,
         }
@@ -205,18 +201,11 @@ async fn a_worker_killed_mid_job_leaves_the_job_to_run_again(backend: Backend) {
     assert_eq!(stuck[0].status, "running", "claimed by the dead worker");
 
     smtp.set_mode(Mode::Accept);
-    let rescuer = Worker::new(
-        JobContext {
-            db: test_db.db.clone(),
-            mailer: donkies_server::mail::Mailer::from_settings(&settings).unwrap(),
-            settings: std::sync::Arc::new(settings),
-        },
-        Default::default(),
-    );
+    let rescuer = Worker::new(server.job_context(), Default::default());
     let started = tokio::time::Instant::now();
     let outcome = loop {
         match rescuer.run_next().await.unwrap() {
-            Some(Outcome::Done { kind, .. }) if kind == "cleanup" => continue,
+            Some(outcome) if outcome.kind() != "send_mail" => continue,
             Some(outcome) => break outcome,
             None => tokio::time::sleep(Duration::from_millis(50)).await,
         }

@@ -1,0 +1,305 @@
+//! Accounts at linked institutions, with what the user set on them (active, shares, number).
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use crate::{Db, StoreError, Tx, on_db, on_tx};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Account {
+    pub id: String,
+    pub user_id: String,
+    pub member_id: String,
+    pub guid: String,
+    pub uid: String,
+    pub name: String,
+    pub kind: String,
+    pub type_ds: String,
+    pub subtype: Option<String>,
+    pub balance: Option<i64>,
+    pub available_balance: Option<i64>,
+    pub available_credit: Option<i64>,
+    pub credit_limit: Option<i64>,
+    pub apr: Option<f64>,
+    pub apy: Option<f64>,
+    pub interest_rate: Option<f64>,
+    pub minimum_balance: Option<i64>,
+    pub minimum_payment: Option<i64>,
+    pub original_balance: Option<i64>,
+    pub payoff_balance: Option<i64>,
+    pub last_payment: Option<i64>,
+    pub last_payment_at: Option<DateTime<Utc>>,
+    pub payment_due_at: Option<DateTime<Utc>>,
+    pub day_payment_is_due: Option<i64>,
+    pub matures_on: Option<NaiveDate>,
+    pub started_on: Option<NaiveDate>,
+    pub total_account_value: Option<i64>,
+    pub is_closed: bool,
+    pub is_active: bool,
+    pub transfer_share: i64,
+    pub is_funding_source_for_transfer: bool,
+    pub is_dwolla_created: bool,
+    pub account_number_last4: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str = "id, user_id, member_id, guid, uid, name, kind, type_ds, subtype, balance, available_balance, \
+    available_credit, credit_limit, apr, apy, interest_rate, minimum_balance, minimum_payment, original_balance, \
+    payoff_balance, last_payment, last_payment_at, payment_due_at, day_payment_is_due, matures_on, started_on, \
+    total_account_value, is_closed, is_active, transfer_share, is_funding_source_for_transfer, is_dwolla_created, \
+    account_number_last4, created_at, updated_at";
+
+/// What the aggregator says about an account.
+#[derive(Debug, Clone)]
+pub struct AccountData {
+    pub guid: String,
+    pub name: String,
+    pub kind: String,
+    pub type_ds: String,
+    pub subtype: Option<String>,
+    pub balance: Option<i64>,
+    pub available_balance: Option<i64>,
+    pub available_credit: Option<i64>,
+    pub credit_limit: Option<i64>,
+    pub apr: Option<f64>,
+    pub apy: Option<f64>,
+    pub interest_rate: Option<f64>,
+    pub minimum_balance: Option<i64>,
+    pub minimum_payment: Option<i64>,
+    pub original_balance: Option<i64>,
+    pub payoff_balance: Option<i64>,
+    pub last_payment: Option<i64>,
+    pub last_payment_at: Option<DateTime<Utc>>,
+    pub payment_due_at: Option<DateTime<Utc>>,
+    pub day_payment_is_due: Option<i64>,
+    pub matures_on: Option<NaiveDate>,
+    pub started_on: Option<NaiveDate>,
+    pub total_account_value: Option<i64>,
+    pub is_closed: bool,
+}
+
+/// Insert or refresh accounts by (user, aggregator guid). What the user set — active flag,
+/// share, account number — is never touched by a refresh.
+pub async fn upsert(
+    tx: &mut Tx,
+    user_id: &str,
+    member_id: &str,
+    accounts: &[AccountData],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    for a in accounts {
+        on_tx!(tx, conn => sqlx::query(
+            "INSERT INTO accounts (id, user_id, member_id, guid, uid, name, kind, type_ds, subtype, balance, \
+               available_balance, available_credit, credit_limit, apr, apy, interest_rate, minimum_balance, \
+               minimum_payment, original_balance, payoff_balance, last_payment, last_payment_at, payment_due_at, \
+               day_payment_is_due, matures_on, started_on, total_account_value, is_closed, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
+               $21, $22, $23, $24, $25, $26, $27, $28, $29, $29) \
+             ON CONFLICT (user_id, guid) DO UPDATE SET \
+               is_deleted = CASE WHEN accounts.member_id = excluded.member_id THEN accounts.is_deleted ELSE FALSE END, \
+               member_id = excluded.member_id, name = excluded.name, kind = excluded.kind, \
+               type_ds = excluded.type_ds, subtype = excluded.subtype, balance = excluded.balance, \
+               available_balance = excluded.available_balance, available_credit = excluded.available_credit, \
+               credit_limit = excluded.credit_limit, apr = excluded.apr, apy = excluded.apy, \
+               interest_rate = excluded.interest_rate, minimum_balance = excluded.minimum_balance, \
+               minimum_payment = excluded.minimum_payment, original_balance = excluded.original_balance, \
+               payoff_balance = excluded.payoff_balance, last_payment = excluded.last_payment, \
+               last_payment_at = excluded.last_payment_at, payment_due_at = excluded.payment_due_at, \
+               day_payment_is_due = excluded.day_payment_is_due, matures_on = excluded.matures_on, \
+               started_on = excluded.started_on, total_account_value = excluded.total_account_value, \
+               is_closed = excluded.is_closed, updated_at = excluded.updated_at",
+        )
+        .bind(crate::new_id())
+        .bind(user_id)
+        .bind(member_id)
+        .bind(&a.guid)
+        .bind(crate::new_id())
+        .bind(&a.name)
+        .bind(&a.kind)
+        .bind(&a.type_ds)
+        .bind(&a.subtype)
+        .bind(a.balance)
+        .bind(a.available_balance)
+        .bind(a.available_credit)
+        .bind(a.credit_limit)
+        .bind(a.apr)
+        .bind(a.apy)
+        .bind(a.interest_rate)
+        .bind(a.minimum_balance)
+        .bind(a.minimum_payment)
+        .bind(a.original_balance)
+        .bind(a.payoff_balance)
+        .bind(a.last_payment)
+        .bind(a.last_payment_at)
+        .bind(a.payment_due_at)
+        .bind(a.day_payment_is_due)
+        .bind(a.matures_on)
+        .bind(a.started_on)
+        .bind(a.total_account_value)
+        .bind(a.is_closed)
+        .bind(now)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))?;
+    }
+    Ok(())
+}
+
+/// Give the user's first debt account the whole share when no active debt account has any.
+pub async fn ensure_debt_share(tx: &mut Tx, user_id: &str) -> Result<(), StoreError> {
+    on_tx!(tx, conn => sqlx::query(
+        "UPDATE accounts SET transfer_share = 100 WHERE id = ( \
+           SELECT id FROM accounts WHERE user_id = $1 AND type_ds = 'debt' AND is_active = TRUE AND is_deleted = FALSE \
+           ORDER BY created_at, id LIMIT 1) \
+         AND NOT EXISTS (SELECT 1 FROM accounts WHERE user_id = $1 AND type_ds = 'debt' AND is_active = TRUE \
+           AND is_deleted = FALSE AND transfer_share > 0)",
+    )
+    .bind(user_id)
+    .execute(conn)
+    .await
+    .map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
+/// The user's visible accounts, oldest first.
+pub async fn list_for_user(db: &Db, user_id: &str) -> Result<Vec<Account>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM accounts WHERE user_id = $1 AND is_deleted = FALSE ORDER BY created_at, id"
+    );
+    Ok(on_db!(db, pool => sqlx::query_as::<_, Account>(&sql).bind(user_id).fetch_all(pool).await)?)
+}
+
+/// The account's guid → id map of a user (including hidden ones), for attaching transactions.
+pub async fn ids_by_guid(tx: &mut Tx, user_id: &str) -> Result<Vec<(String, String)>, StoreError> {
+    Ok(
+        on_tx!(tx, conn => sqlx::query_as::<_, (String, String)>("SELECT guid, id FROM accounts WHERE user_id = $1")
+        .bind(user_id)
+        .fetch_all(conn)
+        .await)?,
+    )
+}
+
+pub async fn get(db: &Db, user_id: &str, id: &str) -> Result<Option<Account>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM accounts WHERE user_id = $1 AND id = $2 AND is_deleted = FALSE"
+    );
+    Ok(
+        on_db!(db, pool => sqlx::query_as::<_, Account>(&sql).bind(user_id).bind(id).fetch_optional(pool).await)?,
+    )
+}
+
+/// Hide one account (the user removed it); a refresh keeps it hidden.
+pub async fn hide(
+    db: &Db,
+    user_id: &str,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let mut tx = db.begin().await?;
+    let n = on_tx!(&mut tx, conn => sqlx::query(
+        "UPDATE accounts SET is_deleted = TRUE, transfer_share = 0, updated_at = $3 WHERE user_id = $1 AND id = $2 AND is_deleted = FALSE",
+    )
+    .bind(user_id)
+    .bind(id)
+    .bind(now)
+    .execute(conn)
+    .await
+    .map(|r| r.rows_affected()))?;
+    tx.commit().await?;
+    Ok(n == 1)
+}
+
+pub async fn set_active(
+    tx: &mut Tx,
+    user_id: &str,
+    id: &str,
+    active: bool,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    on_tx!(tx, conn => sqlx::query("UPDATE accounts SET is_active = $3, updated_at = $4 WHERE user_id = $1 AND id = $2")
+        .bind(user_id)
+        .bind(id)
+        .bind(active)
+        .bind(now)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
+/// Active visible accounts of a member.
+pub async fn count_active_in_member(tx: &mut Tx, member_id: &str) -> Result<i64, StoreError> {
+    Ok(on_tx!(tx, conn => sqlx::query_scalar::<_, i64>(
+        "SELECT COUNT(*) FROM accounts WHERE member_id = $1 AND is_active = TRUE AND is_deleted = FALSE",
+    )
+    .bind(member_id)
+    .fetch_one(conn)
+    .await)?)
+}
+
+/// Store the (sealed) account number once; false when one is already set.
+pub async fn set_account_number(
+    db: &Db,
+    user_id: &str,
+    id: &str,
+    sealed: &str,
+    last4: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let mut tx = db.begin().await?;
+    let n = on_tx!(&mut tx, conn => sqlx::query(
+        "UPDATE accounts SET account_number_encrypted = $3, account_number_last4 = $4, updated_at = $5 \
+         WHERE user_id = $1 AND id = $2 AND account_number_encrypted IS NULL",
+    )
+    .bind(user_id)
+    .bind(id)
+    .bind(sealed)
+    .bind(last4)
+    .bind(now)
+    .execute(conn)
+    .await
+    .map(|r| r.rows_affected()))?;
+    tx.commit().await?;
+    Ok(n == 1)
+}
+
+pub async fn sealed_account_number(
+    db: &Db,
+    user_id: &str,
+    id: &str,
+) -> Result<Option<String>, StoreError> {
+    Ok(on_db!(db, pool => sqlx::query_scalar::<_, Option<String>>(
+        "SELECT account_number_encrypted FROM accounts WHERE user_id = $1 AND id = $2",
+    )
+    .bind(user_id)
+    .bind(id)
+    .fetch_optional(pool)
+    .await)?
+    .flatten())
+}
+
+/// Set the shares of the given accounts and zero every other debt account of the user.
+pub async fn set_shares(
+    tx: &mut Tx,
+    user_id: &str,
+    shares: &[(String, i64)],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    on_tx!(tx, conn => sqlx::query("UPDATE accounts SET transfer_share = 0, updated_at = $2 WHERE user_id = $1 AND transfer_share <> 0")
+        .bind(user_id)
+        .bind(now)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))?;
+    for (id, share) in shares {
+        on_tx!(tx, conn => sqlx::query("UPDATE accounts SET transfer_share = $3, updated_at = $4 WHERE user_id = $1 AND id = $2")
+            .bind(user_id)
+            .bind(id)
+            .bind(share)
+            .bind(now)
+            .execute(conn)
+            .await
+            .map(|r| r.rows_affected()))?;
+    }
+    Ok(())
+}

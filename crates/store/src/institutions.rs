@@ -1,0 +1,133 @@
+//! The aggregator's institution catalog and the credentials each institution asks for.
+
+use chrono::{DateTime, Utc};
+
+use crate::{Db, StoreError, on_db, on_tx};
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Institution {
+    pub id: String,
+    pub code: String,
+    pub name: String,
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Credential {
+    pub institution_id: String,
+    pub guid: String,
+    pub field_name: String,
+    pub label: String,
+    pub kind: String,
+    pub display_order: i64,
+}
+
+pub struct CatalogEntry {
+    pub code: String,
+    pub name: String,
+    pub url: Option<String>,
+}
+
+/// Insert or refresh institutions by code; existing ids stay.
+pub async fn upsert(
+    db: &Db,
+    entries: &[CatalogEntry],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let mut tx = db.begin().await?;
+    for e in entries {
+        on_tx!(&mut tx, conn => sqlx::query(
+            "INSERT INTO institutions (id, code, name, url, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5) \
+             ON CONFLICT (code) DO UPDATE SET name = excluded.name, url = excluded.url, updated_at = excluded.updated_at",
+        )
+        .bind(crate::new_id())
+        .bind(&e.code)
+        .bind(&e.name)
+        .bind(&e.url)
+        .bind(now)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))?;
+    }
+    tx.commit().await
+}
+
+/// Replace the stored credentials of an institution.
+pub async fn replace_credentials(
+    db: &Db,
+    institution_id: &str,
+    credentials: &[Credential],
+) -> Result<(), StoreError> {
+    let mut tx = db.begin().await?;
+    on_tx!(&mut tx, conn => sqlx::query("DELETE FROM institution_credentials WHERE institution_id = $1")
+        .bind(institution_id)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))?;
+    for c in credentials {
+        on_tx!(&mut tx, conn => sqlx::query(
+            "INSERT INTO institution_credentials (institution_id, guid, field_name, label, kind, display_order) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        )
+        .bind(institution_id)
+        .bind(&c.guid)
+        .bind(&c.field_name)
+        .bind(&c.label)
+        .bind(&c.kind)
+        .bind(c.display_order)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))?;
+    }
+    tx.commit().await
+}
+
+/// Institutions by name, optionally those whose name contains `search` (any case).
+pub async fn list(
+    db: &Db,
+    search: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Institution>, StoreError> {
+    let pattern = format!("%{}%", search.unwrap_or("").to_lowercase());
+    Ok(on_db!(db, pool => sqlx::query_as::<_, Institution>(
+        "SELECT id, code, name, url FROM institutions WHERE LOWER(name) LIKE $1 ORDER BY name, code LIMIT $2",
+    )
+    .bind(&pattern)
+    .bind(limit)
+    .fetch_all(pool)
+    .await)?)
+}
+
+pub async fn get(db: &Db, id: &str) -> Result<Option<Institution>, StoreError> {
+    Ok(
+        on_db!(db, pool => sqlx::query_as::<_, Institution>("SELECT id, code, name, url FROM institutions WHERE id = $1")
+        .bind(id)
+        .fetch_optional(pool)
+        .await)?,
+    )
+}
+
+pub async fn get_by_code(db: &Db, code: &str) -> Result<Option<Institution>, StoreError> {
+    Ok(
+        on_db!(db, pool => sqlx::query_as::<_, Institution>("SELECT id, code, name, url FROM institutions WHERE code = $1")
+        .bind(code)
+        .fetch_optional(pool)
+        .await)?,
+    )
+}
+
+pub async fn credentials(db: &Db, institution_id: &str) -> Result<Vec<Credential>, StoreError> {
+    Ok(on_db!(db, pool => sqlx::query_as::<_, Credential>(
+        "SELECT institution_id, guid, field_name, label, kind, display_order FROM institution_credentials \
+         WHERE institution_id = $1 ORDER BY display_order, guid",
+    )
+    .bind(institution_id)
+    .fetch_all(pool)
+    .await)?)
+}
+
+pub async fn count(db: &Db) -> Result<i64, StoreError> {
+    Ok(
+        on_db!(db, pool => sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM institutions").fetch_one(pool).await)?,
+    )
+}
