@@ -55,6 +55,26 @@ pub enum Command {
         #[command(subcommand)]
         command: JobsCommand,
     },
+    /// Run a provider simulator on its own port (for front-end developers and tests).
+    Sandbox {
+        #[command(subcommand)]
+        command: SandboxCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SandboxCommand {
+    /// The MX Atrium simulator (state in memory). Point the server at it with
+    /// DONKIES_ATRIUM_URL=http://ADDR, DONKIES_ATRIUM_CLIENT_ID=donkies-sandbox-client,
+    /// DONKIES_ATRIUM_KEY=donkies-sandbox-key.
+    Atrium {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8090", value_name = "ADDR")]
+        listen: String,
+        /// Time a member spends in each aggregation status, in milliseconds.
+        #[arg(long, default_value_t = 500, value_name = "MS")]
+        step_ms: u64,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -156,6 +176,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let settings = settings(&cli.config, None, &common)?;
             open_database(&settings).await?;
             println!("migrations applied");
+        }
+        Command::Sandbox {
+            command: SandboxCommand::Atrium { listen, step_ms },
+        } => {
+            let addr: std::net::SocketAddr = listen
+                .parse()
+                .map_err(|e| ConfigError::new("--listen", format!("invalid address {listen:?}: {e}")))?;
+            let config = donkies_sandbox::AtriumSimConfig {
+                step: std::time::Duration::from_millis(step_ms),
+                ..Default::default()
+            };
+            let sim = donkies_sandbox::AtriumSim::start(addr, config)
+                .await
+                .map_err(|e| ConfigError::new("--listen", format!("cannot listen on {addr}: {e}")))?;
+            tracing::info!(
+                "Atrium simulator listening on {} (client id {}, API key {}; fault knobs at /__sim/faults)",
+                sim.base_url(),
+                donkies_sandbox::SANDBOX_CLIENT_ID,
+                donkies_sandbox::SANDBOX_API_KEY
+            );
+            crate::wait_for_signal().await;
+            let _ = sim.shutdown().await;
         }
         Command::Jobs {
             command: JobsCommand::List { failed, common },
