@@ -9,6 +9,7 @@ pub mod institutions;
 pub mod jobs;
 pub mod members;
 pub mod outbox;
+pub mod social;
 pub mod testing;
 pub mod tokens;
 pub mod transactions;

@@ -325,3 +325,20 @@ pub async fn ids_without_guid(db: &Db) -> Result<Vec<String>, StoreError> {
         .await)?,
     )
 }
+
+/// Mark a user confirmed without a token (accounts whose email a sign-in provider verified).
+pub async fn mark_confirmed(
+    tx: &mut Tx,
+    user_id: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    on_tx!(tx, conn => sqlx::query(
+        "UPDATE users SET is_confirmed = TRUE, confirmation_token_hash = NULL, updated_at = $2 WHERE id = $1",
+    )
+    .bind(user_id)
+    .bind(now)
+    .execute(conn)
+    .await
+    .map(|r| r.rows_affected()))?;
+    Ok(())
+}
