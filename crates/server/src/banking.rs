@@ -367,10 +367,12 @@ impl Banking {
             .context("member without aggregator guid")?;
         let today = now().date_naive();
         let range = DateRange::between(today - chrono::Days::new(90), today + chrono::Days::new(5));
+        let started = std::time::Instant::now();
         let live = self
             .aggregator
             .all_member_transactions(user_guid, member_guid, range)
             .await?;
+        let fetched = started.elapsed();
         let mut tx = self.db.begin().await?;
         let ids: HashMap<String, String> = accounts::ids_by_guid(&mut tx, &member.user_id)
             .await?
@@ -385,6 +387,13 @@ impl Banking {
             .collect();
         transactions::upsert(&mut tx, &member.user_id, &rows, now()).await?;
         tx.commit().await?;
+        tracing::info!(
+            member = %member.id,
+            rows = rows.len(),
+            fetch_ms = fetched.as_millis() as u64,
+            store_ms = (started.elapsed() - fetched).as_millis() as u64,
+            "transactions synced"
+        );
         Ok(rows.len())
     }
 

@@ -180,16 +180,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sandbox {
             command: SandboxCommand::Atrium { listen, step_ms },
         } => {
-            let addr: std::net::SocketAddr = listen
-                .parse()
-                .map_err(|e| ConfigError::new("--listen", format!("invalid address {listen:?}: {e}")))?;
+            let addr: std::net::SocketAddr = listen.parse().map_err(|e| {
+                ConfigError::new("--listen", format!("invalid address {listen:?}: {e}"))
+            })?;
             let config = donkies_sandbox::AtriumSimConfig {
                 step: std::time::Duration::from_millis(step_ms),
                 ..Default::default()
             };
             let sim = donkies_sandbox::AtriumSim::start(addr, config)
                 .await
-                .map_err(|e| ConfigError::new("--listen", format!("cannot listen on {addr}: {e}")))?;
+                .map_err(|e| {
+                    ConfigError::new("--listen", format!("cannot listen on {addr}: {e}"))
+                })?;
             tracing::info!(
                 "Atrium simulator listening on {} (client id {}, API key {}; fault knobs at /__sim/faults)",
                 sim.base_url(),

@@ -159,6 +159,11 @@ pub struct CommonArgs {
     #[arg(long, env = "DONKIES_MEMBER_POLL_LIMIT", value_name = "N")]
     pub member_poll_limit: Option<String>,
 
+    /// How long an authenticated session may be served from memory, in milliseconds; changes
+    /// made by other processes show within this time (0 turns the cache off) [default: 1000]
+    #[arg(long, env = "DONKIES_AUTH_CACHE_MS", value_name = "MS")]
+    pub auth_cache_ms: Option<String>,
+
     /// Time the in-process Atrium simulator spends in each member status, in milliseconds
     /// [default: 500]
     #[arg(long, env = "DONKIES_SANDBOX_STEP_MS", value_name = "MS")]
@@ -188,6 +193,7 @@ pub struct Settings {
     pub atrium: AtriumSettings,
     pub member_poll: Duration,
     pub member_poll_limit: i64,
+    pub auth_cache: Duration,
 }
 
 /// Where the aggregator is.
@@ -249,6 +255,7 @@ const FILE_KEYS: &[&str] = &[
     "member_poll_ms",
     "member_poll_limit",
     "sandbox_step_ms",
+    "auth_cache_ms",
 ];
 
 /// Keys of the original `settings/data.json` and the setting each one feeds.
@@ -610,7 +617,14 @@ impl Settings {
             150,
         )?;
 
+        let auth_cache_ms: u64 = parse_num(
+            pick(&args.auth_cache_ms, file, "auth_cache_ms"),
+            "DONKIES_AUTH_CACHE_MS (--auth-cache-ms)",
+            1000,
+        )?;
+
         Ok(Settings {
+            auth_cache: Duration::from_millis(auth_cache_ms),
             atrium,
             member_poll: Duration::from_millis(member_poll_ms.max(10)),
             member_poll_limit: member_poll_limit.max(1),

@@ -3,10 +3,11 @@
 
 use std::sync::{Arc, OnceLock};
 
-use argon2::Argon2;
 use argon2::password_hash::{
-    PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng,
+    Output, ParamsString, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+    rand_core::OsRng,
 };
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chacha20poly1305::aead::{Aead, KeyInit};
@@ -24,33 +25,153 @@ pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// Hash a password with Argon2id (default parameters) off the async threads.
+/// Hash a password with Argon2id (default parameters) on the hashing threads.
 pub async fn hash_password(password: String) -> anyhow::Result<String> {
-    tokio::task::spawn_blocking(move || {
-        let salt = SaltString::generate(&mut OsRng);
-        Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
-            .map_err(|e| anyhow::anyhow!("hashing password: {e}"))
-    })
-    .await?
+    on_hash_pool(move |memory| hash_with(memory, password.as_bytes())).await?
 }
 
-/// Check a password against a stored hash off the async threads. With no hash (unknown user)
+/// Check a password against a stored hash on the hashing threads. With no hash (unknown user)
 /// a dummy hash is checked, so both cases cost the same time.
 pub async fn verify_password(password: String, stored: Option<String>) -> anyhow::Result<bool> {
-    tokio::task::spawn_blocking(move || {
+    on_hash_pool(move |memory| {
         let known = stored.is_some();
         let stored = stored.unwrap_or_else(|| dummy_hash().to_owned());
-        let Ok(parsed) = PasswordHash::new(&stored) else {
-            return Ok(false);
-        };
-        let ok = Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok();
-        Ok(known && ok)
+        let ok = verify_with(memory, password.as_bytes(), &stored);
+        known && ok
     })
-    .await?
+    .await
+}
+
+type HashJob = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
+
+/// A few long-lived threads, one per core, each reusing one Argon2 working area (19 MiB at
+/// the default parameters). Hashing is CPU-bound, so more threads would not hash faster; and
+/// fresh 19 MiB allocations per hash, spread over many blocking threads, leave the process
+/// holding gigabytes under a login burst.
+fn hash_pool() -> &'static std::sync::mpsc::Sender<HashJob> {
+    static POOL: OnceLock<std::sync::mpsc::Sender<HashJob>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let (sender, receiver) = std::sync::mpsc::channel::<HashJob>();
+        let receiver = Arc::new(std::sync::Mutex::new(receiver));
+        let threads = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .clamp(1, 8);
+        for i in 0..threads {
+            let receiver = receiver.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("argon2-{i}"))
+                .spawn(move || {
+                    let mut memory: Vec<Block> = Vec::new();
+                    loop {
+                        let job = match receiver.lock() {
+                            Ok(queue) => queue.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(&mut memory),
+                            Err(_) => return,
+                        }
+                    }
+                });
+            if let Err(err) = spawned {
+                tracing::error!(error = %err, "could not start a password hashing thread");
+            }
+        }
+        sender
+    })
+}
+
+async fn on_hash_pool<T: Send + 'static>(
+    work: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
+) -> anyhow::Result<T> {
+    let (done, result) = tokio::sync::oneshot::channel();
+    hash_pool()
+        .send(Box::new(move |memory| {
+            let _ = done.send(work(memory));
+        }))
+        .map_err(|_| anyhow::anyhow!("password hashing threads are gone"))?;
+    Ok(result.await?)
+}
+
+/// Raw Argon2id output for `params` and `salt`, computed in `memory`.
+fn argon2id(
+    memory: &mut Vec<Block>,
+    params: &Params,
+    version: Version,
+    password: &[u8],
+    salt: &[u8],
+    out_len: usize,
+) -> Option<Vec<u8>> {
+    if memory.len() < params.block_count() {
+        memory.resize(params.block_count(), Block::default());
+    }
+    let mut out = vec![0u8; out_len];
+    Argon2::new(Algorithm::Argon2id, version, params.clone())
+        .hash_password_into_with_memory(password, salt, &mut out, &mut memory[..])
+        .ok()?;
+    Some(out)
+}
+
+fn hash_with(memory: &mut Vec<Block>, password: &[u8]) -> anyhow::Result<String> {
+    let params = Params::default();
+    let salt = SaltString::generate(&mut OsRng);
+    let mut salt_buf = [0u8; 64];
+    let salt_bytes = salt
+        .as_salt()
+        .decode_b64(&mut salt_buf)
+        .map_err(|e| anyhow::anyhow!("salt: {e}"))?;
+    let out_len = params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+    let out = argon2id(
+        memory,
+        &params,
+        Version::V0x13,
+        password,
+        salt_bytes,
+        out_len,
+    )
+    .ok_or_else(|| anyhow::anyhow!("argon2 hashing failed"))?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params).map_err(|e| anyhow::anyhow!("params: {e}"))?,
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&out).map_err(|e| anyhow::anyhow!("output: {e}"))?),
+    };
+    Ok(phc.to_string())
+}
+
+fn verify_with(memory: &mut Vec<Block>, password: &[u8], stored: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(stored) else {
+        return false;
+    };
+    if parsed.algorithm != Algorithm::Argon2id.ident() {
+        return Argon2::default().verify_password(password, &parsed).is_ok();
+    }
+    let (Ok(params), Some(salt), Some(expected)) =
+        (Params::try_from(&parsed), parsed.salt, parsed.hash)
+    else {
+        return false;
+    };
+    let version = parsed
+        .version
+        .and_then(|v| Version::try_from(v).ok())
+        .unwrap_or(Version::V0x13);
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt_bytes) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let Some(out) = argon2id(
+        memory,
+        &params,
+        version,
+        password,
+        salt_bytes,
+        expected.len(),
+    ) else {
+        return false;
+    };
+    // `Output` compares in constant time.
+    Output::new(&out).is_ok_and(|actual| actual == expected)
 }
 
 fn dummy_hash() -> &'static str {
@@ -154,6 +275,32 @@ mod tests {
         let mut tampered = sealed.clone();
         tampered.pop();
         assert_eq!(s.open(&tampered), None);
+    }
+
+    #[tokio::test]
+    async fn pooled_hashes_are_standard_phc_strings_both_ways() {
+        let hash = hash_password("pw123456".into()).await.unwrap();
+        let parsed = PasswordHash::new(&hash).unwrap();
+        assert!(
+            Argon2::default()
+                .verify_password(b"pw123456", &parsed)
+                .is_ok()
+        );
+        let salt = SaltString::generate(&mut OsRng);
+        let standard = Argon2::default()
+            .hash_password(b"other pw", &salt)
+            .unwrap()
+            .to_string();
+        assert!(
+            verify_password("other pw".into(), Some(standard.clone()))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !verify_password("other pX".into(), Some(standard))
+                .await
+                .unwrap()
+        );
     }
 
     #[tokio::test]

@@ -202,7 +202,9 @@ async fn confirm_signup(State(state): State<AppState>, body: Body) -> ApiResult<
             "Registration already has been confirmed.",
         ));
     }
-    if !users::confirm(&state.db, &user.id, &token_hash(token.trim()), now()).await? {
+    let confirmed = users::confirm(&state.db, &user.id, &token_hash(token.trim()), now()).await?;
+    state.sessions.forget_user(&user.id);
+    if !confirmed {
         return Err(ApiError::non_field(
             "Provided confirmation token is not correct",
         ));
@@ -252,6 +254,7 @@ async fn logout(state: AppState, auth: AuthUser) -> ApiResult<StatusCode> {
     let mut tx = state.db.begin().await?;
     tokens::delete_sessions(&mut tx, &auth.user.id).await?;
     tx.commit().await?;
+    state.sessions.forget_user(&auth.user.id);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -394,5 +397,6 @@ async fn reset_password(State(state): State<AppState>, body: Body) -> ApiResult<
     users::set_password_hash(&mut tx, &user.id, &password_hash, now()).await?;
     tokens::delete_sessions(&mut tx, &user.id).await?;
     tx.commit().await?;
+    state.sessions.forget_user(&user.id);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -264,10 +264,17 @@ impl FromRequestParts<AppState> for AuthUser {
             return Err(ApiError::BadToken("Invalid token."));
         }
         let hash = token_hash(&key.to_ascii_lowercase());
-        let Some((user, expires_at)) =
-            donkies_store::users::find_by_token_hash(&state.db, &hash).await?
-        else {
-            return Err(ApiError::BadToken("Invalid token."));
+        let (user, expires_at) = match state.sessions.get(&hash) {
+            Some(hit) => hit,
+            None => {
+                let Some((user, expires_at)) =
+                    donkies_store::users::find_by_token_hash(&state.db, &hash).await?
+                else {
+                    return Err(ApiError::BadToken("Invalid token."));
+                };
+                state.sessions.put(&hash, &user, expires_at);
+                (user, expires_at)
+            }
         };
         if expires_at <= donkies_store::now() {
             return Err(ApiError::BadToken("Token expired."));

@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 pub mod members;
 pub mod ops;
+pub mod sessions;
 pub mod users;
 
 use std::num::NonZeroU32;
@@ -45,6 +46,7 @@ pub struct AppInner {
     /// Wakes an in-process worker as soon as a job is enqueued.
     pub wake_worker: Arc<Notify>,
     pub banking: Banking,
+    pub sessions: sessions::SessionCache,
 }
 
 impl Deref for AppState {
@@ -63,6 +65,7 @@ impl AppState {
     ) -> AppState {
         let sealer = Sealer::from_secret(settings.secret_key.expose());
         let limits = RateLimits::new(settings.login_rate_per_minute, settings.reset_rate_per_hour);
+        let sessions = sessions::SessionCache::new(settings.auth_cache);
         AppState(Arc::new(AppInner {
             db,
             settings,
@@ -70,6 +73,7 @@ impl AppState {
             limits,
             wake_worker,
             banking,
+            sessions,
         }))
     }
 }

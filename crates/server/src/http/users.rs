@@ -205,7 +205,9 @@ async fn update_user(
         ssn_encrypted: ssn.as_ref().map(|s| state.sealer.seal(s.digits())),
         ssn_last4: ssn.as_ref().map(|s| s.last4().to_owned()),
     };
-    match users::update_profile(&state.db, &auth.user.id, &update, now()).await? {
+    let updated = users::update_profile(&state.db, &auth.user.id, &update, now()).await?;
+    state.sessions.forget_user(&auth.user.id);
+    match updated {
         Some(user) => Ok(axum::Json(user.into())),
         None => Err(ApiError::non_field(COMPLETE)),
     }
@@ -238,6 +240,7 @@ async fn update_user_settings(
     let even = f.optional_bool("is_even_roundup");
     f.finish()?;
     users::update_settings(&state.db, &auth.user.id, amount, even, now()).await?;
+    state.sessions.forget_user(&auth.user.id);
     Ok(axum::Json(UserSettings {
         minimum_transfer_amount: amount.unwrap_or(auth.user.minimum_transfer_amount),
         is_even_roundup: even.unwrap_or(auth.user.is_even_roundup),
@@ -358,6 +361,7 @@ async fn confirm_email_change(
         other => other?,
     }
     tx.commit().await?;
+    state.sessions.forget_user(&user.id);
     Ok(message("Your email address has been changed."))
 }
 
@@ -401,6 +405,7 @@ async fn change_password(
     users::set_password_hash(&mut tx, &auth.user.id, &hash, now()).await?;
     tokens::delete_other_sessions(&mut tx, &auth.user.id, &auth.token_hash).await?;
     tx.commit().await?;
+    state.sessions.forget_user(&auth.user.id);
     Ok(message("Your password has been changed."))
 }
 
@@ -441,6 +446,7 @@ async fn resend_confirmation_link(
 #[utoipa::path(post, path = "/v1/user_close_account", tag = "user", security(("token" = [])), responses((status = 204)))]
 async fn close_account(State(state): State<AppState>, auth: AuthUser) -> ApiResult<StatusCode> {
     users::close_account(&state.db, &auth.user.id, now()).await?;
+    state.sessions.forget_user(&auth.user.id);
     tracing::info!(user = %auth.user.id, "account closed");
     Ok(StatusCode::NO_CONTENT)
 }
