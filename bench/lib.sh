@@ -1,0 +1,193 @@
+# Shared helpers of the load benchmarks (bench/users.sh, bench/banking.sh). Source it from a
+# script that has `set -euo pipefail`:
+#
+#   source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+#
+# Sourcing sets ROOT, BIN, PG_ADMIN_URL, SECRET_KEY, DURATION, WORK (a temp dir), installs the
+# EXIT/INT/TERM traps (stops the server and any process registered with track_pid, drops the
+# databases made with pg_fresh_db, removes WORK), builds the release binary once and makes
+# sure wrk and curl are there.
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BIN="$ROOT/target/release/donkies"
+PG_ADMIN_URL="${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+SECRET_KEY='bench-secret-key-0123456789abcdef0123456789'
+DURATION=10s
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/donkies-bench.XXXXXX")"
+SERVER_PID=""
+declare -a PG_DBS=()
+declare -a EXTRA_PIDS=()
+declare -a SURPRISES=()
+
+log() { printf '== %s\n' "$*" >&2; }
+die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
+surprise() { log "WARNING $*"; SURPRISES+=("$*"); }
+
+# Stop a process with SIGTERM and wait for it (it must be a child of this shell).
+stop_pid() { # PID LABEL
+    local pid=$1
+    if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid" 2>/dev/null || true
+        local status=0
+        wait "$pid" || status=$?
+        [[ $status -eq 0 ]] || log "$2 $pid exited with status $status"
+    fi
+}
+
+stop_server() {
+    stop_pid "$SERVER_PID" server
+    SERVER_PID=""
+}
+
+# Register a background process to be stopped on exit.
+track_pid() { EXTRA_PIDS+=("$1"); }
+
+cleanup() {
+    local rc=$?
+    stop_server
+    local pid db
+    for pid in "${EXTRA_PIDS[@]}"; do stop_pid "$pid" process; done
+    for db in "${PG_DBS[@]}"; do
+        psql "$PG_ADMIN_URL" -qAt -v ON_ERROR_STOP=1 \
+            -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 \
+            || log "could not drop database $db"
+    done
+    rm -rf "$WORK"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---------------------------------------------------------------------------- build, tools
+log "building release binary"
+(cd "$ROOT" && cargo build --release -p donkies-server)
+[[ -x "$BIN" ]] || die "no binary at $BIN"
+
+if ! command -v wrk >/dev/null 2>&1; then
+    log "installing wrk"
+    if ! apt-get install -y wrk >/dev/null 2>&1; then
+        apt-get update >/dev/null
+        apt-get install -y wrk >/dev/null
+    fi
+fi
+command -v wrk >/dev/null 2>&1 || die "wrk is not available"
+command -v curl >/dev/null 2>&1 || die "curl is not available"
+
+# ---------------------------------------------------------------------------- helpers
+strip_ansi() { sed 's/\x1b\[[0-9;]*m//g' "$@"; }
+
+# Value (kB) of a field of /proc/PID/status, printed in MiB with one decimal.
+proc_mib() {
+    awk -v f="$2:" '$1 == f { printf "%.1f", $2 / 1024 }' "/proc/$1/status"
+}
+
+# start_server NAME DATA_DIR DATABASE_URL [VAR=VALUE...]  -> sets SERVER_PID and BASE.
+# The log goes to DATA_DIR/server.log; the extra VAR=VALUE pairs are added to the environment.
+start_server() {
+    local name=$1 data_dir=$2 db_url=$3 logf="$2/server.log"
+    shift 3
+    env DONKIES_DATA_DIR="$data_dir" \
+        DATABASE_URL="$db_url" \
+        DONKIES_SECRET_KEY="$SECRET_KEY" \
+        DONKIES_LOGIN_RATE_PER_MINUTE=100000000 \
+        "$@" \
+        "$BIN" serve --listen 127.0.0.1:0 >"$logf" 2>&1 &
+    SERVER_PID=$!
+    BASE=""
+    local i addr
+    for ((i = 0; i < 300; i++)); do
+        kill -0 "$SERVER_PID" 2>/dev/null || { cat "$logf" >&2; die "$name: server exited during start-up"; }
+        addr="$(strip_ansi "$logf" | grep -o 'donkies listening on http://[0-9.:]*' | head -n1 | sed 's/.*http:\/\///')" || true
+        if [[ -n "$addr" ]] && curl -fsS -o /dev/null "http://$addr/healthz" 2>/dev/null; then
+            BASE="http://$addr"
+            return 0
+        fi
+        sleep 0.1
+    done
+    cat "$logf" >&2
+    die "$name: server did not answer /healthz within 30 s"
+}
+
+# signup_one BASE I [PASSWORD]: signs up bench<I>@example.com (204 expected).
+signup_one() {
+    local code pw="${3:-$PASSWORD}"
+    code="$(curl -sS -o /dev/null -w '%{http_code}' -X POST "$1/v1/auth/signup" \
+        -H 'Content-Type: application/json' \
+        -d "{\"email\":\"bench$2@example.com\",\"password\":\"$pw\",\"first_name\":\"Bench\",\"last_name\":\"User$2\"}")"
+    [[ "$code" == 204 ]] || { echo "signup bench$2: HTTP $code" >&2; return 1; }
+}
+export -f signup_one
+
+# login BASE EMAIL PASSWORD -> prints the session token (empty on failure).
+login() {
+    curl -fsS -X POST "$1/v1/auth/login" -H 'Content-Type: application/json' \
+        -d "{\"email\":\"$2\",\"password\":\"$3\"}" \
+        | sed -n 's/.*"token":"\([^"]*\)".*/\1/p'
+}
+
+# run_wrk OUTFILE wrk-args...
+run_wrk() {
+    local out=$1
+    shift
+    wrk "$@" >"$out" 2>&1 || { cat "$out" >&2; die "wrk failed: $*"; }
+}
+wrk_rps() { awk '/^Requests\/sec:/ { print $2 }' "$1"; }
+wrk_p99() { awk '$1 == "99%" { print $2 }' "$1"; }
+wrk_non2xx() { awk -F: '/Non-2xx or 3xx responses/ { gsub(/ /, "", $2); n = $2 } END { print n + 0 }' "$1"; }
+wrk_errors() { grep -E 'Socket errors' "$1" || true; }
+
+# check_wrk NAME LABEL OUTFILE: non-2xx responses and socket errors become warnings.
+check_wrk() {
+    local n
+    n="$(wrk_non2xx "$3")"
+    [[ "$n" == 0 ]] || surprise "$1 $2: $n non-2xx responses"
+    local e
+    e="$(wrk_errors "$3")"
+    [[ -z "$e" ]] || surprise "$1 $2: $e"
+}
+
+# ratio_pct A B -> "12.3%" (A/B) or n/a
+ratio_pct() {
+    awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1f%%", 100 * a / b; else print "n/a" }'
+}
+
+# check_log NAME LOGFILE: ERROR/panic lines become a warning.
+check_log() {
+    if grep -qiE '\b(ERROR|panicked)\b' "$2"; then
+        local n
+        n="$(grep -ciE '\b(ERROR|panicked)\b' "$2")"
+        SURPRISES+=("$1: $n ERROR/panic lines in the server log, first: $(grep -iE '\b(ERROR|panicked)\b' "$2" | head -n1 | cut -c1-200)")
+    fi
+}
+
+# pg_check -> sets PG_SKIPPED to a reason, or empty when PostgreSQL is usable.
+pg_check() {
+    PG_SKIPPED=""
+    if ! command -v psql >/dev/null 2>&1; then
+        PG_SKIPPED="psql is not installed"
+    elif ! psql "$PG_ADMIN_URL" -qAt -c 'SELECT 1' >/dev/null 2>&1; then
+        PG_SKIPPED="cannot connect to $PG_ADMIN_URL (set BENCH_POSTGRES_URL)"
+    fi
+}
+
+# pg_fresh_db -> creates a fresh database (dropped on exit), sets PG_DB and PG_URL.
+pg_fresh_db() {
+    PG_DB="donkies_bench_$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
+    PG_DBS+=("$PG_DB")
+    psql "$PG_ADMIN_URL" -qAt -v ON_ERROR_STOP=1 -c "CREATE DATABASE \"$PG_DB\"" >/dev/null
+    # Same server and credentials as the admin URL, the fresh database as the path.
+    PG_URL="$(python3 -c 'import sys, urllib.parse as u
+p = u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/" + sys.argv[2])))' \
+        "$PG_ADMIN_URL" "$PG_DB")"
+}
+
+# print_surprises: the warnings block at the end of a report.
+print_surprises() {
+    if ((${#SURPRISES[@]})); then
+        echo "warnings:"
+        local s
+        for s in "${SURPRISES[@]}"; do echo "  - $s"; done
+    fi
+}
