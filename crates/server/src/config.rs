@@ -159,6 +159,54 @@ pub struct CommonArgs {
     #[arg(long, env = "DONKIES_MEMBER_POLL_LIMIT", value_name = "N")]
     pub member_poll_limit: Option<String>,
 
+    /// Facebook Graph API base URL [default: https://graph.facebook.com, or an in-process
+    /// simulator in sandbox mode]
+    #[arg(long, env = "DONKIES_FACEBOOK_URL", value_name = "URL")]
+    pub facebook_url: Option<String>,
+    /// Facebook app id [default: the config file's SOCIAL_AUTH_FACEBOOK_KEY]
+    #[arg(long, env = "DONKIES_FACEBOOK_KEY", value_name = "ID")]
+    pub facebook_key: Option<String>,
+    /// Facebook app secret [default: the config file's SOCIAL_AUTH_FACEBOOK_SECRET]
+    #[arg(
+        long,
+        env = "DONKIES_FACEBOOK_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub facebook_secret: Option<String>,
+
+    /// Google OAuth base URL (authorize, token and certs endpoints under it) [default: Google's
+    /// own endpoints, or an in-process simulator in sandbox mode]
+    #[arg(long, env = "DONKIES_GOOGLE_URL", value_name = "URL")]
+    pub google_url: Option<String>,
+    /// Google OAuth client id [default: the config file's SOCIAL_AUTH_GOOGLE_OAUTH2_KEY]
+    #[arg(long, env = "DONKIES_GOOGLE_KEY", value_name = "ID")]
+    pub google_key: Option<String>,
+    /// Google OAuth client secret [default: the config file's SOCIAL_AUTH_GOOGLE_OAUTH2_SECRET]
+    #[arg(
+        long,
+        env = "DONKIES_GOOGLE_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub google_secret: Option<String>,
+
+    /// Twitter API base URL [default: https://api.twitter.com, or an in-process simulator in
+    /// sandbox mode]
+    #[arg(long, env = "DONKIES_TWITTER_URL", value_name = "URL")]
+    pub twitter_url: Option<String>,
+    /// Twitter consumer key [default: the config file's SOCIAL_AUTH_TWITTER_KEY]
+    #[arg(long, env = "DONKIES_TWITTER_KEY", value_name = "KEY")]
+    pub twitter_key: Option<String>,
+    /// Twitter consumer secret [default: the config file's SOCIAL_AUTH_TWITTER_SECRET]
+    #[arg(
+        long,
+        env = "DONKIES_TWITTER_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub twitter_secret: Option<String>,
+
     /// How long an authenticated session may be served from memory, in milliseconds; changes
     /// made by other processes show within this time (0 turns the cache off) [default: 1000]
     #[arg(long, env = "DONKIES_AUTH_CACHE_MS", value_name = "MS")]
@@ -194,6 +242,58 @@ pub struct Settings {
     pub member_poll: Duration,
     pub member_poll_limit: i64,
     pub auth_cache: Duration,
+    pub facebook: SocialProvider,
+    pub google: SocialProvider,
+    pub twitter: SocialProvider,
+}
+
+/// Where a sign-in provider is.
+#[derive(Debug, Clone)]
+pub enum SocialProvider {
+    /// Keys configured: the provider at `url` (its public address when `None`).
+    Remote {
+        url: Option<Url>,
+        key: String,
+        secret: Secret,
+    },
+    /// Zero-config sandbox mode: an in-process simulator.
+    Sandbox,
+    /// No keys outside sandbox mode: the sign-in is not offered.
+    Off,
+}
+
+impl SocialProvider {
+    fn resolve(
+        name: &str,
+        url: Option<String>,
+        key: Option<String>,
+        secret: Option<Secret>,
+        sandbox_mode: bool,
+    ) -> Result<SocialProvider, ConfigError> {
+        let upper = name.to_ascii_uppercase();
+        let url = match url.filter(|u| !u.is_empty()) {
+            Some(u) => Some(Url::parse(&u).map_err(|e| {
+                ConfigError::new(
+                    format!("DONKIES_{upper}_URL (--{name}-url)"),
+                    format!("invalid URL {u:?}: {e}"),
+                )
+            })?),
+            None => None,
+        };
+        match (key.filter(|k| !k.is_empty()), secret) {
+            (Some(key), Some(secret)) => Ok(SocialProvider::Remote { url, key, secret }),
+            (Some(_), None) | (None, Some(_)) => Err(ConfigError::new(
+                format!("DONKIES_{upper}_KEY / DONKIES_{upper}_SECRET"),
+                "give both the key and the secret, or neither",
+            )),
+            (None, None) if url.is_some() => Err(ConfigError::new(
+                format!("DONKIES_{upper}_KEY (--{name}-key)"),
+                format!("required when DONKIES_{upper}_URL is set"),
+            )),
+            (None, None) if sandbox_mode => Ok(SocialProvider::Sandbox),
+            (None, None) => Ok(SocialProvider::Off),
+        }
+    }
 }
 
 /// Where the aggregator is.
@@ -256,6 +356,15 @@ const FILE_KEYS: &[&str] = &[
     "member_poll_limit",
     "sandbox_step_ms",
     "auth_cache_ms",
+    "facebook_url",
+    "facebook_key",
+    "facebook_secret",
+    "google_url",
+    "google_key",
+    "google_secret",
+    "twitter_url",
+    "twitter_key",
+    "twitter_secret",
 ];
 
 /// Keys of the original `settings/data.json` and the setting each one feeds.
@@ -623,7 +732,40 @@ impl Settings {
             1000,
         )?;
 
+        // Simulated sign-in providers only when the whole server runs on simulators.
+        let sandbox_mode = matches!(atrium, AtriumSettings::Sandbox { .. });
+        let facebook = SocialProvider::resolve(
+            "facebook",
+            pick(&args.facebook_url, file, "facebook_url"),
+            pick(&args.facebook_key, file, "facebook_key").or(providers.facebook_key.clone()),
+            pick(&args.facebook_secret, file, "facebook_secret")
+                .map(Secret::new)
+                .or(providers.facebook_secret.clone()),
+            sandbox_mode,
+        )?;
+        let google = SocialProvider::resolve(
+            "google",
+            pick(&args.google_url, file, "google_url"),
+            pick(&args.google_key, file, "google_key").or(providers.google_key.clone()),
+            pick(&args.google_secret, file, "google_secret")
+                .map(Secret::new)
+                .or(providers.google_secret.clone()),
+            sandbox_mode,
+        )?;
+        let twitter = SocialProvider::resolve(
+            "twitter",
+            pick(&args.twitter_url, file, "twitter_url"),
+            pick(&args.twitter_key, file, "twitter_key").or(providers.twitter_key.clone()),
+            pick(&args.twitter_secret, file, "twitter_secret")
+                .map(Secret::new)
+                .or(providers.twitter_secret.clone()),
+            sandbox_mode,
+        )?;
+
         Ok(Settings {
+            facebook,
+            google,
+            twitter,
             auth_cache: Duration::from_millis(auth_cache_ms),
             atrium,
             member_poll: Duration::from_millis(member_poll_ms.max(10)),

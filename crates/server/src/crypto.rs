@@ -190,6 +190,38 @@ pub fn unusable_password_hash() -> String {
     format!("!{}", new_token())
 }
 
+/// How long a signed OAuth `state` is accepted.
+const STATE_TTL_SECONDS: i64 = 3600;
+
+fn state_mac(secret_key: &str, timestamp: i64) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret_key.as_bytes())
+        .expect("HMAC takes any key length");
+    mac.update(b"oauth state ");
+    mac.update(timestamp.to_string().as_bytes());
+    hex::encode(&mac.finalize().into_bytes()[..16])
+}
+
+/// An OAuth `state` value the server can later recognise as its own: a time and its MAC.
+pub fn sign_state(secret_key: &str) -> String {
+    let t = chrono::Utc::now().timestamp();
+    format!("{t}.{}", state_mac(secret_key, t))
+}
+
+/// Whether `state` came from [`sign_state`] within the last hour.
+pub fn verify_state(secret_key: &str, state: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    let Some((t, mac)) = state.split_once('.') else {
+        return false;
+    };
+    let Ok(t) = t.parse::<i64>() else {
+        return false;
+    };
+    let age = chrono::Utc::now().timestamp() - t;
+    (0..=STATE_TTL_SECONDS).contains(&age)
+        && bool::from(state_mac(secret_key, t).as_bytes().ct_eq(mac.as_bytes()))
+}
+
 /// Authenticated encryption of small personal values (XChaCha20-Poly1305, random nonces).
 #[derive(Clone)]
 pub struct Sealer {
@@ -259,6 +291,24 @@ mod tests {
         assert_ne!(a, new_token());
         assert_ne!(token_hash(&a), a);
         assert_eq!(token_hash(&a), token_hash(&a));
+    }
+
+    #[test]
+    fn signed_states_verify_only_with_the_same_key_and_unaltered() {
+        let state = sign_state("key one, long enough");
+        assert!(verify_state("key one, long enough", &state));
+        assert!(!verify_state("key two, long enough", &state));
+        let (t, mac) = state.split_once('.').unwrap();
+        assert!(!verify_state(
+            "key one, long enough",
+            &format!("{}.{mac}", t.parse::<i64>().unwrap() - 1)
+        ));
+        assert!(!verify_state("key one, long enough", "12345"));
+        let old = chrono::Utc::now().timestamp() - 2 * STATE_TTL_SECONDS;
+        assert!(!verify_state(
+            "key one, long enough",
+            &format!("{old}.{}", state_mac("key one, long enough", old))
+        ));
     }
 
     #[test]

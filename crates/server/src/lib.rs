@@ -6,6 +6,7 @@ pub mod config;
 pub mod crypto;
 pub mod http;
 pub mod mail;
+pub mod social;
 pub mod worker;
 
 use std::net::SocketAddr;
@@ -125,6 +126,7 @@ pub struct Server {
     pub settings: Arc<Settings>,
     context: worker::JobContext,
     sandbox: Option<donkies_sandbox::AtriumSim>,
+    social_sims: social::SocialSims,
     shutdown: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -153,12 +155,14 @@ impl Server {
         let settings = Arc::new(settings);
         let (context, sandbox) = build_context(settings.clone(), db.clone()).await?;
         enqueue_startup_jobs(&context).await?;
+        let (social, social_sims) = social::connect(&settings).await?;
         let wake = Arc::new(Notify::new());
         let state = http::AppState::new(
             db.clone(),
             settings.clone(),
             wake.clone(),
             context.banking.clone(),
+            social,
         );
         let shutdown = CancellationToken::new();
         let mut tasks = Vec::new();
@@ -196,6 +200,7 @@ impl Server {
             settings,
             context,
             sandbox,
+            social_sims,
             shutdown,
             tasks,
         })
@@ -216,6 +221,7 @@ impl Server {
         for task in self.tasks {
             let _ = task.await;
         }
+        self.social_sims.shutdown().await;
         if let Some(sim) = self.sandbox {
             let _ = sim.shutdown().await;
         }

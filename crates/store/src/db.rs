@@ -123,7 +123,9 @@ impl Db {
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let mut options = PgConnectOptions::from_str(url)?;
             if let Some(schema) = pg_schema {
-                options = options.options([("search_path", schema)]);
+                options = options
+                    .options([("search_path", schema)])
+                    .application_name(schema);
             }
             let pool = PgPoolOptions::new()
                 .max_connections(16)

@@ -80,11 +80,20 @@ impl Drop for TestDb {
             Cleanup::Schema { admin_url, schema } => {
                 let (admin_url, schema) = (admin_url.clone(), schema.clone());
                 // The test's runtime may be single-threaded and busy dropping us: use a private one.
-                // Idle connections of the test pool hold no locks, so the schema can go at once.
                 let _ = std::thread::spawn(move || {
                     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
                     rt.block_on(async move {
                         let admin = Db::connect(&admin_url).await.ok()?;
+                        // A transaction the test dropped may still be open on a pooled
+                        // connection (its rollback waits for the connection's next use), and
+                        // would hold the schema's locks: end those sessions first.
+                        let _ = crate::on_db!(&admin, p => sqlx::query(
+                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+                        )
+                        .bind(&schema)
+                        .execute(p)
+                        .await
+                        .map(|_| ()));
                         let sql = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
                         let _ = crate::on_db!(&admin, p => sqlx::query(&sql).execute(p).await.map(|_| ()));
                         admin.close().await;

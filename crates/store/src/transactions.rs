@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::{Db, StoreError, Tx, on_db, on_tx};
+use crate::{Db, StoreError, Tx, on_db};
 
 #[derive(Debug, Clone)]
 pub struct TransactionData {
@@ -68,6 +68,9 @@ pub struct Transaction {
 }
 
 const ROW_COLUMNS: &[&str] = &[
+    "user_id",
+    "created_at",
+    "updated_at",
     "id",
     "account_id",
     "guid",
@@ -96,78 +99,186 @@ const ROW_COLUMNS: &[&str] = &[
     "is_payroll_advance",
 ];
 
-/// Rows per INSERT statement: well inside both engines' bound-parameter limits.
-const BATCH: usize = 1000;
+/// Element types of the PostgreSQL arrays, one per column after `user_id, created_at, updated_at`.
+const PG_ARRAY_TYPES: &[&str] = &[
+    "text",
+    "text",
+    "text",
+    "text",
+    "int8",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "date",
+    "timestamptz",
+    "timestamptz",
+    "int8",
+    "int8",
+    "float8",
+    "float8",
+    "bool",
+    "bool",
+    "bool",
+    "bool",
+    "bool",
+    "bool",
+    "bool",
+];
 
-fn upsert_sql(rows: usize) -> String {
-    let width = ROW_COLUMNS.len();
-    let mut sql = format!(
-        "INSERT INTO transactions (user_id, created_at, updated_at, {}) VALUES ",
-        ROW_COLUMNS.join(", ")
-    );
-    for r in 0..rows {
-        if r > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str("($1, $2, $2");
-        for c in 0..width {
-            sql.push_str(&format!(", ${}", 3 + r * width + c));
-        }
-        sql.push(')');
-    }
-    sql.push_str(" ON CONFLICT (user_id, guid) DO UPDATE SET ");
+/// Rows per SQLite statement: SQLite looks bound parameters up one by one, so a statement
+/// with tens of thousands of them costs more per row than several smaller ones.
+const SQLITE_BATCH: usize = 200;
+/// Rows per PostgreSQL statement (one array per column, so the row count is free).
+const POSTGRES_BATCH: usize = 10_000;
+
+fn on_conflict() -> String {
     let updates: Vec<String> = ROW_COLUMNS
         .iter()
-        .filter(|c| !matches!(**c, "id" | "guid" | "uid"))
+        .filter(|c| !matches!(**c, "user_id" | "created_at" | "id" | "guid" | "uid"))
         .map(|c| format!("{c} = excluded.{c}"))
         .collect();
-    sql.push_str(&updates.join(", "));
-    sql.push_str(", updated_at = excluded.updated_at");
-    sql
+    format!(
+        " ON CONFLICT (user_id, guid) DO UPDATE SET {}",
+        updates.join(", ")
+    )
 }
 
-/// Insert or refresh transactions by (user, aggregator guid), in batches.
+fn sqlite_sql(rows: usize) -> String {
+    let row = format!("({})", vec!["?"; ROW_COLUMNS.len()].join(", "));
+    format!(
+        "INSERT INTO transactions ({}) VALUES {}{}",
+        ROW_COLUMNS.join(", "),
+        vec![row.as_str(); rows].join(", "),
+        on_conflict()
+    )
+}
+
+fn postgres_sql() -> String {
+    let arrays: Vec<String> = PG_ARRAY_TYPES
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("${}::{t}[]", i + 3))
+        .collect();
+    format!(
+        "INSERT INTO transactions ({}) SELECT $1, $2, $2, * FROM UNNEST({}){}",
+        ROW_COLUMNS.join(", "),
+        arrays.join(", "),
+        on_conflict()
+    )
+}
+
+/// Insert or refresh transactions by (user, aggregator guid), in batches. The statements
+/// differ by engine only in how the rows travel: arrays on PostgreSQL, row values on SQLite.
 pub async fn upsert(
     tx: &mut Tx,
     user_id: &str,
     rows: &[TransactionData],
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    for chunk in rows.chunks(BATCH) {
-        let sql = upsert_sql(chunk.len());
-        on_tx!(tx, conn => {
-            let mut q = sqlx::query(&sql).bind(user_id).bind(now);
-            for t in chunk {
-                q = q
-                    .bind(crate::new_id())
-                    .bind(&t.account_id)
-                    .bind(&t.guid)
-                    .bind(crate::new_id())
-                    .bind(t.amount)
-                    .bind(&t.kind)
-                    .bind(&t.status)
-                    .bind(&t.category)
-                    .bind(&t.top_level_category)
-                    .bind(&t.description)
-                    .bind(&t.original_description)
-                    .bind(&t.memo)
-                    .bind(t.date)
-                    .bind(t.transacted_at)
-                    .bind(t.posted_at)
-                    .bind(t.check_number)
-                    .bind(t.merchant_category_code)
-                    .bind(t.latitude)
-                    .bind(t.longitude)
-                    .bind(t.is_bill_pay)
-                    .bind(t.is_direct_deposit)
-                    .bind(t.is_expense)
-                    .bind(t.is_fee)
-                    .bind(t.is_income)
-                    .bind(t.is_overdraft_fee)
-                    .bind(t.is_payroll_advance);
+    // One statement cannot update the same row twice: keep the last of repeated guids.
+    let mut seen = std::collections::HashSet::new();
+    let mut unique: Vec<&TransactionData> = rows
+        .iter()
+        .rev()
+        .filter(|t| seen.insert(t.guid.as_str()))
+        .collect();
+    unique.reverse();
+    match tx {
+        Tx::Sqlite(conn, _) => {
+            for chunk in unique.chunks(SQLITE_BATCH) {
+                let sql = sqlite_sql(chunk.len());
+                let mut q = sqlx::query(&sql);
+                for t in chunk {
+                    q = q
+                        .bind(user_id)
+                        .bind(now)
+                        .bind(now)
+                        .bind(crate::new_id())
+                        .bind(&t.account_id)
+                        .bind(&t.guid)
+                        .bind(crate::new_id())
+                        .bind(t.amount)
+                        .bind(&t.kind)
+                        .bind(&t.status)
+                        .bind(&t.category)
+                        .bind(&t.top_level_category)
+                        .bind(&t.description)
+                        .bind(&t.original_description)
+                        .bind(&t.memo)
+                        .bind(t.date)
+                        .bind(t.transacted_at)
+                        .bind(t.posted_at)
+                        .bind(t.check_number)
+                        .bind(t.merchant_category_code)
+                        .bind(t.latitude)
+                        .bind(t.longitude)
+                        .bind(t.is_bill_pay)
+                        .bind(t.is_direct_deposit)
+                        .bind(t.is_expense)
+                        .bind(t.is_fee)
+                        .bind(t.is_income)
+                        .bind(t.is_overdraft_fee)
+                        .bind(t.is_payroll_advance);
+                }
+                q.execute(&mut **conn).await?;
             }
-            q.execute(conn).await.map(|r| r.rows_affected())
-        })?;
+        }
+        Tx::Postgres(conn) => {
+            let sql = postgres_sql();
+            for chunk in unique.chunks(POSTGRES_BATCH) {
+                let col = |f: fn(&TransactionData) -> Option<String>| {
+                    chunk.iter().map(|t| f(t)).collect::<Vec<_>>()
+                };
+                let flag = |f: fn(&TransactionData) -> bool| {
+                    chunk.iter().map(|t| f(t)).collect::<Vec<_>>()
+                };
+                sqlx::query(&sql)
+                    .bind(user_id)
+                    .bind(now)
+                    .bind(chunk.iter().map(|_| crate::new_id()).collect::<Vec<_>>())
+                    .bind(
+                        chunk
+                            .iter()
+                            .map(|t| t.account_id.clone())
+                            .collect::<Vec<_>>(),
+                    )
+                    .bind(chunk.iter().map(|t| t.guid.clone()).collect::<Vec<_>>())
+                    .bind(chunk.iter().map(|_| crate::new_id()).collect::<Vec<_>>())
+                    .bind(chunk.iter().map(|t| t.amount).collect::<Vec<_>>())
+                    .bind(chunk.iter().map(|t| t.kind.clone()).collect::<Vec<_>>())
+                    .bind(col(|t| t.status.clone()))
+                    .bind(col(|t| t.category.clone()))
+                    .bind(col(|t| t.top_level_category.clone()))
+                    .bind(col(|t| t.description.clone()))
+                    .bind(col(|t| t.original_description.clone()))
+                    .bind(col(|t| t.memo.clone()))
+                    .bind(chunk.iter().map(|t| t.date).collect::<Vec<_>>())
+                    .bind(chunk.iter().map(|t| t.transacted_at).collect::<Vec<_>>())
+                    .bind(chunk.iter().map(|t| t.posted_at).collect::<Vec<_>>())
+                    .bind(chunk.iter().map(|t| t.check_number).collect::<Vec<_>>())
+                    .bind(
+                        chunk
+                            .iter()
+                            .map(|t| t.merchant_category_code)
+                            .collect::<Vec<_>>(),
+                    )
+                    .bind(chunk.iter().map(|t| t.latitude).collect::<Vec<_>>())
+                    .bind(chunk.iter().map(|t| t.longitude).collect::<Vec<_>>())
+                    .bind(flag(|t| t.is_bill_pay))
+                    .bind(flag(|t| t.is_direct_deposit))
+                    .bind(flag(|t| t.is_expense))
+                    .bind(flag(|t| t.is_fee))
+                    .bind(flag(|t| t.is_income))
+                    .bind(flag(|t| t.is_overdraft_fee))
+                    .bind(flag(|t| t.is_payroll_advance))
+                    .execute(&mut **conn)
+                    .await?;
+            }
+        }
     }
     Ok(())
 }

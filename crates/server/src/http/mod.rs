@@ -8,6 +8,7 @@ pub mod extract;
 pub mod members;
 pub mod ops;
 pub mod sessions;
+pub mod social;
 pub mod users;
 
 use std::num::NonZeroU32;
@@ -47,6 +48,7 @@ pub struct AppInner {
     pub wake_worker: Arc<Notify>,
     pub banking: Banking,
     pub sessions: sessions::SessionCache,
+    pub social: crate::social::Social,
 }
 
 impl Deref for AppState {
@@ -62,6 +64,7 @@ impl AppState {
         settings: Arc<Settings>,
         wake_worker: Arc<Notify>,
         banking: Banking,
+        social: crate::social::Social,
     ) -> AppState {
         let sealer = Sealer::from_secret(settings.secret_key.expose());
         let limits = RateLimits::new(settings.login_rate_per_minute, settings.reset_rate_per_hour);
@@ -74,6 +77,7 @@ impl AppState {
             wake_worker,
             banking,
             sessions,
+            social,
         }))
     }
 }
@@ -144,6 +148,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(users::router())
         .merge(members::router())
         .merge(accounts::router())
+        .merge(social::router())
         .split_for_parts();
     doc.components
         .get_or_insert_with(Default::default)

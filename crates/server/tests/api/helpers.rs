@@ -3,7 +3,12 @@
 
 use std::time::Duration;
 
-use donkies_sandbox::{AtriumSim, AtriumSimConfig, SANDBOX_API_KEY, SANDBOX_CLIENT_ID};
+use donkies_sandbox::{
+    AtriumSim, AtriumSimConfig, FacebookSim, GoogleSim, SANDBOX_API_KEY, SANDBOX_CLIENT_ID,
+    SANDBOX_FACEBOOK_APP_ID, SANDBOX_FACEBOOK_APP_SECRET, SANDBOX_GOOGLE_CLIENT_ID,
+    SANDBOX_GOOGLE_CLIENT_SECRET, SANDBOX_TWITTER_CONSUMER_KEY, SANDBOX_TWITTER_CONSUMER_SECRET,
+    TwitterSim,
+};
 use donkies_server::Server;
 use donkies_server::config::{CommonArgs, FileValues, Settings};
 use donkies_store::testing::TestDb;
@@ -49,6 +54,10 @@ pub struct TestApp {
     pub test_db: TestDb,
     /// The Atrium simulator this server talks to (fault knobs: `atrium.set_faults`).
     pub atrium: AtriumSim,
+    /// The sign-in provider simulators this server talks to.
+    pub facebook: FacebookSim,
+    pub google: GoogleSim,
+    pub twitter: TwitterSim,
 }
 
 pub struct Options {
@@ -106,7 +115,35 @@ impl TestApp {
         let atrium = AtriumSim::start("127.0.0.1:0".parse().unwrap(), options.atrium)
             .await
             .unwrap();
+        let loopback = || "127.0.0.1:0".parse().unwrap();
+        let facebook = FacebookSim::start(loopback(), Default::default())
+            .await
+            .unwrap();
+        let google = GoogleSim::start(loopback(), Default::default())
+            .await
+            .unwrap();
+        let twitter = TwitterSim::start(loopback(), Default::default())
+            .await
+            .unwrap();
         let mut args = options.args;
+        args.facebook_url
+            .get_or_insert_with(|| facebook.base_url().to_string());
+        args.facebook_key
+            .get_or_insert_with(|| SANDBOX_FACEBOOK_APP_ID.into());
+        args.facebook_secret
+            .get_or_insert_with(|| SANDBOX_FACEBOOK_APP_SECRET.into());
+        args.google_url
+            .get_or_insert_with(|| google.base_url().to_string());
+        args.google_key
+            .get_or_insert_with(|| SANDBOX_GOOGLE_CLIENT_ID.into());
+        args.google_secret
+            .get_or_insert_with(|| SANDBOX_GOOGLE_CLIENT_SECRET.into());
+        args.twitter_url
+            .get_or_insert_with(|| twitter.base_url().to_string());
+        args.twitter_key
+            .get_or_insert_with(|| SANDBOX_TWITTER_CONSUMER_KEY.into());
+        args.twitter_secret
+            .get_or_insert_with(|| SANDBOX_TWITTER_CONSUMER_SECRET.into());
         args.atrium_url
             .get_or_insert_with(|| atrium.base_url().to_string());
         args.atrium_client_id
@@ -130,6 +167,9 @@ impl TestApp {
             smtp,
             test_db,
             atrium,
+            facebook,
+            google,
+            twitter,
         }
     }
 

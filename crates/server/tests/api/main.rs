@@ -9,4 +9,5 @@ mod jobs;
 mod openapi;
 mod process;
 mod smtp;
+mod social;
 mod users;

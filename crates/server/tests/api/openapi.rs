@@ -51,6 +51,11 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("get", "/v1/link_debts"),
     ("post", "/v1/link_debts"),
     ("get", "/v1/transactions"),
+    ("post", "/v1/auth/facebook"),
+    ("post", "/v1/auth/google"),
+    ("get", "/v1/auth/twitter"),
+    ("post", "/v1/auth/twitter"),
+    ("get", "/v1/settings/login"),
 ];
 
 #[tokio::test]
