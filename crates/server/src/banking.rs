@@ -36,6 +36,8 @@ pub struct Banking {
     pub settings: Arc<Settings>,
     /// Member ids whose stored status just changed (wakes `?wait=` requests in this process).
     pub member_events: broadcast::Sender<String>,
+    /// Rendered member reads by `user id/identifier`, with the member id they show.
+    pub member_reads: Arc<crate::cache::TtlCache<(String, bytes::Bytes)>>,
 }
 
 /// A failed call to the aggregator, in terms a handler can answer with.
@@ -191,7 +193,9 @@ impl Banking {
         Ok(creds)
     }
 
-    fn notify(&self, member_id: &str) {
+    /// A member's stored state changed: forget its cached reads and wake `?wait=` requests.
+    pub fn notify(&self, member_id: &str) {
+        self.member_reads.forget_where(|(id, _)| id == member_id);
         let _ = self.member_events.send(member_id.to_owned());
     }
 

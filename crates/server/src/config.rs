@@ -207,10 +207,11 @@ pub struct CommonArgs {
     )]
     pub twitter_secret: Option<String>,
 
-    /// How long an authenticated session may be served from memory, in milliseconds; changes
-    /// made by other processes show within this time (0 turns the cache off) [default: 1000]
-    #[arg(long, env = "DONKIES_AUTH_CACHE_MS", value_name = "MS")]
-    pub auth_cache_ms: Option<String>,
+    /// How long a checked session or a member read may be served from memory, in
+    /// milliseconds; changes made by other processes show within this time (0 turns the cache
+    /// off) [default: 1000]
+    #[arg(long, env = "DONKIES_CACHE_MS", value_name = "MS")]
+    pub cache_ms: Option<String>,
 
     /// Time the in-process Atrium simulator spends in each member status, in milliseconds
     /// [default: 500]
@@ -241,7 +242,7 @@ pub struct Settings {
     pub atrium: AtriumSettings,
     pub member_poll: Duration,
     pub member_poll_limit: i64,
-    pub auth_cache: Duration,
+    pub cache_ttl: Duration,
     pub facebook: SocialProvider,
     pub google: SocialProvider,
     pub twitter: SocialProvider,
@@ -355,7 +356,7 @@ const FILE_KEYS: &[&str] = &[
     "member_poll_ms",
     "member_poll_limit",
     "sandbox_step_ms",
-    "auth_cache_ms",
+    "cache_ms",
     "facebook_url",
     "facebook_key",
     "facebook_secret",
@@ -726,9 +727,9 @@ impl Settings {
             150,
         )?;
 
-        let auth_cache_ms: u64 = parse_num(
-            pick(&args.auth_cache_ms, file, "auth_cache_ms"),
-            "DONKIES_AUTH_CACHE_MS (--auth-cache-ms)",
+        let cache_ms: u64 = parse_num(
+            pick(&args.cache_ms, file, "cache_ms"),
+            "DONKIES_CACHE_MS (--cache-ms)",
             1000,
         )?;
 
@@ -766,7 +767,7 @@ impl Settings {
             facebook,
             google,
             twitter,
-            auth_cache: Duration::from_millis(auth_cache_ms),
+            cache_ttl: Duration::from_millis(cache_ms),
             atrium,
             member_poll: Duration::from_millis(member_poll_ms.max(10)),
             member_poll_limit: member_poll_limit.max(1),

@@ -1,6 +1,7 @@
 //! The `donkies` server: configuration, HTTP API, job worker.
 
 pub mod banking;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod crypto;
@@ -94,6 +95,7 @@ pub async fn build_context(
         aggregator,
         settings: settings.clone(),
         member_events,
+        member_reads: Arc::new(cache::TtlCache::new(settings.cache_ttl)),
     };
     let ctx = worker::JobContext {
         db,

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -513,6 +514,7 @@ async fn create_member(
             .await?;
         tx.commit().await?;
         state.wake_worker.notify_one();
+        state.banking.notify(&existing.id);
         let member = members::get(&state.db, &existing.id)
             .await?
             .ok_or(ApiError::NotFound)?;
@@ -596,7 +598,7 @@ async fn get_member(
     auth: AuthUser,
     Path(identifier): Path<String>,
     Query(q): Query<WaitQuery>,
-) -> ApiResult<axum::Json<MemberView>> {
+) -> ApiResult<axum::response::Response> {
     let wait = match q.wait.as_deref().map(str::trim).filter(|w| !w.is_empty()) {
         None => 0,
         Some(w) => match w.parse::<u64>() {
@@ -609,8 +611,14 @@ async fn get_member(
             }
         },
     };
+    let cache_key = format!("{}/{identifier}", auth.user.id);
+    if wait == 0
+        && let Some((_, body)) = state.banking.member_reads.get(&cache_key)
+    {
+        return Ok(json_bytes(body));
+    }
     let mut events = state.banking.member_events.subscribe();
-    let member = members::find_by_identifier(&state.db, &auth.user.id, &identifier)
+    let mut member = members::find_by_identifier(&state.db, &auth.user.id, &identifier)
         .await?
         .ok_or(ApiError::NotFound)?;
     if wait > 0 {
@@ -635,14 +643,29 @@ async fn get_member(
                 break;
             }
         }
+        member = members::find_by_identifier(&state.db, &auth.user.id, &identifier)
+            .await?
+            .ok_or(ApiError::NotFound)?;
     }
-    let member = members::find_by_identifier(&state.db, &auth.user.id, &identifier)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    Ok(axum::Json(member_view(&state, member).await?))
+    let member_id = member.id.clone();
+    let body = bytes::Bytes::from(
+        serde_json::to_vec(&member_view(&state, member).await?).map_err(anyhow::Error::from)?,
+    );
+    state
+        .banking
+        .member_reads
+        .put(&cache_key, (member_id, body.clone()));
+    Ok(json_bytes(body))
 }
 
-/// Unlink a bank: deleted at the aggregator; its accounts and transactions stop showing.
+fn json_bytes(body: bytes::Bytes) -> axum::response::Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
 #[utoipa::path(delete, path = "/v1/members/{identifier}", tag = "banking", security(("token" = [])),
     params(("identifier" = String, Path)), responses((status = 204), (status = 404), (status = 503)))]
 async fn delete_member(
@@ -666,6 +689,7 @@ async fn delete_member(
         }
     }
     members::mark_deleted(&state.db, &member.id, now()).await?;
+    state.banking.notify(&member.id);
     state.banking.rebalance_debt_shares(&auth.user.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -771,5 +795,6 @@ async fn resume_member(
         .await?;
     tx.commit().await?;
     state.wake_worker.notify_one();
+    state.banking.notify(&member.id);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -68,7 +68,7 @@ impl AppState {
     ) -> AppState {
         let sealer = Sealer::from_secret(settings.secret_key.expose());
         let limits = RateLimits::new(settings.login_rate_per_minute, settings.reset_rate_per_hour);
-        let sessions = sessions::SessionCache::new(settings.auth_cache);
+        let sessions = sessions::SessionCache::new(settings.cache_ttl);
         AppState(Arc::new(AppInner {
             db,
             settings,
