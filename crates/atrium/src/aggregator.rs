@@ -3,8 +3,8 @@ use chrono::NaiveDate;
 
 use crate::AtriumError;
 use crate::wire::{
-    Account, Challenge, ChallengeAnswer, Credential, Institution, MAX_RECORDS_PER_PAGE, Member,
-    MemberConnectionStatus, MemberUpdate, NewMember, NewUser, Pagination, Transaction, User,
+    Account, Challenge, ChallengeAnswer, Credential, Institution, MAX_RECORDS_PER_PAGE, Member, MemberConnectionStatus,
+    MemberUpdate, NewMember, NewUser, Pagination, Transaction, User,
 };
 
 pub type Result<T, E = AtriumError> = std::result::Result<T, E>;
@@ -18,10 +18,7 @@ pub struct PageRequest {
 
 impl PageRequest {
     pub const fn new(page: u32, records_per_page: u32) -> Self {
-        Self {
-            page,
-            records_per_page,
-        }
+        Self { page, records_per_page }
     }
 
     /// The first page at the largest size the server allows.
@@ -81,10 +78,7 @@ pub struct DateRange {
 
 impl DateRange {
     pub const fn between(from: NaiveDate, to: NaiveDate) -> Self {
-        Self {
-            from: Some(from),
-            to: Some(to),
-        }
+        Self { from: Some(from), to: Some(to) }
     }
 }
 
@@ -101,11 +95,7 @@ pub trait Aggregator: Send + Sync {
     async fn list_users(&self, page: PageRequest) -> Result<Page<User>>;
 
     /// Institutions whose name contains `name` (all when `None`).
-    async fn list_institutions(
-        &self,
-        name: Option<&str>,
-        page: PageRequest,
-    ) -> Result<Page<Institution>>;
+    async fn list_institutions(&self, name: Option<&str>, page: PageRequest) -> Result<Page<Institution>>;
     async fn read_institution(&self, code: &str) -> Result<Institution>;
     async fn list_institution_credentials(&self, code: &str) -> Result<Vec<Credential>>;
 
@@ -113,34 +103,16 @@ pub trait Aggregator: Send + Sync {
     async fn create_member(&self, user_guid: &str, member: &NewMember) -> Result<Member>;
     async fn read_member(&self, user_guid: &str, member_guid: &str) -> Result<Member>;
     /// Where the aggregation stands, with challenges while CHALLENGED.
-    async fn read_member_status(
-        &self,
-        user_guid: &str,
-        member_guid: &str,
-    ) -> Result<MemberConnectionStatus>;
+    async fn read_member_status(&self, user_guid: &str, member_guid: &str) -> Result<MemberConnectionStatus>;
     /// Updates a member; new credentials start a new aggregation.
-    async fn update_member(
-        &self,
-        user_guid: &str,
-        member_guid: &str,
-        update: &MemberUpdate,
-    ) -> Result<Member>;
+    async fn update_member(&self, user_guid: &str, member_guid: &str, update: &MemberUpdate) -> Result<Member>;
     /// Starts an aggregation with the stored credentials (202 if one runs: the
     /// member is returned either way).
     async fn aggregate_member(&self, user_guid: &str, member_guid: &str) -> Result<Member>;
     /// Answers the member's MFA challenges.
-    async fn resume_member(
-        &self,
-        user_guid: &str,
-        member_guid: &str,
-        answers: &[ChallengeAnswer],
-    ) -> Result<Member>;
+    async fn resume_member(&self, user_guid: &str, member_guid: &str, answers: &[ChallengeAnswer]) -> Result<Member>;
     /// The outstanding challenges; empty when the member is not challenged.
-    async fn list_member_challenges(
-        &self,
-        user_guid: &str,
-        member_guid: &str,
-    ) -> Result<Vec<Challenge>>;
+    async fn list_member_challenges(&self, user_guid: &str, member_guid: &str) -> Result<Vec<Challenge>>;
     async fn delete_member(&self, user_guid: &str, member_guid: &str) -> Result<()>;
     async fn list_members(&self, user_guid: &str, page: PageRequest) -> Result<Page<Member>>;
 
@@ -177,19 +149,11 @@ pub trait Aggregator: Send + Sync {
         collect_pages(|page| self.list_accounts(user_guid, page)).await
     }
 
-    async fn all_member_accounts(
-        &self,
-        user_guid: &str,
-        member_guid: &str,
-    ) -> Result<Vec<Account>> {
+    async fn all_member_accounts(&self, user_guid: &str, member_guid: &str) -> Result<Vec<Account>> {
         collect_pages(|page| self.list_member_accounts(user_guid, member_guid, page)).await
     }
 
-    async fn all_transactions(
-        &self,
-        user_guid: &str,
-        range: DateRange,
-    ) -> Result<Vec<Transaction>> {
+    async fn all_transactions(&self, user_guid: &str, range: DateRange) -> Result<Vec<Transaction>> {
         collect_pages(|page| self.list_transactions(user_guid, range, page)).await
     }
 
@@ -199,7 +163,6 @@ pub trait Aggregator: Send + Sync {
         member_guid: &str,
         range: DateRange,
     ) -> Result<Vec<Transaction>> {
-        collect_pages(|page| self.list_member_transactions(user_guid, member_guid, range, page))
-            .await
+        collect_pages(|page| self.list_member_transactions(user_guid, member_guid, range, page)).await
     }
 }

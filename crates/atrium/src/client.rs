@@ -26,17 +26,8 @@ pub struct AtriumConfig {
 impl AtriumConfig {
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-    pub fn new(
-        base_url: Url,
-        client_id: impl Into<String>,
-        api_key: impl Into<SecretString>,
-    ) -> Self {
-        Self {
-            base_url,
-            client_id: client_id.into(),
-            api_key: api_key.into(),
-            timeout: Self::DEFAULT_TIMEOUT,
-        }
+    pub fn new(base_url: Url, client_id: impl Into<String>, api_key: impl Into<SecretString>) -> Self {
+        Self { base_url, client_id: client_id.into(), api_key: api_key.into(), timeout: Self::DEFAULT_TIMEOUT }
     }
 
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
@@ -67,17 +58,9 @@ impl fmt::Debug for AtriumClient {
 
 impl AtriumClient {
     pub fn new(config: AtriumConfig) -> Result<Self> {
-        let invalid = |message: String| AtriumError::Other {
-            status: None,
-            message,
-        };
-        if !matches!(config.base_url.scheme(), "http" | "https")
-            || config.base_url.cannot_be_a_base()
-        {
-            return Err(invalid(format!(
-                "atrium base url must be an http(s) url, got {}",
-                config.base_url
-            )));
+        let invalid = |message: String| AtriumError::Other { status: None, message };
+        if !matches!(config.base_url.scheme(), "http" | "https") || config.base_url.cannot_be_a_base() {
+            return Err(invalid(format!("atrium base url must be an http(s) url, got {}", config.base_url)));
         }
 
         let mut api_key = HeaderValue::from_str(config.api_key.expose_secret())
@@ -97,12 +80,7 @@ impl AtriumClient {
             .build()
             .map_err(|e| invalid(format!("could not build the http client: {e}")))?;
 
-        Ok(Self {
-            http,
-            base_url: config.base_url,
-            client_id: config.client_id,
-            timeout: config.timeout,
-        })
+        Ok(Self { http, base_url: config.base_url, client_id: config.client_id, timeout: config.timeout })
     }
 
     pub fn base_url(&self) -> &Url {
@@ -124,9 +102,7 @@ impl AtriumClient {
 
     /// Sends the request; a non-2xx answer becomes a classified error.
     async fn send(&self, request: RequestBuilder) -> Result<Response> {
-        let request = request
-            .build()
-            .map_err(|e| AtriumError::from_transport(&e))?;
+        let request = request.build().map_err(|e| AtriumError::from_transport(&e))?;
         let method = request.method().clone();
         let path = request.url().path().to_owned();
         let started = Instant::now();
@@ -150,8 +126,7 @@ impl AtriumClient {
             .and_then(|value| value.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
         let body = response.text().await.unwrap_or_default();
-        let error =
-            AtriumError::from_status(status.as_u16(), error_message(status, &body), retry_after);
+        let error = AtriumError::from_status(status.as_u16(), error_message(status, &body), retry_after);
         tracing::warn!(%method, %path, status = status.as_u16(), %error, "atrium answered with an error");
         Err(error)
     }
@@ -159,32 +134,19 @@ impl AtriumClient {
     async fn fetch<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T> {
         let response = self.send(request).await?;
         let status = response.status().as_u16();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| AtriumError::from_transport(&e))?;
+        let bytes = response.bytes().await.map_err(|e| AtriumError::from_transport(&e))?;
         serde_json::from_slice(&bytes).map_err(|e| AtriumError::Other {
             status: Some(status),
             message: format!("unreadable atrium response: {e}"),
         })
     }
 
-    async fn post<B: Serialize, T: DeserializeOwned>(
-        &self,
-        segments: &[&str],
-        body: &B,
-    ) -> Result<T> {
-        self.fetch(self.http.post(self.url(segments)).json(body))
-            .await
+    async fn post<B: Serialize, T: DeserializeOwned>(&self, segments: &[&str], body: &B) -> Result<T> {
+        self.fetch(self.http.post(self.url(segments)).json(body)).await
     }
 
-    async fn put<B: Serialize, T: DeserializeOwned>(
-        &self,
-        segments: &[&str],
-        body: &B,
-    ) -> Result<T> {
-        self.fetch(self.http.put(self.url(segments)).json(body))
-            .await
+    async fn put<B: Serialize, T: DeserializeOwned>(&self, segments: &[&str], body: &B) -> Result<T> {
+        self.fetch(self.http.put(self.url(segments)).json(body)).await
     }
 
     async fn delete(&self, segments: &[&str]) -> Result<()> {
@@ -212,10 +174,7 @@ fn error_message(status: StatusCode, body: &str) -> String {
 }
 
 fn page_query(page: PageRequest) -> PageQuery {
-    PageQuery {
-        page: Some(page.page),
-        records_per_page: Some(page.records_per_page),
-    }
+    PageQuery { page: Some(page.page), records_per_page: Some(page.records_per_page) }
 }
 
 fn transaction_query(range: DateRange, page: PageRequest) -> TransactionQuery {
@@ -251,32 +210,18 @@ impl Aggregator for AtriumClient {
     }
 
     async fn list_users(&self, page: PageRequest) -> Result<Page<User>> {
-        let reply: UsersBody = self
-            .fetch(self.get(&["users"]).query(&page_query(page)))
-            .await?;
-        Ok(Page {
-            items: reply.users,
-            pagination: reply.pagination,
-        })
+        let reply: UsersBody = self.fetch(self.get(&["users"]).query(&page_query(page))).await?;
+        Ok(Page { items: reply.users, pagination: reply.pagination })
     }
 
-    async fn list_institutions(
-        &self,
-        name: Option<&str>,
-        page: PageRequest,
-    ) -> Result<Page<Institution>> {
+    async fn list_institutions(&self, name: Option<&str>, page: PageRequest) -> Result<Page<Institution>> {
         let query = InstitutionQuery {
             name: name.map(str::to_owned),
             page: Some(page.page),
             records_per_page: Some(page.records_per_page),
         };
-        let reply: InstitutionsBody = self
-            .fetch(self.get(&["institutions"]).query(&query))
-            .await?;
-        Ok(Page {
-            items: reply.institutions,
-            pagination: reply.pagination,
-        })
+        let reply: InstitutionsBody = self.fetch(self.get(&["institutions"]).query(&query)).await?;
+        Ok(Page { items: reply.institutions, pagination: reply.pagination })
     }
 
     async fn read_institution(&self, code: &str) -> Result<Institution> {
@@ -285,50 +230,30 @@ impl Aggregator for AtriumClient {
     }
 
     async fn list_institution_credentials(&self, code: &str) -> Result<Vec<Credential>> {
-        let reply: CredentialsBody = self
-            .fetch(self.get(&["institutions", code, "credentials"]))
-            .await?;
+        let reply: CredentialsBody = self.fetch(self.get(&["institutions", code, "credentials"])).await?;
         Ok(reply.credentials)
     }
 
     async fn create_member(&self, user_guid: &str, member: &NewMember) -> Result<Member> {
-        let body = NewMemberBody {
-            member: member.clone(),
-        };
+        let body = NewMemberBody { member: member.clone() };
         let reply: MemberBody = self.post(&["users", user_guid, "members"], &body).await?;
         Ok(reply.member)
     }
 
     async fn read_member(&self, user_guid: &str, member_guid: &str) -> Result<Member> {
-        let reply: MemberBody = self
-            .fetch(self.get(&["users", user_guid, "members", member_guid]))
-            .await?;
+        let reply: MemberBody = self.fetch(self.get(&["users", user_guid, "members", member_guid])).await?;
         Ok(reply.member)
     }
 
-    async fn read_member_status(
-        &self,
-        user_guid: &str,
-        member_guid: &str,
-    ) -> Result<MemberConnectionStatus> {
-        let reply: MemberStatusBody = self
-            .fetch(self.get(&["users", user_guid, "members", member_guid, "status"]))
-            .await?;
+    async fn read_member_status(&self, user_guid: &str, member_guid: &str) -> Result<MemberConnectionStatus> {
+        let reply: MemberStatusBody =
+            self.fetch(self.get(&["users", user_guid, "members", member_guid, "status"])).await?;
         Ok(reply.member)
     }
 
-    async fn update_member(
-        &self,
-        user_guid: &str,
-        member_guid: &str,
-        update: &MemberUpdate,
-    ) -> Result<Member> {
-        let body = MemberUpdateBody {
-            member: update.clone(),
-        };
-        let reply: MemberBody = self
-            .put(&["users", user_guid, "members", member_guid], &body)
-            .await?;
+    async fn update_member(&self, user_guid: &str, member_guid: &str, update: &MemberUpdate) -> Result<Member> {
+        let body = MemberUpdateBody { member: update.clone() };
+        let reply: MemberBody = self.put(&["users", user_guid, "members", member_guid], &body).await?;
         Ok(reply.member)
     }
 
@@ -338,31 +263,13 @@ impl Aggregator for AtriumClient {
         Ok(reply.member)
     }
 
-    async fn resume_member(
-        &self,
-        user_guid: &str,
-        member_guid: &str,
-        answers: &[ChallengeAnswer],
-    ) -> Result<Member> {
-        let body = ResumeMemberBody {
-            member: ResumeMember {
-                challenges: answers.to_vec(),
-            },
-        };
-        let reply: MemberBody = self
-            .put(
-                &["users", user_guid, "members", member_guid, "resume"],
-                &body,
-            )
-            .await?;
+    async fn resume_member(&self, user_guid: &str, member_guid: &str, answers: &[ChallengeAnswer]) -> Result<Member> {
+        let body = ResumeMemberBody { member: ResumeMember { challenges: answers.to_vec() } };
+        let reply: MemberBody = self.put(&["users", user_guid, "members", member_guid, "resume"], &body).await?;
         Ok(reply.member)
     }
 
-    async fn list_member_challenges(
-        &self,
-        user_guid: &str,
-        member_guid: &str,
-    ) -> Result<Vec<Challenge>> {
+    async fn list_member_challenges(&self, user_guid: &str, member_guid: &str) -> Result<Vec<Challenge>> {
         let request = self.get(&["users", user_guid, "members", member_guid, "challenges"]);
         let response = self.send(request).await?;
         // 204 No Content: the member is not challenged.
@@ -370,50 +277,31 @@ impl Aggregator for AtriumClient {
             return Ok(Vec::new());
         }
         let status = response.status().as_u16();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| AtriumError::from_transport(&e))?;
+        let bytes = response.bytes().await.map_err(|e| AtriumError::from_transport(&e))?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Vec::new());
         }
-        let reply: ChallengesBody =
-            serde_json::from_slice(&bytes).map_err(|e| AtriumError::Other {
-                status: Some(status),
-                message: format!("unreadable atrium response: {e}"),
-            })?;
+        let reply: ChallengesBody = serde_json::from_slice(&bytes).map_err(|e| AtriumError::Other {
+            status: Some(status),
+            message: format!("unreadable atrium response: {e}"),
+        })?;
         Ok(reply.challenges)
     }
 
     async fn delete_member(&self, user_guid: &str, member_guid: &str) -> Result<()> {
-        self.delete(&["users", user_guid, "members", member_guid])
-            .await
+        self.delete(&["users", user_guid, "members", member_guid]).await
     }
 
     async fn list_members(&self, user_guid: &str, page: PageRequest) -> Result<Page<Member>> {
-        let reply: MembersBody = self
-            .fetch(
-                self.get(&["users", user_guid, "members"])
-                    .query(&page_query(page)),
-            )
-            .await?;
-        Ok(Page {
-            items: reply.members,
-            pagination: reply.pagination,
-        })
+        let reply: MembersBody =
+            self.fetch(self.get(&["users", user_guid, "members"]).query(&page_query(page))).await?;
+        Ok(Page { items: reply.members, pagination: reply.pagination })
     }
 
     async fn list_accounts(&self, user_guid: &str, page: PageRequest) -> Result<Page<Account>> {
-        let reply: AccountsBody = self
-            .fetch(
-                self.get(&["users", user_guid, "accounts"])
-                    .query(&page_query(page)),
-            )
-            .await?;
-        Ok(Page {
-            items: reply.accounts,
-            pagination: reply.pagination,
-        })
+        let reply: AccountsBody =
+            self.fetch(self.get(&["users", user_guid, "accounts"]).query(&page_query(page))).await?;
+        Ok(Page { items: reply.accounts, pagination: reply.pagination })
     }
 
     async fn list_member_accounts(
@@ -422,14 +310,9 @@ impl Aggregator for AtriumClient {
         member_guid: &str,
         page: PageRequest,
     ) -> Result<Page<Account>> {
-        let request = self
-            .get(&["users", user_guid, "members", member_guid, "accounts"])
-            .query(&page_query(page));
+        let request = self.get(&["users", user_guid, "members", member_guid, "accounts"]).query(&page_query(page));
         let reply: AccountsBody = self.fetch(request).await?;
-        Ok(Page {
-            items: reply.accounts,
-            pagination: reply.pagination,
-        })
+        Ok(Page { items: reply.accounts, pagination: reply.pagination })
     }
 
     async fn list_transactions(
@@ -438,14 +321,9 @@ impl Aggregator for AtriumClient {
         range: DateRange,
         page: PageRequest,
     ) -> Result<Page<Transaction>> {
-        let request = self
-            .get(&["users", user_guid, "transactions"])
-            .query(&transaction_query(range, page));
+        let request = self.get(&["users", user_guid, "transactions"]).query(&transaction_query(range, page));
         let reply: TransactionsBody = self.fetch(request).await?;
-        Ok(Page {
-            items: reply.transactions,
-            pagination: reply.pagination,
-        })
+        Ok(Page { items: reply.transactions, pagination: reply.pagination })
     }
 
     async fn list_member_transactions(
@@ -459,10 +337,7 @@ impl Aggregator for AtriumClient {
             .get(&["users", user_guid, "members", member_guid, "transactions"])
             .query(&transaction_query(range, page));
         let reply: TransactionsBody = self.fetch(request).await?;
-        Ok(Page {
-            items: reply.transactions,
-            pagination: reply.pagination,
-        })
+        Ok(Page { items: reply.transactions, pagination: reply.pagination })
     }
 }
 
@@ -471,21 +346,12 @@ mod tests {
     use super::*;
 
     fn client(base: &str) -> AtriumClient {
-        AtriumClient::new(AtriumConfig::new(
-            Url::parse(base).unwrap(),
-            "client",
-            "very-secret-key",
-        ))
-        .unwrap()
+        AtriumClient::new(AtriumConfig::new(Url::parse(base).unwrap(), "client", "very-secret-key")).unwrap()
     }
 
     #[test]
     fn debug_output_never_shows_the_api_key() {
-        let config = AtriumConfig::new(
-            Url::parse("https://vestibule.mx.com").unwrap(),
-            "client",
-            "very-secret-key",
-        );
+        let config = AtriumConfig::new(Url::parse("https://vestibule.mx.com").unwrap(), "client", "very-secret-key");
         assert!(!format!("{config:?}").contains("very-secret-key"));
         assert!(!format!("{:?}", client("https://vestibule.mx.com")).contains("very-secret-key"));
     }
@@ -493,10 +359,7 @@ mod tests {
     #[test]
     fn paths_are_appended_to_the_base_url_and_encoded() {
         let url = client("http://127.0.0.1:9/atrium/").url(&["users", "USR-1/x", "members"]);
-        assert_eq!(
-            url.as_str(),
-            "http://127.0.0.1:9/atrium/users/USR-1%2Fx/members"
-        );
+        assert_eq!(url.as_str(), "http://127.0.0.1:9/atrium/users/USR-1%2Fx/members");
         let url = client("https://atrium.mx.com").url(&["institutions"]);
         assert_eq!(url.as_str(), "https://atrium.mx.com/institutions");
     }
@@ -504,10 +367,7 @@ mod tests {
     #[test]
     fn error_messages_come_from_the_atrium_body() {
         let status = StatusCode::CONFLICT;
-        assert_eq!(
-            error_message(status, r#"{"error":{"message":"already exists"}}"#),
-            "already exists"
-        );
+        assert_eq!(error_message(status, r#"{"error":{"message":"already exists"}}"#), "already exists");
         assert_eq!(error_message(status, r#"{"error":"plain"}"#), "plain");
         assert_eq!(error_message(status, ""), "Conflict");
     }

@@ -18,16 +18,10 @@ pub enum AtriumError {
     RateLimited { retry_after: Option<Duration> },
     /// 5xx, a timeout or a connection failure: worth trying again later.
     #[error("atrium is unavailable{}: {message}", status.map(|s| format!(" ({s})")).unwrap_or_default())]
-    Retryable {
-        status: Option<u16>,
-        message: String,
-    },
+    Retryable { status: Option<u16>, message: String },
     /// Anything else: 400, 405, 406, 422, an unreadable body, a bad config.
     #[error("atrium request failed{}: {message}", status.map(|s| format!(" ({s})")).unwrap_or_default())]
-    Other {
-        status: Option<u16>,
-        message: String,
-    },
+    Other { status: Option<u16>, message: String },
 }
 
 impl AtriumError {
@@ -54,14 +48,8 @@ impl AtriumError {
             404 => Self::NotFound { message },
             409 => Self::Conflict { message },
             429 => Self::RateLimited { retry_after },
-            500..=599 => Self::Retryable {
-                status: Some(status),
-                message,
-            },
-            _ => Self::Other {
-                status: Some(status),
-                message,
-            },
+            500..=599 => Self::Retryable { status: Some(status), message },
+            _ => Self::Other { status: Some(status), message },
         }
     }
 
@@ -69,15 +57,9 @@ impl AtriumError {
     pub(crate) fn from_transport(error: &reqwest::Error) -> Self {
         let message = error_chain(error);
         if error.is_timeout() || error.is_connect() || error.is_request() || error.is_body() {
-            Self::Retryable {
-                status: None,
-                message,
-            }
+            Self::Retryable { status: None, message }
         } else {
-            Self::Other {
-                status: error.status().map(|s| s.as_u16()),
-                message,
-            }
+            Self::Other { status: error.status().map(|s| s.as_u16()), message }
         }
     }
 }

@@ -97,12 +97,7 @@ impl MemberStatus {
     pub fn is_settled(&self) -> bool {
         matches!(
             self,
-            Self::Challenged
-                | Self::Completed
-                | Self::Denied
-                | Self::Prevented
-                | Self::Halted
-                | Self::Failed
+            Self::Challenged | Self::Completed | Self::Denied | Self::Prevented | Self::Halted | Self::Failed
         )
     }
 }
@@ -223,11 +218,7 @@ impl Amount {
         if !all_digits(whole) || !all_digits(fraction) || fraction.len() > 2 {
             return None;
         }
-        let whole: i64 = if whole.is_empty() {
-            0
-        } else {
-            whole.parse().ok()?
-        };
+        let whole: i64 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
         let fraction: i64 = match fraction.len() {
             0 => 0,
             1 => fraction.parse::<i64>().ok()? * 10,
@@ -265,9 +256,7 @@ impl<'de> Deserialize<'de> for Amount {
             }
 
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Amount, E> {
-                v.checked_mul(100)
-                    .map(Amount)
-                    .ok_or_else(|| E::custom("amount out of range"))
+                v.checked_mul(100).map(Amount).ok_or_else(|| E::custom("amount out of range"))
             }
 
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Amount, E> {
@@ -301,21 +290,14 @@ pub mod lenient {
     pub mod datetime {
         use super::*;
 
-        pub fn serialize<S: Serializer>(
-            value: &Option<DateTime<Utc>>,
-            serializer: S,
-        ) -> Result<S::Ok, S::Error> {
+        pub fn serialize<S: Serializer>(value: &Option<DateTime<Utc>>, serializer: S) -> Result<S::Ok, S::Error> {
             match value {
-                Some(at) => {
-                    serializer.serialize_str(&at.format("%Y-%m-%dT%H:%M:%S+00:00").to_string())
-                }
+                Some(at) => serializer.serialize_str(&at.format("%Y-%m-%dT%H:%M:%S+00:00").to_string()),
                 None => serializer.serialize_none(),
             }
         }
 
-        pub fn deserialize<'de, D: Deserializer<'de>>(
-            deserializer: D,
-        ) -> Result<Option<DateTime<Utc>>, D::Error> {
+        pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<DateTime<Utc>>, D::Error> {
             Ok(match Value::deserialize(deserializer)? {
                 Value::String(text) => parse(&text),
                 _ => None,
@@ -326,9 +308,7 @@ pub mod lenient {
             if let Ok(at) = DateTime::parse_from_rfc3339(text) {
                 return Some(at.with_timezone(&Utc));
             }
-            chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S")
-                .ok()
-                .map(|naive| naive.and_utc())
+            chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S").ok().map(|naive| naive.and_utc())
         }
     }
 
@@ -336,19 +316,14 @@ pub mod lenient {
     pub mod date {
         use super::*;
 
-        pub fn serialize<S: Serializer>(
-            value: &Option<NaiveDate>,
-            serializer: S,
-        ) -> Result<S::Ok, S::Error> {
+        pub fn serialize<S: Serializer>(value: &Option<NaiveDate>, serializer: S) -> Result<S::Ok, S::Error> {
             match value {
                 Some(date) => serializer.serialize_str(&date.format("%Y-%m-%d").to_string()),
                 None => serializer.serialize_none(),
             }
         }
 
-        pub fn deserialize<'de, D: Deserializer<'de>>(
-            deserializer: D,
-        ) -> Result<Option<NaiveDate>, D::Error> {
+        pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<NaiveDate>, D::Error> {
             Ok(match Value::deserialize(deserializer)? {
                 Value::String(text) => {
                     let day = text.get(..10).unwrap_or(&text);
@@ -363,19 +338,14 @@ pub mod lenient {
     pub mod int {
         use super::*;
 
-        pub fn serialize<S: Serializer>(
-            value: &Option<i64>,
-            serializer: S,
-        ) -> Result<S::Ok, S::Error> {
+        pub fn serialize<S: Serializer>(value: &Option<i64>, serializer: S) -> Result<S::Ok, S::Error> {
             match value {
                 Some(n) => serializer.serialize_i64(*n),
                 None => serializer.serialize_none(),
             }
         }
 
-        pub fn deserialize<'de, D: Deserializer<'de>>(
-            deserializer: D,
-        ) -> Result<Option<i64>, D::Error> {
+        pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
             Ok(match Value::deserialize(deserializer)? {
                 Value::Number(n) => n.as_i64(),
                 Value::String(text) => text.trim().parse().ok(),
@@ -388,19 +358,14 @@ pub mod lenient {
     pub mod amount {
         use super::*;
 
-        pub fn serialize<S: Serializer>(
-            value: &Option<Amount>,
-            serializer: S,
-        ) -> Result<S::Ok, S::Error> {
+        pub fn serialize<S: Serializer>(value: &Option<Amount>, serializer: S) -> Result<S::Ok, S::Error> {
             match value {
                 Some(amount) => amount.serialize(serializer),
                 None => serializer.serialize_none(),
             }
         }
 
-        pub fn deserialize<'de, D: Deserializer<'de>>(
-            deserializer: D,
-        ) -> Result<Option<Amount>, D::Error> {
+        pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Amount>, D::Error> {
             let value = Value::deserialize(deserializer)?;
             Ok(match value {
                 Value::Null => None,
@@ -413,19 +378,14 @@ pub mod lenient {
     pub mod float {
         use super::*;
 
-        pub fn serialize<S: Serializer>(
-            value: &Option<f64>,
-            serializer: S,
-        ) -> Result<S::Ok, S::Error> {
+        pub fn serialize<S: Serializer>(value: &Option<f64>, serializer: S) -> Result<S::Ok, S::Error> {
             match value {
                 Some(n) => serializer.serialize_f64(*n),
                 None => serializer.serialize_none(),
             }
         }
 
-        pub fn deserialize<'de, D: Deserializer<'de>>(
-            deserializer: D,
-        ) -> Result<Option<f64>, D::Error> {
+        pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<f64>, D::Error> {
             Ok(match Value::deserialize(deserializer)? {
                 Value::Number(n) => n.as_f64(),
                 Value::String(text) => text.trim().parse().ok(),
@@ -505,11 +465,7 @@ pub struct ErrorMessage {
 
 impl ErrorBody {
     pub fn new(message: impl Into<String>) -> Self {
-        Self {
-            error: ErrorMessage {
-                message: message.into(),
-            },
-        }
+        Self { error: ErrorMessage { message: message.into() } }
     }
 }
 
@@ -624,19 +580,13 @@ pub struct CredentialValue {
 
 impl CredentialValue {
     pub fn new(guid: impl Into<String>, value: impl Into<String>) -> Self {
-        Self {
-            guid: guid.into(),
-            value: value.into(),
-        }
+        Self { guid: guid.into(), value: value.into() }
     }
 }
 
 impl fmt::Debug for CredentialValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CredentialValue")
-            .field("guid", &self.guid)
-            .field("value", &"***")
-            .finish()
+        f.debug_struct("CredentialValue").field("guid", &self.guid).field("value", &"***").finish()
     }
 }
 
@@ -650,19 +600,13 @@ pub struct ChallengeAnswer {
 
 impl ChallengeAnswer {
     pub fn new(guid: impl Into<String>, value: impl Into<String>) -> Self {
-        Self {
-            guid: guid.into(),
-            value: value.into(),
-        }
+        Self { guid: guid.into(), value: value.into() }
     }
 }
 
 impl fmt::Debug for ChallengeAnswer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ChallengeAnswer")
-            .field("guid", &self.guid)
-            .field("value", &"***")
-            .finish()
+        f.debug_struct("ChallengeAnswer").field("guid", &self.guid).field("value", &"***").finish()
     }
 }
 
@@ -695,10 +639,7 @@ pub struct MemberUpdate {
 
 impl MemberUpdate {
     pub fn credentials(credentials: Vec<CredentialValue>) -> Self {
-        Self {
-            credentials: Some(credentials),
-            ..Self::default()
-        }
+        Self { credentials: Some(credentials), ..Self::default() }
     }
 }
 
@@ -994,14 +935,8 @@ mod tests {
 
     #[test]
     fn amount_writes_a_json_number_with_cents() {
-        assert_eq!(
-            serde_json::to_string(&Amount::from_cents(2879)).unwrap(),
-            "28.79"
-        );
-        assert_eq!(
-            serde_json::to_string(&Amount::from_cents(100_000)).unwrap(),
-            "1000.0"
-        );
+        assert_eq!(serde_json::to_string(&Amount::from_cents(2879)).unwrap(), "28.79");
+        assert_eq!(serde_json::to_string(&Amount::from_cents(100_000)).unwrap(), "1000.0");
         assert_eq!(Amount::from_cents(-5).to_string(), "-0.05");
     }
 
@@ -1009,10 +944,7 @@ mod tests {
     fn unknown_enum_values_survive_a_round_trip() {
         let status: MemberStatus = serde_json::from_value(json!("RECONNECTING")).unwrap();
         assert_eq!(status, MemberStatus::Other("RECONNECTING".into()));
-        assert_eq!(
-            serde_json::to_value(&status).unwrap(),
-            json!("RECONNECTING")
-        );
+        assert_eq!(serde_json::to_value(&status).unwrap(), json!("RECONNECTING"));
     }
 
     #[test]

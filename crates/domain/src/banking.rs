@@ -31,18 +31,13 @@ pub fn present_member(status: &str, gave_up: bool) -> MemberPresentation {
         message: "Processing...",
         is_completed: false,
     };
-    const OTHER: MemberPresentation = MemberPresentation {
-        member_status: "OTHER_ERROR",
-        name: "ERROR",
-        message: "Other error.",
-        is_completed: true,
-    };
+    const OTHER: MemberPresentation =
+        MemberPresentation { member_status: "OTHER_ERROR", name: "ERROR", message: "Other error.", is_completed: true };
     if gave_up {
         return OTHER;
     }
     match status {
-        "INITIATED" | "REQUESTED" | "AUTHENTICATED" | "RECEIVED" | "TRANSFERRED" | "PROCESSED"
-        | "HALTED" => PROCESSING,
+        "INITIATED" | "REQUESTED" | "AUTHENTICATED" | "RECEIVED" | "TRANSFERRED" | "PROCESSED" | "HALTED" => PROCESSING,
         "CHALLENGED" => MemberPresentation {
             member_status: "CHALLENGED",
             name: "CHALLENGED",
@@ -76,27 +71,10 @@ pub fn carve_share(current: &[u32], index: usize, new_share: u32) -> Vec<u32> {
         return vec![100];
     }
     let new_share = new_share.min(100);
-    let others: Vec<u32> = current
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != index)
-        .map(|(_, s)| *s)
-        .collect();
-    let weights: Vec<u32> = if others.iter().all(|s| *s == 0) {
-        vec![1; others.len()]
-    } else {
-        others
-    };
+    let others: Vec<u32> = current.iter().enumerate().filter(|(i, _)| *i != index).map(|(_, s)| *s).collect();
+    let weights: Vec<u32> = if others.iter().all(|s| *s == 0) { vec![1; others.len()] } else { others };
     let mut rest = split_by_shares(Cents::new(i64::from(100 - new_share)), &weights).into_iter();
-    (0..current.len())
-        .map(|i| {
-            if i == index {
-                new_share
-            } else {
-                rest.next().map_or(0, |c| c.get() as u32)
-            }
-        })
-        .collect()
+    (0..current.len()).map(|i| if i == index { new_share } else { rest.next().map_or(0, |c| c.get() as u32) }).collect()
 }
 
 #[cfg(test)]
@@ -116,16 +94,10 @@ mod tests {
     #[test]
     fn member_presentation_follows_the_table() {
         assert_eq!(present_member("COMPLETED", false).member_status, "SUCCESS");
-        assert_eq!(
-            present_member("DENIED", false).message,
-            "Incorrect credentials."
-        );
+        assert_eq!(present_member("DENIED", false).message, "Incorrect credentials.");
         assert!(!present_member("HALTED", false).is_completed);
         assert_eq!(present_member("HALTED", true).member_status, "OTHER_ERROR");
-        assert_eq!(
-            present_member("PREVENTED", false).member_status,
-            "OTHER_ERROR"
-        );
+        assert_eq!(present_member("PREVENTED", false).member_status, "OTHER_ERROR");
         assert_eq!(present_member("REQUESTED", true).name, "ERROR");
         assert!(present_member("CHALLENGED", false).is_completed);
     }

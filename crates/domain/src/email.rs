@@ -28,11 +28,7 @@ impl Email {
             return Err(EmailError);
         }
         let (local, domain) = address.split_once('@').ok_or(EmailError)?;
-        if is_valid_local_part(local) && is_valid_domain(domain) {
-            Ok(Email(address))
-        } else {
-            Err(EmailError)
-        }
+        if is_valid_local_part(local) && is_valid_domain(domain) { Ok(Email(address)) } else { Err(EmailError) }
     }
 
     pub fn as_str(&self) -> &str {
@@ -50,9 +46,7 @@ fn is_valid_local_part(local: &str) -> bool {
     local.len() <= MAX_LOCAL_LENGTH
         && local.split('.').all(|atom| {
             !atom.is_empty()
-                && atom.bytes().all(|byte| {
-                    byte.is_ascii_alphanumeric() || b"!#$%&'*+/=?^_`{|}~-".contains(&byte)
-                })
+                && atom.bytes().all(|byte| byte.is_ascii_alphanumeric() || b"!#$%&'*+/=?^_`{|}~-".contains(&byte))
         })
 }
 
@@ -63,9 +57,7 @@ fn is_valid_domain(domain: &str) -> bool {
             && label.len() <= MAX_LABEL_LENGTH
             && !label.starts_with('-')
             && !label.ends_with('-')
-            && label
-                .bytes()
-                .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-');
+            && label.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-');
         if !well_formed {
             return false;
         }
@@ -187,20 +179,15 @@ mod tests {
     #[test]
     fn serializes_as_the_normalised_string() {
         let email = Email::parse("A@B.CO").unwrap();
-        assert_eq!(
-            crate::test_support::serialized(&email),
-            "str:a@b.co".to_string()
-        );
+        assert_eq!(crate::test_support::serialized(&email), "str:a@b.co".to_string());
     }
 
     #[test]
     fn deserializing_applies_the_same_rules() {
         use serde::de::IntoDeserializer;
-        let ok: Result<Email, serde::de::value::Error> =
-            Email::deserialize(" A@B.CO".into_deserializer());
+        let ok: Result<Email, serde::de::value::Error> = Email::deserialize(" A@B.CO".into_deserializer());
         assert_eq!(ok.unwrap().as_str(), "a@b.co");
-        let bad: Result<Email, serde::de::value::Error> =
-            Email::deserialize("nope".into_deserializer());
+        let bad: Result<Email, serde::de::value::Error> = Email::deserialize("nope".into_deserializer());
         assert!(bad.is_err());
     }
 }

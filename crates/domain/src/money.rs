@@ -85,9 +85,7 @@ impl Cents {
             .and_then(|cents| cents.checked_add(fraction_cents))
             .ok_or(MoneyError::Overflow)?;
         let signed = if negative { -magnitude } else { magnitude };
-        i64::try_from(signed)
-            .map(Cents)
-            .map_err(|_| MoneyError::Overflow)
+        i64::try_from(signed).map(Cents).map_err(|_| MoneyError::Overflow)
     }
 
     /// The amount in dollars as a float, only for the few API fields that are
@@ -103,9 +101,7 @@ fn is_digits(text: &str) -> bool {
 
 /// The value of a run of ASCII digits, or `None` when it overflows.
 fn digits_value(digits: &str) -> Option<i128> {
-    digits.bytes().try_fold(0_i128, |value, byte| {
-        value.checked_mul(10)?.checked_add(i128::from(byte - b'0'))
-    })
+    digits.bytes().try_fold(0_i128, |value, byte| value.checked_mul(10)?.checked_add(i128::from(byte - b'0')))
 }
 
 impl fmt::Display for Cents {
@@ -187,22 +183,14 @@ mod tests {
 
     #[test]
     fn parse_reaches_both_ends_of_the_range() {
-        assert_eq!(
-            Cents::parse("-92233720368547758.08"),
-            Ok(Cents::new(i64::MIN))
-        );
-        assert_eq!(
-            Cents::parse("92233720368547758.07"),
-            Ok(Cents::new(i64::MAX))
-        );
+        assert_eq!(Cents::parse("-92233720368547758.08"), Ok(Cents::new(i64::MIN)));
+        assert_eq!(Cents::parse("92233720368547758.07"), Ok(Cents::new(i64::MAX)));
     }
 
     #[test]
     fn parse_rejects_what_is_not_a_plain_decimal() {
-        for bad in [
-            "", " ", "abc", "1e3", "+1", "1.", ".5", "-", "--1", "1,000", "1.2.3", "1 2", "0x10",
-            "1.-2", "١٢",
-        ] {
+        for bad in ["", " ", "abc", "1e3", "+1", "1.", ".5", "-", "--1", "1,000", "1.2.3", "1 2", "0x10", "1.-2", "١٢"]
+        {
             assert_eq!(Cents::parse(bad), Err(MoneyError::Invalid), "{bad:?}");
         }
     }
@@ -215,31 +203,16 @@ mod tests {
 
     #[test]
     fn parse_rejects_amounts_beyond_i64_cents() {
-        assert_eq!(
-            Cents::parse("92233720368547758.08"),
-            Err(MoneyError::Overflow)
-        );
-        assert_eq!(
-            Cents::parse("-92233720368547758.09"),
-            Err(MoneyError::Overflow)
-        );
-        assert_eq!(
-            Cents::parse("99999999999999999999999999999999999999999999"),
-            Err(MoneyError::Overflow)
-        );
+        assert_eq!(Cents::parse("92233720368547758.08"), Err(MoneyError::Overflow));
+        assert_eq!(Cents::parse("-92233720368547758.09"), Err(MoneyError::Overflow));
+        assert_eq!(Cents::parse("99999999999999999999999999999999999999999999"), Err(MoneyError::Overflow));
     }
 
     #[test]
     fn checked_arithmetic_reports_overflow() {
-        assert_eq!(
-            Cents::new(150).checked_add(Cents::new(-200)),
-            Some(Cents::new(-50))
-        );
+        assert_eq!(Cents::new(150).checked_add(Cents::new(-200)), Some(Cents::new(-50)));
         assert_eq!(Cents::new(i64::MAX).checked_add(Cents::new(1)), None);
-        assert_eq!(
-            Cents::new(150).checked_sub(Cents::new(200)),
-            Some(Cents::new(-50))
-        );
+        assert_eq!(Cents::new(150).checked_sub(Cents::new(200)), Some(Cents::new(-50)));
         assert_eq!(Cents::new(i64::MIN).checked_sub(Cents::new(1)), None);
     }
 
@@ -257,10 +230,7 @@ mod tests {
 
     #[test]
     fn error_messages_are_the_api_messages() {
-        assert_eq!(
-            MoneyError::Invalid.to_string(),
-            "A valid number is required."
-        );
+        assert_eq!(MoneyError::Invalid.to_string(), "A valid number is required.");
         assert_eq!(
             MoneyError::TooManyDecimalPlaces.to_string(),
             "Ensure that there are no more than 2 decimal places."

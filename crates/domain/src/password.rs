@@ -59,10 +59,7 @@ mod tests {
     #[test]
     fn parse_allows_at_most_128_characters() {
         assert!(Password::parse(&"x".repeat(128)).is_ok());
-        assert_eq!(
-            Password::parse(&"x".repeat(129)),
-            Err(PasswordError::TooLong)
-        );
+        assert_eq!(Password::parse(&"x".repeat(129)), Err(PasswordError::TooLong));
     }
 
     #[test]
@@ -76,10 +73,7 @@ mod tests {
 
     #[test]
     fn parse_keeps_surrounding_spaces() {
-        assert_eq!(
-            Password::parse("  secret  ").unwrap().expose(),
-            "  secret  "
-        );
+        assert_eq!(Password::parse("  secret  ").unwrap().expose(), "  secret  ");
     }
 
     #[test]
@@ -91,13 +85,7 @@ mod tests {
 
     #[test]
     fn error_messages_are_the_api_messages() {
-        assert_eq!(
-            PasswordError::TooShort.to_string(),
-            "Ensure this field has at least 8 characters."
-        );
-        assert_eq!(
-            PasswordError::TooLong.to_string(),
-            "Ensure this field has no more than 128 characters."
-        );
+        assert_eq!(PasswordError::TooShort.to_string(), "Ensure this field has at least 8 characters.");
+        assert_eq!(PasswordError::TooLong.to_string(), "Ensure this field has no more than 128 characters.");
     }
 }

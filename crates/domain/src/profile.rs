@@ -41,15 +41,10 @@ impl Phone {
     /// Accepts 10 digits, ignoring spaces, dashes, dots and parentheses, and
     /// an optional country code: `+1` or a leading `1` before the 10 digits.
     pub fn parse(input: &str) -> Result<Phone, ProfileError> {
-        let compact: String = input
-            .chars()
-            .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
-            .collect();
+        let compact: String = input.chars().filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')')).collect();
         let digits = match compact.strip_prefix('+') {
             Some(rest) => rest.strip_prefix('1').ok_or(ProfileError::InvalidPhone)?,
-            None if compact.len() == 11 => compact
-                .strip_prefix('1')
-                .ok_or(ProfileError::InvalidPhone)?,
+            None if compact.len() == 11 => compact.strip_prefix('1').ok_or(ProfileError::InvalidPhone)?,
             None => &compact,
         };
         if digits.len() == 10 && all_digits(digits) {
@@ -92,25 +87,15 @@ impl Ssn {
         let text = input.trim();
         let digits: String = match text.len() {
             9 => text.to_owned(),
-            11 if text.as_bytes()[3] == b'-' && text.as_bytes()[6] == b'-' => {
-                text.split('-').collect()
-            }
+            11 if text.as_bytes()[3] == b'-' && text.as_bytes()[6] == b'-' => text.split('-').collect(),
             _ => return Err(ProfileError::InvalidSsn),
         };
         if digits.len() != 9 || !all_digits(&digits) {
             return Err(ProfileError::InvalidSsn);
         }
         let (area, group, serial) = (&digits[..3], &digits[3..5], &digits[5..]);
-        let never_issued = area == "000"
-            || area == "666"
-            || area.starts_with('9')
-            || group == "00"
-            || serial == "0000";
-        if never_issued {
-            Err(ProfileError::InvalidSsn)
-        } else {
-            Ok(Ssn(digits))
-        }
+        let never_issued = area == "000" || area == "666" || area.starts_with('9') || group == "00" || serial == "0000";
+        if never_issued { Err(ProfileError::InvalidSsn) } else { Ok(Ssn(digits)) }
     }
 
     /// The 9 digits, `"123456789"`.
@@ -180,10 +165,9 @@ pub struct UsState(&'static str);
 impl UsState {
     /// Every accepted code, upper case.
     pub const CODES: [&'static str; 56] = [
-        "AL", "AK", "AZ", "AR", "CA", "CO", "CT", "DE", "FL", "GA", "HI", "ID", "IL", "IN", "IA",
-        "KS", "KY", "LA", "ME", "MD", "MA", "MI", "MN", "MS", "MO", "MT", "NE", "NV", "NH", "NJ",
-        "NM", "NY", "NC", "ND", "OH", "OK", "OR", "PA", "RI", "SC", "SD", "TN", "TX", "UT", "VT",
-        "VA", "WA", "WV", "WI", "WY", // the 50 states
+        "AL", "AK", "AZ", "AR", "CA", "CO", "CT", "DE", "FL", "GA", "HI", "ID", "IL", "IN", "IA", "KS", "KY", "LA",
+        "ME", "MD", "MA", "MI", "MN", "MS", "MO", "MT", "NE", "NV", "NH", "NJ", "NM", "NY", "NC", "ND", "OH", "OK",
+        "OR", "PA", "RI", "SC", "SD", "TN", "TX", "UT", "VT", "VA", "WA", "WV", "WI", "WY", // the 50 states
         "DC", // the federal district
         "PR", "GU", "VI", "AS", "MP", // territories
     ];
@@ -270,16 +254,13 @@ fn parse_iso_date(text: &str) -> Result<NaiveDate, ProfileError> {
     let shaped = bytes.len() == 10
         && bytes[4] == b'-'
         && bytes[7] == b'-'
-        && [&text[..4], &text[5..7], &text[8..]]
-            .iter()
-            .all(|part| all_digits(part));
+        && [&text[..4], &text[5..7], &text[8..]].iter().all(|part| all_digits(part));
     if !shaped {
         return Err(ProfileError::InvalidDate);
     }
     let number = |part: &str| part.parse::<u32>().map_err(|_| ProfileError::InvalidDate);
     let year = i32::try_from(number(&text[..4])?).map_err(|_| ProfileError::InvalidDate)?;
-    NaiveDate::from_ymd_opt(year, number(&text[5..7])?, number(&text[8..])?)
-        .ok_or(ProfileError::InvalidDate)
+    NaiveDate::from_ymd_opt(year, number(&text[5..7])?, number(&text[8..])?).ok_or(ProfileError::InvalidDate)
 }
 
 impl fmt::Display for DateOfBirth {
@@ -316,11 +297,7 @@ mod tests {
             "15551234567",
             "1-555-123-4567",
         ] {
-            assert_eq!(
-                Phone::parse(input).unwrap().as_str(),
-                "5551234567",
-                "{input:?}"
-            );
+            assert_eq!(Phone::parse(input).unwrap().as_str(), "5551234567", "{input:?}");
         }
     }
 
@@ -341,11 +318,7 @@ mod tests {
             "555+1234567",
             "٥٥٥١٢٣٤٥٦٧",
         ] {
-            assert_eq!(
-                Phone::parse(bad),
-                Err(ProfileError::InvalidPhone),
-                "{bad:?}"
-            );
+            assert_eq!(Phone::parse(bad), Err(ProfileError::InvalidPhone), "{bad:?}");
         }
     }
 
@@ -380,14 +353,7 @@ mod tests {
 
     #[test]
     fn ssn_rejects_never_issued_numbers() {
-        for bad in [
-            "000-45-6789",
-            "666-45-6789",
-            "900-45-6789",
-            "999-45-6789",
-            "123-00-6789",
-            "123-45-0000",
-        ] {
+        for bad in ["000-45-6789", "666-45-6789", "900-45-6789", "999-45-6789", "123-00-6789", "123-45-0000"] {
             assert_eq!(Ssn::parse(bad), Err(ProfileError::InvalidSsn), "{bad:?}");
         }
         for good in ["001-01-0001", "665-99-9999", "667-01-0001", "899-99-9999"] {
@@ -408,11 +374,7 @@ mod tests {
         assert_eq!(PostalCode::parse("02134").unwrap().as_str(), "02134");
         assert_eq!(PostalCode::parse(" 02134 ").unwrap().as_str(), "02134");
         for bad in ["", "2134", "021345", "0213a", "02134-1234", "0 134"] {
-            assert_eq!(
-                PostalCode::parse(bad),
-                Err(ProfileError::InvalidPostalCode),
-                "{bad:?}"
-            );
+            assert_eq!(PostalCode::parse(bad), Err(ProfileError::InvalidPostalCode), "{bad:?}");
         }
     }
 
@@ -426,11 +388,7 @@ mod tests {
     #[test]
     fn state_rejects_unknown_codes() {
         for bad in ["", "N", "NYC", "XX", "ZZ", "UK", "N Y"] {
-            assert_eq!(
-                UsState::parse(bad),
-                Err(ProfileError::InvalidState),
-                "{bad:?}"
-            );
+            assert_eq!(UsState::parse(bad), Err(ProfileError::InvalidState), "{bad:?}");
         }
     }
 
@@ -464,66 +422,41 @@ mod tests {
             "1990-01-05T00:00:00",
             "1990-01-+5",
         ] {
-            assert_eq!(
-                DateOfBirth::parse(bad, today),
-                Err(ProfileError::InvalidDate),
-                "{bad:?}"
-            );
+            assert_eq!(DateOfBirth::parse(bad, today), Err(ProfileError::InvalidDate), "{bad:?}");
         }
-        assert_eq!(
-            DateOfBirth::parse("1990-01-05", today).unwrap().date(),
-            day("1990-01-05")
-        );
+        assert_eq!(DateOfBirth::parse("1990-01-05", today).unwrap().date(), day("1990-01-05"));
     }
 
     #[test]
     fn date_of_birth_must_be_at_least_18_years_ago() {
         let today = day("2024-06-15");
         assert!(DateOfBirth::parse("2006-06-15", today).is_ok());
-        assert_eq!(
-            DateOfBirth::parse("2006-06-16", today),
-            Err(ProfileError::Underage)
-        );
-        assert_eq!(
-            DateOfBirth::parse("2024-06-15", today),
-            Err(ProfileError::Underage)
-        );
+        assert_eq!(DateOfBirth::parse("2006-06-16", today), Err(ProfileError::Underage));
+        assert_eq!(DateOfBirth::parse("2024-06-15", today), Err(ProfileError::Underage));
     }
 
     #[test]
     fn leap_day_birthday_comes_of_age_on_march_first() {
         let born = "2004-02-29";
-        assert_eq!(
-            DateOfBirth::parse(born, day("2022-02-28")),
-            Err(ProfileError::Underage)
-        );
+        assert_eq!(DateOfBirth::parse(born, day("2022-02-28")), Err(ProfileError::Underage));
         assert!(DateOfBirth::parse(born, day("2022-03-01")).is_ok());
         // A leap-day birth never has its 18th birthday in a leap year.
         let born = "1996-02-29";
-        assert_eq!(
-            DateOfBirth::parse(born, day("2014-02-28")),
-            Err(ProfileError::Underage)
-        );
+        assert_eq!(DateOfBirth::parse(born, day("2014-02-28")), Err(ProfileError::Underage));
         assert!(DateOfBirth::parse(born, day("2014-03-01")).is_ok());
     }
 
     #[test]
     fn date_of_birth_cannot_be_in_the_future() {
         let today = day("2024-06-15");
-        assert_eq!(
-            DateOfBirth::parse("2024-06-16", today),
-            Err(ProfileError::DateOfBirthInFuture)
-        );
+        assert_eq!(DateOfBirth::parse("2024-06-16", today), Err(ProfileError::DateOfBirthInFuture));
     }
 
     #[test]
     fn date_of_birth_cannot_be_before_1900() {
         let today = day("2024-06-15");
         assert!(DateOfBirth::parse("1900-01-01", today).is_ok());
-        assert_eq!(
-            DateOfBirth::parse("1899-12-31", today),
-            Err(ProfileError::DateOfBirthBefore1900)
-        );
+        assert_eq!(DateOfBirth::parse("1899-12-31", today), Err(ProfileError::DateOfBirthBefore1900));
     }
 
     #[test]
@@ -536,46 +469,19 @@ mod tests {
     #[test]
     fn profile_fields_serialize_as_strings() {
         use crate::test_support::serialized;
-        assert_eq!(
-            serialized(&Phone::parse("(555) 123-4567").unwrap()),
-            "str:5551234567"
-        );
-        assert_eq!(
-            serialized(&PostalCode::parse("02134").unwrap()),
-            "str:02134"
-        );
+        assert_eq!(serialized(&Phone::parse("(555) 123-4567").unwrap()), "str:5551234567");
+        assert_eq!(serialized(&PostalCode::parse("02134").unwrap()), "str:02134");
         assert_eq!(serialized(&UsState::parse("ny").unwrap()), "str:NY");
     }
 
     #[test]
     fn error_messages_are_the_api_messages() {
-        assert_eq!(
-            ProfileError::InvalidPhone.to_string(),
-            "Enter a valid 10-digit phone number."
-        );
-        assert_eq!(
-            ProfileError::InvalidSsn.to_string(),
-            "Enter a valid SSN in the format XXX-XX-XXXX."
-        );
-        assert_eq!(
-            ProfileError::InvalidPostalCode.to_string(),
-            "Enter a valid 5-digit postal code."
-        );
-        assert_eq!(
-            ProfileError::InvalidState.to_string(),
-            "Enter a valid US state code."
-        );
-        assert_eq!(
-            ProfileError::InvalidDate.to_string(),
-            "Enter a valid date in the format YYYY-MM-DD."
-        );
-        assert_eq!(
-            ProfileError::Underage.to_string(),
-            "You must be at least 18 years old."
-        );
-        assert_eq!(
-            ProfileError::InvalidChoice(7).to_string(),
-            "\"7\" is not a valid choice."
-        );
+        assert_eq!(ProfileError::InvalidPhone.to_string(), "Enter a valid 10-digit phone number.");
+        assert_eq!(ProfileError::InvalidSsn.to_string(), "Enter a valid SSN in the format XXX-XX-XXXX.");
+        assert_eq!(ProfileError::InvalidPostalCode.to_string(), "Enter a valid 5-digit postal code.");
+        assert_eq!(ProfileError::InvalidState.to_string(), "Enter a valid US state code.");
+        assert_eq!(ProfileError::InvalidDate.to_string(), "Enter a valid date in the format YYYY-MM-DD.");
+        assert_eq!(ProfileError::Underage.to_string(), "You must be at least 18 years old.");
+        assert_eq!(ProfileError::InvalidChoice(7).to_string(), "\"7\" is not a valid choice.");
     }
 }

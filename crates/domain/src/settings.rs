@@ -59,10 +59,7 @@ mod tests {
             assert_eq!(TransferAmount::parse(dollars).unwrap().get(), dollars);
         }
         for dollars in [0, 1, 4, 6, 15, 25, 99, 101, 500, -5, i64::MIN, i64::MAX] {
-            assert_eq!(
-                TransferAmount::parse(dollars),
-                Err(ProfileError::InvalidChoice(dollars))
-            );
+            assert_eq!(TransferAmount::parse(dollars), Err(ProfileError::InvalidChoice(dollars)));
         }
     }
 

@@ -21,11 +21,7 @@ impl Share {
     pub const MAX: u32 = 100;
 
     pub fn new(percent: i64) -> Result<Share, ShareError> {
-        u32::try_from(percent)
-            .ok()
-            .filter(|&percent| percent <= Self::MAX)
-            .map(Share)
-            .ok_or(ShareError::OutOfRange)
+        u32::try_from(percent).ok().filter(|&percent| percent <= Self::MAX).map(Share).ok_or(ShareError::OutOfRange)
     }
 
     pub const fn get(self) -> u32 {
@@ -39,15 +35,9 @@ pub fn validate_shares(shares: &[i64]) -> Result<(), ShareError> {
     for &percent in shares {
         let share = Share::new(percent)?;
         // At most 100 per share, so this only overflows for absurdly long input.
-        sum = sum
-            .checked_add(i64::from(share.get()))
-            .ok_or(ShareError::SumNot100)?;
+        sum = sum.checked_add(i64::from(share.get())).ok_or(ShareError::SumNot100)?;
     }
-    if sum == 100 {
-        Ok(())
-    } else {
-        Err(ShareError::SumNot100)
-    }
+    if sum == 100 { Ok(()) } else { Err(ShareError::SumNot100) }
 }
 
 /// Splits `total` into one part per share, exact to the cent.
@@ -63,11 +53,7 @@ pub fn validate_shares(shares: &[i64]) -> Result<(), ShareError> {
 pub fn split_by_shares(total: Cents, shares: &[u32]) -> Vec<Cents> {
     let denominator: u128 = shares.iter().map(|&share| u128::from(share)).sum();
     if denominator == 0 {
-        return shares
-            .iter()
-            .enumerate()
-            .map(|(index, _)| if index == 0 { total } else { Cents::ZERO })
-            .collect();
+        return shares.iter().enumerate().map(|(index, _)| if index == 0 { total } else { Cents::ZERO }).collect();
     }
 
     let magnitude = u128::from(total.get().unsigned_abs());
@@ -84,18 +70,12 @@ pub fn split_by_shares(total: Cents, shares: &[u32]) -> Vec<Cents> {
     let leftover = magnitude - handed_out;
     // Largest remainder first; the sort is stable, so ties keep index order.
     remainders.sort_by_key(|&(remainder, _)| std::cmp::Reverse(remainder));
-    for &(_, index) in remainders
-        .iter()
-        .take(usize::try_from(leftover).unwrap_or(usize::MAX))
-    {
+    for &(_, index) in remainders.iter().take(usize::try_from(leftover).unwrap_or(usize::MAX)) {
         floors[index] += 1;
     }
 
     let negative = total.get() < 0;
-    floors
-        .into_iter()
-        .map(|part| Cents::new(signed_cents(part, negative)))
-        .collect()
+    floors.into_iter().map(|part| Cents::new(signed_cents(part, negative))).collect()
 }
 
 /// A part never exceeds the magnitude of the total, so it always fits.
@@ -116,16 +96,10 @@ mod tests {
     #[test]
     fn split_gives_leftover_cents_to_largest_remainders() {
         // 100 cents at 33/33/34: exact 33, 33, 34 — no leftovers.
-        assert_eq!(
-            split_by_shares(Cents::new(100), &[33, 33, 34]),
-            cents(&[33, 33, 34])
-        );
+        assert_eq!(split_by_shares(Cents::new(100), &[33, 33, 34]), cents(&[33, 33, 34]));
         // 1001 cents at 10/45/45: exact 100.1, 450.45, 450.45 -> floors 100, 450, 450,
         // one cent left, and the 0.45 remainders beat 0.1; the earlier one wins the tie.
-        assert_eq!(
-            split_by_shares(Cents::new(1001), &[10, 45, 45]),
-            cents(&[100, 451, 450])
-        );
+        assert_eq!(split_by_shares(Cents::new(1001), &[10, 45, 45]), cents(&[100, 451, 450]));
         // An odd cent at 50/50 goes to the first part.
         assert_eq!(split_by_shares(Cents::new(1), &[50, 50]), cents(&[1, 0]));
         assert_eq!(split_by_shares(Cents::new(3), &[50, 50]), cents(&[2, 1]));
@@ -133,22 +107,13 @@ mod tests {
 
     #[test]
     fn split_breaks_ties_toward_the_earlier_index() {
-        assert_eq!(
-            split_by_shares(Cents::new(2), &[34, 33, 33]),
-            cents(&[1, 1, 0])
-        );
-        assert_eq!(
-            split_by_shares(Cents::new(1), &[20, 40, 40]),
-            cents(&[0, 1, 0])
-        );
+        assert_eq!(split_by_shares(Cents::new(2), &[34, 33, 33]), cents(&[1, 1, 0]));
+        assert_eq!(split_by_shares(Cents::new(1), &[20, 40, 40]), cents(&[0, 1, 0]));
     }
 
     #[test]
     fn split_of_a_negative_total_mirrors_the_positive_split() {
-        assert_eq!(
-            split_by_shares(Cents::new(-1001), &[10, 45, 45]),
-            cents(&[-100, -451, -450])
-        );
+        assert_eq!(split_by_shares(Cents::new(-1001), &[10, 45, 45]), cents(&[-100, -451, -450]));
     }
 
     #[test]
@@ -168,10 +133,7 @@ mod tests {
 
     #[test]
     fn split_with_shares_not_summing_to_100_is_proportional_to_their_sum() {
-        assert_eq!(
-            split_by_shares(Cents::new(300), &[1, 2]),
-            cents(&[100, 200])
-        );
+        assert_eq!(split_by_shares(Cents::new(300), &[1, 2]), cents(&[100, 200]));
     }
 
     #[test]

@@ -102,19 +102,10 @@ impl ser::Serializer for Recorder {
     fn serialize_unit_struct(self, _: &'static str) -> Result<String, Unsupported> {
         unsupported("unit struct")
     }
-    fn serialize_unit_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-    ) -> Result<String, Unsupported> {
+    fn serialize_unit_variant(self, _: &'static str, _: u32, _: &'static str) -> Result<String, Unsupported> {
         unsupported("unit variant")
     }
-    fn serialize_newtype_struct<T: ?Sized + Serialize>(
-        self,
-        _: &'static str,
-        _: &T,
-    ) -> Result<String, Unsupported> {
+    fn serialize_newtype_struct<T: ?Sized + Serialize>(self, _: &'static str, _: &T) -> Result<String, Unsupported> {
         unsupported("newtype struct")
     }
     fn serialize_newtype_variant<T: ?Sized + Serialize>(
@@ -132,11 +123,7 @@ impl ser::Serializer for Recorder {
     fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, Unsupported> {
         Err(Unsupported("unsupported tuple".into()))
     }
-    fn serialize_tuple_struct(
-        self,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleStruct, Unsupported> {
+    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeTupleStruct, Unsupported> {
         Err(Unsupported("unsupported tuple struct".into()))
     }
     fn serialize_tuple_variant(
@@ -151,11 +138,7 @@ impl ser::Serializer for Recorder {
     fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, Unsupported> {
         Err(Unsupported("unsupported map".into()))
     }
-    fn serialize_struct(
-        self,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeStruct, Unsupported> {
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct, Unsupported> {
         Err(Unsupported("unsupported struct".into()))
     }
     fn serialize_struct_variant(

@@ -3,9 +3,8 @@
 
 use chrono::{Datelike, NaiveDate};
 use donkies_domain::{
-    Cents, DateOfBirth, Email, EmailError, MoneyError, Password, PasswordError, Phone, PostalCode,
-    ProfileError, ShareError, Ssn, TransferAmount, UsState, roundup, split_by_shares,
-    validate_shares,
+    Cents, DateOfBirth, Email, EmailError, MoneyError, Password, PasswordError, Phone, PostalCode, ProfileError,
+    ShareError, Ssn, TransferAmount, UsState, roundup, split_by_shares, validate_shares,
 };
 use proptest::prelude::*;
 
@@ -257,13 +256,11 @@ proptest! {
 // ---------------------------------------------------------------- email
 
 fn local_part() -> impl Strategy<Value = String> {
-    prop::collection::vec("[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]{1,10}", 1..4)
-        .prop_map(|atoms| atoms.join("."))
+    prop::collection::vec("[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]{1,10}", 1..4).prop_map(|atoms| atoms.join("."))
 }
 
 fn domain() -> impl Strategy<Value = String> {
-    prop::collection::vec("[A-Za-z0-9]([A-Za-z0-9-]{0,8}[A-Za-z0-9])?", 2..4)
-        .prop_map(|labels| labels.join("."))
+    prop::collection::vec("[A-Za-z0-9]([A-Za-z0-9-]{0,8}[A-Za-z0-9])?", 2..4).prop_map(|labels| labels.join("."))
 }
 
 proptest! {
@@ -400,11 +397,7 @@ proptest! {
 // ---------------------------------------------------------------- SSN
 
 fn issued_ssn() -> impl Strategy<Value = (u32, u32, u32)> {
-    (
-        (1_u32..900).prop_filter("666 is never issued", |area| *area != 666),
-        1_u32..100,
-        1_u32..10_000,
-    )
+    ((1_u32..900).prop_filter("666 is never issued", |area| *area != 666), 1_u32..100, 1_u32..10_000)
 }
 
 proptest! {
@@ -505,12 +498,8 @@ proptest! {
 // ---------------------------------------------------------------- date of birth
 
 fn any_date() -> impl Strategy<Value = NaiveDate> {
-    let from = NaiveDate::from_ymd_opt(1850, 1, 1)
-        .unwrap()
-        .num_days_from_ce();
-    let to = NaiveDate::from_ymd_opt(2150, 12, 31)
-        .unwrap()
-        .num_days_from_ce();
+    let from = NaiveDate::from_ymd_opt(1850, 1, 1).unwrap().num_days_from_ce();
+    let to = NaiveDate::from_ymd_opt(2150, 12, 31).unwrap().num_days_from_ce();
     (from..=to).prop_map(|days| NaiveDate::from_num_days_from_ce_opt(days).unwrap())
 }
 

@@ -10,12 +10,10 @@ pub mod atrium;
 pub mod social;
 
 pub use atrium::{
-    AtriumSim, AtriumSimConfig, AtriumSimHandle, Faults, SANDBOX_API_KEY, SANDBOX_CLIENT_ID,
-    SimSettings, atrium_router,
+    AtriumSim, AtriumSimConfig, AtriumSimHandle, Faults, SANDBOX_API_KEY, SANDBOX_CLIENT_ID, SimSettings, atrium_router,
 };
 pub use social::{
-    FacebookSim, FacebookSimConfig, GoogleSim, GoogleSimConfig, SANDBOX_FACEBOOK_APP_ID,
-    SANDBOX_FACEBOOK_APP_SECRET, SANDBOX_GOOGLE_CLIENT_ID, SANDBOX_GOOGLE_CLIENT_SECRET,
-    SANDBOX_TWITTER_CONSUMER_KEY, SANDBOX_TWITTER_CONSUMER_SECRET, TestUser, TokenFault,
-    TwitterSim, TwitterSimConfig,
+    FacebookSim, FacebookSimConfig, GoogleSim, GoogleSimConfig, SANDBOX_FACEBOOK_APP_ID, SANDBOX_FACEBOOK_APP_SECRET,
+    SANDBOX_GOOGLE_CLIENT_ID, SANDBOX_GOOGLE_CLIENT_SECRET, SANDBOX_TWITTER_CONSUMER_KEY,
+    SANDBOX_TWITTER_CONSUMER_SECRET, TestUser, TokenFault, TwitterSim, TwitterSimConfig,
 };

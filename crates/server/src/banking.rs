@@ -56,9 +56,9 @@ pub enum LinkError {
 impl From<AtriumError> for LinkError {
     fn from(err: AtriumError) -> Self {
         match err {
-            AtriumError::Retryable { .. }
-            | AtriumError::RateLimited { .. }
-            | AtriumError::Auth { .. } => LinkError::Unavailable(err),
+            AtriumError::Retryable { .. } | AtriumError::RateLimited { .. } | AtriumError::Auth { .. } => {
+                LinkError::Unavailable(err)
+            }
             other => LinkError::Refused(other),
         }
     }
@@ -78,37 +78,21 @@ impl Banking {
     ) -> Result<(), StoreError> {
         let t = now();
         let run_at = t + ChronoDuration::from_std(delay).unwrap_or_default();
-        jobs::enqueue(
-            tx,
-            &jobs::NewJob {
-                kind,
-                payload: &payload,
-                max_attempts: self.max_attempts(),
-                run_at,
-            },
-            t,
-        )
-        .await?;
+        jobs::enqueue(tx, &jobs::NewJob { kind, payload: &payload, max_attempts: self.max_attempts(), run_at }, t)
+            .await?;
         Ok(())
     }
 
     /// The user's id at the aggregator, created (idempotently, by our identifier) if missing.
     pub async fn ensure_aggregator_user(&self, user_id: &str) -> Result<String, LinkError> {
-        let user = users::find_by_id(&self.db, user_id)
-            .await?
-            .context("user vanished")?;
+        let user = users::find_by_id(&self.db, user_id).await?.context("user vanished")?;
         if let Some(guid) = user.guid {
             return Ok(guid);
         }
-        let new = wire::NewUser {
-            identifier: Some(user.identifier.clone()),
-            ..Default::default()
-        };
+        let new = wire::NewUser { identifier: Some(user.identifier.clone()), ..Default::default() };
         let guid = match self.aggregator.create_user(&new).await {
             Ok(created) => created.guid,
-            Err(AtriumError::Conflict { .. }) => {
-                self.find_aggregator_user(&user.identifier).await?
-            }
+            Err(AtriumError::Conflict { .. }) => self.find_aggregator_user(&user.identifier).await?,
             Err(err) => return Err(err.into()),
         };
         users::set_guid(&self.db, user_id, &guid, now()).await?;
@@ -120,18 +104,11 @@ impl Banking {
         let mut page = donkies_atrium::PageRequest::largest();
         loop {
             let users = self.aggregator.list_users(page).await?;
-            if let Some(u) = users
-                .items
-                .iter()
-                .find(|u| u.identifier.as_deref() == Some(identifier))
-            {
+            if let Some(u) = users.items.iter().find(|u| u.identifier.as_deref() == Some(identifier)) {
                 return Ok(u.guid.clone());
             }
             if !users.has_next() || page.page >= users.pagination.total_pages {
-                return Err(anyhow::anyhow!(
-                    "aggregator reports a conflict but has no user {identifier}"
-                )
-                .into());
+                return Err(anyhow::anyhow!("aggregator reports a conflict but has no user {identifier}").into());
             }
             page.page += 1;
         }
@@ -140,9 +117,7 @@ impl Banking {
     /// Create aggregator users for every user that has none yet.
     pub async fn backfill_aggregator_users(&self) -> anyhow::Result<()> {
         for user_id in users::ids_without_guid(&self.db).await? {
-            self.ensure_aggregator_user(&user_id)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+            self.ensure_aggregator_user(&user_id).await.map_err(|e| anyhow::anyhow!("{e:#}"))?;
         }
         Ok(())
     }
@@ -152,11 +127,7 @@ impl Banking {
         let catalog = self.aggregator.all_institutions(None).await?;
         let entries: Vec<CatalogEntry> = catalog
             .iter()
-            .map(|i| CatalogEntry {
-                code: i.code.clone(),
-                name: i.name.clone(),
-                url: i.url.clone(),
-            })
+            .map(|i| CatalogEntry { code: i.code.clone(), name: i.name.clone(), url: i.url.clone() })
             .collect();
         institutions::upsert(&self.db, &entries, now()).await?;
         for inst in &catalog {
@@ -166,10 +137,7 @@ impl Banking {
     }
 
     /// Read an institution's credentials from the aggregator and store them.
-    pub async fn refresh_credentials(
-        &self,
-        code: &str,
-    ) -> Result<Vec<institutions::Credential>, LinkError> {
+    pub async fn refresh_credentials(&self, code: &str) -> Result<Vec<institutions::Credential>, LinkError> {
         let Some(inst) = institutions::get_by_code(&self.db, code).await? else {
             return Ok(Vec::new());
         };
@@ -179,10 +147,7 @@ impl Banking {
             .enumerate()
             .map(|(i, c)| institutions::Credential {
                 institution_id: inst.id.clone(),
-                field_name: c
-                    .field_name
-                    .clone()
-                    .unwrap_or_else(|| c.label.to_uppercase().replace(' ', "_")),
+                field_name: c.field_name.clone().unwrap_or_else(|| c.label.to_uppercase().replace(' ', "_")),
                 guid: c.guid,
                 label: c.label,
                 kind: c.credential_type.as_str().to_owned(),
@@ -200,12 +165,7 @@ impl Banking {
     }
 
     /// Start (or restart) polling a member: a new generation retires older polling jobs.
-    pub async fn restart_polling(
-        &self,
-        tx: &mut Tx,
-        member_id: &str,
-        status: &str,
-    ) -> Result<(), StoreError> {
+    pub async fn restart_polling(&self, tx: &mut Tx, member_id: &str, status: &str) -> Result<(), StoreError> {
         let generation = members::restart(tx, member_id, status, now()).await?;
         self.enqueue(
             tx,
@@ -224,18 +184,9 @@ impl Banking {
         if member.poll_generation != generation {
             return Ok(()); // a newer round took over, or the member was deleted
         }
-        let user_guid = self
-            .ensure_aggregator_user(&member.user_id)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
-        let member_guid = member
-            .guid
-            .clone()
-            .context("member without aggregator guid")?;
-        let status = self
-            .aggregator
-            .read_member_status(&user_guid, &member_guid)
-            .await?;
+        let user_guid = self.ensure_aggregator_user(&member.user_id).await.map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let member_guid = member.guid.clone().context("member without aggregator guid")?;
+        let status = self.aggregator.read_member_status(&user_guid, &member_guid).await?;
         let polls = member.polls + 1;
         let mut update = StatusUpdate {
             status: status.status.as_str(),
@@ -247,12 +198,8 @@ impl Banking {
         };
         match status.status {
             MemberStatus::Challenged => {
-                let challenges = self
-                    .aggregator
-                    .list_member_challenges(&user_guid, &member_guid)
-                    .await?;
-                let stored: Vec<members::Challenge> =
-                    challenges.iter().map(stored_challenge).collect();
+                let challenges = self.aggregator.list_member_challenges(&user_guid, &member_guid).await?;
+                let stored: Vec<members::Challenge> = challenges.iter().map(stored_challenge).collect();
                 let mut tx = self.db.begin().await?;
                 if members::save_status(&mut tx, member_id, generation, &update, now()).await? {
                     members::replace_challenges(&mut tx, member_id, &stored).await?;
@@ -263,8 +210,7 @@ impl Banking {
                 // Accounts first: front ends fetch them the moment they see SUCCESS.
                 self.pull_accounts(&member, &user_guid).await?;
                 let mut tx = self.db.begin().await?;
-                let saved =
-                    members::save_status(&mut tx, member_id, generation, &update, now()).await?;
+                let saved = members::save_status(&mut tx, member_id, generation, &update, now()).await?;
                 if saved {
                     members::clear_challenges(&mut tx, member_id).await?;
                 }
@@ -285,12 +231,9 @@ impl Banking {
                 return Ok(());
             }
             MemberStatus::Halted if member.halted_retries < HALTED_RETRIES => {
-                self.aggregator
-                    .aggregate_member(&user_guid, &member_guid)
-                    .await?;
+                self.aggregator.aggregate_member(&user_guid, &member_guid).await?;
                 update.halted_retries += 1;
-                self.save_and_poll_again(member_id, generation, &update)
-                    .await?;
+                self.save_and_poll_again(member_id, generation, &update).await?;
             }
             MemberStatus::Halted => {
                 update.gave_up = true;
@@ -304,21 +247,13 @@ impl Banking {
                 update.gave_up = true;
                 self.save(member_id, generation, &update).await?;
             }
-            _ => {
-                self.save_and_poll_again(member_id, generation, &update)
-                    .await?
-            }
+            _ => self.save_and_poll_again(member_id, generation, &update).await?,
         }
         self.notify(member_id);
         Ok(())
     }
 
-    async fn save(
-        &self,
-        member_id: &str,
-        generation: i64,
-        update: &StatusUpdate<'_>,
-    ) -> anyhow::Result<()> {
+    async fn save(&self, member_id: &str, generation: i64, update: &StatusUpdate<'_>) -> anyhow::Result<()> {
         let mut tx = self.db.begin().await?;
         members::save_status(&mut tx, member_id, generation, update, now()).await?;
         tx.commit().await?;
@@ -334,8 +269,7 @@ impl Banking {
         let mut tx = self.db.begin().await?;
         if members::save_status(&mut tx, member_id, generation, update, now()).await? {
             let payload = serde_json::json!({ "member_id": member_id, "generation": generation });
-            self.enqueue(&mut tx, POLL_MEMBER_JOB, payload, self.settings.member_poll)
-                .await?;
+            self.enqueue(&mut tx, POLL_MEMBER_JOB, payload, self.settings.member_poll).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -343,14 +277,8 @@ impl Banking {
 
     /// Upsert the member's accounts and keep the debt shares summing to 100.
     pub async fn pull_accounts(&self, member: &Member, user_guid: &str) -> anyhow::Result<()> {
-        let member_guid = member
-            .guid
-            .as_deref()
-            .context("member without aggregator guid")?;
-        let live = self
-            .aggregator
-            .all_member_accounts(user_guid, member_guid)
-            .await?;
+        let member_guid = member.guid.as_deref().context("member without aggregator guid")?;
+        let live = self.aggregator.all_member_accounts(user_guid, member_guid).await?;
         let data: Vec<AccountData> = live.iter().map(account_data).collect();
         let mut tx = self.db.begin().await?;
         accounts::upsert(&mut tx, &member.user_id, &member.id, &data, now()).await?;
@@ -360,28 +288,15 @@ impl Banking {
     }
 
     /// Upsert the member's transactions (all pages).
-    pub async fn pull_transactions(
-        &self,
-        member: &Member,
-        user_guid: &str,
-    ) -> anyhow::Result<usize> {
-        let member_guid = member
-            .guid
-            .as_deref()
-            .context("member without aggregator guid")?;
+    pub async fn pull_transactions(&self, member: &Member, user_guid: &str) -> anyhow::Result<usize> {
+        let member_guid = member.guid.as_deref().context("member without aggregator guid")?;
         let today = now().date_naive();
         let range = DateRange::between(today - chrono::Days::new(90), today + chrono::Days::new(5));
         let started = std::time::Instant::now();
-        let live = self
-            .aggregator
-            .all_member_transactions(user_guid, member_guid, range)
-            .await?;
+        let live = self.aggregator.all_member_transactions(user_guid, member_guid, range).await?;
         let fetched = started.elapsed();
         let mut tx = self.db.begin().await?;
-        let ids: HashMap<String, String> = accounts::ids_by_guid(&mut tx, &member.user_id)
-            .await?
-            .into_iter()
-            .collect();
+        let ids: HashMap<String, String> = accounts::ids_by_guid(&mut tx, &member.user_id).await?.into_iter().collect();
         let rows: Vec<TransactionData> = live
             .iter()
             .filter_map(|t| {
@@ -406,10 +321,7 @@ impl Banking {
         let Some(member) = members::get(&self.db, member_id).await? else {
             return Ok(());
         };
-        let user_guid = self
-            .ensure_aggregator_user(&member.user_id)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let user_guid = self.ensure_aggregator_user(&member.user_id).await.map_err(|e| anyhow::anyhow!("{e:#}"))?;
         self.pull_transactions(&member, &user_guid).await?;
         Ok(())
     }
@@ -420,10 +332,8 @@ impl Banking {
         let mut failures = 0;
         for member in &completed {
             let result = async {
-                let user_guid = self
-                    .ensure_aggregator_user(&member.user_id)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+                let user_guid =
+                    self.ensure_aggregator_user(&member.user_id).await.map_err(|e| anyhow::anyhow!("{e:#}"))?;
                 self.pull_accounts(member, &user_guid).await?;
                 self.pull_transactions(member, &user_guid).await
             }
@@ -446,22 +356,14 @@ impl Banking {
             .into_iter()
             .filter(|a| a.type_ds == "debt" && a.is_active)
             .collect();
-        let shares: Vec<u32> = debts
-            .iter()
-            .map(|a| a.transfer_share.clamp(0, 100) as u32)
-            .collect();
+        let shares: Vec<u32> = debts.iter().map(|a| a.transfer_share.clamp(0, 100) as u32).collect();
         if debts.is_empty() || shares.iter().sum::<u32>() == 100 {
             return Ok(());
         }
         let new: Vec<i64> = if shares.iter().all(|s| *s == 0) {
-            (0..debts.len())
-                .map(|i| if i == 0 { 100 } else { 0 })
-                .collect()
+            (0..debts.len()).map(|i| if i == 0 { 100 } else { 0 }).collect()
         } else {
-            split_by_shares(Cents::new(100), &shares)
-                .into_iter()
-                .map(Cents::get)
-                .collect()
+            split_by_shares(Cents::new(100), &shares).into_iter().map(Cents::get).collect()
         };
         let pairs: Vec<(String, i64)> = debts.iter().map(|a| a.id.clone()).zip(new).collect();
         let mut tx = self.db.begin().await?;
@@ -475,11 +377,7 @@ fn stored_challenge(c: &wire::Challenge) -> members::Challenge {
         .options
         .iter()
         .map(|o| serde_json::json!({ "label": o.label, "value": o.value }))
-        .chain(
-            c.image_options
-                .iter()
-                .map(|o| serde_json::json!({ "label": o.label, "value": o.value })),
-        )
+        .chain(c.image_options.iter().map(|o| serde_json::json!({ "label": o.label, "value": o.value })))
         .collect();
     members::Challenge {
         guid: c.guid.clone(),

@@ -18,10 +18,7 @@ pub struct TtlCache<V> {
 
 impl<V: Clone> TtlCache<V> {
     pub fn new(ttl: Duration) -> TtlCache<V> {
-        TtlCache {
-            ttl,
-            entries: RwLock::new(HashMap::new()),
-        }
+        TtlCache { ttl, entries: RwLock::new(HashMap::new()) }
     }
 
     /// The value under `key`, if fresh.

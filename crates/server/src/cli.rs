@@ -12,11 +12,7 @@ use crate::config::{CommonArgs, ConfigError, FileValues, Settings};
 use crate::{Server, open_database, worker};
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "donkies",
-    version,
-    about = "Donkies: round-ups of card purchases, sent to the user's debts."
-)]
+#[command(name = "donkies", version, about = "Donkies: round-ups of card purchases, sent to the user's debts.")]
 pub struct Cli {
     /// Config file: TOML (snake_case setting names), or JSON in the shape of the original
     /// settings/data.json. Flags and environment variables take precedence over it.
@@ -128,11 +124,7 @@ fn init_tracing() {
         .try_init();
 }
 
-fn settings(
-    config: &Option<PathBuf>,
-    listen: Option<String>,
-    common: &CommonArgs,
-) -> anyhow::Result<Settings> {
+fn settings(config: &Option<PathBuf>, listen: Option<String>, common: &CommonArgs) -> anyhow::Result<Settings> {
     let file = match config {
         Some(path) => FileValues::load(path)?,
         None => FileValues::default(),
@@ -145,11 +137,7 @@ fn settings(
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve {
-            listen,
-            no_worker,
-            common,
-        } => {
+        Command::Serve { listen, no_worker, common } => {
             let settings = settings(&cli.config, listen, &common)?;
             let server = Server::start(settings, !no_worker).await?;
             server.run_until_signal().await;
@@ -177,21 +165,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             open_database(&settings).await?;
             println!("migrations applied");
         }
-        Command::Sandbox {
-            command: SandboxCommand::Atrium { listen, step_ms },
-        } => {
-            let addr: std::net::SocketAddr = listen.parse().map_err(|e| {
-                ConfigError::new("--listen", format!("invalid address {listen:?}: {e}"))
-            })?;
+        Command::Sandbox { command: SandboxCommand::Atrium { listen, step_ms } } => {
+            let addr: std::net::SocketAddr =
+                listen.parse().map_err(|e| ConfigError::new("--listen", format!("invalid address {listen:?}: {e}")))?;
             let config = donkies_sandbox::AtriumSimConfig {
                 step: std::time::Duration::from_millis(step_ms),
                 ..Default::default()
             };
             let sim = donkies_sandbox::AtriumSim::start(addr, config)
                 .await
-                .map_err(|e| {
-                    ConfigError::new("--listen", format!("cannot listen on {addr}: {e}"))
-                })?;
+                .map_err(|e| ConfigError::new("--listen", format!("cannot listen on {addr}: {e}")))?;
             tracing::info!(
                 "Atrium simulator listening on {} (client id {}, API key {}; fault knobs at /__sim/faults)",
                 sim.base_url(),
@@ -201,16 +184,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             crate::wait_for_signal().await;
             let _ = sim.shutdown().await;
         }
-        Command::Jobs {
-            command: JobsCommand::List { failed, common },
-        } => {
+        Command::Jobs { command: JobsCommand::List { failed, common } } => {
             let settings = settings(&cli.config, None, &common)?;
             let db = open_database(&settings).await?;
             let jobs = donkies_store::jobs::list(&db, failed).await?;
-            println!(
-                "{:<32}  {:<12}  {:<8}  {:>8}  {:<20}  last error",
-                "id", "kind", "status", "attempts", "run at"
-            );
+            println!("{:<32}  {:<12}  {:<8}  {:>8}  {:<20}  last error", "id", "kind", "status", "attempts", "run at");
             for j in &jobs {
                 println!(
                     "{:<32}  {:<12}  {:<8}  {:>4}/{:<3}  {:<20}  {}",
@@ -225,9 +203,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             println!("{} job(s)", jobs.len());
         }
-        Command::Jobs {
-            command: JobsCommand::Retry { id, common },
-        } => {
+        Command::Jobs { command: JobsCommand::Retry { id, common } } => {
             let settings = settings(&cli.config, None, &common)?;
             let db = open_database(&settings).await?;
             if donkies_store::jobs::retry(&db, &id, donkies_store::now()).await? {

@@ -25,10 +25,7 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn new(setting: impl Into<String>, message: impl fmt::Display) -> Self {
-        ConfigError {
-            setting: setting.into(),
-            message: message.to_string(),
-        }
+        ConfigError { setting: setting.into(), message: message.to_string() }
     }
 }
 
@@ -65,12 +62,7 @@ pub struct CommonArgs {
 
     /// Secret key for encrypting personal data at rest [default: generated once and kept in
     /// <data dir>/secret_key]
-    #[arg(
-        long,
-        env = "DONKIES_SECRET_KEY",
-        value_name = "KEY",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "DONKIES_SECRET_KEY", value_name = "KEY", hide_env_values = true)]
     pub secret_key: Option<String>,
 
     /// Front-end base URL used in emailed links [default: http://localhost:8080]
@@ -79,12 +71,7 @@ pub struct CommonArgs {
 
     /// SMTP relay, e.g. smtp://127.0.0.1:2525 or smtps://user:pass@host [default: unset, mail is
     /// written to the log and the outbox only]
-    #[arg(
-        long,
-        env = "DONKIES_SMTP_URL",
-        value_name = "URL",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "DONKIES_SMTP_URL", value_name = "URL", hide_env_values = true)]
     pub smtp_url: Option<String>,
 
     /// Sender of outgoing mail [default: Donkies <noreply@localhost>]
@@ -134,12 +121,7 @@ pub struct CommonArgs {
     pub atrium_client_id: Option<String>,
 
     /// MX Atrium API key [default: from the config file's ATRIUM_KEY_<MODE>]
-    #[arg(
-        long,
-        env = "DONKIES_ATRIUM_KEY",
-        value_name = "KEY",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "DONKIES_ATRIUM_KEY", value_name = "KEY", hide_env_values = true)]
     pub atrium_key: Option<String>,
 
     /// Which ATRIUM_*_DEV / ATRIUM_*_PROD keys of a data.json file to use: dev or prod
@@ -167,12 +149,7 @@ pub struct CommonArgs {
     #[arg(long, env = "DONKIES_FACEBOOK_KEY", value_name = "ID")]
     pub facebook_key: Option<String>,
     /// Facebook app secret [default: the config file's SOCIAL_AUTH_FACEBOOK_SECRET]
-    #[arg(
-        long,
-        env = "DONKIES_FACEBOOK_SECRET",
-        value_name = "SECRET",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "DONKIES_FACEBOOK_SECRET", value_name = "SECRET", hide_env_values = true)]
     pub facebook_secret: Option<String>,
 
     /// Google OAuth base URL (authorize, token and certs endpoints under it) [default: Google's
@@ -183,12 +160,7 @@ pub struct CommonArgs {
     #[arg(long, env = "DONKIES_GOOGLE_KEY", value_name = "ID")]
     pub google_key: Option<String>,
     /// Google OAuth client secret [default: the config file's SOCIAL_AUTH_GOOGLE_OAUTH2_SECRET]
-    #[arg(
-        long,
-        env = "DONKIES_GOOGLE_SECRET",
-        value_name = "SECRET",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "DONKIES_GOOGLE_SECRET", value_name = "SECRET", hide_env_values = true)]
     pub google_secret: Option<String>,
 
     /// Twitter API base URL [default: https://api.twitter.com, or an in-process simulator in
@@ -199,12 +171,7 @@ pub struct CommonArgs {
     #[arg(long, env = "DONKIES_TWITTER_KEY", value_name = "KEY")]
     pub twitter_key: Option<String>,
     /// Twitter consumer secret [default: the config file's SOCIAL_AUTH_TWITTER_SECRET]
-    #[arg(
-        long,
-        env = "DONKIES_TWITTER_SECRET",
-        value_name = "SECRET",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "DONKIES_TWITTER_SECRET", value_name = "SECRET", hide_env_values = true)]
     pub twitter_secret: Option<String>,
 
     /// How long a checked session or a member read may be served from memory, in
@@ -252,11 +219,7 @@ pub struct Settings {
 #[derive(Debug, Clone)]
 pub enum SocialProvider {
     /// Keys configured: the provider at `url` (its public address when `None`).
-    Remote {
-        url: Option<Url>,
-        key: String,
-        secret: Secret,
-    },
+    Remote { url: Option<Url>, key: String, secret: Secret },
     /// Zero-config sandbox mode: an in-process simulator.
     Sandbox,
     /// No keys outside sandbox mode: the sign-in is not offered.
@@ -274,14 +237,11 @@ impl SocialProvider {
         let upper = name.to_ascii_uppercase();
         let url = match url.filter(|u| !u.is_empty()) {
             Some(u) => Some(Url::parse(&u).map_err(|e| {
-                ConfigError::new(
-                    format!("DONKIES_{upper}_URL (--{name}-url)"),
-                    format!("invalid URL {u:?}: {e}"),
-                )
+                ConfigError::new(format!("DONKIES_{upper}_URL (--{name}-url)"), format!("invalid URL {u:?}: {e}"))
             })?),
             None => None,
         };
-        match (key.filter(|k| !k.is_empty()), secret) {
+        match (key.filter(|k| !k.is_empty()), secret.filter(|s| !s.expose().is_empty())) {
             (Some(key), Some(secret)) => Ok(SocialProvider::Remote { url, key, secret }),
             (Some(_), None) | (None, Some(_)) => Err(ConfigError::new(
                 format!("DONKIES_{upper}_KEY / DONKIES_{upper}_SECRET"),
@@ -301,12 +261,7 @@ impl SocialProvider {
 #[derive(Debug, Clone)]
 pub enum AtriumSettings {
     /// A real (or separately run) Atrium endpoint.
-    Remote {
-        url: Url,
-        client_id: String,
-        key: Secret,
-        timeout: Duration,
-    },
+    Remote { url: Url, client_id: String, key: Secret, timeout: Duration },
     /// No URL configured: an in-process simulator with this step time.
     Sandbox { step: Duration, timeout: Duration },
 }
@@ -389,31 +344,17 @@ const DB_KEYS: &[&str] = &["DB_NAME", "DB_USER", "DB_PASSWORD", "DB_HOST", "DB_P
 
 impl FileValues {
     pub fn load(path: &Path) -> Result<FileValues, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError::new("--config", format!("cannot read {}: {e}", path.display()))
-        })?;
-        let is_json = path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("json"))
-            || text.trim_start().starts_with('{');
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new("--config", format!("cannot read {}: {e}", path.display())))?;
+        let is_json =
+            path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json")) || text.trim_start().starts_with('{');
         let object: serde_json::Map<String, Value> = if is_json {
-            serde_json::from_str(&text).map_err(|e| {
-                ConfigError::new(
-                    "--config",
-                    format!("{} is not valid JSON: {e}", path.display()),
-                )
-            })?
+            serde_json::from_str(&text)
+                .map_err(|e| ConfigError::new("--config", format!("{} is not valid JSON: {e}", path.display())))?
         } else {
-            let table: toml::Table = toml::from_str(&text).map_err(|e| {
-                ConfigError::new(
-                    "--config",
-                    format!("{} is not valid TOML: {e}", path.display()),
-                )
-            })?;
-            serde_json::to_value(table)
-                .ok()
-                .and_then(|v| v.as_object().cloned())
-                .unwrap_or_default()
+            let table: toml::Table = toml::from_str(&text)
+                .map_err(|e| ConfigError::new("--config", format!("{} is not valid TOML: {e}", path.display())))?;
+            serde_json::to_value(table).ok().and_then(|v| v.as_object().cloned()).unwrap_or_default()
         };
         Ok(Self::from_object(object))
     }
@@ -437,8 +378,7 @@ impl FileValues {
             } else if DB_KEYS.contains(&key.as_str()) {
                 db.insert(key, text);
             } else {
-                out.warnings
-                    .push(format!("config file: unknown key {key:?} ignored"));
+                out.warnings.push(format!("config file: unknown key {key:?} ignored"));
             }
         }
         if let Some(name) = db.get("DB_NAME") {
@@ -454,9 +394,7 @@ impl FileValues {
                 let _ = url.set_password(Some(password));
             }
             url.set_path(name);
-            out.values
-                .entry("database_url".into())
-                .or_insert_with(|| url.to_string());
+            out.values.entry("database_url".into()).or_insert_with(|| url.to_string());
         }
         out
     }
@@ -470,38 +408,22 @@ fn pick(cli: &Option<String>, file: &FileValues, key: &str) -> Option<String> {
     cli.clone().or_else(|| file.get(key))
 }
 
-fn parse_num<T: std::str::FromStr>(
-    value: Option<String>,
-    setting: &str,
-    default: T,
-) -> Result<T, ConfigError>
+fn parse_num<T: std::str::FromStr>(value: Option<String>, setting: &str, default: T) -> Result<T, ConfigError>
 where
     T::Err: fmt::Display,
 {
     match value {
         None => Ok(default),
-        Some(v) => v
-            .trim()
-            .parse()
-            .map_err(|e| ConfigError::new(setting, format!("invalid number {v:?}: {e}"))),
+        Some(v) => v.trim().parse().map_err(|e| ConfigError::new(setting, format!("invalid number {v:?}: {e}"))),
     }
 }
 
 impl Settings {
     /// Resolve every setting. `listen` is the serve flag (with its env), if any.
-    pub fn resolve(
-        listen: Option<String>,
-        args: &CommonArgs,
-        file: &FileValues,
-    ) -> Result<Settings, ConfigError> {
-        let listen_text = listen
-            .or_else(|| file.get("listen"))
-            .unwrap_or_else(|| "127.0.0.1:8000".into());
+    pub fn resolve(listen: Option<String>, args: &CommonArgs, file: &FileValues) -> Result<Settings, ConfigError> {
+        let listen_text = listen.or_else(|| file.get("listen")).unwrap_or_else(|| "127.0.0.1:8000".into());
         let listen: SocketAddr = listen_text.parse().map_err(|e| {
-            ConfigError::new(
-                "DONKIES_LISTEN (--listen)",
-                format!("invalid address {listen_text:?}: {e}"),
-            )
+            ConfigError::new("DONKIES_LISTEN (--listen)", format!("invalid address {listen_text:?}: {e}"))
         })?;
 
         let data_dir = args
@@ -512,16 +434,12 @@ impl Settings {
 
         let database_url = match pick(&args.database_url, file, "database_url") {
             Some(url) => {
-                let parsed = Url::parse(&url).map_err(|e| {
-                    ConfigError::new("DATABASE_URL (--database-url)", format!("not a URL: {e}"))
-                })?;
+                let parsed = Url::parse(&url)
+                    .map_err(|e| ConfigError::new("DATABASE_URL (--database-url)", format!("not a URL: {e}")))?;
                 if !matches!(parsed.scheme(), "sqlite" | "postgres" | "postgresql") {
                     return Err(ConfigError::new(
                         "DATABASE_URL (--database-url)",
-                        format!(
-                            "unsupported scheme {:?}; use sqlite:// or postgres://",
-                            parsed.scheme()
-                        ),
+                        format!("unsupported scheme {:?}; use sqlite:// or postgres://", parsed.scheme()),
                     ));
                 }
                 url
@@ -543,20 +461,16 @@ impl Settings {
             None => load_or_create_secret(&data_dir)?,
         };
 
-        let frontend_text = pick(&args.frontend_url, file, "frontend_url")
-            .unwrap_or_else(|| "http://localhost:8080".into());
+        let frontend_text =
+            pick(&args.frontend_url, file, "frontend_url").unwrap_or_else(|| "http://localhost:8080".into());
         let frontend_url = Url::parse(&frontend_text).map_err(|e| {
-            ConfigError::new(
-                "DONKIES_FRONTEND_URL (--frontend-url)",
-                format!("invalid URL {frontend_text:?}: {e}"),
-            )
+            ConfigError::new("DONKIES_FRONTEND_URL (--frontend-url)", format!("invalid URL {frontend_text:?}: {e}"))
         })?;
 
         let smtp_url = match pick(&args.smtp_url, file, "smtp_url").filter(|s| !s.is_empty()) {
             Some(url) => {
-                let parsed = Url::parse(&url).map_err(|e| {
-                    ConfigError::new("DONKIES_SMTP_URL (--smtp-url)", format!("not a URL: {e}"))
-                })?;
+                let parsed = Url::parse(&url)
+                    .map_err(|e| ConfigError::new("DONKIES_SMTP_URL (--smtp-url)", format!("not a URL: {e}")))?;
                 if !matches!(parsed.scheme(), "smtp" | "smtps") || parsed.host_str().is_none() {
                     return Err(ConfigError::new(
                         "DONKIES_SMTP_URL (--smtp-url)",
@@ -568,13 +482,10 @@ impl Settings {
             None => None,
         };
 
-        let from_text = pick(&args.mail_from, file, "mail_from")
-            .unwrap_or_else(|| "Donkies <noreply@localhost>".into());
+        let from_text =
+            pick(&args.mail_from, file, "mail_from").unwrap_or_else(|| "Donkies <noreply@localhost>".into());
         let mail_from: Mailbox = from_text.parse().map_err(|e| {
-            ConfigError::new(
-                "DONKIES_MAIL_FROM (--mail-from)",
-                format!("invalid mailbox {from_text:?}: {e}"),
-            )
+            ConfigError::new("DONKIES_MAIL_FROM (--mail-from)", format!("invalid mailbox {from_text:?}: {e}"))
         })?;
 
         let token_minutes: i64 = parse_num(
@@ -588,10 +499,7 @@ impl Settings {
             60,
         )?;
         if token_minutes < 0 || link_minutes < 0 {
-            return Err(ConfigError::new(
-                "DONKIES_TOKEN_EXPIRE_MINUTES",
-                "must not be negative",
-            ));
+            return Err(ConfigError::new("DONKIES_TOKEN_EXPIRE_MINUTES", "must not be negative"));
         }
         let login_rate: u32 = parse_num(
             pick(&args.login_rate_per_minute, file, "login_rate_per_minute"),
@@ -620,21 +528,15 @@ impl Settings {
             12,
         )?;
         if max_attempts < 1 {
-            return Err(ConfigError::new(
-                "DONKIES_JOB_MAX_ATTEMPTS (--job-max-attempts)",
-                "must be at least 1",
-            ));
+            return Err(ConfigError::new("DONKIES_JOB_MAX_ATTEMPTS (--job-max-attempts)", "must be at least 1"));
         }
         let retry_ms: u64 = parse_num(
             pick(&args.job_retry_base_ms, file, "job_retry_base_ms"),
             "DONKIES_JOB_RETRY_BASE_MS (--job-retry-base-ms)",
             2000,
         )?;
-        let poll_ms: u64 = parse_num(
-            pick(&args.job_poll_ms, file, "job_poll_ms"),
-            "DONKIES_JOB_POLL_MS (--job-poll-ms)",
-            1000,
-        )?;
+        let poll_ms: u64 =
+            parse_num(pick(&args.job_poll_ms, file, "job_poll_ms"), "DONKIES_JOB_POLL_MS (--job-poll-ms)", 1000)?;
 
         let provider = |k: &str| file.get(k);
         let providers = ProviderKeys {
@@ -656,18 +558,10 @@ impl Settings {
             "DONKIES_ATRIUM_TIMEOUT_SECONDS (--atrium-timeout-seconds)",
             20u64,
         )?);
-        let mode = pick(&args.atrium_mode, file, "atrium_mode")
-            .unwrap_or_else(|| "dev".into())
-            .to_ascii_lowercase();
+        let mode = pick(&args.atrium_mode, file, "atrium_mode").unwrap_or_else(|| "dev".into()).to_ascii_lowercase();
         let (mode_id, mode_key) = match mode.as_str() {
-            "dev" => (
-                providers.atrium_client_id_dev.clone(),
-                providers.atrium_key_dev.clone(),
-            ),
-            "prod" => (
-                providers.atrium_client_id_prod.clone(),
-                providers.atrium_key_prod.clone(),
-            ),
+            "dev" => (providers.atrium_client_id_dev.clone(), providers.atrium_key_dev.clone()),
+            "prod" => (providers.atrium_client_id_prod.clone(), providers.atrium_key_prod.clone()),
             other => {
                 return Err(ConfigError::new(
                     "DONKIES_ATRIUM_MODE (--atrium-mode)",
@@ -677,32 +571,20 @@ impl Settings {
         };
         let atrium = match pick(&args.atrium_url, file, "atrium_url").filter(|u| !u.is_empty()) {
             Some(url) => {
-                let url = Url::parse(&url).map_err(|e| {
-                    ConfigError::new(atrium_setting, format!("invalid URL {url:?}: {e}"))
-                })?;
-                let client_id = pick(&args.atrium_client_id, file, "atrium_client_id")
-                    .or(mode_id)
-                    .ok_or_else(|| {
+                let url = Url::parse(&url)
+                    .map_err(|e| ConfigError::new(atrium_setting, format!("invalid URL {url:?}: {e}")))?;
+                let client_id =
+                    pick(&args.atrium_client_id, file, "atrium_client_id").or(mode_id).ok_or_else(|| {
                         ConfigError::new(
                             "DONKIES_ATRIUM_CLIENT_ID (--atrium-client-id)",
                             "required when DONKIES_ATRIUM_URL is set",
                         )
                     })?;
-                let key = pick(&args.atrium_key, file, "atrium_key")
-                    .map(Secret::new)
-                    .or(mode_key)
-                    .ok_or_else(|| {
-                        ConfigError::new(
-                            "DONKIES_ATRIUM_KEY (--atrium-key)",
-                            "required when DONKIES_ATRIUM_URL is set",
-                        )
+                let key =
+                    pick(&args.atrium_key, file, "atrium_key").map(Secret::new).or(mode_key).ok_or_else(|| {
+                        ConfigError::new("DONKIES_ATRIUM_KEY (--atrium-key)", "required when DONKIES_ATRIUM_URL is set")
                     })?;
-                AtriumSettings::Remote {
-                    url,
-                    client_id,
-                    key,
-                    timeout: atrium_timeout,
-                }
+                AtriumSettings::Remote { url, client_id, key, timeout: atrium_timeout }
             }
             None => {
                 let step: u64 = parse_num(
@@ -710,10 +592,7 @@ impl Settings {
                     "DONKIES_SANDBOX_STEP_MS (--sandbox-step-ms)",
                     500,
                 )?;
-                AtriumSettings::Sandbox {
-                    step: Duration::from_millis(step),
-                    timeout: atrium_timeout,
-                }
+                AtriumSettings::Sandbox { step: Duration::from_millis(step), timeout: atrium_timeout }
             }
         };
         let member_poll_ms: u64 = parse_num(
@@ -727,11 +606,7 @@ impl Settings {
             150,
         )?;
 
-        let cache_ms: u64 = parse_num(
-            pick(&args.cache_ms, file, "cache_ms"),
-            "DONKIES_CACHE_MS (--cache-ms)",
-            1000,
-        )?;
+        let cache_ms: u64 = parse_num(pick(&args.cache_ms, file, "cache_ms"), "DONKIES_CACHE_MS (--cache-ms)", 1000)?;
 
         // Simulated sign-in providers only when the whole server runs on simulators.
         let sandbox_mode = matches!(atrium, AtriumSettings::Sandbox { .. });
@@ -739,27 +614,21 @@ impl Settings {
             "facebook",
             pick(&args.facebook_url, file, "facebook_url"),
             pick(&args.facebook_key, file, "facebook_key").or(providers.facebook_key.clone()),
-            pick(&args.facebook_secret, file, "facebook_secret")
-                .map(Secret::new)
-                .or(providers.facebook_secret.clone()),
+            pick(&args.facebook_secret, file, "facebook_secret").map(Secret::new).or(providers.facebook_secret.clone()),
             sandbox_mode,
         )?;
         let google = SocialProvider::resolve(
             "google",
             pick(&args.google_url, file, "google_url"),
             pick(&args.google_key, file, "google_key").or(providers.google_key.clone()),
-            pick(&args.google_secret, file, "google_secret")
-                .map(Secret::new)
-                .or(providers.google_secret.clone()),
+            pick(&args.google_secret, file, "google_secret").map(Secret::new).or(providers.google_secret.clone()),
             sandbox_mode,
         )?;
         let twitter = SocialProvider::resolve(
             "twitter",
             pick(&args.twitter_url, file, "twitter_url"),
             pick(&args.twitter_key, file, "twitter_key").or(providers.twitter_key.clone()),
-            pick(&args.twitter_secret, file, "twitter_secret")
-                .map(Secret::new)
-                .or(providers.twitter_secret.clone()),
+            pick(&args.twitter_secret, file, "twitter_secret").map(Secret::new).or(providers.twitter_secret.clone()),
             sandbox_mode,
         )?;
 
@@ -801,12 +670,8 @@ impl Settings {
 }
 
 fn ensure_dir(dir: &Path) -> Result<(), ConfigError> {
-    std::fs::create_dir_all(dir).map_err(|e| {
-        ConfigError::new(
-            "DONKIES_DATA_DIR (--data-dir)",
-            format!("cannot create {}: {e}", dir.display()),
-        )
-    })
+    std::fs::create_dir_all(dir)
+        .map_err(|e| ConfigError::new("DONKIES_DATA_DIR (--data-dir)", format!("cannot create {}: {e}", dir.display())))
 }
 
 /// Read the secret key kept in the data directory, creating it (mode 0600) on first start.
@@ -819,17 +684,11 @@ fn load_or_create_secret(data_dir: &Path) -> Result<String, ConfigError> {
     match std::fs::read_to_string(&path) {
         Ok(key) if key.trim().len() >= 16 => return Ok(key.trim().to_owned()),
         Ok(_) => {
-            return Err(ConfigError::new(
-                setting,
-                format!("{} is too short", path.display()),
-            ));
+            return Err(ConfigError::new(setting, format!("{} is too short", path.display())));
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => {
-            return Err(ConfigError::new(
-                setting,
-                format!("cannot read {}: {e}", path.display()),
-            ));
+            return Err(ConfigError::new(setting, format!("cannot read {}: {e}", path.display())));
         }
     }
     ensure_dir(data_dir)?;
@@ -859,23 +718,15 @@ mod tests {
             r#"{"DB_NAME": "donkies", "DB_USER": "udonkies", "DB_PASSWORD": "p@ss", "DB_HOST": "10.0.0.5",
                 "SECRET_KEY": "0123456789abcdef0123", "ALLOWED_HOSTS": ["*"], "SURPRISE": 1}"#,
         );
-        assert_eq!(
-            f.get("database_url").as_deref(),
-            Some("postgres://udonkies:p%40ss@10.0.0.5/donkies")
-        );
+        assert_eq!(f.get("database_url").as_deref(), Some("postgres://udonkies:p%40ss@10.0.0.5/donkies"));
         assert_eq!(f.get("secret_key").as_deref(), Some("0123456789abcdef0123"));
-        assert_eq!(
-            f.warnings,
-            vec![r#"config file: unknown key "SURPRISE" ignored"#.to_owned()]
-        );
+        assert_eq!(f.warnings, vec![r#"config file: unknown key "SURPRISE" ignored"#.to_owned()]);
     }
 
     #[test]
     fn flags_beat_file_values_which_beat_defaults() {
         let dir = std::env::temp_dir().join(format!("donkies-config-{}", donkies_store::new_id()));
-        let f = file(
-            r#"{"frontend_url": "https://file.example", "token_expire_minutes": 30, "data_dir": "x"}"#,
-        );
+        let f = file(r#"{"frontend_url": "https://file.example", "token_expire_minutes": 30, "data_dir": "x"}"#);
         let args = CommonArgs {
             data_dir: Some(dir.clone()),
             frontend_url: Some("https://flag.example".into()),
@@ -887,9 +738,7 @@ mod tests {
         assert_eq!(s.listen.to_string(), "127.0.0.1:8000");
         assert_eq!(s.data_dir, dir);
         let key_file = dir.join("secret_key");
-        let mode = std::os::unix::fs::PermissionsExt::mode(
-            &std::fs::metadata(&key_file).unwrap().permissions(),
-        );
+        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key_file).unwrap().permissions());
         assert_eq!(mode & 0o777, 0o600);
         let again = Settings::resolve(None, &args, &f).unwrap();
         assert_eq!(again.secret_key, s.secret_key, "the generated key is kept");
@@ -898,21 +747,10 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_setting() {
-        let err = Settings::resolve(
-            Some("nonsense".into()),
-            &CommonArgs::default(),
-            &FileValues::default(),
-        )
-        .unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("DONKIES_LISTEN (--listen): invalid address"),
-            "{err}"
-        );
-        let args = CommonArgs {
-            database_url: Some("mysql://x".into()),
-            ..Default::default()
-        };
+        let err =
+            Settings::resolve(Some("nonsense".into()), &CommonArgs::default(), &FileValues::default()).unwrap_err();
+        assert!(err.to_string().starts_with("DONKIES_LISTEN (--listen): invalid address"), "{err}");
+        let args = CommonArgs { database_url: Some("mysql://x".into()), ..Default::default() };
         let err = Settings::resolve(None, &args, &FileValues::default()).unwrap_err();
         assert!(err.to_string().starts_with("DATABASE_URL"), "{err}");
         let args = CommonArgs {

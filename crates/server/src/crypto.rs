@@ -4,8 +4,7 @@
 use std::sync::{Arc, OnceLock};
 
 use argon2::password_hash::{
-    Output, ParamsString, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
-    rand_core::OsRng,
+    Output, ParamsString, PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng,
 };
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use base64::Engine;
@@ -53,26 +52,22 @@ fn hash_pool() -> &'static std::sync::mpsc::Sender<HashJob> {
     POOL.get_or_init(|| {
         let (sender, receiver) = std::sync::mpsc::channel::<HashJob>();
         let receiver = Arc::new(std::sync::Mutex::new(receiver));
-        let threads = std::thread::available_parallelism()
-            .map_or(2, |n| n.get())
-            .clamp(1, 8);
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8);
         for i in 0..threads {
             let receiver = receiver.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("argon2-{i}"))
-                .spawn(move || {
-                    let mut memory: Vec<Block> = Vec::new();
-                    loop {
-                        let job = match receiver.lock() {
-                            Ok(queue) => queue.recv(),
-                            Err(_) => return,
-                        };
-                        match job {
-                            Ok(job) => job(&mut memory),
-                            Err(_) => return,
-                        }
+            let spawned = std::thread::Builder::new().name(format!("argon2-{i}")).spawn(move || {
+                let mut memory: Vec<Block> = Vec::new();
+                loop {
+                    let job = match receiver.lock() {
+                        Ok(queue) => queue.recv(),
+                        Err(_) => return,
+                    };
+                    match job {
+                        Ok(job) => job(&mut memory),
+                        Err(_) => return,
                     }
-                });
+                }
+            });
             if let Err(err) = spawned {
                 tracing::error!(error = %err, "could not start a password hashing thread");
             }
@@ -116,20 +111,10 @@ fn hash_with(memory: &mut Vec<Block>, password: &[u8]) -> anyhow::Result<String>
     let params = Params::default();
     let salt = SaltString::generate(&mut OsRng);
     let mut salt_buf = [0u8; 64];
-    let salt_bytes = salt
-        .as_salt()
-        .decode_b64(&mut salt_buf)
-        .map_err(|e| anyhow::anyhow!("salt: {e}"))?;
+    let salt_bytes = salt.as_salt().decode_b64(&mut salt_buf).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
     let out_len = params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
-    let out = argon2id(
-        memory,
-        &params,
-        Version::V0x13,
-        password,
-        salt_bytes,
-        out_len,
-    )
-    .ok_or_else(|| anyhow::anyhow!("argon2 hashing failed"))?;
+    let out = argon2id(memory, &params, Version::V0x13, password, salt_bytes, out_len)
+        .ok_or_else(|| anyhow::anyhow!("argon2 hashing failed"))?;
     let phc = PasswordHash {
         algorithm: Algorithm::Argon2id.ident(),
         version: Some(Version::V0x13.into()),
@@ -147,27 +132,15 @@ fn verify_with(memory: &mut Vec<Block>, password: &[u8], stored: &str) -> bool {
     if parsed.algorithm != Algorithm::Argon2id.ident() {
         return Argon2::default().verify_password(password, &parsed).is_ok();
     }
-    let (Ok(params), Some(salt), Some(expected)) =
-        (Params::try_from(&parsed), parsed.salt, parsed.hash)
-    else {
+    let (Ok(params), Some(salt), Some(expected)) = (Params::try_from(&parsed), parsed.salt, parsed.hash) else {
         return false;
     };
-    let version = parsed
-        .version
-        .and_then(|v| Version::try_from(v).ok())
-        .unwrap_or(Version::V0x13);
+    let version = parsed.version.and_then(|v| Version::try_from(v).ok()).unwrap_or(Version::V0x13);
     let mut salt_buf = [0u8; 64];
     let Ok(salt_bytes) = salt.decode_b64(&mut salt_buf) else {
         return false;
     };
-    let Some(out) = argon2id(
-        memory,
-        &params,
-        version,
-        password,
-        salt_bytes,
-        expected.len(),
-    ) else {
+    let Some(out) = argon2id(memory, &params, version, password, salt_bytes, expected.len()) else {
         return false;
     };
     // `Output` compares in constant time.
@@ -178,10 +151,7 @@ fn dummy_hash() -> &'static str {
     static HASH: OnceLock<String> = OnceLock::new();
     HASH.get_or_init(|| {
         let salt = SaltString::generate(&mut OsRng);
-        Argon2::default()
-            .hash_password(b"not a real password", &salt)
-            .map(|h| h.to_string())
-            .unwrap_or_default()
+        Argon2::default().hash_password(b"not a real password", &salt).map(|h| h.to_string()).unwrap_or_default()
     })
 }
 
@@ -195,8 +165,7 @@ const STATE_TTL_SECONDS: i64 = 3600;
 
 fn state_mac(secret_key: &str, timestamp: i64) -> String {
     use hmac::{Hmac, Mac};
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret_key.as_bytes())
-        .expect("HMAC takes any key length");
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret_key.as_bytes()).expect("HMAC takes any key length");
     mac.update(b"oauth state ");
     mac.update(timestamp.to_string().as_bytes());
     hex::encode(&mac.finalize().into_bytes()[..16])
@@ -218,8 +187,7 @@ pub fn verify_state(secret_key: &str, state: &str) -> bool {
         return false;
     };
     let age = chrono::Utc::now().timestamp() - t;
-    (0..=STATE_TTL_SECONDS).contains(&age)
-        && bool::from(state_mac(secret_key, t).as_bytes().ct_eq(mac.as_bytes()))
+    (0..=STATE_TTL_SECONDS).contains(&age) && bool::from(state_mac(secret_key, t).as_bytes().ct_eq(mac.as_bytes()))
 }
 
 /// Authenticated encryption of small personal values (XChaCha20-Poly1305, random nonces).
@@ -241,11 +209,8 @@ impl Sealer {
     pub fn from_secret(secret_key: &str) -> Sealer {
         let hk = Hkdf::<Sha256>::new(Some(b"donkies"), secret_key.as_bytes());
         let mut key = [0u8; 32];
-        hk.expand(b"personal data at rest v1", &mut key)
-            .expect("32 bytes is a valid HKDF-SHA256 output length");
-        Sealer {
-            cipher: Arc::new(XChaCha20Poly1305::new(&key.into())),
-        }
+        hk.expand(b"personal data at rest v1", &mut key).expect("32 bytes is a valid HKDF-SHA256 output length");
+        Sealer { cipher: Arc::new(XChaCha20Poly1305::new(&key.into())) }
     }
 
     pub fn seal(&self, plaintext: &str) -> String {
@@ -261,17 +226,12 @@ impl Sealer {
     }
 
     pub fn open(&self, sealed: &str) -> Option<String> {
-        let blob = URL_SAFE_NO_PAD
-            .decode(sealed.strip_prefix(SEAL_PREFIX)?)
-            .ok()?;
+        let blob = URL_SAFE_NO_PAD.decode(sealed.strip_prefix(SEAL_PREFIX)?).ok()?;
         if blob.len() < 24 {
             return None;
         }
         let (nonce, ciphertext) = blob.split_at(24);
-        let plain = self
-            .cipher
-            .decrypt(XNonce::from_slice(nonce), ciphertext)
-            .ok()?;
+        let plain = self.cipher.decrypt(XNonce::from_slice(nonce), ciphertext).ok()?;
         String::from_utf8(plain).ok()
     }
 }
@@ -284,10 +244,7 @@ mod tests {
     fn tokens_are_32_lowercase_hex_and_unique() {
         let a = new_token();
         assert_eq!(a.len(), 32);
-        assert!(
-            a.chars()
-                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
-        );
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
         assert_ne!(a, new_token());
         assert_ne!(token_hash(&a), a);
         assert_eq!(token_hash(&a), token_hash(&a));
@@ -299,16 +256,10 @@ mod tests {
         assert!(verify_state("key one, long enough", &state));
         assert!(!verify_state("key two, long enough", &state));
         let (t, mac) = state.split_once('.').unwrap();
-        assert!(!verify_state(
-            "key one, long enough",
-            &format!("{}.{mac}", t.parse::<i64>().unwrap() - 1)
-        ));
+        assert!(!verify_state("key one, long enough", &format!("{}.{mac}", t.parse::<i64>().unwrap() - 1)));
         assert!(!verify_state("key one, long enough", "12345"));
         let old = chrono::Utc::now().timestamp() - 2 * STATE_TTL_SECONDS;
-        assert!(!verify_state(
-            "key one, long enough",
-            &format!("{old}.{}", state_mac("key one, long enough", old))
-        ));
+        assert!(!verify_state("key one, long enough", &format!("{old}.{}", state_mac("key one, long enough", old))));
     }
 
     #[test]
@@ -318,10 +269,7 @@ mod tests {
         assert!(!sealed.contains("6789"));
         assert_ne!(sealed, s.seal("123-45-6789"), "random nonce");
         assert_eq!(s.open(&sealed).as_deref(), Some("123-45-6789"));
-        assert_eq!(
-            Sealer::from_secret("another secret key").open(&sealed),
-            None
-        );
+        assert_eq!(Sealer::from_secret("another secret key").open(&sealed), None);
         let mut tampered = sealed.clone();
         tampered.pop();
         assert_eq!(s.open(&tampered), None);
@@ -331,47 +279,20 @@ mod tests {
     async fn pooled_hashes_are_standard_phc_strings_both_ways() {
         let hash = hash_password("pw123456".into()).await.unwrap();
         let parsed = PasswordHash::new(&hash).unwrap();
-        assert!(
-            Argon2::default()
-                .verify_password(b"pw123456", &parsed)
-                .is_ok()
-        );
+        assert!(Argon2::default().verify_password(b"pw123456", &parsed).is_ok());
         let salt = SaltString::generate(&mut OsRng);
-        let standard = Argon2::default()
-            .hash_password(b"other pw", &salt)
-            .unwrap()
-            .to_string();
-        assert!(
-            verify_password("other pw".into(), Some(standard.clone()))
-                .await
-                .unwrap()
-        );
-        assert!(
-            !verify_password("other pX".into(), Some(standard))
-                .await
-                .unwrap()
-        );
+        let standard = Argon2::default().hash_password(b"other pw", &salt).unwrap().to_string();
+        assert!(verify_password("other pw".into(), Some(standard.clone())).await.unwrap());
+        assert!(!verify_password("other pX".into(), Some(standard)).await.unwrap());
     }
 
     #[tokio::test]
     async fn passwords_verify_only_when_right() {
         let hash = hash_password("correct horse".into()).await.unwrap();
         assert!(hash.starts_with("$argon2id$"));
-        assert!(
-            verify_password("correct horse".into(), Some(hash.clone()))
-                .await
-                .unwrap()
-        );
-        assert!(
-            !verify_password("wrong horse".into(), Some(hash))
-                .await
-                .unwrap()
-        );
+        assert!(verify_password("correct horse".into(), Some(hash.clone())).await.unwrap());
+        assert!(!verify_password("wrong horse".into(), Some(hash)).await.unwrap());
         assert!(!verify_password("anything".into(), None).await.unwrap());
-        assert!(
-            !verify_password("anything".into(), Some(unusable_password_hash()))
-                .await
-                .unwrap()
-        );
+        assert!(!verify_password("anything".into(), Some(unusable_password_hash())).await.unwrap());
     }
 }

@@ -25,12 +25,7 @@ use donkies_store::Db;
 pub async fn open_database(settings: &Settings) -> anyhow::Result<Db> {
     let db = Db::connect(settings.database_url.expose())
         .await
-        .map_err(|e| {
-            ConfigError::new(
-                "DATABASE_URL (--database-url)",
-                format!("cannot open the database: {e}"),
-            )
-        })?;
+        .map_err(|e| ConfigError::new("DATABASE_URL (--database-url)", format!("cannot open the database: {e}")))?;
     db.migrate().await.context("applying database migrations")?;
     Ok(db)
 }
@@ -38,36 +33,18 @@ pub async fn open_database(settings: &Settings) -> anyhow::Result<Db> {
 /// The aggregator the settings point at; in sandbox mode, a simulator started here.
 pub async fn connect_aggregator(
     settings: &Settings,
-) -> anyhow::Result<(
-    Arc<dyn donkies_atrium::Aggregator>,
-    Option<donkies_sandbox::AtriumSim>,
-)> {
+) -> anyhow::Result<(Arc<dyn donkies_atrium::Aggregator>, Option<donkies_sandbox::AtriumSim>)> {
     let (config, sim) = match &settings.atrium {
-        AtriumSettings::Remote {
-            url,
-            client_id,
-            key,
-            timeout,
-        } => (
-            donkies_atrium::AtriumConfig::new(
-                url.clone(),
-                client_id.clone(),
-                key.expose().to_owned(),
-            )
-            .with_timeout(*timeout),
+        AtriumSettings::Remote { url, client_id, key, timeout } => (
+            donkies_atrium::AtriumConfig::new(url.clone(), client_id.clone(), key.expose().to_owned())
+                .with_timeout(*timeout),
             None,
         ),
         AtriumSettings::Sandbox { step, timeout } => {
-            let sim_config = donkies_sandbox::AtriumSimConfig {
-                step: *step,
-                ..Default::default()
-            };
-            let sim = donkies_sandbox::AtriumSim::start(
-                SocketAddr::from(([127, 0, 0, 1], 0)),
-                sim_config,
-            )
-            .await
-            .context("starting the in-process Atrium simulator")?;
+            let sim_config = donkies_sandbox::AtriumSimConfig { step: *step, ..Default::default() };
+            let sim = donkies_sandbox::AtriumSim::start(SocketAddr::from(([127, 0, 0, 1], 0)), sim_config)
+                .await
+                .context("starting the in-process Atrium simulator")?;
             tracing::info!(url = %sim.base_url(), "no DONKIES_ATRIUM_URL: using the in-process Atrium simulator");
             let config = donkies_atrium::AtriumConfig::new(
                 sim.base_url(),
@@ -97,25 +74,15 @@ pub async fn build_context(
         member_events,
         member_reads: Arc::new(cache::TtlCache::new(settings.cache_ttl)),
     };
-    let ctx = worker::JobContext {
-        db,
-        mailer: mail::Mailer::from_settings(&settings)?,
-        settings,
-        banking,
-    };
+    let ctx = worker::JobContext { db, mailer: mail::Mailer::from_settings(&settings)?, settings, banking };
     Ok((ctx, sim))
 }
 
 /// Jobs every process start asks for: the institution catalog and aggregator users.
 pub async fn enqueue_startup_jobs(ctx: &worker::JobContext) -> anyhow::Result<()> {
     let mut tx = ctx.db.begin().await?;
-    for kind in [
-        banking::SYNC_INSTITUTIONS_JOB,
-        banking::BACKFILL_AGGREGATOR_USERS_JOB,
-    ] {
-        ctx.banking
-            .enqueue(&mut tx, kind, serde_json::json!({}), Duration::ZERO)
-            .await?;
+    for kind in [banking::SYNC_INSTITUTIONS_JOB, banking::BACKFILL_AGGREGATOR_USERS_JOB] {
+        ctx.banking.enqueue(&mut tx, kind, serde_json::json!({}), Duration::ZERO).await?;
     }
     tx.commit().await?;
     Ok(())
@@ -140,32 +107,17 @@ impl Server {
         Self::start_with_db(settings, db, with_worker).await
     }
 
-    pub async fn start_with_db(
-        settings: Settings,
-        db: Db,
-        with_worker: bool,
-    ) -> anyhow::Result<Server> {
-        let listener = tokio::net::TcpListener::bind(settings.listen)
-            .await
-            .map_err(|e| {
-                ConfigError::new(
-                    "DONKIES_LISTEN (--listen)",
-                    format!("cannot listen on {}: {e}", settings.listen),
-                )
-            })?;
+    pub async fn start_with_db(settings: Settings, db: Db, with_worker: bool) -> anyhow::Result<Server> {
+        let listener = tokio::net::TcpListener::bind(settings.listen).await.map_err(|e| {
+            ConfigError::new("DONKIES_LISTEN (--listen)", format!("cannot listen on {}: {e}", settings.listen))
+        })?;
         let addr = listener.local_addr()?;
         let settings = Arc::new(settings);
         let (context, sandbox) = build_context(settings.clone(), db.clone()).await?;
         enqueue_startup_jobs(&context).await?;
         let (social, social_sims) = social::connect(&settings).await?;
         let wake = Arc::new(Notify::new());
-        let state = http::AppState::new(
-            db.clone(),
-            settings.clone(),
-            wake.clone(),
-            context.banking.clone(),
-            social,
-        );
+        let state = http::AppState::new(db.clone(), settings.clone(), wake.clone(), context.banking.clone(), social);
         let shutdown = CancellationToken::new();
         let mut tasks = Vec::new();
 
@@ -188,24 +140,13 @@ impl Server {
         let app = http::app(state).into_make_service_with_connect_info::<SocketAddr>();
         let stop = shutdown.clone();
         tasks.push(tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await;
+            let served = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await;
             if let Err(err) = served {
                 tracing::error!(error = %err, "HTTP server stopped with an error");
             }
         }));
         tracing::info!("donkies listening on http://{addr}");
-        Ok(Server {
-            addr,
-            db,
-            settings,
-            context,
-            sandbox,
-            social_sims,
-            shutdown,
-            tasks,
-        })
+        Ok(Server { addr, db, settings, context, sandbox, social_sims, shutdown, tasks })
     }
 
     /// What a job worker in this process would use (tests drive workers step by step with it).
@@ -242,14 +183,13 @@ pub async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

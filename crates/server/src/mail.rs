@@ -22,11 +22,7 @@ pub struct Rendered {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
 }
 
 fn render(
@@ -37,14 +33,8 @@ fn render(
     link: &str,
     action: &str,
 ) -> Rendered {
-    let text = format!(
-        "Hi {greeting_name},\n\n{}\n\n{action}: {link}\n\nThe Donkies team\n",
-        lines.join("\n")
-    );
-    let paragraphs: String = lines
-        .iter()
-        .map(|l| format!("<p>{}</p>", escape(l)))
-        .collect();
+    let text = format!("Hi {greeting_name},\n\n{}\n\n{action}: {link}\n\nThe Donkies team\n", lines.join("\n"));
+    let paragraphs: String = lines.iter().map(|l| format!("<p>{}</p>", escape(l))).collect();
     let html = format!(
         "<!doctype html><html><body style=\"font-family:sans-serif\">\
          <p>Hi {name},</p>{paragraphs}<p><a href=\"{href}\">{action}</a></p>\
@@ -54,12 +44,7 @@ fn render(
         href = escape(link),
         action = escape(action),
     );
-    Rendered {
-        template,
-        subject: subject.to_owned(),
-        text,
-        html,
-    }
+    Rendered { template, subject: subject.to_owned(), text, html }
 }
 
 pub fn signup_confirmation(first_name: &str, link: &str) -> Rendered {
@@ -67,9 +52,7 @@ pub fn signup_confirmation(first_name: &str, link: &str) -> Rendered {
         "signup_confirmation",
         "Confirm your Donkies registration",
         first_name,
-        &[
-            "Thanks for signing up for Donkies. Please confirm your email address to finish your registration.",
-        ],
+        &["Thanks for signing up for Donkies. Please confirm your email address to finish your registration."],
         link,
         "Confirm your email",
     )
@@ -82,9 +65,7 @@ pub fn password_reset(first_name: &str, link: &str, minutes: i64) -> Rendered {
         first_name,
         &[
             "Someone asked to reset the password of your Donkies account.",
-            &format!(
-                "The link works once and expires in {minutes} minutes. If it was not you, ignore this email."
-            ),
+            &format!("The link works once and expires in {minutes} minutes. If it was not you, ignore this email."),
         ],
         link,
         "Choose a new password",
@@ -127,17 +108,7 @@ pub async fn queue(
     };
     outbox::insert(tx, &mail).await?;
     let payload = serde_json::json!({ "outbox_id": mail.id });
-    jobs::enqueue(
-        tx,
-        &jobs::NewJob {
-            kind: SEND_MAIL_JOB,
-            payload: &payload,
-            max_attempts,
-            run_at: t,
-        },
-        t,
-    )
-    .await?;
+    jobs::enqueue(tx, &jobs::NewJob { kind: SEND_MAIL_JOB, payload: &payload, max_attempts, run_at: t }, t).await?;
     Ok(())
 }
 
@@ -161,10 +132,7 @@ impl Mailer {
             .map_err(|e| anyhow::anyhow!("DONKIES_SMTP_URL: {e}"))?
             .timeout(Some(Duration::from_secs(20)))
             .build();
-        Ok(Mailer::Smtp {
-            transport: Box::new(transport),
-            from: settings.mail_from.clone(),
-        })
+        Ok(Mailer::Smtp { transport: Box::new(transport), from: settings.mail_from.clone() })
     }
 
     /// Deliver one outbox message; an error means "try again later".
@@ -186,10 +154,7 @@ impl Mailer {
                     .to(to)
                     .subject(&mail.subject)
                     .message_id(Some(format!("<{}@donkies>", mail.id)))
-                    .multipart(MultiPart::alternative_plain_html(
-                        mail.text_body.clone(),
-                        mail.html_body.clone(),
-                    ))?;
+                    .multipart(MultiPart::alternative_plain_html(mail.text_body.clone(), mail.html_body.clone()))?;
                 transport.send(message).await?;
                 Ok(())
             }
@@ -198,11 +163,7 @@ impl Mailer {
 }
 
 /// The `send_mail` job: deliver the outbox message unless it already went out.
-pub async fn run_send_mail(
-    db: &Db,
-    mailer: &Mailer,
-    payload: &serde_json::Value,
-) -> anyhow::Result<()> {
+pub async fn run_send_mail(db: &Db, mailer: &Mailer, payload: &serde_json::Value) -> anyhow::Result<()> {
     let id = payload
         .get("outbox_id")
         .and_then(|v| v.as_str())

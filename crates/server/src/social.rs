@@ -9,12 +9,11 @@ use anyhow::Context;
 use donkies_domain::Email;
 use donkies_sandbox::{FacebookSim, GoogleSim, TwitterSim};
 use donkies_social::{
-    FacebookClient, FacebookConfig, GoogleClient, GoogleConfig, SocialError, TwitterClient,
-    TwitterConfig,
+    FacebookClient, FacebookConfig, GoogleClient, GoogleConfig, SocialError, TwitterClient, TwitterConfig,
 };
 use donkies_store::social::NewIdentity;
 use donkies_store::users::NewUser;
-use donkies_store::{StoreError, new_id, now, social, users};
+use donkies_store::{StoreError, new_id, now, social, tokens, users};
 
 use crate::config::{Settings, SocialProvider};
 use crate::crypto::{new_token, token_hash, unusable_password_hash};
@@ -72,9 +71,8 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<(Social, SocialSims)
             Some(cfg)
         }
         SocialProvider::Sandbox => {
-            let sim = FacebookSim::start(loopback(), Default::default())
-                .await
-                .context("starting the Facebook simulator")?;
+            let sim =
+                FacebookSim::start(loopback(), Default::default()).await.context("starting the Facebook simulator")?;
             let cfg = sim.client_config();
             sims.facebook = Some(sim);
             Some(cfg)
@@ -82,9 +80,7 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<(Social, SocialSims)
         SocialProvider::Off => None,
     };
     if let Some(cfg) = facebook {
-        social.facebook = Some(
-            FacebookClient::new(cfg.with_timeout(TIMEOUT)).map_err(|e| invalid("Facebook", e))?,
-        );
+        social.facebook = Some(FacebookClient::new(cfg.with_timeout(TIMEOUT)).map_err(|e| invalid("Facebook", e))?);
     }
 
     let google = match &settings.google {
@@ -96,9 +92,8 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<(Social, SocialSims)
             Some(cfg)
         }
         SocialProvider::Sandbox => {
-            let sim = GoogleSim::start(loopback(), Default::default())
-                .await
-                .context("starting the Google simulator")?;
+            let sim =
+                GoogleSim::start(loopback(), Default::default()).await.context("starting the Google simulator")?;
             let cfg = sim.client_config();
             sims.google = Some(sim);
             Some(cfg)
@@ -106,8 +101,7 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<(Social, SocialSims)
         SocialProvider::Off => None,
     };
     if let Some(cfg) = google {
-        social.google =
-            Some(GoogleClient::new(cfg.with_timeout(TIMEOUT)).map_err(|e| invalid("Google", e))?);
+        social.google = Some(GoogleClient::new(cfg.with_timeout(TIMEOUT)).map_err(|e| invalid("Google", e))?);
     }
 
     let twitter = match &settings.twitter {
@@ -119,9 +113,8 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<(Social, SocialSims)
             Some(cfg)
         }
         SocialProvider::Sandbox => {
-            let sim = TwitterSim::start(loopback(), Default::default())
-                .await
-                .context("starting the Twitter simulator")?;
+            let sim =
+                TwitterSim::start(loopback(), Default::default()).await.context("starting the Twitter simulator")?;
             let cfg = sim.client_config();
             sims.twitter = Some(sim);
             Some(cfg)
@@ -129,8 +122,7 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<(Social, SocialSims)
         SocialProvider::Off => None,
     };
     if let Some(cfg) = twitter {
-        social.twitter =
-            Some(TwitterClient::new(cfg.with_timeout(TIMEOUT)).map_err(|e| invalid("Twitter", e))?);
+        social.twitter = Some(TwitterClient::new(cfg.with_timeout(TIMEOUT)).map_err(|e| invalid("Twitter", e))?);
     }
     if !sims.is_empty() {
         tracing::info!("sign-in providers without keys are served by in-process simulators");
@@ -182,45 +174,28 @@ pub async fn find_or_create_user(
         user_id: &'a str,
         email: Option<&'a str>,
     ) -> NewIdentity<'a> {
-        NewIdentity {
-            provider: account.provider,
-            provider_user_id: &account.id,
-            user_id,
-            email,
-            profile,
-            now: now(),
-        }
+        NewIdentity { provider: account.provider, provider_user_id: &account.id, user_id, email, profile, now: now() }
     }
     if let Some(found) = social::find(db, account.provider, &account.id).await? {
         let mut tx = db.begin().await?;
-        social::link(
-            &mut tx,
-            &identity(
-                account,
-                &profile,
-                &found.user_id,
-                account.verified_email.as_deref(),
-            ),
-        )
-        .await?;
+        social::link(&mut tx, &identity(account, &profile, &found.user_id, account.verified_email.as_deref())).await?;
         tx.commit().await?;
         return Ok(SignIn::User(found.user_id));
     }
-    let verified = account
-        .verified_email
-        .as_deref()
-        .and_then(|e| Email::parse(e).ok());
+    let verified = account.verified_email.as_deref().and_then(|e| Email::parse(e).ok());
     if let Some(email) = &verified
         && let Some(user) = users::find_by_email(db, email.as_str()).await?
     {
         let mut tx = db.begin().await?;
-        social::link(
-            &mut tx,
-            &identity(account, &profile, &user.id, Some(email.as_str())),
-        )
-        .await?;
-        // The provider vouches for the address, which confirms it.
-        users::mark_confirmed(&mut tx, &user.id, now()).await?;
+        social::link(&mut tx, &identity(account, &profile, &user.id, Some(email.as_str()))).await?;
+        if !user.is_confirmed {
+            // Nobody proved owning this address before: whoever signed up with it may not be
+            // its owner, who proves it now through the provider. Their password and sessions
+            // must not carry over into the owner's account (a reset link sets a new password).
+            users::set_password_hash(&mut tx, &user.id, &unusable_password_hash(), now()).await?;
+            tokens::delete_sessions(&mut tx, &user.id).await?;
+            users::mark_confirmed(&mut tx, &user.id, now()).await?;
+        }
         tx.commit().await?;
         state.sessions.forget_user(&user.id);
         return Ok(SignIn::User(user.id));
@@ -253,38 +228,16 @@ pub async fn find_or_create_user(
         Err(StoreError::Conflict(_)) => return Ok(SignIn::EmailTaken),
         other => other?,
     }
-    social::link(
-        &mut tx,
-        &identity(account, &profile, &id, verified.as_ref().map(Email::as_str)),
-    )
-    .await?;
+    social::link(&mut tx, &identity(account, &profile, &id, verified.as_ref().map(Email::as_str))).await?;
     if confirmed {
         users::mark_confirmed(&mut tx, &id, now()).await?;
     } else {
-        let link = state.settings.frontend_link(
-            "confirm",
-            &[("id", &encrypted_id), ("token", &confirmation)],
-        );
+        let link = state.settings.frontend_link("confirm", &[("id", &encrypted_id), ("token", &confirmation)]);
         let message = mail::signup_confirmation(&account.first_name, &link);
-        mail::queue(
-            &mut tx,
-            Some(&id),
-            email.as_str(),
-            message,
-            state.settings.job_max_attempts,
-        )
-        .await?;
+        mail::queue(&mut tx, Some(&id), email.as_str(), message, state.settings.job_max_attempts).await?;
     }
     let payload = serde_json::json!({ "user_id": id });
-    state
-        .banking
-        .enqueue(
-            &mut tx,
-            banking::CREATE_AGGREGATOR_USER_JOB,
-            payload,
-            Duration::ZERO,
-        )
-        .await?;
+    state.banking.enqueue(&mut tx, banking::CREATE_AGGREGATOR_USER_JOB, payload, Duration::ZERO).await?;
     tx.commit().await?;
     state.wake_worker.notify_one();
     tracing::info!(user = %id, provider = account.provider, "user signed up through a sign-in provider");

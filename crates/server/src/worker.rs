@@ -19,14 +19,8 @@ pub const CLEANUP_JOB: &str = "cleanup";
 const PERIODIC: &[(&str, Duration)] = &[
     (CLEANUP_JOB, Duration::from_secs(3600)),
     (banking::RESYNC_MEMBERS_JOB, Duration::from_secs(3600)),
-    (
-        banking::SYNC_INSTITUTIONS_JOB,
-        Duration::from_secs(6 * 3600),
-    ),
-    (
-        banking::BACKFILL_AGGREGATOR_USERS_JOB,
-        Duration::from_secs(6 * 3600),
-    ),
+    (banking::SYNC_INSTITUTIONS_JOB, Duration::from_secs(6 * 3600)),
+    (banking::BACKFILL_AGGREGATOR_USERS_JOB, Duration::from_secs(6 * 3600)),
 ];
 
 /// What a worker needs to run any job.
@@ -40,28 +34,15 @@ pub struct JobContext {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Done {
-        id: String,
-        kind: String,
-    },
-    Retrying {
-        id: String,
-        kind: String,
-        error: String,
-    },
-    Parked {
-        id: String,
-        kind: String,
-        error: String,
-    },
+    Done { id: String, kind: String },
+    Retrying { id: String, kind: String, error: String },
+    Parked { id: String, kind: String, error: String },
 }
 
 impl Outcome {
     pub fn kind(&self) -> &str {
         match self {
-            Outcome::Done { kind, .. }
-            | Outcome::Retrying { kind, .. }
-            | Outcome::Parked { kind, .. } => kind,
+            Outcome::Done { kind, .. } | Outcome::Retrying { kind, .. } | Outcome::Parked { kind, .. } => kind,
         }
     }
 }
@@ -90,8 +71,7 @@ impl Worker {
             return Ok(None);
         };
         let payload: serde_json::Value = serde_json::from_str(&job.payload).unwrap_or_default();
-        let span =
-            tracing::info_span!("job", id = %job.id, kind = %job.kind, attempt = job.attempts);
+        let span = tracing::info_span!("job", id = %job.id, kind = %job.kind, attempt = job.attempts);
         let result = self.dispatch(&job.kind, &payload);
         let result = tracing::Instrument::instrument(result, span).await;
         let (id, kind) = (job.id.clone(), job.kind.clone());
@@ -110,15 +90,7 @@ impl Worker {
                     let delay = backoff(self.ctx.settings.job_retry_base, job.attempts);
                     tracing::warn!(job = %job.id, kind = %job.kind, attempts = job.attempts, retry_in_ms = delay.as_millis() as u64, %error, "job failed; will retry");
                     let retry_at = now() + chrono::Duration::from_std(delay)?;
-                    jobs::fail(
-                        &self.ctx.db,
-                        &job.id,
-                        &self.name,
-                        &error,
-                        Some(retry_at),
-                        now(),
-                    )
-                    .await?;
+                    jobs::fail(&self.ctx.db, &job.id, &self.name, &error, Some(retry_at), now()).await?;
                     Ok(Some(Outcome::Retrying { id, kind, error }))
                 }
             }
@@ -127,22 +99,13 @@ impl Worker {
 
     async fn dispatch(&self, kind: &str, payload: &serde_json::Value) -> anyhow::Result<()> {
         match kind {
-            mail::SEND_MAIL_JOB => {
-                mail::run_send_mail(&self.ctx.db, &self.ctx.mailer, payload).await
-            }
+            mail::SEND_MAIL_JOB => mail::run_send_mail(&self.ctx.db, &self.ctx.mailer, payload).await,
             CLEANUP_JOB => cleanup(&self.ctx.db).await,
             banking::CREATE_AGGREGATOR_USER_JOB => {
                 let user_id = payload_str(payload, "user_id")?;
-                self.ctx
-                    .banking
-                    .ensure_aggregator_user(user_id)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| anyhow::anyhow!("{e:#}"))
+                self.ctx.banking.ensure_aggregator_user(user_id).await.map(|_| ()).map_err(|e| anyhow::anyhow!("{e:#}"))
             }
-            banking::BACKFILL_AGGREGATOR_USERS_JOB => {
-                self.ctx.banking.backfill_aggregator_users().await
-            }
+            banking::BACKFILL_AGGREGATOR_USERS_JOB => self.ctx.banking.backfill_aggregator_users().await,
             banking::SYNC_INSTITUTIONS_JOB => {
                 let n = self.ctx.banking.sync_institutions().await?;
                 tracing::info!(institutions = n, "institution catalog synced");
@@ -150,17 +113,11 @@ impl Worker {
             }
             banking::POLL_MEMBER_JOB => {
                 let member_id = payload_str(payload, "member_id")?;
-                let generation = payload
-                    .get("generation")
-                    .and_then(|g| g.as_i64())
-                    .unwrap_or_default();
+                let generation = payload.get("generation").and_then(|g| g.as_i64()).unwrap_or_default();
                 self.ctx.banking.poll_member(member_id, generation).await
             }
             banking::SYNC_TRANSACTIONS_JOB => {
-                self.ctx
-                    .banking
-                    .sync_member_transactions(payload_str(payload, "member_id")?)
-                    .await
+                self.ctx.banking.sync_member_transactions(payload_str(payload, "member_id")?).await
             }
             banking::RESYNC_MEMBERS_JOB => self.ctx.banking.resync_members().await,
             other => anyhow::bail!("unknown job kind {other:?}"),
@@ -172,14 +129,7 @@ impl Worker {
         let t = now();
         for (kind, period) in PERIODIC {
             let slot = t.timestamp() / period.as_secs() as i64;
-            jobs::enqueue_periodic(
-                &self.ctx.db,
-                kind,
-                slot,
-                self.ctx.settings.job_max_attempts,
-                t,
-            )
-            .await?;
+            jobs::enqueue_periodic(&self.ctx.db, kind, slot, self.ctx.settings.job_max_attempts, t).await?;
         }
         Ok(())
     }
@@ -213,8 +163,7 @@ impl Worker {
 /// Delay before retry number `attempts` (1-based): base · 2^(attempts−1), at most one hour.
 pub fn backoff(base: Duration, attempts: i64) -> Duration {
     let exp = u32::try_from(attempts.saturating_sub(1).clamp(0, 30)).unwrap_or(30);
-    base.saturating_mul(2u32.saturating_pow(exp))
-        .min(Duration::from_secs(3600))
+    base.saturating_mul(2u32.saturating_pow(exp)).min(Duration::from_secs(3600))
 }
 
 async fn cleanup(db: &Db) -> anyhow::Result<()> {
@@ -224,10 +173,7 @@ async fn cleanup(db: &Db) -> anyhow::Result<()> {
 }
 
 fn payload_str<'a>(payload: &'a serde_json::Value, key: &str) -> anyhow::Result<&'a str> {
-    payload
-        .get(key)
-        .and_then(|v| v.as_str())
-        .ok_or_else(|| anyhow::anyhow!("job payload without {key}"))
+    payload.get(key).and_then(|v| v.as_str()).ok_or_else(|| anyhow::anyhow!("job payload without {key}"))
 }
 
 fn hostname() -> String {

@@ -19,21 +19,15 @@ pub enum SocialError {
 
 impl SocialError {
     pub fn rejected(message: impl Into<String>) -> Self {
-        Self::Rejected {
-            message: message.into(),
-        }
+        Self::Rejected { message: message.into() }
     }
 
     pub fn unavailable(message: impl Into<String>) -> Self {
-        Self::Unavailable {
-            message: message.into(),
-        }
+        Self::Unavailable { message: message.into() }
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {
-        Self::Invalid {
-            message: message.into(),
-        }
+        Self::Invalid { message: message.into() }
     }
 
     /// Whether the same request may succeed if sent again later.

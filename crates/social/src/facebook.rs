@@ -13,8 +13,8 @@ use url::Url;
 use crate::http::{self, Reply, Result};
 use crate::{SecretString, SocialError};
 use wire::{
-    API_VERSION, AccessTokenQuery, AccessTokenResponse, DialogQuery, ErrorBody, FacebookProfile,
-    LOGIN_SCOPE, PROFILE_FIELDS, TRANSIENT_ERROR_CODES,
+    API_VERSION, AccessTokenQuery, AccessTokenResponse, DialogQuery, ErrorBody, FacebookProfile, LOGIN_SCOPE,
+    PROFILE_FIELDS, TRANSIENT_ERROR_CODES,
 };
 
 const PROVIDER: &str = "facebook";
@@ -73,10 +73,7 @@ impl FacebookClient {
     pub fn new(config: FacebookConfig) -> Result<Self> {
         http::check_url(PROVIDER, "graph_url", &config.graph_url)?;
         http::check_url(PROVIDER, "dialog_url", &config.dialog_url)?;
-        Ok(Self {
-            http: http::client(PROVIDER, config.timeout)?,
-            config,
-        })
+        Ok(Self { http: http::client(PROVIDER, config.timeout)?, config })
     }
 
     pub fn config(&self) -> &FacebookConfig {
@@ -101,10 +98,7 @@ impl FacebookClient {
     /// Trades the dialog's `code` for a user access token. `redirect_uri`
     /// must be the one the dialog was opened with.
     pub async fn exchange_code(&self, code: &str, redirect_uri: &str) -> Result<SecretString> {
-        let url = http::join(
-            &self.config.graph_url,
-            &[API_VERSION, "oauth", "access_token"],
-        );
+        let url = http::join(&self.config.graph_url, &[API_VERSION, "oauth", "access_token"]);
         let query = AccessTokenQuery {
             client_id: self.config.app_id.clone(),
             redirect_uri: redirect_uri.to_owned(),
@@ -139,11 +133,7 @@ impl FacebookClient {
 
     async fn get<Q: serde::Serialize + ?Sized>(&self, url: Url, query: &Q) -> Result<Reply> {
         let reply = http::send(PROVIDER, &self.http, self.http.get(url).query(query)).await?;
-        if reply.is_success() {
-            Ok(reply)
-        } else {
-            Err(error(&reply))
-        }
+        if reply.is_success() { Ok(reply) } else { Err(error(&reply)) }
     }
 }
 
@@ -151,16 +141,10 @@ impl FacebookClient {
 /// other error (bad code, bad secret, bad token) is `Rejected`.
 fn error(reply: &Reply) -> SocialError {
     let Ok(body) = serde_json::from_slice::<ErrorBody>(&reply.body) else {
-        return SocialError::from_status(
-            reply.status,
-            format!("facebook: {}", reply.text_excerpt()),
-        );
+        return SocialError::from_status(reply.status, format!("facebook: {}", reply.text_excerpt()));
     };
     let detail = body.error;
-    let message = format!(
-        "facebook: {} ({} {})",
-        detail.message, detail.kind, detail.code
-    );
+    let message = format!("facebook: {} ({} {})", detail.message, detail.kind, detail.code);
     if reply.status >= 500 || TRANSIENT_ERROR_CODES.contains(&detail.code) {
         SocialError::Unavailable { message }
     } else {
@@ -178,19 +162,12 @@ mod tests {
 
     #[test]
     fn login_url_opens_the_dialog_with_app_redirect_state_and_email_scope() {
-        let url =
-            Url::parse(&client().login_url("https://donkies.co/login_facebook", "xyz")).unwrap();
-        assert_eq!(
-            url.origin().ascii_serialization(),
-            "https://www.facebook.com"
-        );
+        let url = Url::parse(&client().login_url("https://donkies.co/login_facebook", "xyz")).unwrap();
+        assert_eq!(url.origin().ascii_serialization(), "https://www.facebook.com");
         assert_eq!(url.path(), "/v2.8/dialog/oauth");
         let query: Vec<(String, String)> = url.query_pairs().into_owned().collect();
         assert!(query.contains(&("client_id".into(), "1234".into())));
-        assert!(query.contains(&(
-            "redirect_uri".into(),
-            "https://donkies.co/login_facebook".into()
-        )));
+        assert!(query.contains(&("redirect_uri".into(), "https://donkies.co/login_facebook".into())));
         assert!(query.contains(&("state".into(), "xyz".into())));
         assert!(query.contains(&("scope".into(), "email".into())));
         let without_state = client().login_url("https://donkies.co/x", "");
@@ -205,26 +182,15 @@ mod tests {
 
     #[test]
     fn graph_errors_are_classified() {
-        let reply = |status, body: &str| Reply {
-            status,
-            body: body.to_owned().into(),
-        };
-        let used = r#"{"error":{"message":"This authorization code has been used.","type":"OAuthException","code":100}}"#;
+        let reply = |status, body: &str| Reply { status, body: body.to_owned().into() };
+        let used =
+            r#"{"error":{"message":"This authorization code has been used.","type":"OAuthException","code":100}}"#;
         assert!(
             matches!(error(&reply(400, used)), SocialError::Rejected { message } if message.contains("has been used"))
         );
         let down = r#"{"error":{"message":"Service temporarily unavailable","type":"OAuthException","code":2}}"#;
-        assert!(matches!(
-            error(&reply(400, down)),
-            SocialError::Unavailable { .. }
-        ));
-        assert!(matches!(
-            error(&reply(502, "<html>")),
-            SocialError::Unavailable { .. }
-        ));
-        assert!(matches!(
-            error(&reply(401, "")),
-            SocialError::Rejected { .. }
-        ));
+        assert!(matches!(error(&reply(400, down)), SocialError::Unavailable { .. }));
+        assert!(matches!(error(&reply(502, "<html>")), SocialError::Unavailable { .. }));
+        assert!(matches!(error(&reply(401, "")), SocialError::Rejected { .. }));
     }
 }

@@ -30,8 +30,8 @@ use url::Url;
 use crate::http::{self, Reply, Result};
 use crate::{SecretString, SocialError};
 use wire::{
-    AuthQuery, ErrorBody, GRANT_TYPE_AUTHORIZATION_CODE, ID_TOKEN_ALG, IdTokenClaims, Jwk, Jwks,
-    JwtHeader, LOGIN_SCOPE, TRANSIENT_ERRORS, TokenRequest, TokenResponse,
+    AuthQuery, ErrorBody, GRANT_TYPE_AUTHORIZATION_CODE, ID_TOKEN_ALG, IdTokenClaims, Jwk, Jwks, JwtHeader,
+    LOGIN_SCOPE, TRANSIENT_ERRORS, TokenRequest, TokenResponse,
 };
 
 const PROVIDER: &str = "google";
@@ -147,9 +147,7 @@ struct KeyCache {
 
 impl fmt::Debug for GoogleClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GoogleClient")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
+        f.debug_struct("GoogleClient").field("config", &self.config).finish_non_exhaustive()
     }
 }
 
@@ -158,11 +156,7 @@ impl GoogleClient {
         http::check_url(PROVIDER, "auth_url", &config.auth_url)?;
         http::check_url(PROVIDER, "token_url", &config.token_url)?;
         http::check_url(PROVIDER, "jwks_url", &config.jwks_url)?;
-        Ok(Self {
-            http: http::client(PROVIDER, config.timeout)?,
-            config,
-            keys: Arc::default(),
-        })
+        Ok(Self { http: http::client(PROVIDER, config.timeout)?, config, keys: Arc::default() })
     }
 
     pub fn config(&self) -> &GoogleConfig {
@@ -200,9 +194,10 @@ impl GoogleClient {
             return Err(token_error(&reply));
         }
         let tokens: TokenResponse = reply.json(PROVIDER)?;
-        let id_token = tokens.id_token.filter(|t| !t.is_empty()).ok_or_else(|| {
-            SocialError::invalid("google: the token response has no id_token (openid scope?)")
-        })?;
+        let id_token = tokens
+            .id_token
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| SocialError::invalid("google: the token response has no id_token (openid scope?)"))?;
         Ok(GoogleTokens {
             access_token: SecretString::new(tokens.access_token),
             id_token: SecretString::new(id_token),
@@ -226,9 +221,7 @@ impl GoogleClient {
                 header.alg
             )));
         }
-        let kid = header
-            .kid
-            .ok_or_else(|| SocialError::rejected("google: id token names no signing key"))?;
+        let kid = header.kid.ok_or_else(|| SocialError::rejected("google: id token names no signing key"))?;
         let signature = URL_SAFE_NO_PAD
             .decode(signature_b64)
             .ok()
@@ -266,18 +259,14 @@ impl GoogleClient {
             )));
         }
         if !claims.aud.contains(&self.config.client_id) {
-            return Err(SocialError::rejected(
-                "google: id token was issued to another client (aud)",
-            ));
+            return Err(SocialError::rejected("google: id token was issued to another client (aud)"));
         }
         let leeway = i64::try_from(self.config.leeway.as_secs()).unwrap_or(i64::MAX);
         if claims.exp.saturating_add(leeway) < now {
             return Err(SocialError::rejected("google: id token has expired"));
         }
         if claims.iat.saturating_sub(leeway) > now {
-            return Err(SocialError::rejected(
-                "google: id token was issued in the future",
-            ));
+            return Err(SocialError::rejected("google: id token was issued in the future"));
         }
         if claims.sub.is_empty() {
             return Err(SocialError::invalid("google: id token without a subject"));
@@ -310,9 +299,11 @@ impl GoogleClient {
                 },
             }
         }
-        cache.keys.get(kid).cloned().ok_or_else(|| {
-            SocialError::rejected(format!("google: id token signed by unknown key {kid:?}"))
-        })
+        cache
+            .keys
+            .get(kid)
+            .cloned()
+            .ok_or_else(|| SocialError::rejected(format!("google: id token signed by unknown key {kid:?}")))
     }
 
     async fn fetch_keys(&self) -> Result<HashMap<String, RsaPublicKey>> {
@@ -326,11 +317,8 @@ impl GoogleClient {
             });
         }
         let jwks: Jwks = reply.json(PROVIDER)?;
-        let keys: HashMap<String, RsaPublicKey> = jwks
-            .keys
-            .iter()
-            .filter_map(|jwk| Some((jwk.kid.clone(), rsa_key(jwk)?)))
-            .collect();
+        let keys: HashMap<String, RsaPublicKey> =
+            jwks.keys.iter().filter_map(|jwk| Some((jwk.kid.clone(), rsa_key(jwk)?))).collect();
         if keys.is_empty() {
             return Err(SocialError::invalid("google: no usable RS256 signing keys"));
         }
@@ -358,8 +346,7 @@ fn decode_part<T: DeserializeOwned>(part: &str, what: &str) -> Result<T> {
     let bytes = URL_SAFE_NO_PAD
         .decode(part)
         .map_err(|_| SocialError::invalid(format!("google: unreadable id token {what}")))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| SocialError::invalid(format!("google: unreadable id token {what}: {e}")))
+    serde_json::from_slice(&bytes).map_err(|e| SocialError::invalid(format!("google: unreadable id token {what}: {e}")))
 }
 
 fn unix_now() -> i64 {
@@ -419,20 +406,11 @@ mod tests {
         let client = client();
         let now = 1_700_000_000;
         assert!(client.check_claims(&claims(now), now).is_ok());
-        let bare = IdTokenClaims {
-            iss: "accounts.google.com".into(),
-            ..claims(now)
-        };
+        let bare = IdTokenClaims { iss: "accounts.google.com".into(), ..claims(now) };
         assert!(client.check_claims(&bare, now).is_ok());
         for iss in ["http://accounts.google.com", "https://evil.example.com"] {
-            let other = IdTokenClaims {
-                iss: iss.into(),
-                ..claims(now)
-            };
-            assert!(matches!(
-                client.check_claims(&other, now),
-                Err(SocialError::Rejected { .. })
-            ));
+            let other = IdTokenClaims { iss: iss.into(), ..claims(now) };
+            assert!(matches!(client.check_claims(&other, now), Err(SocialError::Rejected { .. })));
         }
     }
 
@@ -440,15 +418,9 @@ mod tests {
     fn expiry_and_issue_time_allow_a_minute_of_skew() {
         let client = client();
         let now = 1_700_000_000;
-        let just_expired = IdTokenClaims {
-            exp: now - 30,
-            ..claims(now - 3600)
-        };
+        let just_expired = IdTokenClaims { exp: now - 30, ..claims(now - 3600) };
         assert!(client.check_claims(&just_expired, now).is_ok());
-        let expired = IdTokenClaims {
-            exp: now - 61,
-            ..claims(now - 3600)
-        };
+        let expired = IdTokenClaims { exp: now - 61, ..claims(now - 3600) };
         assert!(client.check_claims(&expired, now).is_err());
         let future = claims(now + 120);
         assert!(client.check_claims(&future, now).is_err());
@@ -479,23 +451,10 @@ mod tests {
             .with_timeout(Duration::from_secs(2));
         let client = GoogleClient::new(config).unwrap();
         let part = |json: &str| URL_SAFE_NO_PAD.encode(json);
-        let hs256 = format!(
-            "{}.{}.c2ln",
-            part(r#"{"alg":"HS256","kid":"k"}"#),
-            part("{}")
-        );
-        assert!(matches!(
-            client.verify_id_token(&hs256).await,
-            Err(SocialError::Rejected { .. })
-        ));
+        let hs256 = format!("{}.{}.c2ln", part(r#"{"alg":"HS256","kid":"k"}"#), part("{}"));
+        assert!(matches!(client.verify_id_token(&hs256).await, Err(SocialError::Rejected { .. })));
         let none = format!("{}.{}.", part(r#"{"alg":"none"}"#), part("{}"));
-        assert!(matches!(
-            client.verify_id_token(&none).await,
-            Err(SocialError::Rejected { .. })
-        ));
-        assert!(matches!(
-            client.verify_id_token("a.b").await,
-            Err(SocialError::Invalid { .. })
-        ));
+        assert!(matches!(client.verify_id_token(&none).await, Err(SocialError::Rejected { .. })));
+        assert!(matches!(client.verify_id_token("a.b").await, Err(SocialError::Invalid { .. })));
     }
 }

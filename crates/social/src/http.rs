@@ -18,9 +18,7 @@ pub(crate) fn client(provider: &str, timeout: Duration) -> Result<reqwest::Clien
         // A redirect from a token endpoint is never part of these flows.
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .map_err(|e| {
-            SocialError::invalid(format!("{provider}: could not build the http client: {e}"))
-        })
+        .map_err(|e| SocialError::invalid(format!("{provider}: could not build the http client: {e}")))
 }
 
 /// Refuses a configured URL that cannot be requested.
@@ -28,9 +26,7 @@ pub(crate) fn check_url(provider: &str, what: &str, url: &Url) -> Result<()> {
     if matches!(url.scheme(), "http" | "https") && !url.cannot_be_a_base() {
         Ok(())
     } else {
-        Err(SocialError::invalid(format!(
-            "{provider}: {what} must be an http(s) url, got {url}"
-        )))
+        Err(SocialError::invalid(format!("{provider}: {what} must be an http(s) url, got {url}")))
     }
 }
 
@@ -57,21 +53,13 @@ impl Reply {
     }
 
     pub fn json<T: DeserializeOwned>(&self, provider: &str) -> Result<T> {
-        serde_json::from_slice(&self.body).map_err(|e| {
-            SocialError::invalid(format!(
-                "{provider}: unreadable response ({}): {e}",
-                self.status
-            ))
-        })
+        serde_json::from_slice(&self.body)
+            .map_err(|e| SocialError::invalid(format!("{provider}: unreadable response ({}): {e}", self.status)))
     }
 
     pub fn form<T: DeserializeOwned>(&self, provider: &str) -> Result<T> {
-        serde_urlencoded::from_bytes(&self.body).map_err(|e| {
-            SocialError::invalid(format!(
-                "{provider}: unreadable response ({}): {e}",
-                self.status
-            ))
-        })
+        serde_urlencoded::from_bytes(&self.body)
+            .map_err(|e| SocialError::invalid(format!("{provider}: unreadable response ({}): {e}", self.status)))
     }
 
     /// The start of the body as text, for an error without a known shape.
@@ -93,14 +81,8 @@ impl Reply {
 /// Sends the request and reads the whole body. Only transport failures are
 /// errors here; each client reads its provider's error bodies itself.
 /// Logs the method, path and status, never the query (codes, tokens).
-pub(crate) async fn send(
-    provider: &str,
-    http: &reqwest::Client,
-    request: RequestBuilder,
-) -> Result<Reply> {
-    let request = request
-        .build()
-        .map_err(|e| SocialError::from_transport(provider, &e))?;
+pub(crate) async fn send(provider: &str, http: &reqwest::Client, request: RequestBuilder) -> Result<Reply> {
+    let request = request.build().map_err(|e| SocialError::from_transport(provider, &e))?;
     let method = request.method().clone();
     let path = request.url().path().to_owned();
     let started = Instant::now();
@@ -114,10 +96,7 @@ pub(crate) async fn send(
         }
     };
     let status = response.status().as_u16();
-    let body = response
-        .bytes()
-        .await
-        .map_err(|e| SocialError::from_transport(provider, &e))?;
+    let body = response.bytes().await.map_err(|e| SocialError::from_transport(provider, &e))?;
     tracing::debug!(provider, %method, %path, status, elapsed_ms = elapsed_ms(), "sign-in provider request");
     Ok(Reply { status, body })
 }
@@ -129,10 +108,7 @@ mod tests {
     #[test]
     fn segments_are_appended_to_the_base_path() {
         let base = Url::parse("http://127.0.0.1:9/facebook/").unwrap();
-        assert_eq!(
-            join(&base, &["v2.8", "me"]).as_str(),
-            "http://127.0.0.1:9/facebook/v2.8/me"
-        );
+        assert_eq!(join(&base, &["v2.8", "me"]).as_str(), "http://127.0.0.1:9/facebook/v2.8/me");
         let base = Url::parse("https://graph.facebook.com").unwrap();
         assert_eq!(
             join(&base, &["v2.8", "oauth", "access_token"]).as_str(),

@@ -63,10 +63,7 @@ pub fn percent_decode(value: &str) -> Option<String> {
 /// no query or fragment and without a default port.
 pub fn base_string_uri(url: &Url) -> String {
     let host = url.host_str().unwrap_or_default();
-    let port = url
-        .port()
-        .map(|port| format!(":{port}"))
-        .unwrap_or_default();
+    let port = url.port().map(|port| format!(":{port}")).unwrap_or_default();
     format!("{}://{host}{port}{}", url.scheme(), url.path())
 }
 
@@ -85,36 +82,17 @@ pub fn signature_base_string(method: &str, url: &Url, params: &[(String, String)
         )
         .collect();
     pairs.sort();
-    let normalized = pairs
-        .iter()
-        .map(|(name, value)| format!("{name}={value}"))
-        .collect::<Vec<_>>()
-        .join("&");
-    format!(
-        "{}&{}&{}",
-        method.to_ascii_uppercase(),
-        percent_encode(&base_string_uri(url)),
-        percent_encode(&normalized)
-    )
+    let normalized = pairs.iter().map(|(name, value)| format!("{name}={value}")).collect::<Vec<_>>().join("&");
+    format!("{}&{}&{}", method.to_ascii_uppercase(), percent_encode(&base_string_uri(url)), percent_encode(&normalized))
 }
 
 fn mac(consumer_secret: &str, token_secret: &str) -> HmacSha1 {
-    let key = format!(
-        "{}&{}",
-        percent_encode(consumer_secret),
-        percent_encode(token_secret)
-    );
+    let key = format!("{}&{}", percent_encode(consumer_secret), percent_encode(token_secret));
     HmacSha1::new_from_slice(key.as_bytes()).expect("hmac accepts keys of any length")
 }
 
 /// The base64 HMAC-SHA1 signature of a request (see [`signature_base_string`]).
-pub fn sign(
-    method: &str,
-    url: &Url,
-    params: &[(String, String)],
-    consumer_secret: &str,
-    token_secret: &str,
-) -> String {
+pub fn sign(method: &str, url: &Url, params: &[(String, String)], consumer_secret: &str, token_secret: &str) -> String {
     let mut mac = mac(consumer_secret, token_secret);
     mac.update(signature_base_string(method, url, params).as_bytes());
     STANDARD.encode(mac.finalize().into_bytes())
@@ -168,10 +146,7 @@ pub struct HeaderError(String);
 
 impl OAuthParams {
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.params
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str())
+        self.params.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
     }
 
     pub fn consumer_key(&self) -> Option<&str> {
@@ -230,18 +205,14 @@ impl OAuthParams {
             .ok_or_else(|| HeaderError("not an OAuth header".into()))?;
         let mut params: Vec<(String, String)> = Vec::new();
         for field in rest.split(',').map(str::trim).filter(|f| !f.is_empty()) {
-            let (name, value) = field
-                .split_once('=')
-                .ok_or_else(|| HeaderError(format!("no value in {field:?}")))?;
+            let (name, value) = field.split_once('=').ok_or_else(|| HeaderError(format!("no value in {field:?}")))?;
             let value = value
                 .trim()
                 .strip_prefix('"')
                 .and_then(|v| v.strip_suffix('"'))
                 .ok_or_else(|| HeaderError(format!("unquoted value in {field:?}")))?;
-            let name = percent_decode(name.trim())
-                .ok_or_else(|| HeaderError(format!("bad escape in {field:?}")))?;
-            let value = percent_decode(value)
-                .ok_or_else(|| HeaderError(format!("bad escape in {field:?}")))?;
+            let name = percent_decode(name.trim()).ok_or_else(|| HeaderError(format!("bad escape in {field:?}")))?;
+            let value = percent_decode(value).ok_or_else(|| HeaderError(format!("bad escape in {field:?}")))?;
             if name == "realm" {
                 continue;
             }
@@ -259,19 +230,12 @@ impl OAuthParams {
 
 /// A fresh random `oauth_nonce`.
 pub fn nonce() -> String {
-    rand::thread_rng()
-        .sample_iter(&Alphanumeric)
-        .take(32)
-        .map(char::from)
-        .collect()
+    rand::thread_rng().sample_iter(&Alphanumeric).take(32).map(char::from).collect()
 }
 
 /// Seconds since the Unix epoch, for `oauth_timestamp`.
 pub fn timestamp() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_secs())
-        .unwrap_or_default()
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_secs()).unwrap_or_default()
 }
 
 /// Signs `request`: the `oauth_*` parameters (`extra` adds e.g.
@@ -284,10 +248,8 @@ pub fn authorize(
     nonce: &str,
     timestamp: u64,
 ) -> OAuthParams {
-    let mut params: Vec<(String, String)> = extra
-        .iter()
-        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
-        .collect();
+    let mut params: Vec<(String, String)> =
+        extra.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())).collect();
     params.push(("oauth_consumer_key".into(), credentials.consumer_key.into()));
     params.push(("oauth_nonce".into(), nonce.into()));
     params.push(("oauth_signature_method".into(), SIGNATURE_METHOD.into()));
@@ -300,13 +262,7 @@ pub fn authorize(
 
     let mut signed: Vec<(String, String)> = request.form.to_vec();
     signed.extend(params.iter().cloned());
-    let signature = sign(
-        request.method,
-        request.url,
-        &signed,
-        credentials.consumer_secret,
-        credentials.token_secret,
-    );
+    let signature = sign(request.method, request.url, &signed, credentials.consumer_secret, credentials.token_secret);
     params.push(("oauth_signature".into(), signature));
     OAuthParams { params }
 }
@@ -314,19 +270,11 @@ pub fn authorize(
 /// Whether `oauth` carries a valid HMAC-SHA1 signature of `request` made
 /// with these secrets. Compares in constant time. Checks nothing else:
 /// keys, tokens, timestamps and nonces are the caller's business.
-pub fn verify(
-    request: &Request<'_>,
-    oauth: &OAuthParams,
-    consumer_secret: &str,
-    token_secret: &str,
-) -> bool {
+pub fn verify(request: &Request<'_>, oauth: &OAuthParams, consumer_secret: &str, token_secret: &str) -> bool {
     if oauth.get("oauth_signature_method") != Some(SIGNATURE_METHOD) {
         return false;
     }
-    if oauth
-        .get("oauth_version")
-        .is_some_and(|version| version != VERSION)
-    {
+    if oauth.get("oauth_version").is_some_and(|version| version != VERSION) {
         return false;
     }
     let Some(signature) = oauth.signature().and_then(|s| STANDARD.decode(s).ok()) else {
@@ -353,15 +301,11 @@ mod tests {
     const SIGNATURE: &str = "hCtSmYh+iHYCEqBWrE7C7hYmtUk=";
 
     fn example_url() -> Url {
-        Url::parse("https://api.twitter.com/1.1/statuses/update.json?include_entities=true")
-            .unwrap()
+        Url::parse("https://api.twitter.com/1.1/statuses/update.json?include_entities=true").unwrap()
     }
 
     fn example_form() -> Vec<(String, String)> {
-        vec![(
-            "status".into(),
-            "Hello Ladies + Gentlemen, a signed OAuth request!".into(),
-        )]
+        vec![("status".into(), "Hello Ladies + Gentlemen, a signed OAuth request!".into())]
     }
 
     fn example_credentials() -> Credentials<'static> {
@@ -375,18 +319,9 @@ mod tests {
 
     #[test]
     fn percent_encoding_keeps_only_unreserved_characters() {
-        assert_eq!(
-            percent_encode("Ladies + Gentlemen"),
-            "Ladies%20%2B%20Gentlemen"
-        );
-        assert_eq!(
-            percent_encode("An encoded string!"),
-            "An%20encoded%20string%21"
-        );
-        assert_eq!(
-            percent_encode("Dogs, Cats & Mice"),
-            "Dogs%2C%20Cats%20%26%20Mice"
-        );
+        assert_eq!(percent_encode("Ladies + Gentlemen"), "Ladies%20%2B%20Gentlemen");
+        assert_eq!(percent_encode("An encoded string!"), "An%20encoded%20string%21");
+        assert_eq!(percent_encode("Dogs, Cats & Mice"), "Dogs%2C%20Cats%20%26%20Mice");
         assert_eq!(percent_encode("☃"), "%E2%98%83");
         assert_eq!(percent_encode("a-b.c_d~e"), "a-b.c_d~e");
         assert_eq!(percent_decode("%E2%98%83%2b").as_deref(), Some("☃+"));
@@ -417,47 +352,26 @@ mod tests {
              oauth_version%3D1.0%26status%3DHello%2520Ladies%2520%252B%2520Gentlemen\
              %252C%2520a%2520signed%2520OAuth%2520request%2521"
         );
-        assert_eq!(
-            sign(
-                "POST",
-                &example_url(),
-                &params,
-                CONSUMER_SECRET,
-                TOKEN_SECRET
-            ),
-            SIGNATURE
-        );
+        assert_eq!(sign("POST", &example_url(), &params, CONSUMER_SECRET, TOKEN_SECRET), SIGNATURE);
     }
 
     #[test]
     fn authorize_signs_twitters_worked_example() {
         let url = example_url();
         let form = example_form();
-        let request = Request {
-            method: "POST",
-            url: &url,
-            form: &form,
-        };
+        let request = Request { method: "POST", url: &url, form: &form };
         let oauth = authorize(&request, &example_credentials(), &[], NONCE, TIMESTAMP);
         assert_eq!(oauth.signature(), Some(SIGNATURE));
         assert_eq!(oauth.token(), Some(TOKEN));
         assert_eq!(oauth.timestamp(), Some(TIMESTAMP));
-        assert!(
-            oauth
-                .to_header()
-                .contains("oauth_signature=\"hCtSmYh%2BiHYCEqBWrE7C7hYmtUk%3D\"")
-        );
+        assert!(oauth.to_header().contains("oauth_signature=\"hCtSmYh%2BiHYCEqBWrE7C7hYmtUk%3D\""));
     }
 
     #[test]
     fn a_header_round_trips_and_verifies() {
         let url = example_url();
         let form = example_form();
-        let request = Request {
-            method: "POST",
-            url: &url,
-            form: &form,
-        };
+        let request = Request { method: "POST", url: &url, form: &form };
         let oauth = authorize(
             &request,
             &example_credentials(),
@@ -465,9 +379,7 @@ mod tests {
             NONCE,
             TIMESTAMP,
         );
-        let parsed =
-            OAuthParams::parse_header(&format!("OAuth realm=\"x\", {}", &oauth.to_header()[6..]))
-                .unwrap();
+        let parsed = OAuthParams::parse_header(&format!("OAuth realm=\"x\", {}", &oauth.to_header()[6..])).unwrap();
         assert_eq!(parsed, oauth);
         assert_eq!(parsed.callback(), Some("http://localhost/cb?x=1"));
         assert!(verify(&request, &parsed, CONSUMER_SECRET, TOKEN_SECRET));
@@ -477,37 +389,22 @@ mod tests {
     fn verify_refuses_wrong_secrets_and_tampered_requests() {
         let url = example_url();
         let form = example_form();
-        let request = Request {
-            method: "POST",
-            url: &url,
-            form: &form,
-        };
+        let request = Request { method: "POST", url: &url, form: &form };
         let oauth = authorize(&request, &example_credentials(), &[], NONCE, TIMESTAMP);
         assert!(verify(&request, &oauth, CONSUMER_SECRET, TOKEN_SECRET));
         assert!(!verify(&request, &oauth, "wrong", TOKEN_SECRET));
         assert!(!verify(&request, &oauth, CONSUMER_SECRET, "wrong"));
 
-        let get = Request {
-            method: "GET",
-            ..request
-        };
+        let get = Request { method: "GET", ..request };
         assert!(!verify(&get, &oauth, CONSUMER_SECRET, TOKEN_SECRET));
         let other_form = vec![("status".to_owned(), "Goodbye".to_owned())];
-        let tampered = Request {
-            form: &other_form,
-            ..request
-        };
+        let tampered = Request { form: &other_form, ..request };
         assert!(!verify(&tampered, &oauth, CONSUMER_SECRET, TOKEN_SECRET));
         let other_url = Url::parse("https://api.twitter.com/1.1/statuses/update.json").unwrap();
-        let no_query = Request {
-            url: &other_url,
-            ..request
-        };
+        let no_query = Request { url: &other_url, ..request };
         assert!(!verify(&no_query, &oauth, CONSUMER_SECRET, TOKEN_SECRET));
 
-        let unsigned =
-            OAuthParams::parse_header(&oauth.to_header().replace("HMAC-SHA1", "PLAINTEXT"))
-                .unwrap();
+        let unsigned = OAuthParams::parse_header(&oauth.to_header().replace("HMAC-SHA1", "PLAINTEXT")).unwrap();
         assert!(!verify(&request, &unsigned, CONSUMER_SECRET, TOKEN_SECRET));
     }
 

@@ -96,10 +96,7 @@ pub struct TwitterClient {
 impl TwitterClient {
     pub fn new(config: TwitterConfig) -> Result<Self> {
         http::check_url(PROVIDER, "api_url", &config.api_url)?;
-        Ok(Self {
-            http: http::client(PROVIDER, config.timeout)?,
-            config,
-        })
+        Ok(Self { http: http::client(PROVIDER, config.timeout)?, config })
     }
 
     pub fn config(&self) -> &TwitterConfig {
@@ -110,14 +107,10 @@ impl TwitterClient {
     /// `callback_url` (it must confirm it, as OAuth 1.0a requires).
     pub async fn request_token(&self, callback_url: &str) -> Result<RequestToken> {
         let url = http::join(&self.config.api_url, &["oauth", "request_token"]);
-        let reply = self
-            .signed(Method::POST, url, None, &[("oauth_callback", callback_url)])
-            .await?;
+        let reply = self.signed(Method::POST, url, None, &[("oauth_callback", callback_url)]).await?;
         let token: RequestTokenResponse = reply.form(PROVIDER)?;
         if token.oauth_callback_confirmed != "true" {
-            return Err(SocialError::invalid(
-                "twitter: the callback was not confirmed (oauth_callback_confirmed)",
-            ));
+            return Err(SocialError::invalid("twitter: the callback was not confirmed (oauth_callback_confirmed)"));
         }
         if token.oauth_token.is_empty() {
             return Err(SocialError::invalid("twitter: empty request token"));
@@ -132,8 +125,7 @@ impl TwitterClient {
     /// with Twitter": a user who approved before is sent straight back).
     pub fn authorize_url(&self, oauth_token: &str) -> String {
         let mut url = http::join(&self.config.api_url, &["oauth", "authenticate"]);
-        url.query_pairs_mut()
-            .append_pair("oauth_token", oauth_token);
+        url.query_pairs_mut().append_pair("oauth_token", oauth_token);
         url.into()
     }
 
@@ -147,18 +139,11 @@ impl TwitterClient {
     ) -> Result<TwitterAccessToken> {
         let url = http::join(&self.config.api_url, &["oauth", "access_token"]);
         let reply = self
-            .signed(
-                Method::POST,
-                url,
-                Some((oauth_token, oauth_token_secret)),
-                &[("oauth_verifier", oauth_verifier)],
-            )
+            .signed(Method::POST, url, Some((oauth_token, oauth_token_secret)), &[("oauth_verifier", oauth_verifier)])
             .await?;
         let token: AccessTokenResponse = reply.form(PROVIDER)?;
         if token.user_id.is_empty() || token.oauth_token.is_empty() {
-            return Err(SocialError::invalid(
-                "twitter: access token answer without a token or user id",
-            ));
+            return Err(SocialError::invalid("twitter: access token answer without a token or user id"));
         }
         Ok(TwitterAccessToken {
             oauth_token: token.oauth_token,
@@ -170,28 +155,11 @@ impl TwitterClient {
 
     /// The profile of the access token's user, with the email address when
     /// the app may see it.
-    pub async fn verify_credentials(
-        &self,
-        oauth_token: &str,
-        oauth_token_secret: &str,
-    ) -> Result<TwitterProfile> {
-        let mut url = http::join(
-            &self.config.api_url,
-            &["1.1", "account", "verify_credentials.json"],
-        );
-        let query = VerifyCredentialsQuery {
-            include_email: Some(true),
-            skip_status: Some(true),
-        };
+    pub async fn verify_credentials(&self, oauth_token: &str, oauth_token_secret: &str) -> Result<TwitterProfile> {
+        let mut url = http::join(&self.config.api_url, &["1.1", "account", "verify_credentials.json"]);
+        let query = VerifyCredentialsQuery { include_email: Some(true), skip_status: Some(true) };
         url.set_query(serde_urlencoded::to_string(&query).ok().as_deref());
-        let reply = self
-            .signed(
-                Method::GET,
-                url,
-                Some((oauth_token, oauth_token_secret)),
-                &[],
-            )
-            .await?;
+        let reply = self.signed(Method::GET, url, Some((oauth_token, oauth_token_secret)), &[]).await?;
         let user: User = reply.json(PROVIDER)?;
         if user.id_str.is_empty() {
             return Err(SocialError::invalid("twitter: user without an id"));
@@ -219,31 +187,14 @@ impl TwitterClient {
             token: token.map(|(token, _)| token),
             token_secret: token.map(|(_, secret)| secret).unwrap_or_default(),
         };
-        let request = oauth1::Request {
-            method: method.as_str(),
-            url: &url,
-            form: &[],
-        };
-        let oauth = oauth1::authorize(
-            &request,
-            &credentials,
-            extra,
-            &oauth1::nonce(),
-            oauth1::timestamp(),
-        );
-        let mut builder = self
-            .http
-            .request(method.clone(), url)
-            .header(AUTHORIZATION, oauth.to_header());
+        let request = oauth1::Request { method: method.as_str(), url: &url, form: &[] };
+        let oauth = oauth1::authorize(&request, &credentials, extra, &oauth1::nonce(), oauth1::timestamp());
+        let mut builder = self.http.request(method.clone(), url).header(AUTHORIZATION, oauth.to_header());
         if method == Method::POST {
             builder = builder.body("");
         }
         let reply = http::send(PROVIDER, &self.http, builder).await?;
-        if reply.is_success() {
-            Ok(reply)
-        } else {
-            Err(error(&reply))
-        }
+        if reply.is_success() { Ok(reply) } else { Err(error(&reply)) }
     }
 }
 
@@ -251,12 +202,9 @@ impl TwitterClient {
 /// (401 "Could not authenticate you", invalid tokens …) `Rejected`.
 fn error(reply: &Reply) -> SocialError {
     let message = match serde_json::from_slice::<ErrorsBody>(&reply.body) {
-        Ok(body) if !body.errors.is_empty() => body
-            .errors
-            .iter()
-            .map(|e| format!("{} ({})", e.message, e.code))
-            .collect::<Vec<_>>()
-            .join("; "),
+        Ok(body) if !body.errors.is_empty() => {
+            body.errors.iter().map(|e| format!("{} ({})", e.message, e.code)).collect::<Vec<_>>().join("; ")
+        }
         _ => reply.text_excerpt(),
     };
     SocialError::from_status(reply.status, format!("twitter: {message}"))
@@ -268,32 +216,19 @@ mod tests {
 
     #[test]
     fn authorize_url_carries_the_request_token() {
-        let client =
-            TwitterClient::new(TwitterConfig::new("key", "consumer-secret-value")).unwrap();
-        assert_eq!(
-            client.authorize_url("tok en"),
-            "https://api.twitter.com/oauth/authenticate?oauth_token=tok+en"
-        );
+        let client = TwitterClient::new(TwitterConfig::new("key", "consumer-secret-value")).unwrap();
+        assert_eq!(client.authorize_url("tok en"), "https://api.twitter.com/oauth/authenticate?oauth_token=tok+en");
         assert!(!format!("{client:?}").contains("consumer-secret-value"));
     }
 
     #[test]
     fn twitter_errors_are_classified() {
-        let reply = |status, body: &str| Reply {
-            status,
-            body: body.to_owned().into(),
-        };
+        let reply = |status, body: &str| Reply { status, body: body.to_owned().into() };
         let bad = r#"{"errors":[{"code":32,"message":"Could not authenticate you."}]}"#;
         assert!(
             matches!(error(&reply(401, bad)), SocialError::Rejected { message } if message.contains("Could not authenticate you. (32)"))
         );
-        assert!(matches!(
-            error(&reply(503, "Over capacity")),
-            SocialError::Unavailable { .. }
-        ));
-        assert!(matches!(
-            error(&reply(429, "")),
-            SocialError::Unavailable { .. }
-        ));
+        assert!(matches!(error(&reply(503, "Over capacity")), SocialError::Unavailable { .. }));
+        assert!(matches!(error(&reply(429, "")), SocialError::Unavailable { .. }));
     }
 }

@@ -7,8 +7,7 @@ use donkies_sandbox::social::{FacebookSimConfig, GoogleSimConfig, TwitterSimConf
 use donkies_sandbox::{FacebookSim, GoogleSim, TestUser, TokenFault, TwitterSim};
 use donkies_social::oauth1::{self, Credentials};
 use donkies_social::{
-    FacebookClient, FacebookConfig, GoogleClient, GoogleConfig, SecretString, SocialError,
-    TwitterClient, TwitterConfig,
+    FacebookClient, FacebookConfig, GoogleClient, GoogleConfig, SecretString, SocialError, TwitterClient, TwitterConfig,
 };
 use url::Url;
 
@@ -25,22 +24,13 @@ fn alice() -> TestUser {
 
 /// An HTTP client that shows redirects instead of following them.
 fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
 }
 
 /// Where a redirect points, and its query.
 fn location(response: &reqwest::Response) -> (Url, Vec<(String, String)>) {
-    assert!(
-        response.status().is_redirection(),
-        "expected a redirect, got {}",
-        response.status()
-    );
-    let target = response.headers()[reqwest::header::LOCATION]
-        .to_str()
-        .unwrap();
+    assert!(response.status().is_redirection(), "expected a redirect, got {}", response.status());
+    let target = response.headers()[reqwest::header::LOCATION].to_str().unwrap();
     let url = Url::parse(target).unwrap();
     let query = url.query_pairs().into_owned().collect();
     (url, query)
@@ -57,20 +47,16 @@ fn param<'a>(query: &'a [(String, String)], name: &str) -> &'a str {
 #[track_caller]
 fn assert_rejected<T: std::fmt::Debug>(result: Result<T, SocialError>, needle: &str) {
     match result {
-        Err(SocialError::Rejected { message }) => assert!(
-            message.contains(needle),
-            "rejection {message:?} does not mention {needle:?}"
-        ),
+        Err(SocialError::Rejected { message }) => {
+            assert!(message.contains(needle), "rejection {message:?} does not mention {needle:?}")
+        }
         other => panic!("expected a rejection mentioning {needle:?}, got {other:?}"),
     }
 }
 
 #[track_caller]
 fn assert_unavailable<T: std::fmt::Debug>(result: Result<T, SocialError>) {
-    assert!(
-        matches!(result, Err(SocialError::Unavailable { .. })),
-        "expected Unavailable, got {result:?}"
-    );
+    assert!(matches!(result, Err(SocialError::Unavailable { .. })), "expected Unavailable, got {result:?}");
 }
 
 // ---------------------------------------------------------------- Facebook
@@ -103,14 +89,8 @@ async fn facebook_code_becomes_a_token_and_then_the_profile() {
 #[tokio::test]
 async fn facebook_user_without_an_email_has_none() {
     let (sim, client) = facebook().await;
-    let user = TestUser {
-        email: None,
-        ..TestUser::named("phoneonly")
-    };
-    let profile = client
-        .sign_in(&sim.issue_code(user.clone()), REDIRECT_URI)
-        .await
-        .unwrap();
+    let user = TestUser { email: None, ..TestUser::named("phoneonly") };
+    let profile = client.sign_in(&sim.issue_code(user.clone()), REDIRECT_URI).await.unwrap();
     assert_eq!(profile.id, user.id);
     assert_eq!(profile.email, None);
 }
@@ -118,10 +98,7 @@ async fn facebook_user_without_an_email_has_none() {
 #[tokio::test]
 async fn facebook_rejects_an_unknown_code() {
     let (_sim, client) = facebook().await;
-    assert_rejected(
-        client.exchange_code("made-up-code", REDIRECT_URI).await,
-        "Invalid verification code",
-    );
+    assert_rejected(client.exchange_code("made-up-code", REDIRECT_URI).await, "Invalid verification code");
 }
 
 #[tokio::test]
@@ -129,19 +106,13 @@ async fn facebook_rejects_a_reused_code() {
     let (sim, client) = facebook().await;
     let code = sim.issue_code(alice());
     client.exchange_code(&code, REDIRECT_URI).await.unwrap();
-    assert_rejected(
-        client.exchange_code(&code, REDIRECT_URI).await,
-        "has been used",
-    );
+    assert_rejected(client.exchange_code(&code, REDIRECT_URI).await, "has been used");
 }
 
 #[tokio::test]
 async fn facebook_rejects_an_expired_code() {
-    let (sim, client) = facebook_with(FacebookSimConfig {
-        code_ttl: Duration::ZERO,
-        ..FacebookSimConfig::default()
-    })
-    .await;
+    let (sim, client) =
+        facebook_with(FacebookSimConfig { code_ttl: Duration::ZERO, ..FacebookSimConfig::default() }).await;
     let code = sim.issue_code(alice());
     assert_rejected(client.exchange_code(&code, REDIRECT_URI).await, "expired");
 }
@@ -150,10 +121,7 @@ async fn facebook_rejects_an_expired_code() {
 async fn facebook_rejects_a_code_sent_with_another_redirect_uri() {
     let (sim, client) = facebook().await;
     let code = sim.issue_code_for(alice(), "https://donkies.example/login_facebook");
-    assert_rejected(
-        client.exchange_code(&code, REDIRECT_URI).await,
-        "redirect_uri",
-    );
+    assert_rejected(client.exchange_code(&code, REDIRECT_URI).await, "redirect_uri");
 }
 
 #[tokio::test]
@@ -162,12 +130,7 @@ async fn facebook_rejects_a_wrong_app_secret() {
     let mut config = sim.client_config();
     config.app_secret = SecretString::from("not-the-secret");
     let client = FacebookClient::new(config).unwrap();
-    assert_rejected(
-        client
-            .exchange_code(&sim.issue_code(alice()), REDIRECT_URI)
-            .await,
-        "client secret",
-    );
+    assert_rejected(client.exchange_code(&sim.issue_code(alice()), REDIRECT_URI).await, "client secret");
 }
 
 #[tokio::test]
@@ -179,10 +142,7 @@ async fn facebook_rejects_an_unknown_access_token() {
 #[tokio::test]
 async fn facebook_outage_is_unavailable_and_passes() {
     let (sim, client) = facebook().await;
-    let token = client
-        .exchange_code(&sim.issue_code(alice()), REDIRECT_URI)
-        .await
-        .unwrap();
+    let token = client.exchange_code(&sim.issue_code(alice()), REDIRECT_URI).await.unwrap();
     let code = sim.issue_code(alice());
 
     sim.set_outage(Some(503));
@@ -199,18 +159,10 @@ async fn facebook_outage_can_be_switched_over_http() {
     let (sim, client) = facebook().await;
     let outage = sim.base_url().join("__sim/outage").unwrap();
     let http = reqwest::Client::new();
-    http.post(outage.clone())
-        .json(&serde_json::json!({"status": 500}))
-        .send()
-        .await
-        .unwrap();
+    http.post(outage.clone()).json(&serde_json::json!({"status": 500})).send().await.unwrap();
     let code = sim.issue_code(alice());
     assert_unavailable(client.exchange_code(&code, REDIRECT_URI).await);
-    http.post(outage)
-        .json(&serde_json::json!({"status": null}))
-        .send()
-        .await
-        .unwrap();
+    http.post(outage).json(&serde_json::json!({"status": null})).send().await.unwrap();
     client.exchange_code(&code, REDIRECT_URI).await.unwrap();
 }
 
@@ -231,24 +183,17 @@ async fn facebook_dialog_redirects_back_with_a_code_and_the_state() {
     assert!(back.as_str().starts_with(REDIRECT_URI));
     assert_eq!(param(&query, "state"), "st4te");
 
-    let profile = client
-        .sign_in(param(&query, "code"), REDIRECT_URI)
-        .await
-        .unwrap();
+    let profile = client.sign_in(param(&query, "code"), REDIRECT_URI).await.unwrap();
     assert_eq!(profile.id, TestUser::named("bob").id);
     assert_eq!(profile.first_name, "Bob");
 }
 
 #[test]
 fn facebook_login_url_points_at_the_configured_dialog() {
-    let config = FacebookConfig::new("42", "s")
-        .with_base_url(Url::parse("http://127.0.0.1:9/facebook/").unwrap());
+    let config = FacebookConfig::new("42", "s").with_base_url(Url::parse("http://127.0.0.1:9/facebook/").unwrap());
     let client = FacebookClient::new(config).unwrap();
     let url = client.login_url(REDIRECT_URI, "x");
-    assert!(
-        url.starts_with("http://127.0.0.1:9/facebook/v2.8/dialog/oauth?client_id=42&"),
-        "{url}"
-    );
+    assert!(url.starts_with("http://127.0.0.1:9/facebook/v2.8/dialog/oauth?client_id=42&"), "{url}");
 }
 
 // ------------------------------------------------------------------ Google
@@ -258,29 +203,21 @@ async fn google() -> (GoogleSim, GoogleClient) {
 }
 
 async fn google_with(tune: impl FnOnce(GoogleConfig) -> GoogleConfig) -> (GoogleSim, GoogleClient) {
-    let sim = GoogleSim::start(any_port(), GoogleSimConfig::default())
-        .await
-        .unwrap();
+    let sim = GoogleSim::start(any_port(), GoogleSimConfig::default()).await.unwrap();
     let client = GoogleClient::new(tune(sim.client_config().with_timeout(TIMEOUT))).unwrap();
     (sim, client)
 }
 
 /// Exchanges a fresh code for `user` and returns the ID token.
 async fn google_id_token(sim: &GoogleSim, client: &GoogleClient, user: TestUser) -> String {
-    let tokens = client
-        .exchange_code(&sim.issue_code(user), REDIRECT_URI)
-        .await
-        .unwrap();
+    let tokens = client.exchange_code(&sim.issue_code(user), REDIRECT_URI).await.unwrap();
     tokens.id_token.expose_secret().to_owned()
 }
 
 #[tokio::test]
 async fn google_code_becomes_a_verified_identity() {
     let (sim, client) = google().await;
-    let identity = client
-        .sign_in(&sim.issue_code(alice()), REDIRECT_URI)
-        .await
-        .unwrap();
+    let identity = client.sign_in(&sim.issue_code(alice()), REDIRECT_URI).await.unwrap();
     let alice = alice();
     assert_eq!(identity.sub, alice.id);
     assert_eq!(identity.email, alice.email);
@@ -292,30 +229,18 @@ async fn google_code_becomes_a_verified_identity() {
 #[tokio::test]
 async fn google_reports_an_unverified_email_as_such() {
     let (sim, client) = google().await;
-    let user = TestUser {
-        email_verified: false,
-        ..TestUser::named("carol")
-    };
-    let identity = client
-        .sign_in(&sim.issue_code(user), REDIRECT_URI)
-        .await
-        .unwrap();
+    let user = TestUser { email_verified: false, ..TestUser::named("carol") };
+    let identity = client.sign_in(&sim.issue_code(user), REDIRECT_URI).await.unwrap();
     assert!(!identity.email_verified);
 }
 
 #[tokio::test]
 async fn google_rejects_unknown_and_reused_codes() {
     let (sim, client) = google().await;
-    assert_rejected(
-        client.exchange_code("4/made-up", REDIRECT_URI).await,
-        "invalid_grant",
-    );
+    assert_rejected(client.exchange_code("4/made-up", REDIRECT_URI).await, "invalid_grant");
     let code = sim.issue_code(alice());
     client.exchange_code(&code, REDIRECT_URI).await.unwrap();
-    assert_rejected(
-        client.exchange_code(&code, REDIRECT_URI).await,
-        "already redeemed",
-    );
+    assert_rejected(client.exchange_code(&code, REDIRECT_URI).await, "already redeemed");
 }
 
 #[tokio::test]
@@ -324,12 +249,7 @@ async fn google_rejects_a_wrong_client_secret() {
     let mut config = sim.client_config();
     config.client_secret = SecretString::from("not-the-secret");
     let client = GoogleClient::new(config).unwrap();
-    assert_rejected(
-        client
-            .exchange_code(&sim.issue_code(alice()), REDIRECT_URI)
-            .await,
-        "invalid_client",
-    );
+    assert_rejected(client.exchange_code(&sim.issue_code(alice()), REDIRECT_URI).await, "invalid_client");
 }
 
 /// Each spoiled token the simulator can make is refused, with the reason.
@@ -381,20 +301,14 @@ async fn google_rejects_a_tampered_token() {
     let other = google_id_token(&sim, &client, TestUser::named("mallory")).await;
     // Mallory's claims under Alice's signature.
     parts[1] = other.split('.').nth(1).unwrap().to_owned();
-    assert_rejected(
-        client.verify_id_token(&parts.join(".")).await,
-        "signature does not verify",
-    );
+    assert_rejected(client.verify_id_token(&parts.join(".")).await, "signature does not verify");
 }
 
 #[tokio::test]
 async fn google_keys_are_fetched_once_and_cached() {
     let (sim, client) = google().await;
     for name in ["alice", "bob", "carol"] {
-        client
-            .sign_in(&sim.issue_code(TestUser::named(name)), REDIRECT_URI)
-            .await
-            .unwrap();
+        client.sign_in(&sim.issue_code(TestUser::named(name)), REDIRECT_URI).await.unwrap();
     }
     assert_eq!(sim.jwks_hits(), 1);
 }
@@ -402,10 +316,7 @@ async fn google_keys_are_fetched_once_and_cached() {
 #[tokio::test]
 async fn google_unknown_key_ids_refresh_the_keys_at_most_once_a_minute() {
     let (sim, client) = google().await;
-    client
-        .sign_in(&sim.issue_code(alice()), REDIRECT_URI)
-        .await
-        .unwrap();
+    client.sign_in(&sim.issue_code(alice()), REDIRECT_URI).await.unwrap();
     assert_eq!(sim.jwks_hits(), 1);
 
     for _ in 0..3 {
@@ -424,23 +335,14 @@ async fn google_a_rotated_key_is_fetched_when_first_seen() {
         config
     })
     .await;
-    client
-        .sign_in(&sim.issue_code(alice()), REDIRECT_URI)
-        .await
-        .unwrap();
+    client.sign_in(&sim.issue_code(alice()), REDIRECT_URI).await.unwrap();
     let old_kid = sim.handle().current_kid();
 
     sim.rotate_key().await.unwrap();
     assert_ne!(sim.handle().current_kid(), old_kid);
-    client
-        .sign_in(&sim.issue_code(alice()), REDIRECT_URI)
-        .await
-        .unwrap();
+    client.sign_in(&sim.issue_code(alice()), REDIRECT_URI).await.unwrap();
     assert_eq!(sim.jwks_hits(), 2);
-    client
-        .sign_in(&sim.issue_code(alice()), REDIRECT_URI)
-        .await
-        .unwrap();
+    client.sign_in(&sim.issue_code(alice()), REDIRECT_URI).await.unwrap();
     assert_eq!(sim.jwks_hits(), 2);
 }
 
@@ -468,10 +370,7 @@ async fn google_consent_screen_redirects_back_with_a_code_and_the_state() {
     let (back, query) = location(&response);
     assert!(back.as_str().starts_with(REDIRECT_URI));
     assert_eq!(param(&query, "state"), "g-state");
-    let identity = client
-        .sign_in(param(&query, "code"), REDIRECT_URI)
-        .await
-        .unwrap();
+    let identity = client.sign_in(param(&query, "code"), REDIRECT_URI).await.unwrap();
     assert_eq!(identity.sub, TestUser::named("dave").id);
 }
 
@@ -480,9 +379,7 @@ async fn google_consent_screen_redirects_back_with_a_code_and_the_state() {
 const CALLBACK: &str = "http://localhost:3000/login_twitter";
 
 async fn twitter() -> (TwitterSim, TwitterClient) {
-    let sim = TwitterSim::start(any_port(), TwitterSimConfig::default())
-        .await
-        .unwrap();
+    let sim = TwitterSim::start(any_port(), TwitterSimConfig::default()).await.unwrap();
     let client = TwitterClient::new(sim.client_config().with_timeout(TIMEOUT)).unwrap();
     (sim, client)
 }
@@ -494,32 +391,18 @@ async fn twitter_signed_flow_ends_with_the_profile() {
     assert!(
         client
             .authorize_url(&request.oauth_token)
-            .ends_with(&format!(
-                "/oauth/authenticate?oauth_token={}",
-                request.oauth_token
-            ))
+            .ends_with(&format!("/oauth/authenticate?oauth_token={}", request.oauth_token))
     );
     let verifier = sim.authorize(&request.oauth_token, alice()).unwrap();
 
-    let access = client
-        .access_token(
-            &request.oauth_token,
-            request.oauth_token_secret.expose_secret(),
-            &verifier,
-        )
-        .await
-        .unwrap();
+    let access =
+        client.access_token(&request.oauth_token, request.oauth_token_secret.expose_secret(), &verifier).await.unwrap();
     let alice = alice();
     assert_eq!(access.user_id, alice.id);
     assert_eq!(access.screen_name, "AliceSandbox");
 
-    let profile = client
-        .verify_credentials(
-            &access.oauth_token,
-            access.oauth_token_secret.expose_secret(),
-        )
-        .await
-        .unwrap();
+    let profile =
+        client.verify_credentials(&access.oauth_token, access.oauth_token_secret.expose_secret()).await.unwrap();
     assert_eq!(profile.id, alice.id);
     assert_eq!(profile.name, "Alice Sandbox");
     assert_eq!(profile.screen_name, "AliceSandbox");
@@ -532,10 +415,7 @@ async fn twitter_rejects_a_bad_consumer_secret() {
     let mut config = sim.client_config();
     config.consumer_secret = SecretString::from("not-the-secret");
     let client = TwitterClient::new(config).unwrap();
-    assert_rejected(
-        client.request_token(CALLBACK).await,
-        "Could not authenticate you",
-    );
+    assert_rejected(client.request_token(CALLBACK).await, "Could not authenticate you");
 }
 
 #[tokio::test]
@@ -544,26 +424,13 @@ async fn twitter_rejects_a_wrong_token_secret() {
     let request = client.request_token(CALLBACK).await.unwrap();
     let verifier = sim.authorize(&request.oauth_token, alice()).unwrap();
     assert_rejected(
-        client
-            .access_token(&request.oauth_token, "wrong-secret", &verifier)
-            .await,
+        client.access_token(&request.oauth_token, "wrong-secret", &verifier).await,
         "Could not authenticate you",
     );
 
-    let access = client
-        .access_token(
-            &request.oauth_token,
-            request.oauth_token_secret.expose_secret(),
-            &verifier,
-        )
-        .await
-        .unwrap();
-    assert_rejected(
-        client
-            .verify_credentials(&access.oauth_token, "wrong-secret")
-            .await,
-        "Could not authenticate you",
-    );
+    let access =
+        client.access_token(&request.oauth_token, request.oauth_token_secret.expose_secret(), &verifier).await.unwrap();
+    assert_rejected(client.verify_credentials(&access.oauth_token, "wrong-secret").await, "Could not authenticate you");
 }
 
 #[tokio::test]
@@ -573,22 +440,9 @@ async fn twitter_rejects_a_wrong_verifier_and_a_reused_request_token() {
     let secret = request.oauth_token_secret.expose_secret();
     let verifier = sim.authorize(&request.oauth_token, alice()).unwrap();
 
-    assert_rejected(
-        client
-            .access_token(&request.oauth_token, secret, "not-the-verifier")
-            .await,
-        "oauth_verifier",
-    );
-    client
-        .access_token(&request.oauth_token, secret, &verifier)
-        .await
-        .unwrap();
-    assert_rejected(
-        client
-            .access_token(&request.oauth_token, secret, &verifier)
-            .await,
-        "Invalid or expired token",
-    );
+    assert_rejected(client.access_token(&request.oauth_token, secret, "not-the-verifier").await, "oauth_verifier");
+    client.access_token(&request.oauth_token, secret, &verifier).await.unwrap();
+    assert_rejected(client.access_token(&request.oauth_token, secret, &verifier).await, "Invalid or expired token");
 }
 
 #[tokio::test]
@@ -596,13 +450,7 @@ async fn twitter_unapproved_request_token_cannot_be_traded() {
     let (_sim, client) = twitter().await;
     let request = client.request_token(CALLBACK).await.unwrap();
     assert_rejected(
-        client
-            .access_token(
-                &request.oauth_token,
-                request.oauth_token_secret.expose_secret(),
-                "guess",
-            )
-            .await,
+        client.access_token(&request.oauth_token, request.oauth_token_secret.expose_secret(), "guess").await,
         "oauth_verifier",
     );
 }
@@ -618,35 +466,16 @@ async fn twitter_simulator_refuses_replayed_and_stale_requests() {
         token: None,
         token_secret: "",
     };
-    let request = oauth1::Request {
-        method: "POST",
-        url: &url,
-        form: &[],
-    };
+    let request = oauth1::Request { method: "POST", url: &url, form: &[] };
     let http = reqwest::Client::new();
-    let send = |header: String| {
-        http.post(url.clone())
-            .header(reqwest::header::AUTHORIZATION, header)
-            .send()
-    };
+    let send = |header: String| http.post(url.clone()).header(reqwest::header::AUTHORIZATION, header).send();
 
-    let fresh = oauth1::authorize(
-        &request,
-        &credentials,
-        &[("oauth_callback", CALLBACK)],
-        "nonce-1",
-        oauth1::timestamp(),
-    );
+    let fresh =
+        oauth1::authorize(&request, &credentials, &[("oauth_callback", CALLBACK)], "nonce-1", oauth1::timestamp());
     assert_eq!(send(fresh.to_header()).await.unwrap().status(), 200);
     let replay = send(fresh.to_header()).await.unwrap();
     assert_eq!(replay.status(), 401);
-    assert!(
-        replay
-            .text()
-            .await
-            .unwrap()
-            .contains("Could not authenticate you")
-    );
+    assert!(replay.text().await.unwrap().contains("Could not authenticate you"));
 
     let stale = oauth1::authorize(
         &request,
@@ -657,25 +486,13 @@ async fn twitter_simulator_refuses_replayed_and_stale_requests() {
     );
     let response = send(stale.to_header()).await.unwrap();
     assert_eq!(response.status(), 401);
-    assert!(
-        response
-            .text()
-            .await
-            .unwrap()
-            .contains("Timestamp out of bounds")
-    );
+    assert!(response.text().await.unwrap().contains("Timestamp out of bounds"));
 
     let not_oauth = send("Bearer nothing".to_owned()).await.unwrap();
     assert_eq!(not_oauth.status(), 401);
     let unsigned = http.post(url.clone()).send().await.unwrap();
     assert_eq!(unsigned.status(), 400);
-    assert!(
-        unsigned
-            .text()
-            .await
-            .unwrap()
-            .contains("Bad Authentication data")
-    );
+    assert!(unsigned.text().await.unwrap().contains("Bad Authentication data"));
 }
 
 #[tokio::test]
@@ -699,11 +516,7 @@ async fn twitter_approval_page_redirects_to_the_callback_with_a_verifier() {
     assert_eq!(param(&query, "oauth_token"), request.oauth_token);
 
     let access = client
-        .access_token(
-            &request.oauth_token,
-            request.oauth_token_secret.expose_secret(),
-            param(&query, "oauth_verifier"),
-        )
+        .access_token(&request.oauth_token, request.oauth_token_secret.expose_secret(), param(&query, "oauth_verifier"))
         .await
         .unwrap();
     assert_eq!(access.user_id, TestUser::named("erin").id);

@@ -163,38 +163,26 @@ pub async fn ensure_debt_share(tx: &mut Tx, user_id: &str) -> Result<(), StoreEr
 
 /// The user's visible accounts, oldest first.
 pub async fn list_for_user(db: &Db, user_id: &str) -> Result<Vec<Account>, StoreError> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM accounts WHERE user_id = $1 AND is_deleted = FALSE ORDER BY created_at, id"
-    );
+    let sql =
+        format!("SELECT {COLUMNS} FROM accounts WHERE user_id = $1 AND is_deleted = FALSE ORDER BY created_at, id");
     Ok(on_db!(db, pool => sqlx::query_as::<_, Account>(&sql).bind(user_id).fetch_all(pool).await)?)
 }
 
 /// The account's guid → id map of a user (including hidden ones), for attaching transactions.
 pub async fn ids_by_guid(tx: &mut Tx, user_id: &str) -> Result<Vec<(String, String)>, StoreError> {
-    Ok(
-        on_tx!(tx, conn => sqlx::query_as::<_, (String, String)>("SELECT guid, id FROM accounts WHERE user_id = $1")
+    Ok(on_tx!(tx, conn => sqlx::query_as::<_, (String, String)>("SELECT guid, id FROM accounts WHERE user_id = $1")
         .bind(user_id)
         .fetch_all(conn)
-        .await)?,
-    )
+        .await)?)
 }
 
 pub async fn get(db: &Db, user_id: &str, id: &str) -> Result<Option<Account>, StoreError> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM accounts WHERE user_id = $1 AND id = $2 AND is_deleted = FALSE"
-    );
-    Ok(
-        on_db!(db, pool => sqlx::query_as::<_, Account>(&sql).bind(user_id).bind(id).fetch_optional(pool).await)?,
-    )
+    let sql = format!("SELECT {COLUMNS} FROM accounts WHERE user_id = $1 AND id = $2 AND is_deleted = FALSE");
+    Ok(on_db!(db, pool => sqlx::query_as::<_, Account>(&sql).bind(user_id).bind(id).fetch_optional(pool).await)?)
 }
 
 /// Hide one account (the user removed it); a refresh keeps it hidden.
-pub async fn hide(
-    db: &Db,
-    user_id: &str,
-    id: &str,
-    now: DateTime<Utc>,
-) -> Result<bool, StoreError> {
+pub async fn hide(db: &Db, user_id: &str, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
     let mut tx = db.begin().await?;
     let n = on_tx!(&mut tx, conn => sqlx::query(
         "UPDATE accounts SET is_deleted = TRUE, transfer_share = 0, updated_at = $3 WHERE user_id = $1 AND id = $2 AND is_deleted = FALSE",
@@ -263,11 +251,7 @@ pub async fn set_account_number(
     Ok(n == 1)
 }
 
-pub async fn sealed_account_number(
-    db: &Db,
-    user_id: &str,
-    id: &str,
-) -> Result<Option<String>, StoreError> {
+pub async fn sealed_account_number(db: &Db, user_id: &str, id: &str) -> Result<Option<String>, StoreError> {
     Ok(on_db!(db, pool => sqlx::query_scalar::<_, Option<String>>(
         "SELECT account_number_encrypted FROM accounts WHERE user_id = $1 AND id = $2",
     )

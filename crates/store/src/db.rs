@@ -111,21 +111,12 @@ impl Db {
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(10));
-            let pool = SqlitePoolOptions::new()
-                .max_connections(8)
-                .min_connections(1)
-                .connect_with(options)
-                .await?;
-            Ok(Db::Sqlite {
-                pool,
-                writer: Arc::new(Mutex::new(())),
-            })
+            let pool = SqlitePoolOptions::new().max_connections(8).min_connections(1).connect_with(options).await?;
+            Ok(Db::Sqlite { pool, writer: Arc::new(Mutex::new(())) })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let mut options = PgConnectOptions::from_str(url)?;
             if let Some(schema) = pg_schema {
-                options = options
-                    .options([("search_path", schema)])
-                    .application_name(schema);
+                options = options.options([("search_path", schema)]).application_name(schema);
             }
             let pool = PgPoolOptions::new()
                 .max_connections(16)

@@ -29,11 +29,7 @@ pub struct CatalogEntry {
 }
 
 /// Insert or refresh institutions by code; existing ids stay.
-pub async fn upsert(
-    db: &Db,
-    entries: &[CatalogEntry],
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
+pub async fn upsert(db: &Db, entries: &[CatalogEntry], now: DateTime<Utc>) -> Result<(), StoreError> {
     let mut tx = db.begin().await?;
     for e in entries {
         on_tx!(&mut tx, conn => sqlx::query(
@@ -53,11 +49,7 @@ pub async fn upsert(
 }
 
 /// Replace the stored credentials of an institution.
-pub async fn replace_credentials(
-    db: &Db,
-    institution_id: &str,
-    credentials: &[Credential],
-) -> Result<(), StoreError> {
+pub async fn replace_credentials(db: &Db, institution_id: &str, credentials: &[Credential]) -> Result<(), StoreError> {
     let mut tx = db.begin().await?;
     on_tx!(&mut tx, conn => sqlx::query("DELETE FROM institution_credentials WHERE institution_id = $1")
         .bind(institution_id)
@@ -83,11 +75,7 @@ pub async fn replace_credentials(
 }
 
 /// Institutions by name, optionally those whose name contains `search` (any case).
-pub async fn list(
-    db: &Db,
-    search: Option<&str>,
-    limit: i64,
-) -> Result<Vec<Institution>, StoreError> {
+pub async fn list(db: &Db, search: Option<&str>, limit: i64) -> Result<Vec<Institution>, StoreError> {
     let pattern = format!("%{}%", search.unwrap_or("").to_lowercase());
     Ok(on_db!(db, pool => sqlx::query_as::<_, Institution>(
         "SELECT id, code, name, url FROM institutions WHERE LOWER(name) LIKE $1 ORDER BY name, code LIMIT $2",
@@ -127,7 +115,5 @@ pub async fn credentials(db: &Db, institution_id: &str) -> Result<Vec<Credential
 }
 
 pub async fn count(db: &Db) -> Result<i64, StoreError> {
-    Ok(
-        on_db!(db, pool => sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM institutions").fetch_one(pool).await)?,
-    )
+    Ok(on_db!(db, pool => sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM institutions").fetch_one(pool).await)?)
 }

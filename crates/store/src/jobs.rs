@@ -36,11 +36,7 @@ pub struct NewJob<'a> {
 }
 
 /// Enqueue a job as part of `tx`, so it exists exactly when the change that needs it commits.
-pub async fn enqueue(
-    tx: &mut Tx,
-    job: &NewJob<'_>,
-    now: DateTime<Utc>,
-) -> Result<String, StoreError> {
+pub async fn enqueue(tx: &mut Tx, job: &NewJob<'_>, now: DateTime<Utc>) -> Result<String, StoreError> {
     let id = new_id();
     on_tx!(tx, conn => sqlx::query(
         "INSERT INTO jobs (id, kind, payload, status, attempts, max_attempts, run_at, created_at, updated_at) \
@@ -156,11 +152,7 @@ pub async fn get(db: &Db, id: &str) -> Result<Option<Job>, StoreError> {
 
 /// Jobs in the queue (all, or only the parked failures), oldest first.
 pub async fn list(db: &Db, failed_only: bool) -> Result<Vec<Job>, StoreError> {
-    let filter = if failed_only {
-        "WHERE status = 'failed'"
-    } else {
-        ""
-    };
+    let filter = if failed_only { "WHERE status = 'failed'" } else { "" };
     let sql = format!("SELECT {COLUMNS} FROM jobs {filter} ORDER BY created_at, id");
     Ok(on_db!(db, pool => sqlx::query_as::<_, Job>(&sql).fetch_all(pool).await)?)
 }
@@ -187,17 +179,7 @@ pub async fn enqueue_periodic(
         == 1;
     if inserted {
         let payload = serde_json::json!({ "slot": slot });
-        enqueue(
-            &mut tx,
-            &NewJob {
-                kind,
-                payload: &payload,
-                max_attempts,
-                run_at: now,
-            },
-            now,
-        )
-        .await?;
+        enqueue(&mut tx, &NewJob { kind, payload: &payload, max_attempts, run_at: now }, now).await?;
     }
     tx.commit().await?;
     Ok(inserted)

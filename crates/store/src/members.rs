@@ -101,52 +101,32 @@ pub async fn get(db: &Db, id: &str) -> Result<Option<Member>, StoreError> {
 }
 
 /// The user's live member with this identifier.
-pub async fn find_by_identifier(
-    db: &Db,
-    user_id: &str,
-    identifier: &str,
-) -> Result<Option<Member>, StoreError> {
-    let sql =
-        format!("{SELECT} WHERE m.user_id = $1 AND m.identifier = $2 AND m.is_deleted = FALSE");
-    Ok(
-        on_db!(db, pool => sqlx::query_as::<_, Member>(&sql).bind(user_id).bind(identifier).fetch_optional(pool).await)?,
-    )
+pub async fn find_by_identifier(db: &Db, user_id: &str, identifier: &str) -> Result<Option<Member>, StoreError> {
+    let sql = format!("{SELECT} WHERE m.user_id = $1 AND m.identifier = $2 AND m.is_deleted = FALSE");
+    Ok(on_db!(db, pool => sqlx::query_as::<_, Member>(&sql).bind(user_id).bind(identifier).fetch_optional(pool).await)?)
 }
 
-pub async fn find_for_institution(
-    db: &Db,
-    user_id: &str,
-    institution_id: &str,
-) -> Result<Option<Member>, StoreError> {
-    let sql =
-        format!("{SELECT} WHERE m.user_id = $1 AND m.institution_id = $2 AND m.is_deleted = FALSE");
+pub async fn find_for_institution(db: &Db, user_id: &str, institution_id: &str) -> Result<Option<Member>, StoreError> {
+    let sql = format!("{SELECT} WHERE m.user_id = $1 AND m.institution_id = $2 AND m.is_deleted = FALSE");
     Ok(
         on_db!(db, pool => sqlx::query_as::<_, Member>(&sql).bind(user_id).bind(institution_id).fetch_optional(pool).await)?,
     )
 }
 
 pub async fn list_for_user(db: &Db, user_id: &str) -> Result<Vec<Member>, StoreError> {
-    let sql = format!(
-        "{SELECT} WHERE m.user_id = $1 AND m.is_deleted = FALSE ORDER BY m.created_at, m.id"
-    );
+    let sql = format!("{SELECT} WHERE m.user_id = $1 AND m.is_deleted = FALSE ORDER BY m.created_at, m.id");
     Ok(on_db!(db, pool => sqlx::query_as::<_, Member>(&sql).bind(user_id).fetch_all(pool).await)?)
 }
 
 /// Live members whose last aggregation completed (for the periodic re-sync).
 pub async fn list_completed(db: &Db) -> Result<Vec<Member>, StoreError> {
-    let sql =
-        format!("{SELECT} WHERE m.status = 'COMPLETED' AND m.is_deleted = FALSE ORDER BY m.id");
+    let sql = format!("{SELECT} WHERE m.status = 'COMPLETED' AND m.is_deleted = FALSE ORDER BY m.id");
     Ok(on_db!(db, pool => sqlx::query_as::<_, Member>(&sql).fetch_all(pool).await)?)
 }
 
 /// Start a new aggregation round: a new poll generation (older polling jobs retire), counters
 /// reset, challenges cleared. Returns the new generation.
-pub async fn restart(
-    tx: &mut Tx,
-    member_id: &str,
-    status: &str,
-    now: DateTime<Utc>,
-) -> Result<i64, StoreError> {
+pub async fn restart(tx: &mut Tx, member_id: &str, status: &str, now: DateTime<Utc>) -> Result<i64, StoreError> {
     let generation = on_tx!(tx, conn => sqlx::query_scalar::<_, i64>(
         "UPDATE members SET poll_generation = poll_generation + 1, polls = 0, halted_retries = 0, gave_up = FALSE, \
          status = $2, updated_at = $3 WHERE id = $1 RETURNING poll_generation",
@@ -206,11 +186,7 @@ pub async fn clear_challenges(tx: &mut Tx, member_id: &str) -> Result<(), StoreE
     Ok(())
 }
 
-pub async fn replace_challenges(
-    tx: &mut Tx,
-    member_id: &str,
-    challenges: &[Challenge],
-) -> Result<(), StoreError> {
+pub async fn replace_challenges(tx: &mut Tx, member_id: &str, challenges: &[Challenge]) -> Result<(), StoreError> {
     clear_challenges(tx, member_id).await?;
     for (position, c) in challenges.iter().enumerate() {
         on_tx!(tx, conn => sqlx::query(
@@ -261,10 +237,8 @@ pub async fn mark_deleted(db: &Db, member_id: &str, now: DateTime<Utc>) -> Resul
 
 /// Status of a member, for cheap change detection.
 pub async fn status_of(db: &Db, member_id: &str) -> Result<Option<(String, bool)>, StoreError> {
-    Ok(
-        on_db!(db, pool => sqlx::query_as::<_, (String, bool)>("SELECT status, gave_up FROM members WHERE id = $1")
+    Ok(on_db!(db, pool => sqlx::query_as::<_, (String, bool)>("SELECT status, gave_up FROM members WHERE id = $1")
         .bind(member_id)
         .fetch_optional(pool)
-        .await)?,
-    )
+        .await)?)
 }

@@ -17,8 +17,7 @@ pub struct Mail {
     pub sent_at: Option<DateTime<Utc>>,
 }
 
-const COLUMNS: &str =
-    "id, user_id, template, to_address, subject, text_body, html_body, created_at, sent_at";
+const COLUMNS: &str = "id, user_id, template, to_address, subject, text_body, html_body, created_at, sent_at";
 
 pub async fn insert(tx: &mut Tx, mail: &Mail) -> Result<(), StoreError> {
     on_tx!(tx, conn => sqlx::query(

@@ -14,11 +14,7 @@ pub struct Identity {
     pub profile: String,
 }
 
-pub async fn find(
-    db: &Db,
-    provider: &str,
-    provider_user_id: &str,
-) -> Result<Option<Identity>, StoreError> {
+pub async fn find(db: &Db, provider: &str, provider_user_id: &str) -> Result<Option<Identity>, StoreError> {
     Ok(on_db!(db, pool => sqlx::query_as::<_, Identity>(
         "SELECT id, provider, provider_user_id, user_id, email, profile FROM social_identities \
          WHERE provider = $1 AND provider_user_id = $2",
@@ -59,20 +55,16 @@ pub async fn link(tx: &mut Tx, identity: &NewIdentity<'_>) -> Result<(), StoreEr
     .map(|r| r.rows_affected()))
     .map_err(StoreError::from_write)?;
     if n == 0 {
-        return Err(StoreError::Conflict(
-            "social_identities: linked to another user".into(),
-        ));
+        return Err(StoreError::Conflict("social_identities: linked to another user".into()));
     }
     Ok(())
 }
 
 pub async fn count_for_user(db: &Db, user_id: &str) -> Result<i64, StoreError> {
-    Ok(
-        on_db!(db, pool => sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM social_identities WHERE user_id = $1")
+    Ok(on_db!(db, pool => sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM social_identities WHERE user_id = $1")
         .bind(user_id)
         .fetch_one(pool)
-        .await)?,
-    )
+        .await)?)
 }
 
 /// Remember a pending request token and its (sealed) secret until `expires_at`.

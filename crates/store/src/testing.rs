@@ -27,11 +27,7 @@ impl TestDb {
         let url = format!("sqlite://{}", path.display());
         let db = Db::connect(&url).await.expect("open test SQLite database");
         db.migrate().await.expect("migrate test SQLite database");
-        TestDb {
-            db,
-            url,
-            cleanup: Cleanup::File(path),
-        }
+        TestDb { db, url, cleanup: Cleanup::File(path) }
     }
 
     /// A fresh schema on the PostgreSQL server named by `DONKIES_TEST_POSTGRES_URL`, or `None`
@@ -49,23 +45,15 @@ impl TestDb {
             return None;
         };
         let schema = format!("t_{}", new_id());
-        let admin = Db::connect(&admin_url)
-            .await
-            .expect("connect to DONKIES_TEST_POSTGRES_URL");
+        let admin = Db::connect(&admin_url).await.expect("connect to DONKIES_TEST_POSTGRES_URL");
         crate::on_db!(&admin, pool => sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(pool).await.map(|_| ()))
             .expect("create test schema");
         admin.close().await;
-        let db = Db::connect_with(&admin_url, Some(&schema))
-            .await
-            .expect("connect to test schema");
+        let db = Db::connect_with(&admin_url, Some(&schema)).await.expect("connect to test schema");
         db.migrate().await.expect("migrate test schema");
         let sep = if admin_url.contains('?') { '&' } else { '?' };
         let url = format!("{admin_url}{sep}options=-c%20search_path%3D{schema}");
-        Some(TestDb {
-            db,
-            url,
-            cleanup: Cleanup::Schema { admin_url, schema },
-        })
+        Some(TestDb { db, url, cleanup: Cleanup::Schema { admin_url, schema } })
     }
 }
 

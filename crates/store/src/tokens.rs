@@ -36,22 +36,18 @@ pub async fn insert_session(
 
 /// Revoke every session token of the user; returns how many were revoked.
 pub async fn delete_sessions(tx: &mut Tx, user_id: &str) -> Result<u64, StoreError> {
-    Ok(
-        on_tx!(tx, conn => sqlx::query("DELETE FROM auth_tokens WHERE user_id = $1")
+    Ok(on_tx!(tx, conn => sqlx::query("DELETE FROM auth_tokens WHERE user_id = $1")
         .bind(user_id)
         .execute(conn)
         .await
-        .map(|r| r.rows_affected()))?,
-    )
+        .map(|r| r.rows_affected()))?)
 }
 
 pub async fn count_sessions(db: &Db, user_id: &str) -> Result<i64, StoreError> {
-    Ok(
-        on_db!(db, pool => sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM auth_tokens WHERE user_id = $1")
+    Ok(on_db!(db, pool => sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM auth_tokens WHERE user_id = $1")
         .bind(user_id)
         .fetch_one(pool)
-        .await)?,
-    )
+        .await)?)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,19 +116,13 @@ pub async fn consume_action(
 }
 
 /// Revoke every session token of the user except the one in use.
-pub async fn delete_other_sessions(
-    tx: &mut Tx,
-    user_id: &str,
-    keep_hash: &str,
-) -> Result<u64, StoreError> {
-    Ok(
-        on_tx!(tx, conn => sqlx::query("DELETE FROM auth_tokens WHERE user_id = $1 AND token_hash <> $2")
+pub async fn delete_other_sessions(tx: &mut Tx, user_id: &str, keep_hash: &str) -> Result<u64, StoreError> {
+    Ok(on_tx!(tx, conn => sqlx::query("DELETE FROM auth_tokens WHERE user_id = $1 AND token_hash <> $2")
         .bind(user_id)
         .bind(keep_hash)
         .execute(conn)
         .await
-        .map(|r| r.rows_affected()))?,
-    )
+        .map(|r| r.rows_affected()))?)
 }
 
 /// Remove expired session tokens and spent or expired action tokens.

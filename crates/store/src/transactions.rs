@@ -141,10 +141,7 @@ fn on_conflict() -> String {
         .filter(|c| !matches!(**c, "user_id" | "created_at" | "id" | "guid" | "uid"))
         .map(|c| format!("{c} = excluded.{c}"))
         .collect();
-    format!(
-        " ON CONFLICT (user_id, guid) DO UPDATE SET {}",
-        updates.join(", ")
-    )
+    format!(" ON CONFLICT (user_id, guid) DO UPDATE SET {}", updates.join(", "))
 }
 
 fn sqlite_sql(rows: usize) -> String {
@@ -158,11 +155,7 @@ fn sqlite_sql(rows: usize) -> String {
 }
 
 fn postgres_sql() -> String {
-    let arrays: Vec<String> = PG_ARRAY_TYPES
-        .iter()
-        .enumerate()
-        .map(|(i, t)| format!("${}::{t}[]", i + 3))
-        .collect();
+    let arrays: Vec<String> = PG_ARRAY_TYPES.iter().enumerate().map(|(i, t)| format!("${}::{t}[]", i + 3)).collect();
     format!(
         "INSERT INTO transactions ({}) SELECT $1, $2, $2, * FROM UNNEST({}){}",
         ROW_COLUMNS.join(", "),
@@ -181,11 +174,7 @@ pub async fn upsert(
 ) -> Result<(), StoreError> {
     // One statement cannot update the same row twice: keep the last of repeated guids.
     let mut seen = std::collections::HashSet::new();
-    let mut unique: Vec<&TransactionData> = rows
-        .iter()
-        .rev()
-        .filter(|t| seen.insert(t.guid.as_str()))
-        .collect();
+    let mut unique: Vec<&TransactionData> = rows.iter().rev().filter(|t| seen.insert(t.guid.as_str())).collect();
     unique.reverse();
     match tx {
         Tx::Sqlite(conn, _) => {
@@ -230,22 +219,13 @@ pub async fn upsert(
         Tx::Postgres(conn) => {
             let sql = postgres_sql();
             for chunk in unique.chunks(POSTGRES_BATCH) {
-                let col = |f: fn(&TransactionData) -> Option<String>| {
-                    chunk.iter().map(|t| f(t)).collect::<Vec<_>>()
-                };
-                let flag = |f: fn(&TransactionData) -> bool| {
-                    chunk.iter().map(|t| f(t)).collect::<Vec<_>>()
-                };
+                let col = |f: fn(&TransactionData) -> Option<String>| chunk.iter().map(|t| f(t)).collect::<Vec<_>>();
+                let flag = |f: fn(&TransactionData) -> bool| chunk.iter().map(|t| f(t)).collect::<Vec<_>>();
                 sqlx::query(&sql)
                     .bind(user_id)
                     .bind(now)
                     .bind(chunk.iter().map(|_| crate::new_id()).collect::<Vec<_>>())
-                    .bind(
-                        chunk
-                            .iter()
-                            .map(|t| t.account_id.clone())
-                            .collect::<Vec<_>>(),
-                    )
+                    .bind(chunk.iter().map(|t| t.account_id.clone()).collect::<Vec<_>>())
                     .bind(chunk.iter().map(|t| t.guid.clone()).collect::<Vec<_>>())
                     .bind(chunk.iter().map(|_| crate::new_id()).collect::<Vec<_>>())
                     .bind(chunk.iter().map(|t| t.amount).collect::<Vec<_>>())
@@ -260,12 +240,7 @@ pub async fn upsert(
                     .bind(chunk.iter().map(|t| t.transacted_at).collect::<Vec<_>>())
                     .bind(chunk.iter().map(|t| t.posted_at).collect::<Vec<_>>())
                     .bind(chunk.iter().map(|t| t.check_number).collect::<Vec<_>>())
-                    .bind(
-                        chunk
-                            .iter()
-                            .map(|t| t.merchant_category_code)
-                            .collect::<Vec<_>>(),
-                    )
+                    .bind(chunk.iter().map(|t| t.merchant_category_code).collect::<Vec<_>>())
                     .bind(chunk.iter().map(|t| t.latitude).collect::<Vec<_>>())
                     .bind(chunk.iter().map(|t| t.longitude).collect::<Vec<_>>())
                     .bind(flag(|t| t.is_bill_pay))
@@ -291,11 +266,7 @@ const SELECT: &str = "SELECT t.id, t.account_id, a.name AS account_name, a.type_
     FROM transactions t JOIN accounts a ON a.id = t.account_id";
 
 /// The user's visible transactions, newest first, optionally of one account.
-pub async fn list_for_user(
-    db: &Db,
-    user_id: &str,
-    account_id: Option<&str>,
-) -> Result<Vec<Transaction>, StoreError> {
+pub async fn list_for_user(db: &Db, user_id: &str, account_id: Option<&str>) -> Result<Vec<Transaction>, StoreError> {
     let order = "ORDER BY t.date DESC, t.transacted_at DESC, t.id DESC";
     Ok(match account_id {
         None => {
@@ -303,19 +274,15 @@ pub async fn list_for_user(
             on_db!(db, pool => sqlx::query_as::<_, Transaction>(&sql).bind(user_id).fetch_all(pool).await)?
         }
         Some(account) => {
-            let sql = format!(
-                "{SELECT} WHERE t.user_id = $1 AND t.account_id = $2 AND a.is_deleted = FALSE {order}"
-            );
+            let sql = format!("{SELECT} WHERE t.user_id = $1 AND t.account_id = $2 AND a.is_deleted = FALSE {order}");
             on_db!(db, pool => sqlx::query_as::<_, Transaction>(&sql).bind(user_id).bind(account).fetch_all(pool).await)?
         }
     })
 }
 
 pub async fn count_for_user(db: &Db, user_id: &str) -> Result<i64, StoreError> {
-    Ok(
-        on_db!(db, pool => sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM transactions WHERE user_id = $1")
+    Ok(on_db!(db, pool => sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM transactions WHERE user_id = $1")
         .bind(user_id)
         .fetch_one(pool)
-        .await)?,
-    )
+        .await)?)
 }

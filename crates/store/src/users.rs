@@ -111,10 +111,7 @@ pub async fn find_by_encrypted_id(db: &Db, encrypted_id: &str) -> Result<Option<
 
 /// The user holding an unexpired session token with this hash; `Err(Expired)`-like cases are
 /// told apart by the caller through [`crate::tokens::lookup`].
-pub async fn find_by_token_hash(
-    db: &Db,
-    token_hash: &str,
-) -> Result<Option<(User, DateTime<Utc>)>, StoreError> {
+pub async fn find_by_token_hash(db: &Db, token_hash: &str) -> Result<Option<(User, DateTime<Utc>)>, StoreError> {
     #[derive(sqlx::FromRow)]
     struct Row {
         #[sqlx(flatten)]
@@ -124,23 +121,14 @@ pub async fn find_by_token_hash(
     let sql = format!(
         "SELECT {cols}, t.expires_at AS token_expires_at FROM auth_tokens t \
          JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1",
-        cols = COLUMNS
-            .split(", ")
-            .map(|c| format!("u.{}", c.trim()))
-            .collect::<Vec<_>>()
-            .join(", ")
+        cols = COLUMNS.split(", ").map(|c| format!("u.{}", c.trim())).collect::<Vec<_>>().join(", ")
     );
     let row = on_db!(db, pool => sqlx::query_as::<_, Row>(&sql).bind(token_hash).fetch_optional(pool).await)?;
     Ok(row.map(|r| (r.user, r.token_expires_at)))
 }
 
 /// Mark the user confirmed if `token_hash` matches; returns false when it does not.
-pub async fn confirm(
-    db: &Db,
-    user_id: &str,
-    token_hash: &str,
-    now: DateTime<Utc>,
-) -> Result<bool, StoreError> {
+pub async fn confirm(db: &Db, user_id: &str, token_hash: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
     let mut tx = db.begin().await?;
     let done = on_tx!(&mut tx, conn => sqlx::query(
         "UPDATE users SET is_confirmed = TRUE, confirmation_token_hash = NULL, updated_at = $3 \
@@ -193,12 +181,7 @@ pub async fn set_password_hash(
 }
 
 /// Change the email; a taken address comes back as [`StoreError::Conflict`].
-pub async fn set_email(
-    tx: &mut Tx,
-    user_id: &str,
-    email: &str,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
+pub async fn set_email(tx: &mut Tx, user_id: &str, email: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
     on_tx!(tx, conn => sqlx::query("UPDATE users SET email = $2, updated_at = $3 WHERE id = $1")
         .bind(user_id)
         .bind(email)
@@ -300,12 +283,7 @@ pub async fn close_account(db: &Db, user_id: &str, now: DateTime<Utc>) -> Result
 }
 
 /// Record the aggregator's id for the user.
-pub async fn set_guid(
-    db: &Db,
-    user_id: &str,
-    guid: &str,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
+pub async fn set_guid(db: &Db, user_id: &str, guid: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
     let mut tx = db.begin().await?;
     on_tx!(&mut tx, conn => sqlx::query("UPDATE users SET guid = $2, updated_at = $3 WHERE id = $1")
         .bind(user_id)
@@ -327,11 +305,7 @@ pub async fn ids_without_guid(db: &Db) -> Result<Vec<String>, StoreError> {
 }
 
 /// Mark a user confirmed without a token (accounts whose email a sign-in provider verified).
-pub async fn mark_confirmed(
-    tx: &mut Tx,
-    user_id: &str,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
+pub async fn mark_confirmed(tx: &mut Tx, user_id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
     on_tx!(tx, conn => sqlx::query(
         "UPDATE users SET is_confirmed = TRUE, confirmation_token_hash = NULL, updated_at = $2 WHERE id = $1",
     )

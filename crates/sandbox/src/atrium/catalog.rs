@@ -30,104 +30,40 @@ pub(crate) struct CatalogEntry {
 impl CatalogEntry {
     /// The guid of the first credential of `kind`.
     pub fn credential_guid(&self, kind: &CredentialType) -> Option<&str> {
-        self.credentials
-            .iter()
-            .find(|c| &c.credential_type == kind)
-            .map(|c| c.guid.as_str())
+        self.credentials.iter().find(|c| &c.credential_type == kind).map(|c| c.guid.as_str())
     }
 }
 
 /// (code, name, url, an optional third credential label)
 const BANKS: &[(&str, &str, &str, Option<&str>)] = &[
     ("chase", "Chase Bank", "https://www.chase.com", None),
-    (
-        "wells_fargo",
-        "Wells Fargo",
-        "https://www.wellsfargo.com",
-        None,
-    ),
-    (
-        "bank_of_america",
-        "Bank of America",
-        "https://www.bankofamerica.com",
-        None,
-    ),
+    ("wells_fargo", "Wells Fargo", "https://www.wellsfargo.com", None),
+    ("bank_of_america", "Bank of America", "https://www.bankofamerica.com", None),
     ("citibank", "Citibank", "https://online.citi.com", None),
     ("us_bank", "U.S. Bank", "https://www.usbank.com", None),
     ("pnc", "PNC Bank", "https://www.pnc.com", None),
-    (
-        "capital_one",
-        "Capital One",
-        "https://www.capitalone.com",
-        None,
-    ),
+    ("capital_one", "Capital One", "https://www.capitalone.com", None),
     ("td_bank", "TD Bank", "https://www.td.com/us", None),
     ("bbt", "BB&T", "https://www.bbt.com", None),
     ("suntrust", "SunTrust", "https://www.suntrust.com", None),
-    (
-        "fifth_third",
-        "Fifth Third Bank",
-        "https://www.53.com",
-        None,
-    ),
+    ("fifth_third", "Fifth Third Bank", "https://www.53.com", None),
     ("regions", "Regions Bank", "https://www.regions.com", None),
-    (
-        "citizens",
-        "Citizens Bank",
-        "https://www.citizensbank.com",
-        None,
-    ),
+    ("citizens", "Citizens Bank", "https://www.citizensbank.com", None),
     ("keybank", "KeyBank", "https://www.key.com", None),
-    (
-        "huntington",
-        "Huntington Bank",
-        "https://www.huntington.com",
-        None,
-    ),
+    ("huntington", "Huntington Bank", "https://www.huntington.com", None),
     ("ally", "Ally Bank", "https://www.ally.com", None),
     ("discover", "Discover", "https://www.discover.com", None),
-    (
-        "american_express",
-        "American Express",
-        "https://www.americanexpress.com",
-        None,
-    ),
+    ("american_express", "American Express", "https://www.americanexpress.com", None),
     ("usaa", "USAA", "https://www.usaa.com", Some("PIN")),
-    (
-        "navy_federal",
-        "Navy Federal Credit Union",
-        "https://www.navyfederal.org",
-        Some("Access Number"),
-    ),
+    ("navy_federal", "Navy Federal Credit Union", "https://www.navyfederal.org", Some("Access Number")),
     ("schwab", "Charles Schwab", "https://www.schwab.com", None),
-    (
-        "sallie_mae",
-        "Sallie Mae",
-        "https://www.salliemae.com",
-        None,
-    ),
+    ("sallie_mae", "Sallie Mae", "https://www.salliemae.com", None),
     ("navient", "Navient", "https://www.navient.com", None),
-    (
-        "great_lakes",
-        "Great Lakes Educational Loan Services",
-        "https://mygreatlakes.org",
-        None,
-    ),
-    (
-        "synchrony",
-        "Synchrony Bank",
-        "https://www.synchronybank.com",
-        None,
-    ),
+    ("great_lakes", "Great Lakes Educational Loan Services", "https://mygreatlakes.org", None),
+    ("synchrony", "Synchrony Bank", "https://www.synchronybank.com", None),
 ];
 
-fn credential(
-    guid: String,
-    field_name: &str,
-    label: &str,
-    kind: CredentialType,
-    order: u32,
-) -> Credential {
+fn credential(guid: String, field_name: &str, label: &str, kind: CredentialType, order: u32) -> Credential {
     Credential {
         guid,
         field_name: Some(field_name.to_owned()),
@@ -155,9 +91,7 @@ pub(crate) fn catalog() -> Vec<CatalogEntry> {
     let mut entries = Vec::with_capacity(BANKS.len() + 1);
     entries.push(CatalogEntry {
         institution: Institution {
-            medium_logo_url: Some(format!(
-                "{MXBANK_LOGO}/100x100/{MXBANK_LOGO_ID}_100x100.png"
-            )),
+            medium_logo_url: Some(format!("{MXBANK_LOGO}/100x100/{MXBANK_LOGO_ID}_100x100.png")),
             small_logo_url: Some(format!("{MXBANK_LOGO}/50x50/{MXBANK_LOGO_ID}_50x50.png")),
             supports_account_identification: Some(false),
             supports_account_statement: Some(false),
@@ -166,40 +100,19 @@ pub(crate) fn catalog() -> Vec<CatalogEntry> {
             ..plain_institution(MXBANK_CODE, "MX Bank", "https://www.mx.com")
         },
         credentials: vec![
-            credential(
-                MXBANK_LOGIN_GUID.into(),
-                "LOGIN",
-                "Username",
-                CredentialType::Login,
-                1,
-            ),
-            credential(
-                MXBANK_PASSWORD_GUID.into(),
-                "PASSWORD",
-                "Password",
-                CredentialType::Password,
-                2,
-            ),
+            credential(MXBANK_LOGIN_GUID.into(), "LOGIN", "Username", CredentialType::Login, 1),
+            credential(MXBANK_PASSWORD_GUID.into(), "PASSWORD", "Password", CredentialType::Password, 2),
         ],
     });
     for &(code, name, url, third) in BANKS {
         let (login, password) = if code == "chase" {
             (CHASE_LOGIN_GUID.to_owned(), CHASE_PASSWORD_GUID.to_owned())
         } else {
-            (
-                stable_guid("CRD", &[code, "LOGIN"]),
-                stable_guid("CRD", &[code, "PASSWORD"]),
-            )
+            (stable_guid("CRD", &[code, "LOGIN"]), stable_guid("CRD", &[code, "PASSWORD"]))
         };
         let mut credentials = vec![
             credential(login, "LOGIN", "Username", CredentialType::Login, 1),
-            credential(
-                password,
-                "PASSWORD",
-                "Password",
-                CredentialType::Password,
-                2,
-            ),
+            credential(password, "PASSWORD", "Password", CredentialType::Password, 2),
         ];
         if let Some(label) = third {
             let field_name = label.to_uppercase().replace(' ', "_");
@@ -211,10 +124,7 @@ pub(crate) fn catalog() -> Vec<CatalogEntry> {
                 3,
             ));
         }
-        entries.push(CatalogEntry {
-            institution: plain_institution(code, name, url),
-            credentials,
-        });
+        entries.push(CatalogEntry { institution: plain_institution(code, name, url), credentials });
     }
     entries
 }
@@ -228,10 +138,7 @@ mod tests {
         let entries = catalog();
         assert!(entries.len() >= 20);
         assert_eq!(entries[0].institution.code, MXBANK_CODE);
-        assert_eq!(
-            entries[0].credential_guid(&CredentialType::Password),
-            Some(MXBANK_PASSWORD_GUID)
-        );
+        assert_eq!(entries[0].credential_guid(&CredentialType::Password), Some(MXBANK_PASSWORD_GUID));
         let mut codes: Vec<_> = entries.iter().map(|e| &e.institution.code).collect();
         codes.sort();
         codes.dedup();

@@ -3,9 +3,7 @@
 //! the same member on the same anchor day always gets the same data.
 
 use chrono::{DateTime, Datelike, Days, Months, NaiveDate, NaiveTime, Utc};
-use donkies_atrium::wire::{
-    Account, AccountType, Amount, Transaction, TransactionStatus, TransactionType,
-};
+use donkies_atrium::wire::{Account, AccountType, Amount, Transaction, TransactionStatus, TransactionType};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -43,234 +41,34 @@ const fn merchant(
     min_cents: i64,
     max_cents: i64,
 ) -> Merchant {
-    Merchant {
-        description,
-        original,
-        category,
-        top_level,
-        mcc,
-        min_cents,
-        max_cents,
-    }
+    Merchant { description, original, category, top_level, mcc, min_cents, max_cents }
 }
 
 const MERCHANTS: &[Merchant] = &[
-    merchant(
-        "Starbucks",
-        "STARBUCKS STORE 08123",
-        "Coffee Shops",
-        "Food & Dining",
-        5814,
-        250,
-        1_250,
-    ),
-    merchant(
-        "Chipotle",
-        "CHIPOTLE 1142",
-        "Fast Food",
-        "Food & Dining",
-        5814,
-        750,
-        2_600,
-    ),
-    merchant(
-        "McDonald's",
-        "MCDONALD'S F3210",
-        "Fast Food",
-        "Food & Dining",
-        5814,
-        399,
-        1_899,
-    ),
-    merchant(
-        "Whole Foods",
-        "WHOLEFDS MKT 10234",
-        "Groceries",
-        "Food & Dining",
-        5411,
-        1_200,
-        16_000,
-    ),
-    merchant(
-        "Trader Joe's",
-        "TRADER JOE'S #552",
-        "Groceries",
-        "Food & Dining",
-        5411,
-        900,
-        11_000,
-    ),
-    merchant(
-        "Kroger",
-        "KROGER #0615",
-        "Groceries",
-        "Food & Dining",
-        5411,
-        1_500,
-        14_000,
-    ),
-    merchant(
-        "Safeway",
-        "SAFEWAY STORE 1487",
-        "Groceries",
-        "Food & Dining",
-        5411,
-        1_100,
-        12_500,
-    ),
-    merchant(
-        "Shell",
-        "SHELL OIL 57444",
-        "Gas & Fuel",
-        "Auto & Transport",
-        5541,
-        1_800,
-        6_500,
-    ),
-    merchant(
-        "Chevron",
-        "CHEVRON 0091245",
-        "Gas & Fuel",
-        "Auto & Transport",
-        5541,
-        2_000,
-        7_000,
-    ),
-    merchant(
-        "Uber",
-        "UBER *TRIP HELP.UBER.COM",
-        "Ride Share",
-        "Auto & Transport",
-        4121,
-        650,
-        4_800,
-    ),
-    merchant(
-        "Lyft",
-        "LYFT *RIDE SUN 6PM",
-        "Ride Share",
-        "Auto & Transport",
-        4121,
-        700,
-        3_900,
-    ),
-    merchant(
-        "Amazon",
-        "AMAZON MKTPLACE PMTS",
-        "Shopping",
-        "Shopping",
-        5942,
-        599,
-        12_999,
-    ),
-    merchant(
-        "Target",
-        "TARGET 00017483",
-        "Shopping",
-        "Shopping",
-        5311,
-        800,
-        9_500,
-    ),
-    merchant(
-        "Walmart",
-        "WAL-MART #2031",
-        "Shopping",
-        "Shopping",
-        5311,
-        650,
-        11_000,
-    ),
-    merchant(
-        "Best Buy",
-        "BEST BUY 00012",
-        "Electronics & Software",
-        "Shopping",
-        5732,
-        1_999,
-        29_999,
-    ),
-    merchant(
-        "CVS Pharmacy",
-        "CVS/PHARMACY #07213",
-        "Pharmacy",
-        "Health & Fitness",
-        5912,
-        350,
-        4_500,
-    ),
-    merchant(
-        "Walgreens",
-        "WALGREENS #9914",
-        "Pharmacy",
-        "Health & Fitness",
-        5912,
-        299,
-        3_800,
-    ),
-    merchant(
-        "Planet Fitness",
-        "PLANET FITNESS CLUB",
-        "Gym",
-        "Health & Fitness",
-        7997,
-        1_000,
-        2_500,
-    ),
-    merchant(
-        "Netflix",
-        "NETFLIX.COM",
-        "Movies & DVDs",
-        "Entertainment",
-        4899,
-        999,
-        1_599,
-    ),
-    merchant(
-        "Spotify",
-        "SPOTIFY USA",
-        "Music",
-        "Entertainment",
-        4899,
-        999,
-        1_499,
-    ),
-    merchant(
-        "AMC Theatres",
-        "AMC 0423 ONLINE",
-        "Movies & DVDs",
-        "Entertainment",
-        7832,
-        1_150,
-        4_200,
-    ),
-    merchant(
-        "Home Depot",
-        "THE HOME DEPOT #6602",
-        "Home Improvement",
-        "Home",
-        5200,
-        1_100,
-        18_000,
-    ),
-    merchant(
-        "Comcast",
-        "COMCAST CABLE COMM",
-        "Internet",
-        "Bills & Utilities",
-        4899,
-        4_999,
-        9_999,
-    ),
-    merchant(
-        "Pyrefunc Disc Filter",
-        "Pyrefunc Disc Filter",
-        "Uncategorized",
-        "Uncategorized",
-        5999,
-        500,
-        6_000,
-    ),
+    merchant("Starbucks", "STARBUCKS STORE 08123", "Coffee Shops", "Food & Dining", 5814, 250, 1_250),
+    merchant("Chipotle", "CHIPOTLE 1142", "Fast Food", "Food & Dining", 5814, 750, 2_600),
+    merchant("McDonald's", "MCDONALD'S F3210", "Fast Food", "Food & Dining", 5814, 399, 1_899),
+    merchant("Whole Foods", "WHOLEFDS MKT 10234", "Groceries", "Food & Dining", 5411, 1_200, 16_000),
+    merchant("Trader Joe's", "TRADER JOE'S #552", "Groceries", "Food & Dining", 5411, 900, 11_000),
+    merchant("Kroger", "KROGER #0615", "Groceries", "Food & Dining", 5411, 1_500, 14_000),
+    merchant("Safeway", "SAFEWAY STORE 1487", "Groceries", "Food & Dining", 5411, 1_100, 12_500),
+    merchant("Shell", "SHELL OIL 57444", "Gas & Fuel", "Auto & Transport", 5541, 1_800, 6_500),
+    merchant("Chevron", "CHEVRON 0091245", "Gas & Fuel", "Auto & Transport", 5541, 2_000, 7_000),
+    merchant("Uber", "UBER *TRIP HELP.UBER.COM", "Ride Share", "Auto & Transport", 4121, 650, 4_800),
+    merchant("Lyft", "LYFT *RIDE SUN 6PM", "Ride Share", "Auto & Transport", 4121, 700, 3_900),
+    merchant("Amazon", "AMAZON MKTPLACE PMTS", "Shopping", "Shopping", 5942, 599, 12_999),
+    merchant("Target", "TARGET 00017483", "Shopping", "Shopping", 5311, 800, 9_500),
+    merchant("Walmart", "WAL-MART #2031", "Shopping", "Shopping", 5311, 650, 11_000),
+    merchant("Best Buy", "BEST BUY 00012", "Electronics & Software", "Shopping", 5732, 1_999, 29_999),
+    merchant("CVS Pharmacy", "CVS/PHARMACY #07213", "Pharmacy", "Health & Fitness", 5912, 350, 4_500),
+    merchant("Walgreens", "WALGREENS #9914", "Pharmacy", "Health & Fitness", 5912, 299, 3_800),
+    merchant("Planet Fitness", "PLANET FITNESS CLUB", "Gym", "Health & Fitness", 7997, 1_000, 2_500),
+    merchant("Netflix", "NETFLIX.COM", "Movies & DVDs", "Entertainment", 4899, 999, 1_599),
+    merchant("Spotify", "SPOTIFY USA", "Music", "Entertainment", 4899, 999, 1_499),
+    merchant("AMC Theatres", "AMC 0423 ONLINE", "Movies & DVDs", "Entertainment", 7832, 1_150, 4_200),
+    merchant("Home Depot", "THE HOME DEPOT #6602", "Home Improvement", "Home", 5200, 1_100, 18_000),
+    merchant("Comcast", "COMCAST CABLE COMM", "Internet", "Bills & Utilities", 4899, 4_999, 9_999),
+    merchant("Pyrefunc Disc Filter", "Pyrefunc Disc Filter", "Uncategorized", "Uncategorized", 5999, 500, 6_000),
 ];
 
 /// The accounts of a member: a checking, a savings, a credit card and a
@@ -336,8 +134,7 @@ pub(crate) fn accounts(owner: &Owner<'_>) -> Vec<Account> {
         apr: Some(0.1999),
         minimum_payment: Some(Amount::from_cents((owed / 50).max(2_500))),
         day_payment_is_due: Some(i64::from(due_day)),
-        payment_due_at: next_day_of_month(today, due_day)
-            .map(|day| day.and_time(NaiveTime::MIN).and_utc()),
+        payment_due_at: next_day_of_month(today, due_day).map(|day| day.and_time(NaiveTime::MIN).and_utc()),
         ..base(2, format!("{bank} Rewards Card"), AccountType::CreditCard)
     };
 
@@ -361,11 +158,7 @@ pub(crate) fn accounts(owner: &Owner<'_>) -> Vec<Account> {
 
 fn next_day_of_month(today: NaiveDate, day: u32) -> Option<NaiveDate> {
     let this_month = today.with_day(day)?;
-    if this_month > today {
-        Some(this_month)
-    } else {
-        this_month.checked_add_months(Months::new(1))
-    }
+    if this_month > today { Some(this_month) } else { this_month.checked_add_months(Months::new(1)) }
 }
 
 /// What one generated transaction is.
@@ -391,10 +184,7 @@ impl Writer<'_> {
     fn push(&mut self, draft: Draft<'_>) {
         let seq = self.out.len();
         let minutes = self.rng.gen_range(7 * 60..22 * 60);
-        let at = draft
-            .date
-            .and_hms_opt(minutes / 60, minutes % 60, 0)
-            .map(|naive| naive.and_utc());
+        let at = draft.date.and_hms_opt(minutes / 60, minutes % 60, 0).map(|naive| naive.and_utc());
         let debit = draft.transaction_type == TransactionType::Debit;
         let income = !debit && draft.top_level == "Income";
         self.out.push(Transaction {
@@ -476,10 +266,9 @@ impl Writer<'_> {
         in_text: &'static str,
         category: &'static str,
     ) {
-        for (account, transaction_type, text) in [
-            (from, TransactionType::Debit, out_text),
-            (to, TransactionType::Credit, in_text),
-        ] {
+        for (account, transaction_type, text) in
+            [(from, TransactionType::Debit, out_text), (to, TransactionType::Credit, in_text)]
+        {
             self.push(Draft {
                 account,
                 date,
@@ -499,11 +288,7 @@ impl Writer<'_> {
 /// oldest first. `count: None` gives 90 days of a few a day (purchases,
 /// biweekly paychecks, monthly transfers and payments); `Some(n)` gives
 /// exactly `n`, spread evenly over the 90 days.
-pub(crate) fn transactions(
-    owner: &Owner<'_>,
-    accounts: &[Account],
-    count: Option<u32>,
-) -> Vec<Transaction> {
+pub(crate) fn transactions(owner: &Owner<'_>, accounts: &[Account], count: Option<u32>) -> Vec<Transaction> {
     let [checking, savings, card, loan] = accounts else {
         return Vec::new();
     };
@@ -570,8 +355,7 @@ pub(crate) fn transactions(
             writer.out.reserve(count as usize);
             let count = u64::from(count);
             for index in 0..count {
-                let offset =
-                    (u64::from(HISTORY_DAYS) - 1) - index * u64::from(HISTORY_DAYS) / count;
+                let offset = (u64::from(HISTORY_DAYS) - 1) - index * u64::from(HISTORY_DAYS) / count;
                 let date = today - Days::new(offset);
                 if index % 25 == 0 {
                     writer.paycheck(checking, date);
@@ -596,9 +380,7 @@ mod tests {
             user_guid: "USR-1",
             institution_code: "mxbank",
             institution_name: "MX Bank",
-            aggregated_at: DateTime::parse_from_rfc3339("2024-03-15T10:00:00Z")
-                .unwrap()
-                .with_timezone(&Utc),
+            aggregated_at: DateTime::parse_from_rfc3339("2024-03-15T10:00:00Z").unwrap().with_timezone(&Utc),
         }
     }
 
@@ -621,10 +403,7 @@ mod tests {
         let last = all.last().unwrap().date;
         assert_eq!((last - first).num_days(), i64::from(HISTORY_DAYS) - 1);
         assert!(all.windows(2).all(|w| w[0].date <= w[1].date));
-        assert!(
-            all.iter()
-                .any(|t| t.transaction_type == TransactionType::Credit)
-        );
+        assert!(all.iter().any(|t| t.transaction_type == TransactionType::Credit));
         assert!(all.iter().all(|t| t.amount.cents() > 0));
     }
 
@@ -643,18 +422,7 @@ mod tests {
 
     #[test]
     fn a_member_has_checking_savings_card_and_loan() {
-        let kinds: Vec<_> = accounts(&owner("MBR-a"))
-            .into_iter()
-            .map(|a| a.account_type)
-            .collect();
-        assert_eq!(
-            kinds,
-            [
-                AccountType::Checking,
-                AccountType::Savings,
-                AccountType::CreditCard,
-                AccountType::Loan
-            ]
-        );
+        let kinds: Vec<_> = accounts(&owner("MBR-a")).into_iter().map(|a| a.account_type).collect();
+        assert_eq!(kinds, [AccountType::Checking, AccountType::Savings, AccountType::CreditCard, AccountType::Loan]);
     }
 }

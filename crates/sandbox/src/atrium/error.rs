@@ -12,10 +12,7 @@ pub(crate) struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-        }
+        Self { status, message: message.into() }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -35,9 +32,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = atrium_json(self.status, &ErrorBody::new(self.message));
         if self.status == StatusCode::TOO_MANY_REQUESTS {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
     }
@@ -46,16 +41,9 @@ impl IntoResponse for ApiError {
 /// A JSON response with Atrium's vendor media type.
 pub(crate) fn atrium_json<T: Serialize>(status: StatusCode, body: &T) -> Response {
     match serde_json::to_vec(body) {
-        Ok(bytes) => (
-            status,
-            [(header::CONTENT_TYPE, HeaderValue::from_static(MEDIA_TYPE))],
-            bytes,
-        )
-            .into_response(),
-        Err(error) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("could not encode the response: {error}"),
-        )
-            .into_response(),
+        Ok(bytes) => (status, [(header::CONTENT_TYPE, HeaderValue::from_static(MEDIA_TYPE))], bytes).into_response(),
+        Err(error) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, format!("could not encode the response: {error}")).into_response()
+        }
     }
 }

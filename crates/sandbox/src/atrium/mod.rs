@@ -68,10 +68,7 @@ pub struct Faults {
 impl Faults {
     /// Every request answered with `status` (500–599).
     pub fn outage(status: u16) -> Self {
-        Self {
-            outage: Some(status),
-            ..Self::default()
-        }
+        Self { outage: Some(status), ..Self::default() }
     }
 
     /// Checks the rates are shares and the outage status a 5xx.
@@ -83,10 +80,7 @@ impl Faults {
         if self.error_rate + self.rate_limit_rate > 1.0 {
             return Err("error_rate + rate_limit_rate must not exceed 1".into());
         }
-        if self
-            .outage
-            .is_some_and(|status| !(500..=599).contains(&status))
-        {
+        if self.outage.is_some_and(|status| !(500..=599).contains(&status)) {
             return Err("outage must be a 5xx status".into());
         }
         Ok(())
@@ -96,10 +90,7 @@ impl Faults {
     fn sanitized(mut self) -> Self {
         self.error_rate = clamp_share(self.error_rate);
         self.rate_limit_rate = clamp_share(self.rate_limit_rate).min(1.0 - self.error_rate);
-        if self
-            .outage
-            .is_some_and(|status| !(500..=599).contains(&status))
-        {
+        if self.outage.is_some_and(|status| !(500..=599).contains(&status)) {
             self.outage = Some(503);
         }
         self
@@ -107,11 +98,7 @@ impl Faults {
 }
 
 fn clamp_share(rate: f64) -> f64 {
-    if rate.is_nan() {
-        0.0
-    } else {
-        rate.clamp(0.0, 1.0)
-    }
+    if rate.is_nan() { 0.0 } else { rate.clamp(0.0, 1.0) }
 }
 
 mod millis {
@@ -239,10 +226,7 @@ impl SimState {
 
     pub(crate) fn timing(&self) -> Timing {
         let knobs = self.knobs();
-        Timing {
-            step: knobs.settings.step,
-            challenge_timeout: knobs.settings.challenge_timeout,
-        }
+        Timing { step: knobs.settings.step, challenge_timeout: knobs.settings.challenge_timeout }
     }
 
     pub(crate) fn transactions_per_member(&self) -> Option<u32> {
@@ -259,9 +243,7 @@ pub struct AtriumSimHandle {
 
 impl AtriumSimHandle {
     pub fn new(config: AtriumSimConfig) -> Self {
-        Self {
-            state: Arc::new(SimState::new(config)),
-        }
+        Self { state: Arc::new(SimState::new(config)) }
     }
 
     /// The app serving this simulator, to run or to nest in another router.
@@ -332,12 +314,7 @@ impl AtriumSim {
                 .await
         });
         tracing::info!(%addr, "atrium simulator listening");
-        Ok(Self {
-            addr,
-            handle,
-            stop: Some(stop),
-            task: Some(task),
-        })
+        Ok(Self { addr, handle, stop: Some(stop), task: Some(task) })
     }
 
     pub fn local_addr(&self) -> SocketAddr {

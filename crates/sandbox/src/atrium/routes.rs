@@ -14,10 +14,9 @@ use axum::{Json, Router};
 use chrono::{Days, NaiveDate, Utc};
 use donkies_atrium::wire::{
     API_KEY_HEADER, AccountBody, AccountsBody, CLIENT_ID_HEADER, ChallengesBody, CredentialsBody,
-    DEFAULT_RECORDS_PER_PAGE, InstitutionBody, InstitutionQuery, InstitutionsBody,
-    MAX_RECORDS_PER_PAGE, MemberBody, MemberStatusBody, MemberUpdateBody, MembersBody,
-    NewMemberBody, NewUserBody, PageQuery, Pagination, ResumeMemberBody, Transaction,
-    TransactionBody, TransactionQuery, TransactionsBody, UserBody, UsersBody,
+    DEFAULT_RECORDS_PER_PAGE, InstitutionBody, InstitutionQuery, InstitutionsBody, MAX_RECORDS_PER_PAGE, MemberBody,
+    MemberStatusBody, MemberUpdateBody, MembersBody, NewMemberBody, NewUserBody, PageQuery, Pagination,
+    ResumeMemberBody, Transaction, TransactionBody, TransactionQuery, TransactionsBody, UserBody, UsersBody,
 };
 use rand::Rng;
 use serde::de::DeserializeOwned;
@@ -38,51 +37,24 @@ pub(crate) fn router(state: Arc<SimState>) -> Router {
     const MEMBER: &str = "/users/{user_guid}/members/{member_guid}";
     let api = Router::new()
         .route("/users", get(list_users).post(create_user))
-        .route(
-            "/users/{user_guid}",
-            get(read_user).put(update_user).delete(delete_user),
-        )
+        .route("/users/{user_guid}", get(read_user).put(update_user).delete(delete_user))
         .route("/institutions", get(list_institutions))
         .route("/institutions/{code}", get(read_institution))
-        .route(
-            "/institutions/{code}/credentials",
-            get(list_institution_credentials),
-        )
-        .route(
-            "/users/{user_guid}/members",
-            get(list_members).post(create_member),
-        )
-        .route(
-            MEMBER,
-            get(read_member).put(update_member).delete(delete_member),
-        )
+        .route("/institutions/{code}/credentials", get(list_institution_credentials))
+        .route("/users/{user_guid}/members", get(list_members).post(create_member))
+        .route(MEMBER, get(read_member).put(update_member).delete(delete_member))
         .route(&format!("{MEMBER}/status"), get(read_member_status))
         .route(&format!("{MEMBER}/aggregate"), post(aggregate_member))
         .route(&format!("{MEMBER}/challenges"), get(list_member_challenges))
         .route(&format!("{MEMBER}/resume"), put(resume_member))
-        .route(
-            &format!("{MEMBER}/credentials"),
-            get(list_member_credentials),
-        )
+        .route(&format!("{MEMBER}/credentials"), get(list_member_credentials))
         .route(&format!("{MEMBER}/accounts"), get(list_member_accounts))
-        .route(
-            &format!("{MEMBER}/transactions"),
-            get(list_member_transactions),
-        )
+        .route(&format!("{MEMBER}/transactions"), get(list_member_transactions))
         .route("/users/{user_guid}/accounts", get(list_accounts))
-        .route(
-            "/users/{user_guid}/accounts/{account_guid}",
-            get(read_account),
-        )
-        .route(
-            "/users/{user_guid}/accounts/{account_guid}/transactions",
-            get(list_account_transactions),
-        )
+        .route("/users/{user_guid}/accounts/{account_guid}", get(read_account))
+        .route("/users/{user_guid}/accounts/{account_guid}/transactions", get(list_account_transactions))
         .route("/users/{user_guid}/transactions", get(list_transactions))
-        .route(
-            "/users/{user_guid}/transactions/{transaction_guid}",
-            get(read_transaction),
-        )
+        .route("/users/{user_guid}/transactions/{transaction_guid}", get(read_transaction))
         .fallback(unknown_path)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), guard));
@@ -106,22 +78,13 @@ async fn guard(State(sim): Shared, request: Request, next: Next) -> Response {
         let faults = knobs.faults.clone();
         let injected = if let Some(status) = faults.outage {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-            Some(ApiError::new(
-                status,
-                "Atrium is unavailable (simulated outage)",
-            ))
+            Some(ApiError::new(status, "Atrium is unavailable (simulated outage)"))
         } else if faults.rate_limit_rate > 0.0 || faults.error_rate > 0.0 {
             let draw: f64 = knobs.fault_rng.r#gen();
             if draw < faults.rate_limit_rate {
-                Some(ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "Too many requests",
-                ))
+                Some(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "Too many requests"))
             } else if draw < faults.rate_limit_rate + faults.error_rate {
-                Some(ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Internal server error (simulated)",
-                ))
+                Some(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error (simulated)"))
             } else {
                 None
             }
@@ -138,22 +101,13 @@ async fn guard(State(sim): Shared, request: Request, next: Next) -> Response {
     }
 
     let headers = request.headers();
-    let header_is = |name: &str, expected: &str| {
-        headers
-            .get(name)
-            .is_some_and(|value| value.as_bytes() == expected.as_bytes())
-    };
+    let header_is =
+        |name: &str, expected: &str| headers.get(name).is_some_and(|value| value.as_bytes() == expected.as_bytes());
     if !header_is(API_KEY_HEADER, &sim.api_key) || !header_is(CLIENT_ID_HEADER, &sim.client_id) {
-        return ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "Unauthorized: missing or invalid MX-API-Key or MX-Client-ID",
-        )
-        .into_response();
+        return ApiError::new(StatusCode::UNAUTHORIZED, "Unauthorized: missing or invalid MX-API-Key or MX-Client-ID")
+            .into_response();
     }
-    let accept = headers
-        .get(header::ACCEPT)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("");
+    let accept = headers.get(header::ACCEPT).and_then(|value| value.to_str().ok()).unwrap_or("");
     if accept.contains("application/vnd.") && !accept.contains("application/vnd.mx.atrium.v1") {
         return ApiError::new(
             StatusCode::NOT_ACCEPTABLE,
@@ -196,16 +150,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for AtriumJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        Json::<T>::from_request(request, state)
-            .await
-            .map(|Json(value)| Self(value))
-            .map_err(|rejection| {
-                let status = match rejection.status() {
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    _ => StatusCode::BAD_REQUEST,
-                };
-                ApiError::new(status, rejection.body_text())
-            })
+        Json::<T>::from_request(request, state).await.map(|Json(value)| Self(value)).map_err(|rejection| {
+            let status = match rejection.status() {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            ApiError::new(status, rejection.body_text())
+        })
     }
 }
 
@@ -279,15 +230,8 @@ async fn delete_user(State(sim): Shared, Path(user_guid): Path<String>) -> Reply
 // ---------------------------------------------------------------------------
 // Institutions
 
-async fn list_institutions(
-    State(sim): Shared,
-    AtriumQuery(query): AtriumQuery<InstitutionQuery>,
-) -> Reply {
-    let needle = query
-        .name
-        .as_deref()
-        .map(str::to_lowercase)
-        .unwrap_or_default();
+async fn list_institutions(State(sim): Shared, AtriumQuery(query): AtriumQuery<InstitutionQuery>) -> Reply {
+    let needle = query.name.as_deref().map(str::to_lowercase).unwrap_or_default();
     let matching: Vec<_> = sim
         .catalog
         .iter()
@@ -295,10 +239,7 @@ async fn list_institutions(
         .map(|entry| entry.institution.clone())
         .collect();
     let (institutions, pagination) = paged(&matching, query.page, query.records_per_page);
-    ok(&InstitutionsBody {
-        institutions,
-        pagination,
-    })
+    ok(&InstitutionsBody { institutions, pagination })
 }
 
 async fn read_institution(State(sim): Shared, Path(code): Path<String>) -> Reply {
@@ -320,9 +261,7 @@ async fn create_member(
     AtriumJson(body): AtriumJson<NewMemberBody>,
 ) -> Reply {
     let timing = sim.timing();
-    let member = sim
-        .db()
-        .create_member(&user_guid, body.member, timing, Now::read())?;
+    let member = sim.db().create_member(&user_guid, body.member, timing, Now::read())?;
     ok(&MemberBody { member })
 }
 
@@ -333,27 +272,16 @@ async fn list_members(
 ) -> Reply {
     let members = sim.db().members(&user_guid, Now::read())?;
     let (members, pagination) = paged(&members, query.page, query.records_per_page);
-    ok(&MembersBody {
-        members,
-        pagination,
-    })
+    ok(&MembersBody { members, pagination })
 }
 
-async fn read_member(
-    State(sim): Shared,
-    Path((user_guid, member_guid)): Path<(String, String)>,
-) -> Reply {
+async fn read_member(State(sim): Shared, Path((user_guid, member_guid)): Path<(String, String)>) -> Reply {
     let member = sim.db().member(&user_guid, &member_guid, Now::read())?;
     ok(&MemberBody { member })
 }
 
-async fn read_member_status(
-    State(sim): Shared,
-    Path((user_guid, member_guid)): Path<(String, String)>,
-) -> Reply {
-    let member = sim
-        .db()
-        .member_status(&user_guid, &member_guid, Now::read())?;
+async fn read_member_status(State(sim): Shared, Path((user_guid, member_guid)): Path<(String, String)>) -> Reply {
+    let member = sim.db().member_status(&user_guid, &member_guid, Now::read())?;
     ok(&MemberStatusBody { member })
 }
 
@@ -363,27 +291,17 @@ async fn update_member(
     AtriumJson(body): AtriumJson<MemberUpdateBody>,
 ) -> Reply {
     let timing = sim.timing();
-    let member =
-        sim.db()
-            .update_member(&user_guid, &member_guid, body.member, timing, Now::read())?;
+    let member = sim.db().update_member(&user_guid, &member_guid, body.member, timing, Now::read())?;
     ok(&MemberBody { member })
 }
 
-async fn aggregate_member(
-    State(sim): Shared,
-    Path((user_guid, member_guid)): Path<(String, String)>,
-) -> Reply {
+async fn aggregate_member(State(sim): Shared, Path((user_guid, member_guid)): Path<(String, String)>) -> Reply {
     let timing = sim.timing();
-    let (status, member) =
-        sim.db()
-            .aggregate_member(&user_guid, &member_guid, timing, Now::read())?;
+    let (status, member) = sim.db().aggregate_member(&user_guid, &member_guid, timing, Now::read())?;
     Ok(atrium_json(status, &MemberBody { member }))
 }
 
-async fn list_member_challenges(
-    State(sim): Shared,
-    Path((user_guid, member_guid)): Path<(String, String)>,
-) -> Reply {
+async fn list_member_challenges(State(sim): Shared, Path((user_guid, member_guid)): Path<(String, String)>) -> Reply {
     let challenges = sim.db().challenges(&user_guid, &member_guid, Now::read())?;
     if challenges.is_empty() {
         return no_content();
@@ -397,28 +315,16 @@ async fn resume_member(
     AtriumJson(body): AtriumJson<ResumeMemberBody>,
 ) -> Reply {
     let timing = sim.timing();
-    let member = sim.db().resume_member(
-        &user_guid,
-        &member_guid,
-        body.member.challenges,
-        timing,
-        Now::read(),
-    )?;
+    let member = sim.db().resume_member(&user_guid, &member_guid, body.member.challenges, timing, Now::read())?;
     ok(&MemberBody { member })
 }
 
-async fn list_member_credentials(
-    State(sim): Shared,
-    Path((user_guid, member_guid)): Path<(String, String)>,
-) -> Reply {
+async fn list_member_credentials(State(sim): Shared, Path((user_guid, member_guid)): Path<(String, String)>) -> Reply {
     let credentials = sim.db().member_credentials(&user_guid, &member_guid)?;
     ok(&CredentialsBody { credentials })
 }
 
-async fn delete_member(
-    State(sim): Shared,
-    Path((user_guid, member_guid)): Path<(String, String)>,
-) -> Reply {
+async fn delete_member(State(sim): Shared, Path((user_guid, member_guid)): Path<(String, String)>) -> Reply {
     sim.db().delete_member(&user_guid, &member_guid)?;
     no_content()
 }
@@ -432,14 +338,9 @@ async fn list_member_accounts(
     AtriumQuery(query): AtriumQuery<PageQuery>,
 ) -> Reply {
     let count = sim.transactions_per_member();
-    let holdings = sim
-        .db()
-        .member_data(&user_guid, &member_guid, count, Now::read())?;
+    let holdings = sim.db().member_data(&user_guid, &member_guid, count, Now::read())?;
     let (accounts, pagination) = paged(&holdings.accounts, query.page, query.records_per_page);
-    ok(&AccountsBody {
-        accounts,
-        pagination,
-    })
+    ok(&AccountsBody { accounts, pagination })
 }
 
 async fn list_accounts(
@@ -449,21 +350,12 @@ async fn list_accounts(
 ) -> Reply {
     let count = sim.transactions_per_member();
     let data = sim.db().user_data(&user_guid, count, Now::read())?;
-    let accounts: Vec<_> = data
-        .iter()
-        .flat_map(|h| h.accounts.iter().cloned())
-        .collect();
+    let accounts: Vec<_> = data.iter().flat_map(|h| h.accounts.iter().cloned()).collect();
     let (accounts, pagination) = paged(&accounts, query.page, query.records_per_page);
-    ok(&AccountsBody {
-        accounts,
-        pagination,
-    })
+    ok(&AccountsBody { accounts, pagination })
 }
 
-async fn read_account(
-    State(sim): Shared,
-    Path((user_guid, account_guid)): Path<(String, String)>,
-) -> Reply {
+async fn read_account(State(sim): Shared, Path((user_guid, account_guid)): Path<(String, String)>) -> Reply {
     let count = sim.transactions_per_member();
     let data = sim.db().user_data(&user_guid, count, Now::read())?;
     let account = data
@@ -483,32 +375,20 @@ fn transactions_page<'a>(
     query: &TransactionQuery,
 ) -> Reply {
     let today = Utc::now().date_naive();
-    let from = query
-        .from_date
-        .unwrap_or_else(|| days_from(today, DEFAULT_DAYS_BACK, false));
-    let to = query
-        .to_date
-        .unwrap_or_else(|| days_from(today, DEFAULT_DAYS_AHEAD, true));
-    let mut matching: Vec<&Transaction> =
-        lists.filter(|t| t.date >= from && t.date <= to).collect();
+    let from = query.from_date.unwrap_or_else(|| days_from(today, DEFAULT_DAYS_BACK, false));
+    let to = query.to_date.unwrap_or_else(|| days_from(today, DEFAULT_DAYS_AHEAD, true));
+    let mut matching: Vec<&Transaction> = lists.filter(|t| t.date >= from && t.date <= to).collect();
     if several_lists {
         // Stable: members keep their creation order within a day.
         matching.sort_by_key(|t| t.date);
     }
     let (range, pagination) = window(matching.len(), query.page, query.records_per_page);
     let transactions = matching[range].iter().map(|t| (*t).clone()).collect();
-    ok(&TransactionsBody {
-        transactions,
-        pagination,
-    })
+    ok(&TransactionsBody { transactions, pagination })
 }
 
 fn days_from(today: NaiveDate, days: u64, ahead: bool) -> NaiveDate {
-    let shifted = if ahead {
-        today.checked_add_days(Days::new(days))
-    } else {
-        today.checked_sub_days(Days::new(days))
-    };
+    let shifted = if ahead { today.checked_add_days(Days::new(days)) } else { today.checked_sub_days(Days::new(days)) };
     shifted.unwrap_or(today)
 }
 
@@ -518,9 +398,7 @@ async fn list_member_transactions(
     AtriumQuery(query): AtriumQuery<TransactionQuery>,
 ) -> Reply {
     let count = sim.transactions_per_member();
-    let holdings = sim
-        .db()
-        .member_data(&user_guid, &member_guid, count, Now::read())?;
+    let holdings = sim.db().member_data(&user_guid, &member_guid, count, Now::read())?;
     transactions_page(holdings.transactions.iter(), false, &query)
 }
 
@@ -546,17 +424,11 @@ async fn list_account_transactions(
         .iter()
         .find(|h| h.accounts.iter().any(|a| a.guid == account_guid))
         .ok_or_else(|| ApiError::not_found("account"))?;
-    let of_account = holdings
-        .transactions
-        .iter()
-        .filter(|t| t.account_guid.as_deref() == Some(account_guid.as_str()));
+    let of_account = holdings.transactions.iter().filter(|t| t.account_guid.as_deref() == Some(account_guid.as_str()));
     transactions_page(of_account, false, &query)
 }
 
-async fn read_transaction(
-    State(sim): Shared,
-    Path((user_guid, transaction_guid)): Path<(String, String)>,
-) -> Reply {
+async fn read_transaction(State(sim): Shared, Path((user_guid, transaction_guid)): Path<(String, String)>) -> Reply {
     let count = sim.transactions_per_member();
     let data = sim.db().user_data(&user_guid, count, Now::read())?;
     let transaction = data
@@ -575,10 +447,7 @@ async fn read_faults(State(sim): Shared) -> Json<Faults> {
     Json(sim.knobs().faults.clone())
 }
 
-async fn replace_faults(
-    State(sim): Shared,
-    AtriumJson(faults): AtriumJson<Faults>,
-) -> Result<Json<Faults>, ApiError> {
+async fn replace_faults(State(sim): Shared, AtriumJson(faults): AtriumJson<Faults>) -> Result<Json<Faults>, ApiError> {
     faults.validate().map_err(ApiError::bad_request)?;
     sim.knobs().faults = faults.clone();
     Ok(Json(faults))
@@ -606,10 +475,7 @@ fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<u
     Option::<u32>::deserialize(deserializer).map(Some)
 }
 
-async fn change_settings(
-    State(sim): Shared,
-    AtriumJson(change): AtriumJson<SettingsChange>,
-) -> Json<SimSettings> {
+async fn change_settings(State(sim): Shared, AtriumJson(change): AtriumJson<SettingsChange>) -> Json<SimSettings> {
     let mut knobs = sim.knobs();
     if let Some(ms) = change.step_ms {
         knobs.settings.step = std::time::Duration::from_millis(ms);
@@ -646,15 +512,7 @@ mod tests {
     fn an_empty_list_has_one_page() {
         let (range, pagination) = window(0, None, None);
         assert!(range.is_empty());
-        assert_eq!(
-            pagination,
-            Pagination {
-                current_page: 1,
-                per_page: 25,
-                total_entries: 0,
-                total_pages: 1
-            }
-        );
+        assert_eq!(pagination, Pagination { current_page: 1, per_page: 25, total_entries: 0, total_pages: 1 });
     }
 
     #[test]

@@ -17,9 +17,8 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use donkies_atrium::wire::{
-    Account, Challenge, ChallengeAnswer, ChallengeOption, ChallengeType, ConnectionStatus,
-    Credential, CredentialType, CredentialValue, Member, MemberConnectionStatus, MemberStatus,
-    MemberUpdate, NewMember, NewUser, Transaction, User,
+    Account, Challenge, ChallengeAnswer, ChallengeOption, ChallengeType, ConnectionStatus, Credential, CredentialType,
+    CredentialValue, Member, MemberConnectionStatus, MemberStatus, MemberUpdate, NewMember, NewUser, Transaction, User,
 };
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -48,10 +47,7 @@ pub(crate) struct Now {
 
 impl Now {
     pub fn read() -> Self {
-        Self {
-            instant: Instant::now(),
-            wall: Utc::now(),
-        }
+        Self { instant: Instant::now(), wall: Utc::now() }
     }
 }
 
@@ -102,17 +98,11 @@ fn outcome(entry: &CatalogEntry, credentials: &[CredentialValue]) -> Outcome {
 }
 
 fn challenge(kind: ChallengeKind, guid: String) -> Challenge {
-    let option = |label: &str, value: &str| ChallengeOption {
-        label: label.to_owned(),
-        value: value.to_owned(),
-    };
+    let option = |label: &str, value: &str| ChallengeOption { label: label.to_owned(), value: value.to_owned() };
     let (label, challenge_type) = match kind {
         ChallengeKind::Text => ("What city were you born in?", ChallengeType::Text),
         ChallengeKind::Options => ("Which of these is correct?", ChallengeType::Options),
-        ChallengeKind::Image => (
-            "Enter the characters shown in the image",
-            ChallengeType::ImageData,
-        ),
+        ChallengeKind::Image => ("Enter the characters shown in the image", ChallengeType::ImageData),
     };
     Challenge {
         guid,
@@ -164,10 +154,7 @@ impl Run {
         challenge_guid: String,
     ) -> Self {
         use MemberStatus as S;
-        let mut path = vec![
-            (S::Initiated, opening.clone()),
-            (S::Requested, opening.clone()),
-        ];
+        let mut path = vec![(S::Initiated, opening.clone()), (S::Requested, opening.clone())];
         let mut authenticated_from = None;
         let mut challenges = Vec::new();
         match outcome {
@@ -185,14 +172,7 @@ impl Run {
             Outcome::Denied(connection) => path.push((S::Denied, connection)),
             Outcome::Halted => path.push((S::Halted, ConnectionStatus::Failed)),
         }
-        Self {
-            started: now.instant,
-            started_at: now.wall,
-            timing,
-            path,
-            authenticated_from,
-            challenges,
-        }
+        Self { started: now.instant, started_at: now.wall, timing, path, authenticated_from, challenges }
     }
 
     fn resumed(correct: bool, timing: Timing, now: Now) -> Self {
@@ -206,10 +186,7 @@ impl Run {
                 (S::Completed, ConnectionStatus::Connected),
             ]
         } else {
-            vec![
-                (S::Received, resumed),
-                (S::Denied, ConnectionStatus::Denied),
-            ]
+            vec![(S::Received, resumed), (S::Denied, ConnectionStatus::Denied)]
         };
         Self {
             started: now.instant,
@@ -228,14 +205,9 @@ impl Run {
             Some(steps) => usize::try_from(steps).unwrap_or(usize::MAX).min(last),
             None => last,
         };
-        let end_offset = self
-            .timing
-            .step
-            .saturating_mul(u32::try_from(last).unwrap_or(u32::MAX));
+        let end_offset = self.timing.step.saturating_mul(u32::try_from(last).unwrap_or(u32::MAX));
         let (mut status, mut connection) = self.path[index].clone();
-        if status == MemberStatus::Challenged
-            && elapsed >= end_offset.saturating_add(self.timing.challenge_timeout)
-        {
+        if status == MemberStatus::Challenged && elapsed >= end_offset.saturating_add(self.timing.challenge_timeout) {
             // Nobody answered in time (A6.2: the job halts; later EXPIRED).
             status = MemberStatus::Halted;
             connection = ConnectionStatus::Expired;
@@ -252,11 +224,7 @@ impl Run {
     }
 
     fn outstanding_challenges(&self, position: &Position) -> &[Challenge] {
-        if position.status == MemberStatus::Challenged {
-            &self.challenges
-        } else {
-            &[]
-        }
+        if position.status == MemberStatus::Challenged { &self.challenges } else { &[] }
     }
 }
 
@@ -349,10 +317,7 @@ impl MemberRecord {
     fn start(&mut self, run: Run, now: Instant) {
         let (success, authenticated) = {
             let snapshot = self.snapshot(now);
-            (
-                snapshot.successfully_aggregated_at,
-                snapshot.is_authenticated,
-            )
+            (snapshot.successfully_aggregated_at, snapshot.is_authenticated)
         };
         self.earlier_success = success;
         self.earlier_authenticated = authenticated;
@@ -363,10 +328,7 @@ impl MemberRecord {
     /// until an aggregation has completed.
     fn data(&mut self, now: Instant, count: Option<u32>) -> Option<&MemberData> {
         let success_at = self.snapshot(now).successfully_aggregated_at?;
-        let fresh = self
-            .data
-            .as_ref()
-            .is_some_and(|d| d.success_at == success_at && d.count == count);
+        let fresh = self.data.as_ref().is_some_and(|d| d.success_at == success_at && d.count == count);
         if !fresh {
             let owner = Owner {
                 member_guid: &self.guid,
@@ -427,10 +389,7 @@ impl Db {
     }
 
     pub fn institution(&self, code: &str) -> Result<&CatalogEntry, ApiError> {
-        self.catalog
-            .iter()
-            .find(|e| e.institution.code == code)
-            .ok_or_else(|| ApiError::not_found("institution"))
+        self.catalog.iter().find(|e| e.institution.code == code).ok_or_else(|| ApiError::not_found("institution"))
     }
 
     // ---- users
@@ -442,9 +401,7 @@ impl Db {
         if let Some(identifier) = &new.identifier
             && self.identifiers.contains_key(identifier)
         {
-            return Err(ApiError::conflict(
-                "object with given attributes already exists",
-            ));
+            return Err(ApiError::conflict("object with given attributes already exists"));
         }
         let guid = random_guid("USR", &mut self.rng);
         let user = User {
@@ -457,14 +414,7 @@ impl Db {
             self.identifiers.insert(identifier.clone(), guid.clone());
         }
         self.next_seq += 1;
-        self.users.insert(
-            guid,
-            UserRecord {
-                seq: self.next_seq,
-                user: user.clone(),
-                members: Vec::new(),
-            },
-        );
+        self.users.insert(guid, UserRecord { seq: self.next_seq, user: user.clone(), members: Vec::new() });
         Ok(user)
     }
 
@@ -475,9 +425,7 @@ impl Db {
     }
 
     fn user_record(&self, user_guid: &str) -> Result<&UserRecord, ApiError> {
-        self.users
-            .get(user_guid)
-            .ok_or_else(|| ApiError::not_found("user"))
+        self.users.get(user_guid).ok_or_else(|| ApiError::not_found("user"))
     }
 
     pub fn user(&self, user_guid: &str) -> Result<User, ApiError> {
@@ -487,19 +435,11 @@ impl Db {
     pub fn update_user(&mut self, user_guid: &str, update: NewUser) -> Result<User, ApiError> {
         self.user_record(user_guid)?;
         if let Some(identifier) = &update.identifier
-            && self
-                .identifiers
-                .get(identifier)
-                .is_some_and(|owner| owner != user_guid)
+            && self.identifiers.get(identifier).is_some_and(|owner| owner != user_guid)
         {
-            return Err(ApiError::conflict(
-                "object with given attributes already exists",
-            ));
+            return Err(ApiError::conflict("object with given attributes already exists"));
         }
-        let record = self
-            .users
-            .get_mut(user_guid)
-            .ok_or_else(|| ApiError::not_found("user"))?;
+        let record = self.users.get_mut(user_guid).ok_or_else(|| ApiError::not_found("user"))?;
         if let Some(identifier) = update.identifier {
             if let Some(old) = record.user.identifier.replace(identifier.clone()) {
                 self.identifiers.remove(&old);
@@ -516,10 +456,7 @@ impl Db {
     }
 
     pub fn delete_user(&mut self, user_guid: &str) -> Result<(), ApiError> {
-        let record = self
-            .users
-            .remove(user_guid)
-            .ok_or_else(|| ApiError::not_found("user"))?;
+        let record = self.users.remove(user_guid).ok_or_else(|| ApiError::not_found("user"))?;
         if let Some(identifier) = &record.user.identifier {
             self.identifiers.remove(identifier);
         }
@@ -533,17 +470,10 @@ impl Db {
 
     fn member_record(&self, user_guid: &str, member_guid: &str) -> Result<&MemberRecord, ApiError> {
         self.user_record(user_guid)?;
-        self.members
-            .get(member_guid)
-            .filter(|m| m.user_guid == user_guid)
-            .ok_or_else(|| ApiError::not_found("member"))
+        self.members.get(member_guid).filter(|m| m.user_guid == user_guid).ok_or_else(|| ApiError::not_found("member"))
     }
 
-    fn member_record_mut(
-        &mut self,
-        user_guid: &str,
-        member_guid: &str,
-    ) -> Result<&mut MemberRecord, ApiError> {
+    fn member_record_mut(&mut self, user_guid: &str, member_guid: &str) -> Result<&mut MemberRecord, ApiError> {
         self.user_record(user_guid)?;
         self.members
             .get_mut(member_guid)
@@ -553,10 +483,7 @@ impl Db {
 
     /// Checks credential guids against the institution's fields.
     fn check_credentials(entry: &CatalogEntry, values: &[CredentialValue]) -> Result<(), ApiError> {
-        if let Some(unknown) = values
-            .iter()
-            .find(|v| !entry.credentials.iter().any(|c| c.guid == v.guid))
-        {
+        if let Some(unknown) = values.iter().find(|v| !entry.credentials.iter().any(|c| c.guid == v.guid)) {
             return Err(ApiError::bad_request(format!(
                 "credential {} does not belong to institution {}",
                 unknown.guid, entry.institution.code
@@ -579,9 +506,7 @@ impl Db {
         for kind in [CredentialType::Login, CredentialType::Password] {
             let guid = entry.credential_guid(&kind).unwrap_or_default();
             if !new.credentials.iter().any(|c| c.guid == guid) {
-                return Err(ApiError::bad_request(format!(
-                    "missing the {kind} credential ({guid})"
-                )));
+                return Err(ApiError::bad_request(format!("missing the {kind} credential ({guid})")));
             }
         }
         let same_login = |m: &&MemberRecord| {
@@ -590,26 +515,16 @@ impl Db {
                 && same_values(&m.credentials, &new.credentials)
         };
         if self.members.values().any(|m| same_login(&m)) {
-            return Err(ApiError::conflict(
-                "a member with these credentials already exists",
-            ));
+            return Err(ApiError::conflict("a member with these credentials already exists"));
         }
         if member_count >= MAX_MEMBERS_PER_USER {
-            return Err(ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "a user may have at most 25 members",
-            ));
+            return Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "a user may have at most 25 members"));
         }
 
         let guid = random_guid("MBR", &mut self.rng);
         let challenge_guid = random_guid("CRD", &mut self.rng);
-        let run = Run::aggregation(
-            outcome(&entry, &new.credentials),
-            ConnectionStatus::Created,
-            timing,
-            now,
-            challenge_guid,
-        );
+        let run =
+            Run::aggregation(outcome(&entry, &new.credentials), ConnectionStatus::Created, timing, now, challenge_guid);
         let record = MemberRecord {
             guid: guid.clone(),
             user_guid: user_guid.to_owned(),
@@ -638,17 +553,11 @@ impl Db {
 
     pub fn members(&self, user_guid: &str, now: Now) -> Result<Vec<Member>, ApiError> {
         let guids = self.member_guids(user_guid)?;
-        Ok(guids
-            .iter()
-            .filter_map(|guid| self.members.get(guid))
-            .map(|m| m.to_member(now.instant))
-            .collect())
+        Ok(guids.iter().filter_map(|guid| self.members.get(guid)).map(|m| m.to_member(now.instant)).collect())
     }
 
     pub fn member(&self, user_guid: &str, member_guid: &str, now: Now) -> Result<Member, ApiError> {
-        Ok(self
-            .member_record(user_guid, member_guid)?
-            .to_member(now.instant))
+        Ok(self.member_record(user_guid, member_guid)?.to_member(now.instant))
     }
 
     pub fn member_status(
@@ -657,21 +566,12 @@ impl Db {
         member_guid: &str,
         now: Now,
     ) -> Result<MemberConnectionStatus, ApiError> {
-        Ok(self
-            .member_record(user_guid, member_guid)?
-            .to_status(now.instant))
+        Ok(self.member_record(user_guid, member_guid)?.to_status(now.instant))
     }
 
-    pub fn member_credentials(
-        &self,
-        user_guid: &str,
-        member_guid: &str,
-    ) -> Result<Vec<Credential>, ApiError> {
+    pub fn member_credentials(&self, user_guid: &str, member_guid: &str) -> Result<Vec<Credential>, ApiError> {
         let member = self.member_record(user_guid, member_guid)?;
-        Ok(self
-            .institution(&member.institution_code)?
-            .credentials
-            .clone())
+        Ok(self.institution(&member.institution_code)?.credentials.clone())
     }
 
     /// Updates a member; new credentials start an aggregation.
@@ -683,10 +583,7 @@ impl Db {
         timing: Timing,
         now: Now,
     ) -> Result<Member, ApiError> {
-        let code = self
-            .member_record(user_guid, member_guid)?
-            .institution_code
-            .clone();
+        let code = self.member_record(user_guid, member_guid)?.institution_code.clone();
         let entry = self.institution(&code)?.clone();
         if let Some(values) = &update.credentials {
             Self::check_credentials(&entry, values)?;
@@ -727,43 +624,25 @@ impl Db {
         timing: Timing,
         now: Now,
     ) -> Result<(StatusCode, Member), ApiError> {
-        let code = self
-            .member_record(user_guid, member_guid)?
-            .institution_code
-            .clone();
+        let code = self.member_record(user_guid, member_guid)?.institution_code.clone();
         let entry = self.institution(&code)?.clone();
         let challenge_guid = random_guid("CRD", &mut self.rng);
         let member = self.member_record_mut(user_guid, member_guid)?;
         if !member.run.position(now.instant).at_end {
             return Ok((StatusCode::ACCEPTED, member.to_member(now.instant)));
         }
-        let opening = if member
-            .snapshot(now.instant)
-            .successfully_aggregated_at
-            .is_some()
-        {
+        let opening = if member.snapshot(now.instant).successfully_aggregated_at.is_some() {
             ConnectionStatus::Connected
         } else {
             ConnectionStatus::Created
         };
-        let run = Run::aggregation(
-            outcome(&entry, &member.credentials),
-            opening,
-            timing,
-            now,
-            challenge_guid,
-        );
+        let run = Run::aggregation(outcome(&entry, &member.credentials), opening, timing, now, challenge_guid);
         member.start(run, now.instant);
         Ok((StatusCode::OK, member.to_member(now.instant)))
     }
 
     /// The outstanding challenges (empty when the member is not challenged).
-    pub fn challenges(
-        &self,
-        user_guid: &str,
-        member_guid: &str,
-        now: Now,
-    ) -> Result<Vec<Challenge>, ApiError> {
+    pub fn challenges(&self, user_guid: &str, member_guid: &str, now: Now) -> Result<Vec<Challenge>, ApiError> {
         let member = self.member_record(user_guid, member_guid)?;
         Ok(member.snapshot(now.instant).challenges.to_vec())
     }
@@ -784,24 +663,17 @@ impl Db {
         }
         let outstanding = member.snapshot(now.instant).challenges.to_vec();
         if outstanding.is_empty() {
-            return Err(ApiError::conflict(
-                "member is not waiting for challenge answers",
-            ));
+            return Err(ApiError::conflict("member is not waiting for challenge answers"));
         }
-        if let Some(unknown) = answers
-            .iter()
-            .find(|a| !outstanding.iter().any(|c| c.guid == a.guid))
-        {
+        if let Some(unknown) = answers.iter().find(|a| !outstanding.iter().any(|c| c.guid == a.guid)) {
             return Err(ApiError::bad_request(format!(
                 "challenge {} is not outstanding for this member",
                 unknown.guid
             )));
         }
-        let correct = outstanding.iter().all(|challenge| {
-            answers
-                .iter()
-                .any(|a| a.guid == challenge.guid && a.value == CORRECT_ANSWER)
-        });
+        let correct = outstanding
+            .iter()
+            .all(|challenge| answers.iter().any(|a| a.guid == challenge.guid && a.value == CORRECT_ANSWER));
         member.start(Run::resumed(correct, timing, now), now.instant);
         Ok(member.to_member(now.instant))
     }
@@ -826,21 +698,13 @@ impl Db {
     ) -> Result<Holdings, ApiError> {
         let member = self.member_record_mut(user_guid, member_guid)?;
         Ok(match member.data(now.instant, count) {
-            Some(data) => Holdings {
-                accounts: data.accounts.clone(),
-                transactions: data.transactions.clone(),
-            },
+            Some(data) => Holdings { accounts: data.accounts.clone(), transactions: data.transactions.clone() },
             None => Holdings::default(),
         })
     }
 
     /// Data of every member of the user, in member creation order.
-    pub fn user_data(
-        &mut self,
-        user_guid: &str,
-        count: Option<u32>,
-        now: Now,
-    ) -> Result<Vec<Holdings>, ApiError> {
+    pub fn user_data(&mut self, user_guid: &str, count: Option<u32>, now: Now) -> Result<Vec<Holdings>, ApiError> {
         self.member_guids(user_guid)?
             .iter()
             .map(|member_guid| self.member_data(user_guid, member_guid, count, now))
@@ -849,9 +713,7 @@ impl Db {
 }
 
 fn same_values(a: &[CredentialValue], b: &[CredentialValue]) -> bool {
-    a.len() == b.len()
-        && a.iter()
-            .all(|x| b.iter().any(|y| y.guid == x.guid && y.value == x.value))
+    a.len() == b.len() && a.iter().all(|x| b.iter().any(|y| y.guid == x.guid && y.value == x.value))
 }
 
 #[cfg(test)]
@@ -860,19 +722,11 @@ mod tests {
     use crate::atrium::catalog::{MXBANK_CODE, MXBANK_LOGIN_GUID, MXBANK_PASSWORD_GUID, catalog};
 
     const STEP: Duration = Duration::from_millis(100);
-    const TIMING: Timing = Timing {
-        step: STEP,
-        challenge_timeout: Duration::from_secs(60),
-    };
+    const TIMING: Timing = Timing { step: STEP, challenge_timeout: Duration::from_secs(60) };
 
     fn db_with_user() -> (Db, String) {
         let mut db = Db::new(catalog().into(), 7);
-        let user = db
-            .create_user(NewUser {
-                identifier: Some("u1".into()),
-                ..NewUser::default()
-            })
-            .unwrap();
+        let user = db.create_user(NewUser { identifier: Some("u1".into()), ..NewUser::default() }).unwrap();
         (db, user.guid)
     }
 
@@ -889,38 +743,20 @@ mod tests {
     }
 
     fn at(start: Now, offset: Duration) -> Now {
-        Now {
-            instant: start.instant + offset,
-            wall: start.wall + chrono::Duration::from_std(offset).unwrap(),
-        }
+        Now { instant: start.instant + offset, wall: start.wall + chrono::Duration::from_std(offset).unwrap() }
     }
 
     #[test]
     fn a_good_password_walks_one_status_per_step_to_completed() {
         let (mut db, user) = db_with_user();
         let start = Now::read();
-        let member = db
-            .create_member(&user, mxbank("password"), TIMING, start)
-            .unwrap();
-        let statuses: Vec<_> = (0..7)
-            .map(|i| {
-                db.member(&user, &member.guid, at(start, STEP * i + STEP / 2))
-                    .unwrap()
-                    .status
-            })
-            .collect();
+        let member = db.create_member(&user, mxbank("password"), TIMING, start).unwrap();
+        let statuses: Vec<_> =
+            (0..7).map(|i| db.member(&user, &member.guid, at(start, STEP * i + STEP / 2)).unwrap().status).collect();
         use MemberStatus as S;
         assert_eq!(
             statuses,
-            [
-                S::Initiated,
-                S::Requested,
-                S::Authenticated,
-                S::Transferred,
-                S::Processed,
-                S::Completed,
-                S::Completed
-            ]
+            [S::Initiated, S::Requested, S::Authenticated, S::Transferred, S::Processed, S::Completed, S::Completed]
         );
         let done = db.member(&user, &member.guid, at(start, STEP * 6)).unwrap();
         assert_eq!(done.connection_status, Some(ConnectionStatus::Connected));
@@ -932,12 +768,8 @@ mod tests {
     fn an_unanswered_challenge_halts_after_the_timeout() {
         let (mut db, user) = db_with_user();
         let start = Now::read();
-        let member = db
-            .create_member(&user, mxbank("challenge"), TIMING, start)
-            .unwrap();
-        let challenged = db
-            .member_status(&user, &member.guid, at(start, STEP * 3))
-            .unwrap();
+        let member = db.create_member(&user, mxbank("challenge"), TIMING, start).unwrap();
+        let challenged = db.member_status(&user, &member.guid, at(start, STEP * 3)).unwrap();
         assert_eq!(challenged.status, MemberStatus::Challenged);
         assert_eq!(challenged.challenges.len(), 1);
         let late = at(start, STEP * 2 + TIMING.challenge_timeout);
@@ -951,9 +783,7 @@ mod tests {
     fn data_appears_only_after_completion() {
         let (mut db, user) = db_with_user();
         let start = Now::read();
-        let member = db
-            .create_member(&user, mxbank("password"), TIMING, start)
-            .unwrap();
+        let member = db.create_member(&user, mxbank("password"), TIMING, start).unwrap();
         let empty = db.member_data(&user, &member.guid, None, start).unwrap();
         assert!(empty.accounts.is_empty());
         let later = at(start, STEP * 10);

@@ -23,8 +23,7 @@ use url::Url;
 
 use super::{
     CodeError, Codes, DEFAULT_CODE_TTL, DEFAULT_TEST_USER, OutageBody, SANDBOX_FACEBOOK_APP_ID,
-    SANDBOX_FACEBOOK_APP_SECRET, Served, TestUser, lock, outage_status, random_token,
-    redirect_target,
+    SANDBOX_FACEBOOK_APP_SECRET, Served, TestUser, lock, outage_status, random_token, redirect_target,
 };
 
 /// Lifetime the simulator announces for access tokens (about 60 days).
@@ -100,11 +99,7 @@ impl FacebookSimHandle {
     /// A code redeemable once, only with this `redirect_uri` (as the real
     /// dialog's codes are).
     pub fn issue_code_for(&self, user: TestUser, redirect_uri: &str) -> String {
-        lock(&self.state.codes).issue(
-            user,
-            Some(redirect_uri.to_owned()),
-            self.state.config.code_ttl,
-        )
+        lock(&self.state.codes).issue(user, Some(redirect_uri.to_owned()), self.state.config.code_ttl)
     }
 
     /// Every provider route answers `status` (a 5xx) until set to `None`.
@@ -140,8 +135,7 @@ impl FacebookSim {
     /// A client config for this simulator with its app credentials.
     pub fn client_config(&self) -> FacebookConfig {
         let config = &self.handle.state.config;
-        FacebookConfig::new(config.app_id.clone(), config.app_secret.as_str())
-            .with_base_url(self.base_url())
+        FacebookConfig::new(config.app_id.clone(), config.app_secret.as_str()).with_base_url(self.base_url())
     }
 
     pub fn handle(&self) -> &FacebookSimHandle {
@@ -178,10 +172,7 @@ fn router(state: Arc<FacebookState>) -> Router {
         .route("/{version}/oauth/access_token", get(exchange_code))
         .route("/{version}/me", get(read_me))
         .layer(middleware::from_fn_with_state(state.clone(), outage));
-    Router::new()
-        .route("/__sim/outage", post(set_outage))
-        .merge(api)
-        .with_state(state)
+    Router::new().route("/__sim/outage", post(set_outage)).merge(api).with_state(state)
 }
 
 /// Facebook's error answer: status and `{"error": {…}}`.
@@ -210,16 +201,9 @@ struct DialogParams {
 }
 
 /// The login dialog, approved at once by the named test user.
-async fn open_dialog(
-    State(sim): Shared,
-    query: Result<Query<DialogParams>, QueryRejection>,
-) -> Response {
+async fn open_dialog(State(sim): Shared, query: Result<Query<DialogParams>, QueryRejection>) -> Response {
     let Ok(Query(params)) = query else {
-        return graph_error(
-            StatusCode::BAD_REQUEST,
-            191,
-            "client_id and redirect_uri are required",
-        );
+        return graph_error(StatusCode::BAD_REQUEST, 191, "client_id and redirect_uri are required");
     };
     let dialog = params.dialog;
     if dialog.client_id != sim.config.app_id {
@@ -233,18 +217,11 @@ async fn open_dialog(
     }
     match redirect_target(&dialog.redirect_uri, &back) {
         Some(target) => Redirect::to(target.as_str()).into_response(),
-        None => graph_error(
-            StatusCode::BAD_REQUEST,
-            191,
-            "redirect_uri is not a valid URL",
-        ),
+        None => graph_error(StatusCode::BAD_REQUEST, 191, "redirect_uri is not a valid URL"),
     }
 }
 
-async fn exchange_code(
-    State(sim): Shared,
-    query: Result<Query<AccessTokenQuery>, QueryRejection>,
-) -> Response {
+async fn exchange_code(State(sim): Shared, query: Result<Query<AccessTokenQuery>, QueryRejection>) -> Response {
     let Ok(Query(query)) = query else {
         return graph_error(
             StatusCode::BAD_REQUEST,
@@ -253,42 +230,22 @@ async fn exchange_code(
         );
     };
     if query.client_id != sim.config.app_id {
-        return graph_error(
-            StatusCode::BAD_REQUEST,
-            101,
-            "Error validating application. Invalid application ID.",
-        );
+        return graph_error(StatusCode::BAD_REQUEST, 101, "Error validating application. Invalid application ID.");
     }
     if query.client_secret != sim.config.app_secret {
-        return graph_error(
-            StatusCode::BAD_REQUEST,
-            1,
-            "Error validating client secret.",
-        );
+        return graph_error(StatusCode::BAD_REQUEST, 1, "Error validating client secret.");
     }
     let redeemed = lock(&sim.codes).redeem(&query.code, &query.redirect_uri);
     let user = match redeemed {
         Ok(user) => user,
         Err(CodeError::Unknown) => {
-            return graph_error(
-                StatusCode::BAD_REQUEST,
-                100,
-                "Invalid verification code format.",
-            );
+            return graph_error(StatusCode::BAD_REQUEST, 100, "Invalid verification code format.");
         }
         Err(CodeError::Redeemed) => {
-            return graph_error(
-                StatusCode::BAD_REQUEST,
-                100,
-                "This authorization code has been used.",
-            );
+            return graph_error(StatusCode::BAD_REQUEST, 100, "This authorization code has been used.");
         }
         Err(CodeError::Expired) => {
-            return graph_error(
-                StatusCode::BAD_REQUEST,
-                100,
-                "This authorization code has expired.",
-            );
+            return graph_error(StatusCode::BAD_REQUEST, 100, "This authorization code has expired.");
         }
         Err(CodeError::RedirectMismatch) => {
             return graph_error(
@@ -309,10 +266,7 @@ async fn exchange_code(
     .into_response()
 }
 
-async fn read_me(
-    State(sim): Shared,
-    query: Result<Query<ProfileQuery>, QueryRejection>,
-) -> Response {
+async fn read_me(State(sim): Shared, query: Result<Query<ProfileQuery>, QueryRejection>) -> Response {
     let query = query.ok().map(|Query(query)| query);
     let Some(token) = query.as_ref().and_then(|q| q.access_token.as_deref()) else {
         return graph_error(
@@ -324,10 +278,7 @@ async fn read_me(
     let Some(user) = lock(&sim.tokens).get(token).cloned() else {
         return graph_error(StatusCode::BAD_REQUEST, 190, "Invalid OAuth access token.");
     };
-    let fields = query
-        .as_ref()
-        .and_then(|q| q.fields.as_deref())
-        .unwrap_or("id,name");
+    let fields = query.as_ref().and_then(|q| q.fields.as_deref()).unwrap_or("id,name");
     let asked = |field: &str| fields.split(',').any(|f| f.trim() == field);
     Json(FacebookProfile {
         id: user.id.clone(),

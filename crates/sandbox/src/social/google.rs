@@ -21,8 +21,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use donkies_social::GoogleConfig;
 use donkies_social::google::wire::{
-    Audience, AuthQuery, ErrorBody, GRANT_TYPE_AUTHORIZATION_CODE, ID_TOKEN_ALG, IdTokenClaims,
-    Jwk, Jwks, JwtHeader, TokenRequest, TokenResponse,
+    Audience, AuthQuery, ErrorBody, GRANT_TYPE_AUTHORIZATION_CODE, ID_TOKEN_ALG, IdTokenClaims, Jwk, Jwks, JwtHeader,
+    TokenRequest, TokenResponse,
 };
 use rsa::RsaPrivateKey;
 use rsa::pkcs1v15::SigningKey;
@@ -34,8 +34,7 @@ use url::Url;
 
 use super::{
     CodeError, Codes, DEFAULT_CODE_TTL, DEFAULT_TEST_USER, OutageBody, SANDBOX_GOOGLE_CLIENT_ID,
-    SANDBOX_GOOGLE_CLIENT_SECRET, Served, TestUser, lock, outage_status, random_token,
-    redirect_target,
+    SANDBOX_GOOGLE_CLIENT_SECRET, Served, TestUser, lock, outage_status, random_token, redirect_target,
 };
 
 const KEY_BITS: usize = 2048;
@@ -112,9 +111,7 @@ struct SimKey {
 
 impl fmt::Debug for SimKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SimKey")
-            .field("kid", &self.jwk.kid)
-            .finish_non_exhaustive()
+        f.debug_struct("SimKey").field("kid", &self.jwk.kid).finish_non_exhaustive()
     }
 }
 
@@ -125,11 +122,7 @@ impl SimKey {
             .map_err(|e| io::Error::other(format!("could not generate an RSA key: {e}")))?;
         let n = private.n().to_bytes_be();
         let e = private.e().to_bytes_be();
-        let kid: String = Sha256::digest(&n)
-            .iter()
-            .take(20)
-            .map(|byte| format!("{byte:02x}"))
-            .collect();
+        let kid: String = Sha256::digest(&n).iter().take(20).map(|byte| format!("{byte:02x}")).collect();
         Ok(Self {
             signing: SigningKey::<Sha256>::new(private),
             jwk: Jwk {
@@ -207,11 +200,7 @@ impl GoogleSimHandle {
 
     /// A code redeemable once, only with this `redirect_uri`.
     pub fn issue_code_for(&self, user: TestUser, redirect_uri: &str) -> String {
-        lock(&self.state.codes).issue(
-            user,
-            Some(redirect_uri.to_owned()),
-            self.state.config.code_ttl,
-        )
+        lock(&self.state.codes).issue(user, Some(redirect_uri.to_owned()), self.state.config.code_ttl)
     }
 
     /// Spoils the next ID token the token endpoint issues (one token only).
@@ -232,19 +221,13 @@ impl GoogleSimHandle {
 
     /// The `kid` new ID tokens are signed under.
     pub fn current_kid(&self) -> String {
-        lock(&self.state.keys)
-            .first()
-            .map(|key| key.kid().to_owned())
-            .unwrap_or_default()
+        lock(&self.state.keys).first().map(|key| key.kid().to_owned()).unwrap_or_default()
     }
 
     /// Starts signing with a new key, published beside the previous one
     /// (as Google does during a rotation).
     pub async fn rotate_key(&self) -> io::Result<()> {
-        let key = generate_keys(1)
-            .await?
-            .pop()
-            .ok_or_else(|| io::Error::other("key generation returned no key"))?;
+        let key = generate_keys(1).await?.pop().ok_or_else(|| io::Error::other("key generation returned no key"))?;
         let mut keys = lock(&self.state.keys);
         keys.insert(0, Arc::new(key));
         keys.truncate(2);
@@ -280,8 +263,8 @@ impl GoogleSim {
     /// A client config for this simulator with its client credentials.
     pub fn client_config(&self) -> GoogleConfig {
         let config = &self.handle.state.config;
-        let mut client = GoogleConfig::new(config.client_id.clone(), config.client_secret.as_str())
-            .with_base_url(&self.base_url());
+        let mut client =
+            GoogleConfig::new(config.client_id.clone(), config.client_secret.as_str()).with_base_url(&self.base_url());
         client.issuer.clone_from(&config.issuer);
         client
     }
@@ -335,10 +318,7 @@ fn router(state: Arc<GoogleState>) -> Router {
         .route("/token", post(exchange_code))
         .route("/oauth2/v3/certs", get(read_keys))
         .layer(middleware::from_fn_with_state(state.clone(), outage));
-    Router::new()
-        .route("/__sim/outage", post(set_outage))
-        .merge(api)
-        .with_state(state)
+    Router::new().route("/__sim/outage", post(set_outage)).merge(api).with_state(state)
 }
 
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
@@ -369,10 +349,7 @@ struct ConsentParams {
 }
 
 /// The consent screen, approved at once by the named test user.
-async fn open_consent(
-    State(sim): Shared,
-    query: Result<Query<ConsentParams>, QueryRejection>,
-) -> Response {
+async fn open_consent(State(sim): Shared, query: Result<Query<ConsentParams>, QueryRejection>) -> Response {
     let Ok(Query(params)) = query else {
         return (
             StatusCode::BAD_REQUEST,
@@ -382,17 +359,11 @@ async fn open_consent(
     };
     let auth = params.auth;
     if auth.client_id != sim.config.client_id {
-        return (
-            StatusCode::UNAUTHORIZED,
-            "Error 401: invalid_client (The OAuth client was not found.)",
-        )
+        return (StatusCode::UNAUTHORIZED, "Error 401: invalid_client (The OAuth client was not found.)")
             .into_response();
     }
     if auth.response_type != "code" {
-        return (
-            StatusCode::BAD_REQUEST,
-            "Error 400: invalid_request (only response_type=code is supported)",
-        )
+        return (StatusCode::BAD_REQUEST, "Error 400: invalid_request (only response_type=code is supported)")
             .into_response();
     }
     let user = TestUser::named(params.user.as_deref().unwrap_or(DEFAULT_TEST_USER));
@@ -405,28 +376,16 @@ async fn open_consent(
     back.push(("scope", auth.scope.as_str()));
     match redirect_target(&auth.redirect_uri, &back) {
         Some(target) => Redirect::to(target.as_str()).into_response(),
-        None => (
-            StatusCode::BAD_REQUEST,
-            "Error 400: redirect_uri_mismatch (not a valid URL)",
-        )
-            .into_response(),
+        None => (StatusCode::BAD_REQUEST, "Error 400: redirect_uri_mismatch (not a valid URL)").into_response(),
     }
 }
 
 async fn exchange_code(State(sim): Shared, body: Bytes) -> Response {
     let Ok(form) = serde_urlencoded::from_bytes::<TokenRequest>(&body) else {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "Could not read the form.",
-        );
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "Could not read the form.");
     };
     if form.client_id != sim.config.client_id {
-        return oauth_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "The OAuth client was not found.",
-        );
+        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "The OAuth client was not found.");
     }
     if form.client_secret != sim.config.client_secret {
         return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Unauthorized");
@@ -439,42 +398,22 @@ async fn exchange_code(State(sim): Shared, body: Bytes) -> Response {
         );
     }
     if form.code.is_empty() {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "Missing required parameter: code",
-        );
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "Missing required parameter: code");
     }
     let redeemed = lock(&sim.codes).redeem(&form.code, &form.redirect_uri);
     let user = match redeemed {
         Ok(user) => user,
         Err(CodeError::Unknown) => {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_grant",
-                "Malformed auth code.",
-            );
+            return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Malformed auth code.");
         }
         Err(CodeError::Redeemed) => {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_grant",
-                "Code was already redeemed.",
-            );
+            return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Code was already redeemed.");
         }
         Err(CodeError::Expired) => {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_grant",
-                "Code has expired.",
-            );
+            return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Code has expired.");
         }
         Err(CodeError::RedirectMismatch) => {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "redirect_uri_mismatch",
-                "Bad Request",
-            );
+            return oauth_error(StatusCode::BAD_REQUEST, "redirect_uri_mismatch", "Bad Request");
         }
     };
 
@@ -487,45 +426,23 @@ async fn exchange_code(State(sim): Shared, body: Bytes) -> Response {
                 key: sim.rogue.clone(),
                 kid: keys.first().map(|k| k.kid().to_owned()).unwrap_or_default(),
             },
-            Some(TokenFault::UnknownKey) => TokenSigner {
-                key: sim.rogue.clone(),
-                kid: sim.rogue.kid().to_owned(),
-            },
+            Some(TokenFault::UnknownKey) => TokenSigner { key: sim.rogue.clone(), kid: sim.rogue.kid().to_owned() },
             _ => match keys.first() {
-                Some(key) => TokenSigner {
-                    key: key.clone(),
-                    kid: key.kid().to_owned(),
-                },
+                Some(key) => TokenSigner { key: key.clone(), kid: key.kid().to_owned() },
                 None => {
-                    return oauth_error(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "server_error",
-                        "no signing key",
-                    );
+                    return oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "no signing key");
                 }
             },
         }
     };
     let claims = claims(&sim.config, &user, &access_token, fault);
-    let alg = if fault == Some(TokenFault::UnsupportedAlgorithm) {
-        "HS256"
-    } else {
-        ID_TOKEN_ALG
-    };
-    let header = JwtHeader {
-        alg: alg.to_owned(),
-        kid: Some(signer.kid.clone()),
-        typ: Some("JWT".to_owned()),
-    };
+    let alg = if fault == Some(TokenFault::UnsupportedAlgorithm) { "HS256" } else { ID_TOKEN_ALG };
+    let header = JwtHeader { alg: alg.to_owned(), kid: Some(signer.kid.clone()), typ: Some("JWT".to_owned()) };
     // RSA signing is CPU work: keep it off the async workers.
     let id_token = match tokio::task::spawn_blocking(move || signer.sign(&header, &claims)).await {
         Ok(Ok(token)) => token,
         _ => {
-            return oauth_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "could not sign the id token",
-            );
+            return oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "could not sign the id token");
         }
     };
     Json(TokenResponse {
@@ -551,39 +468,20 @@ impl TokenSigner {
         let claims = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims)?);
         let signing_input = format!("{header}.{claims}");
         let signature = self.key.signing.sign(signing_input.as_bytes());
-        Ok(format!(
-            "{signing_input}.{}",
-            URL_SAFE_NO_PAD.encode(signature.to_bytes())
-        ))
+        Ok(format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes())))
     }
 }
 
-fn claims(
-    config: &GoogleSimConfig,
-    user: &TestUser,
-    access_token: &str,
-    fault: Option<TokenFault>,
-) -> IdTokenClaims {
+fn claims(config: &GoogleSimConfig, user: &TestUser, access_token: &str, fault: Option<TokenFault>) -> IdTokenClaims {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or_default();
     let ttl = i64::try_from(config.token_ttl.as_secs()).unwrap_or(3600);
-    let (iat, exp) = if fault == Some(TokenFault::Expired) {
-        (now - 7200, now - 3600)
-    } else {
-        (now, now + ttl)
-    };
-    let aud = if fault == Some(TokenFault::WrongAudience) {
-        OTHER_AUDIENCE.to_owned()
-    } else {
-        config.client_id.clone()
-    };
-    let iss = if fault == Some(TokenFault::WrongIssuer) {
-        OTHER_ISSUER.to_owned()
-    } else {
-        config.issuer.clone()
-    };
+    let (iat, exp) = if fault == Some(TokenFault::Expired) { (now - 7200, now - 3600) } else { (now, now + ttl) };
+    let aud =
+        if fault == Some(TokenFault::WrongAudience) { OTHER_AUDIENCE.to_owned() } else { config.client_id.clone() };
+    let iss = if fault == Some(TokenFault::WrongIssuer) { OTHER_ISSUER.to_owned() } else { config.issuer.clone() };
     // at_hash: the left half of SHA-256 of the access token.
     let digest = Sha256::digest(access_token.as_bytes());
     IdTokenClaims {
@@ -606,12 +504,5 @@ fn claims(
 
 async fn read_keys(State(sim): Shared) -> Response {
     let keys = lock(&sim.keys).iter().map(|key| key.jwk.clone()).collect();
-    (
-        [(
-            header::CACHE_CONTROL,
-            "public, max-age=21600, must-revalidate",
-        )],
-        Json(Jwks { keys }),
-    )
-        .into_response()
+    ([(header::CACHE_CONTROL, "public, max-age=21600, must-revalidate")], Json(Jwks { keys })).into_response()
 }

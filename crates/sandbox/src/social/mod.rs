@@ -95,9 +95,7 @@ impl TestUser {
 
     /// `First Last`.
     pub fn full_name(&self) -> String {
-        format!("{} {}", self.first_name, self.last_name)
-            .trim()
-            .to_owned()
+        format!("{} {}", self.first_name, self.last_name).trim().to_owned()
     }
 
     /// A Twitter handle: the letters and digits of the name, at most 15.
@@ -107,11 +105,7 @@ impl TestUser {
             .filter(char::is_ascii_alphanumeric)
             .take(15)
             .collect();
-        if handle.is_empty() {
-            format!("user{}", self.id.chars().take(11).collect::<String>())
-        } else {
-            handle
-        }
+        if handle.is_empty() { format!("user{}", self.id.chars().take(11).collect::<String>()) } else { handle }
     }
 }
 
@@ -120,19 +114,15 @@ pub const DEFAULT_TEST_USER: &str = "alice";
 
 /// A stable 12-digit id for a name (FNV-1a).
 fn numeric_id(name: &str) -> String {
-    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-    });
+    let hash = name
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3));
     (100_000_000_000 + hash % 900_000_000_000).to_string()
 }
 
 /// A random token of `len` letters and digits.
 pub(crate) fn random_token(len: usize) -> String {
-    rand::thread_rng()
-        .sample_iter(&Alphanumeric)
-        .take(len)
-        .map(char::from)
-        .collect()
+    rand::thread_rng().sample_iter(&Alphanumeric).take(len).map(char::from).collect()
 }
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -142,9 +132,7 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// `Some(status)` when the outage knob is on and holds a 5xx.
 pub(crate) fn outage_status(outage: &Mutex<Option<u16>>) -> Option<StatusCode> {
-    (*lock(outage))
-        .and_then(|status| StatusCode::from_u16(status).ok())
-        .filter(StatusCode::is_server_error)
+    (*lock(outage)).and_then(|status| StatusCode::from_u16(status).ok()).filter(StatusCode::is_server_error)
 }
 
 /// Body of `POST /__sim/outage`.
@@ -182,18 +170,9 @@ impl Codes {
     pub fn issue(&mut self, user: TestUser, redirect_uri: Option<String>, ttl: Duration) -> String {
         let now = Instant::now();
         // Forget codes long dead so the map does not grow without bound.
-        self.grants
-            .retain(|_, grant| grant.expires_at + Duration::from_secs(3600) > now);
+        self.grants.retain(|_, grant| grant.expires_at + Duration::from_secs(3600) > now);
         let code = random_token(40);
-        self.grants.insert(
-            code.clone(),
-            Grant {
-                user,
-                redirect_uri,
-                expires_at: now + ttl,
-                redeemed: false,
-            },
-        );
+        self.grants.insert(code.clone(), Grant { user, redirect_uri, expires_at: now + ttl, redeemed: false });
         code
     }
 
@@ -207,11 +186,7 @@ impl Codes {
         if grant.expires_at <= Instant::now() {
             return Err(CodeError::Expired);
         }
-        if grant
-            .redirect_uri
-            .as_deref()
-            .is_some_and(|bound| bound != redirect_uri)
-        {
+        if grant.redirect_uri.as_deref().is_some_and(|bound| bound != redirect_uri) {
             return Err(CodeError::RedirectMismatch);
         }
         grant.redeemed = true;
@@ -256,11 +231,7 @@ impl Served {
                 .await
         });
         tracing::info!(%addr, "{name} simulator listening");
-        Ok(Self {
-            addr,
-            stop: Some(stop),
-            task: Some(task),
-        })
+        Ok(Self { addr, stop: Some(stop), task: Some(task) })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -326,15 +297,8 @@ mod tests {
         let expired = codes.issue(alice.clone(), None, Duration::ZERO);
         assert_eq!(codes.redeem(&expired, "https://x"), Err(CodeError::Expired));
 
-        let bound = codes.issue(
-            alice.clone(),
-            Some("https://a".into()),
-            Duration::from_secs(60),
-        );
-        assert_eq!(
-            codes.redeem(&bound, "https://b"),
-            Err(CodeError::RedirectMismatch)
-        );
+        let bound = codes.issue(alice.clone(), Some("https://a".into()), Duration::from_secs(60));
+        assert_eq!(codes.redeem(&bound, "https://b"), Err(CodeError::RedirectMismatch));
         assert_eq!(codes.redeem(&bound, "https://a"), Ok(alice));
     }
 }

@@ -21,17 +21,15 @@ use axum::{Json, Router};
 use donkies_social::TwitterConfig;
 use donkies_social::oauth1::{self, OAuthParams};
 use donkies_social::twitter::wire::{
-    AccessTokenResponse, AuthenticateQuery, COULD_NOT_AUTHENTICATE, ErrorsBody,
-    INVALID_OR_EXPIRED_TOKEN, OVER_CAPACITY, RequestTokenResponse, TIMESTAMP_OUT_OF_BOUNDS, User,
-    VerifyCredentialsQuery,
+    AccessTokenResponse, AuthenticateQuery, COULD_NOT_AUTHENTICATE, ErrorsBody, INVALID_OR_EXPIRED_TOKEN,
+    OVER_CAPACITY, RequestTokenResponse, TIMESTAMP_OUT_OF_BOUNDS, User, VerifyCredentialsQuery,
 };
 use serde::{Deserialize, Serialize};
 use url::Url;
 
 use super::{
-    DEFAULT_CODE_TTL, DEFAULT_TEST_USER, OutageBody, SANDBOX_TWITTER_CONSUMER_KEY,
-    SANDBOX_TWITTER_CONSUMER_SECRET, Served, TestUser, lock, outage_status, random_token,
-    redirect_target,
+    DEFAULT_CODE_TTL, DEFAULT_TEST_USER, OutageBody, SANDBOX_TWITTER_CONSUMER_KEY, SANDBOX_TWITTER_CONSUMER_SECRET,
+    Served, TestUser, lock, outage_status, random_token, redirect_target,
 };
 
 /// Code 215: "Bad Authentication data." (no usable Authorization header).
@@ -165,8 +163,7 @@ impl TwitterSim {
     /// A client config for this simulator with its consumer credentials.
     pub fn client_config(&self) -> TwitterConfig {
         let config = &self.handle.state.config;
-        TwitterConfig::new(config.consumer_key.clone(), config.consumer_secret.as_str())
-            .with_base_url(self.base_url())
+        TwitterConfig::new(config.consumer_key.clone(), config.consumer_secret.as_str()).with_base_url(self.base_url())
     }
 
     pub fn handle(&self) -> &TwitterSimHandle {
@@ -198,15 +195,9 @@ fn router(state: Arc<TwitterState>) -> Router {
         .route("/oauth/authenticate", get(open_authorize))
         .route("/oauth/authorize", get(open_authorize))
         .route("/oauth/access_token", post(access_token))
-        .route(
-            "/1.1/account/verify_credentials.json",
-            get(verify_credentials),
-        )
+        .route("/1.1/account/verify_credentials.json", get(verify_credentials))
         .layer(middleware::from_fn_with_state(state.clone(), outage));
-    Router::new()
-        .route("/__sim/outage", post(set_outage))
-        .merge(api)
-        .with_state(state)
+    Router::new().route("/__sim/outage", post(set_outage)).merge(api).with_state(state)
 }
 
 /// A Twitter API error: its status and `{"errors": [{"code", "message"}]}`.
@@ -224,33 +215,19 @@ impl IntoResponse for ApiError {
 }
 
 const fn api_error(status: StatusCode, code: i64, message: &'static str) -> ApiError {
-    ApiError {
-        status,
-        code,
-        message,
-    }
+    ApiError { status, code, message }
 }
 
-const COULD_NOT_AUTHENTICATE_YOU: ApiError = api_error(
-    StatusCode::UNAUTHORIZED,
-    COULD_NOT_AUTHENTICATE,
-    "Could not authenticate you.",
-);
+const COULD_NOT_AUTHENTICATE_YOU: ApiError =
+    api_error(StatusCode::UNAUTHORIZED, COULD_NOT_AUTHENTICATE, "Could not authenticate you.");
 
-const INVALID_TOKEN: ApiError = api_error(
-    StatusCode::UNAUTHORIZED,
-    INVALID_OR_EXPIRED_TOKEN,
-    "Invalid or expired token.",
-);
+const INVALID_TOKEN: ApiError =
+    api_error(StatusCode::UNAUTHORIZED, INVALID_OR_EXPIRED_TOKEN, "Invalid or expired token.");
 
 /// A form-encoded answer, as the `oauth/` endpoints give.
 fn form_reply<T: Serialize>(body: &T) -> Response {
     match serde_urlencoded::to_string(body) {
-        Ok(text) => (
-            [(header::CONTENT_TYPE, "application/x-www-form-urlencoded")],
-            text,
-        )
-            .into_response(),
+        Ok(text) => ([(header::CONTENT_TYPE, "application/x-www-form-urlencoded")], text).into_response(),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }
@@ -279,40 +256,19 @@ impl Signed {
     /// Reads the `Authorization: OAuth` header, the URL the client signed
     /// (`http://` + `Host` + the path and query as sent) and a form body.
     fn read(method: Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<Self, ApiError> {
-        let Some(authorization) = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-        else {
-            return Err(api_error(
-                StatusCode::BAD_REQUEST,
-                BAD_AUTHENTICATION_DATA,
-                "Bad Authentication data.",
-            ));
+        let Some(authorization) = headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok()) else {
+            return Err(api_error(StatusCode::BAD_REQUEST, BAD_AUTHENTICATION_DATA, "Bad Authentication data."));
         };
-        let oauth =
-            OAuthParams::parse_header(authorization).map_err(|_| COULD_NOT_AUTHENTICATE_YOU)?;
-        let host = headers
-            .get(header::HOST)
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or("localhost");
+        let oauth = OAuthParams::parse_header(authorization).map_err(|_| COULD_NOT_AUTHENTICATE_YOU)?;
+        let host = headers.get(header::HOST).and_then(|value| value.to_str().ok()).unwrap_or("localhost");
         let path_and_query = uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let url = Url::parse(&format!("http://{host}{path_and_query}"))
-            .map_err(|_| COULD_NOT_AUTHENTICATE_YOU)?;
+        let url = Url::parse(&format!("http://{host}{path_and_query}")).map_err(|_| COULD_NOT_AUTHENTICATE_YOU)?;
         let is_form = headers
             .get(header::CONTENT_TYPE)
             .and_then(|value| value.to_str().ok())
             .is_some_and(|value| value.starts_with("application/x-www-form-urlencoded"));
-        let form = if is_form {
-            url::form_urlencoded::parse(body).into_owned().collect()
-        } else {
-            Vec::new()
-        };
-        Ok(Self {
-            method,
-            url,
-            form,
-            oauth,
-        })
+        let form = if is_form { url::form_urlencoded::parse(body).into_owned().collect() } else { Vec::new() };
+        Ok(Self { method, url, form, oauth })
     }
 
     /// A parameter from the header, the form or the query.
@@ -320,18 +276,8 @@ impl Signed {
         self.oauth
             .get(name)
             .map(str::to_owned)
-            .or_else(|| {
-                self.form
-                    .iter()
-                    .find(|(key, _)| key == name)
-                    .map(|(_, value)| value.clone())
-            })
-            .or_else(|| {
-                self.url
-                    .query_pairs()
-                    .find(|(key, _)| key == name)
-                    .map(|(_, value)| value.into_owned())
-            })
+            .or_else(|| self.form.iter().find(|(key, _)| key == name).map(|(_, value)| value.clone()))
+            .or_else(|| self.url.query_pairs().find(|(key, _)| key == name).map(|(_, value)| value.into_owned()))
     }
 
     /// Checks the consumer key, the timestamp, the signature (with
@@ -346,23 +292,10 @@ impl Signed {
             return Err(COULD_NOT_AUTHENTICATE_YOU);
         };
         if timestamp.abs_diff(now) > window {
-            return Err(api_error(
-                StatusCode::UNAUTHORIZED,
-                TIMESTAMP_OUT_OF_BOUNDS,
-                "Timestamp out of bounds.",
-            ));
+            return Err(api_error(StatusCode::UNAUTHORIZED, TIMESTAMP_OUT_OF_BOUNDS, "Timestamp out of bounds."));
         }
-        let request = oauth1::Request {
-            method: self.method.as_str(),
-            url: &self.url,
-            form: &self.form,
-        };
-        if !oauth1::verify(
-            &request,
-            &self.oauth,
-            &sim.config.consumer_secret,
-            token_secret,
-        ) {
+        let request = oauth1::Request { method: self.method.as_str(), url: &self.url, form: &self.form };
+        if !oauth1::verify(&request, &self.oauth, &sim.config.consumer_secret, token_secret) {
             return Err(COULD_NOT_AUTHENTICATE_YOU);
         }
         let Some(nonce) = self.oauth.nonce().filter(|nonce| !nonce.is_empty()) else {
@@ -393,12 +326,8 @@ async fn request_token(
         return error.into_response();
     }
     let Some(callback) = signed.param("oauth_callback").filter(|c| !c.is_empty()) else {
-        return api_error(
-            StatusCode::BAD_REQUEST,
-            COULD_NOT_AUTHENTICATE,
-            "oauth_callback is required (OAuth 1.0a).",
-        )
-        .into_response();
+        return api_error(StatusCode::BAD_REQUEST, COULD_NOT_AUTHENTICATE, "oauth_callback is required (OAuth 1.0a).")
+            .into_response();
     };
     let token = random_token(27);
     let secret = random_token(32);
@@ -426,9 +355,7 @@ async fn request_token(
 /// Approves `oauth_token` for `user`: its new verifier and the callback.
 fn approve(sim: &TwitterState, oauth_token: &str, user: TestUser) -> Option<(String, String)> {
     let mut tokens = lock(&sim.request_tokens);
-    let grant = tokens
-        .get_mut(oauth_token)
-        .filter(|grant| grant.expires_at > Instant::now())?;
+    let grant = tokens.get_mut(oauth_token).filter(|grant| grant.expires_at > Instant::now())?;
     let verifier = random_token(32);
     grant.approved = Some((verifier.clone(), user));
     Some((verifier, grant.callback.clone()))
@@ -443,10 +370,7 @@ struct AuthorizeParams {
 }
 
 /// The approval page, approved at once by the named test user.
-async fn open_authorize(
-    State(sim): Shared,
-    query: Result<Query<AuthorizeParams>, QueryRejection>,
-) -> Response {
+async fn open_authorize(State(sim): Shared, query: Result<Query<AuthorizeParams>, QueryRejection>) -> Response {
     let Ok(Query(params)) = query else {
         return (StatusCode::BAD_REQUEST, "oauth_token is required").into_response();
     };
@@ -462,10 +386,7 @@ async fn open_authorize(
     if callback == "oob" {
         return format!("PIN: {verifier}").into_response();
     }
-    let pairs = [
-        ("oauth_token", token.as_str()),
-        ("oauth_verifier", verifier.as_str()),
-    ];
+    let pairs = [("oauth_token", token.as_str()), ("oauth_verifier", verifier.as_str())];
     match redirect_target(&callback, &pairs) {
         Some(target) => Redirect::to(target.as_str()).into_response(),
         None => (StatusCode::BAD_REQUEST, "the callback is not a valid URL").into_response(),
@@ -488,10 +409,7 @@ async fn access_token(
     };
     let secret = {
         let tokens = lock(&sim.request_tokens);
-        match tokens
-            .get(&token)
-            .filter(|grant| grant.expires_at > Instant::now())
-        {
+        match tokens.get(&token).filter(|grant| grant.expires_at > Instant::now()) {
             Some(grant) => grant.secret.clone(),
             None => return INVALID_TOKEN.into_response(),
         }
@@ -507,10 +425,7 @@ async fn access_token(
             .and_then(|grant| grant.approved.as_ref())
             .is_some_and(|(expected, _)| !verifier.is_empty() && *expected == verifier);
         if !verified {
-            return (
-                StatusCode::UNAUTHORIZED,
-                "Error processing your OAuth request: Invalid oauth_verifier parameter",
-            )
+            return (StatusCode::UNAUTHORIZED, "Error processing your OAuth request: Invalid oauth_verifier parameter")
                 .into_response();
         }
         // A request token is traded once.
@@ -521,13 +436,8 @@ async fn access_token(
     };
     let access_token = format!("{}-{}", user.id, random_token(40));
     let access_secret = random_token(45);
-    lock(&sim.access_tokens).insert(
-        access_token.clone(),
-        AccessGrant {
-            secret: access_secret.clone(),
-            user: user.clone(),
-        },
-    );
+    lock(&sim.access_tokens)
+        .insert(access_token.clone(), AccessGrant { secret: access_secret.clone(), user: user.clone() });
     form_reply(&AccessTokenResponse {
         oauth_token: access_token,
         oauth_token_secret: access_secret,
@@ -557,19 +467,13 @@ async fn verify_credentials(
     if let Err(error) = signed.authenticate(&sim, &secret) {
         return error.into_response();
     }
-    let include_email = query
-        .ok()
-        .and_then(|Query(query)| query.include_email)
-        .unwrap_or(false);
+    let include_email = query.ok().and_then(|Query(query)| query.include_email).unwrap_or(false);
     Json(User {
         id: user.id.parse().ok(),
         id_str: user.id.clone(),
         name: user.full_name(),
         screen_name: user.screen_name(),
-        email: user
-            .email
-            .clone()
-            .filter(|_| include_email && sim.config.shares_email),
+        email: user.email.clone().filter(|_| include_email && sim.config.shares_email),
     })
     .into_response()
 }

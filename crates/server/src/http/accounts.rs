@@ -82,9 +82,7 @@ async fn account_views(state: &AppState, list: Vec<Account>) -> ApiResult<Vec<Ac
     let mut out = Vec::with_capacity(list.len());
     for a in list {
         if !members_by_id.contains_key(&a.member_id) {
-            let m = members::get(&state.db, &a.member_id)
-                .await?
-                .ok_or(ApiError::NotFound)?;
+            let m = members::get(&state.db, &a.member_id).await?.ok_or(ApiError::NotFound)?;
             members_by_id.insert(a.member_id.clone(), m);
         }
         let m = members_by_id[&a.member_id].clone();
@@ -130,17 +128,12 @@ async fn account_views(state: &AppState, list: Vec<Account>) -> ApiResult<Vec<Ac
 }
 
 async fn one_account(state: &AppState, user_id: &str, id: &str) -> ApiResult<Account> {
-    accounts::get(&state.db, user_id, id)
-        .await?
-        .ok_or(ApiError::NotFound)
+    accounts::get(&state.db, user_id, id).await?.ok_or(ApiError::NotFound)
 }
 
 /// The user's accounts, inactive ones included.
 #[utoipa::path(get, path = "/v1/accounts", tag = "accounts", security(("token" = [])), responses((status = 200, body = [AccountView])))]
-async fn list_accounts(
-    State(state): State<AppState>,
-    auth: AuthUser,
-) -> ApiResult<axum::Json<Vec<AccountView>>> {
+async fn list_accounts(State(state): State<AppState>, auth: AuthUser) -> ApiResult<axum::Json<Vec<AccountView>>> {
     let list = accounts::list_for_user(&state.db, &auth.user.id).await?;
     Ok(axum::Json(account_views(&state, list).await?))
 }
@@ -199,9 +192,7 @@ async fn set_active(
     let mut tx = state.db.begin().await?;
     accounts::set_active(&mut tx, &auth.user.id, &account.id, active, now()).await?;
     if !active && accounts::count_active_in_member(&mut tx, &account.member_id).await? == 0 {
-        return Err(ApiError::non_field(
-            "At least one account at each institution must stay active.",
-        ));
+        return Err(ApiError::non_field("At least one account at each institution must stay active."));
     }
     if !active && account.transfer_share > 0 {
         accounts::set_shares(&mut tx, &auth.user.id, &[], now()).await?;
@@ -232,25 +223,15 @@ async fn set_account_number(
 ) -> ApiResult<StatusCode> {
     let account = one_account(&state, &auth.user.id, &id).await?;
     let mut f = Fields::new(body);
-    let number = f
-        .required_str("account_number")
-        .map(|n| n.replace([' ', '-'], ""));
-    if number
-        .as_ref()
-        .is_some_and(|n| !(4..=17).contains(&n.len()) || !n.bytes().all(|b| b.is_ascii_digit()))
-    {
-        f.error(
-            "account_number",
-            "Enter a valid account number (4 to 17 digits).",
-        );
+    let number = f.required_str("account_number").map(|n| n.replace([' ', '-'], ""));
+    if number.as_ref().is_some_and(|n| !(4..=17).contains(&n.len()) || !n.bytes().all(|b| b.is_ascii_digit())) {
+        f.error("account_number", "Enter a valid account number (4 to 17 digits).");
     }
     f.finish()?;
     let number = number.unwrap_or_default();
     let sealed = state.sealer.seal(&number);
     let last4 = &number[number.len() - 4..];
-    if !accounts::set_account_number(&state.db, &auth.user.id, &account.id, &sealed, last4, now())
-        .await?
-    {
+    if !accounts::set_account_number(&state.db, &auth.user.id, &account.id, &sealed, last4, now()).await? {
         return Err(ApiError::non_field("The account number is already set."));
     }
     Ok(StatusCode::CREATED)
@@ -268,18 +249,12 @@ async fn active_debts(state: &AppState, user_id: &str) -> ApiResult<Vec<Account>
 #[utoipa::path(put, path = "/v1/accounts/edit_share", tag = "accounts", security(("token" = [])),
     request_body(content = Object, description = "`{\"id<account id>\": <int percent>}` for every active debt account, summing to 100"),
     responses((status = 200), (status = 400)))]
-async fn edit_share(
-    State(state): State<AppState>,
-    auth: AuthUser,
-    body: Body,
-) -> ApiResult<axum::Json<Value>> {
+async fn edit_share(State(state): State<AppState>, auth: AuthUser, body: Body) -> ApiResult<axum::Json<Value>> {
     let debts = active_debts(&state, &auth.user.id).await?;
     let mut shares: BTreeMap<String, i64> = BTreeMap::new();
     for (key, value) in &body.0 {
         let Some(id) = key.strip_prefix("id") else {
-            return Err(ApiError::non_field(format!(
-                "Unexpected key \"{key}\"; use \"id<account id>\"."
-            )));
+            return Err(ApiError::non_field(format!("Unexpected key \"{key}\"; use \"id<account id>\".")));
         };
         let share = match value {
             Value::Number(n) => n.as_i64(),
@@ -291,18 +266,14 @@ async fn edit_share(
                 shares.insert(id.to_owned(), s);
             }
             _ => {
-                return Err(ApiError::non_field(format!(
-                    "The share of \"{key}\" must be an integer from 0 to 100."
-                )));
+                return Err(ApiError::non_field(format!("The share of \"{key}\" must be an integer from 0 to 100.")));
             }
         }
     }
     let expected: std::collections::BTreeSet<&str> = debts.iter().map(|a| a.id.as_str()).collect();
     let given: std::collections::BTreeSet<&str> = shares.keys().map(String::as_str).collect();
     if expected != given {
-        return Err(ApiError::non_field(
-            "Give a share for exactly each of your active debt accounts.",
-        ));
+        return Err(ApiError::non_field("Give a share for exactly each of your active debt accounts."));
     }
     if shares.values().sum::<i64>() != 100 {
         return Err(ApiError::non_field("The shares must sum to 100."));
@@ -311,10 +282,8 @@ async fn edit_share(
     let mut tx = state.db.begin().await?;
     accounts::set_shares(&mut tx, &auth.user.id, &pairs, now()).await?;
     tx.commit().await?;
-    let out: serde_json::Map<String, Value> = pairs
-        .into_iter()
-        .map(|(id, s)| (format!("id{id}"), Value::from(s)))
-        .collect();
+    let out: serde_json::Map<String, Value> =
+        pairs.into_iter().map(|(id, s)| (format!("id{id}"), Value::from(s))).collect();
     Ok(axum::Json(Value::Object(out)))
 }
 
@@ -328,21 +297,12 @@ pub struct DebtLink {
 async fn debt_links(state: &AppState, user_id: &str) -> ApiResult<Vec<DebtLink>> {
     let debts = active_debts(state, user_id).await?;
     let views = account_views(state, debts).await?;
-    Ok(views
-        .into_iter()
-        .map(|v| DebtLink {
-            share: v.transfer_share,
-            account: v,
-        })
-        .collect())
+    Ok(views.into_iter().map(|v| DebtLink { share: v.transfer_share, account: v }).collect())
 }
 
 /// The active debt accounts and their shares.
 #[utoipa::path(get, path = "/v1/link_debts", tag = "accounts", security(("token" = [])), responses((status = 200, body = [DebtLink])))]
-async fn list_debt_links(
-    State(state): State<AppState>,
-    auth: AuthUser,
-) -> ApiResult<axum::Json<Vec<DebtLink>>> {
+async fn list_debt_links(State(state): State<AppState>, auth: AuthUser) -> ApiResult<axum::Json<Vec<DebtLink>>> {
     Ok(axum::Json(debt_links(&state, &auth.user.id).await?))
 }
 
@@ -376,28 +336,15 @@ async fn link_debt(
     };
     let debts = active_debts(&state, &auth.user.id).await?;
     let Some(index) = debts.iter().position(|a| a.id == account.trim()) else {
-        return Err(ApiError::field(
-            "account",
-            "Choose one of your active debt accounts.",
-        ));
+        return Err(ApiError::field("account", "Choose one of your active debt accounts."));
     };
-    let current: Vec<u32> = debts
-        .iter()
-        .map(|a| a.transfer_share.clamp(0, 100) as u32)
-        .collect();
+    let current: Vec<u32> = debts.iter().map(|a| a.transfer_share.clamp(0, 100) as u32).collect();
     let carved = carve_share(&current, index, share as u32);
-    let pairs: Vec<(String, i64)> = debts
-        .iter()
-        .map(|a| a.id.clone())
-        .zip(carved.into_iter().map(i64::from))
-        .collect();
+    let pairs: Vec<(String, i64)> = debts.iter().map(|a| a.id.clone()).zip(carved.into_iter().map(i64::from)).collect();
     let mut tx = state.db.begin().await?;
     accounts::set_shares(&mut tx, &auth.user.id, &pairs, now()).await?;
     tx.commit().await?;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(debt_links(&state, &auth.user.id).await?),
-    ))
+    Ok((StatusCode::CREATED, axum::Json(debt_links(&state, &auth.user.id).await?)))
 }
 
 /// A transaction. `roundup` is the spare change it gives.
@@ -448,12 +395,8 @@ async fn list_transactions(
     Query(q): Query<TransactionQuery>,
 ) -> ApiResult<axum::Json<Vec<TransactionView>>> {
     let even = auth.user.is_even_roundup;
-    let list = transactions::list_for_user(
-        &state.db,
-        &auth.user.id,
-        q.account_id.as_deref().filter(|a| !a.is_empty()),
-    )
-    .await?;
+    let list = transactions::list_for_user(&state.db, &auth.user.id, q.account_id.as_deref().filter(|a| !a.is_empty()))
+        .await?;
     let views = list
         .into_iter()
         .map(|t| {

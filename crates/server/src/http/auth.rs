@@ -99,14 +99,7 @@ fn name_field(fields: &mut Fields, field: &str) -> Option<String> {
 pub async fn issue_token(state: &AppState, user_id: &str) -> ApiResult<String> {
     let token = new_token();
     let t = now();
-    tokens::insert_session(
-        &state.db,
-        &token_hash(&token),
-        user_id,
-        t,
-        t + state.settings.token_ttl,
-    )
-    .await?;
+    tokens::insert_session(&state.db, &token_hash(&token), user_id, t, t + state.settings.token_ttl).await?;
     Ok(token)
 }
 
@@ -120,8 +113,7 @@ async fn signup(State(state): State<AppState>, body: Body) -> ApiResult<StatusCo
     let first_name = name_field(&mut f, "first_name");
     let last_name = name_field(&mut f, "last_name");
     f.finish()?;
-    let (Some(email), Some(password), Some(first_name), Some(last_name)) =
-        (email, password, first_name, last_name)
+    let (Some(email), Some(password), Some(first_name), Some(last_name)) = (email, password, first_name, last_name)
     else {
         return Err(ApiError::non_field("Invalid data."));
     };
@@ -149,10 +141,7 @@ async fn signup(State(state): State<AppState>, body: Body) -> ApiResult<StatusCo
         Err(StoreError::Conflict(_)) => return Err(ApiError::field("email", EMAIL_TAKEN)),
         other => other?,
     }
-    let link = state.settings.frontend_link(
-        "confirm",
-        &[("id", &encrypted_id), ("token", &confirmation)],
-    );
+    let link = state.settings.frontend_link("confirm", &[("id", &encrypted_id), ("token", &confirmation)]);
     mail::queue(
         &mut tx,
         Some(&id),
@@ -163,10 +152,7 @@ async fn signup(State(state): State<AppState>, body: Body) -> ApiResult<StatusCo
     .await?;
     let create_user = serde_json::json!({ "user_id": id });
     let kind = crate::banking::CREATE_AGGREGATOR_USER_JOB;
-    state
-        .banking
-        .enqueue(&mut tx, kind, create_user, std::time::Duration::ZERO)
-        .await?;
+    state.banking.enqueue(&mut tx, kind, create_user, std::time::Duration::ZERO).await?;
     tx.commit().await?;
     state.wake_worker.notify_one();
     tracing::info!(user = %id, "user signed up");
@@ -192,22 +178,15 @@ async fn confirm_signup(State(state): State<AppState>, body: Body) -> ApiResult<
         return Err(ApiError::non_field("Invalid data."));
     };
     let Some(user) = users::find_by_encrypted_id(&state.db, encrypted_id.trim()).await? else {
-        return Err(ApiError::field(
-            "encrypted_id",
-            "Provided id is not correct",
-        ));
+        return Err(ApiError::field("encrypted_id", "Provided id is not correct"));
     };
     if user.is_confirmed {
-        return Err(ApiError::non_field(
-            "Registration already has been confirmed.",
-        ));
+        return Err(ApiError::non_field("Registration already has been confirmed."));
     }
     let confirmed = users::confirm(&state.db, &user.id, &token_hash(token.trim()), now()).await?;
     state.sessions.forget_user(&user.id);
     if !confirmed {
-        return Err(ApiError::non_field(
-            "Provided confirmation token is not correct",
-        ));
+        return Err(ApiError::non_field("Provided confirmation token is not correct"));
     }
     let token = issue_token(&state, &user.id).await?;
     Ok((StatusCode::CREATED, axum::Json(TokenResponse { token })).into_response())
@@ -236,13 +215,9 @@ async fn login(
         return Err(ApiError::non_field(BAD_LOGIN));
     };
     let email = email.trim().to_lowercase();
-    state.limits.check(
-        Limit::Login,
-        &[format!("ip:{ip}"), format!("email:{email}")],
-    )?;
+    state.limits.check(Limit::Login, &[format!("ip:{ip}"), format!("email:{email}")])?;
     let user = users::find_by_email(&state.db, &email).await?;
-    let ok =
-        crypto::verify_password(password, user.as_ref().map(|u| u.password_hash.clone())).await?;
+    let ok = crypto::verify_password(password, user.as_ref().map(|u| u.password_hash.clone())).await?;
     let Some(user) = user.filter(|_| ok) else {
         return Err(ApiError::non_field(BAD_LOGIN));
     };
@@ -276,21 +251,14 @@ pub struct ResetRequest {
     email: String,
 }
 
-async fn password_reset_request(
-    state: AppState,
-    ip: std::net::IpAddr,
-    body: Body,
-) -> ApiResult<StatusCode> {
+async fn password_reset_request(state: AppState, ip: std::net::IpAddr, body: Body) -> ApiResult<StatusCode> {
     let mut f = Fields::new(body);
     let email = email_field(&mut f, "email");
     f.finish()?;
     let Some(email) = email else {
         return Err(ApiError::non_field("Invalid data."));
     };
-    state.limits.check(
-        Limit::PasswordReset,
-        &[format!("ip:{ip}"), format!("email:{email}")],
-    )?;
+    state.limits.check(Limit::PasswordReset, &[format!("ip:{ip}"), format!("email:{email}")])?;
     let Some(user) = users::find_by_email(&state.db, email.as_str()).await? else {
         // Same answer as for a known address: no account enumeration.
         return Ok(StatusCode::NO_CONTENT);
@@ -310,22 +278,9 @@ async fn password_reset_request(
         },
     )
     .await?;
-    let link = state
-        .settings
-        .frontend_link("reset", &[("id", &user.encrypted_id), ("token", &token)]);
-    let message = mail::password_reset(
-        &user.first_name,
-        &link,
-        state.settings.link_ttl.num_minutes(),
-    );
-    mail::queue(
-        &mut tx,
-        Some(&user.id),
-        &user.email,
-        message,
-        state.settings.job_max_attempts,
-    )
-    .await?;
+    let link = state.settings.frontend_link("reset", &[("id", &user.encrypted_id), ("token", &token)]);
+    let message = mail::password_reset(&user.first_name, &link, state.settings.link_ttl.num_minutes());
+    mail::queue(&mut tx, Some(&user.id), &user.email, message, state.settings.job_max_attempts).await?;
     tx.commit().await?;
     state.wake_worker.notify_one();
     Ok(StatusCode::NO_CONTENT)
@@ -374,25 +329,14 @@ async fn reset_password(State(state): State<AppState>, body: Body) -> ApiResult<
         return Err(ApiError::non_field("Invalid data."));
     };
     let Some(user) = users::find_by_encrypted_id(&state.db, encrypted_id.trim()).await? else {
-        return Err(ApiError::field(
-            "encrypted_id",
-            "Provided id is not correct",
-        ));
+        return Err(ApiError::field("encrypted_id", "Provided id is not correct"));
     };
     let password_hash = crypto::hash_password(password.expose().to_owned()).await?;
     let mut tx = state.db.begin().await?;
-    let used = tokens::consume_action(
-        &mut tx,
-        &token_hash(token.trim()),
-        &user.id,
-        Purpose::PasswordReset,
-        now(),
-    )
-    .await?;
+    let used =
+        tokens::consume_action(&mut tx, &token_hash(token.trim()), &user.id, Purpose::PasswordReset, now()).await?;
     if used.is_none() {
-        return Err(ApiError::non_field(
-            "Provided reset token is not correct or has expired.",
-        ));
+        return Err(ApiError::non_field("Provided reset token is not correct or has expired."));
     }
     users::set_password_hash(&mut tx, &user.id, &password_hash, now()).await?;
     tokens::delete_sessions(&mut tx, &user.id).await?;

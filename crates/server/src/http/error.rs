@@ -58,50 +58,36 @@ fn detail(status: StatusCode, message: &str) -> Response {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
-            ApiError::Fields(fields) => {
-                (StatusCode::BAD_REQUEST, axum::Json(fields)).into_response()
+            ApiError::Fields(fields) => (StatusCode::BAD_REQUEST, axum::Json(fields)).into_response(),
+            ApiError::NonField(message) => {
+                (StatusCode::BAD_REQUEST, axum::Json(json!({ "non_field_errors": [message] }))).into_response()
             }
-            ApiError::NonField(message) => (
-                StatusCode::BAD_REQUEST,
-                axum::Json(json!({ "non_field_errors": [message] })),
-            )
-                .into_response(),
             ApiError::Unauthenticated => {
-                let mut r = detail(
-                    StatusCode::UNAUTHORIZED,
-                    "Authentication credentials were not provided.",
-                );
-                r.headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Token"));
+                let mut r = detail(StatusCode::UNAUTHORIZED, "Authentication credentials were not provided.");
+                r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Token"));
                 r
             }
             ApiError::BadToken(message) => {
-                let mut r = (
-                    StatusCode::UNAUTHORIZED,
-                    axum::Json(json!({ "detail": message, "error_code": "Bad Token" })),
-                )
-                    .into_response();
-                r.headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Token"));
+                let mut r =
+                    (StatusCode::UNAUTHORIZED, axum::Json(json!({ "detail": message, "error_code": "Bad Token" })))
+                        .into_response();
+                r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Token"));
                 r
             }
             ApiError::NotFound => detail(StatusCode::NOT_FOUND, "Not found."),
-            ApiError::MethodNotAllowed(method) => detail(
-                StatusCode::METHOD_NOT_ALLOWED,
-                &format!("Method \"{method}\" not allowed."),
-            ),
-            ApiError::PayloadTooLarge => detail(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "Request body is too large (limit 1 MiB).",
-            ),
+            ApiError::MethodNotAllowed(method) => {
+                detail(StatusCode::METHOD_NOT_ALLOWED, &format!("Method \"{method}\" not allowed."))
+            }
+            ApiError::PayloadTooLarge => {
+                detail(StatusCode::PAYLOAD_TOO_LARGE, "Request body is too large (limit 1 MiB).")
+            }
             ApiError::TooManyRequests { retry_after_secs } => {
                 let secs = retry_after_secs.max(1);
                 let mut r = detail(
                     StatusCode::TOO_MANY_REQUESTS,
                     &format!("Request was throttled. Expected available in {secs} seconds."),
                 );
-                r.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
                 r
             }
             ApiError::Unavailable(message) => detail(StatusCode::SERVICE_UNAVAILABLE, &message),

@@ -24,22 +24,13 @@ impl<S: Send + Sync> FromRequest<S> for Body {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let content_type = req
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        let mime = content_type
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_owned();
+        let content_type =
+            req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+        let mime = content_type.split(';').next().unwrap_or("").trim().to_owned();
         if mime == "multipart/form-data" {
-            let mut multipart = Multipart::from_request(req, state).await.map_err(|e| {
-                ApiError::non_field(format!("Multipart form parse error - {}", e.body_text()))
-            })?;
+            let mut multipart = Multipart::from_request(req, state)
+                .await
+                .map_err(|e| ApiError::non_field(format!("Multipart form parse error - {}", e.body_text())))?;
             let mut map = Map::new();
             loop {
                 match multipart.next_field().await {
@@ -58,10 +49,7 @@ impl<S: Send + Sync> FromRequest<S> for Body {
             if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge
             } else {
-                ApiError::non_field(format!(
-                    "Could not read the request body: {}",
-                    rejection.body_text()
-                ))
+                ApiError::non_field(format!("Could not read the request body: {}", rejection.body_text()))
             }
         })?;
         match mime.as_str() {
@@ -79,16 +67,9 @@ impl<S: Send + Sync> FromRequest<S> for Body {
             "application/x-www-form-urlencoded" => {
                 let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes)
                     .map_err(|e| ApiError::non_field(format!("Form parse error - {e}")))?;
-                Ok(Body(
-                    pairs
-                        .into_iter()
-                        .map(|(k, v)| (k, Value::String(v)))
-                        .collect(),
-                ))
+                Ok(Body(pairs.into_iter().map(|(k, v)| (k, Value::String(v))).collect()))
             }
-            other => Err(ApiError::non_field(format!(
-                "Unsupported media type \"{other}\" in request."
-            ))),
+            other => Err(ApiError::non_field(format!("Unsupported media type \"{other}\" in request."))),
         }
     }
 }
@@ -123,17 +104,11 @@ pub struct Fields {
 
 impl Fields {
     pub fn new(body: Body) -> Fields {
-        Fields {
-            map: body.0,
-            errors: BTreeMap::new(),
-        }
+        Fields { map: body.0, errors: BTreeMap::new() }
     }
 
     pub fn error(&mut self, field: &str, message: impl Into<String>) {
-        self.errors
-            .entry(field.to_owned())
-            .or_default()
-            .push(message.into());
+        self.errors.entry(field.to_owned()).or_default().push(message.into());
     }
 
     pub fn has_error(&self, field: &str) -> bool {
@@ -222,11 +197,7 @@ impl Fields {
 
     /// Fail with every collected field error, if any.
     pub fn finish(self) -> Result<(), ApiError> {
-        if self.errors.is_empty() {
-            Ok(())
-        } else {
-            Err(ApiError::Fields(self.errors))
-        }
+        if self.errors.is_empty() { Ok(()) } else { Err(ApiError::Fields(self.errors)) }
     }
 }
 
@@ -239,16 +210,11 @@ pub struct AuthUser {
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let Some(header) = parts.headers.get(AUTHORIZATION) else {
             return Err(ApiError::Unauthenticated);
         };
-        let header = header
-            .to_str()
-            .map_err(|_| ApiError::BadToken("Invalid token."))?;
+        let header = header.to_str().map_err(|_| ApiError::BadToken("Invalid token."))?;
         let mut words = header.split_whitespace();
         let key = match (words.next(), words.next(), words.next()) {
             (Some(scheme), Some(key), None) if scheme.eq_ignore_ascii_case("token") => key,
@@ -267,9 +233,7 @@ impl FromRequestParts<AppState> for AuthUser {
         let (user, expires_at) = match state.sessions.get(&hash) {
             Some(hit) => hit,
             None => {
-                let Some((user, expires_at)) =
-                    donkies_store::users::find_by_token_hash(&state.db, &hash).await?
-                else {
+                let Some((user, expires_at)) = donkies_store::users::find_by_token_hash(&state.db, &hash).await? else {
                     return Err(ApiError::BadToken("Invalid token."));
                 };
                 state.sessions.put(&hash, &user, expires_at);
@@ -279,10 +243,7 @@ impl FromRequestParts<AppState> for AuthUser {
         if expires_at <= donkies_store::now() {
             return Err(ApiError::BadToken("Token expired."));
         }
-        Ok(AuthUser {
-            user,
-            token_hash: hash,
-        })
+        Ok(AuthUser { user, token_hash: hash })
     }
 }
 

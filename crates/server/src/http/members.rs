@@ -51,17 +51,12 @@ impl From<LinkError> for ApiError {
         match err {
             LinkError::Unavailable(cause) => {
                 tracing::warn!(error = %cause, "aggregator unavailable");
-                ApiError::Unavailable(
-                    "The bank aggregator is unavailable. Please try again later.".into(),
-                )
+                ApiError::Unavailable("The bank aggregator is unavailable. Please try again later.".into())
             }
             LinkError::Refused(AtriumError::NotFound { .. }) => ApiError::NotFound,
             LinkError::Refused(cause) => {
                 tracing::warn!(error = %cause, "aggregator refused the request");
-                ApiError::non_field(format!(
-                    "The bank refused the request: {}",
-                    refusal_message(&cause)
-                ))
+                ApiError::non_field(format!("The bank refused the request: {}", refusal_message(&cause)))
             }
             LinkError::Store(e) => e.into(),
             LinkError::Other(e) => ApiError::Internal(e),
@@ -87,12 +82,7 @@ pub struct InstitutionView {
 
 impl From<Institution> for InstitutionView {
     fn from(i: Institution) -> Self {
-        InstitutionView {
-            id: i.id,
-            code: i.code,
-            name: i.name,
-            url: i.url,
-        }
+        InstitutionView { id: i.id, code: i.code, name: i.name, url: i.url }
     }
 }
 
@@ -122,9 +112,7 @@ async fn get_institution(
     _auth: AuthUser,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<InstitutionView>> {
-    let inst = institutions::get(&state.db, &id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let inst = institutions::get(&state.db, &id).await?.ok_or(ApiError::NotFound)?;
     Ok(axum::Json(inst.into()))
 }
 
@@ -151,14 +139,7 @@ async fn suggest_institutions(
         return Ok(axum::Json(Vec::new()));
     };
     let list = institutions::list(&state.db, Some(value.trim()), 10).await?;
-    Ok(axum::Json(
-        list.into_iter()
-            .map(|i| Suggestion {
-                id: i.id,
-                value: i.name,
-            })
-            .collect(),
-    ))
+    Ok(axum::Json(list.into_iter().map(|i| Suggestion { id: i.id, value: i.name }).collect()))
 }
 
 /// A credential an institution asks for.
@@ -183,11 +164,7 @@ async fn credentials_view(
         state.banking.refresh_credentials(&inst.code).await?
     } else {
         let stored = institutions::credentials(&state.db, &inst.id).await?;
-        if stored.is_empty() {
-            state.banking.refresh_credentials(&inst.code).await?
-        } else {
-            stored
-        }
+        if stored.is_empty() { state.banking.refresh_credentials(&inst.code).await? } else { stored }
     };
     Ok(axum::Json(
         creds
@@ -312,8 +289,7 @@ pub async fn member_view(state: &AppState, m: Member) -> ApiResult<MemberView> {
             .await?
             .into_iter()
             .map(|c| {
-                let options: Value =
-                    serde_json::from_str(&c.options).unwrap_or(Value::Array(Vec::new()));
+                let options: Value = serde_json::from_str(&c.options).unwrap_or(Value::Array(Vec::new()));
                 ChallengeView {
                     guid: c.guid,
                     field_name: c.field_name,
@@ -349,10 +325,7 @@ pub async fn member_view(state: &AppState, m: Member) -> ApiResult<MemberView> {
 
 /// The user's members.
 #[utoipa::path(get, path = "/v1/members", tag = "banking", security(("token" = [])), responses((status = 200, body = [MemberView])))]
-async fn list_members(
-    State(state): State<AppState>,
-    auth: AuthUser,
-) -> ApiResult<axum::Json<Vec<MemberView>>> {
+async fn list_members(State(state): State<AppState>, auth: AuthUser) -> ApiResult<axum::Json<Vec<MemberView>>> {
     let mut out = Vec::new();
     for m in members::list_for_user(&state.db, &auth.user.id).await? {
         out.push(member_view(&state, m).await?);
@@ -408,11 +381,7 @@ fn keyed_values(
             f.error(field, "Each item must be an object.");
             return None;
         };
-        let key = keys[..2].iter().find_map(|k| {
-            obj.get(*k)
-                .and_then(Value::as_str)
-                .map(|v| format!("{k}:{v}"))
-        });
+        let key = keys[..2].iter().find_map(|k| obj.get(*k).and_then(Value::as_str).map(|v| format!("{k}:{v}")));
         let value = obj.get(keys[2]).and_then(|v| match v {
             Value::String(s) => Some(s.clone()),
             Value::Number(n) => Some(n.to_string()),
@@ -421,13 +390,7 @@ fn keyed_values(
         match (key, value) {
             (Some(key), Some(value)) => out.push((key, value)),
             _ => {
-                f.error(
-                    field,
-                    format!(
-                        "Each item needs \"{}\" or \"{}\", and \"{}\".",
-                        keys[0], keys[1], keys[2]
-                    ),
-                );
+                f.error(field, format!("Each item needs \"{}\" or \"{}\", and \"{}\".", keys[0], keys[1], keys[2]));
                 return None;
             }
         }
@@ -471,10 +434,7 @@ async fn create_member(
             Some(c) => {
                 values.insert(c.guid.clone(), value);
             }
-            None => errors.push(format!(
-                "Unknown credential: {}.",
-                key.split_once(':').map_or("", |(_, k)| k)
-            )),
+            None => errors.push(format!("Unknown credential: {}.", key.split_once(':').map_or("", |(_, k)| k))),
         }
     }
     for c in &expected {
@@ -483,45 +443,27 @@ async fn create_member(
         }
     }
     if !errors.is_empty() {
-        return Err(ApiError::Fields(
-            [("credentials".to_owned(), errors)].into(),
-        ));
+        return Err(ApiError::Fields([("credentials".to_owned(), errors)].into()));
     }
-    let credentials: Vec<CredentialValue> = values
-        .into_iter()
-        .map(|(guid, value)| CredentialValue::new(guid, value))
-        .collect();
+    let credentials: Vec<CredentialValue> =
+        values.into_iter().map(|(guid, value)| CredentialValue::new(guid, value)).collect();
     let user_guid = state.banking.ensure_aggregator_user(&auth.user.id).await?;
 
-    if let Some(existing) =
-        members::find_for_institution(&state.db, &auth.user.id, &inst.id).await?
-    {
+    if let Some(existing) = members::find_for_institution(&state.db, &auth.user.id, &inst.id).await? {
         let member_guid = existing.guid.clone().unwrap_or_default();
         let updated = state
             .banking
             .aggregator
-            .update_member(
-                &user_guid,
-                &member_guid,
-                &wire::MemberUpdate::credentials(credentials),
-            )
+            .update_member(&user_guid, &member_guid, &wire::MemberUpdate::credentials(credentials))
             .await
             .map_err(LinkError::from)?;
         let mut tx = state.db.begin().await?;
-        state
-            .banking
-            .restart_polling(&mut tx, &existing.id, updated.status.as_str())
-            .await?;
+        state.banking.restart_polling(&mut tx, &existing.id, updated.status.as_str()).await?;
         tx.commit().await?;
         state.wake_worker.notify_one();
         state.banking.notify(&existing.id);
-        let member = members::get(&state.db, &existing.id)
-            .await?
-            .ok_or(ApiError::NotFound)?;
-        return Ok((
-            StatusCode::CREATED,
-            axum::Json(member_view(&state, member).await?),
-        ));
+        let member = members::get(&state.db, &existing.id).await?.ok_or(ApiError::NotFound)?;
+        return Ok((StatusCode::CREATED, axum::Json(member_view(&state, member).await?)));
     }
 
     let identifier = new_token();
@@ -531,12 +473,7 @@ async fn create_member(
         identifier: Some(identifier.clone()),
         metadata: None,
     };
-    let created = state
-        .banking
-        .aggregator
-        .create_member(&user_guid, &request)
-        .await
-        .map_err(LinkError::from)?;
+    let created = state.banking.aggregator.create_member(&user_guid, &request).await.map_err(LinkError::from)?;
     let id = new_id();
     let mut tx = state.db.begin().await?;
     let inserted = members::insert(
@@ -556,32 +493,18 @@ async fn create_member(
     if let Err(err) = inserted {
         drop(tx);
         // Nothing half-created: take the aggregator's member back.
-        let _ = state
-            .banking
-            .aggregator
-            .delete_member(&user_guid, &created.guid)
-            .await;
+        let _ = state.banking.aggregator.delete_member(&user_guid, &created.guid).await;
         return Err(match err {
-            StoreError::Conflict(_) => {
-                ApiError::non_field("This institution is already being linked; try again.")
-            }
+            StoreError::Conflict(_) => ApiError::non_field("This institution is already being linked; try again."),
             other => other.into(),
         });
     }
-    state
-        .banking
-        .restart_polling(&mut tx, &id, created.status.as_str())
-        .await?;
+    state.banking.restart_polling(&mut tx, &id, created.status.as_str()).await?;
     tx.commit().await?;
     state.wake_worker.notify_one();
     tracing::info!(member = %id, institution = %inst.code, "member created");
-    let member = members::get(&state.db, &id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(member_view(&state, member).await?),
-    ))
+    let member = members::get(&state.db, &id).await?.ok_or(ApiError::NotFound)?;
+    Ok((StatusCode::CREATED, axum::Json(member_view(&state, member).await?)))
 }
 
 #[derive(Deserialize)]
@@ -604,10 +527,7 @@ async fn get_member(
         Some(w) => match w.parse::<u64>() {
             Ok(n) if n <= 30 => n,
             _ => {
-                return Err(ApiError::field(
-                    "wait",
-                    "Ensure this value is an integer between 0 and 30.",
-                ));
+                return Err(ApiError::field("wait", "Ensure this value is an integer between 0 and 30."));
             }
         },
     };
@@ -618,18 +538,15 @@ async fn get_member(
         return Ok(json_bytes(body));
     }
     let mut events = state.banking.member_events.subscribe();
-    let mut member = members::find_by_identifier(&state.db, &auth.user.id, &identifier)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let mut member =
+        members::find_by_identifier(&state.db, &auth.user.id, &identifier).await?.ok_or(ApiError::NotFound)?;
     if wait > 0 {
         let seen = (member.status.clone(), member.gave_up);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
         loop {
             // Woken by this process's worker, or re-check the database every half second for
             // workers in other processes.
-            let tick = tokio::time::sleep_until(
-                deadline.min(tokio::time::Instant::now() + Duration::from_millis(500)),
-            );
+            let tick = tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + Duration::from_millis(500)));
             tokio::select! {
                 event = events.recv() => {
                     if matches!(&event, Ok(id) if *id != member.id) {
@@ -643,27 +560,17 @@ async fn get_member(
                 break;
             }
         }
-        member = members::find_by_identifier(&state.db, &auth.user.id, &identifier)
-            .await?
-            .ok_or(ApiError::NotFound)?;
+        member = members::find_by_identifier(&state.db, &auth.user.id, &identifier).await?.ok_or(ApiError::NotFound)?;
     }
     let member_id = member.id.clone();
-    let body = bytes::Bytes::from(
-        serde_json::to_vec(&member_view(&state, member).await?).map_err(anyhow::Error::from)?,
-    );
-    state
-        .banking
-        .member_reads
-        .put(&cache_key, (member_id, body.clone()));
+    let body =
+        bytes::Bytes::from(serde_json::to_vec(&member_view(&state, member).await?).map_err(anyhow::Error::from)?);
+    state.banking.member_reads.put(&cache_key, (member_id, body.clone()));
     Ok(json_bytes(body))
 }
 
 fn json_bytes(body: bytes::Bytes) -> axum::response::Response {
-    (
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        body,
-    )
-        .into_response()
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 #[utoipa::path(delete, path = "/v1/members/{identifier}", tag = "banking", security(("token" = [])),
@@ -673,17 +580,10 @@ async fn delete_member(
     auth: AuthUser,
     Path(identifier): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let member = members::find_by_identifier(&state.db, &auth.user.id, &identifier)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let member = members::find_by_identifier(&state.db, &auth.user.id, &identifier).await?.ok_or(ApiError::NotFound)?;
     if let Some(guid) = &member.guid {
         let user_guid = state.banking.ensure_aggregator_user(&auth.user.id).await?;
-        match state
-            .banking
-            .aggregator
-            .delete_member(&user_guid, guid)
-            .await
-        {
+        match state.banking.aggregator.delete_member(&user_guid, guid).await {
             Ok(()) | Err(AtriumError::NotFound { .. }) => {}
             Err(err) => return Err(LinkError::from(err).into()),
         }
@@ -718,27 +618,21 @@ async fn resume_member(
     Path(identifier): Path<String>,
     body: Body,
 ) -> ApiResult<StatusCode> {
-    let member = members::find_by_identifier(&state.db, &auth.user.id, &identifier)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let member = members::find_by_identifier(&state.db, &auth.user.id, &identifier).await?.ok_or(ApiError::NotFound)?;
     let raw = body.0.clone();
     let mut f = Fields::new(body);
     let answers = keyed_values(&mut f, &raw, "challenges", ["label", "guid", "value"]);
     f.finish()?;
     let answers = answers.unwrap_or_default();
     if member.status != "CHALLENGED" || member.gave_up {
-        return Err(ApiError::non_field(
-            "The member is not waiting for answers to challenges.",
-        ));
+        return Err(ApiError::non_field("The member is not waiting for answers to challenges."));
     }
     let challenges = members::challenges(&state.db, &member.id).await?;
     let mut by_guid: HashMap<String, String> = HashMap::new();
     let mut errors = Vec::new();
     for (key, value) in answers {
         let found = challenges.iter().find(|c| match key.split_once(':') {
-            Some(("label", label)) => {
-                c.label == label || c.label.trim().eq_ignore_ascii_case(label.trim())
-            }
+            Some(("label", label)) => c.label == label || c.label.trim().eq_ignore_ascii_case(label.trim()),
             Some(("guid", guid)) => c.guid == guid,
             _ => false,
         });
@@ -746,10 +640,7 @@ async fn resume_member(
             Some(c) => {
                 by_guid.insert(c.guid.clone(), value);
             }
-            None => errors.push(format!(
-                "Unknown challenge: {}.",
-                key.split_once(':').map_or("", |(_, k)| k)
-            )),
+            None => errors.push(format!("Unknown challenge: {}.", key.split_once(':').map_or("", |(_, k)| k))),
         }
     }
     for c in &challenges {
@@ -766,33 +657,18 @@ async fn resume_member(
     let user_guid = state.banking.ensure_aggregator_user(&auth.user.id).await?;
     let answers: Vec<ChallengeAnswer> = challenges
         .iter()
-        .filter_map(|c| {
-            Some(ChallengeAnswer::new(
-                c.guid.clone(),
-                by_guid.get(&c.guid)?.clone(),
-            ))
-        })
+        .filter_map(|c| Some(ChallengeAnswer::new(c.guid.clone(), by_guid.get(&c.guid)?.clone())))
         .collect();
     let member_guid = member.guid.clone().unwrap_or_default();
-    let resumed = match state
-        .banking
-        .aggregator
-        .resume_member(&user_guid, &member_guid, &answers)
-        .await
-    {
+    let resumed = match state.banking.aggregator.resume_member(&user_guid, &member_guid, &answers).await {
         Ok(m) => m,
         Err(AtriumError::Conflict { .. }) => {
-            return Err(ApiError::non_field(
-                "The member is not waiting for answers to challenges.",
-            ));
+            return Err(ApiError::non_field("The member is not waiting for answers to challenges."));
         }
         Err(err) => return Err(LinkError::from(err).into()),
     };
     let mut tx = state.db.begin().await?;
-    state
-        .banking
-        .restart_polling(&mut tx, &member.id, resumed.status.as_str())
-        .await?;
+    state.banking.restart_polling(&mut tx, &member.id, resumed.status.as_str()).await?;
     tx.commit().await?;
     state.wake_worker.notify_one();
     state.banking.notify(&member.id);

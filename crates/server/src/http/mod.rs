@@ -69,16 +69,7 @@ impl AppState {
         let sealer = Sealer::from_secret(settings.secret_key.expose());
         let limits = RateLimits::new(settings.login_rate_per_minute, settings.reset_rate_per_hour);
         let sessions = sessions::SessionCache::new(settings.cache_ttl);
-        AppState(Arc::new(AppInner {
-            db,
-            settings,
-            sealer,
-            limits,
-            wake_worker,
-            banking,
-            sessions,
-            social,
-        }))
+        AppState(Arc::new(AppInner { db, settings, sealer, limits, wake_worker, banking, sessions, social }))
     }
 }
 
@@ -119,9 +110,7 @@ impl RateLimits {
         if wait.is_zero() {
             Ok(())
         } else {
-            Err(ApiError::TooManyRequests {
-                retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
-            })
+            Err(ApiError::TooManyRequests { retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0) })
         }
     }
 
@@ -150,19 +139,12 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(accounts::router())
         .merge(social::router())
         .split_for_parts();
-    doc.components
-        .get_or_insert_with(Default::default)
-        .add_security_scheme(
-            "token",
-            utoipa::openapi::security::SecurityScheme::ApiKey(
-                utoipa::openapi::security::ApiKey::Header(
-                    utoipa::openapi::security::ApiKeyValue::with_description(
-                        "Authorization",
-                        "Token <key>",
-                    ),
-                ),
-            ),
-        );
+    doc.components.get_or_insert_with(Default::default).add_security_scheme(
+        "token",
+        utoipa::openapi::security::SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Header(
+            utoipa::openapi::security::ApiKeyValue::with_description("Authorization", "Token <key>"),
+        )),
+    );
     (router, doc)
 }
 
@@ -178,9 +160,7 @@ pub fn app(state: AppState) -> Router {
             }),
         )
         .fallback(|| async { ApiError::NotFound })
-        .method_not_allowed_fallback(
-            |method: Method| async move { ApiError::MethodNotAllowed(method) },
-        )
+        .method_not_allowed_fallback(|method: Method| async move { ApiError::MethodNotAllowed(method) })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(log_request))
         .layer(middleware::from_fn(cors))
@@ -189,32 +169,21 @@ pub fn app(state: AppState) -> Router {
 
 const CORS_HEADERS: [(header::HeaderName, &str); 3] = [
     (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
-    (
-        header::ACCESS_CONTROL_ALLOW_HEADERS,
-        "Authorization, Content-Type, Accept, Origin, X-Requested-With",
-    ),
-    (
-        header::ACCESS_CONTROL_ALLOW_METHODS,
-        "GET, POST, PUT, PATCH, DELETE, OPTIONS",
-    ),
+    (header::ACCESS_CONTROL_ALLOW_HEADERS, "Authorization, Content-Type, Accept, Origin, X-Requested-With"),
+    (header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST, PUT, PATCH, DELETE, OPTIONS"),
 ];
 
 /// Front ends preflight every call: answer any OPTIONS with 200, and mark every response.
 async fn cors(req: Request, next: Next) -> Response {
     let mut response = if req.method() == Method::OPTIONS {
         let mut r = StatusCode::OK.into_response();
-        r.headers_mut().insert(
-            header::ACCESS_CONTROL_MAX_AGE,
-            HeaderValue::from_static("86400"),
-        );
+        r.headers_mut().insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
         r
     } else {
         next.run(req).await
     };
     for (name, value) in CORS_HEADERS {
-        response
-            .headers_mut()
-            .insert(name, HeaderValue::from_static(value));
+        response.headers_mut().insert(name, HeaderValue::from_static(value));
     }
     response
 }
@@ -224,10 +193,8 @@ async fn cors(req: Request, next: Next) -> Response {
 async fn log_request(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "<unmatched>".to_owned(), |p| p.as_str().to_owned());
+    let route =
+        req.extensions().get::<MatchedPath>().map_or_else(|| "<unmatched>".to_owned(), |p| p.as_str().to_owned());
     let response = next.run(req).await;
     let status = response.status().as_u16();
     let micros = started.elapsed().as_micros() as u64;

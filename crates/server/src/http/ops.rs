@@ -10,9 +10,7 @@ use utoipa_axum::routes;
 use super::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(healthz))
-        .routes(routes!(readyz))
+    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz))
 }
 
 /// The process is up.
@@ -29,10 +27,7 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         Ok(()) => (StatusCode::OK, axum::Json(json!({ "status": "ready" }))),
         Err(err) => {
             tracing::warn!(error = %err, "readiness check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(json!({ "status": "unavailable" })),
-            )
+            (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({ "status": "unavailable" })))
         }
     }
 }

@@ -30,15 +30,13 @@ const TWITTER_REQUEST_TTL_MINUTES: i64 = 15;
 fn provider_error(provider: &str, err: SocialError) -> ApiError {
     tracing::info!(provider, error = %err, "sign-in provider refused or failed");
     match err {
-        SocialError::Unavailable { .. } => ApiError::non_field(format!(
-            "{provider} could not be reached. Please try again in a moment."
-        )),
+        SocialError::Unavailable { .. } => {
+            ApiError::non_field(format!("{provider} could not be reached. Please try again in a moment."))
+        }
         SocialError::Rejected { message } => {
             ApiError::non_field(format!("{provider} did not accept the sign-in: {message}"))
         }
-        SocialError::Invalid { .. } => {
-            ApiError::non_field(format!("{provider} sent an answer we could not read."))
-        }
+        SocialError::Invalid { .. } => ApiError::non_field(format!("{provider} sent an answer we could not read.")),
     }
 }
 
@@ -54,13 +52,11 @@ async fn finish(
     provider: &str,
 ) -> ApiResult<axum::Json<TokenResponse>> {
     match find_or_create_user(state, &account, typed_email.as_ref()).await? {
-        SignIn::User(user_id) => Ok(axum::Json(TokenResponse {
-            token: issue_token(state, &user_id).await?,
-        })),
+        SignIn::User(user_id) => Ok(axum::Json(TokenResponse { token: issue_token(state, &user_id).await? })),
         SignIn::NeedsEmail => Err(ApiError::field(
             "email",
             format!(
-                "{provider} did not share an email address. Ask the user for one and send it as \"email\" with a new sign-in."
+                "{provider} did not share a verified email address. Ask the user for one and send it as \"email\" with a new sign-in."
             ),
         )),
         SignIn::EmailTaken => Err(ApiError::field(
@@ -100,20 +96,11 @@ fn code_fields(state: &AppState, f: &mut Fields, page: &str) -> Option<(String, 
     let redirect = f
         .optional_str("redirect_uri")
         .filter(|r| !r.trim().is_empty())
-        .unwrap_or_else(|| {
-            state
-                .settings
-                .frontend_link(page, &[])
-                .trim_end_matches('?')
-                .to_owned()
-        });
+        .unwrap_or_else(|| state.settings.frontend_link(page, &[]).trim_end_matches('?').to_owned());
     if let Some(given) = f.optional_str("state").filter(|s| !s.is_empty())
         && !crate::crypto::verify_state(state.settings.secret_key.expose(), &given)
     {
-        f.error(
-            "state",
-            "The sign-in has expired or did not start here; start again.",
-        );
+        f.error("state", "The sign-in has expired or did not start here; start again.");
     }
     Some((code?, redirect))
 }
@@ -121,24 +108,14 @@ fn code_fields(state: &AppState, f: &mut Fields, page: &str) -> Option<(String, 
 /// Sign in with a Facebook authorization code.
 #[utoipa::path(post, path = "/v1/auth/facebook", tag = "auth", request_body = CodeRequest,
     responses((status = 200, body = TokenResponse), (status = 400, description = "bad, reused or expired code; provider down; no email")))]
-async fn facebook_sign_in(
-    State(state): State<AppState>,
-    body: Body,
-) -> ApiResult<axum::Json<TokenResponse>> {
+async fn facebook_sign_in(State(state): State<AppState>, body: Body) -> ApiResult<axum::Json<TokenResponse>> {
     let mut f = Fields::new(body);
     let parsed = code_fields(&state, &mut f, "login_facebook");
     let email = typed_email(&mut f);
     f.finish()?;
     let (code, redirect_uri) = parsed.ok_or_else(|| ApiError::non_field("Invalid data."))?;
-    let client = state
-        .social
-        .facebook
-        .as_ref()
-        .ok_or_else(|| not_configured("Facebook"))?;
-    let profile = client
-        .sign_in(code.trim(), &redirect_uri)
-        .await
-        .map_err(|e| provider_error("Facebook", e))?;
+    let client = state.social.facebook.as_ref().ok_or_else(|| not_configured("Facebook"))?;
+    let profile = client.sign_in(code.trim(), &redirect_uri).await.map_err(|e| provider_error("Facebook", e))?;
     let account = ProviderAccount {
         provider: "facebook",
         id: profile.id.clone(),
@@ -154,24 +131,14 @@ async fn facebook_sign_in(
 /// Sign in with a Google authorization code (OpenID Connect; the ID token is verified).
 #[utoipa::path(post, path = "/v1/auth/google", tag = "auth", request_body = CodeRequest,
     responses((status = 200, body = TokenResponse), (status = 400, description = "bad code, invalid ID token, provider down, no email")))]
-async fn google_sign_in(
-    State(state): State<AppState>,
-    body: Body,
-) -> ApiResult<axum::Json<TokenResponse>> {
+async fn google_sign_in(State(state): State<AppState>, body: Body) -> ApiResult<axum::Json<TokenResponse>> {
     let mut f = Fields::new(body);
     let parsed = code_fields(&state, &mut f, "login_google");
     let email = typed_email(&mut f);
     f.finish()?;
     let (code, redirect_uri) = parsed.ok_or_else(|| ApiError::non_field("Invalid data."))?;
-    let client = state
-        .social
-        .google
-        .as_ref()
-        .ok_or_else(|| not_configured("Google"))?;
-    let identity = client
-        .sign_in(code.trim(), &redirect_uri)
-        .await
-        .map_err(|e| provider_error("Google", e))?;
+    let client = state.social.google.as_ref().ok_or_else(|| not_configured("Google"))?;
+    let identity = client.sign_in(code.trim(), &redirect_uri).await.map_err(|e| provider_error("Google", e))?;
     let account = ProviderAccount {
         provider: "google",
         id: identity.sub.clone(),
@@ -196,23 +163,10 @@ pub struct TwitterStart {
 /// Start a Twitter sign-in: a request token and the URL where the user approves it.
 #[utoipa::path(get, path = "/v1/auth/twitter", tag = "auth",
     responses((status = 200, body = TwitterStart), (status = 400, description = "provider down or not configured")))]
-async fn twitter_request_token(
-    State(state): State<AppState>,
-) -> ApiResult<axum::Json<TwitterStart>> {
-    let client = state
-        .social
-        .twitter
-        .as_ref()
-        .ok_or_else(|| not_configured("Twitter"))?;
-    let callback = state
-        .settings
-        .frontend_link("login_twitter", &[])
-        .trim_end_matches('?')
-        .to_owned();
-    let token = client
-        .request_token(&callback)
-        .await
-        .map_err(|e| provider_error("Twitter", e))?;
+async fn twitter_request_token(State(state): State<AppState>) -> ApiResult<axum::Json<TwitterStart>> {
+    let client = state.social.twitter.as_ref().ok_or_else(|| not_configured("Twitter"))?;
+    let callback = state.settings.frontend_link("login_twitter", &[]).trim_end_matches('?').to_owned();
+    let token = client.request_token(&callback).await.map_err(|e| provider_error("Twitter", e))?;
     let sealed = state.sealer.seal(token.oauth_token_secret.expose_secret());
     let t = now();
     identities::save_request(
@@ -242,10 +196,7 @@ pub struct TwitterCallback {
 /// Finish a Twitter sign-in with the values Twitter sent back to the front end.
 #[utoipa::path(post, path = "/v1/auth/twitter", tag = "auth", request_body = TwitterCallback,
     responses((status = 200, body = TokenResponse), (status = 400, description = "unknown or used request token, denied, provider down, no email")))]
-async fn twitter_sign_in(
-    State(state): State<AppState>,
-    body: Body,
-) -> ApiResult<axum::Json<TokenResponse>> {
+async fn twitter_sign_in(State(state): State<AppState>, body: Body) -> ApiResult<axum::Json<TokenResponse>> {
     let mut f = Fields::new(body);
     let token = f.required_str("oauth_token");
     let verifier = f.required_str("oauth_verifier");
@@ -254,29 +205,18 @@ async fn twitter_sign_in(
     let (Some(token), Some(verifier)) = (token, verifier) else {
         return Err(ApiError::non_field("Invalid data."));
     };
-    let client = state
-        .social
-        .twitter
-        .as_ref()
-        .ok_or_else(|| not_configured("Twitter"))?;
-    let Some(sealed) = identities::take_request(&state.db, token.trim(), "twitter", now()).await?
-    else {
-        return Err(ApiError::non_field(
-            "This Twitter sign-in has expired or was already used; start again.",
-        ));
+    let client = state.social.twitter.as_ref().ok_or_else(|| not_configured("Twitter"))?;
+    let Some(sealed) = identities::take_request(&state.db, token.trim(), "twitter", now()).await? else {
+        return Err(ApiError::non_field("This Twitter sign-in has expired or was already used; start again."));
     };
-    let secret = state.sealer.open(&sealed).ok_or_else(|| {
-        ApiError::non_field("This Twitter sign-in cannot be finished; start again.")
-    })?;
-    let access = client
-        .access_token(token.trim(), &secret, verifier.trim())
-        .await
-        .map_err(|e| provider_error("Twitter", e))?;
+    let secret = state
+        .sealer
+        .open(&sealed)
+        .ok_or_else(|| ApiError::non_field("This Twitter sign-in cannot be finished; start again."))?;
+    let access =
+        client.access_token(token.trim(), &secret, verifier.trim()).await.map_err(|e| provider_error("Twitter", e))?;
     let profile = client
-        .verify_credentials(
-            &access.oauth_token,
-            access.oauth_token_secret.expose_secret(),
-        )
+        .verify_credentials(&access.oauth_token, access.oauth_token_secret.expose_secret())
         .await
         .map_err(|e| provider_error("Twitter", e))?;
     let (first_name, last_name) = match profile.name.split_once(' ') {
@@ -308,23 +248,9 @@ pub struct LoginSettings {
 #[utoipa::path(get, path = "/v1/settings/login", tag = "auth", responses((status = 200, body = LoginSettings)))]
 async fn login_settings(State(state): State<AppState>) -> axum::Json<LoginSettings> {
     let signed = crate::crypto::sign_state(state.settings.secret_key.expose());
-    let redirect = |page: &str| {
-        state
-            .settings
-            .frontend_link(page, &[])
-            .trim_end_matches('?')
-            .to_owned()
-    };
+    let redirect = |page: &str| state.settings.frontend_link(page, &[]).trim_end_matches('?').to_owned();
     axum::Json(LoginSettings {
-        facebook_login_url: state
-            .social
-            .facebook
-            .as_ref()
-            .map(|c| c.login_url(&redirect("login_facebook"), &signed)),
-        google_login_url: state
-            .social
-            .google
-            .as_ref()
-            .map(|c| c.login_url(&redirect("login_google"), &signed)),
+        facebook_login_url: state.social.facebook.as_ref().map(|c| c.login_url(&redirect("login_facebook"), &signed)),
+        google_login_url: state.social.google.as_ref().map(|c| c.login_url(&redirect("login_google"), &signed)),
     })
 }

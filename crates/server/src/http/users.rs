@@ -104,9 +104,7 @@ pub struct Message {
 }
 
 fn message(text: &str) -> axum::Json<Message> {
-    axum::Json(Message {
-        message: text.to_owned(),
-    })
+    axum::Json(Message { message: text.to_owned() })
 }
 
 /// The signed-in user.
@@ -135,11 +133,7 @@ pub struct ProfileRequest {
     ssn: Option<String>,
 }
 
-fn parsed<T, E: std::fmt::Display>(
-    f: &mut Fields,
-    field: &str,
-    parse: impl FnOnce(&str) -> Result<T, E>,
-) -> Option<T> {
+fn parsed<T, E: std::fmt::Display>(f: &mut Fields, field: &str, parse: impl FnOnce(&str) -> Result<T, E>) -> Option<T> {
     let raw = f.optional_str(field)?;
     match parse(raw.trim()) {
         Ok(v) => Some(v),
@@ -153,10 +147,7 @@ fn parsed<T, E: std::fmt::Display>(
 fn text(f: &mut Fields, field: &str, max: usize) -> Option<String> {
     let value = f.optional_str(field)?.trim().to_owned();
     if value.chars().count() > max {
-        f.error(
-            field,
-            format!("Ensure this field has no more than {max} characters."),
-        );
+        f.error(field, format!("Ensure this field has no more than {max} characters."));
         return None;
     }
     Some(value)
@@ -165,11 +156,7 @@ fn text(f: &mut Fields, field: &str, max: usize) -> Option<String> {
 /// Fill in the profile. Once every field is present the profile is complete and frozen.
 #[utoipa::path(put, path = "/v1/user", tag = "user", security(("token" = [])), request_body = ProfileRequest,
     responses((status = 200, body = UserView), (status = 400, description = "field errors, or the profile is complete")))]
-async fn update_user(
-    State(state): State<AppState>,
-    auth: AuthUser,
-    body: Body,
-) -> ApiResult<axum::Json<UserView>> {
+async fn update_user(State(state): State<AppState>, auth: AuthUser, body: Body) -> ApiResult<axum::Json<UserView>> {
     const COMPLETE: &str = "Profile is completed and can not be changed.";
     if auth.user.is_profile_completed {
         return Err(ApiError::non_field(COMPLETE));
@@ -255,9 +242,7 @@ pub struct SettingsView {
 /// Choices the front end offers.
 #[utoipa::path(get, path = "/v1/settings", tag = "user", security(("token" = [])), responses((status = 200, body = SettingsView)))]
 async fn get_settings(_auth: AuthUser) -> axum::Json<SettingsView> {
-    axum::Json(SettingsView {
-        transfer_amounts: TransferAmount::CHOICES,
-    })
+    axum::Json(SettingsView { transfer_amounts: TransferAmount::CHOICES })
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -269,11 +254,7 @@ pub struct ChangeEmailRequest {
 /// Mail a confirmation link to the new address; the email changes when it is followed.
 #[utoipa::path(post, path = "/v1/user/change/email", tag = "user", security(("token" = [])), request_body = ChangeEmailRequest,
     responses((status = 200, body = Message), (status = 400, description = "field errors")))]
-async fn change_email(
-    State(state): State<AppState>,
-    auth: AuthUser,
-    body: Body,
-) -> ApiResult<axum::Json<Message>> {
+async fn change_email(State(state): State<AppState>, auth: AuthUser, body: Body) -> ApiResult<axum::Json<Message>> {
     let mut f = Fields::new(body);
     let new_email = email_field(&mut f, "new_email");
     f.finish()?;
@@ -281,15 +262,9 @@ async fn change_email(
         return Err(ApiError::non_field("Invalid data."));
     };
     if new_email.as_str() == auth.user.email {
-        return Err(ApiError::field(
-            "new_email",
-            "This is already your email address.",
-        ));
+        return Err(ApiError::field("new_email", "This is already your email address."));
     }
-    if users::find_by_email(&state.db, new_email.as_str())
-        .await?
-        .is_some()
-    {
+    if users::find_by_email(&state.db, new_email.as_str()).await?.is_some() {
         return Err(ApiError::field("new_email", EMAIL_TAKEN));
     }
     let token = new_token();
@@ -308,28 +283,12 @@ async fn change_email(
         },
     )
     .await?;
-    let link = state.settings.frontend_link(
-        "change_email_confirm",
-        &[("id", &user.encrypted_id), ("token", &token)],
-    );
-    let mail = mail::email_change(
-        &user.first_name,
-        &link,
-        state.settings.link_ttl.num_minutes(),
-    );
-    mail::queue(
-        &mut tx,
-        Some(&user.id),
-        new_email.as_str(),
-        mail,
-        state.settings.job_max_attempts,
-    )
-    .await?;
+    let link = state.settings.frontend_link("change_email_confirm", &[("id", &user.encrypted_id), ("token", &token)]);
+    let mail = mail::email_change(&user.first_name, &link, state.settings.link_ttl.num_minutes());
+    mail::queue(&mut tx, Some(&user.id), new_email.as_str(), mail, state.settings.job_max_attempts).await?;
     tx.commit().await?;
     state.wake_worker.notify_one();
-    Ok(message(
-        "A confirmation link has been sent to the new email address.",
-    ))
+    Ok(message("A confirmation link has been sent to the new email address."))
 }
 
 /// Follow the emailed link: the new address becomes the account's email.
@@ -345,14 +304,8 @@ async fn confirm_email_change(
         return Err(ApiError::non_field(BAD_LINK));
     };
     let mut tx = state.db.begin().await?;
-    let Some(Some(new_email)) = tokens::consume_action(
-        &mut tx,
-        &token_hash(&token),
-        &user.id,
-        Purpose::EmailChange,
-        now(),
-    )
-    .await?
+    let Some(Some(new_email)) =
+        tokens::consume_action(&mut tx, &token_hash(&token), &user.id, Purpose::EmailChange, now()).await?
     else {
         return Err(ApiError::non_field(BAD_LINK));
     };
@@ -376,11 +329,7 @@ pub struct ChangePasswordRequest {
 /// Change the password; other sessions are signed out, this one stays.
 #[utoipa::path(post, path = "/v1/user/change/password", tag = "user", security(("token" = [])), request_body = ChangePasswordRequest,
     responses((status = 200, body = Message), (status = 400, description = "wrong current password or mismatch")))]
-async fn change_password(
-    State(state): State<AppState>,
-    auth: AuthUser,
-    body: Body,
-) -> ApiResult<axum::Json<Message>> {
+async fn change_password(State(state): State<AppState>, auth: AuthUser, body: Body) -> ApiResult<axum::Json<Message>> {
     let mut f = Fields::new(body);
     let current = f.required_secret("current_password");
     let new1 = password_field(&mut f, "new_password1");
@@ -395,10 +344,7 @@ async fn change_password(
         return Err(ApiError::non_field("Invalid data."));
     };
     if !crypto::verify_password(current, Some(auth.user.password_hash.clone())).await? {
-        return Err(ApiError::field(
-            "current_password",
-            "Current password is not correct.",
-        ));
+        return Err(ApiError::field("current_password", "Current password is not correct."));
     }
     let hash = crypto::hash_password(new1.expose().to_owned()).await?;
     let mut tx = state.db.begin().await?;
@@ -412,23 +358,15 @@ async fn change_password(
 /// Send the sign-up confirmation link again (a new one; the old one stops working).
 #[utoipa::path(get, path = "/v1/user/resend_reg_confirmation_link", tag = "user", security(("token" = [])),
     responses((status = 200, body = Message), (status = 400, description = "already confirmed")))]
-async fn resend_confirmation_link(
-    State(state): State<AppState>,
-    auth: AuthUser,
-) -> ApiResult<axum::Json<Message>> {
+async fn resend_confirmation_link(State(state): State<AppState>, auth: AuthUser) -> ApiResult<axum::Json<Message>> {
     let user = &auth.user;
     if user.is_confirmed {
-        return Err(ApiError::non_field(
-            "Registration already has been confirmed.",
-        ));
+        return Err(ApiError::non_field("Registration already has been confirmed."));
     }
     let confirmation = new_token();
     let mut tx = state.db.begin().await?;
     users::set_confirmation_token(&mut tx, &user.id, &token_hash(&confirmation), now()).await?;
-    let link = state.settings.frontend_link(
-        "confirm",
-        &[("id", &user.encrypted_id), ("token", &confirmation)],
-    );
+    let link = state.settings.frontend_link("confirm", &[("id", &user.encrypted_id), ("token", &confirmation)]);
     mail::queue(
         &mut tx,
         Some(&user.id),

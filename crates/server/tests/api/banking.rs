@@ -52,19 +52,10 @@ struct Api {
 
 impl Api {
     fn of(app: &TestApp) -> Api {
-        Api {
-            client: app.client.clone(),
-            base: app.base.clone(),
-        }
+        Api { client: app.client.clone(), base: app.base.clone() }
     }
 
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
+    async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
         let mut req = self.client.request(method, format!("{}{path}", self.base));
         if let Some(token) = token {
             req = req.header("Authorization", format!("Token {token}"));
@@ -75,11 +66,8 @@ impl Api {
         let res = req.send().await.unwrap();
         let status = res.status();
         let text = res.text().await.unwrap();
-        let value = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
+        let value =
+            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
         (status, value)
     }
 
@@ -103,9 +91,7 @@ impl Api {
     async fn list(&self, path: &str, token: &str) -> Vec<Value> {
         let (status, body) = self.get(path, token).await;
         assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
-        body.as_array()
-            .unwrap_or_else(|| panic!("GET {path} is not a list: {body}"))
-            .clone()
+        body.as_array().unwrap_or_else(|| panic!("GET {path} is not a list: {body}")).clone()
     }
 
     async fn accounts(&self, token: &str) -> Vec<Value> {
@@ -142,9 +128,7 @@ fn not_found() -> Value {
 
 /// Money text with exactly two decimals, in cents.
 fn cents(text: &str) -> i64 {
-    let (whole, frac) = text
-        .split_once('.')
-        .unwrap_or_else(|| panic!("{text:?} has no decimal point"));
+    let (whole, frac) = text.split_once('.').unwrap_or_else(|| panic!("{text:?} has no decimal point"));
     assert_eq!(frac.len(), 2, "{text:?} must have two decimals");
     let negative = whole.starts_with('-');
     let whole: i64 = whole.trim_start_matches('-').parse().unwrap();
@@ -175,10 +159,7 @@ async fn wait_for_institutions(api: &Api, token: &str) -> Vec<Value> {
         {
             return list.clone();
         }
-        assert!(
-            Instant::now() < deadline,
-            "the institution catalog stayed empty: {status} {body}"
-        );
+        assert!(Instant::now() < deadline, "the institution catalog stayed empty: {status} {body}");
         tokio::time::sleep(POLL).await;
     }
 }
@@ -223,29 +204,13 @@ async fn wait_member(
         if pred(&member) {
             return member;
         }
-        assert!(
-            Instant::now() < deadline,
-            "member never became {what} within {timeout:?}; last seen: {member}"
-        );
+        assert!(Instant::now() < deadline, "member never became {what} within {timeout:?}; last seen: {member}");
         tokio::time::sleep(POLL).await;
     }
 }
 
-async fn wait_member_status(
-    api: &Api,
-    token: &str,
-    identifier: &str,
-    member_status: &str,
-) -> Value {
-    wait_member(
-        api,
-        token,
-        identifier,
-        member_status,
-        |m| m["member_status"] == member_status,
-        LINK_TIMEOUT,
-    )
-    .await
+async fn wait_member_status(api: &Api, token: &str, identifier: &str, member_status: &str) -> Value {
+    wait_member(api, token, identifier, member_status, |m| m["member_status"] == member_status, LINK_TIMEOUT).await
 }
 
 /// Link with a good password and wait for SUCCESS; returns the identifier.
@@ -265,17 +230,9 @@ async fn wait_transactions(api: &Api, token: &str) -> Vec<Value> {
         if !list.is_empty() && last == Some(list.len()) {
             return list;
         }
-        assert!(
-            Instant::now() < deadline,
-            "transactions never settled (last count {last:?})"
-        );
+        assert!(Instant::now() < deadline, "transactions never settled (last count {last:?})");
         last = (!list.is_empty()).then_some(list.len());
-        tokio::time::sleep(Duration::from_millis(if list.is_empty() {
-            50
-        } else {
-            400
-        }))
-        .await;
+        tokio::time::sleep(Duration::from_millis(if list.is_empty() { 50 } else { 400 })).await;
     }
 }
 
@@ -284,10 +241,7 @@ fn assert_status_info(member: &Value, name: &str, message: &str, is_completed: b
     assert_eq!(info["name"], name, "{member}");
     assert_eq!(info["message"], message, "{member}");
     assert_eq!(info["is_completed"], is_completed, "{member}");
-    assert!(
-        info.get("status").is_some(),
-        "status_info lacks status: {member}"
-    );
+    assert!(info.get("status").is_some(), "status_info lacks status: {member}");
 }
 
 fn assert_success(member: &Value) {
@@ -307,28 +261,14 @@ fn assert_wrong_credentials(member: &Value) {
 fn assert_challenged(member: &Value) {
     assert_eq!(member["status"], "CHALLENGED", "{member}");
     assert_eq!(member["member_status"], "CHALLENGED", "{member}");
-    assert_status_info(
-        member,
-        "CHALLENGED",
-        "Please provide additional info.",
-        true,
-    );
+    assert_status_info(member, "CHALLENGED", "Please provide additional info.", true);
     let challenges = member["challenges"].as_array().unwrap();
     assert_eq!(challenges.len(), 1, "{member}");
     for key in ["guid", "field_name", "label", "type", "options"] {
-        assert!(
-            challenges[0].get(key).is_some(),
-            "challenge lacks {key}: {member}"
-        );
+        assert!(challenges[0].get(key).is_some(), "challenge lacks {key}: {member}");
     }
-    assert!(
-        challenges[0]["guid"].as_str().unwrap().starts_with("CRD-"),
-        "{member}"
-    );
-    assert!(
-        !challenges[0]["label"].as_str().unwrap().is_empty(),
-        "{member}"
-    );
+    assert!(challenges[0]["guid"].as_str().unwrap().starts_with("CRD-"), "{member}");
+    assert!(!challenges[0]["label"].as_str().unwrap().is_empty(), "{member}");
 }
 
 fn assert_member_shape(member: &Value, identifier: &str) {
@@ -352,18 +292,12 @@ fn assert_member_shape(member: &Value, identifier: &str) {
     assert_eq!(institution["code"], MXBANK, "{member}");
     assert_eq!(institution["name"], "MX Bank", "{member}");
     for key in ["id", "url"] {
-        assert!(
-            institution.get(key).is_some(),
-            "Institution lacks {key}: {member}"
-        );
+        assert!(institution.get(key).is_some(), "Institution lacks {key}: {member}");
     }
 }
 
 fn account_by_type<'a>(accounts: &'a [Value], kind: &str) -> &'a Value {
-    accounts
-        .iter()
-        .find(|a| a["type"] == kind)
-        .unwrap_or_else(|| panic!("no {kind} account in {accounts:?}"))
+    accounts.iter().find(|a| a["type"] == kind).unwrap_or_else(|| panic!("no {kind} account in {accounts:?}"))
 }
 
 fn debt_accounts(accounts: &[Value]) -> Vec<&Value> {
@@ -379,11 +313,7 @@ fn expected_roundup(transaction: &Value, account: &Value, even: bool) -> String 
         return "0.00".into();
     }
     let up = (100 - amount % 100) % 100;
-    if up == 0 && even {
-        "1.00".into()
-    } else {
-        money(up)
-    }
+    if up == 0 && even { "1.00".into() } else { money(up) }
 }
 
 /// Each transaction's round-up follows the rule; returns how many whole-dollar debits on debit
@@ -397,9 +327,7 @@ fn check_roundups(transactions: &[Value], accounts: &[Value], even: bool) -> usi
             Value::Number(n) => n.to_string(),
             other => panic!("account_id {other} in {t}"),
         };
-        let account = by_id
-            .get(&account_id)
-            .unwrap_or_else(|| panic!("transaction of an unknown account: {t}"));
+        let account = by_id.get(&account_id).unwrap_or_else(|| panic!("transaction of an unknown account: {t}"));
         assert_eq!(t["account"], account["name"], "{t}");
         let amount = cents(t["amount"].as_str().unwrap());
         assert!(amount > 0, "{t}");
@@ -444,19 +372,13 @@ async fn resync(app: &TestApp) {
         if left.is_empty() {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "the resync job never finished: {left:?}"
-        );
+        assert!(Instant::now() < deadline, "the resync job never finished: {left:?}");
         tokio::time::sleep(POLL).await;
     }
 }
 
 fn sorted_uids(transactions: &[Value]) -> Vec<String> {
-    let mut uids: Vec<String> = transactions
-        .iter()
-        .map(|t| t["uid"].as_str().unwrap().to_owned())
-        .collect();
+    let mut uids: Vec<String> = transactions.iter().map(|t| t["uid"].as_str().unwrap().to_owned()).collect();
     uids.sort();
     uids
 }
@@ -473,16 +395,10 @@ async fn institutions_can_be_searched_suggested_and_their_credentials_read(backe
     assert!(all.len() >= 20, "{all:?}");
     for institution in &all {
         for key in ["id", "code", "name", "url"] {
-            assert!(
-                institution.get(key).is_some(),
-                "Institution lacks {key}: {institution}"
-            );
+            assert!(institution.get(key).is_some(), "Institution lacks {key}: {institution}");
         }
     }
-    let mxbank = all
-        .iter()
-        .find(|i| i["code"] == MXBANK)
-        .expect("mxbank is in the catalog");
+    let mxbank = all.iter().find(|i| i["code"] == MXBANK).expect("mxbank is in the catalog");
     assert_eq!(mxbank["name"], "MX Bank");
     assert_eq!(mxbank["url"], "https://www.mx.com");
     let mx_id = id_of(mxbank);
@@ -497,41 +413,21 @@ async fn institutions_can_be_searched_suggested_and_their_credentials_read(backe
     assert!(found.iter().any(|i| i["code"] == MXBANK), "{found:?}");
     let found = api.list("/v1/institutions?search=BAN", &token).await;
     assert!(!found.is_empty());
-    assert!(
-        found
-            .iter()
-            .all(|i| i["name"].as_str().unwrap().to_lowercase().contains("ban")),
-        "{found:?}"
-    );
-    assert!(
-        found.len() < all.len()
-            || all
-                .iter()
-                .all(|i| i["name"].as_str().unwrap().to_lowercase().contains("ban"))
-    );
-    let none = api
-        .list("/v1/institutions?search=zzzz-no-such-bank", &token)
-        .await;
+    assert!(found.iter().all(|i| i["name"].as_str().unwrap().to_lowercase().contains("ban")), "{found:?}");
+    assert!(found.len() < all.len() || all.iter().all(|i| i["name"].as_str().unwrap().to_lowercase().contains("ban")));
+    let none = api.list("/v1/institutions?search=zzzz-no-such-bank", &token).await;
     assert!(none.is_empty(), "{none:?}");
 
     let suggested = api.list("/v1/institutions_suggest?value=ban", &token).await;
-    assert!(
-        !suggested.is_empty() && suggested.len() <= 10,
-        "{suggested:?}"
-    );
-    let names: HashMap<String, String> = all
-        .iter()
-        .map(|i| (id_of(i), i["name"].as_str().unwrap().to_owned()))
-        .collect();
+    assert!(!suggested.is_empty() && suggested.len() <= 10, "{suggested:?}");
+    let names: HashMap<String, String> =
+        all.iter().map(|i| (id_of(i), i["name"].as_str().unwrap().to_owned())).collect();
     for s in &suggested {
         let value = s["value"].as_str().unwrap();
         assert!(value.to_lowercase().contains("ban"), "{s}");
         assert_eq!(names.get(&id_of(s)).map(String::as_str), Some(value), "{s}");
     }
-    assert_eq!(
-        api.list("/v1/institutions_suggest", &token).await,
-        Vec::<Value>::new()
-    );
+    assert_eq!(api.list("/v1/institutions_suggest", &token).await, Vec::<Value>::new());
 
     for path in [
         "/v1/credentials/mxbank".to_owned(),
@@ -544,14 +440,7 @@ async fn institutions_can_be_searched_suggested_and_their_credentials_read(backe
         assert_eq!(fields.len(), 2, "{path}: {fields:?}");
         fields.sort_by_key(|f| f["display_order"].as_i64());
         for f in &fields {
-            for key in [
-                "guid",
-                "institution",
-                "field_name",
-                "label",
-                "type",
-                "display_order",
-            ] {
+            for key in ["guid", "institution", "field_name", "label", "type", "display_order"] {
                 assert!(f.get(key).is_some(), "{path}: credential lacks {key}: {f}");
             }
         }
@@ -572,11 +461,7 @@ async fn institutions_can_be_searched_suggested_and_their_credentials_read(backe
         "/v1/credentials/live/id/nonexistent-0000",
     ] {
         let (status, body) = api.get(path, &token).await;
-        assert_eq!(
-            (status, body),
-            (StatusCode::NOT_FOUND, not_found()),
-            "{path}"
-        );
+        assert_eq!((status, body), (StatusCode::NOT_FOUND, not_found()), "{path}");
     }
     let (status, _) = api.call(Method::GET, "/v1/institutions", None, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -594,15 +479,9 @@ async fn a_good_password_links_four_accounts_with_correct_round_ups(backend: Bac
     assert!(is_hex32(&identifier), "{created}");
     assert_member_shape(&created, &identifier);
 
-    let member = wait_member(
-        &api,
-        &token,
-        &identifier,
-        "completed",
-        |m| m["status_info"]["is_completed"] == true,
-        LINK_TIMEOUT,
-    )
-    .await;
+    let member =
+        wait_member(&api, &token, &identifier, "completed", |m| m["status_info"]["is_completed"] == true, LINK_TIMEOUT)
+            .await;
     assert_success(&member);
     assert_member_shape(&member, &identifier);
     assert!(member["aggregated_at"].is_string(), "{member}");
@@ -615,10 +494,7 @@ async fn a_good_password_links_four_accounts_with_correct_round_ups(backend: Bac
     assert_eq!(members.len(), 1);
     assert_eq!(members[0]["identifier"], identifier.as_str());
 
-    let mut types: Vec<&str> = accounts
-        .iter()
-        .map(|a| a["type"].as_str().unwrap())
-        .collect();
+    let mut types: Vec<&str> = accounts.iter().map(|a| a["type"].as_str().unwrap()).collect();
     types.sort_unstable();
     assert_eq!(types, ["CHECKING", "CREDIT_CARD", "LOAN", "SAVINGS"]);
     for a in &accounts {
@@ -674,10 +550,8 @@ async fn a_good_password_links_four_accounts_with_correct_round_ups(backend: Bac
         assert_eq!(status, StatusCode::OK, "{one}");
         assert_eq!(one["uid"], a["uid"]);
     }
-    let mut debt_shares: Vec<i64> = debt_accounts(&accounts)
-        .iter()
-        .map(|a| a["transfer_share"].as_i64().unwrap())
-        .collect();
+    let mut debt_shares: Vec<i64> =
+        debt_accounts(&accounts).iter().map(|a| a["transfer_share"].as_i64().unwrap()).collect();
     debt_shares.sort_unstable();
     assert_eq!(debt_shares, [0, 100], "{accounts:?}");
 
@@ -713,52 +587,30 @@ async fn a_good_password_links_four_accounts_with_correct_round_ups(backend: Bac
         "is_overdraft_fee",
         "is_payroll_advance",
     ] {
-        assert!(
-            transactions[0].get(key).is_some(),
-            "Transaction lacks {key}: {}",
-            transactions[0]
-        );
+        assert!(transactions[0].get(key).is_some(), "Transaction lacks {key}: {}", transactions[0]);
     }
     let whole_dollar_debits = check_roundups(&transactions, &accounts, false);
     let by_id: HashMap<String, &Value> = accounts.iter().map(|a| (id_of(a), a)).collect();
     let account_of = |t: &Value| by_id[&id_of(&json!({"id": t["account_id"]}))];
     assert!(
-        transactions.iter().any(|t| t["type"] == "DEBIT"
-            && account_of(t)["type_ds"] == "debit"
-            && t["roundup"] != "0.00"),
+        transactions
+            .iter()
+            .any(|t| t["type"] == "DEBIT" && account_of(t)["type_ds"] == "debit" && t["roundup"] != "0.00"),
         "some purchase has a round-up"
     );
     assert!(transactions.iter().any(|t| t["type"] == "CREDIT"));
     assert!(
-        transactions
-            .iter()
-            .any(|t| account_of(t)["type"] == "CREDIT_CARD" && t["type"] == "DEBIT"),
+        transactions.iter().any(|t| account_of(t)["type"] == "CREDIT_CARD" && t["type"] == "DEBIT"),
         "card purchases exist (and were checked to round up 0.00)"
     );
-    let uids: HashSet<&str> = transactions
-        .iter()
-        .map(|t| t["uid"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        uids.len(),
-        transactions.len(),
-        "transaction uids are unique"
-    );
+    let uids: HashSet<&str> = transactions.iter().map(|t| t["uid"].as_str().unwrap()).collect();
+    assert_eq!(uids.len(), transactions.len(), "transaction uids are unique");
 
     // Newest first: by date, then transacted_at.
     for pair in transactions.windows(2) {
-        let key = |t: &Value| {
-            (
-                t["date"].as_str().unwrap().to_owned(),
-                t["transacted_at"].as_str().unwrap_or("").to_owned(),
-            )
-        };
-        assert!(
-            key(&pair[0]) >= key(&pair[1]),
-            "not newest first: {} before {}",
-            pair[0],
-            pair[1]
-        );
+        let key =
+            |t: &Value| (t["date"].as_str().unwrap().to_owned(), t["transacted_at"].as_str().unwrap_or("").to_owned());
+        assert!(key(&pair[0]) >= key(&pair[1]), "not newest first: {} before {}", pair[0], pair[1]);
     }
     assert_eq!(transactions[0]["date"].as_str().unwrap().len(), 10);
 
@@ -766,32 +618,17 @@ async fn a_good_password_links_four_accounts_with_correct_round_ups(backend: Bac
     let mut filtered_total = 0;
     for a in &accounts {
         let id = id_of(a);
-        let filtered = api
-            .list(&format!("/v1/transactions?account_id={id}"), &token)
-            .await;
-        let expected: Vec<&Value> = transactions
-            .iter()
-            .filter(|t| id_of(&json!({"id": t["account_id"]})) == id)
-            .collect();
-        assert_eq!(
-            filtered.iter().collect::<Vec<_>>(),
-            expected,
-            "?account_id={id} ({})",
-            a["type"]
-        );
+        let filtered = api.list(&format!("/v1/transactions?account_id={id}"), &token).await;
+        let expected: Vec<&Value> =
+            transactions.iter().filter(|t| id_of(&json!({"id": t["account_id"]})) == id).collect();
+        assert_eq!(filtered.iter().collect::<Vec<_>>(), expected, "?account_id={id} ({})", a["type"]);
         filtered_total += filtered.len();
     }
     assert_eq!(filtered_total, transactions.len());
 
     // Even round-up: whole-dollar debits on debit accounts round up a full dollar.
-    let (status, settings) = app
-        .call(
-            Method::PATCH,
-            "/v1/user_settings",
-            Some(&token),
-            Some(json!({"is_even_roundup": true})),
-        )
-        .await;
+    let (status, settings) =
+        app.call(Method::PATCH, "/v1/user_settings", Some(&token), Some(json!({"is_even_roundup": true}))).await;
     assert_eq!(status, StatusCode::OK, "{settings}");
     let even = api.transactions(&token).await;
     assert_eq!(sorted_uids(&even), sorted_uids(&transactions));
@@ -831,21 +668,14 @@ async fn each_special_password_ends_in_its_documented_status(backend: Backend) {
             Duration::from_secs(25),
         )
         .await;
-        assert_eq!(
-            member["member_status"], *outcome,
-            "{login}/{password}: {member}"
-        );
+        assert_eq!(member["member_status"], *outcome, "{login}/{password}: {member}");
         if *outcome == "WRONG_CREDENTIALS" {
             assert_wrong_credentials(&member);
         } else {
             assert_status_info(&member, "ERROR", "Other error.", true);
             assert_eq!(member["challenges"], json!([]), "{member}");
         }
-        assert_eq!(
-            api.accounts(token).await,
-            Vec::<Value>::new(),
-            "{login}/{password} has no accounts"
-        );
+        assert_eq!(api.accounts(token).await, Vec::<Value>::new(), "{login}/{password} has no accounts");
     }
 }
 
@@ -916,10 +746,7 @@ async fn options_and_image_challenges_complete_with_the_right_answer(backend: Ba
     let options = challenge["options"].as_array().unwrap();
     assert!(!options.is_empty(), "{member}");
     for option in options {
-        assert!(
-            option["label"].is_string() && option["value"].is_string(),
-            "{option}"
-        );
+        assert!(option["label"].is_string() && option["value"].is_string(), "{option}");
     }
     assert!(options.iter().any(|o| o["value"] == "correct"), "{member}");
     let (status, body) = api
@@ -1028,15 +855,10 @@ async fn wait_returns_on_a_status_change_or_after_the_given_seconds(backend: Bac
     assert_eq!(before["status_info"]["is_completed"], false, "{before}");
 
     let started = Instant::now();
-    let (status, after) = api
-        .get(&format!("/v1/members/{identifier}?wait=5"), &token)
-        .await;
+    let (status, after) = api.get(&format!("/v1/members/{identifier}?wait=5"), &token).await;
     let elapsed = started.elapsed();
     assert_eq!(status, StatusCode::OK, "{after}");
-    assert_ne!(
-        after["status"], before["status"],
-        "the status changed: {after}"
-    );
+    assert_ne!(after["status"], before["status"], "the status changed: {after}");
     assert!(elapsed < Duration::from_millis(4000), "took {elapsed:?}");
 
     app.atrium.set_step(Duration::from_millis(40));
@@ -1044,9 +866,7 @@ async fn wait_returns_on_a_status_change_or_after_the_given_seconds(backend: Bac
     assert_success(&member);
 
     let started = Instant::now();
-    let (status, same) = api
-        .get(&format!("/v1/members/{identifier}?wait=1"), &token)
-        .await;
+    let (status, same) = api.get(&format!("/v1/members/{identifier}?wait=1"), &token).await;
     let elapsed = started.elapsed();
     assert_eq!(status, StatusCode::OK, "{same}");
     assert_eq!(same["status"], "COMPLETED");
@@ -1054,12 +874,7 @@ async fn wait_returns_on_a_status_change_or_after_the_given_seconds(backend: Bac
         elapsed >= Duration::from_millis(900) && elapsed < Duration::from_millis(3500),
         "wait=1 on an unchanging member took {elapsed:?}"
     );
-    let (status, body) = api
-        .get(
-            "/v1/members/0123456789abcdef0123456789abcdef?wait=1",
-            &token,
-        )
-        .await;
+    let (status, body) = api.get("/v1/members/0123456789abcdef0123456789abcdef?wait=1", &token).await;
     assert_eq!((status, body), (StatusCode::NOT_FOUND, not_found()));
 }
 
@@ -1075,42 +890,21 @@ async fn a_resync_keeps_user_choices_and_never_duplicates_transactions(backend: 
     let checking = id_of(account_by_type(&accounts, "CHECKING"));
     let card = id_of(account_by_type(&accounts, "CREDIT_CARD"));
     let loan = id_of(account_by_type(&accounts, "LOAN"));
-    let (status, body) = api
-        .put(
-            &format!("/v1/accounts/set_active/{savings}"),
-            &token,
-            json!({"is_active": false}),
-        )
-        .await;
+    let (status, body) =
+        api.put(&format!("/v1/accounts/set_active/{savings}"), &token, json!({"is_active": false})).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     let (status, body) = api
-        .post(
-            &format!("/v1/accounts/set_account_number/{checking}"),
-            &token,
-            json!({"account_number": "000123456789"}),
-        )
+        .post(&format!("/v1/accounts/set_account_number/{checking}"), &token, json!({"account_number": "000123456789"}))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let (status, body) = api
-        .put(
-            "/v1/accounts/edit_share",
-            &token,
-            json!({format!("id{card}"): 60, format!("id{loan}"): 40}),
-        )
-        .await;
+    let (status, body) =
+        api.put("/v1/accounts/edit_share", &token, json!({format!("id{card}"): 60, format!("id{loan}"): 40})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
     let snapshot = |accounts: &[Value]| -> Vec<(String, Value, Value, Value)> {
         let mut rows: Vec<_> = accounts
             .iter()
-            .map(|a| {
-                (
-                    id_of(a),
-                    a["is_active"].clone(),
-                    a["transfer_share"].clone(),
-                    a["account_number"].clone(),
-                )
-            })
+            .map(|a| (id_of(a), a["is_active"].clone(), a["transfer_share"].clone(), a["account_number"].clone()))
             .collect();
         rows.sort_by(|a, b| a.0.cmp(&b.0));
         rows
@@ -1136,18 +930,10 @@ async fn a_resync_keeps_user_choices_and_never_duplicates_transactions(backend: 
         let mut unique = uids.clone();
         unique.dedup();
         assert_eq!(uids, unique, "duplicated transactions after a resync");
-        assert_eq!(
-            after.len(),
-            transactions.len(),
-            "the resync changed the number of transactions"
-        );
+        assert_eq!(after.len(), transactions.len(), "the resync changed the number of transactions");
         let accounts = api.accounts(&token).await;
         assert_eq!(accounts.len(), 4, "{accounts:?}");
-        assert_eq!(
-            snapshot(&accounts),
-            chosen,
-            "the resync kept the user's choices"
-        );
+        assert_eq!(snapshot(&accounts), chosen, "the resync kept the user's choices");
     }
     let checking_now = api.get(&format!("/v1/accounts/{checking}"), &token).await.1;
     assert_eq!(checking_now["account_number"], "6789");
@@ -1162,10 +948,7 @@ async fn an_aggregator_outage_is_503_on_create_and_survived_while_polling(backen
     app.atrium.set_faults(Faults::outage(503));
     let (status, body) = create_member(&api, &token, LOGIN, "password").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-    assert!(
-        body["detail"].as_str().is_some_and(|d| !d.is_empty()),
-        "{body}"
-    );
+    assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()), "{body}");
     assert_eq!(api.list("/v1/members", &token).await, Vec::<Value>::new());
     assert_eq!(api.accounts(&token).await, Vec::<Value>::new());
 
@@ -1211,12 +994,7 @@ async fn another_user_can_neither_see_nor_touch_a_member_or_its_accounts(backend
         .await,
         api.delete(&member_path, &eve).await,
         api.get(&format!("/v1/accounts/{checking}"), &eve).await,
-        api.put(
-            &format!("/v1/accounts/set_active/{checking}"),
-            &eve,
-            json!({"is_active": false}),
-        )
-        .await,
+        api.put(&format!("/v1/accounts/set_active/{checking}"), &eve, json!({"is_active": false})).await,
         api.post(
             &format!("/v1/accounts/set_account_number/{checking}"),
             &eve,
@@ -1225,22 +1003,15 @@ async fn another_user_can_neither_see_nor_touch_a_member_or_its_accounts(backend
         .await,
     ];
     for (n, (status, body)) in attempts.into_iter().enumerate() {
-        assert_eq!(
-            (status, body),
-            (StatusCode::NOT_FOUND, not_found()),
-            "attempt {n}"
-        );
+        assert_eq!((status, body), (StatusCode::NOT_FOUND, not_found()), "attempt {n}");
     }
     assert_eq!(api.list("/v1/members", &eve).await, Vec::<Value>::new());
     assert_eq!(api.accounts(&eve).await, Vec::<Value>::new());
     assert_eq!(api.transactions(&eve).await, Vec::<Value>::new());
     assert_eq!(api.list("/v1/link_debts", &eve).await, Vec::<Value>::new());
-    let (status, body) = api
-        .get(&format!("/v1/transactions?account_id={checking}"), &eve)
-        .await;
+    let (status, body) = api.get(&format!("/v1/transactions?account_id={checking}"), &eve).await;
     assert!(
-        (status == StatusCode::OK && body == json!([]))
-            || (status == StatusCode::NOT_FOUND && body == not_found()),
+        (status == StatusCode::OK && body == json!([])) || (status == StatusCode::NOT_FOUND && body == not_found()),
         "{status} {body}"
     );
 
@@ -1269,12 +1040,7 @@ fn database_text(app: &TestApp) -> String {
     let marker = "search_path%3D";
     let schema = &url[url.find(marker).expect("schema in the test URL") + marker.len()..];
     let schema = schema.split('&').next().unwrap();
-    assert!(
-        schema
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_'),
-        "{schema}"
-    );
+    assert!(schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{schema}");
     let query = format!(
         "SELECT table_name || ': ' || query_to_xml(format('SELECT * FROM %I.%I', table_schema, table_name), true, false, '')::text \
          FROM information_schema.tables WHERE table_schema = '{schema}' AND table_type = 'BASE TABLE'"
@@ -1284,11 +1050,7 @@ fn database_text(app: &TestApp) -> String {
         .args(["-c", "SET xmlbinary = hex", "-c", &query])
         .output()
         .expect("psql is needed to read the PostgreSQL test schema");
-    assert!(
-        out.status.success(),
-        "psql failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "psql failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -1312,17 +1074,10 @@ async fn typed_bank_credentials_never_reach_the_database(backend: Backend) {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let text = database_text(&app);
-    assert!(
-        text.contains(&identifier),
-        "the database dump is readable and holds the member ({} bytes)",
-        text.len()
-    );
+    assert!(text.contains(&identifier), "the database dump is readable and holds the member ({} bytes)", text.len());
     for secret in [SECRET_BANK_PASSWORD, "password-Zebra-4712"] {
         assert!(!text.contains(secret), "{secret} is stored in the database");
-        assert!(
-            !text.to_uppercase().contains(&hex_upper(secret)),
-            "{secret} is stored (hex) in the database"
-        );
+        assert!(!text.to_uppercase().contains(&hex_upper(secret)), "{secret} is stored (hex) in the database");
     }
 }
 
@@ -1335,26 +1090,19 @@ async fn deleting_a_member_hides_its_accounts_and_transactions(backend: Backend)
     let accounts = api.accounts(&token).await;
     assert_eq!(accounts.len(), 4);
 
-    let (status, body) = api
-        .delete(&format!("/v1/members/{identifier}"), &token)
-        .await;
+    let (status, body) = api.delete(&format!("/v1/members/{identifier}"), &token).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     let (status, body) = api.get(&format!("/v1/members/{identifier}"), &token).await;
     assert_eq!((status, body), (StatusCode::NOT_FOUND, not_found()));
     assert_eq!(api.list("/v1/members", &token).await, Vec::<Value>::new());
     assert_eq!(api.accounts(&token).await, Vec::<Value>::new());
     assert_eq!(api.transactions(&token).await, Vec::<Value>::new());
-    assert_eq!(
-        api.list("/v1/link_debts", &token).await,
-        Vec::<Value>::new()
-    );
+    assert_eq!(api.list("/v1/link_debts", &token).await, Vec::<Value>::new());
     for a in &accounts {
         let (status, body) = api.get(&format!("/v1/accounts/{}", id_of(a)), &token).await;
         assert_eq!((status, body), (StatusCode::NOT_FOUND, not_found()), "{a}");
     }
-    let (status, body) = api
-        .delete(&format!("/v1/members/{identifier}"), &token)
-        .await;
+    let (status, body) = api.delete(&format!("/v1/members/{identifier}"), &token).await;
     assert_eq!((status, body), (StatusCode::NOT_FOUND, not_found()));
     // Nothing comes back later (a late transaction import must not resurrect them).
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -1396,23 +1144,18 @@ async fn member_creation_validates_institution_and_credentials(backend: Backend)
                 {"guid": "CRD-00000000-0000-0000-0000-000000000000", "value": "password"},
             ]}),
         ),
-        (
-            "no institution_code",
-            json!({"credentials": mxbank_credentials(LOGIN, "password")}),
-        ),
+        ("no institution_code", json!({"credentials": mxbank_credentials(LOGIN, "password")})),
         ("no credentials", json!({"institution_code": MXBANK})),
     ];
     for (what, body) in bodies {
         let (status, answer) = api.post("/v1/members", &token, body).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{what}: {answer}");
-        let fields = answer
-            .as_object()
-            .unwrap_or_else(|| panic!("{what}: {answer}"));
+        let fields = answer.as_object().unwrap_or_else(|| panic!("{what}: {answer}"));
         assert!(!fields.is_empty(), "{what}: {answer}");
         assert!(
-            fields.values().all(|v| v
-                .as_array()
-                .is_some_and(|msgs| !msgs.is_empty() && msgs.iter().all(Value::is_string))),
+            fields
+                .values()
+                .all(|v| v.as_array().is_some_and(|msgs| !msgs.is_empty() && msgs.iter().all(Value::is_string))),
             "{what}: not the field-error shape: {answer}"
         );
     }
@@ -1441,9 +1184,7 @@ async fn member_creation_validates_institution_and_credentials(backend: Backend)
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
     assert_eq!(api.list("/v1/members", &token).await, Vec::<Value>::new());
-    let (status, body) = api
-        .get("/v1/members/0123456789abcdef0123456789abcdef", &token)
-        .await;
+    let (status, body) = api.get("/v1/members/0123456789abcdef0123456789abcdef", &token).await;
     assert_eq!((status, body), (StatusCode::NOT_FOUND, not_found()));
     let (status, body) = api.get("/v1/accounts/nonexistent-0000", &token).await;
     assert_eq!((status, body), (StatusCode::NOT_FOUND, not_found()));
@@ -1460,11 +1201,7 @@ async fn debt_shares_must_cover_exactly_the_active_debt_accounts(backend: Backen
     let checking = account_by_type(&accounts, "CHECKING");
     let (card_id, loan_id, checking_id) = (id_of(card), id_of(loan), id_of(checking));
     let shares_of = |accounts: &[Value]| -> (i64, i64) {
-        let share = |id: &str| {
-            accounts.iter().find(|a| id_of(a) == id).unwrap()["transfer_share"]
-                .as_i64()
-                .unwrap()
-        };
+        let share = |id: &str| accounts.iter().find(|a| id_of(a) == id).unwrap()["transfer_share"].as_i64().unwrap();
         (share(&card_id), share(&loan_id))
     };
 
@@ -1474,140 +1211,73 @@ async fn debt_shares_must_cover_exactly_the_active_debt_accounts(backend: Backen
     assert_eq!(total, 100, "{links:?}");
 
     let (status, body) = api
-        .put(
-            "/v1/accounts/edit_share",
-            &token,
-            json!({format!("id{card_id}"): 60, format!("id{loan_id}"): 40}),
-        )
+        .put("/v1/accounts/edit_share", &token, json!({format!("id{card_id}"): 60, format!("id{loan_id}"): 40}))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(shares_of(&api.accounts(&token).await), (60, 40));
 
     let bad = [
-        (
-            "sum 90",
-            json!({format!("id{card_id}"): 50, format!("id{loan_id}"): 40}),
-        ),
-        (
-            "sum 110",
-            json!({format!("id{card_id}"): 70, format!("id{loan_id}"): 40}),
-        ),
+        ("sum 90", json!({format!("id{card_id}"): 50, format!("id{loan_id}"): 40})),
+        ("sum 110", json!({format!("id{card_id}"): 70, format!("id{loan_id}"): 40})),
         (
             "a debit account",
             json!({format!("id{card_id}"): 60, format!("id{loan_id}"): 40, format!("id{checking_id}"): 0}),
         ),
-        (
-            "a debt account missing",
-            json!({format!("id{card_id}"): 100}),
-        ),
-        (
-            "negative",
-            json!({format!("id{card_id}"): 120, format!("id{loan_id}"): -20}),
-        ),
-        (
-            "not an integer",
-            json!({format!("id{card_id}"): 60.5, format!("id{loan_id}"): 39.5}),
-        ),
-        (
-            "unknown id",
-            json!({format!("id{card_id}"): 60, "idnonexistent-0000": 40}),
-        ),
+        ("a debt account missing", json!({format!("id{card_id}"): 100})),
+        ("negative", json!({format!("id{card_id}"): 120, format!("id{loan_id}"): -20})),
+        ("not an integer", json!({format!("id{card_id}"): 60.5, format!("id{loan_id}"): 39.5})),
+        ("unknown id", json!({format!("id{card_id}"): 60, "idnonexistent-0000": 40})),
         ("empty", json!({})),
     ];
     for (what, body) in bad {
         let (status, answer) = api.put("/v1/accounts/edit_share", &token, body).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{what}: {answer}");
     }
-    assert_eq!(
-        shares_of(&api.accounts(&token).await),
-        (60, 40),
-        "rejected edits change nothing"
-    );
+    assert_eq!(shares_of(&api.accounts(&token).await), (60, 40), "rejected edits change nothing");
 
     let links = api.list("/v1/link_debts", &token).await;
-    let mut pairs: Vec<(String, i64)> = links
-        .iter()
-        .map(|l| (id_of(&l["account"]), l["share"].as_i64().unwrap()))
-        .collect();
+    let mut pairs: Vec<(String, i64)> =
+        links.iter().map(|l| (id_of(&l["account"]), l["share"].as_i64().unwrap())).collect();
     pairs.sort();
     let mut expected = vec![(card_id.clone(), 60), (loan_id.clone(), 40)];
     expected.sort();
     assert_eq!(pairs, expected);
 
-    let (status, body) = api
-        .post(
-            "/v1/link_debts",
-            &token,
-            json!({"account": loan["id"], "share": 30}),
-        )
-        .await;
+    let (status, body) = api.post("/v1/link_debts", &token, json!({"account": loan["id"], "share": 30})).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let links = api.list("/v1/link_debts", &token).await;
     assert_eq!(links.len(), 2, "{links:?}");
     let total: i64 = links.iter().map(|l| l["share"].as_i64().unwrap()).sum();
     assert_eq!(total, 100, "{links:?}");
-    let loan_link = links
-        .iter()
-        .find(|l| id_of(&l["account"]) == loan_id)
-        .unwrap();
+    let loan_link = links.iter().find(|l| id_of(&l["account"]) == loan_id).unwrap();
     assert_eq!(loan_link["share"], 30, "{links:?}");
     assert_eq!(shares_of(&api.accounts(&token).await), (70, 30));
 
     // Deactivating a debt account takes it out of the links; the last account of an
     // institution cannot be deactivated.
-    let others: Vec<String> = accounts
-        .iter()
-        .map(id_of)
-        .filter(|id| *id != checking_id)
-        .collect();
+    let others: Vec<String> = accounts.iter().map(id_of).filter(|id| *id != checking_id).collect();
     for id in &others {
-        let (status, body) = api
-            .put(
-                &format!("/v1/accounts/set_active/{id}"),
-                &token,
-                json!({"is_active": false}),
-            )
-            .await;
+        let (status, body) =
+            api.put(&format!("/v1/accounts/set_active/{id}"), &token, json!({"is_active": false})).await;
         assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     }
-    let (status, body) = api
-        .put(
-            &format!("/v1/accounts/set_active/{checking_id}"),
-            &token,
-            json!({"is_active": false}),
-        )
-        .await;
+    let (status, body) =
+        api.put(&format!("/v1/accounts/set_active/{checking_id}"), &token, json!({"is_active": false})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     let after = api.accounts(&token).await;
-    assert_eq!(
-        after.iter().filter(|a| a["is_active"] == true).count(),
-        1,
-        "{after:?}"
-    );
-    assert_eq!(
-        api.list("/v1/link_debts", &token).await,
-        Vec::<Value>::new()
-    );
+    assert_eq!(after.iter().filter(|a| a["is_active"] == true).count(), 1, "{after:?}");
+    assert_eq!(api.list("/v1/link_debts", &token).await, Vec::<Value>::new());
 
     // An account number is set once and shown as its last four digits.
     let path = format!("/v1/accounts/set_account_number/{checking_id}");
-    let (status, body) = api
-        .post(&path, &token, json!({"account_number": "000123456789"}))
-        .await;
+    let (status, body) = api.post(&path, &token, json!({"account_number": "000123456789"})).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let (_, shown) = api
-        .get(&format!("/v1/accounts/{checking_id}"), &token)
-        .await;
+    let (_, shown) = api.get(&format!("/v1/accounts/{checking_id}"), &token).await;
     assert_eq!(shown["account_number"], "6789", "{shown}");
-    let (status, body) = api
-        .post(&path, &token, json!({"account_number": "000987654321"}))
-        .await;
+    let (status, body) = api.post(&path, &token, json!({"account_number": "000987654321"})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     let text = database_text(&app);
-    assert!(
-        !text.contains("000123456789"),
-        "the account number is stored in the clear"
-    );
+    assert!(!text.contains("000123456789"), "the account number is stored in the clear");
 }
 
 /// The real binary, linking a bank with a distinctive password at debug log level: neither its
@@ -1658,21 +1328,12 @@ async fn bank_credentials_never_reach_the_log_of_the_real_binary() {
         err_log.lock().unwrap().push_str(&all);
     });
 
-    let addr = addr_rx
-        .recv_timeout(Duration::from_secs(30))
-        .unwrap_or_else(|_| {
-            let _ = child.kill();
-            panic!(
-                "no listening line:\n{}\n{}",
-                stdout_log.lock().unwrap(),
-                stderr_log.lock().unwrap()
-            )
-        });
+    let addr = addr_rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| {
+        let _ = child.kill();
+        panic!("no listening line:\n{}\n{}", stdout_log.lock().unwrap(), stderr_log.lock().unwrap())
+    });
     let api = Api {
-        client: reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap(),
+        client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
         base: format!("http://{}", addr.trim_end_matches('/')),
     };
 
@@ -1681,17 +1342,14 @@ async fn bank_credentials_never_reach_the_log_of_the_real_binary() {
             Method::POST,
             "/v1/auth/signup",
             None,
-            Some(json!({"email": "ada@example.com", "password": PASSWORD, "first_name": "Ada", "last_name": "Lovelace"})),
+            Some(
+                json!({"email": "ada@example.com", "password": PASSWORD, "first_name": "Ada", "last_name": "Lovelace"}),
+            ),
         )
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     let (status, body) = api
-        .call(
-            Method::POST,
-            "/v1/auth/login",
-            None,
-            Some(json!({"email": "ada@example.com", "password": PASSWORD})),
-        )
+        .call(Method::POST, "/v1/auth/login", None, Some(json!({"email": "ada@example.com", "password": PASSWORD})))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let token = body["token"].as_str().unwrap().to_owned();
@@ -1704,10 +1362,7 @@ async fn bank_credentials_never_reach_the_log_of_the_real_binary() {
     assert_eq!(status, StatusCode::CREATED, "{body}");
     wait_member_status(&api, &token, &identifier, "WRONG_CREDENTIALS").await;
 
-    let term = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(term.success());
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let exit = loop {
@@ -1725,18 +1380,9 @@ async fn bank_credentials_never_reach_the_log_of_the_real_binary() {
     let out = stdout_log.lock().unwrap().clone();
     let err = stderr_log.lock().unwrap().clone();
     assert_eq!(exit.code(), Some(0), "{out}\n{err}");
-    assert!(
-        !out.is_empty() || !err.is_empty(),
-        "the debug log is not empty"
-    );
-    assert!(
-        !out.contains(SECRET_BANK_PASSWORD),
-        "the bank password is on stdout:\n{out}"
-    );
-    assert!(
-        !err.contains(SECRET_BANK_PASSWORD),
-        "the bank password is on stderr:\n{err}"
-    );
+    assert!(!out.is_empty() || !err.is_empty(), "the debug log is not empty");
+    assert!(!out.contains(SECRET_BANK_PASSWORD), "the bank password is on stdout:\n{out}");
+    assert!(!err.contains(SECRET_BANK_PASSWORD), "the bank password is on stderr:\n{err}");
     let mut db = Vec::new();
     for name in ["donkies.db", "donkies.db-wal"] {
         if let Ok(bytes) = std::fs::read(dir.join(name)) {
@@ -1745,9 +1391,6 @@ async fn bank_credentials_never_reach_the_log_of_the_real_binary() {
     }
     let db = String::from_utf8_lossy(&db);
     assert!(db.contains(&identifier), "the database was found");
-    assert!(
-        !db.contains(SECRET_BANK_PASSWORD),
-        "the bank password is in the database"
-    );
+    assert!(!db.contains(SECRET_BANK_PASSWORD), "the bank password is in the database");
     std::fs::remove_dir_all(dir).unwrap();
 }

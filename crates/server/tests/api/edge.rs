@@ -31,85 +31,34 @@ async fn raw(
     let status = res.status();
     let headers = res.headers().clone();
     let text = res.text().await.unwrap();
-    (
-        status,
-        headers,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    (status, headers, serde_json::from_str(&text).unwrap_or(Value::String(text)))
 }
 
 async fn malformed_json_and_wrong_types_get_the_documented_shape(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let (status, headers, body) = raw(
-        &app,
-        Method::POST,
-        "/v1/auth/login",
-        Some("application/json"),
-        "{\"email\": ",
-    )
-    .await;
+    let (status, headers, body) =
+        raw(&app, Method::POST, "/v1/auth/login", Some("application/json"), "{\"email\": ").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(headers["content-type"], "application/json");
-    assert!(
-        body["non_field_errors"][0]
-            .as_str()
-            .unwrap()
-            .starts_with("JSON parse error"),
-        "{body}"
-    );
-    let (status, _, body) = raw(
-        &app,
-        Method::POST,
-        "/v1/auth/login",
-        Some("application/json"),
-        "[1, 2]",
-    )
-    .await;
+    assert!(body["non_field_errors"][0].as_str().unwrap().starts_with("JSON parse error"), "{body}");
+    let (status, _, body) = raw(&app, Method::POST, "/v1/auth/login", Some("application/json"), "[1, 2]").await;
     assert_eq!(
         (status, body),
-        (
-            StatusCode::BAD_REQUEST,
-            json!({"non_field_errors": ["Invalid data. Expected a dictionary, but got list."]})
-        )
+        (StatusCode::BAD_REQUEST, json!({"non_field_errors": ["Invalid data. Expected a dictionary, but got list."]}))
     );
-    let (status, _, body) = raw(
-        &app,
-        Method::POST,
-        "/v1/auth/login",
-        Some("text/xml"),
-        "<login/>",
-    )
-    .await;
+    let (status, _, body) = raw(&app, Method::POST, "/v1/auth/login", Some("text/xml"), "<login/>").await;
     assert_eq!(
         (status, body),
-        (
-            StatusCode::BAD_REQUEST,
-            json!({"non_field_errors": ["Unsupported media type \"text/xml\" in request."]})
-        )
+        (StatusCode::BAD_REQUEST, json!({"non_field_errors": ["Unsupported media type \"text/xml\" in request."]}))
     );
-    let (status, _, body) = raw(
-        &app,
-        Method::POST,
-        "/v1/auth/login",
-        Some("application/json"),
-        "",
-    )
-    .await;
+    let (status, _, body) = raw(&app, Method::POST, "/v1/auth/login", Some("application/json"), "").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["email"], json!(["This field is required."]));
-    let (status, _, body) = raw(
-        &app,
-        Method::POST,
-        "/v1/auth/login",
-        Some("application/json"),
-        r#"{"email": {"a": 1}, "password": true}"#,
-    )
-    .await;
+    let (status, _, body) =
+        raw(&app, Method::POST, "/v1/auth/login", Some("application/json"), r#"{"email": {"a": 1}, "password": true}"#)
+            .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(
-        body,
-        json!({"email": ["Not a valid string."], "password": ["Not a valid string."]})
-    );
+    assert_eq!(body, json!({"email": ["Not a valid string."], "password": ["Not a valid string."]}));
 }
 
 async fn form_and_multipart_bodies_work_like_json(backend: Backend) {
@@ -117,12 +66,7 @@ async fn form_and_multipart_bodies_work_like_json(backend: Backend) {
     let res = app
         .client
         .post(app.url("/v1/auth/signup"))
-        .form(&[
-            ("email", "ada@example.com"),
-            ("password", PASSWORD),
-            ("first_name", "Ada"),
-            ("last_name", "L"),
-        ])
+        .form(&[("email", "ada@example.com"), ("password", PASSWORD), ("first_name", "Ada"), ("last_name", "L")])
         .send()
         .await
         .unwrap();
@@ -147,14 +91,7 @@ async fn form_and_multipart_bodies_work_like_json(backend: Backend) {
 async fn oversized_bodies_are_413(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let huge = format!("{{\"email\": \"{}\"}}", "a".repeat(1024 * 1024 + 10));
-    let (status, _, body) = raw(
-        &app,
-        Method::POST,
-        "/v1/auth/login",
-        Some("application/json"),
-        huge,
-    )
-    .await;
+    let (status, _, body) = raw(&app, Method::POST, "/v1/auth/login", Some("application/json"), huge).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(body["detail"].is_string(), "{body}");
     let (status, _, _) = raw(
@@ -172,28 +109,12 @@ async fn unknown_paths_and_wrong_methods(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     for path in ["/v1/nothing-here", "/", "/v1/user/"] {
         let (status, body) = app.get(path, None).await;
-        assert_eq!(
-            (status, body),
-            (StatusCode::NOT_FOUND, json!({"detail": "Not found."})),
-            "{path}"
-        );
+        assert_eq!((status, body), (StatusCode::NOT_FOUND, json!({"detail": "Not found."})), "{path}");
     }
     let (status, body) = app.call(Method::DELETE, "/v1/auth/login", None, None).await;
-    assert_eq!(
-        (status, body),
-        (
-            StatusCode::METHOD_NOT_ALLOWED,
-            json!({"detail": "Method \"DELETE\" not allowed."})
-        )
-    );
+    assert_eq!((status, body), (StatusCode::METHOD_NOT_ALLOWED, json!({"detail": "Method \"DELETE\" not allowed."})));
     let (status, body) = app.get("/v1/auth/signup", None).await;
-    assert_eq!(
-        (status, body),
-        (
-            StatusCode::METHOD_NOT_ALLOWED,
-            json!({"detail": "Method \"GET\" not allowed."})
-        )
-    );
+    assert_eq!((status, body), (StatusCode::METHOD_NOT_ALLOWED, json!({"detail": "Method \"GET\" not allowed."})));
 }
 
 async fn every_response_allows_cross_origin_and_options_is_200(backend: Backend) {
@@ -210,10 +131,7 @@ async fn every_response_allows_cross_origin_and_options_is_200(backend: Backend)
             .request(method.clone(), app.url(path))
             .header("Origin", "http://front.example")
             .header("Access-Control-Request-Method", "GET")
-            .header(
-                "Access-Control-Request-Headers",
-                "authorization,content-type",
-            )
+            .header("Access-Control-Request-Headers", "authorization,content-type")
             .send()
             .await
             .unwrap();
@@ -223,13 +141,7 @@ async fn every_response_allows_cross_origin_and_options_is_200(backend: Backend)
         let h = res.headers();
         assert_eq!(h["access-control-allow-origin"], "*", "{method} {path}");
         let allowed = h["access-control-allow-headers"].to_str().unwrap();
-        for header in [
-            "Authorization",
-            "Content-Type",
-            "Accept",
-            "Origin",
-            "X-Requested-With",
-        ] {
+        for header in ["Authorization", "Content-Type", "Accept", "Origin", "X-Requested-With"] {
             assert!(allowed.contains(header), "{allowed}");
         }
         let methods = h["access-control-allow-methods"].to_str().unwrap();
@@ -244,41 +156,18 @@ async fn auth_header_problems(backend: Backend) {
     let (status, body) = app.get("/v1/user", None).await;
     assert_eq!(
         (status, body),
-        (
-            StatusCode::UNAUTHORIZED,
-            json!({"detail": "Authentication credentials were not provided."})
-        )
+        (StatusCode::UNAUTHORIZED, json!({"detail": "Authentication credentials were not provided."}))
     );
     let bad = json!({"detail": "Invalid token.", "error_code": "Bad Token"});
-    for header in [
-        "Token",
-        "Token 0123456789abcdef0123456789abcdef",
-        "Token not-hex",
-        "Token a b",
-    ] {
-        let res = app
-            .client
-            .get(app.url("/v1/user"))
-            .header("Authorization", header)
-            .send()
-            .await
-            .unwrap();
+    for header in ["Token", "Token 0123456789abcdef0123456789abcdef", "Token not-hex", "Token a b"] {
+        let res = app.client.get(app.url("/v1/user")).header("Authorization", header).send().await.unwrap();
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{header}");
         assert_eq!(res.json::<Value>().await.unwrap(), bad, "{header}");
     }
     for path in ["/v1/settings", "/v1/user/resend_reg_confirmation_link"] {
-        assert_eq!(
-            app.get(path, None).await.0,
-            StatusCode::UNAUTHORIZED,
-            "{path}"
-        );
+        assert_eq!(app.get(path, None).await.0, StatusCode::UNAUTHORIZED, "{path}");
     }
-    assert_eq!(
-        app.call(Method::PATCH, "/v1/user_settings", None, Some(json!({})))
-            .await
-            .0,
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(app.call(Method::PATCH, "/v1/user_settings", None, Some(json!({}))).await.0, StatusCode::UNAUTHORIZED);
 }
 
 async fn health_and_readiness(backend: Backend) {

@@ -4,10 +4,9 @@
 use std::time::Duration;
 
 use donkies_sandbox::{
-    AtriumSim, AtriumSimConfig, FacebookSim, GoogleSim, SANDBOX_API_KEY, SANDBOX_CLIENT_ID,
-    SANDBOX_FACEBOOK_APP_ID, SANDBOX_FACEBOOK_APP_SECRET, SANDBOX_GOOGLE_CLIENT_ID,
-    SANDBOX_GOOGLE_CLIENT_SECRET, SANDBOX_TWITTER_CONSUMER_KEY, SANDBOX_TWITTER_CONSUMER_SECRET,
-    TwitterSim,
+    AtriumSim, AtriumSimConfig, FacebookSim, GoogleSim, SANDBOX_API_KEY, SANDBOX_CLIENT_ID, SANDBOX_FACEBOOK_APP_ID,
+    SANDBOX_FACEBOOK_APP_SECRET, SANDBOX_GOOGLE_CLIENT_ID, SANDBOX_GOOGLE_CLIENT_SECRET, SANDBOX_TWITTER_CONSUMER_KEY,
+    SANDBOX_TWITTER_CONSUMER_SECRET, TwitterSim,
 };
 use donkies_server::Server;
 use donkies_server::config::{CommonArgs, FileValues, Settings};
@@ -73,10 +72,7 @@ impl Default for Options {
             with_worker: true,
             smtp_mode: Mode::Accept,
             args: CommonArgs::default(),
-            atrium: AtriumSimConfig {
-                step: Duration::from_millis(40),
-                ..Default::default()
-            },
+            atrium: AtriumSimConfig { step: Duration::from_millis(40), ..Default::default() },
         }
     }
 }
@@ -84,20 +80,16 @@ impl Default for Options {
 pub async fn fresh_db(backend: Backend) -> TestDb {
     match backend {
         Backend::Sqlite => TestDb::sqlite().await,
-        Backend::Postgres => TestDb::postgres()
-            .await
-            .expect("DONKIES_TEST_POSTGRES_URL is set"),
+        Backend::Postgres => TestDb::postgres().await.expect("DONKIES_TEST_POSTGRES_URL is set"),
     }
 }
 
 /// Settings for a test process: fast job polling and retries, the given SMTP sink.
 pub fn test_args(db_url: &str, smtp: &SmtpSink, mut args: CommonArgs) -> CommonArgs {
     args.database_url = Some(db_url.to_owned());
-    args.secret_key
-        .get_or_insert_with(|| "test secret key, not for production".into());
+    args.secret_key.get_or_insert_with(|| "test secret key, not for production".into());
     args.smtp_url.get_or_insert_with(|| smtp.url());
-    args.frontend_url
-        .get_or_insert_with(|| "http://front.test".into());
+    args.frontend_url.get_or_insert_with(|| "http://front.test".into());
     args.job_poll_ms.get_or_insert_with(|| "50".into());
     args.job_retry_base_ms.get_or_insert_with(|| "100".into());
     args.data_dir.get_or_insert_with(std::env::temp_dir);
@@ -112,58 +104,32 @@ impl TestApp {
     pub async fn spawn_with(backend: Backend, options: Options) -> TestApp {
         let test_db = fresh_db(backend).await;
         let smtp = SmtpSink::start(options.smtp_mode).await;
-        let atrium = AtriumSim::start("127.0.0.1:0".parse().unwrap(), options.atrium)
-            .await
-            .unwrap();
+        let atrium = AtriumSim::start("127.0.0.1:0".parse().unwrap(), options.atrium).await.unwrap();
         let loopback = || "127.0.0.1:0".parse().unwrap();
-        let facebook = FacebookSim::start(loopback(), Default::default())
-            .await
-            .unwrap();
-        let google = GoogleSim::start(loopback(), Default::default())
-            .await
-            .unwrap();
-        let twitter = TwitterSim::start(loopback(), Default::default())
-            .await
-            .unwrap();
+        let facebook = FacebookSim::start(loopback(), Default::default()).await.unwrap();
+        let google = GoogleSim::start(loopback(), Default::default()).await.unwrap();
+        let twitter = TwitterSim::start(loopback(), Default::default()).await.unwrap();
         let mut args = options.args;
-        args.facebook_url
-            .get_or_insert_with(|| facebook.base_url().to_string());
-        args.facebook_key
-            .get_or_insert_with(|| SANDBOX_FACEBOOK_APP_ID.into());
-        args.facebook_secret
-            .get_or_insert_with(|| SANDBOX_FACEBOOK_APP_SECRET.into());
-        args.google_url
-            .get_or_insert_with(|| google.base_url().to_string());
-        args.google_key
-            .get_or_insert_with(|| SANDBOX_GOOGLE_CLIENT_ID.into());
-        args.google_secret
-            .get_or_insert_with(|| SANDBOX_GOOGLE_CLIENT_SECRET.into());
-        args.twitter_url
-            .get_or_insert_with(|| twitter.base_url().to_string());
-        args.twitter_key
-            .get_or_insert_with(|| SANDBOX_TWITTER_CONSUMER_KEY.into());
-        args.twitter_secret
-            .get_or_insert_with(|| SANDBOX_TWITTER_CONSUMER_SECRET.into());
-        args.atrium_url
-            .get_or_insert_with(|| atrium.base_url().to_string());
-        args.atrium_client_id
-            .get_or_insert_with(|| SANDBOX_CLIENT_ID.into());
-        args.atrium_key
-            .get_or_insert_with(|| SANDBOX_API_KEY.into());
+        args.facebook_url.get_or_insert_with(|| facebook.base_url().to_string());
+        args.facebook_key.get_or_insert_with(|| SANDBOX_FACEBOOK_APP_ID.into());
+        args.facebook_secret.get_or_insert_with(|| SANDBOX_FACEBOOK_APP_SECRET.into());
+        args.google_url.get_or_insert_with(|| google.base_url().to_string());
+        args.google_key.get_or_insert_with(|| SANDBOX_GOOGLE_CLIENT_ID.into());
+        args.google_secret.get_or_insert_with(|| SANDBOX_GOOGLE_CLIENT_SECRET.into());
+        args.twitter_url.get_or_insert_with(|| twitter.base_url().to_string());
+        args.twitter_key.get_or_insert_with(|| SANDBOX_TWITTER_CONSUMER_KEY.into());
+        args.twitter_secret.get_or_insert_with(|| SANDBOX_TWITTER_CONSUMER_SECRET.into());
+        args.atrium_url.get_or_insert_with(|| atrium.base_url().to_string());
+        args.atrium_client_id.get_or_insert_with(|| SANDBOX_CLIENT_ID.into());
+        args.atrium_key.get_or_insert_with(|| SANDBOX_API_KEY.into());
         args.member_poll_ms.get_or_insert_with(|| "40".into());
         let args = test_args(&test_db.url, &smtp, args);
-        let settings =
-            Settings::resolve(Some("127.0.0.1:0".into()), &args, &FileValues::default()).unwrap();
-        let server = Server::start_with_db(settings, test_db.db.clone(), options.with_worker)
-            .await
-            .unwrap();
+        let settings = Settings::resolve(Some("127.0.0.1:0".into()), &args, &FileValues::default()).unwrap();
+        let server = Server::start_with_db(settings, test_db.db.clone(), options.with_worker).await.unwrap();
         TestApp {
             base: server.base_url(),
             server: Some(server),
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap(),
+            client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
             smtp,
             test_db,
             atrium,
@@ -203,11 +169,8 @@ impl TestApp {
         let res = req.send().await.unwrap();
         let status = res.status();
         let text = res.text().await.unwrap();
-        let value = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
+        let value =
+            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
         (status, value)
     }
 
@@ -227,30 +190,17 @@ impl TestApp {
     /// The `id` and `token` of the latest mailed link to `page` for `to`.
     pub async fn mailed_link(&self, to: &str, page: &str, nth: usize) -> (String, String) {
         let mails = self.smtp.wait_for(to, nth, Duration::from_secs(15)).await;
-        assert!(
-            mails.len() >= nth,
-            "expected {nth} mail(s) to {to}, got {}",
-            mails.len()
-        );
+        assert!(mails.len() >= nth, "expected {nth} mail(s) to {to}, got {}", mails.len());
         link_params(&mails[nth - 1].data, page)
     }
 
     pub async fn confirm(&self, encrypted_id: &str, token: &str) -> (StatusCode, Value) {
-        self.post(
-            "/v1/auth/signup/confirm",
-            None,
-            json!({"encrypted_id": encrypted_id, "confirmation_token": token}),
-        )
-        .await
+        self.post("/v1/auth/signup/confirm", None, json!({"encrypted_id": encrypted_id, "confirmation_token": token}))
+            .await
     }
 
     pub async fn login(&self, email: &str, password: &str) -> (StatusCode, Value) {
-        self.post(
-            "/v1/auth/login",
-            None,
-            json!({"email": email, "password": password}),
-        )
-        .await
+        self.post("/v1/auth/login", None, json!({"email": email, "password": password})).await
     }
 
     /// Sign up, confirm from the mailed link, and return a session token.

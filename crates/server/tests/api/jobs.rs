@@ -18,14 +18,7 @@ both_databases!(
 );
 
 async fn mail_is_retried_while_smtp_is_down_and_delivered_when_it_returns(backend: Backend) {
-    let app = TestApp::spawn_with(
-        backend,
-        Options {
-            smtp_mode: Mode::Refuse,
-            ..Default::default()
-        },
-    )
-    .await;
+    let app = TestApp::spawn_with(backend, Options { smtp_mode: Mode::Refuse, ..Default::default() }).await;
     assert_eq!(app.signup("ada@example.com").await, StatusCode::NO_CONTENT);
     // Wait for a couple of refused attempts.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
@@ -35,57 +28,27 @@ async fn mail_is_retried_while_smtp_is_down_and_delivered_when_it_returns(backen
     assert!(app.smtp.connections() >= 2, "the worker retried");
     let queued = jobs::list(app.db(), false).await.unwrap();
     assert_eq!(queued.len(), 1, "{queued:?}");
-    assert!(
-        queued[0]
-            .last_error
-            .as_deref()
-            .unwrap_or("")
-            .contains("421"),
-        "{queued:?}"
-    );
-    let mail = &donkies_store::outbox::list_to(app.db(), "ada@example.com")
-        .await
-        .unwrap()[0];
+    assert!(queued[0].last_error.as_deref().unwrap_or("").contains("421"), "{queued:?}");
+    let mail = &donkies_store::outbox::list_to(app.db(), "ada@example.com").await.unwrap()[0];
     assert!(mail.sent_at.is_none());
 
     app.smtp.set_mode(Mode::Accept);
-    let delivered = app
-        .smtp
-        .wait_for("ada@example.com", 1, Duration::from_secs(20))
-        .await;
+    let delivered = app.smtp.wait_for("ada@example.com", 1, Duration::from_secs(20)).await;
     assert_eq!(delivered.len(), 1);
-    let mail = &donkies_store::outbox::list_to(app.db(), "ada@example.com")
-        .await
-        .unwrap()[0];
+    let mail = &donkies_store::outbox::list_to(app.db(), "ada@example.com").await.unwrap()[0];
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let mail = donkies_store::outbox::get(app.db(), &mail.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let mail = donkies_store::outbox::get(app.db(), &mail.id).await.unwrap().unwrap();
     assert!(mail.sent_at.is_some());
-    assert!(
-        jobs::list(app.db(), false)
-            .await
-            .unwrap()
-            .iter()
-            .all(|j| j.kind != "send_mail")
-    );
+    assert!(jobs::list(app.db(), false).await.unwrap().iter().all(|j| j.kind != "send_mail"));
 }
 
 async fn a_job_out_of_attempts_is_parked_and_can_be_retried_from_the_cli(backend: Backend) {
-    let mut options = Options {
-        smtp_mode: Mode::Refuse,
-        with_worker: false,
-        ..Default::default()
-    };
+    let mut options = Options { smtp_mode: Mode::Refuse, with_worker: false, ..Default::default() };
     options.args.job_max_attempts = Some("2".into());
     options.args.job_retry_base_ms = Some("1".into());
     let app = TestApp::spawn_with(backend, options).await;
     app.signup("ada@example.com").await;
-    let worker = Worker::new(
-        app.server.as_ref().unwrap().job_context(),
-        Default::default(),
-    );
+    let worker = Worker::new(app.server.as_ref().unwrap().job_context(), Default::default());
     let mut outcomes = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while outcomes.len() < 2 && tokio::time::Instant::now() < deadline {
@@ -95,13 +58,8 @@ async fn a_job_out_of_attempts_is_parked_and_can_be_retried_from_the_cli(backend
             None => tokio::time::sleep(Duration::from_millis(10)).await,
         }
     }
-    assert!(
-        matches!(outcomes[0], Outcome::Retrying { .. }),
-        "{outcomes:?}"
-    );
-    let Outcome::Parked { id, .. } = &outcomes[1] else {
-        panic!("{outcomes:?}")
-    };
+    assert!(matches!(outcomes[0], Outcome::Retrying { .. }), "{outcomes:?}");
+    let Outcome::Parked { id, .. } = &outcomes[1] else { panic!("{outcomes:?}") };
 
     let cli = |args: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_donkies"))
@@ -115,18 +73,11 @@ async fn a_job_out_of_attempts_is_parked_and_can_be_retried_from_the_cli(backend
     let listed = cli(&["jobs", "list", "--failed"]);
     let stdout = String::from_utf8_lossy(&listed.stdout);
     assert!(listed.status.success(), "{stdout}");
-    assert!(
-        stdout.contains(id.as_str()) && stdout.contains("failed") && stdout.contains("421"),
-        "{stdout}"
-    );
+    assert!(stdout.contains(id.as_str()) && stdout.contains("failed") && stdout.contains("421"), "{stdout}");
     assert!(stdout.contains("1 job(s)"), "{stdout}");
 
     let retried = cli(&["jobs", "retry", id]);
-    assert!(
-        retried.status.success(),
-        "{}",
-        String::from_utf8_lossy(&retried.stderr)
-    );
+    assert!(retried.status.success(), "{}", String::from_utf8_lossy(&retried.stderr));
     let again = cli(&["jobs", "retry", id]);
     assert!(!again.status.success(), "only a failed job can be retried");
     assert!(String::from_utf8_lossy(&again.stderr).contains("no failed job"));
@@ -140,13 +91,7 @@ async fn a_job_out_of_attempts_is_parked_and_can_be_retried_from_the_cli(backend
         }
     };
     assert!(matches!(outcome, Outcome::Done { .. }), "{outcome:?}");
-    assert_eq!(
-        app.smtp
-            .wait_for("ada@example.com", 1, Duration::from_secs(5))
-            .await
-            .len(),
-        1
-    );
+    assert_eq!(app.smtp.wait_for("ada@example.com", 1, Duration::from_secs(5)).await.len(), 1);
 }
 
 async fn a_worker_killed_mid_job_leaves_the_job_to_run_again(backend: Backend) {
@@ -154,15 +99,9 @@ async fn a_worker_killed_mid_job_leaves_the_job_to_run_again(backend: Backend) {
     let smtp = SmtpSink::start(Mode::Hang).await;
     let mut args = test_args(&test_db.url, &smtp, Default::default());
     args.job_lease_seconds = Some("2".into());
-    let settings = donkies_server::config::Settings::resolve(
-        Some("127.0.0.1:0".into()),
-        &args,
-        &Default::default(),
-    )
-    .unwrap();
-    let server = donkies_server::Server::start_with_db(settings.clone(), test_db.db.clone(), false)
-        .await
-        .unwrap();
+    let settings =
+        donkies_server::config::Settings::resolve(Some("127.0.0.1:0".into()), &args, &Default::default()).unwrap();
+    let server = donkies_server::Server::start_with_db(settings.clone(), test_db.db.clone(), false).await.unwrap();
     let client = reqwest::Client::new();
     let res = client
         .post(format!("{}/v1/auth/signup", server.base_url()))
@@ -191,12 +130,8 @@ async fn a_worker_killed_mid_job_leaves_the_job_to_run_again(backend: Backend) {
     assert_eq!(smtp.connections(), 1, "the worker is mid-delivery");
     worker.kill().unwrap();
     worker.wait().unwrap();
-    let stuck: Vec<_> = jobs::list(&test_db.db, false)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|j| j.kind == "send_mail")
-        .collect();
+    let stuck: Vec<_> =
+        jobs::list(&test_db.db, false).await.unwrap().into_iter().filter(|j| j.kind == "send_mail").collect();
     assert_eq!(stuck.len(), 1);
     assert_eq!(stuck[0].status, "running", "claimed by the dead worker");
 
@@ -209,24 +144,10 @@ async fn a_worker_killed_mid_job_leaves_the_job_to_run_again(backend: Backend) {
             Some(outcome) => break outcome,
             None => tokio::time::sleep(Duration::from_millis(50)).await,
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "the job never came back"
-        );
+        assert!(started.elapsed() < Duration::from_secs(15), "the job never came back");
     };
-    assert!(
-        matches!(&outcome, Outcome::Done { kind, .. } if kind == "send_mail"),
-        "{outcome:?}"
-    );
-    assert!(
-        started.elapsed() >= Duration::from_millis(500),
-        "not before the lease ran out"
-    );
-    assert_eq!(
-        smtp.wait_for("ada@example.com", 1, Duration::from_secs(5))
-            .await
-            .len(),
-        1
-    );
+    assert!(matches!(&outcome, Outcome::Done { kind, .. } if kind == "send_mail"), "{outcome:?}");
+    assert!(started.elapsed() >= Duration::from_millis(500), "not before the lease ran out");
+    assert_eq!(smtp.wait_for("ada@example.com", 1, Duration::from_secs(5)).await.len(), 1);
     server.shutdown().await;
 }

@@ -22,10 +22,7 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("patch", "/v1/user_settings"),
     ("get", "/v1/settings"),
     ("post", "/v1/user/change/email"),
-    (
-        "post",
-        "/v1/user/change/email/confirm/{encrypted_id}/{token}",
-    ),
+    ("post", "/v1/user/change/email/confirm/{encrypted_id}/{token}"),
     ("post", "/v1/user/change/password"),
     ("get", "/v1/user/resend_reg_confirmation_link"),
     ("post", "/v1/user_close_account"),
@@ -85,21 +82,12 @@ async fn openapi_document_lists_every_endpoint() {
             "{method} {path} documented but not listed in this test"
         );
         // Documented routes are really served (not 404 / 405).
-        let concrete = path
-            .split('/')
-            .map(|seg| if seg.starts_with('{') { "x" } else { seg })
-            .collect::<Vec<_>>()
-            .join("/");
+        let concrete =
+            path.split('/').map(|seg| if seg.starts_with('{') { "x" } else { seg }).collect::<Vec<_>>().join("/");
         let url = app.url(&concrete);
-        let res = app
-            .client
-            .request(method.to_uppercase().parse().unwrap(), url)
-            .send()
-            .await
-            .unwrap();
+        let res = app.client.request(method.to_uppercase().parse().unwrap(), url).send().await.unwrap();
         assert!(
-            ![StatusCode::NOT_FOUND, StatusCode::METHOD_NOT_ALLOWED].contains(&res.status())
-                || path.contains('{'),
+            ![StatusCode::NOT_FOUND, StatusCode::METHOD_NOT_ALLOWED].contains(&res.status()) || path.contains('{'),
             "{method} {path} -> {}",
             res.status()
         );

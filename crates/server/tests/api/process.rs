@@ -6,9 +6,7 @@ use std::time::Duration;
 
 fn donkies() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_donkies"));
-    cmd.env_remove("DATABASE_URL")
-        .env_remove("DONKIES_LISTEN")
-        .env("RUST_LOG", "info");
+    cmd.env_remove("DATABASE_URL").env_remove("DONKIES_LISTEN").env("RUST_LOG", "info");
     cmd
 }
 
@@ -24,47 +22,19 @@ fn a_bad_setting_stops_start_up_with_one_line_naming_it() {
     type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
     let cases: &[Case] = &[
         (&["serve", "--listen", "nonsense"], &[], "DONKIES_LISTEN"),
-        (
-            &["serve"],
-            &[("DONKIES_LISTEN", "127.0.0.1:99999")],
-            "DONKIES_LISTEN",
-        ),
-        (
-            &["serve"],
-            &[("DATABASE_URL", "mysql://nope")],
-            "DATABASE_URL",
-        ),
-        (
-            &["serve"],
-            &[("DONKIES_SMTP_URL", "not a url")],
-            "DONKIES_SMTP_URL",
-        ),
-        (
-            &["serve"],
-            &[("DONKIES_TOKEN_EXPIRE_MINUTES", "soon")],
-            "DONKIES_TOKEN_EXPIRE_MINUTES",
-        ),
-        (
-            &["--config", "/nonexistent/donkies.toml", "serve"],
-            &[],
-            "--config",
-        ),
+        (&["serve"], &[("DONKIES_LISTEN", "127.0.0.1:99999")], "DONKIES_LISTEN"),
+        (&["serve"], &[("DATABASE_URL", "mysql://nope")], "DATABASE_URL"),
+        (&["serve"], &[("DONKIES_SMTP_URL", "not a url")], "DONKIES_SMTP_URL"),
+        (&["serve"], &[("DONKIES_TOKEN_EXPIRE_MINUTES", "soon")], "DONKIES_TOKEN_EXPIRE_MINUTES"),
+        (&["--config", "/nonexistent/donkies.toml", "serve"], &[], "--config"),
     ];
     for (args, env, setting) in cases {
-        let out = donkies()
-            .args(*args)
-            .envs(env.iter().copied())
-            .env("DONKIES_DATA_DIR", &dir)
-            .output()
-            .unwrap();
+        let out = donkies().args(*args).envs(env.iter().copied()).env("DONKIES_DATA_DIR", &dir).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         let lines: Vec<_> = stderr.lines().collect();
         assert_eq!(lines.len(), 1, "{args:?}: {stderr}");
-        assert!(
-            lines[0].starts_with("error: ") && lines[0].contains(setting),
-            "{args:?}: {stderr}"
-        );
+        assert!(lines[0].starts_with("error: ") && lines[0].contains(setting), "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"));
     }
     std::fs::remove_dir_all(dir).unwrap();
@@ -75,22 +45,13 @@ fn a_port_in_use_is_reported_by_name() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dir = temp_dir();
     let out = donkies()
-        .args([
-            "serve",
-            "--listen",
-            &taken.local_addr().unwrap().to_string(),
-        ])
+        .args(["serve", "--listen", &taken.local_addr().unwrap().to_string()])
         .env("DONKIES_DATA_DIR", &dir)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr
-            .lines()
-            .any(|l| l.starts_with("error: DONKIES_LISTEN (--listen): cannot listen on")),
-        "{stderr}"
-    );
+    assert!(stderr.lines().any(|l| l.starts_with("error: DONKIES_LISTEN (--listen): cannot listen on")), "{stderr}");
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -111,10 +72,7 @@ fn serve_help_documents_every_setting() {
         "DONKIES_JOB_LEASE_SECONDS",
         "--no-worker",
     ] {
-        assert!(
-            help.contains(env),
-            "{env} missing from serve --help:\n{help}"
-        );
+        assert!(help.contains(env), "{env} missing from serve --help:\n{help}");
     }
 }
 
@@ -122,29 +80,19 @@ fn serve_help_documents_every_setting() {
 fn a_data_json_config_file_is_understood() {
     let dir = temp_dir();
     let config = dir.join("data.json");
-    std::fs::write(
-        &config,
-        r#"{"SECRET_KEY": "a secret key from data.json", "ALLOWED_HOSTS": ["*"], "MYSTERY": 1}"#,
-    )
-    .unwrap();
+    std::fs::write(&config, r#"{"SECRET_KEY": "a secret key from data.json", "ALLOWED_HOSTS": ["*"], "MYSTERY": 1}"#)
+        .unwrap();
     let out = donkies()
         .args(["--config", config.to_str().unwrap(), "migrate"])
         .env("DONKIES_DATA_DIR", &dir)
         .output()
         .unwrap();
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{all}");
     assert!(all.contains("migrations applied"), "{all}");
     assert!(all.contains("unknown key \"MYSTERY\" ignored"), "{all}");
     assert!(dir.join("donkies.db").exists());
-    assert!(
-        !dir.join("secret_key").exists(),
-        "the file's SECRET_KEY is used, none generated"
-    );
+    assert!(!dir.join("secret_key").exists(), "the file's SECRET_KEY is used, none generated");
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -177,17 +125,19 @@ fn sigterm_finishes_in_flight_requests_and_exits_zero() {
     assert!(!addr.is_empty(), "no listening line in:\n{log}");
 
     // A request whose body is still arriving when the signal comes.
-    let body = r#"{"email": "ada@example.com", "password": "my secret password", "first_name": "Ada", "last_name": "L"}"#;
+    let body =
+        r#"{"email": "ada@example.com", "password": "my secret password", "first_name": "Ada", "last_name": "L"}"#;
     let mut conn = std::net::TcpStream::connect(&addr).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    write!(conn, "POST /v1/auth/signup HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len()).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        conn,
+        "POST /v1/auth/signup HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
     conn.write_all(&body.as_bytes()[..10]).unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    let term = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(term.success());
     std::thread::sleep(Duration::from_millis(300));
     conn.write_all(&body.as_bytes()[10..]).unwrap();
@@ -205,20 +155,9 @@ fn sigterm_finishes_in_flight_requests_and_exits_zero() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
     stdout.read_to_string(&mut log).unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut log)
-        .unwrap();
+    child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
     assert!(log.contains("stopped"), "{log}");
-    assert!(
-        !log.contains("my secret password"),
-        "the password was logged:\n{log}"
-    );
-    assert!(
-        std::net::TcpStream::connect(&addr).is_err(),
-        "no longer accepting"
-    );
+    assert!(!log.contains("my secret password"), "the password was logged:\n{log}");
+    assert!(std::net::TcpStream::connect(&addr).is_err(), "no longer accepting");
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -40,14 +40,8 @@ impl SmtpSink {
     pub async fn start(mode: Mode) -> SmtpSink {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let shared = Arc::new(Mutex::new(Shared {
-            mode: Some(mode),
-            ..Default::default()
-        }));
-        let sink = SmtpSink {
-            port,
-            shared: shared.clone(),
-        };
+        let shared = Arc::new(Mutex::new(Shared { mode: Some(mode), ..Default::default() }));
+        let sink = SmtpSink { port, shared: shared.clone() };
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let shared = shared.clone();
@@ -79,11 +73,8 @@ impl SmtpSink {
     pub async fn wait_for(&self, to: &str, count: usize, timeout: Duration) -> Vec<Received> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let got: Vec<Received> = self
-                .received()
-                .into_iter()
-                .filter(|m| m.to.iter().any(|t| t.eq_ignore_ascii_case(to)))
-                .collect();
+            let got: Vec<Received> =
+                self.received().into_iter().filter(|m| m.to.iter().any(|t| t.eq_ignore_ascii_case(to))).collect();
             if got.len() >= count || tokio::time::Instant::now() >= deadline {
                 return got;
             }
@@ -101,9 +92,7 @@ async fn serve(stream: tokio::net::TcpStream, shared: Arc<Mutex<Shared>>) -> std
     let (read, mut write) = stream.into_split();
     match mode {
         Mode::Refuse => {
-            write
-                .write_all(b"421 test sink refusing service\r\n")
-                .await?;
+            write.write_all(b"421 test sink refusing service\r\n").await?;
             return Ok(());
         }
         Mode::Hang => {
@@ -142,17 +131,9 @@ async fn serve(stream: tokio::net::TcpStream, shared: Arc<Mutex<Shared>>) -> std
                 if line == ".\r\n" || line == ".\n" {
                     break;
                 }
-                data.push_str(
-                    line.strip_prefix('.')
-                        .filter(|_| line.starts_with(".."))
-                        .unwrap_or(&line),
-                );
+                data.push_str(line.strip_prefix('.').filter(|_| line.starts_with("..")).unwrap_or(&line));
             }
-            shared.lock().unwrap().received.push(Received {
-                from: from.clone(),
-                to: to.clone(),
-                data,
-            });
+            shared.lock().unwrap().received.push(Received { from: from.clone(), to: to.clone(), data });
             write.write_all(b"250 queued\r\n").await?;
         } else if upper.starts_with("QUIT") {
             write.write_all(b"221 bye\r\n").await?;
@@ -196,14 +177,9 @@ pub fn decoded(data: &str) -> String {
 pub fn link_params(data: &str, page: &str) -> (String, String) {
     let text = decoded(data);
     let marker = format!("/{page}?");
-    let start = text
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no /{page} link in:\n{text}"))
-        + marker.len();
-    let query: String = text[start..]
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || "=&_-%".contains(*c))
-        .collect();
+    let start = text.find(&marker).unwrap_or_else(|| panic!("no /{page} link in:\n{text}")) + marker.len();
+    let query: String =
+        text[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || "=&_-%".contains(*c)).collect();
     let mut id = String::new();
     let mut token = String::new();
     for pair in query.split('&') {

@@ -88,10 +88,7 @@ pub struct ErrorBody {
 
 impl ErrorBody {
     pub fn new(error: &str, description: &str) -> Self {
-        Self {
-            error: error.to_owned(),
-            error_description: Some(description.to_owned()),
-        }
+        Self { error: error.to_owned(), error_description: Some(description.to_owned()) }
     }
 }
 
@@ -143,11 +140,7 @@ pub struct IdTokenClaims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
     /// A boolean; some older tokens carry the string `"true"`.
-    #[serde(
-        default,
-        deserialize_with = "bool_or_string",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "bool_or_string", skip_serializing_if = "Option::is_none")]
     pub email_verified: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at_hash: Option<String>,

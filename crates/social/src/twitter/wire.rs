@@ -100,12 +100,7 @@ pub struct ErrorItem {
 
 impl ErrorsBody {
     pub fn new(code: i64, message: impl Into<String>) -> Self {
-        Self {
-            errors: vec![ErrorItem {
-                code,
-                message: message.into(),
-            }],
-        }
+        Self { errors: vec![ErrorItem { code, message: message.into() }] }
     }
 }
 
