@@ -74,16 +74,16 @@ pub async fn replace_credentials(db: &Db, institution_id: &str, credentials: &[C
     tx.commit().await
 }
 
-/// Institutions by name, optionally those whose name contains `search` (any case).
+/// Institutions by name, optionally those whose name contains `search` (any case, Unicode
+/// aware; `%` and `_` are plain characters). The catalog is small, so matching and ordering
+/// happen here, identically on both engines, rather than under two engines' collations.
 pub async fn list(db: &Db, search: Option<&str>, limit: i64) -> Result<Vec<Institution>, StoreError> {
-    let pattern = format!("%{}%", search.unwrap_or("").to_lowercase());
-    Ok(on_db!(db, pool => sqlx::query_as::<_, Institution>(
-        "SELECT id, code, name, url FROM institutions WHERE LOWER(name) LIKE $1 ORDER BY name, code LIMIT $2",
-    )
-    .bind(&pattern)
-    .bind(limit)
-    .fetch_all(pool)
-    .await)?)
+    let all = on_db!(db, pool => sqlx::query_as::<_, Institution>("SELECT id, code, name, url FROM institutions").fetch_all(pool).await)?;
+    let needle = search.map(str::to_lowercase).unwrap_or_default();
+    let mut found: Vec<(String, Institution)> =
+        all.into_iter().map(|i| (i.name.to_lowercase(), i)).filter(|(name, _)| name.contains(&needle)).collect();
+    found.sort_by(|(a, x), (b, y)| a.cmp(b).then_with(|| x.code.cmp(&y.code)));
+    Ok(found.into_iter().map(|(_, i)| i).take(usize::try_from(limit).unwrap_or(0)).collect())
 }
 
 pub async fn get(db: &Db, id: &str) -> Result<Option<Institution>, StoreError> {

@@ -134,8 +134,9 @@ pub async fn restart(tx: &mut Tx, member_id: &str, status: &str, now: DateTime<U
     .bind(member_id)
     .bind(status)
     .bind(now)
-    .fetch_one(conn)
-    .await)?;
+    .fetch_optional(conn)
+    .await)?
+    .ok_or(StoreError::NotFound)?;
     clear_challenges(tx, member_id).await?;
     Ok(generation)
 }

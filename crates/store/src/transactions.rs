@@ -267,7 +267,7 @@ const SELECT: &str = "SELECT t.id, t.account_id, a.name AS account_name, a.type_
 
 /// The user's visible transactions, newest first, optionally of one account.
 pub async fn list_for_user(db: &Db, user_id: &str, account_id: Option<&str>) -> Result<Vec<Transaction>, StoreError> {
-    let order = "ORDER BY t.date DESC, t.transacted_at DESC, t.id DESC";
+    let order = "ORDER BY t.date DESC, t.transacted_at DESC NULLS LAST, t.id DESC";
     Ok(match account_id {
         None => {
             let sql = format!("{SELECT} WHERE t.user_id = $1 AND a.is_deleted = FALSE {order}");

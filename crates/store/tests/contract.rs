@@ -1,11 +1,18 @@
 //! The storage contract: every store operation, on SQLite always and on PostgreSQL when
 //! `DONKIES_TEST_POSTGRES_URL` is set.
 
-use chrono::{Duration, NaiveDate};
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use donkies_store::accounts::AccountData;
+use donkies_store::institutions::{CatalogEntry, Credential, Institution};
+use donkies_store::members::{Challenge, NewMember, StatusUpdate};
+use donkies_store::social::NewIdentity;
 use donkies_store::testing::TestDb;
 use donkies_store::tokens::{NewActionToken, Purpose};
+use donkies_store::transactions::TransactionData;
 use donkies_store::users::{NewUser, ProfileUpdate};
-use donkies_store::{Db, StoreError, jobs, new_id, now, outbox, tokens, users};
+use donkies_store::{
+    Db, StoreError, accounts, institutions, jobs, members, new_id, now, outbox, social, tokens, transactions, users,
+};
 
 macro_rules! contract {
     ($($case:ident),* $(,)?) => {$(
@@ -40,6 +47,25 @@ contract!(
     jobs_expired_lease_is_claimed_again,
     jobs_concurrent_claims_never_share_a_job,
     periodic_slot_enqueues_once,
+    institutions_upsert_refreshes_by_code_keeping_the_id,
+    institutions_list_searches_any_case_within_the_limit,
+    institutions_credentials_are_replaced_and_ordered,
+    members_one_live_member_per_user_and_institution,
+    members_lookups_are_scoped_to_the_user_and_hide_deleted,
+    members_restart_retires_older_poll_generations,
+    members_challenges_round_trip_in_order,
+    members_completed_list_and_status,
+    members_deleting_hides_accounts_until_relinked,
+    accounts_refresh_keeps_what_the_user_set,
+    accounts_are_scoped_hidden_and_counted,
+    accounts_shares_replace_each_other,
+    transactions_upsert_in_batches_without_duplicates,
+    transactions_list_newest_first_scoped_and_visible,
+    social_link_find_and_refresh,
+    social_identity_of_another_user_is_a_conflict,
+    social_request_tokens_are_taken_once_before_expiry,
+    engines_agree_on_search_case_wildcards_and_missing_times,
+    restarting_an_unknown_member_is_not_found,
 );
 
 async fn make_user(db: &Db, email: &str) -> String {
@@ -72,32 +98,13 @@ async fn user_insert_and_lookups(db: Db) {
     assert!(!by_id.is_confirmed);
     assert!(!by_id.is_profile_completed);
     assert_eq!(by_id.minimum_transfer_amount, 5);
-    let by_email = users::find_by_email(&db, "ada@example.com")
-        .await
-        .unwrap()
-        .unwrap();
+    let by_email = users::find_by_email(&db, "ada@example.com").await.unwrap().unwrap();
     assert_eq!(by_email.id, id);
-    let by_enc = users::find_by_encrypted_id(&db, &by_id.encrypted_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let by_enc = users::find_by_encrypted_id(&db, &by_id.encrypted_id).await.unwrap().unwrap();
     assert_eq!(by_enc.id, id);
-    assert!(
-        users::find_by_email(&db, "nobody@example.com")
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(users::find_by_email(&db, "nobody@example.com").await.unwrap().is_none());
     users::set_guid(&db, &id, "USR-1", now()).await.unwrap();
-    assert_eq!(
-        users::find_by_id(&db, &id)
-            .await
-            .unwrap()
-            .unwrap()
-            .guid
-            .as_deref(),
-        Some("USR-1")
-    );
+    assert_eq!(users::find_by_id(&db, &id).await.unwrap().unwrap().guid.as_deref(), Some("USR-1"));
 }
 
 async fn taken_email_is_a_conflict(db: Db) {
@@ -125,35 +132,15 @@ async fn taken_email_is_a_conflict(db: Db) {
 async fn confirm_needs_the_right_token_once(db: Db) {
     let id = make_user(&db, "ada@example.com").await;
     assert!(!users::confirm(&db, &id, "wrong", now()).await.unwrap());
-    assert!(
-        users::confirm(&db, &id, "confirm-hash", now())
-            .await
-            .unwrap()
-    );
-    assert!(
-        !users::confirm(&db, &id, "confirm-hash", now())
-            .await
-            .unwrap()
-    );
-    assert!(
-        users::find_by_id(&db, &id)
-            .await
-            .unwrap()
-            .unwrap()
-            .is_confirmed
-    );
+    assert!(users::confirm(&db, &id, "confirm-hash", now()).await.unwrap());
+    assert!(!users::confirm(&db, &id, "confirm-hash", now()).await.unwrap());
+    assert!(users::find_by_id(&db, &id).await.unwrap().unwrap().is_confirmed);
 }
 
 async fn profile_completes_and_then_freezes(db: Db) {
     let id = make_user(&db, "ada@example.com").await;
-    let partial = ProfileUpdate {
-        city: Some("Boston".into()),
-        ..Default::default()
-    };
-    let user = users::update_profile(&db, &id, &partial, now())
-        .await
-        .unwrap()
-        .unwrap();
+    let partial = ProfileUpdate { city: Some("Boston".into()), ..Default::default() };
+    let user = users::update_profile(&db, &id, &partial, now()).await.unwrap().unwrap();
     assert_eq!(user.city.as_deref(), Some("Boston"));
     assert!(!user.is_profile_completed);
     let rest = ProfileUpdate {
@@ -166,51 +153,21 @@ async fn profile_completes_and_then_freezes(db: Db) {
         ssn_last4: Some("6789".into()),
         ..Default::default()
     };
-    let user = users::update_profile(&db, &id, &rest, now())
-        .await
-        .unwrap()
-        .unwrap();
+    let user = users::update_profile(&db, &id, &rest, now()).await.unwrap().unwrap();
     assert!(user.is_profile_completed);
-    assert_eq!(
-        user.city.as_deref(),
-        Some("Boston"),
-        "earlier fields are kept"
-    );
+    assert_eq!(user.city.as_deref(), Some("Boston"), "earlier fields are kept");
     assert_eq!(user.date_of_birth, NaiveDate::from_ymd_opt(1990, 5, 17));
-    let again = ProfileUpdate {
-        city: Some("Paris".into()),
-        ..Default::default()
-    };
-    assert!(
-        users::update_profile(&db, &id, &again, now())
-            .await
-            .unwrap()
-            .is_none()
-    );
-    assert_eq!(
-        users::find_by_id(&db, &id)
-            .await
-            .unwrap()
-            .unwrap()
-            .city
-            .as_deref(),
-        Some("Boston")
-    );
+    let again = ProfileUpdate { city: Some("Paris".into()), ..Default::default() };
+    assert!(users::update_profile(&db, &id, &again, now()).await.unwrap().is_none());
+    assert_eq!(users::find_by_id(&db, &id).await.unwrap().unwrap().city.as_deref(), Some("Boston"));
 }
 
 async fn settings_and_close(db: Db) {
     let id = make_user(&db, "ada@example.com").await;
-    users::update_settings(&db, &id, Some(50), None, now())
-        .await
-        .unwrap();
-    users::update_settings(&db, &id, None, Some(true), now())
-        .await
-        .unwrap();
+    users::update_settings(&db, &id, Some(50), None, now()).await.unwrap();
+    users::update_settings(&db, &id, None, Some(true), now()).await.unwrap();
     let user = users::find_by_id(&db, &id).await.unwrap().unwrap();
-    assert_eq!(
-        (user.minimum_transfer_amount, user.is_even_roundup),
-        (50, true)
-    );
+    assert_eq!((user.minimum_transfer_amount, user.is_even_roundup), (50, true));
     users::close_account(&db, &id, now()).await.unwrap();
     let user = users::find_by_id(&db, &id).await.unwrap().unwrap();
     assert!(user.is_closed_account);
@@ -221,41 +178,18 @@ async fn session_tokens_resolve_and_revoke(db: Db) {
     let ada = make_user(&db, "ada@example.com").await;
     let bob = make_user(&db, "bob@example.com").await;
     let t = now();
-    tokens::insert_session(&db, "tok-a1", &ada, t, t + Duration::minutes(10))
-        .await
-        .unwrap();
-    tokens::insert_session(&db, "tok-a2", &ada, t, t + Duration::minutes(10))
-        .await
-        .unwrap();
-    tokens::insert_session(&db, "tok-b", &bob, t, t + Duration::minutes(10))
-        .await
-        .unwrap();
-    let (user, expires) = users::find_by_token_hash(&db, "tok-a2")
-        .await
-        .unwrap()
-        .unwrap();
+    tokens::insert_session(&db, "tok-a1", &ada, t, t + Duration::minutes(10)).await.unwrap();
+    tokens::insert_session(&db, "tok-a2", &ada, t, t + Duration::minutes(10)).await.unwrap();
+    tokens::insert_session(&db, "tok-b", &bob, t, t + Duration::minutes(10)).await.unwrap();
+    let (user, expires) = users::find_by_token_hash(&db, "tok-a2").await.unwrap().unwrap();
     assert_eq!(user.id, ada);
     assert_eq!(expires, t + Duration::minutes(10));
-    assert!(
-        users::find_by_token_hash(&db, "nope")
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(users::find_by_token_hash(&db, "nope").await.unwrap().is_none());
     let mut tx = db.begin().await.unwrap();
     assert_eq!(tokens::delete_sessions(&mut tx, &ada).await.unwrap(), 2);
     tx.commit().await.unwrap();
-    assert!(
-        users::find_by_token_hash(&db, "tok-a1")
-            .await
-            .unwrap()
-            .is_none()
-    );
-    assert_eq!(
-        tokens::count_sessions(&db, &bob).await.unwrap(),
-        1,
-        "other users keep theirs"
-    );
+    assert!(users::find_by_token_hash(&db, "tok-a1").await.unwrap().is_none());
+    assert_eq!(tokens::count_sessions(&db, &bob).await.unwrap(), 1, "other users keep theirs");
 }
 
 async fn action_tokens_are_single_use_and_expire(db: Db) {
@@ -263,10 +197,7 @@ async fn action_tokens_are_single_use_and_expire(db: Db) {
     let bob = make_user(&db, "bob@example.com").await;
     let t = now();
     let mut tx = db.begin().await.unwrap();
-    for (hash, expires) in [
-        ("fresh", t + Duration::hours(1)),
-        ("stale", t - Duration::seconds(1)),
-    ] {
+    for (hash, expires) in [("fresh", t + Duration::hours(1)), ("stale", t - Duration::seconds(1))] {
         tokens::insert_action(
             &mut tx,
             &NewActionToken {
@@ -284,37 +215,20 @@ async fn action_tokens_are_single_use_and_expire(db: Db) {
     tx.commit().await.unwrap();
     let mut tx = db.begin().await.unwrap();
     assert!(
-        tokens::consume_action(&mut tx, "fresh", &bob, Purpose::PasswordReset, t)
-            .await
-            .unwrap()
-            .is_none(),
+        tokens::consume_action(&mut tx, "fresh", &bob, Purpose::PasswordReset, t).await.unwrap().is_none(),
         "not bob's"
     );
     assert!(
-        tokens::consume_action(&mut tx, "fresh", &ada, Purpose::EmailChange, t)
-            .await
-            .unwrap()
-            .is_none(),
+        tokens::consume_action(&mut tx, "fresh", &ada, Purpose::EmailChange, t).await.unwrap().is_none(),
         "wrong purpose"
     );
     assert!(
-        tokens::consume_action(&mut tx, "stale", &ada, Purpose::PasswordReset, t)
-            .await
-            .unwrap()
-            .is_none(),
+        tokens::consume_action(&mut tx, "stale", &ada, Purpose::PasswordReset, t).await.unwrap().is_none(),
         "expired"
     );
-    assert_eq!(
-        tokens::consume_action(&mut tx, "fresh", &ada, Purpose::PasswordReset, t)
-            .await
-            .unwrap(),
-        Some(None)
-    );
+    assert_eq!(tokens::consume_action(&mut tx, "fresh", &ada, Purpose::PasswordReset, t).await.unwrap(), Some(None));
     assert!(
-        tokens::consume_action(&mut tx, "fresh", &ada, Purpose::PasswordReset, t)
-            .await
-            .unwrap()
-            .is_none(),
+        tokens::consume_action(&mut tx, "fresh", &ada, Purpose::PasswordReset, t).await.unwrap().is_none(),
         "used once"
     );
     tx.commit().await.unwrap();
@@ -324,22 +238,13 @@ async fn email_change_conflicts_with_taken_address(db: Db) {
     let ada = make_user(&db, "ada@example.com").await;
     make_user(&db, "bob@example.com").await;
     let mut tx = db.begin().await.unwrap();
-    let err = users::set_email(&mut tx, &ada, "bob@example.com", now())
-        .await
-        .unwrap_err();
+    let err = users::set_email(&mut tx, &ada, "bob@example.com", now()).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)));
     drop(tx);
     let mut tx = db.begin().await.unwrap();
-    users::set_email(&mut tx, &ada, "ada@new.example.com", now())
-        .await
-        .unwrap();
+    users::set_email(&mut tx, &ada, "ada@new.example.com", now()).await.unwrap();
     tx.commit().await.unwrap();
-    assert!(
-        users::find_by_email(&db, "ada@new.example.com")
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(users::find_by_email(&db, "ada@new.example.com").await.unwrap().is_some());
 }
 
 async fn outbox_keeps_mail_until_sent(db: Db) {
@@ -361,40 +266,15 @@ async fn outbox_keeps_mail_until_sent(db: Db) {
     let stored = outbox::get(&db, &mail.id).await.unwrap().unwrap();
     assert_eq!((stored.subject.as_str(), stored.sent_at), ("Confirm", None));
     outbox::mark_sent(&db, &mail.id, now()).await.unwrap();
-    assert!(
-        outbox::get(&db, &mail.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .sent_at
-            .is_some()
-    );
-    assert_eq!(
-        outbox::list_to(&db, "ada@example.com").await.unwrap().len(),
-        1
-    );
+    assert!(outbox::get(&db, &mail.id).await.unwrap().unwrap().sent_at.is_some());
+    assert_eq!(outbox::list_to(&db, "ada@example.com").await.unwrap().len(), 1);
 }
 
-async fn enqueue_one(
-    db: &Db,
-    kind: &str,
-    run_at: chrono::DateTime<chrono::Utc>,
-    max_attempts: i64,
-) -> String {
+async fn enqueue_one(db: &Db, kind: &str, run_at: chrono::DateTime<chrono::Utc>, max_attempts: i64) -> String {
     let mut tx = db.begin().await.unwrap();
     let payload = serde_json::json!({"n": 1});
-    let id = jobs::enqueue(
-        &mut tx,
-        &jobs::NewJob {
-            kind,
-            payload: &payload,
-            max_attempts,
-            run_at,
-        },
-        now(),
-    )
-    .await
-    .unwrap();
+    let id =
+        jobs::enqueue(&mut tx, &jobs::NewJob { kind, payload: &payload, max_attempts, run_at }, now()).await.unwrap();
     tx.commit().await.unwrap();
     id
 }
@@ -402,162 +282,59 @@ async fn enqueue_one(
 async fn jobs_enqueued_with_a_rolled_back_change_vanish(db: Db) {
     let mut tx = db.begin().await.unwrap();
     let payload = serde_json::json!({});
-    let id = jobs::enqueue(
-        &mut tx,
-        &jobs::NewJob {
-            kind: "k",
-            payload: &payload,
-            max_attempts: 3,
-            run_at: now(),
-        },
-        now(),
-    )
-    .await
-    .unwrap();
+    let id =
+        jobs::enqueue(&mut tx, &jobs::NewJob { kind: "k", payload: &payload, max_attempts: 3, run_at: now() }, now())
+            .await
+            .unwrap();
     drop(tx);
     assert!(jobs::get(&db, &id).await.unwrap().is_none());
-    assert!(
-        jobs::claim(&db, "w", now(), now() + Duration::seconds(30))
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(jobs::claim(&db, "w", now(), now() + Duration::seconds(30)).await.unwrap().is_none());
 }
 
 async fn jobs_claim_complete_and_wait_for_run_at(db: Db) {
     let t = now();
     let later = enqueue_one(&db, "later", t + Duration::minutes(5), 3).await;
     let due = enqueue_one(&db, "due", t, 3).await;
-    let job = jobs::claim(&db, "w1", t, t + Duration::seconds(30))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        (job.id.as_str(), job.kind.as_str(), job.attempts),
-        (due.as_str(), "due", 1)
-    );
+    let job = jobs::claim(&db, "w1", t, t + Duration::seconds(30)).await.unwrap().unwrap();
+    assert_eq!((job.id.as_str(), job.kind.as_str(), job.attempts), (due.as_str(), "due", 1));
     assert_eq!(job.payload, r#"{"n":1}"#);
-    assert!(
-        jobs::claim(&db, "w2", t, t + Duration::seconds(30))
-            .await
-            .unwrap()
-            .is_none(),
-        "the other is not due"
-    );
+    assert!(jobs::claim(&db, "w2", t, t + Duration::seconds(30)).await.unwrap().is_none(), "the other is not due");
     jobs::complete(&db, &due, "w1").await.unwrap();
     assert!(jobs::get(&db, &due).await.unwrap().is_none());
-    let job = jobs::claim(
-        &db,
-        "w1",
-        t + Duration::minutes(6),
-        t + Duration::minutes(7),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let job = jobs::claim(&db, "w1", t + Duration::minutes(6), t + Duration::minutes(7)).await.unwrap().unwrap();
     assert_eq!(job.id, later);
 }
 
 async fn jobs_fail_retry_then_park(db: Db) {
     let t = now();
     let id = enqueue_one(&db, "k", t, 2).await;
-    jobs::claim(&db, "w", t, t + Duration::seconds(30))
-        .await
-        .unwrap()
-        .unwrap();
-    jobs::fail(
-        &db,
-        &id,
-        "w",
-        "smtp down",
-        Some(t + Duration::seconds(10)),
-        t,
-    )
-    .await
-    .unwrap();
+    jobs::claim(&db, "w", t, t + Duration::seconds(30)).await.unwrap().unwrap();
+    jobs::fail(&db, &id, "w", "smtp down", Some(t + Duration::seconds(10)), t).await.unwrap();
     let job = jobs::get(&db, &id).await.unwrap().unwrap();
-    assert_eq!(
-        (job.status.as_str(), job.last_error.as_deref()),
-        (jobs::QUEUED, Some("smtp down"))
-    );
-    assert!(
-        jobs::claim(&db, "w", t, t + Duration::seconds(30))
-            .await
-            .unwrap()
-            .is_none(),
-        "backing off"
-    );
-    let job = jobs::claim(
-        &db,
-        "w",
-        t + Duration::seconds(11),
-        t + Duration::seconds(40),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    assert_eq!((job.status.as_str(), job.last_error.as_deref()), (jobs::QUEUED, Some("smtp down")));
+    assert!(jobs::claim(&db, "w", t, t + Duration::seconds(30)).await.unwrap().is_none(), "backing off");
+    let job = jobs::claim(&db, "w", t + Duration::seconds(11), t + Duration::seconds(40)).await.unwrap().unwrap();
     assert_eq!(job.attempts, 2);
-    jobs::fail(&db, &id, "w", "still down", None, t)
-        .await
-        .unwrap();
+    jobs::fail(&db, &id, "w", "still down", None, t).await.unwrap();
     let failed = jobs::list(&db, true).await.unwrap();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].last_error.as_deref(), Some("still down"));
-    assert!(
-        jobs::claim(&db, "w", t + Duration::days(1), t + Duration::days(2))
-            .await
-            .unwrap()
-            .is_none(),
-        "parked"
-    );
+    assert!(jobs::claim(&db, "w", t + Duration::days(1), t + Duration::days(2)).await.unwrap().is_none(), "parked");
     assert!(jobs::retry(&db, &id, t).await.unwrap());
-    assert!(
-        !jobs::retry(&db, &id, t).await.unwrap(),
-        "only failed jobs are retried"
-    );
-    let job = jobs::claim(&db, "w", t, t + Duration::seconds(30))
-        .await
-        .unwrap()
-        .unwrap();
+    assert!(!jobs::retry(&db, &id, t).await.unwrap(), "only failed jobs are retried");
+    let job = jobs::claim(&db, "w", t, t + Duration::seconds(30)).await.unwrap().unwrap();
     assert_eq!(job.attempts, 1);
 }
 
 async fn jobs_expired_lease_is_claimed_again(db: Db) {
     let t = now();
     let id = enqueue_one(&db, "k", t, 5).await;
-    jobs::claim(&db, "dead-worker", t, t + Duration::seconds(30))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(
-        jobs::claim(
-            &db,
-            "w2",
-            t + Duration::seconds(29),
-            t + Duration::seconds(60)
-        )
-        .await
-        .unwrap()
-        .is_none()
-    );
-    let job = jobs::claim(
-        &db,
-        "w2",
-        t + Duration::seconds(31),
-        t + Duration::seconds(60),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    assert_eq!(
-        (job.id.as_str(), job.locked_by.as_deref()),
-        (id.as_str(), Some("w2"))
-    );
+    jobs::claim(&db, "dead-worker", t, t + Duration::seconds(30)).await.unwrap().unwrap();
+    assert!(jobs::claim(&db, "w2", t + Duration::seconds(29), t + Duration::seconds(60)).await.unwrap().is_none());
+    let job = jobs::claim(&db, "w2", t + Duration::seconds(31), t + Duration::seconds(60)).await.unwrap().unwrap();
+    assert_eq!((job.id.as_str(), job.locked_by.as_deref()), (id.as_str(), Some("w2")));
     jobs::complete(&db, &id, "dead-worker").await.unwrap();
-    assert!(
-        jobs::get(&db, &id).await.unwrap().is_some(),
-        "the old owner no longer completes it"
-    );
+    assert!(jobs::get(&db, &id).await.unwrap().is_some(), "the old owner no longer completes it");
     jobs::complete(&db, &id, "w2").await.unwrap();
     assert!(jobs::get(&db, &id).await.unwrap().is_none());
 }
@@ -572,10 +349,7 @@ async fn jobs_concurrent_claims_never_share_a_job(db: Db) {
         let db = db.clone();
         handles.push(tokio::spawn(async move {
             let mut got = Vec::new();
-            while let Some(job) = jobs::claim(&db, &format!("w{w}"), t, t + Duration::seconds(30))
-                .await
-                .unwrap()
-            {
+            while let Some(job) = jobs::claim(&db, &format!("w{w}"), t, t + Duration::seconds(30)).await.unwrap() {
                 got.push(job.id);
             }
             got
@@ -594,25 +368,949 @@ async fn periodic_slot_enqueues_once(db: Db) {
     let mut handles = Vec::new();
     for _ in 0..4 {
         let db = db.clone();
-        handles.push(tokio::spawn(async move {
-            jobs::enqueue_periodic(&db, "refresh", 42, 3, t)
-                .await
-                .unwrap()
-        }));
+        handles.push(tokio::spawn(async move { jobs::enqueue_periodic(&db, "refresh", 42, 3, t).await.unwrap() }));
     }
     let mut enqueued = 0;
     for h in handles {
         enqueued += usize::from(h.await.unwrap());
     }
     assert_eq!(enqueued, 1);
-    assert!(
-        jobs::enqueue_periodic(&db, "refresh", 43, 3, t)
-            .await
-            .unwrap(),
-        "next slot runs again"
-    );
+    assert!(jobs::enqueue_periodic(&db, "refresh", 43, 3, t).await.unwrap(), "next slot runs again");
     let queued = jobs::list(&db, false).await.unwrap();
     assert_eq!(queued.iter().filter(|j| j.kind == "refresh").count(), 2);
+}
+
+// ---- Bank linking: institutions, members, accounts, transactions ----
+
+fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(y, mo, d, h, mi, 0).unwrap()
+}
+
+fn day(y: i32, m: u32, d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, d).unwrap()
+}
+
+fn catalog(code: &str, name: &str, url: Option<&str>) -> CatalogEntry {
+    CatalogEntry { code: code.into(), name: name.into(), url: url.map(Into::into) }
+}
+
+async fn make_institution(db: &Db, code: &str, name: &str) -> String {
+    institutions::upsert(db, &[catalog(code, name, None)], now()).await.unwrap();
+    institutions::get_by_code(db, code).await.unwrap().unwrap().id
+}
+
+async fn try_member(
+    db: &Db,
+    user_id: &str,
+    institution_id: &str,
+    created: DateTime<Utc>,
+) -> Result<String, StoreError> {
+    let id = new_id();
+    let mut tx = db.begin().await?;
+    members::insert(
+        &mut tx,
+        &NewMember {
+            id: &id,
+            user_id,
+            institution_id,
+            identifier: &format!("ident-{id}"),
+            guid: &format!("MBR-{id}"),
+            name: "Online banking",
+            status: "INITIATED",
+            now: created,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+async fn make_member(db: &Db, user_id: &str, institution_id: &str) -> String {
+    try_member(db, user_id, institution_id, now()).await.unwrap()
+}
+
+async fn member(db: &Db, id: &str) -> members::Member {
+    members::get(db, id).await.unwrap().unwrap()
+}
+
+fn status_update(status: &str) -> StatusUpdate<'_> {
+    StatusUpdate {
+        status,
+        aggregated_at: None,
+        successfully_aggregated_at: None,
+        polls: 0,
+        halted_retries: 0,
+        gave_up: false,
+    }
+}
+
+async fn save_status(db: &Db, member_id: &str, generation: i64, u: &StatusUpdate<'_>) -> bool {
+    let mut tx = db.begin().await.unwrap();
+    let saved = members::save_status(&mut tx, member_id, generation, u, now()).await.unwrap();
+    tx.commit().await.unwrap();
+    saved
+}
+
+fn challenge(guid: &str, field_name: Option<&str>, options: &str, image: Option<&str>) -> Challenge {
+    Challenge {
+        guid: guid.into(),
+        field_name: field_name.map(Into::into),
+        label: format!("Question {guid}"),
+        kind: if image.is_some() { "IMAGE" } else { "OPTIONS" }.into(),
+        options: options.into(),
+        image_data: image.map(Into::into),
+    }
+}
+
+type ChallengeRow = (String, Option<String>, String, String, String, Option<String>);
+
+fn challenge_rows(challenges: &[Challenge]) -> Vec<ChallengeRow> {
+    challenges
+        .iter()
+        .map(|c| {
+            (
+                c.guid.clone(),
+                c.field_name.clone(),
+                c.label.clone(),
+                c.kind.clone(),
+                c.options.clone(),
+                c.image_data.clone(),
+            )
+        })
+        .collect()
+}
+
+fn account_data(guid: &str, name: &str, type_ds: &str, balance: i64) -> AccountData {
+    AccountData {
+        guid: guid.into(),
+        name: name.into(),
+        kind: if type_ds == "debt" { "CREDIT_CARD" } else { "CHECKING" }.into(),
+        type_ds: type_ds.into(),
+        subtype: None,
+        balance: Some(balance),
+        available_balance: None,
+        available_credit: None,
+        credit_limit: None,
+        apr: None,
+        apy: None,
+        interest_rate: None,
+        minimum_balance: None,
+        minimum_payment: None,
+        original_balance: None,
+        payoff_balance: None,
+        last_payment: None,
+        last_payment_at: None,
+        payment_due_at: None,
+        day_payment_is_due: None,
+        matures_on: None,
+        started_on: None,
+        total_account_value: None,
+        is_closed: false,
+    }
+}
+
+async fn upsert_accounts(db: &Db, user_id: &str, member_id: &str, data: &[AccountData], refreshed: DateTime<Utc>) {
+    let mut tx = db.begin().await.unwrap();
+    accounts::upsert(&mut tx, user_id, member_id, data, refreshed).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
+/// The user's guid → account id map (hidden accounts included), sorted by guid.
+async fn account_ids(db: &Db, user_id: &str) -> Vec<(String, String)> {
+    let mut tx = db.begin().await.unwrap();
+    let mut ids = accounts::ids_by_guid(&mut tx, user_id).await.unwrap();
+    drop(tx);
+    ids.sort();
+    ids
+}
+
+async fn account_id(db: &Db, user_id: &str, guid: &str) -> String {
+    account_ids(db, user_id).await.into_iter().find(|(g, _)| g == guid).unwrap().1
+}
+
+/// Upsert one account and return its id.
+async fn make_account(
+    db: &Db,
+    user_id: &str,
+    member_id: &str,
+    guid: &str,
+    name: &str,
+    type_ds: &str,
+    created: DateTime<Utc>,
+) -> String {
+    upsert_accounts(db, user_id, member_id, &[account_data(guid, name, type_ds, 10_000)], created).await;
+    account_id(db, user_id, guid).await
+}
+
+async fn account(db: &Db, user_id: &str, id: &str) -> accounts::Account {
+    accounts::get(db, user_id, id).await.unwrap().unwrap()
+}
+
+async fn visible_account_ids(db: &Db, user_id: &str) -> Vec<String> {
+    accounts::list_for_user(db, user_id).await.unwrap().into_iter().map(|a| a.id).collect()
+}
+
+async fn count_active(db: &Db, member_id: &str) -> i64 {
+    let mut tx = db.begin().await.unwrap();
+    accounts::count_active_in_member(&mut tx, member_id).await.unwrap()
+}
+
+async fn set_active(db: &Db, user_id: &str, id: &str, active: bool) {
+    let mut tx = db.begin().await.unwrap();
+    accounts::set_active(&mut tx, user_id, id, active, now()).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
+async fn set_shares(db: &Db, user_id: &str, shares: &[(&str, i64)]) {
+    let shares: Vec<(String, i64)> = shares.iter().map(|(id, s)| ((*id).into(), *s)).collect();
+    let mut tx = db.begin().await.unwrap();
+    accounts::set_shares(&mut tx, user_id, &shares, now()).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
+async fn ensure_debt_share(db: &Db, user_id: &str) {
+    let mut tx = db.begin().await.unwrap();
+    accounts::ensure_debt_share(&mut tx, user_id).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
+/// (guid, transfer_share) of the user's visible accounts, oldest first.
+async fn shares(db: &Db, user_id: &str) -> Vec<(String, i64)> {
+    accounts::list_for_user(db, user_id).await.unwrap().into_iter().map(|a| (a.guid, a.transfer_share)).collect()
+}
+
+fn txn(guid: &str, account_id: &str, amount: i64, date: NaiveDate) -> TransactionData {
+    TransactionData {
+        guid: guid.into(),
+        account_id: account_id.into(),
+        amount,
+        kind: "DEBIT".into(),
+        status: Some("POSTED".into()),
+        category: None,
+        top_level_category: None,
+        description: None,
+        original_description: None,
+        memo: None,
+        date,
+        transacted_at: None,
+        posted_at: None,
+        check_number: None,
+        merchant_category_code: None,
+        latitude: None,
+        longitude: None,
+        is_bill_pay: false,
+        is_direct_deposit: false,
+        is_expense: false,
+        is_fee: false,
+        is_income: false,
+        is_overdraft_fee: false,
+        is_payroll_advance: false,
+    }
+}
+
+async fn upsert_txns(db: &Db, user_id: &str, rows: &[TransactionData]) {
+    let mut tx = db.begin().await.unwrap();
+    transactions::upsert(&mut tx, user_id, rows, now()).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
+async fn txn_guids(db: &Db, user_id: &str, account_id: Option<&str>) -> Vec<String> {
+    transactions::list_for_user(db, user_id, account_id).await.unwrap().into_iter().map(|t| t.guid).collect()
+}
+
+async fn institutions_upsert_refreshes_by_code_keeping_the_id(db: Db) {
+    assert_eq!(institutions::count(&db).await.unwrap(), 0);
+    institutions::upsert(
+        &db,
+        &[catalog("chase", "Chase", Some("https://chase.example")), catalog("wells", "Wells Fargo", None)],
+        now(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(institutions::count(&db).await.unwrap(), 2);
+    let chase = institutions::get_by_code(&db, "chase").await.unwrap().unwrap();
+    assert_eq!((chase.name.as_str(), chase.url.as_deref()), ("Chase", Some("https://chase.example")));
+    assert_eq!(institutions::get(&db, &chase.id).await.unwrap(), Some(chase.clone()));
+
+    institutions::upsert(&db, &[catalog("chase", "Chase Bank", None)], now()).await.unwrap();
+    let refreshed = Institution { id: chase.id.clone(), code: "chase".into(), name: "Chase Bank".into(), url: None };
+    assert_eq!(
+        institutions::get_by_code(&db, "chase").await.unwrap(),
+        Some(refreshed.clone()),
+        "refreshed in place, same id"
+    );
+    assert_eq!(institutions::get(&db, &chase.id).await.unwrap(), Some(refreshed));
+    assert_eq!(institutions::count(&db).await.unwrap(), 2, "no duplicate");
+    assert_eq!(institutions::get_by_code(&db, "wells").await.unwrap().unwrap().name, "Wells Fargo", "others untouched");
+    assert!(institutions::get(&db, "missing").await.unwrap().is_none());
+    assert!(institutions::get_by_code(&db, "missing").await.unwrap().is_none());
+}
+
+async fn institutions_list_searches_any_case_within_the_limit(db: Db) {
+    institutions::upsert(
+        &db,
+        &[
+            catalog("wells", "Wells Fargo", None),
+            catalog("boa", "Bank of America", None),
+            catalog("chase", "Chase", None),
+            catalog("afcu", "America First Credit Union", None),
+        ],
+        now(),
+    )
+    .await
+    .unwrap();
+    let names = |list: Vec<Institution>| list.into_iter().map(|i| i.name).collect::<Vec<_>>();
+    assert_eq!(
+        names(institutions::list(&db, None, 100).await.unwrap()),
+        ["America First Credit Union", "Bank of America", "Chase", "Wells Fargo"]
+    );
+    assert_eq!(
+        names(institutions::list(&db, Some("AMERICA"), 100).await.unwrap()),
+        ["America First Credit Union", "Bank of America"]
+    );
+    assert_eq!(names(institutions::list(&db, Some("fArGo"), 100).await.unwrap()), ["Wells Fargo"]);
+    assert_eq!(names(institutions::list(&db, Some("america"), 1).await.unwrap()), ["America First Credit Union"]);
+    assert_eq!(
+        names(institutions::list(&db, None, 2).await.unwrap()),
+        ["America First Credit Union", "Bank of America"]
+    );
+    assert!(institutions::list(&db, Some("credit union of mars"), 100).await.unwrap().is_empty());
+}
+
+async fn institutions_credentials_are_replaced_and_ordered(db: Db) {
+    let chase = make_institution(&db, "chase", "Chase").await;
+    let wells = make_institution(&db, "wells", "Wells Fargo").await;
+    let cred = |inst: &str, guid: &str, field: &str, order: i64| Credential {
+        institution_id: inst.into(),
+        guid: guid.into(),
+        field_name: field.into(),
+        label: field.to_uppercase(),
+        kind: if field == "password" { "PASSWORD" } else { "TEXT" }.into(),
+        display_order: order,
+    };
+    institutions::replace_credentials(
+        &db,
+        &chase,
+        &[cred(&chase, "CRD-a", "password", 2), cred(&chase, "CRD-b", "username", 1)],
+    )
+    .await
+    .unwrap();
+    institutions::replace_credentials(&db, &wells, &[cred(&wells, "CRD-w", "pin", 1)]).await.unwrap();
+    assert_eq!(
+        institutions::credentials(&db, &chase).await.unwrap(),
+        [cred(&chase, "CRD-b", "username", 1), cred(&chase, "CRD-a", "password", 2)],
+        "by display order"
+    );
+
+    institutions::replace_credentials(&db, &chase, &[cred(&chase, "CRD-c", "pin", 1)]).await.unwrap();
+    assert_eq!(
+        institutions::credentials(&db, &chase).await.unwrap(),
+        [cred(&chase, "CRD-c", "pin", 1)],
+        "the old ones are gone"
+    );
+    assert_eq!(
+        institutions::credentials(&db, &wells).await.unwrap(),
+        [cred(&wells, "CRD-w", "pin", 1)],
+        "other institutions keep theirs"
+    );
+    institutions::replace_credentials(&db, &chase, &[]).await.unwrap();
+    assert!(institutions::credentials(&db, &chase).await.unwrap().is_empty());
+}
+
+async fn members_one_live_member_per_user_and_institution(db: Db) {
+    let ada = make_user(&db, "ada@example.com").await;
+    let bob = make_user(&db, "bob@example.com").await;
+    let chase = make_institution(&db, "chase", "Chase").await;
+    let wells = make_institution(&db, "wells", "Wells Fargo").await;
+    let first = make_member(&db, &ada, &chase).await;
+    let err = try_member(&db, &ada, &chase, now()).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(members::list_for_user(&db, &ada).await.unwrap().len(), 1);
+    make_member(&db, &bob, &chase).await;
+    make_member(&db, &ada, &wells).await;
+
+    members::mark_deleted(&db, &first, now()).await.unwrap();
+    let second = make_member(&db, &ada, &chase).await;
+    assert_ne!(first, second);
+    assert_eq!(members::find_for_institution(&db, &ada, &chase).await.unwrap().unwrap().id, second);
+    let err = try_member(&db, &ada, &chase, now()).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+}
+
+async fn members_lookups_are_scoped_to_the_user_and_hide_deleted(db: Db) {
+    let ada = make_user(&db, "ada@example.com").await;
+    let bob = make_user(&db, "bob@example.com").await;
+    let chase = make_institution(&db, "chase", "Chase").await;
+    let wells = make_institution(&db, "wells", "Wells Fargo").await;
+    let t = now();
+    let at_chase = try_member(&db, &ada, &chase, t).await.unwrap();
+    let at_wells = try_member(&db, &ada, &wells, t + Duration::seconds(1)).await.unwrap();
+    let bobs = try_member(&db, &bob, &chase, t).await.unwrap();
+
+    let m = member(&db, &at_chase).await;
+    assert_eq!(
+        (m.user_id.as_str(), m.status.as_str(), m.name.as_str(), m.poll_generation, m.polls, m.gave_up),
+        (ada.as_str(), "INITIATED", "Online banking", 1, 0, false)
+    );
+    assert_eq!(m.guid, Some(format!("MBR-{at_chase}")));
+    assert_eq!(m.created_at, t);
+    assert_eq!(
+        m.institution(),
+        Institution { id: chase.clone(), code: "chase".into(), name: "Chase".into(), url: None }
+    );
+    assert!(members::get(&db, "missing").await.unwrap().is_none());
+
+    let found = members::find_by_identifier(&db, &ada, &m.identifier).await.unwrap().unwrap();
+    assert_eq!((found.id.as_str(), found.institution.inst_name.as_str()), (at_chase.as_str(), "Chase"));
+    assert!(members::find_by_identifier(&db, &bob, &m.identifier).await.unwrap().is_none(), "another user's member");
+    assert_eq!(members::find_for_institution(&db, &ada, &wells).await.unwrap().unwrap().id, at_wells);
+    assert!(members::find_for_institution(&db, &bob, &wells).await.unwrap().is_none());
+    let ids = |list: Vec<members::Member>| list.into_iter().map(|m| m.id).collect::<Vec<_>>();
+    assert_eq!(ids(members::list_for_user(&db, &ada).await.unwrap()), [at_chase.clone(), at_wells.clone()]);
+    assert_eq!(ids(members::list_for_user(&db, &bob).await.unwrap()), [bobs.as_str()]);
+
+    members::mark_deleted(&db, &at_chase, now()).await.unwrap();
+    assert!(members::find_by_identifier(&db, &ada, &m.identifier).await.unwrap().is_none());
+    assert!(members::find_for_institution(&db, &ada, &chase).await.unwrap().is_none());
+    assert_eq!(ids(members::list_for_user(&db, &ada).await.unwrap()), [at_wells]);
+    assert_eq!(ids(members::list_for_user(&db, &bob).await.unwrap()), [bobs], "other users' members stay");
+}
+
+async fn members_restart_retires_older_poll_generations(db: Db) {
+    let ada = make_user(&db, "ada@example.com").await;
+    let chase = make_institution(&db, "chase", "Chase").await;
+    let id = make_member(&db, &ada, &chase).await;
+    let t = at(2024, 3, 1, 12, 0);
+    let challenged = StatusUpdate {
+        aggregated_at: Some(t),
+        polls: 3,
+        halted_retries: 2,
+        gave_up: true,
+        ..status_update("CHALLENGED")
+    };
+    assert!(save_status(&db, &id, 1, &challenged).await);
+    let mut tx = db.begin().await.unwrap();
+    members::replace_challenges(&mut tx, &id, &[challenge("CRC-1", None, "[]", None)]).await.unwrap();
+    tx.commit().await.unwrap();
+    let m = member(&db, &id).await;
+    assert_eq!(
+        (m.status.as_str(), m.polls, m.halted_retries, m.gave_up, m.aggregated_at),
+        ("CHALLENGED", 3, 2, true, Some(t))
+    );
+
+    let mut tx = db.begin().await.unwrap();
+    let generation = members::restart(&mut tx, &id, "REQUESTED", now()).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(generation, 2);
+    let m = member(&db, &id).await;
+    assert_eq!(
+        (m.poll_generation, m.status.as_str(), m.polls, m.halted_retries, m.gave_up),
+        (2, "REQUESTED", 0, 0, false)
+    );
+    assert!(members::challenges(&db, &id).await.unwrap().is_empty(), "challenges cleared");
+
+    let stale = StatusUpdate { polls: 9, gave_up: true, ..status_update("COMPLETED") };
+    assert!(!save_status(&db, &id, 1, &stale).await, "stale generation");
+    let m = member(&db, &id).await;
+    assert_eq!((m.status.as_str(), m.polls, m.gave_up), ("REQUESTED", 0, false), "nothing changed");
+
+    let t2 = t + Duration::minutes(5);
+    let done = StatusUpdate { successfully_aggregated_at: Some(t2), polls: 1, ..status_update("COMPLETED") };
+    assert!(save_status(&db, &id, generation, &done).await);
+    let m = member(&db, &id).await;
+    assert_eq!(
+        (m.status.as_str(), m.polls, m.aggregated_at, m.successfully_aggregated_at),
+        ("COMPLETED", 1, Some(t), Some(t2)),
+        "an absent time keeps the stored one"
+    );
+
+    members::mark_deleted(&db, &id, now()).await.unwrap();
+    assert!(!save_status(&db, &id, generation, &status_update("FAILED")).await, "a deleted member is no longer polled");
+    assert_eq!(member(&db, &id).await.status, "COMPLETED");
+}
+
+async fn members_challenges_round_trip_in_order(db: Db) {
+    let ada = make_user(&db, "ada@example.com").await;
+    let bob = make_user(&db, "bob@example.com").await;
+    let chase = make_institution(&db, "chase", "Chase").await;
+    let id = make_member(&db, &ada, &chase).await;
+    let other = make_member(&db, &bob, &chase).await;
+    let options = r#"[{"label":"Ford","value":"1"},{"label":"Tesla","value":"2"}]"#;
+    let first = vec![
+        challenge("CRC-z", Some("car"), options, None),
+        challenge("CRC-a", None, "[]", Some("data:image/png;base64,iVBORw0KGgo=")),
+    ];
+    let mut tx = db.begin().await.unwrap();
+    members::replace_challenges(&mut tx, &id, &first).await.unwrap();
+    members::replace_challenges(&mut tx, &other, &[challenge("CRC-o", None, "[]", None)]).await.unwrap();
+    tx.commit().await.unwrap();
+    let stored = members::challenges(&db, &id).await.unwrap();
+    assert_eq!(challenge_rows(&stored), challenge_rows(&first), "in the given order");
+    let parsed: serde_json::Value = serde_json::from_str(&stored[0].options).unwrap();
+    assert_eq!(parsed[1]["label"], "Tesla");
+
+    let second = vec![challenge("CRC-n", Some("pet"), "[]", None)];
+    let mut tx = db.begin().await.unwrap();
+    members::replace_challenges(&mut tx, &id, &second).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(challenge_rows(&members::challenges(&db, &id).await.unwrap()), challenge_rows(&second));
+
+    let mut tx = db.begin().await.unwrap();
+    members::clear_challenges(&mut tx, &id).await.unwrap();
+    tx.commit().await.unwrap();
+    assert!(members::challenges(&db, &id).await.unwrap().is_empty());
+    assert_eq!(
+        challenge_rows(&members::challenges(&db, &other).await.unwrap()),
+        challenge_rows(&[challenge("CRC-o", None, "[]", None)]),
+        "other members keep theirs"
+    );
+}
+
+async fn members_completed_list_and_status(db: Db) {
+    let ada = make_user(&db, "ada@example.com").await;
+    let bob = make_user(&db, "bob@example.com").await;
+    let chase = make_institution(&db, "chase", "Chase").await;
+    let wells = make_institution(&db, "wells", "Wells Fargo").await;
+    let ada_chase = make_member(&db, &ada, &chase).await;
+    let bob_chase = make_member(&db, &bob, &chase).await;
+    let ada_wells = make_member(&db, &ada, &wells).await;
+    assert!(members::list_completed(&db).await.unwrap().is_empty());
+    assert_eq!(members::status_of(&db, &ada_chase).await.unwrap(), Some(("INITIATED".to_owned(), false)));
+
+    assert!(save_status(&db, &ada_chase, 1, &status_update("COMPLETED")).await);
+    assert!(save_status(&db, &bob_chase, 1, &status_update("COMPLETED")).await);
+    let gave_up = StatusUpdate { gave_up: true, ..status_update("FAILED") };
+    assert!(save_status(&db, &ada_wells, 1, &gave_up).await);
+
+    let mut expected = vec![ada_chase.clone(), bob_chase.clone()];
+    expected.sort();
+    let completed = members::list_completed(&db).await.unwrap();
+    assert_eq!(completed.iter().map(|m| m.id.clone()).collect::<Vec<_>>(), expected);
+    assert!(completed.iter().all(|m| m.institution().code == "chase"));
+    assert_eq!(members::status_of(&db, &ada_chase).await.unwrap(), Some(("COMPLETED".to_owned(), false)));
+    assert_eq!(members::status_of(&db, &ada_wells).await.unwrap(), Some(("FAILED".to_owned(), true)));
+    assert!(members::status_of(&db, "missing").await.unwrap().is_none());
+
+    members::mark_deleted(&db, &bob_chase, now()).await.unwrap();
+    assert_eq!(members::list_completed(&db).await.unwrap().into_iter().map(|m| m.id).collect::<Vec<_>>(), [ada_chase]);
+}
+
+async fn members_deleting_hides_accounts_until_relinked(db: Db) {
+    let ada = make_user(&db, "ada@example.com").await;
+    let chase = make_institution(&db, "chase", "Chase").await;
+    let wells = make_institution(&db, "wells", "Wells Fargo").await;
+    let m = make_member(&db, &ada, &chase).await;
+    let other = make_member(&db, &ada, &wells).await;
+    let t = now();
+    let card = make_account(&db, &ada, &m, "ACT-card", "Visa", "debt", t).await;
+    make_account(&db, &ada, &m, "ACT-chk", "Checking", "checking", t).await;
+    let kept = make_account(&db, &ada, &other, "ACT-w", "Wells", "checking", t).await;
+    set_shares(&db, &ada, &[(&card, 100)]).await;
+    upsert_txns(&db, &ada, &[txn("TRN-1", &card, -500, day(2024, 3, 1))]).await;
+    assert_eq!(visible_account_ids(&db, &ada).await.len(), 3);
+    assert_eq!(txn_guids(&db, &ada, None).await, ["TRN-1"]);
+
+    members::mark_deleted(&db, &m, now()).await.unwrap();
+    assert_eq!(visible_account_ids(&db, &ada).await, [kept.as_str()]);
+    assert!(accounts::get(&db, &ada, &card).await.unwrap().is_none());
+    assert!(txn_guids(&db, &ada, None).await.is_empty(), "their transactions are hidden too");
+
+    // Linking the institution again brings the account back, under the new member.
+    let relinked = make_member(&db, &ada, &chase).await;
+    upsert_accounts(&db, &ada, &relinked, &[account_data("ACT-card", "Visa", "debt", -700)], now()).await;
+    let back = account(&db, &ada, &card).await;
+    assert_eq!(
+        (back.member_id.as_str(), back.transfer_share),
+        (relinked.as_str(), 0),
+        "same account, share reset by the deletion"
+    );
+    assert_eq!(visible_account_ids(&db, &ada).await.len(), 2);
+}
+
+async fn accounts_refresh_keeps_what_the_user_set(db: Db) {
+    let ada = make_user(&db, "ada@example.com").await;
+    let bob = make_user(&db, "bob@example.com").await;
+    let chase = make_institution(&db, "chase", "Chase").await;
+    let m = make_member(&db, &ada, &chase).await;
+    let t = at(2024, 3, 1, 12, 0);
+    let mut data = account_data("ACT-1", "Visa", "debt", -50_000);
+    data.apr = Some(19.99);
+    data.credit_limit = Some(300_000);
+    data.payment_due_at = Some(at(2024, 3, 25, 0, 0));
+    data.matures_on = Some(day(2030, 1, 31));
+    upsert_accounts(&db, &ada, &m, &[data], t).await;
+    let id = account_id(&db, &ada, "ACT-1").await;
+    let a = account(&db, &ada, &id).await;
+    assert_eq!(
+        (a.name.as_str(), a.type_ds.as_str(), a.balance, a.credit_limit, a.apr),
+        ("Visa", "debt", Some(-50_000), Some(300_000), Some(19.99))
+    );
+    assert_eq!((a.payment_due_at, a.matures_on), (Some(at(2024, 3, 25, 0, 0)), Some(day(2030, 1, 31))));
+    assert_eq!(
+        (a.member_id.as_str(), a.is_active, a.transfer_share, a.account_number_last4.as_deref(), a.created_at),
+        (m.as_str(), true, 0, None, t)
+    );
+
+    set_active(&db, &ada, &id, false).await;
+    set_shares(&db, &ada, &[(&id, 100)]).await;
+    assert!(!accounts::set_account_number(&db, &bob, &id, "sealed-bob", "0000", now()).await.unwrap(), "not bob's");
+    assert!(accounts::set_account_number(&db, &ada, &id, "sealed-1", "4321", now()).await.unwrap());
+    assert!(!accounts::set_account_number(&db, &ada, &id, "sealed-2", "9999", now()).await.unwrap(), "only once");
+    assert_eq!(accounts::sealed_account_number(&db, &ada, &id).await.unwrap().as_deref(), Some("sealed-1"));
+    assert!(accounts::sealed_account_number(&db, &bob, &id).await.unwrap().is_none());
+
+    let t2 = t + Duration::hours(1);
+    upsert_accounts(&db, &ada, &m, &[account_data("ACT-1", "Visa Signature", "debt", -12_345)], t2).await;
+    assert_eq!(visible_account_ids(&db, &ada).await, [id.as_str()], "no duplicate");
+    let a = account(&db, &ada, &id).await;
+    assert_eq!(
+        (a.name.as_str(), a.balance, a.apr, a.updated_at),
+        ("Visa Signature", Some(-12_345), None, t2),
+        "the aggregator's data is refreshed"
+    );
+    assert_eq!(
+        (a.is_active, a.transfer_share, a.account_number_last4.as_deref(), a.created_at),
+        (false, 100, Some("4321"), t),
+        "what the user set stays"
+    );
+    assert_eq!(accounts::sealed_account_number(&db, &ada, &id).await.unwrap().as_deref(), Some("sealed-1"));
+}
+
+async fn accounts_are_scoped_hidden_and_counted(db: Db) {
+    let ada = make_user(&db, "ada@example.com").await;
+    let bob = make_user(&db, "bob@example.com").await;
+    let chase = make_institution(&db, "chase", "Chase").await;
+    let m = make_member(&db, &ada, &chase).await;
+    let mb = make_member(&db, &bob, &chase).await;
+    let t = now();
+    upsert_accounts(
+        &db,
+        &ada,
+        &m,
+        &[
+            account_data("ACT-1", "Checking", "checking", 1_000),
+            account_data("ACT-2", "Savings", "savings", 2_000),
+            account_data("ACT-3", "Visa", "debt", -3_000),
+        ],
+        t,
+    )
+    .await;
+    upsert_accounts(&db, &bob, &mb, &[account_data("ACT-1", "Bob's checking", "checking", 5)], t).await;
+    let ids = account_ids(&db, &ada).await;
+    assert_eq!(ids.iter().map(|(g, _)| g.as_str()).collect::<Vec<_>>(), ["ACT-1", "ACT-2", "ACT-3"]);
+    let (a1, a2, a3) = (ids[0].1.clone(), ids[1].1.clone(), ids[2].1.clone());
+    let bobs = account_ids(&db, &bob).await;
+    assert_eq!(bobs.len(), 1);
+    assert_ne!(bobs[0].1, a1, "the same guid at another user is another account");
+    assert_eq!(account(&db, &ada, &a1).await.balance, Some(1_000));
+    assert!(accounts::get(&db, &bob, &a1).await.unwrap().is_none());
+
+    assert_eq!(count_active(&db, &m).await, 3);
+    set_active(&db, &ada, &a2, false).await;
+    assert_eq!(count_active(&db, &m).await, 2);
+    assert!(!account(&db, &ada, &a2).await.is_active);
+    set_active(&db, &bob, &a1, false).await;
+    assert!(account(&db, &ada, &a1).await.is_active, "bob cannot change ada's");
+
+    set_shares(&db, &ada, &[(&a3, 100)]).await;
+    assert!(!accounts::hide(&db, &bob, &a3, now()).await.unwrap(), "not bob's");
+    assert!(accounts::hide(&db, &ada, &a3, now()).await.unwrap());
+    assert!(!accounts::hide(&db, &ada, &a3, now()).await.unwrap(), "already hidden");
+    assert!(accounts::get(&db, &ada, &a3).await.unwrap().is_none());
+    assert_eq!(visible_account_ids(&db, &ada).await, [a1.clone(), a2.clone()]);
+    assert_eq!(count_active(&db, &m).await, 1);
+    assert_eq!(account_ids(&db, &ada).await.len(), 3, "hidden accounts still map their guid");
+
+    upsert_accounts(&db, &ada, &m, &[account_data("ACT-3", "Visa", "debt", -4_000)], now()).await;
+    assert_eq!(visible_account_ids(&db, &ada).await, [a1, a2.clone()], "a refresh keeps it hidden");
+    set_active(&db, &ada, &a2, true).await;
+    assert_eq!(count_active(&db, &m).await, 2);
+    assert_eq!(count_active(&db, &mb).await, 1);
+}
+
+async fn accounts_shares_replace_each_other(db: Db) {
+    let ada = make_user(&db, "ada@example.com").await;
+    let bob = make_user(&db, "bob@example.com").await;
+    let chase = make_institution(&db, "chase", "Chase").await;
+    let m = make_member(&db, &ada, &chase).await;
+    let mb = make_member(&db, &bob, &chase).await;
+    let t = now();
+    make_account(&db, &ada, &m, "ACT-chk", "Checking", "checking", t).await;
+    let d1 = make_account(&db, &ada, &m, "ACT-d1", "Visa", "debt", t + Duration::seconds(1)).await;
+    let d2 = make_account(&db, &ada, &m, "ACT-d2", "Loan", "debt", t + Duration::seconds(2)).await;
+    let bob_debt = make_account(&db, &bob, &mb, "ACT-b", "Bob's card", "debt", t).await;
+    let share = |a: &str, s: i64| (a.to_owned(), s);
+
+    ensure_debt_share(&db, &ada).await;
+    ensure_debt_share(&db, &bob).await;
+    assert_eq!(
+        shares(&db, &ada).await,
+        [share("ACT-chk", 0), share("ACT-d1", 100), share("ACT-d2", 0)],
+        "the oldest debt account gets the whole share"
+    );
+    set_shares(&db, &ada, &[(&d1, 60), (&d2, 40)]).await;
+    assert_eq!(shares(&db, &ada).await, [share("ACT-chk", 0), share("ACT-d1", 60), share("ACT-d2", 40)]);
+    set_shares(&db, &ada, &[(&d2, 100)]).await;
+    assert_eq!(
+        shares(&db, &ada).await,
+        [share("ACT-chk", 0), share("ACT-d1", 0), share("ACT-d2", 100)],
+        "accounts left out drop to zero"
+    );
+    ensure_debt_share(&db, &ada).await;
+    assert_eq!(
+        shares(&db, &ada).await,
+        [share("ACT-chk", 0), share("ACT-d1", 0), share("ACT-d2", 100)],
+        "an existing share is left alone"
+    );
+
+    set_shares(&db, &ada, &[(&bob_debt, 50)]).await;
+    assert_eq!(shares(&db, &bob).await, [share("ACT-b", 100)], "another user's account is neither set nor zeroed");
+    assert_eq!(shares(&db, &ada).await, [share("ACT-chk", 0), share("ACT-d1", 0), share("ACT-d2", 0)]);
+    set_active(&db, &ada, &d1, false).await;
+    ensure_debt_share(&db, &ada).await;
+    assert_eq!(
+        shares(&db, &ada).await,
+        [share("ACT-chk", 0), share("ACT-d1", 0), share("ACT-d2", 100)],
+        "inactive debt accounts are skipped"
+    );
+}
+
+async fn transactions_upsert_in_batches_without_duplicates(db: Db) {
+    let ada = make_user(&db, "ada@example.com").await;
+    let chase = make_institution(&db, "chase", "Chase").await;
+    let m = make_member(&db, &ada, &chase).await;
+    let acct = make_account(&db, &ada, &m, "ACT-1", "Checking", "checking", now()).await;
+    // More rows than one statement takes on either engine (200 on SQLite, 10,000 on PostgreSQL).
+    const N: i64 = 10_500;
+    let rows = |amount: fn(i64) -> i64| -> Vec<TransactionData> {
+        (0..N)
+            .map(|i| txn(&format!("TRN-{i:05}"), &acct, amount(i), day(2023, 1, 1) + Duration::days(i % 500)))
+            .collect()
+    };
+    let index = |guid: &str| guid["TRN-".len()..].parse::<i64>().unwrap();
+
+    upsert_txns(&db, &ada, &rows(|i| -(i + 1))).await;
+    assert_eq!(transactions::count_for_user(&db, &ada).await.unwrap(), N);
+    let before = transactions::list_for_user(&db, &ada, None).await.unwrap();
+    assert_eq!(before.len() as i64, N);
+    assert!(before.iter().all(|t| t.amount == -(index(&t.guid) + 1)));
+    assert!(before.windows(2).all(|w| w[0].date >= w[1].date), "newest first");
+
+    upsert_txns(&db, &ada, &rows(|i| (i + 1) * 100)).await;
+    assert_eq!(transactions::count_for_user(&db, &ada).await.unwrap(), N, "a re-sync does not duplicate");
+    let after = transactions::list_for_user(&db, &ada, None).await.unwrap();
+    assert_eq!(after.len() as i64, N);
+    assert!(after.iter().all(|t| t.amount == (index(&t.guid) + 1) * 100), "amounts are updated, in every batch");
+    let mut ids_before: Vec<_> = before.iter().map(|t| (&t.guid, &t.id)).collect();
+    let mut ids_after: Vec<_> = after.iter().map(|t| (&t.guid, &t.id)).collect();
+    ids_before.sort();
+    ids_after.sort();
+    assert_eq!(ids_before, ids_after, "ids are kept");
+
+    // A sync that lists a transaction twice keeps the later copy (and does not fail).
+    let date = day(2024, 6, 1);
+    upsert_txns(
+        &db,
+        &ada,
+        &[txn("TRN-dup", &acct, -100, date), txn("TRN-00000", &acct, -7, date), txn("TRN-dup", &acct, -200, date)],
+    )
+    .await;
+    assert_eq!(transactions::count_for_user(&db, &ada).await.unwrap(), N + 1);
+    let latest = transactions::list_for_user(&db, &ada, None).await.unwrap();
+    let amount_of = |guid: &str| latest.iter().find(|t| t.guid == guid).unwrap().amount;
+    assert_eq!((amount_of("TRN-dup"), amount_of("TRN-00000")), (-200, -7));
+}
+
+async fn transactions_list_newest_first_scoped_and_visible(db: Db) {
+    let ada = make_user(&db, "ada@example.com").await;
+    let bob = make_user(&db, "bob@example.com").await;
+    let chase = make_institution(&db, "chase", "Chase").await;
+    let m = make_member(&db, &ada, &chase).await;
+    let mb = make_member(&db, &bob, &chase).await;
+    let t = now();
+    let chk = make_account(&db, &ada, &m, "ACT-chk", "Everyday Checking", "checking", t).await;
+    let card = make_account(&db, &ada, &m, "ACT-card", "Visa", "debt", t).await;
+    let bobs = make_account(&db, &bob, &mb, "ACT-chk", "Bob's checking", "checking", t).await;
+
+    let mut payroll = txn("TRN-3", &chk, 250_000, day(2024, 3, 5));
+    payroll.transacted_at = Some(at(2024, 3, 5, 18, 0));
+    payroll.posted_at = Some(at(2024, 3, 6, 9, 30));
+    payroll.kind = "CREDIT".into();
+    payroll.category = Some("Paycheck".into());
+    payroll.top_level_category = Some("Income".into());
+    payroll.description = Some("ACME Payroll".into());
+    payroll.original_description = Some("ACME CORP PAYROLL 0305".into());
+    payroll.memo = Some("March".into());
+    payroll.check_number = Some(1042);
+    payroll.merchant_category_code = Some(6011);
+    payroll.latitude = Some(42.3601);
+    payroll.longitude = Some(-71.0589);
+    payroll.is_income = true;
+    payroll.is_direct_deposit = true;
+    let mut coffee = txn("TRN-2", &card, -899, day(2024, 3, 5));
+    coffee.transacted_at = Some(at(2024, 3, 5, 9, 0));
+    coffee.is_expense = true;
+    let mut first = txn("TRN-1", &chk, -1_250, day(2024, 3, 1));
+    first.transacted_at = Some(at(2024, 3, 1, 8, 0));
+    let mut fee = txn("TRN-4", &card, -4_500, day(2024, 3, 3));
+    fee.transacted_at = Some(at(2024, 3, 3, 8, 0));
+    fee.is_fee = true;
+    upsert_txns(&db, &ada, &[first, payroll.clone(), coffee, fee]).await;
+    upsert_txns(&db, &bob, &[txn("TRN-1", &bobs, -1, day(2024, 3, 9))]).await;
+
+    let list = transactions::list_for_user(&db, &ada, None).await.unwrap();
+    assert_eq!(
+        list.iter().map(|t| t.guid.as_str()).collect::<Vec<_>>(),
+        ["TRN-3", "TRN-2", "TRN-4", "TRN-1"],
+        "newest first"
+    );
+    let top = &list[0];
+    assert_eq!(
+        (top.account_id.as_str(), top.account_name.as_str(), top.account_type_ds.as_str()),
+        (chk.as_str(), "Everyday Checking", "checking")
+    );
+    assert_eq!(
+        (top.amount, top.kind.as_str(), top.status.as_deref(), top.date, top.transacted_at, top.posted_at),
+        (250_000, "CREDIT", Some("POSTED"), day(2024, 3, 5), payroll.transacted_at, payroll.posted_at)
+    );
+    assert_eq!(
+        (
+            top.category.as_deref(),
+            top.top_level_category.as_deref(),
+            top.description.as_deref(),
+            top.original_description.as_deref(),
+            top.memo.as_deref()
+        ),
+        (Some("Paycheck"), Some("Income"), Some("ACME Payroll"), Some("ACME CORP PAYROLL 0305"), Some("March"))
+    );
+    assert_eq!(
+        (top.check_number, top.merchant_category_code, top.latitude, top.longitude),
+        (Some(1042), Some(6011), Some(42.3601), Some(-71.0589))
+    );
+    assert_eq!(
+        (
+            top.is_income,
+            top.is_direct_deposit,
+            top.is_expense,
+            top.is_fee,
+            top.is_bill_pay,
+            top.is_overdraft_fee,
+            top.is_payroll_advance
+        ),
+        (true, true, false, false, false, false, false)
+    );
+    assert!(list[1].is_expense && list[2].is_fee);
+
+    let on_card = transactions::list_for_user(&db, &ada, Some(&card)).await.unwrap();
+    assert_eq!(
+        on_card
+            .iter()
+            .map(|t| (t.guid.as_str(), t.account_name.as_str(), t.account_type_ds.as_str()))
+            .collect::<Vec<_>>(),
+        [("TRN-2", "Visa", "debt"), ("TRN-4", "Visa", "debt")]
+    );
+
+    let bobs_list = transactions::list_for_user(&db, &bob, None).await.unwrap();
+    assert_eq!(bobs_list.iter().map(|t| (t.guid.as_str(), t.amount)).collect::<Vec<_>>(), [("TRN-1", -1)]);
+    assert_eq!(
+        list.iter().find(|t| t.guid == "TRN-1").unwrap().amount,
+        -1_250,
+        "the same guid at another user is another transaction"
+    );
+    assert_eq!(transactions::count_for_user(&db, &ada).await.unwrap(), 4);
+    assert_eq!(transactions::count_for_user(&db, &bob).await.unwrap(), 1);
+    assert!(txn_guids(&db, &ada, Some(&bobs)).await.is_empty());
+    assert!(txn_guids(&db, &bob, Some(&chk)).await.is_empty());
+
+    assert!(accounts::hide(&db, &ada, &card, now()).await.unwrap());
+    assert_eq!(txn_guids(&db, &ada, None).await, ["TRN-3", "TRN-1"], "a hidden account's transactions are hidden");
+    assert!(txn_guids(&db, &ada, Some(&card)).await.is_empty());
+    assert_eq!(txn_guids(&db, &ada, Some(&chk)).await, ["TRN-3", "TRN-1"]);
+}
+
+// ---- Social sign-in ----
+
+async fn link(
+    db: &Db,
+    provider: &str,
+    provider_user_id: &str,
+    user_id: &str,
+    email: Option<&str>,
+    profile: &str,
+) -> Result<(), StoreError> {
+    let mut tx = db.begin().await?;
+    social::link(&mut tx, &NewIdentity { provider, provider_user_id, user_id, email, profile, now: now() }).await?;
+    tx.commit().await
+}
+
+async fn social_link_find_and_refresh(db: Db) {
+    let ada = make_user(&db, "ada@example.com").await;
+    assert_eq!(social::count_for_user(&db, &ada).await.unwrap(), 0);
+    link(&db, "google", "g-1", &ada, Some("ada@gmail.example"), r#"{"name":"Ada"}"#).await.unwrap();
+    let found = social::find(&db, "google", "g-1").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            found.provider.as_str(),
+            found.provider_user_id.as_str(),
+            found.user_id.as_str(),
+            found.email.as_deref(),
+            found.profile.as_str()
+        ),
+        ("google", "g-1", ada.as_str(), Some("ada@gmail.example"), r#"{"name":"Ada"}"#)
+    );
+
+    link(&db, "google", "g-1", &ada, None, r#"{"name":"Ada L."}"#).await.unwrap();
+    let again = social::find(&db, "google", "g-1").await.unwrap().unwrap();
+    assert_eq!(
+        (again.id.as_str(), again.email.as_deref(), again.profile.as_str()),
+        (found.id.as_str(), None, r#"{"name":"Ada L."}"#),
+        "the profile is refreshed in place"
+    );
+    assert_eq!(social::count_for_user(&db, &ada).await.unwrap(), 1);
+
+    link(&db, "facebook", "g-1", &ada, None, "{}").await.unwrap();
+    assert_eq!(social::count_for_user(&db, &ada).await.unwrap(), 2);
+    assert_ne!(social::find(&db, "facebook", "g-1").await.unwrap().unwrap().id, found.id);
+    assert!(social::find(&db, "twitter", "g-1").await.unwrap().is_none());
+    assert!(social::find(&db, "google", "g-2").await.unwrap().is_none());
+}
+
+async fn social_identity_of_another_user_is_a_conflict(db: Db) {
+    let ada = make_user(&db, "ada@example.com").await;
+    let bob = make_user(&db, "bob@example.com").await;
+    link(&db, "google", "g-1", &ada, Some("ada@gmail.example"), r#"{"name":"Ada"}"#).await.unwrap();
+    let err = link(&db, "google", "g-1", &bob, Some("bob@gmail.example"), r#"{"name":"Bob"}"#).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    let found = social::find(&db, "google", "g-1").await.unwrap().unwrap();
+    assert_eq!(
+        (found.user_id.as_str(), found.profile.as_str()),
+        (ada.as_str(), r#"{"name":"Ada"}"#),
+        "still ada's, untouched"
+    );
+    assert_eq!(social::count_for_user(&db, &bob).await.unwrap(), 0);
+    link(&db, "google", "g-2", &bob, None, "{}").await.unwrap();
+    assert_eq!(social::count_for_user(&db, &bob).await.unwrap(), 1);
+}
+
+async fn social_request_tokens_are_taken_once_before_expiry(db: Db) {
+    let t = now();
+    let ten = t + Duration::minutes(10);
+    social::save_request(&db, "rt-1", "twitter", "sealed-1", t, ten).await.unwrap();
+    assert!(social::take_request(&db, "rt-1", "google", t).await.unwrap().is_none(), "another provider");
+    assert!(social::take_request(&db, "rt-1", "twitter", ten).await.unwrap().is_none(), "expired");
+    assert!(social::take_request(&db, "rt-9", "twitter", t).await.unwrap().is_none(), "unknown");
+    assert_eq!(
+        social::take_request(&db, "rt-1", "twitter", t + Duration::minutes(9)).await.unwrap().as_deref(),
+        Some("sealed-1")
+    );
+    assert!(social::take_request(&db, "rt-1", "twitter", t).await.unwrap().is_none(), "taken once");
+
+    social::save_request(&db, "rt-2", "twitter", "sealed-2", t, t + Duration::minutes(1)).await.unwrap();
+    social::save_request(&db, "rt-3", "twitter", "sealed-3", t + Duration::minutes(2), ten).await.unwrap();
+    assert!(social::take_request(&db, "rt-2", "twitter", t).await.unwrap().is_none(), "expired requests are purged");
+    let err = social::save_request(&db, "rt-3", "twitter", "again", t, ten).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(social::take_request(&db, "rt-3", "twitter", t).await.unwrap().as_deref(), Some("sealed-3"));
 }
 
 #[tokio::test]
@@ -622,4 +1320,39 @@ async fn postgres_half_runs_when_configured() {
         let t = TestDb::postgres().await.unwrap();
         t.db.ping().await.unwrap();
     }
+}
+
+async fn engines_agree_on_search_case_wildcards_and_missing_times(db: Db) {
+    institutions::upsert(
+        &db,
+        &[
+            catalog("ecole", "École Credit Union", None),
+            catalog("ab", "A_B Bank", None),
+            catalog("axb", "AXB Bank", None),
+        ],
+        now(),
+    )
+    .await
+    .unwrap();
+    let names = |list: Vec<institutions::Institution>| list.into_iter().map(|i| i.name).collect::<Vec<_>>();
+    assert_eq!(names(institutions::list(&db, Some("ÉCOLE"), 10).await.unwrap()), ["École Credit Union"]);
+    assert_eq!(names(institutions::list(&db, Some("école"), 10).await.unwrap()), ["École Credit Union"]);
+    assert_eq!(names(institutions::list(&db, Some("a_b"), 10).await.unwrap()), ["A_B Bank"], "_ is not a wildcard");
+    assert_eq!(names(institutions::list(&db, Some("%"), 10).await.unwrap()), Vec::<String>::new());
+
+    let user = make_user(&db, "ada@example.com").await;
+    let inst = make_institution(&db, "mxbank", "MX Bank").await;
+    let member = make_member(&db, &user, &inst).await;
+    let acct = make_account(&db, &user, &member, "ACT-1", "Checking", "debit", now()).await;
+    let mut timed = txn("TRN-timed", &acct, 100, day(2026, 3, 1));
+    timed.transacted_at = Some(at(2026, 3, 1, 10, 0));
+    let untimed = txn("TRN-untimed", &acct, 200, day(2026, 3, 1));
+    upsert_txns(&db, &user, &[untimed, timed]).await;
+    assert_eq!(txn_guids(&db, &user, None).await, ["TRN-timed", "TRN-untimed"], "a missing time sorts last");
+}
+
+async fn restarting_an_unknown_member_is_not_found(db: Db) {
+    let mut tx = db.begin().await.unwrap();
+    let err = members::restart(&mut tx, "no-such-member", "INITIATED", now()).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound), "{err:?}");
 }

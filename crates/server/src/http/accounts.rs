@@ -275,9 +275,8 @@ async fn edit_share(State(state): State<AppState>, auth: AuthUser, body: Body) -
     if expected != given {
         return Err(ApiError::non_field("Give a share for exactly each of your active debt accounts."));
     }
-    if shares.values().sum::<i64>() != 100 {
-        return Err(ApiError::non_field("The shares must sum to 100."));
-    }
+    let values: Vec<i64> = shares.values().copied().collect();
+    donkies_domain::validate_shares(&values).map_err(|e| ApiError::non_field(e.to_string()))?;
     let pairs: Vec<(String, i64)> = shares.into_iter().collect();
     let mut tx = state.db.begin().await?;
     accounts::set_shares(&mut tx, &auth.user.id, &pairs, now()).await?;

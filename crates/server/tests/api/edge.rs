@@ -178,4 +178,7 @@ async fn health_and_readiness(backend: Backend) {
     let (status, body) = app.get("/readyz", None).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(app.get("/healthz", None).await.0, StatusCode::OK);
+    // An unexpected failure: the documented 500 body, the cause only in the log.
+    let (status, body) = app.login("ada@example.com", PASSWORD).await;
+    assert_eq!((status, body), (StatusCode::INTERNAL_SERVER_ERROR, json!({"detail": "Internal server error."})));
 }
