@@ -9,10 +9,9 @@
 mod aggregator;
 mod client;
 mod error;
-mod secret;
 pub mod wire;
 
 pub use aggregator::{Aggregator, DateRange, Page, PageRequest, Result, collect_pages};
 pub use client::{AtriumClient, AtriumConfig};
+pub use donkies_domain::SecretString;
 pub use error::AtriumError;
-pub use secret::SecretString;

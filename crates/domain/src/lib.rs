@@ -9,6 +9,7 @@ mod email;
 mod money;
 mod password;
 mod profile;
+mod secret;
 mod settings;
 mod share;
 
@@ -17,6 +18,7 @@ pub use email::{Email, EmailError};
 pub use money::{Cents, MoneyError, roundup};
 pub use password::{Password, PasswordError};
 pub use profile::{DateOfBirth, Phone, PostalCode, ProfileError, Ssn, UsState};
+pub use secret::SecretString;
 pub use settings::TransferAmount;
 pub use share::{Share, ShareError, split_by_shares, validate_shares};
 

@@ -15,13 +15,12 @@ pub mod oauth1;
 pub mod twitter;
 
 mod error;
-mod secret;
 
+pub use donkies_domain::SecretString;
 pub use error::SocialError;
 pub use facebook::wire::FacebookProfile;
 pub use facebook::{FacebookClient, FacebookConfig};
 pub use google::{GoogleClient, GoogleConfig, GoogleIdentity, GoogleTokens};
-pub use secret::SecretString;
 pub use twitter::{RequestToken, TwitterAccessToken, TwitterClient, TwitterConfig, TwitterProfile};
 
 /// The result of every client call.

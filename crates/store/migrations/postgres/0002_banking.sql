@@ -95,9 +95,12 @@ CREATE TABLE accounts (
 );
 CREATE INDEX accounts_member ON accounts (member_id);
 
+-- user_id repeats the account's owner so that every read is scoped by user; the account's
+-- foreign key already ties the row to that user (and cascades), so it needs no check of its own
+-- on each of the many rows a sync writes.
 CREATE TABLE transactions (
     id                      TEXT PRIMARY KEY,
-    user_id                 TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    user_id                 TEXT NOT NULL,
     account_id              TEXT NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
     guid                    TEXT NOT NULL,
     uid                     TEXT NOT NULL,
