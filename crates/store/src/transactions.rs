@@ -265,17 +265,46 @@ const SELECT: &str = "SELECT t.id, t.account_id, a.name AS account_name, a.type_
     t.is_payroll_advance, t.created_at, t.updated_at \
     FROM transactions t JOIN accounts a ON a.id = t.account_id";
 
-/// The user's visible transactions, newest first, optionally of one account.
-pub async fn list_for_user(db: &Db, user_id: &str, account_id: Option<&str>) -> Result<Vec<Transaction>, StoreError> {
+/// The user's visible transactions, newest first, optionally of one account, from `offset` on,
+/// at most `limit` of them (all without a limit).
+pub async fn list_for_user(
+    db: &Db,
+    user_id: &str,
+    account_id: Option<&str>,
+    limit: Option<i64>,
+    offset: i64,
+) -> Result<Vec<Transaction>, StoreError> {
     let order = "ORDER BY t.date DESC, t.transacted_at DESC NULLS LAST, t.id DESC";
+    let (limit, offset) = (limit.unwrap_or(i64::MAX), offset.max(0));
     Ok(match account_id {
         None => {
-            let sql = format!("{SELECT} WHERE t.user_id = $1 AND a.is_deleted = FALSE {order}");
-            on_db!(db, pool => sqlx::query_as::<_, Transaction>(&sql).bind(user_id).fetch_all(pool).await)?
+            let sql = format!("{SELECT} WHERE t.user_id = $1 AND a.is_deleted = FALSE {order} LIMIT $2 OFFSET $3");
+            on_db!(db, pool => sqlx::query_as::<_, Transaction>(&sql).bind(user_id).bind(limit).bind(offset).fetch_all(pool).await)?
         }
         Some(account) => {
-            let sql = format!("{SELECT} WHERE t.user_id = $1 AND t.account_id = $2 AND a.is_deleted = FALSE {order}");
-            on_db!(db, pool => sqlx::query_as::<_, Transaction>(&sql).bind(user_id).bind(account).fetch_all(pool).await)?
+            let sql = format!(
+                "{SELECT} WHERE t.user_id = $1 AND t.account_id = $2 AND a.is_deleted = FALSE {order} LIMIT $3 OFFSET $4"
+            );
+            on_db!(db, pool => sqlx::query_as::<_, Transaction>(&sql)
+                .bind(user_id)
+                .bind(account)
+                .bind(limit)
+                .bind(offset)
+                .fetch_all(pool)
+                .await)?
+        }
+    })
+}
+
+/// How many transactions [`list_for_user`] would show without a limit.
+pub async fn count_visible(db: &Db, user_id: &str, account_id: Option<&str>) -> Result<i64, StoreError> {
+    let base = "SELECT COUNT(*) FROM transactions t JOIN accounts a ON a.id = t.account_id \
+                WHERE t.user_id = $1 AND a.is_deleted = FALSE";
+    Ok(match account_id {
+        None => on_db!(db, pool => sqlx::query_scalar::<_, i64>(base).bind(user_id).fetch_one(pool).await)?,
+        Some(account) => {
+            let sql = format!("{base} AND t.account_id = $2");
+            on_db!(db, pool => sqlx::query_scalar::<_, i64>(&sql).bind(user_id).bind(account).fetch_one(pool).await)?
         }
     })
 }

@@ -66,6 +66,7 @@ contract!(
     social_request_tokens_are_taken_once_before_expiry,
     engines_agree_on_search_case_wildcards_and_missing_times,
     restarting_an_unknown_member_is_not_found,
+    transactions_page_by_limit_and_offset,
 );
 
 async fn make_user(db: &Db, email: &str) -> String {
@@ -615,7 +616,7 @@ async fn upsert_txns(db: &Db, user_id: &str, rows: &[TransactionData]) {
 }
 
 async fn txn_guids(db: &Db, user_id: &str, account_id: Option<&str>) -> Vec<String> {
-    transactions::list_for_user(db, user_id, account_id).await.unwrap().into_iter().map(|t| t.guid).collect()
+    transactions::list_for_user(db, user_id, account_id, None, 0).await.unwrap().into_iter().map(|t| t.guid).collect()
 }
 
 async fn institutions_upsert_refreshes_by_code_keeping_the_id(db: Db) {
@@ -1091,14 +1092,14 @@ async fn transactions_upsert_in_batches_without_duplicates(db: Db) {
 
     upsert_txns(&db, &ada, &rows(|i| -(i + 1))).await;
     assert_eq!(transactions::count_for_user(&db, &ada).await.unwrap(), N);
-    let before = transactions::list_for_user(&db, &ada, None).await.unwrap();
+    let before = transactions::list_for_user(&db, &ada, None, None, 0).await.unwrap();
     assert_eq!(before.len() as i64, N);
     assert!(before.iter().all(|t| t.amount == -(index(&t.guid) + 1)));
     assert!(before.windows(2).all(|w| w[0].date >= w[1].date), "newest first");
 
     upsert_txns(&db, &ada, &rows(|i| (i + 1) * 100)).await;
     assert_eq!(transactions::count_for_user(&db, &ada).await.unwrap(), N, "a re-sync does not duplicate");
-    let after = transactions::list_for_user(&db, &ada, None).await.unwrap();
+    let after = transactions::list_for_user(&db, &ada, None, None, 0).await.unwrap();
     assert_eq!(after.len() as i64, N);
     assert!(after.iter().all(|t| t.amount == (index(&t.guid) + 1) * 100), "amounts are updated, in every batch");
     let mut ids_before: Vec<_> = before.iter().map(|t| (&t.guid, &t.id)).collect();
@@ -1116,7 +1117,7 @@ async fn transactions_upsert_in_batches_without_duplicates(db: Db) {
     )
     .await;
     assert_eq!(transactions::count_for_user(&db, &ada).await.unwrap(), N + 1);
-    let latest = transactions::list_for_user(&db, &ada, None).await.unwrap();
+    let latest = transactions::list_for_user(&db, &ada, None, None, 0).await.unwrap();
     let amount_of = |guid: &str| latest.iter().find(|t| t.guid == guid).unwrap().amount;
     assert_eq!((amount_of("TRN-dup"), amount_of("TRN-00000")), (-200, -7));
 }
@@ -1158,7 +1159,7 @@ async fn transactions_list_newest_first_scoped_and_visible(db: Db) {
     upsert_txns(&db, &ada, &[first, payroll.clone(), coffee, fee]).await;
     upsert_txns(&db, &bob, &[txn("TRN-1", &bobs, -1, day(2024, 3, 9))]).await;
 
-    let list = transactions::list_for_user(&db, &ada, None).await.unwrap();
+    let list = transactions::list_for_user(&db, &ada, None, None, 0).await.unwrap();
     assert_eq!(
         list.iter().map(|t| t.guid.as_str()).collect::<Vec<_>>(),
         ["TRN-3", "TRN-2", "TRN-4", "TRN-1"],
@@ -1201,7 +1202,7 @@ async fn transactions_list_newest_first_scoped_and_visible(db: Db) {
     );
     assert!(list[1].is_expense && list[2].is_fee);
 
-    let on_card = transactions::list_for_user(&db, &ada, Some(&card)).await.unwrap();
+    let on_card = transactions::list_for_user(&db, &ada, Some(&card), None, 0).await.unwrap();
     assert_eq!(
         on_card
             .iter()
@@ -1210,7 +1211,7 @@ async fn transactions_list_newest_first_scoped_and_visible(db: Db) {
         [("TRN-2", "Visa", "debt"), ("TRN-4", "Visa", "debt")]
     );
 
-    let bobs_list = transactions::list_for_user(&db, &bob, None).await.unwrap();
+    let bobs_list = transactions::list_for_user(&db, &bob, None, None, 0).await.unwrap();
     assert_eq!(bobs_list.iter().map(|t| (t.guid.as_str(), t.amount)).collect::<Vec<_>>(), [("TRN-1", -1)]);
     assert_eq!(
         list.iter().find(|t| t.guid == "TRN-1").unwrap().amount,
@@ -1355,4 +1356,27 @@ async fn restarting_an_unknown_member_is_not_found(db: Db) {
     let mut tx = db.begin().await.unwrap();
     let err = members::restart(&mut tx, "no-such-member", "INITIATED", now()).await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound), "{err:?}");
+}
+
+async fn transactions_page_by_limit_and_offset(db: Db) {
+    let user = make_user(&db, "ada@example.com").await;
+    let inst = make_institution(&db, "mxbank", "MX Bank").await;
+    let member = make_member(&db, &user, &inst).await;
+    let checking = make_account(&db, &user, &member, "ACT-1", "Checking", "debit", now()).await;
+    let savings = make_account(&db, &user, &member, "ACT-2", "Savings", "debit", now()).await;
+    let rows: Vec<_> = (1..=9)
+        .map(|d| txn(&format!("TRN-{d}"), if d % 3 == 0 { &savings } else { &checking }, 100, day(2026, 3, d)))
+        .collect();
+    upsert_txns(&db, &user, &rows).await;
+    let guids = |list: Vec<transactions::Transaction>| list.into_iter().map(|t| t.guid).collect::<Vec<_>>();
+    let page = transactions::list_for_user(&db, &user, None, Some(4), 2).await.unwrap();
+    assert_eq!(guids(page), ["TRN-7", "TRN-6", "TRN-5", "TRN-4"]);
+    let tail = transactions::list_for_user(&db, &user, None, Some(4), 8).await.unwrap();
+    assert_eq!(guids(tail), ["TRN-1"]);
+    assert_eq!(transactions::count_visible(&db, &user, None).await.unwrap(), 9);
+    assert_eq!(transactions::count_visible(&db, &user, Some(&savings)).await.unwrap(), 3);
+    let saved = transactions::list_for_user(&db, &user, Some(&savings), Some(2), 1).await.unwrap();
+    assert_eq!(guids(saved), ["TRN-6", "TRN-3"]);
+    accounts::hide(&db, &user, &savings, now()).await.unwrap();
+    assert_eq!(transactions::count_visible(&db, &user, None).await.unwrap(), 6, "hidden accounts do not count");
 }

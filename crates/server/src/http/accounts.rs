@@ -19,6 +19,7 @@ use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::extract::{AuthUser, Body, Fields};
 use super::members::{InstitutionView, MemberView, datetime, member_view};
+use super::page::Page;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -133,9 +134,13 @@ async fn one_account(state: &AppState, user_id: &str, id: &str) -> ApiResult<Acc
 
 /// The user's accounts, inactive ones included.
 #[utoipa::path(get, path = "/v1/accounts", tag = "accounts", security(("token" = [])), responses((status = 200, body = [AccountView])))]
-async fn list_accounts(State(state): State<AppState>, auth: AuthUser) -> ApiResult<axum::Json<Vec<AccountView>>> {
+async fn list_accounts(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    page: Page,
+) -> ApiResult<axum::response::Response> {
     let list = accounts::list_for_user(&state.db, &auth.user.id).await?;
-    Ok(axum::Json(account_views(&state, list).await?))
+    Ok(page.respond(account_views(&state, list).await?))
 }
 
 /// One account.
@@ -301,8 +306,12 @@ async fn debt_links(state: &AppState, user_id: &str) -> ApiResult<Vec<DebtLink>>
 
 /// The active debt accounts and their shares.
 #[utoipa::path(get, path = "/v1/link_debts", tag = "accounts", security(("token" = [])), responses((status = 200, body = [DebtLink])))]
-async fn list_debt_links(State(state): State<AppState>, auth: AuthUser) -> ApiResult<axum::Json<Vec<DebtLink>>> {
-    Ok(axum::Json(debt_links(&state, &auth.user.id).await?))
+async fn list_debt_links(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    page: Page,
+) -> ApiResult<axum::response::Response> {
+    Ok(page.respond(debt_links(&state, &auth.user.id).await?))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -392,10 +401,16 @@ async fn list_transactions(
     State(state): State<AppState>,
     auth: AuthUser,
     Query(q): Query<TransactionQuery>,
-) -> ApiResult<axum::Json<Vec<TransactionView>>> {
+    page: Page,
+) -> ApiResult<axum::response::Response> {
     let even = auth.user.is_even_roundup;
-    let list = transactions::list_for_user(&state.db, &auth.user.id, q.account_id.as_deref().filter(|a| !a.is_empty()))
-        .await?;
+    let account = q.account_id.as_deref().filter(|a| !a.is_empty());
+    let limit = page.limit.map(|l| l as i64);
+    let list = transactions::list_for_user(&state.db, &auth.user.id, account, limit, page.offset as i64).await?;
+    let count = match page.limit {
+        Some(_) => transactions::count_visible(&state.db, &auth.user.id, account).await? as usize,
+        None => list.len(),
+    };
     let views = list
         .into_iter()
         .map(|t| {
@@ -436,5 +451,5 @@ async fn list_transactions(
             }
         })
         .collect();
-    Ok(axum::Json(views))
+    Ok(page.respond_counted(count, views))
 }

@@ -22,6 +22,7 @@ use donkies_store::{StoreError, new_id, now};
 use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::extract::{AuthUser, Body, Fields};
+use super::page::Page;
 use crate::banking::LinkError;
 use crate::crypto::new_token;
 
@@ -99,9 +100,10 @@ async fn list_institutions(
     State(state): State<AppState>,
     _auth: AuthUser,
     Query(q): Query<SearchQuery>,
-) -> ApiResult<axum::Json<Vec<InstitutionView>>> {
+    page: Page,
+) -> ApiResult<axum::response::Response> {
     let list = institutions::list(&state.db, q.search.as_deref(), 10_000).await?;
-    Ok(axum::Json(list.into_iter().map(Into::into).collect()))
+    Ok(page.respond(list.into_iter().map(InstitutionView::from).collect()))
 }
 
 /// One institution.
@@ -325,12 +327,16 @@ pub async fn member_view(state: &AppState, m: Member) -> ApiResult<MemberView> {
 
 /// The user's members.
 #[utoipa::path(get, path = "/v1/members", tag = "banking", security(("token" = [])), responses((status = 200, body = [MemberView])))]
-async fn list_members(State(state): State<AppState>, auth: AuthUser) -> ApiResult<axum::Json<Vec<MemberView>>> {
+async fn list_members(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    page: Page,
+) -> ApiResult<axum::response::Response> {
     let mut out = Vec::new();
     for m in members::list_for_user(&state.db, &auth.user.id).await? {
         out.push(member_view(&state, m).await?);
     }
-    Ok(axum::Json(out))
+    Ok(page.respond(out))
 }
 
 #[derive(Deserialize, ToSchema)]

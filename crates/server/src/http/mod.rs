@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 pub mod members;
 pub mod ops;
+pub mod page;
 pub mod sessions;
 pub mod social;
 pub mod users;

@@ -14,6 +14,7 @@ both_databases!(
     every_response_allows_cross_origin_and_options_is_200,
     auth_header_problems,
     health_and_readiness,
+    lists_page_with_limit_and_offset,
 );
 
 async fn raw(
@@ -181,4 +182,44 @@ async fn health_and_readiness(backend: Backend) {
     // An unexpected failure: the documented 500 body, the cause only in the log.
     let (status, body) = app.login("ada@example.com", PASSWORD).await;
     assert_eq!((status, body), (StatusCode::INTERNAL_SERVER_ERROR, json!({"detail": "Internal server error."})));
+}
+
+async fn lists_page_with_limit_and_offset(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let token = app.signed_up_user("ada@example.com").await;
+    let mut all = Value::Null;
+    for _ in 0..300 {
+        all = app.get("/v1/institutions", Some(&token)).await.1;
+        if all.as_array().is_some_and(|a| !a.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let all = all.as_array().cloned().unwrap();
+    assert!(all.len() > 5, "a plain array without limit");
+
+    let (status, page) = app.get("/v1/institutions?limit=5", Some(&token)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["count"], all.len());
+    assert_eq!(page["results"].as_array().unwrap()[..], all[..5]);
+    assert_eq!(page["previous"], Value::Null);
+    let next = page["next"].as_str().unwrap();
+    assert_eq!(next, format!("{}/v1/institutions?limit=5&offset=5", app.base));
+
+    let (_, second) = app.get(&next[app.base.len()..], Some(&token)).await;
+    assert_eq!(second["results"].as_array().unwrap()[..], all[5..10]);
+    assert_eq!(second["previous"].as_str().unwrap(), format!("{}/v1/institutions?limit=5", app.base));
+
+    let (_, last) = app.get(&format!("/v1/institutions?limit=5&offset={}", all.len() - 1), Some(&token)).await;
+    assert_eq!((last["results"].as_array().unwrap().len(), &last["next"]), (1, &Value::Null));
+    let (_, searched) = app.get("/v1/institutions?search=bank&limit=1", Some(&token)).await;
+    if searched["count"].as_u64().unwrap() > 1 {
+        assert!(searched["next"].as_str().unwrap().contains("search=bank"), "other parameters are kept");
+    }
+    for bad in ["limit=0", "limit=abc", "limit=5&offset=-1"] {
+        let (status, body) = app.get(&format!("/v1/institutions?{bad}"), Some(&token)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+    }
+    let (_, members) = app.get("/v1/members?limit=10", Some(&token)).await;
+    assert_eq!((&members["count"], &members["results"]), (&json!(0), &json!([])));
 }
