@@ -360,14 +360,14 @@ impl Banking {
         if debts.is_empty() || shares.iter().sum::<u32>() == 100 {
             return Ok(());
         }
-        let new: Vec<i64> = if shares.iter().all(|s| *s == 0) {
-            (0..debts.len()).map(|i| if i == 0 { 100 } else { 0 }).collect()
-        } else {
-            split_by_shares(Cents::new(100), &shares).into_iter().map(Cents::get).collect()
-        };
-        let pairs: Vec<(String, i64)> = debts.iter().map(|a| a.id.clone()).zip(new).collect();
         let mut tx = self.db.begin().await?;
-        accounts::set_shares(&mut tx, user_id, &pairs, now()).await?;
+        if shares.iter().all(|s| *s == 0) {
+            accounts::ensure_debt_share(&mut tx, user_id).await?;
+        } else {
+            let new = split_by_shares(Cents::new(100), &shares).into_iter().map(Cents::get);
+            let pairs: Vec<(String, i64)> = debts.iter().map(|a| a.id.clone()).zip(new).collect();
+            accounts::set_shares(&mut tx, user_id, &pairs, now()).await?;
+        }
         tx.commit().await
     }
 }

@@ -79,12 +79,19 @@ pub async fn build_context(
 }
 
 /// Jobs every process start asks for: the institution catalog and aggregator users.
+/// They take this time slot of their periodic schedule, so a worker starting now does not run
+/// them a second time; when an earlier start already took the slot, they run again anyway.
 pub async fn enqueue_startup_jobs(ctx: &worker::JobContext) -> anyhow::Result<()> {
-    let mut tx = ctx.db.begin().await?;
-    for kind in [banking::SYNC_INSTITUTIONS_JOB, banking::BACKFILL_AGGREGATOR_USERS_JOB] {
-        ctx.banking.enqueue(&mut tx, kind, serde_json::json!({}), Duration::ZERO).await?;
+    let already =
+        worker::schedule_periodic(ctx, &[banking::SYNC_INSTITUTIONS_JOB, banking::BACKFILL_AGGREGATOR_USERS_JOB])
+            .await?;
+    if !already.is_empty() {
+        let mut tx = ctx.db.begin().await?;
+        for kind in already {
+            ctx.banking.enqueue(&mut tx, kind, serde_json::json!({}), Duration::ZERO).await?;
+        }
+        tx.commit().await?;
     }
-    tx.commit().await?;
     Ok(())
 }
 

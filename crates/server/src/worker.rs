@@ -126,12 +126,8 @@ impl Worker {
 
     /// Enqueue each periodic job for the current slot unless another worker already has.
     pub async fn schedule_periodic(&self) -> anyhow::Result<()> {
-        let t = now();
-        for (kind, period) in PERIODIC {
-            let slot = t.timestamp() / period.as_secs() as i64;
-            jobs::enqueue_periodic(&self.ctx.db, kind, slot, self.ctx.settings.job_max_attempts, t).await?;
-        }
-        Ok(())
+        let kinds: Vec<&'static str> = PERIODIC.iter().map(|(kind, _)| *kind).collect();
+        schedule_periodic(&self.ctx, &kinds).await.map(|_| ())
     }
 
     /// Run jobs until `shutdown` fires; the job in progress is finished first.
@@ -158,6 +154,23 @@ impl Worker {
         }
         tracing::info!(worker = %self.name, "job worker stopped");
     }
+}
+
+/// Enqueue each of `kinds` (periodic job kinds) for the current time slot unless some worker
+/// already did; returns the kinds whose slot was already taken.
+pub async fn schedule_periodic(ctx: &JobContext, kinds: &[&'static str]) -> anyhow::Result<Vec<&'static str>> {
+    let t = now();
+    let mut taken = Vec::new();
+    for &kind in kinds {
+        let Some((_, period)) = PERIODIC.iter().find(|(k, _)| *k == kind) else {
+            anyhow::bail!("{kind} is not a periodic job");
+        };
+        let slot = t.timestamp() / period.as_secs() as i64;
+        if !jobs::enqueue_periodic(&ctx.db, kind, slot, ctx.settings.job_max_attempts, t).await? {
+            taken.push(kind);
+        }
+    }
+    Ok(taken)
 }
 
 /// Delay before retry number `attempts` (1-based): base · 2^(attempts−1), at most one hour.

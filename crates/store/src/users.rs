@@ -118,12 +118,15 @@ pub async fn find_by_token_hash(db: &Db, token_hash: &str) -> Result<Option<(Use
         user: User,
         token_expires_at: DateTime<Utc>,
     }
-    let sql = format!(
-        "SELECT {cols}, t.expires_at AS token_expires_at FROM auth_tokens t \
-         JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1",
-        cols = COLUMNS.split(", ").map(|c| format!("u.{}", c.trim())).collect::<Vec<_>>().join(", ")
-    );
-    let row = on_db!(db, pool => sqlx::query_as::<_, Row>(&sql).bind(token_hash).fetch_optional(pool).await)?;
+    // Every authenticated request that misses the session cache runs this: build its text once.
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "SELECT {cols}, t.expires_at AS token_expires_at FROM auth_tokens t \
+             JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1",
+            cols = COLUMNS.split(", ").map(|c| format!("u.{}", c.trim())).collect::<Vec<_>>().join(", ")
+        )
+    });
+    let row = on_db!(db, pool => sqlx::query_as::<_, Row>(SQL.as_str()).bind(token_hash).fetch_optional(pool).await)?;
     Ok(row.map(|r| (r.user, r.token_expires_at)))
 }
 

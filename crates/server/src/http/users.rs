@@ -31,8 +31,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(close_account))
 }
 
-pub const DATETIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%S";
-
 /// The User resource.
 #[derive(Serialize, ToSchema)]
 pub struct UserView {
