@@ -30,6 +30,14 @@ impl AtriumError {
         matches!(self, Self::Retryable { .. } | Self::RateLimited { .. })
     }
 
+    /// How long Atrium asked us to wait before trying again (`Retry-After` of a 429).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited { retry_after } => *retry_after,
+            _ => None,
+        }
+    }
+
     /// The HTTP status that caused the error, when there was a response.
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -93,5 +101,8 @@ mod tests {
         assert!(class(429).is_retryable());
         assert!(!class(400).is_retryable());
         assert!(!class(401).is_retryable());
+        let limited = AtriumError::from_status(429, "m".into(), Some(Duration::from_secs(7)));
+        assert_eq!(limited.retry_after(), Some(Duration::from_secs(7)));
+        assert_eq!(class(503).retry_after(), None);
     }
 }

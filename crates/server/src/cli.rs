@@ -5,11 +5,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{CommonArgs, ConfigError, FileValues, Settings};
-use crate::{Server, open_database, worker};
+use crate::{Server, jobs, open_database};
 
 #[derive(Parser, Debug)]
 #[command(name = "donkies", version, about = "Donkies: round-ups of card purchases, sent to the user's debts.")]
@@ -145,20 +144,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Worker { common } => {
             let settings = Arc::new(settings(&cli.config, None, &common)?);
             let db = open_database(&settings).await?;
-            let (ctx, sandbox) = crate::build_context(settings, db).await?;
-            if sandbox.is_some() {
+            let (ctx, simulators) = crate::build_context(settings, db).await?;
+            if simulators.atrium.is_some() {
                 tracing::warn!(
                     "no DONKIES_ATRIUM_URL: this worker talks to its own in-process simulator; \
                      point serve and workers at one `donkies sandbox atrium` to share it"
                 );
             }
             let shutdown = CancellationToken::new();
-            let w = worker::Worker::new(ctx, Arc::new(Notify::new()));
+            let w = jobs::Worker::new(ctx.clone(), ctx.services.jobs.wake_signal());
             let task = tokio::spawn(w.run(shutdown.clone()));
             crate::wait_for_signal().await;
             tracing::info!("shutting down: finishing the running job");
             shutdown.cancel();
             let _ = task.await;
+            simulators.shutdown().await;
         }
         Command::Migrate { common } => {
             let settings = settings(&cli.config, None, &common)?;

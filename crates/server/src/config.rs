@@ -206,64 +206,78 @@ pub struct Settings {
     pub job_poll: Duration,
     /// Keys of the original data.json kept for the integrations that use them.
     pub providers: ProviderKeys,
-    pub atrium: AtriumSettings,
+    pub atrium: ProviderSetting<AtriumRemote>,
+    pub atrium_timeout: Duration,
+    /// Time the in-process Atrium simulator spends in each member status.
+    pub sandbox_step: Duration,
     pub member_poll: Duration,
     pub member_poll_limit: i64,
     pub cache_ttl: Duration,
-    pub facebook: SocialProvider,
-    pub google: SocialProvider,
-    pub twitter: SocialProvider,
+    pub facebook: ProviderSetting<SocialRemote>,
+    pub google: ProviderSetting<SocialRemote>,
+    pub twitter: ProviderSetting<SocialRemote>,
 }
 
-/// Where a sign-in provider is.
+/// Where an outside service is.
 #[derive(Debug, Clone)]
-pub enum SocialProvider {
-    /// Keys configured: the provider at `url` (its public address when `None`).
-    Remote { url: Option<Url>, key: String, secret: Secret },
+pub enum ProviderSetting<R> {
+    /// Configured: the real service (or one given by URL).
+    Remote(R),
     /// Zero-config sandbox mode: an in-process simulator.
     Sandbox,
-    /// No keys outside sandbox mode: the sign-in is not offered.
+    /// Not configured outside sandbox mode: not offered.
     Off,
 }
 
-impl SocialProvider {
-    fn resolve(
-        name: &str,
-        url: Option<String>,
-        key: Option<String>,
-        secret: Option<Secret>,
-        sandbox_mode: bool,
-    ) -> Result<SocialProvider, ConfigError> {
-        let upper = name.to_ascii_uppercase();
-        let url = match url.filter(|u| !u.is_empty()) {
-            Some(u) => Some(Url::parse(&u).map_err(|e| {
-                ConfigError::new(format!("DONKIES_{upper}_URL (--{name}-url)"), format!("invalid URL {u:?}: {e}"))
-            })?),
-            None => None,
-        };
-        match (key.filter(|k| !k.is_empty()), secret.filter(|s| !s.expose().is_empty())) {
-            (Some(key), Some(secret)) => Ok(SocialProvider::Remote { url, key, secret }),
-            (Some(_), None) | (None, Some(_)) => Err(ConfigError::new(
-                format!("DONKIES_{upper}_KEY / DONKIES_{upper}_SECRET"),
-                "give both the key and the secret, or neither",
-            )),
-            (None, None) if url.is_some() => Err(ConfigError::new(
-                format!("DONKIES_{upper}_KEY (--{name}-key)"),
-                format!("required when DONKIES_{upper}_URL is set"),
-            )),
-            (None, None) if sandbox_mode => Ok(SocialProvider::Sandbox),
-            (None, None) => Ok(SocialProvider::Off),
-        }
+impl<R> ProviderSetting<R> {
+    pub fn is_sandbox(&self) -> bool {
+        matches!(self, ProviderSetting::Sandbox)
     }
 }
 
-/// Where the aggregator is.
+/// A sign-in provider's keys (and its address when not the public one).
 #[derive(Debug, Clone)]
-pub enum AtriumSettings {
-    /// A real (or separately run) Atrium endpoint.
-    Remote { url: Url, client_id: String, key: Secret, timeout: Duration },
-    /// No URL configured: an in-process simulator with this step time.
-    Sandbox { step: Duration, timeout: Duration },
+pub struct SocialRemote {
+    pub url: Option<Url>,
+    pub key: String,
+    pub secret: Secret,
+}
+
+/// The aggregator's address and keys.
+#[derive(Debug, Clone)]
+pub struct AtriumRemote {
+    pub url: Url,
+    pub client_id: String,
+    pub key: Secret,
+}
+
+fn resolve_social(
+    name: &str,
+    url: Option<String>,
+    key: Option<String>,
+    secret: Option<Secret>,
+    sandbox_mode: bool,
+) -> Result<ProviderSetting<SocialRemote>, ConfigError> {
+    let upper = name.to_ascii_uppercase();
+    let url = match url.filter(|u| !u.is_empty()) {
+        Some(u) => Some(Url::parse(&u).map_err(|e| {
+            ConfigError::new(format!("DONKIES_{upper}_URL (--{name}-url)"), format!("invalid URL {u:?}: {e}"))
+        })?),
+        None => None,
+    };
+    match (key.filter(|k| !k.is_empty()), secret.filter(|s| !s.expose().is_empty())) {
+        (Some(key), Some(secret)) => Ok(ProviderSetting::Remote(SocialRemote { url, key, secret })),
+        (Some(_), None) | (None, Some(_)) => Err(ConfigError::new(
+            format!("DONKIES_{upper}_KEY / DONKIES_{upper}_SECRET"),
+            "give both the key and the secret, or neither",
+        )),
+        (None, None) if url.is_some() => Err(ConfigError::new(
+            format!("DONKIES_{upper}_KEY (--{name}-key)"),
+            format!("required when DONKIES_{upper}_URL is set"),
+        )),
+        (None, None) if sandbox_mode => Ok(ProviderSetting::Sandbox),
+        (None, None) => Ok(ProviderSetting::Off),
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -584,17 +598,15 @@ impl Settings {
                     pick(&args.atrium_key, file, "atrium_key").map(Secret::new).or(mode_key).ok_or_else(|| {
                         ConfigError::new("DONKIES_ATRIUM_KEY (--atrium-key)", "required when DONKIES_ATRIUM_URL is set")
                     })?;
-                AtriumSettings::Remote { url, client_id, key, timeout: atrium_timeout }
+                ProviderSetting::Remote(AtriumRemote { url, client_id, key })
             }
-            None => {
-                let step: u64 = parse_num(
-                    pick(&args.sandbox_step_ms, file, "sandbox_step_ms"),
-                    "DONKIES_SANDBOX_STEP_MS (--sandbox-step-ms)",
-                    500,
-                )?;
-                AtriumSettings::Sandbox { step: Duration::from_millis(step), timeout: atrium_timeout }
-            }
+            None => ProviderSetting::Sandbox,
         };
+        let sandbox_step_ms: u64 = parse_num(
+            pick(&args.sandbox_step_ms, file, "sandbox_step_ms"),
+            "DONKIES_SANDBOX_STEP_MS (--sandbox-step-ms)",
+            500,
+        )?;
         let member_poll_ms: u64 = parse_num(
             pick(&args.member_poll_ms, file, "member_poll_ms"),
             "DONKIES_MEMBER_POLL_MS (--member-poll-ms)",
@@ -609,22 +621,22 @@ impl Settings {
         let cache_ms: u64 = parse_num(pick(&args.cache_ms, file, "cache_ms"), "DONKIES_CACHE_MS (--cache-ms)", 1000)?;
 
         // Simulated sign-in providers only when the whole server runs on simulators.
-        let sandbox_mode = matches!(atrium, AtriumSettings::Sandbox { .. });
-        let facebook = SocialProvider::resolve(
+        let sandbox_mode = atrium.is_sandbox();
+        let facebook = resolve_social(
             "facebook",
             pick(&args.facebook_url, file, "facebook_url"),
             pick(&args.facebook_key, file, "facebook_key").or(providers.facebook_key.clone()),
             pick(&args.facebook_secret, file, "facebook_secret").map(Secret::new).or(providers.facebook_secret.clone()),
             sandbox_mode,
         )?;
-        let google = SocialProvider::resolve(
+        let google = resolve_social(
             "google",
             pick(&args.google_url, file, "google_url"),
             pick(&args.google_key, file, "google_key").or(providers.google_key.clone()),
             pick(&args.google_secret, file, "google_secret").map(Secret::new).or(providers.google_secret.clone()),
             sandbox_mode,
         )?;
-        let twitter = SocialProvider::resolve(
+        let twitter = resolve_social(
             "twitter",
             pick(&args.twitter_url, file, "twitter_url"),
             pick(&args.twitter_key, file, "twitter_key").or(providers.twitter_key.clone()),
@@ -638,6 +650,8 @@ impl Settings {
             twitter,
             cache_ttl: Duration::from_millis(cache_ms),
             atrium,
+            atrium_timeout,
+            sandbox_step: Duration::from_millis(sandbox_step_ms),
             member_poll: Duration::from_millis(member_poll_ms.max(10)),
             member_poll_limit: member_poll_limit.max(1),
             listen,

@@ -1,25 +1,27 @@
-//! The `donkies` server: configuration, HTTP API, job worker.
+//! The `donkies` server: configuration, HTTP API, services, job worker.
 
-pub mod banking;
 pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod http;
+pub mod jobs;
 pub mod mail;
-pub mod social;
-pub mod worker;
+pub mod providers;
+pub mod services;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use config::{AtriumSettings, ConfigError, Settings};
+use config::{ConfigError, Settings};
 use donkies_store::Db;
+use jobs::JobContext;
+use providers::Simulators;
+use services::{JobQueue, Services};
 
 /// Open the database named in the settings and bring its schema up to date.
 pub async fn open_database(settings: &Settings) -> anyhow::Result<Db> {
@@ -30,67 +32,32 @@ pub async fn open_database(settings: &Settings) -> anyhow::Result<Db> {
     Ok(db)
 }
 
-/// The aggregator the settings point at; in sandbox mode, a simulator started here.
-pub async fn connect_aggregator(
-    settings: &Settings,
-) -> anyhow::Result<(Arc<dyn donkies_atrium::Aggregator>, Option<donkies_sandbox::AtriumSim>)> {
-    let (config, sim) = match &settings.atrium {
-        AtriumSettings::Remote { url, client_id, key, timeout } => (
-            donkies_atrium::AtriumConfig::new(url.clone(), client_id.clone(), key.expose().to_owned())
-                .with_timeout(*timeout),
-            None,
-        ),
-        AtriumSettings::Sandbox { step, timeout } => {
-            let sim_config = donkies_sandbox::AtriumSimConfig { step: *step, ..Default::default() };
-            let sim = donkies_sandbox::AtriumSim::start(SocketAddr::from(([127, 0, 0, 1], 0)), sim_config)
-                .await
-                .context("starting the in-process Atrium simulator")?;
-            tracing::info!(url = %sim.base_url(), "no DONKIES_ATRIUM_URL: using the in-process Atrium simulator");
-            let config = donkies_atrium::AtriumConfig::new(
-                sim.base_url(),
-                donkies_sandbox::SANDBOX_CLIENT_ID,
-                donkies_sandbox::SANDBOX_API_KEY,
-            )
-            .with_timeout(*timeout);
-            (config, Some(sim))
-        }
-    };
-    let client = donkies_atrium::AtriumClient::new(config)
-        .map_err(|e| ConfigError::new("DONKIES_ATRIUM_URL (--atrium-url)", e))?;
-    Ok((Arc::new(client), sim))
-}
-
-/// Everything the API and the worker share in one process.
-pub async fn build_context(
-    settings: Arc<Settings>,
-    db: Db,
-) -> anyhow::Result<(worker::JobContext, Option<donkies_sandbox::AtriumSim>)> {
-    let (aggregator, sim) = connect_aggregator(&settings).await?;
-    let (member_events, _) = tokio::sync::broadcast::channel(1024);
-    let banking = banking::Banking {
-        db: db.clone(),
-        aggregator,
-        settings: settings.clone(),
-        member_events,
-        member_reads: Arc::new(cache::TtlCache::new(settings.cache_ttl)),
-    };
-    let ctx = worker::JobContext { db, mailer: mail::Mailer::from_settings(&settings)?, settings, banking };
-    Ok((ctx, sim))
+/// Everything the API and the worker share in one process, and the simulators started for it.
+pub async fn build_context(settings: Arc<Settings>, db: Db) -> anyhow::Result<(JobContext, Simulators)> {
+    let providers = providers::connect(&settings).await?;
+    let queue = JobQueue::new(settings.job_max_attempts);
+    let services = Services::new(db, settings.clone(), providers.aggregator, providers.social, queue);
+    let ctx = JobContext { services, mailer: mail::Mailer::from_settings(&settings)? };
+    Ok((ctx, providers.simulators))
 }
 
 /// Jobs every process start asks for: the institution catalog and aggregator users.
 /// They take this time slot of their periodic schedule, so a worker starting now does not run
 /// them a second time; when an earlier start already took the slot, they run again anyway.
-pub async fn enqueue_startup_jobs(ctx: &worker::JobContext) -> anyhow::Result<()> {
-    let already =
-        worker::schedule_periodic(ctx, &[banking::SYNC_INSTITUTIONS_JOB, banking::BACKFILL_AGGREGATOR_USERS_JOB])
-            .await?;
+pub async fn enqueue_startup_jobs(ctx: &JobContext) -> anyhow::Result<()> {
+    use services::Task;
+    use services::banking::{BackfillAggregatorUsers, SyncInstitutions};
+    let kinds = [SyncInstitutions::KIND, BackfillAggregatorUsers::KIND];
+    let already = jobs::schedule_periodic(ctx, &kinds).await?;
     if !already.is_empty() {
-        let mut tx = ctx.db.begin().await?;
-        for kind in already {
-            ctx.banking.enqueue(&mut tx, kind, serde_json::json!({}), Duration::ZERO).await?;
+        let mut work = ctx.services.begin().await?;
+        if already.contains(&SyncInstitutions::KIND) {
+            work.enqueue(&SyncInstitutions {}, Duration::ZERO).await?;
         }
-        tx.commit().await?;
+        if already.contains(&BackfillAggregatorUsers::KIND) {
+            work.enqueue(&BackfillAggregatorUsers {}, Duration::ZERO).await?;
+        }
+        work.commit().await?;
     }
     Ok(())
 }
@@ -100,9 +67,8 @@ pub struct Server {
     pub addr: SocketAddr,
     pub db: Db,
     pub settings: Arc<Settings>,
-    context: worker::JobContext,
-    sandbox: Option<donkies_sandbox::AtriumSim>,
-    social_sims: social::SocialSims,
+    context: JobContext,
+    simulators: Simulators,
     shutdown: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -120,16 +86,14 @@ impl Server {
         })?;
         let addr = listener.local_addr()?;
         let settings = Arc::new(settings);
-        let (context, sandbox) = build_context(settings.clone(), db.clone()).await?;
+        let (context, simulators) = build_context(settings.clone(), db.clone()).await?;
         enqueue_startup_jobs(&context).await?;
-        let (social, social_sims) = social::connect(&settings).await?;
-        let wake = Arc::new(Notify::new());
-        let state = http::AppState::new(db.clone(), settings.clone(), wake.clone(), context.banking.clone(), social);
+        let state = http::AppState::new(context.services.clone());
         let shutdown = CancellationToken::new();
         let mut tasks = Vec::new();
 
         if with_worker {
-            let w = worker::Worker::new(context.clone(), wake);
+            let w = jobs::Worker::new(context.clone(), context.services.jobs.wake_signal());
             tasks.push(tokio::spawn(w.run(shutdown.clone())));
         }
 
@@ -153,12 +117,16 @@ impl Server {
             }
         }));
         tracing::info!("donkies listening on http://{addr}");
-        Ok(Server { addr, db, settings, context, sandbox, social_sims, shutdown, tasks })
+        Ok(Server { addr, db, settings, context, simulators, shutdown, tasks })
     }
 
     /// What a job worker in this process would use (tests drive workers step by step with it).
-    pub fn job_context(&self) -> worker::JobContext {
+    pub fn job_context(&self) -> JobContext {
         self.context.clone()
+    }
+
+    pub fn services(&self) -> &Services {
+        &self.context.services
     }
 
     pub fn base_url(&self) -> String {
@@ -171,10 +139,7 @@ impl Server {
         for task in self.tasks {
             let _ = task.await;
         }
-        self.social_sims.shutdown().await;
-        if let Some(sim) = self.sandbox {
-            let _ = sim.shutdown().await;
-        }
+        self.simulators.shutdown().await;
     }
 
     /// Resolve when the process is asked to stop (SIGINT or SIGTERM), then shut down.

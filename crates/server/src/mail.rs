@@ -1,4 +1,4 @@
-//! Outgoing mail: templates, the outbox, and delivery over SMTP (or to the log when no relay
+//! Outgoing mail: templates, and delivery over SMTP (or to the log when no relay
 //! is configured).
 
 use std::time::Duration;
@@ -7,11 +7,8 @@ use lettre::message::{Mailbox, MultiPart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use donkies_store::outbox::Mail;
-use donkies_store::{Db, StoreError, Tx, jobs, new_id, now, outbox};
 
 use crate::config::Settings;
-
-pub const SEND_MAIL_JOB: &str = "send_mail";
 
 /// A rendered message, ready for the outbox.
 pub struct Rendered {
@@ -86,32 +83,6 @@ pub fn email_change(first_name: &str, link: &str, minutes: i64) -> Rendered {
     )
 }
 
-/// Store the message in the outbox and enqueue its delivery, both inside `tx`.
-pub async fn queue(
-    tx: &mut Tx,
-    user_id: Option<&str>,
-    to: &str,
-    message: Rendered,
-    max_attempts: i64,
-) -> Result<(), StoreError> {
-    let t = now();
-    let mail = Mail {
-        id: new_id(),
-        user_id: user_id.map(str::to_owned),
-        template: message.template.to_owned(),
-        to_address: to.to_owned(),
-        subject: message.subject,
-        text_body: message.text,
-        html_body: message.html,
-        created_at: t,
-        sent_at: None,
-    };
-    outbox::insert(tx, &mail).await?;
-    let payload = serde_json::json!({ "outbox_id": mail.id });
-    jobs::enqueue(tx, &jobs::NewJob { kind: SEND_MAIL_JOB, payload: &payload, max_attempts, run_at: t }, t).await?;
-    Ok(())
-}
-
 /// Where mail goes.
 #[derive(Clone)]
 pub enum Mailer {
@@ -160,25 +131,6 @@ impl Mailer {
             }
         }
     }
-}
-
-/// The `send_mail` job: deliver the outbox message unless it already went out.
-pub async fn run_send_mail(db: &Db, mailer: &Mailer, payload: &serde_json::Value) -> anyhow::Result<()> {
-    let id = payload
-        .get("outbox_id")
-        .and_then(|v| v.as_str())
-        .ok_or_else(|| anyhow::anyhow!("send_mail payload without outbox_id"))?;
-    let Some(mail) = outbox::get(db, id).await? else {
-        tracing::warn!(outbox_id = id, "outbox message vanished; nothing to send");
-        return Ok(());
-    };
-    if mail.sent_at.is_some() {
-        return Ok(());
-    }
-    mailer.deliver(&mail).await?;
-    outbox::mark_sent(db, id, now()).await?;
-    tracing::info!(outbox_id = id, template = %mail.template, "mail delivered");
-    Ok(())
 }
 
 #[cfg(test)]

@@ -287,3 +287,15 @@ pub async fn set_shares(
     }
     Ok(())
 }
+
+/// The sum of the balances of the user's active, visible debt accounts, in cents.
+pub async fn total_debt(db: &Db, user_id: &str) -> Result<i64, StoreError> {
+    Ok(on_db!(db, pool => sqlx::query_scalar::<_, Option<i64>>(
+        "SELECT CAST(SUM(balance) AS BIGINT) FROM accounts \
+         WHERE user_id = $1 AND type_ds = 'debt' AND is_active = TRUE AND is_deleted = FALSE",
+    )
+    .bind(user_id)
+    .fetch_one(pool)
+    .await)?
+    .unwrap_or(0))
+}

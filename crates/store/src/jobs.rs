@@ -33,14 +33,17 @@ pub struct NewJob<'a> {
     pub payload: &'a serde_json::Value,
     pub max_attempts: i64,
     pub run_at: DateTime<Utc>,
+    /// At most one queued or running job has a given key; enqueuing a second is a no-op.
+    pub dedupe_key: Option<&'a str>,
 }
 
 /// Enqueue a job as part of `tx`, so it exists exactly when the change that needs it commits.
-pub async fn enqueue(tx: &mut Tx, job: &NewJob<'_>, now: DateTime<Utc>) -> Result<String, StoreError> {
+/// Returns the new job's id, or `None` when a live job with the same dedupe key exists.
+pub async fn enqueue(tx: &mut Tx, job: &NewJob<'_>, now: DateTime<Utc>) -> Result<Option<String>, StoreError> {
     let id = new_id();
-    on_tx!(tx, conn => sqlx::query(
-        "INSERT INTO jobs (id, kind, payload, status, attempts, max_attempts, run_at, created_at, updated_at) \
-         VALUES ($1, $2, $3, 'queued', 0, $4, $5, $6, $6)",
+    let inserted = on_tx!(tx, conn => sqlx::query(
+        "INSERT INTO jobs (id, kind, payload, status, attempts, max_attempts, run_at, created_at, updated_at, dedupe_key) \
+         VALUES ($1, $2, $3, 'queued', 0, $4, $5, $6, $6, $7) ON CONFLICT DO NOTHING",
     )
     .bind(&id)
     .bind(job.kind)
@@ -48,10 +51,11 @@ pub async fn enqueue(tx: &mut Tx, job: &NewJob<'_>, now: DateTime<Utc>) -> Resul
     .bind(job.max_attempts)
     .bind(job.run_at)
     .bind(now)
+    .bind(job.dedupe_key)
     .execute(conn)
     .await
         .map(|r| r.rows_affected()))?;
-    Ok(id)
+    Ok((inserted == 1).then_some(id))
 }
 
 /// Claim the next due job for `worker` until `lease_until`: a queued job whose time has come,
@@ -115,7 +119,9 @@ pub async fn fail(
     let mut tx = db.begin().await?;
     on_tx!(&mut tx, conn => sqlx::query(
         "UPDATE jobs SET status = $3, run_at = $4, last_error = $5, locked_by = NULL, \
-         locked_until = NULL, updated_at = $6 WHERE id = $1 AND locked_by = $2",
+         locked_until = NULL, updated_at = $6, \
+         dedupe_key = CASE WHEN $3 = 'failed' THEN NULL ELSE dedupe_key END \
+         WHERE id = $1 AND locked_by = $2",
     )
     .bind(id)
     .bind(worker)
@@ -179,7 +185,7 @@ pub async fn enqueue_periodic(
         == 1;
     if inserted {
         let payload = serde_json::json!({ "slot": slot });
-        enqueue(&mut tx, &NewJob { kind, payload: &payload, max_attempts, run_at: now }, now).await?;
+        enqueue(&mut tx, &NewJob { kind, payload: &payload, max_attempts, run_at: now, dedupe_key: None }, now).await?;
     }
     tx.commit().await?;
     Ok(inserted)

@@ -42,6 +42,7 @@ contract!(
     email_change_conflicts_with_taken_address,
     outbox_keeps_mail_until_sent,
     jobs_enqueued_with_a_rolled_back_change_vanish,
+    jobs_with_a_dedupe_key_are_queued_once_while_live,
     jobs_claim_complete_and_wait_for_run_at,
     jobs_fail_retry_then_park,
     jobs_expired_lease_is_claimed_again,
@@ -274,19 +275,48 @@ async fn outbox_keeps_mail_until_sent(db: Db) {
 async fn enqueue_one(db: &Db, kind: &str, run_at: chrono::DateTime<chrono::Utc>, max_attempts: i64) -> String {
     let mut tx = db.begin().await.unwrap();
     let payload = serde_json::json!({"n": 1});
-    let id =
-        jobs::enqueue(&mut tx, &jobs::NewJob { kind, payload: &payload, max_attempts, run_at }, now()).await.unwrap();
+    let job = jobs::NewJob { kind, payload: &payload, max_attempts, run_at, dedupe_key: None };
+    let id = jobs::enqueue(&mut tx, &job, now()).await.unwrap().expect("no dedupe key: always enqueued");
     tx.commit().await.unwrap();
     id
+}
+
+async fn jobs_with_a_dedupe_key_are_queued_once_while_live(db: Db) {
+    let payload = serde_json::json!({"member_id": "m1"});
+    let job =
+        jobs::NewJob { kind: "sync", payload: &payload, max_attempts: 1, run_at: now(), dedupe_key: Some("sync:m1") };
+    let mut tx = db.begin().await.unwrap();
+    let first = jobs::enqueue(&mut tx, &job, now()).await.unwrap();
+    assert!(first.is_some());
+    assert_eq!(jobs::enqueue(&mut tx, &job, now()).await.unwrap(), None, "same key in the same transaction");
+    tx.commit().await.unwrap();
+    let mut tx = db.begin().await.unwrap();
+    assert_eq!(jobs::enqueue(&mut tx, &job, now()).await.unwrap(), None, "same key while queued");
+    let other = jobs::NewJob { dedupe_key: Some("sync:m2"), ..job };
+    assert!(jobs::enqueue(&mut tx, &other, now()).await.unwrap().is_some(), "another key is another job");
+    tx.commit().await.unwrap();
+    assert_eq!(jobs::list(&db, false).await.unwrap().len(), 2);
+
+    // Running still holds the key; parking gives it up, so the work can be asked for again.
+    let claimed = jobs::claim(&db, "w", now(), now() + Duration::seconds(30)).await.unwrap().unwrap();
+    let mut tx = db.begin().await.unwrap();
+    let held = jobs::NewJob {
+        dedupe_key: if claimed.id == first.clone().unwrap() { Some("sync:m1") } else { Some("sync:m2") },
+        ..job
+    };
+    assert_eq!(jobs::enqueue(&mut tx, &held, now()).await.unwrap(), None, "same key while running");
+    drop(tx);
+    jobs::fail(&db, &claimed.id, "w", "boom", None, now()).await.unwrap();
+    let mut tx = db.begin().await.unwrap();
+    assert!(jobs::enqueue(&mut tx, &held, now()).await.unwrap().is_some(), "a parked job frees its key");
+    tx.commit().await.unwrap();
 }
 
 async fn jobs_enqueued_with_a_rolled_back_change_vanish(db: Db) {
     let mut tx = db.begin().await.unwrap();
     let payload = serde_json::json!({});
-    let id =
-        jobs::enqueue(&mut tx, &jobs::NewJob { kind: "k", payload: &payload, max_attempts: 3, run_at: now() }, now())
-            .await
-            .unwrap();
+    let job = jobs::NewJob { kind: "k", payload: &payload, max_attempts: 3, run_at: now(), dedupe_key: None };
+    let id = jobs::enqueue(&mut tx, &job, now()).await.unwrap().unwrap();
     drop(tx);
     assert!(jobs::get(&db, &id).await.unwrap().is_none());
     assert!(jobs::claim(&db, "w", now(), now() + Duration::seconds(30)).await.unwrap().is_none());

@@ -1,6 +1,6 @@
 //! Accounts, debt shares and transactions of the signed-in user.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -10,14 +10,13 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use donkies_domain::{Cents, carve_share, roundup};
-use donkies_store::accounts::{self, Account};
-use donkies_store::members::{self, Member};
-use donkies_store::{now, transactions};
+use donkies_domain::{Cents, roundup};
+use donkies_store::accounts::Account;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
-use super::extract::{AuthUser, Body, Fields};
+use super::extract::{AuthUser, Body};
+use super::input::{Check, Field, RequestBody, Valid};
 use super::members::{InstitutionView, MemberView, datetime, member_view};
 use super::page::Page;
 
@@ -79,14 +78,10 @@ pub struct AccountView {
 
 /// Render accounts, reading each member once.
 async fn account_views(state: &AppState, list: Vec<Account>) -> ApiResult<Vec<AccountView>> {
-    let mut members_by_id: HashMap<String, Member> = HashMap::new();
+    let members_by_id = state.services.members_of(&list).await?;
     let mut out = Vec::with_capacity(list.len());
     for a in list {
-        if !members_by_id.contains_key(&a.member_id) {
-            let m = members::get(&state.db, &a.member_id).await?.ok_or(ApiError::NotFound)?;
-            members_by_id.insert(a.member_id.clone(), m);
-        }
-        let m = members_by_id[&a.member_id].clone();
+        let m = members_by_id.get(&a.member_id).cloned().ok_or(ApiError::NotFound)?;
         let institution = m.institution().into();
         out.push(AccountView {
             member: member_view(state, m).await?,
@@ -128,10 +123,6 @@ async fn account_views(state: &AppState, list: Vec<Account>) -> ApiResult<Vec<Ac
     Ok(out)
 }
 
-async fn one_account(state: &AppState, user_id: &str, id: &str) -> ApiResult<Account> {
-    accounts::get(&state.db, user_id, id).await?.ok_or(ApiError::NotFound)
-}
-
 /// The user's accounts, inactive ones included.
 #[utoipa::path(get, path = "/v1/accounts", tag = "accounts", security(("token" = [])), responses((status = 200, body = [AccountView])))]
 async fn list_accounts(
@@ -139,7 +130,7 @@ async fn list_accounts(
     auth: AuthUser,
     page: Page,
 ) -> ApiResult<axum::response::Response> {
-    let list = accounts::list_for_user(&state.db, &auth.user.id).await?;
+    let list = state.services.accounts(&auth.user.id).await?;
     Ok(page.respond(account_views(&state, list).await?))
 }
 
@@ -151,7 +142,7 @@ async fn get_account(
     auth: AuthUser,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<AccountView>> {
-    let account = one_account(&state, &auth.user.id, &id).await?;
+    let account = state.services.account(&auth.user.id, &id).await?;
     let mut views = account_views(&state, vec![account]).await?;
     Ok(axum::Json(views.remove(0)))
 }
@@ -164,17 +155,22 @@ async fn delete_account(
     auth: AuthUser,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    if !accounts::hide(&state.db, &auth.user.id, &id, now()).await? {
-        return Err(ApiError::NotFound);
-    }
-    state.banking.rebalance_debt_shares(&auth.user.id).await?;
+    state.services.hide_account(&auth.user.id, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize, ToSchema)]
-#[allow(dead_code)]
+#[derive(Default, Deserialize, ToSchema)]
 pub struct SetActiveRequest {
-    is_active: bool,
+    #[schema(value_type = bool, required = true)]
+    #[serde(default)]
+    is_active: Field<bool>,
+}
+
+impl RequestBody for SetActiveRequest {
+    type Parsed = bool;
+    fn parse(self, c: &mut Check) -> Option<bool> {
+        c.required("is_active", self.is_active)
+    }
 }
 
 /// Switch an account on or off; each institution keeps at least one active account.
@@ -184,36 +180,30 @@ async fn set_active(
     State(state): State<AppState>,
     auth: AuthUser,
     Path(id): Path<String>,
-    body: Body,
+    Valid(active): Valid<SetActiveRequest>,
 ) -> ApiResult<StatusCode> {
-    let account = one_account(&state, &auth.user.id, &id).await?;
-    let mut f = Fields::new(body);
-    let active = f.optional_bool("is_active");
-    if active.is_none() && !f.has_error("is_active") {
-        f.error("is_active", "This field is required.");
-    }
-    f.finish()?;
-    let active = active.unwrap_or(true);
-    let mut tx = state.db.begin().await?;
-    accounts::set_active(&mut tx, &auth.user.id, &account.id, active, now()).await?;
-    if !active && accounts::count_active_in_member(&mut tx, &account.member_id).await? == 0 {
-        return Err(ApiError::non_field("At least one account at each institution must stay active."));
-    }
-    if !active && account.transfer_share > 0 {
-        accounts::set_shares(&mut tx, &auth.user.id, &[], now()).await?;
-    }
-    tx.commit().await?;
-    if !active && account.transfer_share > 0 {
-        // Give the share back to the remaining debt accounts.
-        state.banking.rebalance_debt_shares(&auth.user.id).await?;
-    }
+    state.services.set_account_active(&auth.user.id, &id, active).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize, ToSchema)]
-#[allow(dead_code)]
+#[derive(Default, Deserialize, ToSchema)]
 pub struct AccountNumberRequest {
-    account_number: String,
+    /// 4 to 17 digits (spaces and dashes are ignored).
+    #[schema(value_type = String, required = true)]
+    #[serde(default)]
+    account_number: Field<String>,
+}
+
+impl RequestBody for AccountNumberRequest {
+    type Parsed = String;
+    fn parse(self, c: &mut Check) -> Option<String> {
+        let number = c.text("account_number", self.account_number)?.replace([' ', '-'], "");
+        if !(4..=17).contains(&number.len()) || !number.bytes().all(|b| b.is_ascii_digit()) {
+            c.error("account_number", "Enter a valid account number (4 to 17 digits).");
+            return None;
+        }
+        Some(number)
+    }
 }
 
 /// Record the account's number (stored encrypted, shown as its last four digits).
@@ -224,30 +214,10 @@ async fn set_account_number(
     State(state): State<AppState>,
     auth: AuthUser,
     Path(id): Path<String>,
-    body: Body,
+    Valid(number): Valid<AccountNumberRequest>,
 ) -> ApiResult<StatusCode> {
-    let account = one_account(&state, &auth.user.id, &id).await?;
-    let mut f = Fields::new(body);
-    let number = f.required_str("account_number").map(|n| n.replace([' ', '-'], ""));
-    if number.as_ref().is_some_and(|n| !(4..=17).contains(&n.len()) || !n.bytes().all(|b| b.is_ascii_digit())) {
-        f.error("account_number", "Enter a valid account number (4 to 17 digits).");
-    }
-    f.finish()?;
-    let number = number.unwrap_or_default();
-    let sealed = state.sealer.seal(&number);
-    let last4 = &number[number.len() - 4..];
-    if !accounts::set_account_number(&state.db, &auth.user.id, &account.id, &sealed, last4, now()).await? {
-        return Err(ApiError::non_field("The account number is already set."));
-    }
+    state.services.set_account_number(&auth.user.id, &id, &number).await?;
     Ok(StatusCode::CREATED)
-}
-
-async fn active_debts(state: &AppState, user_id: &str) -> ApiResult<Vec<Account>> {
-    Ok(accounts::list_for_user(&state.db, user_id)
-        .await?
-        .into_iter()
-        .filter(|a| a.type_ds == "debt" && a.is_active)
-        .collect())
 }
 
 /// Set every active debt account's share of the payouts: `{"id<account id>": percent, …}`.
@@ -255,7 +225,6 @@ async fn active_debts(state: &AppState, user_id: &str) -> ApiResult<Vec<Account>
     request_body(content = Object, description = "`{\"id<account id>\": <int percent>}` for every active debt account, summing to 100"),
     responses((status = 200), (status = 400)))]
 async fn edit_share(State(state): State<AppState>, auth: AuthUser, body: Body) -> ApiResult<axum::Json<Value>> {
-    let debts = active_debts(&state, &auth.user.id).await?;
     let mut shares: BTreeMap<String, i64> = BTreeMap::new();
     for (key, value) in &body.0 {
         let Some(id) = key.strip_prefix("id") else {
@@ -275,17 +244,7 @@ async fn edit_share(State(state): State<AppState>, auth: AuthUser, body: Body) -
             }
         }
     }
-    let expected: std::collections::BTreeSet<&str> = debts.iter().map(|a| a.id.as_str()).collect();
-    let given: std::collections::BTreeSet<&str> = shares.keys().map(String::as_str).collect();
-    if expected != given {
-        return Err(ApiError::non_field("Give a share for exactly each of your active debt accounts."));
-    }
-    let values: Vec<i64> = shares.values().copied().collect();
-    donkies_domain::validate_shares(&values).map_err(|e| ApiError::non_field(e.to_string()))?;
-    let pairs: Vec<(String, i64)> = shares.into_iter().collect();
-    let mut tx = state.db.begin().await?;
-    accounts::set_shares(&mut tx, &auth.user.id, &pairs, now()).await?;
-    tx.commit().await?;
+    let pairs = state.services.edit_shares(&auth.user.id, shares).await?;
     let out: serde_json::Map<String, Value> =
         pairs.into_iter().map(|(id, s)| (format!("id{id}"), Value::from(s))).collect();
     Ok(axum::Json(Value::Object(out)))
@@ -299,7 +258,7 @@ pub struct DebtLink {
 }
 
 async fn debt_links(state: &AppState, user_id: &str) -> ApiResult<Vec<DebtLink>> {
-    let debts = active_debts(state, user_id).await?;
+    let debts = state.services.active_debts(user_id).await?;
     let views = account_views(state, debts).await?;
     Ok(views.into_iter().map(|v| DebtLink { share: v.transfer_share, account: v }).collect())
 }
@@ -314,11 +273,29 @@ async fn list_debt_links(
     Ok(page.respond(debt_links(&state, &auth.user.id).await?))
 }
 
-#[derive(Deserialize, ToSchema)]
-#[allow(dead_code)]
+#[derive(Default, Deserialize, ToSchema)]
 pub struct LinkDebtRequest {
-    account: String,
-    share: i64,
+    /// The debt account's id.
+    #[schema(value_type = String, required = true)]
+    #[serde(default)]
+    account: Field<String>,
+    /// 0 to 100.
+    #[schema(value_type = i64, minimum = 0, maximum = 100, required = true)]
+    #[serde(default)]
+    share: Field<i64>,
+}
+
+impl RequestBody for LinkDebtRequest {
+    type Parsed = (String, u32);
+    fn parse(self, c: &mut Check) -> Option<(String, u32)> {
+        let account = c.text("account", self.account);
+        let share = c.required("share", self.share);
+        let share = c.parse("share", share, |s| match u32::try_from(s) {
+            Ok(s) if s <= 100 => Ok(s),
+            _ => Err("Ensure this value is an integer from 0 to 100."),
+        });
+        Some((account?.trim().to_owned(), share?))
+    }
 }
 
 /// Give one debt account a share; the others are rescaled so the total stays 100.
@@ -327,31 +304,9 @@ pub struct LinkDebtRequest {
 async fn link_debt(
     State(state): State<AppState>,
     auth: AuthUser,
-    body: Body,
+    Valid((account, share)): Valid<LinkDebtRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<Vec<DebtLink>>)> {
-    let mut f = Fields::new(body);
-    let account = f.required_str("account");
-    let share = f.optional_int("share");
-    if share.is_none() && !f.has_error("share") {
-        f.error("share", "This field is required.");
-    }
-    if share.is_some_and(|s| !(0..=100).contains(&s)) {
-        f.error("share", "Ensure this value is an integer from 0 to 100.");
-    }
-    f.finish()?;
-    let (Some(account), Some(share)) = (account, share) else {
-        return Err(ApiError::non_field("Invalid data."));
-    };
-    let debts = active_debts(&state, &auth.user.id).await?;
-    let Some(index) = debts.iter().position(|a| a.id == account.trim()) else {
-        return Err(ApiError::field("account", "Choose one of your active debt accounts."));
-    };
-    let current: Vec<u32> = debts.iter().map(|a| a.transfer_share.clamp(0, 100) as u32).collect();
-    let carved = carve_share(&current, index, share as u32);
-    let pairs: Vec<(String, i64)> = debts.iter().map(|a| a.id.clone()).zip(carved.into_iter().map(i64::from)).collect();
-    let mut tx = state.db.begin().await?;
-    accounts::set_shares(&mut tx, &auth.user.id, &pairs, now()).await?;
-    tx.commit().await?;
+    state.services.link_debt(&auth.user.id, &account, share).await?;
     Ok((StatusCode::CREATED, axum::Json(debt_links(&state, &auth.user.id).await?)))
 }
 
@@ -405,13 +360,9 @@ async fn list_transactions(
 ) -> ApiResult<axum::response::Response> {
     let even = auth.user.is_even_roundup;
     let account = q.account_id.as_deref().filter(|a| !a.is_empty());
-    let limit = page.limit.map(|l| l as i64);
-    let list = transactions::list_for_user(&state.db, &auth.user.id, account, limit, page.offset as i64).await?;
-    let count = match page.limit {
-        Some(_) => transactions::count_visible(&state.db, &auth.user.id, account).await? as usize,
-        None => list.len(),
-    };
-    let views = list
+    let found = state.services.transactions(&auth.user.id, account, page.limit, page.offset).await?;
+    let views = found
+        .rows
         .into_iter()
         .map(|t| {
             let spare = if t.kind == "DEBIT" && t.account_type_ds == "debit" {
@@ -451,5 +402,5 @@ async fn list_transactions(
             }
         })
         .collect();
-    Ok(page.respond_counted(count, views))
+    Ok(page.respond_counted(found.count, views))
 }

@@ -9,15 +9,12 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use donkies_domain::{Email, Password};
-use donkies_store::tokens::{NewActionToken, Purpose};
-use donkies_store::users::NewUser;
-use donkies_store::{StoreError, new_id, now, tokens, users};
 
 use super::error::{ApiError, ApiResult};
-use super::extract::{AuthUser, Body, ClientIp, Fields};
+use super::extract::{AuthUser, ClientIp};
+use super::input::{Check, Field, RequestBody, Valid};
 use super::{AppState, Limit};
-use crate::crypto::{self, new_token, token_hash};
-use crate::mail;
+use crate::services::identity::BAD_LOGIN;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -30,23 +27,10 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(reset_password))
 }
 
-pub const EMAIL_TAKEN: &str = "User with this email already exists.";
-pub const BAD_LOGIN: &str = "Email or password is not correct.";
-
 #[derive(Serialize, ToSchema)]
 pub struct TokenResponse {
     /// Session token for `Authorization: Token <token>`.
     pub token: String,
-}
-
-#[derive(Deserialize, ToSchema)]
-#[allow(dead_code)]
-pub struct SignupRequest {
-    email: String,
-    /// At least 8 characters.
-    password: String,
-    first_name: String,
-    last_name: String,
 }
 
 /// `{"field": ["message"]}` or `{"non_field_errors": ["message"]}`.
@@ -62,141 +46,121 @@ pub struct Detail {
     detail: String,
 }
 
-/// Parse `field` as an email, recording an error when it is missing or invalid.
-pub fn email_field(fields: &mut Fields, field: &str) -> Option<Email> {
-    let raw = fields.required_str(field)?;
-    match Email::parse(&raw) {
-        Ok(email) => Some(email),
-        Err(e) => {
-            fields.error(field, e.to_string());
-            None
+impl Check {
+    /// A required email address.
+    pub fn email(&mut self, name: &str, field: Field<String>) -> Option<Email> {
+        let raw = self.text(name, field);
+        self.parse(name, raw, |s| Email::parse(&s))
+    }
+
+    /// A required new password (8–128 characters).
+    pub fn new_password(&mut self, name: &str, field: Field<String>) -> Option<Password> {
+        let raw = self.secret(name, field);
+        self.parse(name, raw, |s| Password::parse(&s))
+    }
+
+    /// A required name of at most 150 characters.
+    pub fn name(&mut self, name: &str, field: Field<String>) -> Option<String> {
+        let value = self.text(name, field)?.trim().to_owned();
+        if value.chars().count() > 150 {
+            self.error(name, "Ensure this field has no more than 150 characters.");
+            return None;
         }
+        Some(value)
     }
 }
 
-/// Parse `field` as a new password (8–128 characters).
-pub fn password_field(fields: &mut Fields, field: &str) -> Option<Password> {
-    let raw = fields.required_secret(field)?;
-    match Password::parse(&raw) {
-        Ok(p) => Some(p),
-        Err(e) => {
-            fields.error(field, e.to_string());
-            None
-        }
-    }
+#[derive(Default, Deserialize, ToSchema)]
+pub struct SignupRequest {
+    #[schema(value_type = String, format = Email, required = true)]
+    #[serde(default)]
+    email: Field<String>,
+    /// At least 8 characters.
+    #[schema(value_type = String, format = Password, min_length = 8, required = true)]
+    #[serde(default)]
+    password: Field<String>,
+    #[schema(value_type = String, max_length = 150, required = true)]
+    #[serde(default)]
+    first_name: Field<String>,
+    #[schema(value_type = String, max_length = 150, required = true)]
+    #[serde(default)]
+    last_name: Field<String>,
 }
 
-fn name_field(fields: &mut Fields, field: &str) -> Option<String> {
-    let name = fields.required_str(field)?.trim().to_owned();
-    if name.chars().count() > 150 {
-        fields.error(field, "Ensure this field has no more than 150 characters.");
-        return None;
-    }
-    Some(name)
+pub struct Signup {
+    email: Email,
+    password: Password,
+    first_name: String,
+    last_name: String,
 }
 
-/// Start a session: a new random token, of which only the hash is stored.
-pub async fn issue_token(state: &AppState, user_id: &str) -> ApiResult<String> {
-    let token = new_token();
-    let t = now();
-    tokens::insert_session(&state.db, &token_hash(&token), user_id, t, t + state.settings.token_ttl).await?;
-    Ok(token)
+impl RequestBody for SignupRequest {
+    type Parsed = Signup;
+    fn parse(self, c: &mut Check) -> Option<Signup> {
+        let email = c.email("email", self.email);
+        let password = c.new_password("password", self.password);
+        let first_name = c.name("first_name", self.first_name);
+        let last_name = c.name("last_name", self.last_name);
+        Some(Signup { email: email?, password: password?, first_name: first_name?, last_name: last_name? })
+    }
 }
 
 /// Create an account and mail the confirmation link.
 #[utoipa::path(post, path = "/v1/auth/signup", tag = "auth", request_body = SignupRequest,
     responses((status = 204, description = "created; confirmation email sent"), (status = 400, body = ValidationErrors)))]
-async fn signup(State(state): State<AppState>, body: Body) -> ApiResult<StatusCode> {
-    let mut f = Fields::new(body);
-    let email = email_field(&mut f, "email");
-    let password = password_field(&mut f, "password");
-    let first_name = name_field(&mut f, "first_name");
-    let last_name = name_field(&mut f, "last_name");
-    f.finish()?;
-    let (Some(email), Some(password), Some(first_name), Some(last_name)) = (email, password, first_name, last_name)
-    else {
-        return Err(ApiError::non_field("Invalid data."));
-    };
-    let password_hash = crypto::hash_password(password.expose().to_owned()).await?;
-    let id = new_id();
-    let encrypted_id = new_token();
-    let confirmation = new_token();
-    let mut tx = state.db.begin().await?;
-    let inserted = users::insert(
-        &mut tx,
-        &NewUser {
-            id: &id,
-            email: email.as_str(),
-            password_hash: &password_hash,
-            first_name: &first_name,
-            last_name: &last_name,
-            identifier: &new_token(),
-            encrypted_id: &encrypted_id,
-            confirmation_token_hash: &token_hash(&confirmation),
-            now: now(),
-        },
-    )
-    .await;
-    match inserted {
-        Err(StoreError::Conflict(_)) => return Err(ApiError::field("email", EMAIL_TAKEN)),
-        other => other?,
-    }
-    let link = state.settings.frontend_link("confirm", &[("id", &encrypted_id), ("token", &confirmation)]);
-    mail::queue(
-        &mut tx,
-        Some(&id),
-        email.as_str(),
-        mail::signup_confirmation(&first_name, &link),
-        state.settings.job_max_attempts,
-    )
-    .await?;
-    let create_user = serde_json::json!({ "user_id": id });
-    let kind = crate::banking::CREATE_AGGREGATOR_USER_JOB;
-    state.banking.enqueue(&mut tx, kind, create_user, std::time::Duration::ZERO).await?;
-    tx.commit().await?;
-    state.wake_worker.notify_one();
-    tracing::info!(user = %id, "user signed up");
+async fn signup(State(state): State<AppState>, Valid(s): Valid<SignupRequest>) -> ApiResult<StatusCode> {
+    state.services.sign_up(&s.email, s.password, &s.first_name, &s.last_name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize, ToSchema)]
-#[allow(dead_code)]
+#[derive(Default, Deserialize, ToSchema)]
 pub struct ConfirmRequest {
-    encrypted_id: String,
-    confirmation_token: String,
+    #[schema(value_type = String, required = true)]
+    #[serde(default)]
+    encrypted_id: Field<String>,
+    #[schema(value_type = String, required = true)]
+    #[serde(default)]
+    confirmation_token: Field<String>,
+}
+
+impl RequestBody for ConfirmRequest {
+    type Parsed = (String, String);
+    fn parse(self, c: &mut Check) -> Option<(String, String)> {
+        let id = c.text("encrypted_id", self.encrypted_id);
+        let token = c.text("confirmation_token", self.confirmation_token);
+        Some((id?.trim().to_owned(), token?.trim().to_owned()))
+    }
 }
 
 /// Confirm the email address with the emailed link's values; signs the user in.
 #[utoipa::path(post, path = "/v1/auth/signup/confirm", tag = "auth", request_body = ConfirmRequest,
     responses((status = 201, body = TokenResponse), (status = 400, body = ValidationErrors)))]
-async fn confirm_signup(State(state): State<AppState>, body: Body) -> ApiResult<Response> {
-    let mut f = Fields::new(body);
-    let encrypted_id = f.required_str("encrypted_id");
-    let token = f.required_str("confirmation_token");
-    f.finish()?;
-    let (Some(encrypted_id), Some(token)) = (encrypted_id, token) else {
-        return Err(ApiError::non_field("Invalid data."));
-    };
-    let Some(user) = users::find_by_encrypted_id(&state.db, encrypted_id.trim()).await? else {
-        return Err(ApiError::field("encrypted_id", "Provided id is not correct"));
-    };
-    if user.is_confirmed {
-        return Err(ApiError::non_field("Registration already has been confirmed."));
-    }
-    let confirmed = users::confirm(&state.db, &user.id, &token_hash(token.trim()), now()).await?;
-    state.sessions.forget_user(&user.id);
-    if !confirmed {
-        return Err(ApiError::non_field("Provided confirmation token is not correct"));
-    }
-    let token = issue_token(&state, &user.id).await?;
+async fn confirm_signup(
+    State(state): State<AppState>,
+    Valid((encrypted_id, token)): Valid<ConfirmRequest>,
+) -> ApiResult<Response> {
+    let token = state.services.confirm_sign_up(&encrypted_id, &token).await?;
     Ok((StatusCode::CREATED, axum::Json(TokenResponse { token })).into_response())
 }
 
-#[derive(Deserialize, ToSchema)]
-#[allow(dead_code)]
+#[derive(Default, Deserialize, ToSchema)]
 pub struct LoginRequest {
-    email: String,
-    password: String,
+    #[schema(value_type = String, required = true)]
+    #[serde(default)]
+    email: Field<String>,
+    #[schema(value_type = String, format = Password, required = true)]
+    #[serde(default)]
+    password: Field<String>,
+}
+
+impl RequestBody for LoginRequest {
+    type Parsed = Option<(String, String)>;
+    fn parse(self, c: &mut Check) -> Option<Option<(String, String)>> {
+        let email = c.text("email", self.email);
+        let password = c.secret("password", self.password);
+        // Whatever is missing, the answer must not tell an unknown email from a wrong password.
+        Some(email.zip(password).map(|(e, p)| (e.trim().to_lowercase(), p)))
+    }
 }
 
 /// Sign in with email and password.
@@ -205,85 +169,41 @@ pub struct LoginRequest {
 async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
-    body: Body,
+    Valid(credentials): Valid<LoginRequest>,
 ) -> ApiResult<axum::Json<TokenResponse>> {
-    let mut f = Fields::new(body);
-    let email = f.required_str("email");
-    let password = f.required_secret("password");
-    f.finish()?;
-    let (Some(email), Some(password)) = (email, password) else {
+    let Some((email, password)) = credentials else {
         return Err(ApiError::non_field(BAD_LOGIN));
     };
-    let email = email.trim().to_lowercase();
     state.limits.check(Limit::Login, &[format!("ip:{ip}"), format!("email:{email}")])?;
-    let user = users::find_by_email(&state.db, &email).await?;
-    let ok = crypto::verify_password(password, user.as_ref().map(|u| u.password_hash.clone())).await?;
-    let Some(user) = user.filter(|_| ok) else {
-        return Err(ApiError::non_field(BAD_LOGIN));
-    };
-    let token = issue_token(&state, &user.id).await?;
+    let token = state.services.log_in(&email, password).await?;
     Ok(axum::Json(TokenResponse { token }))
-}
-
-async fn logout(state: AppState, auth: AuthUser) -> ApiResult<StatusCode> {
-    let mut tx = state.db.begin().await?;
-    tokens::delete_sessions(&mut tx, &auth.user.id).await?;
-    tx.commit().await?;
-    state.sessions.forget_user(&auth.user.id);
-    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Sign out: every token of the user stops working.
 #[utoipa::path(get, path = "/v1/auth/logout", tag = "auth", security(("token" = [])), responses((status = 204)))]
 async fn logout_get(State(state): State<AppState>, auth: AuthUser) -> ApiResult<StatusCode> {
-    logout(state, auth).await
+    state.services.log_out(&auth.user.id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Sign out: every token of the user stops working.
 #[utoipa::path(post, path = "/v1/auth/logout", tag = "auth", security(("token" = [])), responses((status = 204)))]
 async fn logout_post(State(state): State<AppState>, auth: AuthUser) -> ApiResult<StatusCode> {
-    logout(state, auth).await
+    logout_get(State(state), auth).await
 }
 
-#[derive(Deserialize, ToSchema)]
-#[allow(dead_code)]
+#[derive(Default, Deserialize, ToSchema)]
 pub struct ResetRequest {
-    email: String,
+    #[schema(value_type = String, format = Email, required = true)]
+    #[serde(default)]
+    email: Field<String>,
 }
 
-async fn password_reset_request(state: AppState, ip: std::net::IpAddr, body: Body) -> ApiResult<StatusCode> {
-    let mut f = Fields::new(body);
-    let email = email_field(&mut f, "email");
-    f.finish()?;
-    let Some(email) = email else {
-        return Err(ApiError::non_field("Invalid data."));
-    };
-    state.limits.check(Limit::PasswordReset, &[format!("ip:{ip}"), format!("email:{email}")])?;
-    let Some(user) = users::find_by_email(&state.db, email.as_str()).await? else {
-        // Same answer as for a known address: no account enumeration.
-        return Ok(StatusCode::NO_CONTENT);
-    };
-    let token = new_token();
-    let t = now();
-    let mut tx = state.db.begin().await?;
-    tokens::insert_action(
-        &mut tx,
-        &NewActionToken {
-            token_hash: &token_hash(&token),
-            user_id: &user.id,
-            purpose: Purpose::PasswordReset,
-            new_email: None,
-            now: t,
-            expires_at: t + state.settings.link_ttl,
-        },
-    )
-    .await?;
-    let link = state.settings.frontend_link("reset", &[("id", &user.encrypted_id), ("token", &token)]);
-    let message = mail::password_reset(&user.first_name, &link, state.settings.link_ttl.num_minutes());
-    mail::queue(&mut tx, Some(&user.id), &user.email, message, state.settings.job_max_attempts).await?;
-    tx.commit().await?;
-    state.wake_worker.notify_one();
-    Ok(StatusCode::NO_CONTENT)
+impl RequestBody for ResetRequest {
+    type Parsed = Email;
+    fn parse(self, c: &mut Check) -> Option<Email> {
+        c.email("email", self.email)
+    }
 }
 
 /// Mail a password-reset link; 204 whether or not the address is known.
@@ -292,55 +212,61 @@ async fn password_reset_request(state: AppState, ip: std::net::IpAddr, body: Bod
 async fn request_password_reset(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
-    body: Body,
+    Valid(email): Valid<ResetRequest>,
 ) -> ApiResult<StatusCode> {
-    password_reset_request(state, ip, body).await
+    state.limits.check(Limit::PasswordReset, &[format!("ip:{ip}"), format!("email:{email}")])?;
+    state.services.request_password_reset(&email).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The same as `/v1/password/reset/request` (the original spelling).
 #[utoipa::path(post, path = "/v1/password/reset/require", tag = "auth", request_body = ResetRequest,
     responses((status = 204), (status = 400, body = ValidationErrors), (status = 429, body = Detail)))]
 async fn require_password_reset(
-    State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
-    body: Body,
+    state: State<AppState>,
+    ip: ClientIp,
+    email: Valid<ResetRequest>,
 ) -> ApiResult<StatusCode> {
-    password_reset_request(state, ip, body).await
+    request_password_reset(state, ip, email).await
 }
 
-#[derive(Deserialize, ToSchema)]
-#[allow(dead_code)]
+#[derive(Default, Deserialize, ToSchema)]
 pub struct ResetPasswordRequest {
+    #[schema(value_type = String, required = true)]
+    #[serde(default)]
+    encrypted_id: Field<String>,
+    #[schema(value_type = String, required = true)]
+    #[serde(default)]
+    reset_token: Field<String>,
+    #[schema(value_type = String, format = Password, min_length = 8, required = true)]
+    #[serde(default)]
+    new_password: Field<String>,
+}
+
+pub struct PasswordReset {
     encrypted_id: String,
-    reset_token: String,
-    new_password: String,
+    token: String,
+    password: Password,
+}
+
+impl RequestBody for ResetPasswordRequest {
+    type Parsed = PasswordReset;
+    fn parse(self, c: &mut Check) -> Option<PasswordReset> {
+        let encrypted_id = c.text("encrypted_id", self.encrypted_id);
+        let token = c.text("reset_token", self.reset_token);
+        let password = c.new_password("new_password", self.new_password);
+        Some(PasswordReset {
+            encrypted_id: encrypted_id?.trim().to_owned(),
+            token: token?.trim().to_owned(),
+            password: password?,
+        })
+    }
 }
 
 /// Set a new password with a reset link's values; the link works once. Signs out everywhere.
 #[utoipa::path(post, path = "/v1/password/reset", tag = "auth", request_body = ResetPasswordRequest,
     responses((status = 204), (status = 400, body = ValidationErrors)))]
-async fn reset_password(State(state): State<AppState>, body: Body) -> ApiResult<StatusCode> {
-    let mut f = Fields::new(body);
-    let encrypted_id = f.required_str("encrypted_id");
-    let token = f.required_str("reset_token");
-    let password = password_field(&mut f, "new_password");
-    f.finish()?;
-    let (Some(encrypted_id), Some(token), Some(password)) = (encrypted_id, token, password) else {
-        return Err(ApiError::non_field("Invalid data."));
-    };
-    let Some(user) = users::find_by_encrypted_id(&state.db, encrypted_id.trim()).await? else {
-        return Err(ApiError::field("encrypted_id", "Provided id is not correct"));
-    };
-    let password_hash = crypto::hash_password(password.expose().to_owned()).await?;
-    let mut tx = state.db.begin().await?;
-    let used =
-        tokens::consume_action(&mut tx, &token_hash(token.trim()), &user.id, Purpose::PasswordReset, now()).await?;
-    if used.is_none() {
-        return Err(ApiError::non_field("Provided reset token is not correct or has expired."));
-    }
-    users::set_password_hash(&mut tx, &user.id, &password_hash, now()).await?;
-    tokens::delete_sessions(&mut tx, &user.id).await?;
-    tx.commit().await?;
-    state.sessions.forget_user(&user.id);
+async fn reset_password(State(state): State<AppState>, Valid(r): Valid<ResetPasswordRequest>) -> ApiResult<StatusCode> {
+    state.services.reset_password(&r.encrypted_id, &r.token, r.password).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -6,6 +6,8 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::services::ServiceError;
+
 #[derive(Debug)]
 pub enum ApiError {
     /// 400 `{"field": ["message", …], …}`
@@ -42,6 +44,24 @@ impl ApiError {
 impl From<donkies_store::StoreError> for ApiError {
     fn from(err: donkies_store::StoreError) -> Self {
         ApiError::Internal(err.into())
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(err: ServiceError) -> Self {
+        match err {
+            ServiceError::Fields(fields) => ApiError::Fields(fields),
+            ServiceError::Invalid(message) => ApiError::NonField(message),
+            ServiceError::NotFound => ApiError::NotFound,
+            ServiceError::Unavailable { message, cause } => {
+                if let Some(cause) = cause {
+                    tracing::warn!(error = %cause, "outside service unavailable");
+                }
+                ApiError::Unavailable(message)
+            }
+            ServiceError::Store(e) => ApiError::Internal(e.into()),
+            ServiceError::Internal(e) => ApiError::Internal(e),
+        }
     }
 }
 

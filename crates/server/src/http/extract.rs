@@ -1,7 +1,6 @@
-//! Request extractors: bodies as JSON, form or multipart with field-by-field errors; the
-//! authenticated user; the client address.
+//! Request extractors: bodies as JSON, form or multipart; the authenticated user; the client
+//! address.
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Multipart, Request};
@@ -16,7 +15,7 @@ use crate::crypto::token_hash;
 use donkies_store::users::User;
 
 /// A request body as a map of field names to values, whatever its encoding. Form fields
-/// arrive as strings; the typed accessors of [`Fields`] accept both spellings.
+/// arrive as strings; [`super::input::Field`] accepts both spellings.
 #[derive(Debug, Default)]
 pub struct Body(pub Map<String, Value>);
 
@@ -93,114 +92,6 @@ fn json_kind(v: &Value) -> &'static str {
     }
 }
 
-pub const REQUIRED: &str = "This field is required.";
-
-/// Reads fields out of a [`Body`], collecting every problem so that one response names all
-/// the wrong fields at once.
-pub struct Fields {
-    map: Map<String, Value>,
-    errors: BTreeMap<String, Vec<String>>,
-}
-
-impl Fields {
-    pub fn new(body: Body) -> Fields {
-        Fields { map: body.0, errors: BTreeMap::new() }
-    }
-
-    pub fn error(&mut self, field: &str, message: impl Into<String>) {
-        self.errors.entry(field.to_owned()).or_default().push(message.into());
-    }
-
-    pub fn has_error(&self, field: &str) -> bool {
-        self.errors.contains_key(field)
-    }
-
-    /// A non-blank string; missing, null or blank values are errors.
-    pub fn required_str(&mut self, field: &str) -> Option<String> {
-        match self.optional_str(field) {
-            Some(s) if s.trim().is_empty() => {
-                self.error(field, "This field may not be blank.");
-                None
-            }
-            Some(s) => Some(s),
-            None if self.has_error(field) => None,
-            None => {
-                self.error(field, REQUIRED);
-                None
-            }
-        }
-    }
-
-    /// A string if present (numbers are taken as their decimal text); null counts as absent.
-    pub fn optional_str(&mut self, field: &str) -> Option<String> {
-        match self.map.get(field) {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(Value::Number(n)) => Some(n.to_string()),
-            Some(_) => {
-                self.error(field, "Not a valid string.");
-                None
-            }
-        }
-    }
-
-    /// Like [`Fields::required_str`] without trimming checks: passwords are used as typed.
-    pub fn required_secret(&mut self, field: &str) -> Option<String> {
-        match self.map.get(field) {
-            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
-            Some(Value::String(_)) => {
-                self.error(field, "This field may not be blank.");
-                None
-            }
-            None | Some(Value::Null) => {
-                self.error(field, REQUIRED);
-                None
-            }
-            Some(_) => {
-                self.error(field, "Not a valid string.");
-                None
-            }
-        }
-    }
-
-    pub fn optional_bool(&mut self, field: &str) -> Option<bool> {
-        let parsed = match self.map.get(field)? {
-            Value::Bool(b) => Some(*b),
-            Value::Number(n) if n.as_i64() == Some(1) => Some(true),
-            Value::Number(n) if n.as_i64() == Some(0) => Some(false),
-            Value::String(s) => match s.to_ascii_lowercase().as_str() {
-                "true" | "1" | "on" | "yes" => Some(true),
-                "false" | "0" | "off" | "no" => Some(false),
-                _ => None,
-            },
-            Value::Null => return None,
-            _ => None,
-        };
-        if parsed.is_none() {
-            self.error(field, "Must be a valid boolean.");
-        }
-        parsed
-    }
-
-    pub fn optional_int(&mut self, field: &str) -> Option<i64> {
-        let parsed = match self.map.get(field)? {
-            Value::Number(n) => n.as_i64(),
-            Value::String(s) => s.trim().parse().ok(),
-            Value::Null => return None,
-            _ => None,
-        };
-        if parsed.is_none() {
-            self.error(field, "A valid integer is required.");
-        }
-        parsed
-    }
-
-    /// Fail with every collected field error, if any.
-    pub fn finish(self) -> Result<(), ApiError> {
-        if self.errors.is_empty() { Ok(()) } else { Err(ApiError::Fields(self.errors)) }
-    }
-}
-
 /// The user behind a valid `Authorization: Token <key>` header.
 pub struct AuthUser {
     pub user: User,
@@ -233,7 +124,7 @@ impl FromRequestParts<AppState> for AuthUser {
         let (user, expires_at) = match state.sessions.get(&hash) {
             Some(hit) => hit,
             None => {
-                let Some((user, expires_at)) = donkies_store::users::find_by_token_hash(&state.db, &hash).await? else {
+                let Some((user, expires_at)) = state.services.session(&hash).await? else {
                     return Err(ApiError::BadToken("Invalid token."));
                 };
                 state.sessions.put(&hash, &user, expires_at);

@@ -1,6 +1,5 @@
 //! Institutions, their credentials, and members (bank linking with challenges).
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
@@ -12,19 +11,16 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use donkies_atrium::AtriumError;
-use donkies_atrium::wire::{self, ChallengeAnswer, CredentialValue};
 use donkies_domain::present_member;
-use donkies_store::institutions::{self, Institution};
-use donkies_store::members::{self, Member};
-use donkies_store::{StoreError, new_id, now};
+use donkies_store::institutions::Institution;
+use donkies_store::members::Member;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
-use super::extract::{AuthUser, Body, Fields};
+use super::extract::AuthUser;
+use super::input::{Check, Field, RequestBody, Valid};
 use super::page::Page;
-use crate::banking::LinkError;
-use crate::crypto::new_token;
+use crate::services::banking::Keyed;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -45,31 +41,6 @@ pub const DATETIME: &str = "%Y-%m-%dT%H:%M:%S";
 
 pub fn datetime(t: Option<chrono::DateTime<chrono::Utc>>) -> Option<String> {
     t.map(|t| t.format(DATETIME).to_string())
-}
-
-impl From<LinkError> for ApiError {
-    fn from(err: LinkError) -> Self {
-        match err {
-            LinkError::Unavailable(cause) => {
-                tracing::warn!(error = %cause, "aggregator unavailable");
-                ApiError::Unavailable("The bank aggregator is unavailable. Please try again later.".into())
-            }
-            LinkError::Refused(AtriumError::NotFound { .. }) => ApiError::NotFound,
-            LinkError::Refused(cause) => {
-                tracing::warn!(error = %cause, "aggregator refused the request");
-                ApiError::non_field(format!("The bank refused the request: {}", refusal_message(&cause)))
-            }
-            LinkError::Store(e) => e.into(),
-            LinkError::Other(e) => ApiError::Internal(e),
-        }
-    }
-}
-
-fn refusal_message(err: &AtriumError) -> String {
-    match err {
-        AtriumError::Conflict { message } | AtriumError::Other { message, .. } => message.clone(),
-        other => other.to_string(),
-    }
 }
 
 /// An institution.
@@ -102,7 +73,7 @@ async fn list_institutions(
     Query(q): Query<SearchQuery>,
     page: Page,
 ) -> ApiResult<axum::response::Response> {
-    let list = institutions::list(&state.db, q.search.as_deref(), 10_000).await?;
+    let list = state.services.list_institutions(q.search.as_deref(), 10_000).await?;
     Ok(page.respond(list.into_iter().map(InstitutionView::from).collect()))
 }
 
@@ -114,7 +85,7 @@ async fn get_institution(
     _auth: AuthUser,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<InstitutionView>> {
-    let inst = institutions::get(&state.db, &id).await?.ok_or(ApiError::NotFound)?;
+    let inst = state.services.institution(&id).await?;
     Ok(axum::Json(inst.into()))
 }
 
@@ -140,7 +111,7 @@ async fn suggest_institutions(
     let Some(value) = q.value.filter(|v| !v.trim().is_empty()) else {
         return Ok(axum::Json(Vec::new()));
     };
-    let list = institutions::list(&state.db, Some(value.trim()), 10).await?;
+    let list = state.services.list_institutions(Some(value.trim()), 10).await?;
     Ok(axum::Json(list.into_iter().map(|i| Suggestion { id: i.id, value: i.name }).collect()))
 }
 
@@ -158,16 +129,11 @@ pub struct CredentialView {
 
 async fn credentials_view(
     state: &AppState,
-    inst: Option<Institution>,
+    inst: crate::services::ServiceResult<Institution>,
     live: bool,
 ) -> ApiResult<axum::Json<Vec<CredentialView>>> {
-    let inst = inst.ok_or(ApiError::NotFound)?;
-    let creds = if live {
-        state.banking.refresh_credentials(&inst.code).await?
-    } else {
-        let stored = institutions::credentials(&state.db, &inst.id).await?;
-        if stored.is_empty() { state.banking.refresh_credentials(&inst.code).await? } else { stored }
-    };
+    let inst = inst?;
+    let creds = state.services.institution_credentials(&inst, live).await?;
     Ok(axum::Json(
         creds
             .into_iter()
@@ -191,7 +157,7 @@ async fn credentials_by_code(
     _auth: AuthUser,
     Path(code): Path<String>,
 ) -> ApiResult<axum::Json<Vec<CredentialView>>> {
-    let inst = institutions::get_by_code(&state.db, &code).await?;
+    let inst = state.services.institution_by_code(&code).await;
     credentials_view(&state, inst, false).await
 }
 
@@ -203,7 +169,7 @@ async fn credentials_by_code_alias(
     _auth: AuthUser,
     Path(code): Path<String>,
 ) -> ApiResult<axum::Json<Vec<CredentialView>>> {
-    let inst = institutions::get_by_code(&state.db, &code).await?;
+    let inst = state.services.institution_by_code(&code).await;
     credentials_view(&state, inst, false).await
 }
 
@@ -215,7 +181,7 @@ async fn credentials_by_id(
     _auth: AuthUser,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Vec<CredentialView>>> {
-    let inst = institutions::get(&state.db, &id).await?;
+    let inst = state.services.institution(&id).await;
     credentials_view(&state, inst, false).await
 }
 
@@ -227,7 +193,7 @@ async fn live_credentials_by_code(
     _auth: AuthUser,
     Path(code): Path<String>,
 ) -> ApiResult<axum::Json<Vec<CredentialView>>> {
-    let inst = institutions::get_by_code(&state.db, &code).await?;
+    let inst = state.services.institution_by_code(&code).await;
     credentials_view(&state, inst, true).await
 }
 
@@ -239,7 +205,7 @@ async fn live_credentials_by_id(
     _auth: AuthUser,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Vec<CredentialView>>> {
-    let inst = institutions::get(&state.db, &id).await?;
+    let inst = state.services.institution(&id).await;
     credentials_view(&state, inst, true).await
 }
 
@@ -286,25 +252,23 @@ pub struct MemberView {
 
 pub async fn member_view(state: &AppState, m: Member) -> ApiResult<MemberView> {
     let presentation = present_member(&m.status, m.gave_up);
-    let challenges = if m.status == "CHALLENGED" && !m.gave_up {
-        members::challenges(&state.db, &m.id)
-            .await?
-            .into_iter()
-            .map(|c| {
-                let options: Value = serde_json::from_str(&c.options).unwrap_or(Value::Array(Vec::new()));
-                ChallengeView {
-                    guid: c.guid,
-                    field_name: c.field_name,
-                    label: c.label,
-                    kind: c.kind,
-                    options,
-                    image_data: c.image_data,
-                }
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let challenges = state
+        .services
+        .member_challenges(&m)
+        .await?
+        .into_iter()
+        .map(|c| {
+            let options: Value = serde_json::from_str(&c.options).unwrap_or(Value::Array(Vec::new()));
+            ChallengeView {
+                guid: c.guid,
+                field_name: c.field_name,
+                label: c.label,
+                kind: c.kind,
+                options,
+                image_data: c.image_data,
+            }
+        })
+        .collect();
     Ok(MemberView {
         institution: m.institution().into(),
         status_info: StatusInfo {
@@ -333,75 +297,80 @@ async fn list_members(
     page: Page,
 ) -> ApiResult<axum::response::Response> {
     let mut out = Vec::new();
-    for m in members::list_for_user(&state.db, &auth.user.id).await? {
+    for m in state.services.members(&auth.user.id).await? {
         out.push(member_view(&state, m).await?);
     }
     Ok(page.respond(out))
 }
 
 #[derive(Deserialize, ToSchema)]
-#[allow(dead_code)]
 pub struct CredentialInput {
+    /// The credential's `field_name` (or give its `guid`).
     field_name: Option<String>,
     guid: Option<String>,
-    value: String,
+    #[serde(default)]
+    #[schema(value_type = String, required = true)]
+    value: Field<String>,
 }
 
-#[derive(Deserialize, ToSchema)]
-#[allow(dead_code)]
-pub struct CreateMemberRequest {
-    institution_code: String,
-    /// `{"field_name", "value"}` or `{"guid", "value"}` for every credential the institution asks for.
-    credentials: Vec<CredentialInput>,
-}
-
-/// Pairs of (field name or guid, value) from a list of objects under `field`.
-fn keyed_values(
-    f: &mut Fields,
-    body: &serde_json::Map<String, Value>,
-    field: &str,
-    keys: [&str; 3],
-) -> Option<Vec<(String, String)>> {
-    let list = match body.get(field) {
-        None | Some(Value::Null) => {
-            f.error(field, "This field is required.");
-            return None;
-        }
-        Some(Value::Array(list)) => list.clone(),
-        Some(Value::String(text)) => match serde_json::from_str::<Value>(text) {
-            // Form posts carry the list as JSON text.
-            Ok(Value::Array(list)) => list,
-            _ => {
-                f.error(field, "Expected a list of items.");
-                return None;
-            }
-        },
-        Some(_) => {
-            f.error(field, "Expected a list of items.");
-            return None;
-        }
-    };
-    let mut out = Vec::new();
-    for item in &list {
-        let Some(obj) = item.as_object() else {
-            f.error(field, "Each item must be an object.");
-            return None;
-        };
-        let key = keys[..2].iter().find_map(|k| obj.get(*k).and_then(Value::as_str).map(|v| format!("{k}:{v}")));
-        let value = obj.get(keys[2]).and_then(|v| match v {
-            Value::String(s) => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
-            _ => None,
-        });
-        match (key, value) {
-            (Some(key), Some(value)) => out.push((key, value)),
-            _ => {
-                f.error(field, format!("Each item needs \"{}\" or \"{}\", and \"{}\".", keys[0], keys[1], keys[2]));
-                return None;
-            }
-        }
+impl KeyedItem for CredentialInput {
+    fn into_parts(self) -> (Option<Keyed>, Field<String>) {
+        (self.field_name.map(Keyed::Name).or(self.guid.map(Keyed::Guid)), self.value)
     }
-    Some(out)
+}
+
+/// An item of a list of answers keyed by name or by guid.
+trait KeyedItem: serde::de::DeserializeOwned {
+    fn into_parts(self) -> (Option<Keyed>, Field<String>);
+}
+
+#[derive(Default, Deserialize, ToSchema)]
+pub struct CreateMemberRequest {
+    #[schema(value_type = String, required = true)]
+    #[serde(default)]
+    institution_code: Field<String>,
+    /// `{"field_name", "value"}` or `{"guid", "value"}` for every credential the institution asks for.
+    #[schema(value_type = Vec<CredentialInput>, required = true)]
+    #[serde(default)]
+    credentials: Field<Vec<Value>>,
+}
+
+impl Check {
+    /// A list of `{"<name key>" | "guid", "value"}` objects.
+    fn keyed_values<T: KeyedItem>(
+        &mut self,
+        name: &str,
+        field: Field<Vec<Value>>,
+        keys: [&str; 2],
+    ) -> Option<Vec<(Keyed, String)>> {
+        let list = self.required(name, field)?;
+        let mut out = Vec::new();
+        for item in list {
+            if !item.is_object() {
+                self.error(name, "Each item must be an object.");
+                return None;
+            }
+            let parts = serde_json::from_value::<T>(item).ok().map(T::into_parts);
+            match parts {
+                Some((Some(key), Field::Given(value))) => out.push((key, value)),
+                _ => {
+                    let message = format!("Each item needs \"{}\" or \"{}\", and \"value\".", keys[0], keys[1]);
+                    self.error(name, message);
+                    return None;
+                }
+            }
+        }
+        Some(out)
+    }
+}
+
+impl RequestBody for CreateMemberRequest {
+    type Parsed = (String, Vec<(Keyed, String)>);
+    fn parse(self, c: &mut Check) -> Option<Self::Parsed> {
+        let code = c.text("institution_code", self.institution_code);
+        let given = c.keyed_values::<CredentialInput>("credentials", self.credentials, ["field_name", "guid"]);
+        Some((code?.trim().to_owned(), given?))
+    }
 }
 
 /// Link a bank: the member is created at the aggregator before the answer; polling follows.
@@ -411,105 +380,9 @@ fn keyed_values(
 async fn create_member(
     State(state): State<AppState>,
     auth: AuthUser,
-    body: Body,
+    Valid((code, given)): Valid<CreateMemberRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<MemberView>)> {
-    let raw = body.0.clone();
-    let mut f = Fields::new(body);
-    let code = f.required_str("institution_code");
-    let given = keyed_values(&mut f, &raw, "credentials", ["field_name", "guid", "value"]);
-    f.finish()?;
-    let (Some(code), Some(given)) = (code, given) else {
-        return Err(ApiError::non_field("Invalid data."));
-    };
-    let inst = institutions::get_by_code(&state.db, code.trim())
-        .await?
-        .ok_or_else(|| ApiError::field("institution_code", "Institution not found."))?;
-    let mut expected = institutions::credentials(&state.db, &inst.id).await?;
-    if expected.is_empty() {
-        expected = state.banking.refresh_credentials(&inst.code).await?;
-    }
-    let mut values: HashMap<String, String> = HashMap::new();
-    let mut errors = Vec::new();
-    for (key, value) in given {
-        let found = expected.iter().find(|c| match key.split_once(':') {
-            Some(("field_name", name)) => c.field_name.eq_ignore_ascii_case(name),
-            Some(("guid", guid)) => c.guid == guid,
-            _ => false,
-        });
-        match found {
-            Some(c) => {
-                values.insert(c.guid.clone(), value);
-            }
-            None => errors.push(format!("Unknown credential: {}.", key.split_once(':').map_or("", |(_, k)| k))),
-        }
-    }
-    for c in &expected {
-        if values.get(&c.guid).is_none_or(|v| v.is_empty()) {
-            errors.push(format!("Missing credential: {}.", c.field_name));
-        }
-    }
-    if !errors.is_empty() {
-        return Err(ApiError::Fields([("credentials".to_owned(), errors)].into()));
-    }
-    let credentials: Vec<CredentialValue> =
-        values.into_iter().map(|(guid, value)| CredentialValue::new(guid, value)).collect();
-    let user_guid = state.banking.ensure_aggregator_user(&auth.user.id).await?;
-
-    if let Some(existing) = members::find_for_institution(&state.db, &auth.user.id, &inst.id).await? {
-        let member_guid = existing.guid.clone().unwrap_or_default();
-        let updated = state
-            .banking
-            .aggregator
-            .update_member(&user_guid, &member_guid, &wire::MemberUpdate::credentials(credentials))
-            .await
-            .map_err(LinkError::from)?;
-        let mut tx = state.db.begin().await?;
-        state.banking.restart_polling(&mut tx, &existing.id, updated.status.as_str()).await?;
-        tx.commit().await?;
-        state.wake_worker.notify_one();
-        state.banking.notify(&existing.id);
-        let member = members::get(&state.db, &existing.id).await?.ok_or(ApiError::NotFound)?;
-        return Ok((StatusCode::CREATED, axum::Json(member_view(&state, member).await?)));
-    }
-
-    let identifier = new_token();
-    let request = wire::NewMember {
-        institution_code: inst.code.clone(),
-        credentials,
-        identifier: Some(identifier.clone()),
-        metadata: None,
-    };
-    let created = state.banking.aggregator.create_member(&user_guid, &request).await.map_err(LinkError::from)?;
-    let id = new_id();
-    let mut tx = state.db.begin().await?;
-    let inserted = members::insert(
-        &mut tx,
-        &members::NewMember {
-            id: &id,
-            user_id: &auth.user.id,
-            institution_id: &inst.id,
-            identifier: &identifier,
-            guid: &created.guid,
-            name: created.name.as_deref().unwrap_or(&inst.name),
-            status: created.status.as_str(),
-            now: now(),
-        },
-    )
-    .await;
-    if let Err(err) = inserted {
-        drop(tx);
-        // Nothing half-created: take the aggregator's member back.
-        let _ = state.banking.aggregator.delete_member(&user_guid, &created.guid).await;
-        return Err(match err {
-            StoreError::Conflict(_) => ApiError::non_field("This institution is already being linked; try again."),
-            other => other.into(),
-        });
-    }
-    state.banking.restart_polling(&mut tx, &id, created.status.as_str()).await?;
-    tx.commit().await?;
-    state.wake_worker.notify_one();
-    tracing::info!(member = %id, institution = %inst.code, "member created");
-    let member = members::get(&state.db, &id).await?.ok_or(ApiError::NotFound)?;
+    let member = state.services.create_member(&auth.user.id, &code, given).await?;
     Ok((StatusCode::CREATED, axum::Json(member_view(&state, member).await?)))
 }
 
@@ -539,13 +412,12 @@ async fn get_member(
     };
     let cache_key = format!("{}/{identifier}", auth.user.id);
     if wait == 0
-        && let Some((_, body)) = state.banking.member_reads.get(&cache_key)
+        && let Some((_, body)) = state.member_reads.get(&cache_key)
     {
         return Ok(json_bytes(body));
     }
-    let mut events = state.banking.member_events.subscribe();
-    let mut member =
-        members::find_by_identifier(&state.db, &auth.user.id, &identifier).await?.ok_or(ApiError::NotFound)?;
+    let mut events = state.member_events.subscribe();
+    let mut member = state.services.member(&auth.user.id, &identifier).await?;
     if wait > 0 {
         let seen = (member.status.clone(), member.gave_up);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
@@ -561,17 +433,17 @@ async fn get_member(
                 }
                 _ = tick => {}
             }
-            let now_status = members::status_of(&state.db, &member.id).await?;
+            let now_status = state.services.member_status(&member.id).await?;
             if now_status.as_ref() != Some(&seen) || tokio::time::Instant::now() >= deadline {
                 break;
             }
         }
-        member = members::find_by_identifier(&state.db, &auth.user.id, &identifier).await?.ok_or(ApiError::NotFound)?;
+        member = state.services.member(&auth.user.id, &identifier).await?;
     }
     let member_id = member.id.clone();
     let body =
         bytes::Bytes::from(serde_json::to_vec(&member_view(&state, member).await?).map_err(anyhow::Error::from)?);
-    state.banking.member_reads.put(&cache_key, (member_id, body.clone()));
+    state.member_reads.put(&cache_key, (member_id, body.clone()));
     Ok(json_bytes(body))
 }
 
@@ -586,32 +458,38 @@ async fn delete_member(
     auth: AuthUser,
     Path(identifier): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let member = members::find_by_identifier(&state.db, &auth.user.id, &identifier).await?.ok_or(ApiError::NotFound)?;
-    if let Some(guid) = &member.guid {
-        let user_guid = state.banking.ensure_aggregator_user(&auth.user.id).await?;
-        match state.banking.aggregator.delete_member(&user_guid, guid).await {
-            Ok(()) | Err(AtriumError::NotFound { .. }) => {}
-            Err(err) => return Err(LinkError::from(err).into()),
-        }
-    }
-    members::mark_deleted(&state.db, &member.id, now()).await?;
-    state.banking.notify(&member.id);
-    state.banking.rebalance_debt_shares(&auth.user.id).await?;
+    state.services.delete_member(&auth.user.id, &identifier).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize, ToSchema)]
-#[allow(dead_code)]
 pub struct AnswerInput {
+    /// The challenge's `label` (or give its `guid`).
     label: Option<String>,
     guid: Option<String>,
-    value: String,
+    #[serde(default)]
+    #[schema(value_type = String, required = true)]
+    value: Field<String>,
 }
 
-#[derive(Deserialize, ToSchema)]
-#[allow(dead_code)]
+impl KeyedItem for AnswerInput {
+    fn into_parts(self) -> (Option<Keyed>, Field<String>) {
+        (self.label.map(Keyed::Name).or(self.guid.map(Keyed::Guid)), self.value)
+    }
+}
+
+#[derive(Default, Deserialize, ToSchema)]
 pub struct ResumeRequest {
-    challenges: Vec<AnswerInput>,
+    #[schema(value_type = Vec<AnswerInput>, required = true)]
+    #[serde(default)]
+    challenges: Field<Vec<Value>>,
+}
+
+impl RequestBody for ResumeRequest {
+    type Parsed = Vec<(Keyed, String)>;
+    fn parse(self, c: &mut Check) -> Option<Self::Parsed> {
+        c.keyed_values::<AnswerInput>("challenges", self.challenges, ["label", "guid"])
+    }
 }
 
 /// Answer the bank's challenges; polling starts again.
@@ -622,61 +500,8 @@ async fn resume_member(
     State(state): State<AppState>,
     auth: AuthUser,
     Path(identifier): Path<String>,
-    body: Body,
+    Valid(answers): Valid<ResumeRequest>,
 ) -> ApiResult<StatusCode> {
-    let member = members::find_by_identifier(&state.db, &auth.user.id, &identifier).await?.ok_or(ApiError::NotFound)?;
-    let raw = body.0.clone();
-    let mut f = Fields::new(body);
-    let answers = keyed_values(&mut f, &raw, "challenges", ["label", "guid", "value"]);
-    f.finish()?;
-    let answers = answers.unwrap_or_default();
-    if member.status != "CHALLENGED" || member.gave_up {
-        return Err(ApiError::non_field("The member is not waiting for answers to challenges."));
-    }
-    let challenges = members::challenges(&state.db, &member.id).await?;
-    let mut by_guid: HashMap<String, String> = HashMap::new();
-    let mut errors = Vec::new();
-    for (key, value) in answers {
-        let found = challenges.iter().find(|c| match key.split_once(':') {
-            Some(("label", label)) => c.label == label || c.label.trim().eq_ignore_ascii_case(label.trim()),
-            Some(("guid", guid)) => c.guid == guid,
-            _ => false,
-        });
-        match found {
-            Some(c) => {
-                by_guid.insert(c.guid.clone(), value);
-            }
-            None => errors.push(format!("Unknown challenge: {}.", key.split_once(':').map_or("", |(_, k)| k))),
-        }
-    }
-    for c in &challenges {
-        if by_guid.get(&c.guid).is_none_or(|v| v.is_empty()) {
-            errors.push(format!("Challenge \"{}\" is not answered.", c.label));
-        }
-    }
-    if challenges.is_empty() {
-        errors.push("The member has no challenges to answer.".into());
-    }
-    if !errors.is_empty() {
-        return Err(ApiError::Fields([("challenges".to_owned(), errors)].into()));
-    }
-    let user_guid = state.banking.ensure_aggregator_user(&auth.user.id).await?;
-    let answers: Vec<ChallengeAnswer> = challenges
-        .iter()
-        .filter_map(|c| Some(ChallengeAnswer::new(c.guid.clone(), by_guid.get(&c.guid)?.clone())))
-        .collect();
-    let member_guid = member.guid.clone().unwrap_or_default();
-    let resumed = match state.banking.aggregator.resume_member(&user_guid, &member_guid, &answers).await {
-        Ok(m) => m,
-        Err(AtriumError::Conflict { .. }) => {
-            return Err(ApiError::non_field("The member is not waiting for answers to challenges."));
-        }
-        Err(err) => return Err(LinkError::from(err).into()),
-    };
-    let mut tx = state.db.begin().await?;
-    state.banking.restart_polling(&mut tx, &member.id, resumed.status.as_str()).await?;
-    tx.commit().await?;
-    state.wake_worker.notify_one();
-    state.banking.notify(&member.id);
+    state.services.resume_member(&auth.user.id, &identifier, answers).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod input;
 pub mod members;
 pub mod ops;
 pub mod page;
@@ -22,17 +23,16 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use governor::clock::{Clock, DefaultClock};
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
-use tokio::sync::Notify;
+use tokio::sync::broadcast;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::banking::Banking;
-use crate::config::Settings;
-use crate::crypto::Sealer;
-use donkies_store::Db;
+use crate::cache::TtlCache;
+use crate::services::{Change, Services};
 use error::ApiError;
 
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -40,16 +40,16 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 #[derive(Clone)]
 pub struct AppState(Arc<AppInner>);
 
+/// What only the HTTP edge keeps: caches of checked sessions and rendered reads, the wake-ups
+/// of `?wait=` requests, rate limits; and the services every handler calls.
 pub struct AppInner {
-    pub db: Db,
-    pub settings: Arc<Settings>,
-    pub sealer: Sealer,
+    pub services: Services,
     pub limits: RateLimits,
-    /// Wakes an in-process worker as soon as a job is enqueued.
-    pub wake_worker: Arc<Notify>,
-    pub banking: Banking,
     pub sessions: sessions::SessionCache,
-    pub social: crate::social::Social,
+    /// Member ids whose stored state just changed (wakes `?wait=` requests in this process).
+    pub member_events: broadcast::Sender<String>,
+    /// Rendered member reads by `user id/identifier`, with the member id they show.
+    pub member_reads: TtlCache<(String, Bytes)>,
 }
 
 impl Deref for AppState {
@@ -60,17 +60,26 @@ impl Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(
-        db: Db,
-        settings: Arc<Settings>,
-        wake_worker: Arc<Notify>,
-        banking: Banking,
-        social: crate::social::Social,
-    ) -> AppState {
-        let sealer = Sealer::from_secret(settings.secret_key.expose());
+    pub fn new(services: Services) -> AppState {
+        let settings = &services.settings;
         let limits = RateLimits::new(settings.login_rate_per_minute, settings.reset_rate_per_hour);
         let sessions = sessions::SessionCache::new(settings.cache_ttl);
-        AppState(Arc::new(AppInner { db, settings, sealer, limits, wake_worker, banking, sessions, social }))
+        let member_reads = TtlCache::new(settings.cache_ttl);
+        let (member_events, _) = broadcast::channel(1024);
+        let state = AppState(Arc::new(AppInner { services, limits, sessions, member_events, member_reads }));
+        // A change committed in this process reaches the caches and waiting requests at once.
+        let weak = Arc::downgrade(&state.0);
+        state.services.changes.listen(move |change| {
+            let Some(state) = weak.upgrade() else { return };
+            match change {
+                Change::User(id) => state.sessions.forget_user(id),
+                Change::Member(id) => {
+                    state.member_reads.forget_where(|(member, _)| member == id);
+                    let _ = state.member_events.send(id.clone());
+                }
+            }
+        });
+        state
     }
 }
 

@@ -351,20 +351,10 @@ fn check_roundups(transactions: &[Value], accounts: &[Value], even: bool) -> usi
 
 /// Put a `resync_members` job in the queue and wait until it is gone.
 async fn resync(app: &TestApp) {
-    let mut tx = app.db().begin().await.unwrap();
-    donkies_store::jobs::enqueue(
-        &mut tx,
-        &donkies_store::jobs::NewJob {
-            kind: "resync_members",
-            payload: &json!({}),
-            max_attempts: 3,
-            run_at: donkies_store::now(),
-        },
-        donkies_store::now(),
-    )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
+    let services = app.server.as_ref().unwrap().services();
+    let mut work = services.begin().await.unwrap();
+    work.enqueue(&donkies_server::services::banking::ResyncMembers {}, Duration::ZERO).await.unwrap();
+    work.commit().await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let jobs = donkies_store::jobs::list(app.db(), false).await.unwrap();

@@ -3,7 +3,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use donkies_server::worker::{Outcome, Worker};
+use donkies_server::jobs::{Outcome, Worker};
 use donkies_store::jobs;
 use reqwest::StatusCode;
 

@@ -1,0 +1,106 @@
+//! How each kind of job runs, and which run by the clock.
+
+use std::time::Duration;
+
+use donkies_store::{now, outbox, tokens};
+use serde::{Deserialize, Serialize};
+
+use super::{Job, JobContext, JobError, Registry};
+use crate::services::Task;
+use crate::services::banking::{
+    BackfillAggregatorUsers, CreateAggregatorUser, PollMember, ResyncMembers, SyncInstitutions, SyncMemberTransactions,
+};
+use crate::services::outbox::SendMail;
+
+/// Housekeeping: expired tokens.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Cleanup {}
+
+impl Task for Cleanup {
+    const KIND: &'static str = "cleanup";
+}
+
+/// Work scheduled by the clock: (job kind, period).
+pub const PERIODIC: &[(&str, Duration)] = &[
+    (Cleanup::KIND, Duration::from_secs(3600)),
+    (ResyncMembers::KIND, Duration::from_secs(3600)),
+    (SyncInstitutions::KIND, Duration::from_secs(6 * 3600)),
+    (BackfillAggregatorUsers::KIND, Duration::from_secs(6 * 3600)),
+];
+
+pub(super) fn register_all(r: &mut Registry) {
+    r.register::<SendMail>()
+        .register::<Cleanup>()
+        .register::<CreateAggregatorUser>()
+        .register::<BackfillAggregatorUsers>()
+        .register::<SyncInstitutions>()
+        .register::<PollMember>()
+        .register::<SyncMemberTransactions>()
+        .register::<ResyncMembers>();
+}
+
+impl Job for SendMail {
+    /// Deliver the outbox message unless it already went out; a relay that refuses is tried
+    /// again later.
+    async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
+        let db = &ctx.services.db;
+        let Some(mail) = outbox::get(db, &self.outbox_id).await? else {
+            tracing::warn!(outbox_id = %self.outbox_id, "outbox message vanished; nothing to send");
+            return Ok(());
+        };
+        if mail.sent_at.is_some() {
+            return Ok(());
+        }
+        ctx.mailer.deliver(&mail).await.map_err(JobError::retry)?;
+        outbox::mark_sent(db, &self.outbox_id, now()).await?;
+        tracing::info!(outbox_id = %self.outbox_id, template = %mail.template, "mail delivered");
+        Ok(())
+    }
+}
+
+impl Job for Cleanup {
+    async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
+        let removed = tokens::delete_expired(&ctx.services.db, now()).await?;
+        tracing::info!(removed, "expired tokens removed");
+        Ok(())
+    }
+}
+
+impl Job for CreateAggregatorUser {
+    async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
+        ctx.services.ensure_aggregator_user(&self.user_id).await?;
+        Ok(())
+    }
+}
+
+impl Job for BackfillAggregatorUsers {
+    async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
+        Ok(ctx.services.backfill_aggregator_users().await?)
+    }
+}
+
+impl Job for SyncInstitutions {
+    async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
+        let n = ctx.services.sync_institutions().await?;
+        tracing::info!(institutions = n, "institution catalog synced");
+        Ok(())
+    }
+}
+
+impl Job for PollMember {
+    async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
+        Ok(ctx.services.poll_member(&self.member_id, self.generation).await?)
+    }
+}
+
+impl Job for SyncMemberTransactions {
+    async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
+        Ok(ctx.services.sync_member_transactions(&self.member_id).await?)
+    }
+}
+
+impl Job for ResyncMembers {
+    async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
+        Ok(ctx.services.resync_members().await?)
+    }
+}

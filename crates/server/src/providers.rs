@@ -1,0 +1,184 @@
+//! The outside services this process talks to, built from the settings: each provider is
+//! remote (its real address, or one given), a simulator started here (sandbox mode), or off.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use donkies_atrium::{Aggregator, AtriumClient, AtriumConfig};
+use donkies_sandbox::{AtriumSim, AtriumSimConfig, FacebookSim, GoogleSim, TwitterSim};
+use donkies_social::{FacebookClient, FacebookConfig, GoogleClient, GoogleConfig, TwitterClient, TwitterConfig};
+
+use crate::config::{ConfigError, ProviderSetting, Settings};
+use crate::services::social::SignInProviders;
+
+const SOCIAL_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A simulator started for sandbox mode.
+pub trait Simulator: Send + 'static {
+    fn stop(self) -> impl Future<Output = ()> + Send;
+}
+
+/// Build one provider's client configuration: from its remote settings, from a simulator
+/// started now, or none when it is off.
+async fn build<R, C, S, Fut>(
+    setting: &ProviderSetting<R>,
+    remote: impl FnOnce(&R) -> C,
+    sandbox: impl FnOnce() -> Fut,
+) -> anyhow::Result<(Option<C>, Option<S>)>
+where
+    S: Simulator,
+    Fut: Future<Output = anyhow::Result<(C, S)>>,
+{
+    Ok(match setting {
+        ProviderSetting::Remote(r) => (Some(remote(r)), None),
+        ProviderSetting::Sandbox => {
+            let (config, sim) = sandbox().await?;
+            (Some(config), Some(sim))
+        }
+        ProviderSetting::Off => (None, None),
+    })
+}
+
+fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+macro_rules! simulator {
+    ($($sim:ty),*) => {$(
+        impl Simulator for $sim {
+            async fn stop(self) {
+                let _ = self.shutdown().await;
+            }
+        }
+    )*};
+}
+simulator!(AtriumSim, FacebookSim, GoogleSim, TwitterSim);
+
+/// The simulators this process started; stopped on shutdown.
+#[derive(Default)]
+pub struct Simulators {
+    pub atrium: Option<AtriumSim>,
+    facebook: Option<FacebookSim>,
+    google: Option<GoogleSim>,
+    twitter: Option<TwitterSim>,
+}
+
+impl Simulators {
+    pub async fn shutdown(self) {
+        if let Some(s) = self.atrium {
+            s.stop().await;
+        }
+        if let Some(s) = self.facebook {
+            s.stop().await;
+        }
+        if let Some(s) = self.google {
+            s.stop().await;
+        }
+        if let Some(s) = self.twitter {
+            s.stop().await;
+        }
+    }
+}
+
+/// The clients of every provider, and the simulators started for them.
+pub struct Providers {
+    pub aggregator: Arc<dyn Aggregator>,
+    pub social: SignInProviders,
+    pub simulators: Simulators,
+}
+
+/// Build every provider the settings ask for, starting simulators in sandbox mode.
+pub async fn connect(settings: &Settings) -> anyhow::Result<Providers> {
+    let mut sims = Simulators::default();
+    let timeout = settings.atrium_timeout;
+    let step = settings.sandbox_step;
+    let (atrium, sims_atrium) = build(
+        &settings.atrium,
+        |r| AtriumConfig::new(r.url.clone(), r.client_id.clone(), r.key.expose().to_owned()),
+        || async move {
+            let sim = AtriumSim::start(loopback(), AtriumSimConfig { step, ..Default::default() })
+                .await
+                .context("starting the in-process Atrium simulator")?;
+            tracing::info!(url = %sim.base_url(), "no DONKIES_ATRIUM_URL: using the in-process Atrium simulator");
+            let config =
+                AtriumConfig::new(sim.base_url(), donkies_sandbox::SANDBOX_CLIENT_ID, donkies_sandbox::SANDBOX_API_KEY);
+            Ok((config, sim))
+        },
+    )
+    .await?;
+    sims.atrium = sims_atrium;
+    let atrium = atrium.ok_or_else(|| ConfigError::new("DONKIES_ATRIUM_URL (--atrium-url)", "required"))?;
+    let aggregator = AtriumClient::new(atrium.with_timeout(timeout))
+        .map_err(|e| ConfigError::new("DONKIES_ATRIUM_URL (--atrium-url)", e))?;
+
+    let mut social = SignInProviders::default();
+    let invalid = |name: &str, e: donkies_social::SocialError| anyhow::anyhow!("{name} sign-in: {e}");
+    let (facebook, sim) = build(
+        &settings.facebook,
+        |r| {
+            let cfg = FacebookConfig::new(r.key.clone(), r.secret.expose().to_owned());
+            match &r.url {
+                Some(url) => cfg.with_base_url(url.clone()),
+                None => cfg,
+            }
+        },
+        || async {
+            let sim =
+                FacebookSim::start(loopback(), Default::default()).await.context("starting the Facebook simulator")?;
+            Ok((sim.client_config(), sim))
+        },
+    )
+    .await?;
+    sims.facebook = sim;
+    if let Some(cfg) = facebook {
+        social.facebook =
+            Some(FacebookClient::new(cfg.with_timeout(SOCIAL_TIMEOUT)).map_err(|e| invalid("Facebook", e))?);
+    }
+    let (google, sim) = build(
+        &settings.google,
+        |r| {
+            let cfg = GoogleConfig::new(r.key.clone(), r.secret.expose().to_owned());
+            match &r.url {
+                Some(url) => cfg.with_base_url(url),
+                None => cfg,
+            }
+        },
+        || async {
+            let sim =
+                GoogleSim::start(loopback(), Default::default()).await.context("starting the Google simulator")?;
+            Ok((sim.client_config(), sim))
+        },
+    )
+    .await?;
+    sims.google = sim;
+    if let Some(cfg) = google {
+        social.google = Some(GoogleClient::new(cfg.with_timeout(SOCIAL_TIMEOUT)).map_err(|e| invalid("Google", e))?);
+    }
+    let (twitter, sim) = build(
+        &settings.twitter,
+        |r| {
+            let cfg = TwitterConfig::new(r.key.clone(), r.secret.expose().to_owned());
+            match &r.url {
+                Some(url) => cfg.with_base_url(url.clone()),
+                None => cfg,
+            }
+        },
+        || async {
+            let sim =
+                TwitterSim::start(loopback(), Default::default()).await.context("starting the Twitter simulator")?;
+            Ok((sim.client_config(), sim))
+        },
+    )
+    .await?;
+    sims.twitter = sim;
+    if let Some(cfg) = twitter {
+        social.twitter = Some(TwitterClient::new(cfg.with_timeout(SOCIAL_TIMEOUT)).map_err(|e| invalid("Twitter", e))?);
+    }
+    if sims.facebook.is_some() || sims.google.is_some() || sims.twitter.is_some() {
+        tracing::info!("sign-in providers without keys are served by in-process simulators");
+    }
+    Ok(Providers { aggregator: Arc::new(aggregator), social, simulators: sims })
+}

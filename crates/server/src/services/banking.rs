@@ -1,0 +1,641 @@
+//! Bank linking: the aggregator user, the institution catalog and credentials, members (create,
+//! resume, delete), their polling, and the sync of accounts and transactions.
+
+use std::collections::HashMap;
+
+use anyhow::Context;
+use donkies_atrium::wire::{self, ChallengeAnswer, CredentialValue, MemberStatus};
+use donkies_atrium::{AtriumError, DateRange};
+use donkies_domain::type_ds;
+use donkies_store::accounts::{self, AccountData};
+use donkies_store::institutions::{self, CatalogEntry, Credential, Institution};
+use donkies_store::members::{self, Challenge, Member, StatusUpdate};
+use donkies_store::transactions::{self, TransactionData};
+use donkies_store::{StoreError, new_id, now, users};
+use serde::{Deserialize, Serialize};
+
+use super::{Change, ServiceError, ServiceResult, Services, Task, Work};
+use crate::crypto::new_token;
+
+/// HALTED aggregations are retried with `aggregate` this many times before giving up.
+pub const HALTED_RETRIES: i64 = 2;
+
+/// Create the user at the aggregator.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CreateAggregatorUser {
+    pub user_id: String,
+}
+
+impl Task for CreateAggregatorUser {
+    const KIND: &'static str = "create_aggregator_user";
+    fn dedupe_key(&self) -> Option<String> {
+        Some(format!("{}:{}", Self::KIND, self.user_id))
+    }
+}
+
+/// Periodic: create aggregator users for everyone who has none.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct BackfillAggregatorUsers {}
+
+impl Task for BackfillAggregatorUsers {
+    const KIND: &'static str = "backfill_aggregator_users";
+}
+
+/// Periodic (and at start-up): refresh the institution catalog and credentials.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct SyncInstitutions {}
+
+impl Task for SyncInstitutions {
+    const KIND: &'static str = "sync_institutions";
+}
+
+/// One poll of a linking member; `generation` retires polls of an older round.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PollMember {
+    pub member_id: String,
+    pub generation: i64,
+}
+
+impl Task for PollMember {
+    const KIND: &'static str = "poll_member";
+}
+
+/// Pull a member's transactions (when they were not ready with its accounts).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SyncMemberTransactions {
+    pub member_id: String,
+}
+
+impl Task for SyncMemberTransactions {
+    const KIND: &'static str = "sync_member_transactions";
+    fn dedupe_key(&self) -> Option<String> {
+        Some(format!("{}:{}", Self::KIND, self.member_id))
+    }
+}
+
+/// Periodic: refresh accounts and transactions of every completed member.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct ResyncMembers {}
+
+impl Task for ResyncMembers {
+    const KIND: &'static str = "resync_members";
+}
+
+/// An aggregator failure in the terms of a use case.
+impl From<AtriumError> for ServiceError {
+    fn from(err: AtriumError) -> Self {
+        match err {
+            AtriumError::Retryable { .. } | AtriumError::RateLimited { .. } | AtriumError::Auth { .. } => {
+                ServiceError::Unavailable {
+                    message: "The bank aggregator is unavailable. Please try again later.".into(),
+                    cause: Some(err),
+                }
+            }
+            AtriumError::NotFound { .. } => ServiceError::NotFound,
+            AtriumError::Conflict { message } | AtriumError::Other { message, .. } => {
+                ServiceError::invalid(format!("The bank refused the request: {message}"))
+            }
+        }
+    }
+}
+
+/// A credential or challenge answer as the user gave it: by name (label) or by guid.
+#[derive(Debug, Clone)]
+pub enum Keyed {
+    Name(String),
+    Guid(String),
+}
+
+impl Keyed {
+    fn text(&self) -> &str {
+        match self {
+            Keyed::Name(s) | Keyed::Guid(s) => s,
+        }
+    }
+}
+
+impl Services {
+    /// The user's id at the aggregator, created (idempotently, by our identifier) if missing.
+    pub async fn ensure_aggregator_user(&self, user_id: &str) -> ServiceResult<String> {
+        let user = users::find_by_id(&self.db, user_id).await?.context("user vanished")?;
+        if let Some(guid) = user.guid {
+            return Ok(guid);
+        }
+        let new = wire::NewUser { identifier: Some(user.identifier.clone()), ..Default::default() };
+        let guid = match self.aggregator.create_user(&new).await {
+            Ok(created) => created.guid,
+            Err(AtriumError::Conflict { .. }) => self.find_aggregator_user(&user.identifier).await?,
+            Err(err) => return Err(err.into()),
+        };
+        users::set_guid(&self.db, user_id, &guid, now()).await?;
+        self.changes.publish(&Change::User(user_id.to_owned()));
+        Ok(guid)
+    }
+
+    /// A user we created earlier whose answer was lost: find it by our identifier.
+    async fn find_aggregator_user(&self, identifier: &str) -> ServiceResult<String> {
+        let mut page = donkies_atrium::PageRequest::largest();
+        loop {
+            let users = self.aggregator.list_users(page).await?;
+            if let Some(u) = users.items.iter().find(|u| u.identifier.as_deref() == Some(identifier)) {
+                return Ok(u.guid.clone());
+            }
+            if !users.has_next() || page.page >= users.pagination.total_pages {
+                return Err(anyhow::anyhow!("aggregator reports a conflict but has no user {identifier}").into());
+            }
+            page.page += 1;
+        }
+    }
+
+    /// Create aggregator users for every user that has none yet.
+    pub async fn backfill_aggregator_users(&self) -> ServiceResult<()> {
+        for user_id in users::ids_without_guid(&self.db).await? {
+            self.ensure_aggregator_user(&user_id).await?;
+        }
+        Ok(())
+    }
+
+    /// Refresh the institution catalog and every institution's credentials (all pages).
+    pub async fn sync_institutions(&self) -> ServiceResult<usize> {
+        let catalog = self.aggregator.all_institutions(None).await?;
+        let entries: Vec<CatalogEntry> = catalog
+            .iter()
+            .map(|i| CatalogEntry { code: i.code.clone(), name: i.name.clone(), url: i.url.clone() })
+            .collect();
+        institutions::upsert(&self.db, &entries, now()).await?;
+        for inst in &catalog {
+            self.refresh_credentials(&inst.code).await?;
+        }
+        Ok(catalog.len())
+    }
+
+    /// Read an institution's credentials from the aggregator and store them.
+    pub async fn refresh_credentials(&self, code: &str) -> ServiceResult<Vec<Credential>> {
+        let Some(inst) = institutions::get_by_code(&self.db, code).await? else {
+            return Ok(Vec::new());
+        };
+        let live = self.aggregator.list_institution_credentials(code).await?;
+        let creds: Vec<Credential> = live
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| Credential {
+                institution_id: inst.id.clone(),
+                field_name: c.field_name.clone().unwrap_or_else(|| c.label.to_uppercase().replace(' ', "_")),
+                guid: c.guid,
+                label: c.label,
+                kind: c.credential_type.as_str().to_owned(),
+                display_order: c.display_order.map_or(i as i64 + 1, i64::from),
+            })
+            .collect();
+        institutions::replace_credentials(&self.db, &inst.id, &creds).await?;
+        Ok(creds)
+    }
+
+    pub async fn list_institutions(&self, search: Option<&str>, limit: i64) -> ServiceResult<Vec<Institution>> {
+        Ok(institutions::list(&self.db, search, limit).await?)
+    }
+
+    pub async fn institution(&self, id: &str) -> ServiceResult<Institution> {
+        institutions::get(&self.db, id).await?.ok_or(ServiceError::NotFound)
+    }
+
+    pub async fn institution_by_code(&self, code: &str) -> ServiceResult<Institution> {
+        institutions::get_by_code(&self.db, code).await?.ok_or(ServiceError::NotFound)
+    }
+
+    /// The credentials an institution asks for: from the aggregator now when `live`, else the
+    /// stored catalog (read from the aggregator when nothing is stored yet).
+    pub async fn institution_credentials(&self, inst: &Institution, live: bool) -> ServiceResult<Vec<Credential>> {
+        if live {
+            return self.refresh_credentials(&inst.code).await;
+        }
+        let stored = institutions::credentials(&self.db, &inst.id).await?;
+        if stored.is_empty() { self.refresh_credentials(&inst.code).await } else { Ok(stored) }
+    }
+
+    pub async fn members(&self, user_id: &str) -> ServiceResult<Vec<Member>> {
+        Ok(members::list_for_user(&self.db, user_id).await?)
+    }
+
+    pub async fn member(&self, user_id: &str, identifier: &str) -> ServiceResult<Member> {
+        members::find_by_identifier(&self.db, user_id, identifier).await?.ok_or(ServiceError::NotFound)
+    }
+
+    pub async fn member_by_id(&self, member_id: &str) -> ServiceResult<Member> {
+        members::get(&self.db, member_id).await?.ok_or(ServiceError::NotFound)
+    }
+
+    /// The stored status of a member and whether polling gave up (a cheap read for waiting).
+    pub async fn member_status(&self, member_id: &str) -> ServiceResult<Option<(String, bool)>> {
+        Ok(members::status_of(&self.db, member_id).await?)
+    }
+
+    /// The challenges a member waits on (none unless it is CHALLENGED).
+    pub async fn member_challenges(&self, member: &Member) -> ServiceResult<Vec<Challenge>> {
+        if member.status != MemberStatus::Challenged.as_str() || member.gave_up {
+            return Ok(Vec::new());
+        }
+        Ok(members::challenges(&self.db, &member.id).await?)
+    }
+
+    /// Link a bank: the member is created at the aggregator (or, when the user already has
+    /// one at this institution, its credentials are updated), then polled by a job.
+    pub async fn create_member(&self, user_id: &str, code: &str, given: Vec<(Keyed, String)>) -> ServiceResult<Member> {
+        let inst = institutions::get_by_code(&self.db, code)
+            .await?
+            .ok_or_else(|| ServiceError::field("institution_code", "Institution not found."))?;
+        let expected = self.institution_credentials(&inst, false).await?;
+        let mut values: HashMap<String, String> = HashMap::new();
+        let mut errors = Vec::new();
+        for (key, value) in given {
+            let found = expected.iter().find(|c| match &key {
+                Keyed::Name(name) => c.field_name.eq_ignore_ascii_case(name),
+                Keyed::Guid(guid) => c.guid == *guid,
+            });
+            match found {
+                Some(c) => {
+                    values.insert(c.guid.clone(), value);
+                }
+                None => errors.push(format!("Unknown credential: {}.", key.text())),
+            }
+        }
+        for c in &expected {
+            if values.get(&c.guid).is_none_or(|v| v.is_empty()) {
+                errors.push(format!("Missing credential: {}.", c.field_name));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(ServiceError::fields("credentials", errors));
+        }
+        let credentials: Vec<CredentialValue> =
+            values.into_iter().map(|(guid, value)| CredentialValue::new(guid, value)).collect();
+        let user_guid = self.ensure_aggregator_user(user_id).await?;
+
+        if let Some(existing) = members::find_for_institution(&self.db, user_id, &inst.id).await? {
+            let member_guid = existing.guid.clone().unwrap_or_default();
+            let update = wire::MemberUpdate::credentials(credentials);
+            let updated = self.aggregator.update_member(&user_guid, &member_guid, &update).await?;
+            let mut work = self.begin().await?;
+            self.restart_polling(&mut work, &existing.id, updated.status.as_str()).await?;
+            work.commit().await?;
+            return self.member_by_id(&existing.id).await;
+        }
+
+        let identifier = new_token();
+        let request = wire::NewMember {
+            institution_code: inst.code.clone(),
+            credentials,
+            identifier: Some(identifier.clone()),
+            metadata: None,
+        };
+        let created = self.aggregator.create_member(&user_guid, &request).await?;
+        let id = new_id();
+        let mut work = self.begin().await?;
+        let new = members::NewMember {
+            id: &id,
+            user_id,
+            institution_id: &inst.id,
+            identifier: &identifier,
+            guid: &created.guid,
+            name: created.name.as_deref().unwrap_or(&inst.name),
+            status: created.status.as_str(),
+            now: now(),
+        };
+        if let Err(err) = members::insert(&mut work, &new).await {
+            drop(work);
+            // Nothing half-created: take the aggregator's member back.
+            let _ = self.aggregator.delete_member(&user_guid, &created.guid).await;
+            return Err(match err {
+                StoreError::Conflict(_) => {
+                    ServiceError::invalid("This institution is already being linked; try again.")
+                }
+                other => other.into(),
+            });
+        }
+        self.restart_polling(&mut work, &id, created.status.as_str()).await?;
+        work.commit().await?;
+        tracing::info!(member = %id, institution = %inst.code, "member created");
+        self.member_by_id(&id).await
+    }
+
+    /// Unlink a bank: deleted at the aggregator; its accounts stop showing.
+    pub async fn delete_member(&self, user_id: &str, identifier: &str) -> ServiceResult<()> {
+        let member = self.member(user_id, identifier).await?;
+        if let Some(guid) = &member.guid {
+            let user_guid = self.ensure_aggregator_user(user_id).await?;
+            match self.aggregator.delete_member(&user_guid, guid).await {
+                Ok(()) | Err(AtriumError::NotFound { .. }) => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+        members::mark_deleted(&self.db, &member.id, now()).await?;
+        self.changes.publish(&Change::Member(member.id.clone()));
+        self.rebalance_debt_shares(user_id).await
+    }
+
+    /// Answer a CHALLENGED member's questions; polling starts again.
+    pub async fn resume_member(
+        &self,
+        user_id: &str,
+        identifier: &str,
+        answers: Vec<(Keyed, String)>,
+    ) -> ServiceResult<()> {
+        const NOT_CHALLENGED: &str = "The member is not waiting for answers to challenges.";
+        let member = self.member(user_id, identifier).await?;
+        if member.status != MemberStatus::Challenged.as_str() || member.gave_up {
+            return Err(ServiceError::invalid(NOT_CHALLENGED));
+        }
+        let challenges = members::challenges(&self.db, &member.id).await?;
+        let mut by_guid: HashMap<String, String> = HashMap::new();
+        let mut errors = Vec::new();
+        for (key, value) in answers {
+            let found = challenges.iter().find(|c| match &key {
+                Keyed::Name(label) => c.label == *label || c.label.trim().eq_ignore_ascii_case(label.trim()),
+                Keyed::Guid(guid) => c.guid == *guid,
+            });
+            match found {
+                Some(c) => {
+                    by_guid.insert(c.guid.clone(), value);
+                }
+                None => errors.push(format!("Unknown challenge: {}.", key.text())),
+            }
+        }
+        for c in &challenges {
+            if by_guid.get(&c.guid).is_none_or(|v| v.is_empty()) {
+                errors.push(format!("Challenge \"{}\" is not answered.", c.label));
+            }
+        }
+        if challenges.is_empty() {
+            errors.push("The member has no challenges to answer.".into());
+        }
+        if !errors.is_empty() {
+            return Err(ServiceError::fields("challenges", errors));
+        }
+        let user_guid = self.ensure_aggregator_user(user_id).await?;
+        let answers: Vec<ChallengeAnswer> = challenges
+            .iter()
+            .filter_map(|c| Some(ChallengeAnswer::new(c.guid.clone(), by_guid.get(&c.guid)?.clone())))
+            .collect();
+        let member_guid = member.guid.clone().unwrap_or_default();
+        let resumed = match self.aggregator.resume_member(&user_guid, &member_guid, &answers).await {
+            Ok(m) => m,
+            Err(AtriumError::Conflict { .. }) => return Err(ServiceError::invalid(NOT_CHALLENGED)),
+            Err(err) => return Err(err.into()),
+        };
+        let mut work = self.begin().await?;
+        self.restart_polling(&mut work, &member.id, resumed.status.as_str()).await?;
+        work.commit().await?;
+        Ok(())
+    }
+
+    /// Start (or restart) polling a member: a new generation retires older polling jobs.
+    async fn restart_polling(&self, work: &mut Work, member_id: &str, status: &str) -> ServiceResult<()> {
+        let generation = members::restart(work, member_id, status, now()).await?;
+        let poll = PollMember { member_id: member_id.to_owned(), generation };
+        work.enqueue(&poll, self.settings.member_poll).await?;
+        work.changed(Change::Member(member_id.to_owned()));
+        Ok(())
+    }
+
+    /// One poll of a member's aggregation (the `poll_member` job).
+    pub async fn poll_member(&self, member_id: &str, generation: i64) -> ServiceResult<()> {
+        let Some(member) = members::get(&self.db, member_id).await? else {
+            return Ok(());
+        };
+        if member.poll_generation != generation {
+            return Ok(()); // a newer round took over, or the member was deleted
+        }
+        let user_guid = self.ensure_aggregator_user(&member.user_id).await?;
+        let member_guid = member.guid.clone().context("member without aggregator guid")?;
+        let status = self.aggregator.read_member_status(&user_guid, &member_guid).await?;
+        let polls = member.polls + 1;
+        let mut update = StatusUpdate {
+            status: status.status.as_str(),
+            aggregated_at: status.aggregated_at,
+            successfully_aggregated_at: status.successfully_aggregated_at,
+            polls,
+            halted_retries: member.halted_retries,
+            gave_up: false,
+        };
+        match status.status {
+            MemberStatus::Challenged => {
+                let challenges = self.aggregator.list_member_challenges(&user_guid, &member_guid).await?;
+                let stored: Vec<Challenge> = challenges.iter().map(stored_challenge).collect();
+                let mut work = self.begin().await?;
+                if members::save_status(&mut work, member_id, generation, &update, now()).await? {
+                    members::replace_challenges(&mut work, member_id, &stored).await?;
+                }
+                work.changed(Change::Member(member_id.to_owned()));
+                work.commit().await?;
+            }
+            MemberStatus::Completed => {
+                // Accounts first: front ends fetch them the moment they see SUCCESS.
+                self.pull_accounts(&member, &user_guid).await?;
+                let mut work = self.begin().await?;
+                let saved = members::save_status(&mut work, member_id, generation, &update, now()).await?;
+                if saved {
+                    members::clear_challenges(&mut work, member_id).await?;
+                }
+                work.changed(Change::Member(member_id.to_owned()));
+                work.commit().await?;
+                if saved && let Err(err) = self.pull_transactions(&member, &user_guid).await {
+                    tracing::warn!(member = %member_id, error = %format!("{err:#}"), "transactions not ready; retrying in a job");
+                    let mut work = self.begin().await?;
+                    let task = SyncMemberTransactions { member_id: member_id.to_owned() };
+                    work.enqueue(&task, self.settings.member_poll).await?;
+                    work.commit().await?;
+                }
+            }
+            MemberStatus::Halted if member.halted_retries < HALTED_RETRIES => {
+                self.aggregator.aggregate_member(&user_guid, &member_guid).await?;
+                update.halted_retries += 1;
+                self.save_status(member_id, generation, &update, true).await?;
+            }
+            MemberStatus::Halted => {
+                update.gave_up = true;
+                self.save_status(member_id, generation, &update, false).await?;
+            }
+            ref s if s.is_settled() => self.save_status(member_id, generation, &update, false).await?,
+            _ if polls >= self.settings.member_poll_limit => {
+                tracing::warn!(member = %member_id, polls, "aggregation did not settle; giving up");
+                update.gave_up = true;
+                self.save_status(member_id, generation, &update, false).await?;
+            }
+            _ => self.save_status(member_id, generation, &update, true).await?,
+        }
+        Ok(())
+    }
+
+    /// Save a polled status (unless a newer polling round took over), and poll again later
+    /// when asked to.
+    async fn save_status(
+        &self,
+        member_id: &str,
+        generation: i64,
+        update: &StatusUpdate<'_>,
+        poll_again: bool,
+    ) -> ServiceResult<()> {
+        let mut work = self.begin().await?;
+        if members::save_status(&mut work, member_id, generation, update, now()).await? && poll_again {
+            let poll = PollMember { member_id: member_id.to_owned(), generation };
+            work.enqueue(&poll, self.settings.member_poll).await?;
+        }
+        work.changed(Change::Member(member_id.to_owned()));
+        work.commit().await?;
+        Ok(())
+    }
+
+    /// Upsert the member's accounts and keep the debt shares summing to 100.
+    pub async fn pull_accounts(&self, member: &Member, user_guid: &str) -> ServiceResult<()> {
+        let member_guid = member.guid.as_deref().context("member without aggregator guid")?;
+        let live = self.aggregator.all_member_accounts(user_guid, member_guid).await?;
+        let data: Vec<AccountData> = live.iter().map(account_data).collect();
+        let mut work = self.begin().await?;
+        accounts::upsert(&mut work, &member.user_id, &member.id, &data, now()).await?;
+        work.changed(Change::Member(member.id.clone()));
+        work.commit().await?;
+        self.rebalance_debt_shares(&member.user_id).await
+    }
+
+    /// Upsert the member's transactions (all pages).
+    pub async fn pull_transactions(&self, member: &Member, user_guid: &str) -> ServiceResult<usize> {
+        let member_guid = member.guid.as_deref().context("member without aggregator guid")?;
+        let today = now().date_naive();
+        let range = DateRange::between(today - chrono::Days::new(90), today + chrono::Days::new(5));
+        let started = std::time::Instant::now();
+        let live = self.aggregator.all_member_transactions(user_guid, member_guid, range).await?;
+        let fetched = started.elapsed();
+        let mut work = self.begin().await?;
+        let ids: HashMap<String, String> =
+            accounts::ids_by_guid(&mut work, &member.user_id).await?.into_iter().collect();
+        let rows: Vec<TransactionData> = live
+            .iter()
+            .filter_map(|t| {
+                let account_id = ids.get(t.account_guid.as_deref()?)?.clone();
+                Some(transaction_data(t, account_id))
+            })
+            .collect();
+        transactions::upsert(&mut work, &member.user_id, &rows, now()).await?;
+        work.commit().await?;
+        tracing::info!(
+            member = %member.id,
+            rows = rows.len(),
+            fetch_ms = fetched.as_millis() as u64,
+            store_ms = (started.elapsed() - fetched).as_millis() as u64,
+            "transactions synced"
+        );
+        Ok(rows.len())
+    }
+
+    /// The `sync_member_transactions` job.
+    pub async fn sync_member_transactions(&self, member_id: &str) -> ServiceResult<()> {
+        let Some(member) = members::get(&self.db, member_id).await? else {
+            return Ok(());
+        };
+        let user_guid = self.ensure_aggregator_user(&member.user_id).await?;
+        self.pull_transactions(&member, &user_guid).await?;
+        Ok(())
+    }
+
+    /// The hourly job: refresh accounts and transactions of every completed member.
+    pub async fn resync_members(&self) -> ServiceResult<()> {
+        let completed = members::list_completed(&self.db).await?;
+        let mut failures = 0;
+        for member in &completed {
+            let result = async {
+                let user_guid = self.ensure_aggregator_user(&member.user_id).await?;
+                self.pull_accounts(member, &user_guid).await?;
+                self.pull_transactions(member, &user_guid).await
+            }
+            .await;
+            if let Err(err) = result {
+                failures += 1;
+                tracing::warn!(member = %member.id, error = %format!("{err:#}"), "re-sync failed");
+            }
+        }
+        tracing::info!(members = completed.len(), failures, "members re-synced");
+        if failures > 0 {
+            return Err(anyhow::anyhow!("{failures} member(s) could not be re-synced").into());
+        }
+        Ok(())
+    }
+}
+
+fn stored_challenge(c: &wire::Challenge) -> Challenge {
+    let options: Vec<serde_json::Value> = c
+        .options
+        .iter()
+        .map(|o| serde_json::json!({ "label": o.label, "value": o.value }))
+        .chain(c.image_options.iter().map(|o| serde_json::json!({ "label": o.label, "value": o.value })))
+        .collect();
+    Challenge {
+        guid: c.guid.clone(),
+        field_name: c.field_name.clone(),
+        label: c.label.clone(),
+        kind: c.challenge_type.as_str().to_owned(),
+        options: serde_json::Value::Array(options).to_string(),
+        image_data: c.image_data.clone(),
+    }
+}
+
+fn cents(a: Option<wire::Amount>) -> Option<i64> {
+    a.map(|a| a.cents())
+}
+
+fn account_data(a: &wire::Account) -> AccountData {
+    AccountData {
+        guid: a.guid.clone(),
+        name: a.name.clone(),
+        kind: a.account_type.as_str().to_owned(),
+        type_ds: type_ds(a.account_type.as_str()).to_owned(),
+        subtype: a.subtype.clone(),
+        balance: cents(a.balance),
+        available_balance: cents(a.available_balance),
+        available_credit: cents(a.available_credit),
+        credit_limit: cents(a.credit_limit),
+        apr: a.apr,
+        apy: a.apy,
+        interest_rate: a.interest_rate,
+        minimum_balance: cents(a.minimum_balance),
+        minimum_payment: cents(a.minimum_payment),
+        original_balance: cents(a.original_balance),
+        payoff_balance: cents(a.payoff_balance),
+        last_payment: cents(a.last_payment),
+        last_payment_at: a.last_payment_at,
+        payment_due_at: a.payment_due_at,
+        day_payment_is_due: a.day_payment_is_due,
+        matures_on: a.matures_on,
+        started_on: a.started_on,
+        total_account_value: cents(a.total_account_value),
+        is_closed: a.is_closed,
+    }
+}
+
+fn transaction_data(t: &wire::Transaction, account_id: String) -> TransactionData {
+    TransactionData {
+        guid: t.guid.clone(),
+        account_id,
+        amount: t.amount.cents().abs(),
+        kind: t.transaction_type.as_str().to_owned(),
+        status: Some(t.status.as_str().to_owned()),
+        category: t.category.clone(),
+        top_level_category: t.top_level_category.clone(),
+        description: Some(t.description.clone()),
+        original_description: t.original_description.clone(),
+        memo: t.memo.clone(),
+        date: t.date,
+        transacted_at: t.transacted_at,
+        posted_at: t.posted_at,
+        check_number: t.check_number,
+        merchant_category_code: t.merchant_category_code,
+        latitude: t.latitude,
+        longitude: t.longitude,
+        is_bill_pay: t.is_bill_pay,
+        is_direct_deposit: t.is_direct_deposit,
+        is_expense: t.is_expense,
+        is_fee: t.is_fee,
+        is_income: t.is_income,
+        is_overdraft_fee: t.is_overdraft_fee,
+        is_payroll_advance: t.is_payroll_advance,
+    }
+}

@@ -1,0 +1,199 @@
+//! Use cases: what the API and the job worker do, written once. Handlers parse a request, call
+//! a service and render its answer; jobs call the same services. Nothing here knows about HTTP.
+
+pub mod accounts;
+pub mod banking;
+pub mod identity;
+pub mod outbox;
+pub mod password;
+pub mod profile;
+pub mod queue;
+pub mod social;
+
+use std::collections::BTreeMap;
+use std::ops::{Deref, DerefMut};
+use std::sync::{Arc, RwLock};
+
+use donkies_atrium::{Aggregator, AtriumError};
+use donkies_store::{Db, StoreError, Tx};
+
+use crate::config::Settings;
+use crate::crypto::Sealer;
+pub use queue::{JobQueue, Task};
+
+/// Everything a use case needs: storage, the outside services, settings and the job queue.
+#[derive(Clone)]
+pub struct Services(Arc<ServicesInner>);
+
+pub struct ServicesInner {
+    pub db: Db,
+    pub settings: Arc<Settings>,
+    pub aggregator: Arc<dyn Aggregator>,
+    pub social: social::SignInProviders,
+    pub sealer: Sealer,
+    pub jobs: JobQueue,
+    pub changes: Changes,
+}
+
+impl Deref for Services {
+    type Target = ServicesInner;
+    fn deref(&self) -> &ServicesInner {
+        &self.0
+    }
+}
+
+impl Services {
+    pub fn new(
+        db: Db,
+        settings: Arc<Settings>,
+        aggregator: Arc<dyn Aggregator>,
+        social: social::SignInProviders,
+        jobs: JobQueue,
+    ) -> Services {
+        let sealer = Sealer::from_secret(settings.secret_key.expose());
+        Services(Arc::new(ServicesInner {
+            db,
+            settings,
+            aggregator,
+            social,
+            sealer,
+            jobs,
+            changes: Changes::default(),
+        }))
+    }
+
+    /// Whether the database answers (readiness).
+    pub async fn check_database(&self) -> Result<(), StoreError> {
+        self.db.ping().await
+    }
+
+    /// Start a unit of work: a transaction whose enqueued jobs wake the worker, and whose
+    /// changes reach the listeners, once it commits.
+    pub async fn begin(&self) -> Result<Work, StoreError> {
+        Ok(Work {
+            tx: self.db.begin().await?,
+            jobs: self.jobs.clone(),
+            changes: self.changes.clone(),
+            woken: false,
+            changed: Vec::new(),
+        })
+    }
+}
+
+/// Something stored changed; in-process readers (caches, waiting requests) react at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// The user row or the user's sessions.
+    User(String),
+    /// A member's status, challenges or accounts.
+    Member(String),
+}
+
+type Listener = Arc<dyn Fn(&Change) + Send + Sync>;
+
+/// Listeners told about every committed [`Change`], synchronously, in this process.
+#[derive(Clone, Default)]
+pub struct Changes(Arc<RwLock<Vec<Listener>>>);
+
+impl Changes {
+    pub fn listen(&self, listener: impl Fn(&Change) + Send + Sync + 'static) {
+        if let Ok(mut list) = self.0.write() {
+            list.push(Arc::new(listener));
+        }
+    }
+
+    pub fn publish(&self, change: &Change) {
+        let listeners: Vec<Listener> = self.0.read().map(|l| l.clone()).unwrap_or_default();
+        for listener in listeners {
+            listener(change);
+        }
+    }
+}
+
+/// A transaction with the after-commit effects of what it did: the worker is woken when a job
+/// was enqueued, and listeners learn of the changes. Dropped without `commit`, nothing happens.
+pub struct Work {
+    tx: Tx,
+    jobs: JobQueue,
+    changes: Changes,
+    woken: bool,
+    changed: Vec<Change>,
+}
+
+impl Work {
+    /// Enqueue `task` to run after `delay`, as part of this transaction.
+    pub async fn enqueue<T: Task>(&mut self, task: &T, delay: std::time::Duration) -> Result<(), StoreError> {
+        self.jobs.push(&mut self.tx, task, delay).await?;
+        self.woken = true;
+        Ok(())
+    }
+
+    /// Tell listeners about `change` once this transaction commits.
+    pub fn changed(&mut self, change: Change) {
+        self.changed.push(change);
+    }
+
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().await?;
+        if self.woken {
+            self.jobs.wake();
+        }
+        for change in &self.changed {
+            self.changes.publish(change);
+        }
+        Ok(())
+    }
+}
+
+impl Deref for Work {
+    type Target = Tx;
+    fn deref(&self) -> &Tx {
+        &self.tx
+    }
+}
+
+impl DerefMut for Work {
+    fn deref_mut(&mut self) -> &mut Tx {
+        &mut self.tx
+    }
+}
+
+/// Why a use case could not do what was asked, in terms the edge (HTTP or a job) can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// Field errors: `{"field": ["message", …]}`.
+    #[error("invalid fields: {0:?}")]
+    Fields(BTreeMap<String, Vec<String>>),
+    /// Not valid for another reason.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("not found")]
+    NotFound,
+    /// An outside service is down or refused our credentials: try again later.
+    #[error("{message}")]
+    Unavailable {
+        message: String,
+        #[source]
+        cause: Option<AtriumError>,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+pub type ServiceResult<T> = Result<T, ServiceError>;
+
+impl ServiceError {
+    pub fn field(name: &str, message: impl Into<String>) -> ServiceError {
+        ServiceError::Fields(BTreeMap::from([(name.to_owned(), vec![message.into()])]))
+    }
+
+    pub fn fields(name: &str, messages: Vec<String>) -> ServiceError {
+        ServiceError::Fields(BTreeMap::from([(name.to_owned(), messages)]))
+    }
+
+    pub fn invalid(message: impl Into<String>) -> ServiceError {
+        ServiceError::Invalid(message.into())
+    }
+}

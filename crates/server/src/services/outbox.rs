@@ -1,0 +1,38 @@
+//! Mail leaves through the outbox: stored in the transaction of the change that causes it and
+//! delivered by a job, so a message is never lost to a relay that is down.
+
+use std::time::Duration;
+
+use donkies_store::outbox::{self, Mail};
+use donkies_store::{StoreError, new_id, now};
+use serde::{Deserialize, Serialize};
+
+use super::{Task, Work};
+use crate::mail::Rendered;
+
+/// Deliver one outbox message.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SendMail {
+    pub outbox_id: String,
+}
+
+impl Task for SendMail {
+    const KIND: &'static str = "send_mail";
+}
+
+/// Store `message` for `to` in the outbox and enqueue its delivery, both inside `work`.
+pub async fn queue_mail(work: &mut Work, user_id: Option<&str>, to: &str, message: Rendered) -> Result<(), StoreError> {
+    let mail = Mail {
+        id: new_id(),
+        user_id: user_id.map(str::to_owned),
+        template: message.template.to_owned(),
+        to_address: to.to_owned(),
+        subject: message.subject,
+        text_body: message.text,
+        html_body: message.html,
+        created_at: now(),
+        sent_at: None,
+    };
+    outbox::insert(work, &mail).await?;
+    work.enqueue(&SendMail { outbox_id: mail.id }, Duration::ZERO).await
+}

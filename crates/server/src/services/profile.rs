@@ -1,0 +1,71 @@
+//! The user's profile, round-up settings and closing the account.
+
+use donkies_domain::{DateOfBirth, Phone, PostalCode, Ssn, TransferAmount, UsState};
+use donkies_store::users::{ProfileUpdate, User};
+use donkies_store::{now, users};
+
+use super::{Change, ServiceError, ServiceResult, Services};
+
+pub const PROFILE_COMPLETE: &str = "Profile is completed and can not be changed.";
+
+/// Profile fields as parsed from a request; `None` leaves a field as it is.
+#[derive(Debug, Default)]
+pub struct Profile {
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub phone: Option<Phone>,
+    pub address1: Option<String>,
+    pub address2: Option<String>,
+    pub city: Option<String>,
+    pub state: Option<UsState>,
+    pub postal_code: Option<PostalCode>,
+    pub date_of_birth: Option<DateOfBirth>,
+    pub ssn: Option<Ssn>,
+}
+
+impl Services {
+    /// Fill in the profile; once every field is present it is complete and frozen. The SSN is
+    /// stored encrypted, with its last four digits for display.
+    pub async fn update_profile(&self, user: &User, profile: Profile) -> ServiceResult<User> {
+        if user.is_profile_completed {
+            return Err(ServiceError::invalid(PROFILE_COMPLETE));
+        }
+        let update = ProfileUpdate {
+            first_name: profile.first_name,
+            last_name: profile.last_name,
+            phone: profile.phone.map(|p| p.as_str().to_owned()),
+            address1: profile.address1,
+            address2: profile.address2,
+            city: profile.city,
+            state: profile.state.map(|s| s.as_str().to_owned()),
+            postal_code: profile.postal_code.map(|p| p.as_str().to_owned()),
+            date_of_birth: profile.date_of_birth.map(|d| d.date()),
+            ssn_encrypted: profile.ssn.as_ref().map(|s| self.sealer.seal(s.digits())),
+            ssn_last4: profile.ssn.as_ref().map(|s| s.last4().to_owned()),
+        };
+        let updated = users::update_profile(&self.db, &user.id, &update, now()).await?;
+        self.changes.publish(&Change::User(user.id.clone()));
+        updated.ok_or_else(|| ServiceError::invalid(PROFILE_COMPLETE))
+    }
+
+    /// Change the transfer minimum and the even round-up choice; answers the settings now.
+    pub async fn update_settings(
+        &self,
+        user: &User,
+        minimum: Option<TransferAmount>,
+        even_roundup: Option<bool>,
+    ) -> ServiceResult<(i64, bool)> {
+        let minimum = minimum.map(TransferAmount::get);
+        users::update_settings(&self.db, &user.id, minimum, even_roundup, now()).await?;
+        self.changes.publish(&Change::User(user.id.clone()));
+        Ok((minimum.unwrap_or(user.minimum_transfer_amount), even_roundup.unwrap_or(user.is_even_roundup)))
+    }
+
+    /// Close the account: round-ups stop; the user can still sign in and read.
+    pub async fn close_account(&self, user_id: &str) -> ServiceResult<()> {
+        users::close_account(&self.db, user_id, now()).await?;
+        self.changes.publish(&Change::User(user_id.to_owned()));
+        tracing::info!(user = %user_id, "account closed");
+        Ok(())
+    }
+}
