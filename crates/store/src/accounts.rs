@@ -6,9 +6,9 @@ use crate::{Db, StoreError, Tx, on_db, on_tx};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Account {
-    pub id: String,
-    pub user_id: String,
-    pub member_id: String,
+    pub id: i64,
+    pub user_id: i64,
+    pub member_id: i64,
     pub guid: String,
     pub uid: String,
     pub name: String,
@@ -82,8 +82,8 @@ pub struct AccountData {
 /// share, account number — is never touched by a refresh.
 pub async fn upsert(
     tx: &mut Tx,
-    user_id: &str,
-    member_id: &str,
+    user_id: i64,
+    member_id: i64,
     accounts: &[AccountData],
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
@@ -113,7 +113,7 @@ pub async fn upsert(
         .bind(user_id)
         .bind(member_id)
         .bind(&a.guid)
-        .bind(crate::new_id())
+        .bind(crate::new_hex_id())
         .bind(&a.name)
         .bind(&a.kind)
         .bind(&a.type_ds)
@@ -146,7 +146,7 @@ pub async fn upsert(
 }
 
 /// Give the user's first debt account the whole share when no active debt account has any.
-pub async fn ensure_debt_share(tx: &mut Tx, user_id: &str) -> Result<(), StoreError> {
+pub async fn ensure_debt_share(tx: &mut Tx, user_id: i64) -> Result<(), StoreError> {
     on_tx!(tx, conn => sqlx::query(
         "UPDATE accounts SET transfer_share = 100 WHERE id = ( \
            SELECT id FROM accounts WHERE user_id = $1 AND type_ds = 'debt' AND is_active = TRUE AND is_deleted = FALSE \
@@ -162,27 +162,27 @@ pub async fn ensure_debt_share(tx: &mut Tx, user_id: &str) -> Result<(), StoreEr
 }
 
 /// The user's visible accounts, oldest first.
-pub async fn list_for_user(db: &Db, user_id: &str) -> Result<Vec<Account>, StoreError> {
+pub async fn list_for_user(db: &Db, user_id: i64) -> Result<Vec<Account>, StoreError> {
     let sql =
         format!("SELECT {COLUMNS} FROM accounts WHERE user_id = $1 AND is_deleted = FALSE ORDER BY created_at, id");
     Ok(on_db!(db, pool => sqlx::query_as::<_, Account>(&sql).bind(user_id).fetch_all(pool).await)?)
 }
 
 /// The account's guid → id map of a user (including hidden ones), for attaching transactions.
-pub async fn ids_by_guid(tx: &mut Tx, user_id: &str) -> Result<Vec<(String, String)>, StoreError> {
-    Ok(on_tx!(tx, conn => sqlx::query_as::<_, (String, String)>("SELECT guid, id FROM accounts WHERE user_id = $1")
+pub async fn ids_by_guid(tx: &mut Tx, user_id: i64) -> Result<Vec<(String, i64)>, StoreError> {
+    Ok(on_tx!(tx, conn => sqlx::query_as::<_, (String, i64)>("SELECT guid, id FROM accounts WHERE user_id = $1")
         .bind(user_id)
         .fetch_all(conn)
         .await)?)
 }
 
-pub async fn get(db: &Db, user_id: &str, id: &str) -> Result<Option<Account>, StoreError> {
+pub async fn get(db: &Db, user_id: i64, id: i64) -> Result<Option<Account>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM accounts WHERE user_id = $1 AND id = $2 AND is_deleted = FALSE");
     Ok(on_db!(db, pool => sqlx::query_as::<_, Account>(&sql).bind(user_id).bind(id).fetch_optional(pool).await)?)
 }
 
 /// Hide one account (the user removed it); a refresh keeps it hidden.
-pub async fn hide(db: &Db, user_id: &str, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+pub async fn hide(db: &Db, user_id: i64, id: i64, now: DateTime<Utc>) -> Result<bool, StoreError> {
     let mut tx = db.begin().await?;
     let n = on_tx!(&mut tx, conn => sqlx::query(
         "UPDATE accounts SET is_deleted = TRUE, transfer_share = 0, updated_at = $3 WHERE user_id = $1 AND id = $2 AND is_deleted = FALSE",
@@ -199,8 +199,8 @@ pub async fn hide(db: &Db, user_id: &str, id: &str, now: DateTime<Utc>) -> Resul
 
 pub async fn set_active(
     tx: &mut Tx,
-    user_id: &str,
-    id: &str,
+    user_id: i64,
+    id: i64,
     active: bool,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
@@ -216,7 +216,7 @@ pub async fn set_active(
 }
 
 /// Active visible accounts of a member.
-pub async fn count_active_in_member(tx: &mut Tx, member_id: &str) -> Result<i64, StoreError> {
+pub async fn count_active_in_member(tx: &mut Tx, member_id: i64) -> Result<i64, StoreError> {
     Ok(on_tx!(tx, conn => sqlx::query_scalar::<_, i64>(
         "SELECT COUNT(*) FROM accounts WHERE member_id = $1 AND is_active = TRUE AND is_deleted = FALSE",
     )
@@ -228,8 +228,8 @@ pub async fn count_active_in_member(tx: &mut Tx, member_id: &str) -> Result<i64,
 /// Store the (sealed) account number once; false when one is already set.
 pub async fn set_account_number(
     db: &Db,
-    user_id: &str,
-    id: &str,
+    user_id: i64,
+    id: i64,
     sealed: &str,
     last4: &str,
     now: DateTime<Utc>,
@@ -251,7 +251,7 @@ pub async fn set_account_number(
     Ok(n == 1)
 }
 
-pub async fn sealed_account_number(db: &Db, user_id: &str, id: &str) -> Result<Option<String>, StoreError> {
+pub async fn sealed_account_number(db: &Db, user_id: i64, id: i64) -> Result<Option<String>, StoreError> {
     Ok(on_db!(db, pool => sqlx::query_scalar::<_, Option<String>>(
         "SELECT account_number_encrypted FROM accounts WHERE user_id = $1 AND id = $2",
     )
@@ -265,8 +265,8 @@ pub async fn sealed_account_number(db: &Db, user_id: &str, id: &str) -> Result<O
 /// Set the shares of the given accounts and zero every other debt account of the user.
 pub async fn set_shares(
     tx: &mut Tx,
-    user_id: &str,
-    shares: &[(String, i64)],
+    user_id: i64,
+    shares: &[(i64, i64)],
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     on_tx!(tx, conn => sqlx::query("UPDATE accounts SET transfer_share = 0, updated_at = $2 WHERE user_id = $1 AND transfer_share <> 0")

@@ -8,7 +8,7 @@ use crate::{Db, StoreError, Tx, on_db};
 #[derive(Debug, Clone)]
 pub struct TransactionData {
     pub guid: String,
-    pub account_id: String,
+    pub account_id: i64,
     pub amount: i64,
     pub kind: String,
     pub status: Option<String>,
@@ -35,8 +35,8 @@ pub struct TransactionData {
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Transaction {
-    pub id: String,
-    pub account_id: String,
+    pub id: i64,
+    pub account_id: i64,
     pub account_name: String,
     pub account_type_ds: String,
     pub guid: String,
@@ -101,8 +101,8 @@ const ROW_COLUMNS: &[&str] = &[
 
 /// Element types of the PostgreSQL arrays, one per column after `user_id, created_at, updated_at`.
 const PG_ARRAY_TYPES: &[&str] = &[
-    "text",
-    "text",
+    "int8",
+    "int8",
     "text",
     "text",
     "int8",
@@ -166,12 +166,7 @@ fn postgres_sql() -> String {
 
 /// Insert or refresh transactions by (user, aggregator guid), in batches. The statements
 /// differ by engine only in how the rows travel: arrays on PostgreSQL, row values on SQLite.
-pub async fn upsert(
-    tx: &mut Tx,
-    user_id: &str,
-    rows: &[TransactionData],
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
+pub async fn upsert(tx: &mut Tx, user_id: i64, rows: &[TransactionData], now: DateTime<Utc>) -> Result<(), StoreError> {
     // One statement cannot update the same row twice: keep the last of repeated guids.
     let mut seen = std::collections::HashSet::new();
     let mut unique: Vec<&TransactionData> = rows.iter().rev().filter(|t| seen.insert(t.guid.as_str())).collect();
@@ -187,9 +182,9 @@ pub async fn upsert(
                         .bind(now)
                         .bind(now)
                         .bind(crate::new_id())
-                        .bind(&t.account_id)
+                        .bind(t.account_id)
                         .bind(&t.guid)
-                        .bind(crate::new_id())
+                        .bind(crate::new_hex_id())
                         .bind(t.amount)
                         .bind(&t.kind)
                         .bind(&t.status)
@@ -225,9 +220,9 @@ pub async fn upsert(
                     .bind(user_id)
                     .bind(now)
                     .bind(chunk.iter().map(|_| crate::new_id()).collect::<Vec<_>>())
-                    .bind(chunk.iter().map(|t| t.account_id.clone()).collect::<Vec<_>>())
+                    .bind(chunk.iter().map(|t| t.account_id).collect::<Vec<_>>())
                     .bind(chunk.iter().map(|t| t.guid.clone()).collect::<Vec<_>>())
-                    .bind(chunk.iter().map(|_| crate::new_id()).collect::<Vec<_>>())
+                    .bind(chunk.iter().map(|_| crate::new_hex_id()).collect::<Vec<_>>())
                     .bind(chunk.iter().map(|t| t.amount).collect::<Vec<_>>())
                     .bind(chunk.iter().map(|t| t.kind.clone()).collect::<Vec<_>>())
                     .bind(col(|t| t.status.clone()))
@@ -269,8 +264,8 @@ const SELECT: &str = "SELECT t.id, t.account_id, a.name AS account_name, a.type_
 /// at most `limit` of them (all without a limit).
 pub async fn list_for_user(
     db: &Db,
-    user_id: &str,
-    account_id: Option<&str>,
+    user_id: i64,
+    account_id: Option<i64>,
     limit: Option<i64>,
     offset: i64,
 ) -> Result<Vec<Transaction>, StoreError> {
@@ -297,7 +292,7 @@ pub async fn list_for_user(
 }
 
 /// How many transactions [`list_for_user`] would show without a limit.
-pub async fn count_visible(db: &Db, user_id: &str, account_id: Option<&str>) -> Result<i64, StoreError> {
+pub async fn count_visible(db: &Db, user_id: i64, account_id: Option<i64>) -> Result<i64, StoreError> {
     let base = "SELECT COUNT(*) FROM transactions t JOIN accounts a ON a.id = t.account_id \
                 WHERE t.user_id = $1 AND a.is_deleted = FALSE";
     Ok(match account_id {
@@ -309,7 +304,7 @@ pub async fn count_visible(db: &Db, user_id: &str, account_id: Option<&str>) -> 
     })
 }
 
-pub async fn count_for_user(db: &Db, user_id: &str) -> Result<i64, StoreError> {
+pub async fn count_for_user(db: &Db, user_id: i64) -> Result<i64, StoreError> {
     Ok(on_db!(db, pool => sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM transactions WHERE user_id = $1")
         .bind(user_id)
         .fetch_one(pool)
