@@ -1,7 +1,9 @@
 //! Accounts at linked institutions, with what the user set on them (active, shares, number).
 
 use chrono::{DateTime, NaiveDate, Utc};
+use donkies_domain::{AccountFamily, Cents, DebtShares, Share};
 
+use crate::column::Col;
 use crate::{Db, StoreError, Tx, on_db, on_tx};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -13,29 +15,41 @@ pub struct Account {
     pub uid: String,
     pub name: String,
     pub kind: String,
-    pub type_ds: String,
+    #[sqlx(try_from = "Col<AccountFamily>")]
+    pub type_ds: AccountFamily,
     pub subtype: Option<String>,
-    pub balance: Option<i64>,
-    pub available_balance: Option<i64>,
-    pub available_credit: Option<i64>,
-    pub credit_limit: Option<i64>,
+    #[sqlx(try_from = "Col<Option<Cents>>")]
+    pub balance: Option<Cents>,
+    #[sqlx(try_from = "Col<Option<Cents>>")]
+    pub available_balance: Option<Cents>,
+    #[sqlx(try_from = "Col<Option<Cents>>")]
+    pub available_credit: Option<Cents>,
+    #[sqlx(try_from = "Col<Option<Cents>>")]
+    pub credit_limit: Option<Cents>,
     pub apr: Option<f64>,
     pub apy: Option<f64>,
     pub interest_rate: Option<f64>,
-    pub minimum_balance: Option<i64>,
-    pub minimum_payment: Option<i64>,
-    pub original_balance: Option<i64>,
-    pub payoff_balance: Option<i64>,
-    pub last_payment: Option<i64>,
+    #[sqlx(try_from = "Col<Option<Cents>>")]
+    pub minimum_balance: Option<Cents>,
+    #[sqlx(try_from = "Col<Option<Cents>>")]
+    pub minimum_payment: Option<Cents>,
+    #[sqlx(try_from = "Col<Option<Cents>>")]
+    pub original_balance: Option<Cents>,
+    #[sqlx(try_from = "Col<Option<Cents>>")]
+    pub payoff_balance: Option<Cents>,
+    #[sqlx(try_from = "Col<Option<Cents>>")]
+    pub last_payment: Option<Cents>,
     pub last_payment_at: Option<DateTime<Utc>>,
     pub payment_due_at: Option<DateTime<Utc>>,
     pub day_payment_is_due: Option<i64>,
     pub matures_on: Option<NaiveDate>,
     pub started_on: Option<NaiveDate>,
-    pub total_account_value: Option<i64>,
+    #[sqlx(try_from = "Col<Option<Cents>>")]
+    pub total_account_value: Option<Cents>,
     pub is_closed: bool,
     pub is_active: bool,
-    pub transfer_share: i64,
+    #[sqlx(try_from = "Col<Share>")]
+    pub transfer_share: Share,
     pub is_funding_source_for_transfer: bool,
     pub is_dwolla_created: bool,
     pub account_number_last4: Option<String>,
@@ -55,26 +69,26 @@ pub struct AccountData {
     pub guid: String,
     pub name: String,
     pub kind: String,
-    pub type_ds: String,
+    pub type_ds: AccountFamily,
     pub subtype: Option<String>,
-    pub balance: Option<i64>,
-    pub available_balance: Option<i64>,
-    pub available_credit: Option<i64>,
-    pub credit_limit: Option<i64>,
+    pub balance: Option<Cents>,
+    pub available_balance: Option<Cents>,
+    pub available_credit: Option<Cents>,
+    pub credit_limit: Option<Cents>,
     pub apr: Option<f64>,
     pub apy: Option<f64>,
     pub interest_rate: Option<f64>,
-    pub minimum_balance: Option<i64>,
-    pub minimum_payment: Option<i64>,
-    pub original_balance: Option<i64>,
-    pub payoff_balance: Option<i64>,
-    pub last_payment: Option<i64>,
+    pub minimum_balance: Option<Cents>,
+    pub minimum_payment: Option<Cents>,
+    pub original_balance: Option<Cents>,
+    pub payoff_balance: Option<Cents>,
+    pub last_payment: Option<Cents>,
     pub last_payment_at: Option<DateTime<Utc>>,
     pub payment_due_at: Option<DateTime<Utc>>,
     pub day_payment_is_due: Option<i64>,
     pub matures_on: Option<NaiveDate>,
     pub started_on: Option<NaiveDate>,
-    pub total_account_value: Option<i64>,
+    pub total_account_value: Option<Cents>,
     pub is_closed: bool,
 }
 
@@ -116,26 +130,26 @@ pub async fn upsert(
         .bind(crate::new_hex_id())
         .bind(&a.name)
         .bind(&a.kind)
-        .bind(&a.type_ds)
+        .bind(a.type_ds.as_str())
         .bind(&a.subtype)
-        .bind(a.balance)
-        .bind(a.available_balance)
-        .bind(a.available_credit)
-        .bind(a.credit_limit)
+        .bind(a.balance.map(Cents::get))
+        .bind(a.available_balance.map(Cents::get))
+        .bind(a.available_credit.map(Cents::get))
+        .bind(a.credit_limit.map(Cents::get))
         .bind(a.apr)
         .bind(a.apy)
         .bind(a.interest_rate)
-        .bind(a.minimum_balance)
-        .bind(a.minimum_payment)
-        .bind(a.original_balance)
-        .bind(a.payoff_balance)
-        .bind(a.last_payment)
+        .bind(a.minimum_balance.map(Cents::get))
+        .bind(a.minimum_payment.map(Cents::get))
+        .bind(a.original_balance.map(Cents::get))
+        .bind(a.payoff_balance.map(Cents::get))
+        .bind(a.last_payment.map(Cents::get))
         .bind(a.last_payment_at)
         .bind(a.payment_due_at)
         .bind(a.day_payment_is_due)
         .bind(a.matures_on)
         .bind(a.started_on)
-        .bind(a.total_account_value)
+        .bind(a.total_account_value.map(Cents::get))
         .bind(a.is_closed)
         .bind(now)
         .execute(conn)
@@ -159,6 +173,18 @@ pub async fn ensure_debt_share(tx: &mut Tx, user_id: i64) -> Result<(), StoreErr
     .await
     .map(|r| r.rows_affected()))?;
     Ok(())
+}
+
+/// The user's active debt accounts, oldest first, with their shares as stored.
+pub async fn debt_shares(db: &Db, user_id: i64) -> Result<DebtShares, StoreError> {
+    let rows = on_db!(db, pool => sqlx::query_as::<_, (i64, Col<Share>)>(
+        "SELECT id, transfer_share FROM accounts \
+         WHERE user_id = $1 AND type_ds = 'debt' AND is_active = TRUE AND is_deleted = FALSE ORDER BY created_at, id",
+    )
+    .bind(user_id)
+    .fetch_all(pool)
+    .await)?;
+    Ok(rows.into_iter().map(|(id, share)| (id, share.0)).collect())
 }
 
 /// The user's visible accounts, oldest first.
@@ -262,24 +288,19 @@ pub async fn sealed_account_number(db: &Db, user_id: i64, id: i64) -> Result<Opt
     .flatten())
 }
 
-/// Set the shares of the given accounts and zero every other debt account of the user.
-pub async fn set_shares(
-    tx: &mut Tx,
-    user_id: i64,
-    shares: &[(i64, i64)],
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
+/// Set the shares of the given accounts and zero every other account of the user.
+pub async fn set_shares(tx: &mut Tx, user_id: i64, shares: &DebtShares, now: DateTime<Utc>) -> Result<(), StoreError> {
     on_tx!(tx, conn => sqlx::query("UPDATE accounts SET transfer_share = 0, updated_at = $2 WHERE user_id = $1 AND transfer_share <> 0")
         .bind(user_id)
         .bind(now)
         .execute(conn)
         .await
         .map(|r| r.rows_affected()))?;
-    for (id, share) in shares {
+    for (id, share) in shares.iter() {
         on_tx!(tx, conn => sqlx::query("UPDATE accounts SET transfer_share = $3, updated_at = $4 WHERE user_id = $1 AND id = $2")
             .bind(user_id)
             .bind(id)
-            .bind(share)
+            .bind(i64::from(share.get()))
             .bind(now)
             .execute(conn)
             .await

@@ -4,6 +4,7 @@
 //! expression once per typed pool, so booleans and timestamps keep their native types.
 
 pub mod accounts;
+mod column;
 pub mod constraints;
 mod db;
 mod ids;

@@ -1,7 +1,9 @@
 //! Members: a user's login at one institution, its aggregation status and challenges.
 
 use chrono::{DateTime, Utc};
+use donkies_domain::MemberStatus;
 
+use crate::column::Col;
 use crate::institutions::Institution;
 use crate::{Db, StoreError, Tx, on_db, on_tx};
 
@@ -13,7 +15,8 @@ pub struct Member {
     pub identifier: String,
     pub guid: Option<String>,
     pub name: String,
-    pub status: String,
+    #[sqlx(try_from = "Col<MemberStatus>")]
+    pub status: MemberStatus,
     pub aggregated_at: Option<DateTime<Utc>>,
     pub successfully_aggregated_at: Option<DateTime<Utc>>,
     pub metadata: Option<String>,
@@ -70,7 +73,7 @@ pub struct NewMember<'a> {
     pub identifier: &'a str,
     pub guid: &'a str,
     pub name: &'a str,
-    pub status: &'a str,
+    pub status: MemberStatus,
     pub now: DateTime<Utc>,
 }
 
@@ -86,7 +89,7 @@ pub async fn insert(tx: &mut Tx, m: &NewMember<'_>) -> Result<(), StoreError> {
     .bind(m.identifier)
     .bind(m.guid)
     .bind(m.name)
-    .bind(m.status)
+    .bind(m.status.as_str())
     .bind(m.now)
     .execute(conn)
     .await
@@ -126,13 +129,18 @@ pub async fn list_completed(db: &Db) -> Result<Vec<Member>, StoreError> {
 
 /// Start a new aggregation round: a new poll generation (older polling jobs retire), counters
 /// reset, challenges cleared. Returns the new generation.
-pub async fn restart(tx: &mut Tx, member_id: i64, status: &str, now: DateTime<Utc>) -> Result<i64, StoreError> {
+pub async fn restart(
+    tx: &mut Tx,
+    member_id: i64,
+    status: &MemberStatus,
+    now: DateTime<Utc>,
+) -> Result<i64, StoreError> {
     let generation = on_tx!(tx, conn => sqlx::query_scalar::<_, i64>(
         "UPDATE members SET poll_generation = poll_generation + 1, polls = 0, halted_retries = 0, gave_up = FALSE, \
          status = $2, updated_at = $3 WHERE id = $1 RETURNING poll_generation",
     )
     .bind(member_id)
-    .bind(status)
+    .bind(status.as_str())
     .bind(now)
     .fetch_optional(conn)
     .await)?
@@ -141,8 +149,8 @@ pub async fn restart(tx: &mut Tx, member_id: i64, status: &str, now: DateTime<Ut
     Ok(generation)
 }
 
-pub struct StatusUpdate<'a> {
-    pub status: &'a str,
+pub struct StatusUpdate {
+    pub status: MemberStatus,
     pub aggregated_at: Option<DateTime<Utc>>,
     pub successfully_aggregated_at: Option<DateTime<Utc>>,
     pub polls: i64,
@@ -155,7 +163,7 @@ pub async fn save_status(
     tx: &mut Tx,
     member_id: i64,
     generation: i64,
-    u: &StatusUpdate<'_>,
+    u: &StatusUpdate,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
     let n = on_tx!(tx, conn => sqlx::query(
@@ -165,7 +173,7 @@ pub async fn save_status(
     )
     .bind(member_id)
     .bind(generation)
-    .bind(u.status)
+    .bind(u.status.as_str())
     .bind(u.aggregated_at)
     .bind(u.successfully_aggregated_at)
     .bind(u.polls)
@@ -237,9 +245,10 @@ pub async fn mark_deleted(db: &Db, member_id: i64, now: DateTime<Utc>) -> Result
 }
 
 /// Status of a member, for cheap change detection.
-pub async fn status_of(db: &Db, member_id: i64) -> Result<Option<(String, bool)>, StoreError> {
-    Ok(on_db!(db, pool => sqlx::query_as::<_, (String, bool)>("SELECT status, gave_up FROM members WHERE id = $1")
+pub async fn status_of(db: &Db, member_id: i64) -> Result<Option<(MemberStatus, bool)>, StoreError> {
+    let row = on_db!(db, pool => sqlx::query_as::<_, (Col<MemberStatus>, bool)>("SELECT status, gave_up FROM members WHERE id = $1")
         .bind(member_id)
         .fetch_optional(pool)
-        .await)?)
+        .await)?;
+    Ok(row.map(|(status, gave_up)| (status.0, gave_up)))
 }

@@ -2,15 +2,17 @@
 //! duplicates a transaction.
 
 use chrono::{DateTime, NaiveDate, Utc};
+use donkies_domain::{AccountFamily, Cents, Direction};
 
+use crate::column::Col;
 use crate::{Db, StoreError, Tx, on_db};
 
 #[derive(Debug, Clone)]
 pub struct TransactionData {
     pub guid: String,
     pub account_id: i64,
-    pub amount: i64,
-    pub kind: String,
+    pub amount: Cents,
+    pub kind: Direction,
     pub status: Option<String>,
     pub category: Option<String>,
     pub top_level_category: Option<String>,
@@ -38,11 +40,14 @@ pub struct Transaction {
     pub id: i64,
     pub account_id: i64,
     pub account_name: String,
-    pub account_type_ds: String,
+    #[sqlx(try_from = "Col<AccountFamily>")]
+    pub account_type_ds: AccountFamily,
     pub guid: String,
     pub uid: String,
-    pub amount: i64,
-    pub kind: String,
+    #[sqlx(try_from = "Col<Cents>")]
+    pub amount: Cents,
+    #[sqlx(try_from = "Col<Direction>")]
+    pub kind: Direction,
     pub status: Option<String>,
     pub category: Option<String>,
     pub top_level_category: Option<String>,
@@ -185,8 +190,8 @@ pub async fn upsert(tx: &mut Tx, user_id: i64, rows: &[TransactionData], now: Da
                         .bind(t.account_id)
                         .bind(&t.guid)
                         .bind(crate::new_hex_id())
-                        .bind(t.amount)
-                        .bind(&t.kind)
+                        .bind(t.amount.get())
+                        .bind(t.kind.as_str())
                         .bind(&t.status)
                         .bind(&t.category)
                         .bind(&t.top_level_category)
@@ -223,8 +228,8 @@ pub async fn upsert(tx: &mut Tx, user_id: i64, rows: &[TransactionData], now: Da
                     .bind(chunk.iter().map(|t| t.account_id).collect::<Vec<_>>())
                     .bind(chunk.iter().map(|t| t.guid.clone()).collect::<Vec<_>>())
                     .bind(chunk.iter().map(|_| crate::new_hex_id()).collect::<Vec<_>>())
-                    .bind(chunk.iter().map(|t| t.amount).collect::<Vec<_>>())
-                    .bind(chunk.iter().map(|t| t.kind.clone()).collect::<Vec<_>>())
+                    .bind(chunk.iter().map(|t| t.amount.get()).collect::<Vec<_>>())
+                    .bind(chunk.iter().map(|t| t.kind.as_str()).collect::<Vec<_>>())
                     .bind(col(|t| t.status.clone()))
                     .bind(col(|t| t.category.clone()))
                     .bind(col(|t| t.top_level_category.clone()))

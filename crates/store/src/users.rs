@@ -1,7 +1,9 @@
 //! Users: accounts, profile, settings.
 
 use chrono::{DateTime, NaiveDate, Utc};
+use donkies_domain::TransferAmount;
 
+use crate::column::Col;
 use crate::{Db, StoreError, Tx, on_db, on_tx};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -26,7 +28,8 @@ pub struct User {
     pub ssn_last4: Option<String>,
     pub phone: Option<String>,
     pub is_profile_completed: bool,
-    pub minimum_transfer_amount: i64,
+    #[sqlx(try_from = "Col<TransferAmount>")]
+    pub minimum_transfer_amount: TransferAmount,
     pub is_even_roundup: bool,
     pub is_closed_account: bool,
     pub closed_at: Option<DateTime<Utc>>,
@@ -253,7 +256,7 @@ pub async fn update_profile(
 pub async fn update_settings(
     db: &Db,
     user_id: i64,
-    minimum_transfer_amount: Option<i64>,
+    minimum_transfer_amount: Option<TransferAmount>,
     is_even_roundup: Option<bool>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
@@ -263,7 +266,7 @@ pub async fn update_settings(
          is_even_roundup = COALESCE($3, is_even_roundup), updated_at = $4 WHERE id = $1",
     )
     .bind(user_id)
-    .bind(minimum_transfer_amount)
+    .bind(minimum_transfer_amount.map(TransferAmount::get))
     .bind(is_even_roundup)
     .bind(now)
     .execute(conn)

@@ -2,6 +2,7 @@
 //! `DONKIES_TEST_POSTGRES_URL` is set (without it the PostgreSQL cases show as ignored).
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use donkies_domain::{AccountFamily, Cents, DebtShares, Direction, MemberStatus, Share, TransferAmount};
 use donkies_store::accounts::AccountData;
 use donkies_store::institutions::{CatalogEntry, Credential, Institution};
 use donkies_store::members::{Challenge, NewMember, StatusUpdate};
@@ -73,6 +74,8 @@ contract!(
     transactions_page_by_limit_and_offset,
     conflicts_name_the_same_constraint_on_both_engines,
     ids_are_program_chosen_integers,
+    domain_values_round_trip_and_bad_stored_values_are_refused,
+    debt_shares_are_the_active_debt_accounts_in_order,
 );
 
 // A database as release 0003 (text ids) left it, then the rest of the migrations.
@@ -110,7 +113,7 @@ async fn user_insert_and_lookups(db: Db) {
     assert_eq!(by_id.email, "ada@example.com");
     assert!(!by_id.is_confirmed);
     assert!(!by_id.is_profile_completed);
-    assert_eq!(by_id.minimum_transfer_amount, 5);
+    assert_eq!(by_id.minimum_transfer_amount, TransferAmount::default());
     let by_email = users::find_by_email(&db, "ada@example.com").await.unwrap().unwrap();
     assert_eq!(by_email.id, id);
     let by_enc = users::find_by_encrypted_id(&db, &by_id.encrypted_id).await.unwrap().unwrap();
@@ -177,10 +180,10 @@ async fn profile_completes_and_then_freezes(db: Db) {
 
 async fn settings_and_close(db: Db) {
     let id = make_user(&db, "ada@example.com").await;
-    users::update_settings(&db, id, Some(50), None, now()).await.unwrap();
+    users::update_settings(&db, id, Some(TransferAmount::parse(50).unwrap()), None, now()).await.unwrap();
     users::update_settings(&db, id, None, Some(true), now()).await.unwrap();
     let user = users::find_by_id(&db, id).await.unwrap().unwrap();
-    assert_eq!((user.minimum_transfer_amount, user.is_even_roundup), (50, true));
+    assert_eq!((user.minimum_transfer_amount.get(), user.is_even_roundup), (50, true));
     users::close_account(&db, id, now()).await.unwrap();
     let user = users::find_by_id(&db, id).await.unwrap().unwrap();
     assert!(user.is_closed_account);
@@ -424,7 +427,7 @@ async fn try_member(db: &Db, user_id: i64, institution_id: i64, created: DateTim
             identifier: &format!("ident-{id}"),
             guid: &format!("MBR-{id}"),
             name: "Online banking",
-            status: "INITIATED",
+            status: MemberStatus::Initiated,
             now: created,
         },
     )
@@ -441,9 +444,9 @@ async fn member(db: &Db, id: i64) -> members::Member {
     members::get(db, id).await.unwrap().unwrap()
 }
 
-fn status_update(status: &str) -> StatusUpdate<'_> {
+fn status_update(status: &str) -> StatusUpdate {
     StatusUpdate {
-        status,
+        status: MemberStatus::parse(status),
         aggregated_at: None,
         successfully_aggregated_at: None,
         polls: 0,
@@ -452,7 +455,7 @@ fn status_update(status: &str) -> StatusUpdate<'_> {
     }
 }
 
-async fn save_status(db: &Db, member_id: i64, generation: i64, u: &StatusUpdate<'_>) -> bool {
+async fn save_status(db: &Db, member_id: i64, generation: i64, u: &StatusUpdate) -> bool {
     let mut tx = db.begin().await.unwrap();
     let saved = members::save_status(&mut tx, member_id, generation, u, now()).await.unwrap();
     tx.commit().await.unwrap();
@@ -488,14 +491,14 @@ fn challenge_rows(challenges: &[Challenge]) -> Vec<ChallengeRow> {
         .collect()
 }
 
-fn account_data(guid: &str, name: &str, type_ds: &str, balance: i64) -> AccountData {
+fn account_data(guid: &str, name: &str, type_ds: AccountFamily, balance: i64) -> AccountData {
     AccountData {
         guid: guid.into(),
         name: name.into(),
-        kind: if type_ds == "debt" { "CREDIT_CARD" } else { "CHECKING" }.into(),
-        type_ds: type_ds.into(),
+        kind: if type_ds == AccountFamily::Debt { "CREDIT_CARD" } else { "CHECKING" }.into(),
+        type_ds,
         subtype: None,
-        balance: Some(balance),
+        balance: Some(Cents::new(balance)),
         available_balance: None,
         available_credit: None,
         credit_limit: None,
@@ -543,7 +546,7 @@ async fn make_account(
     member_id: i64,
     guid: &str,
     name: &str,
-    type_ds: &str,
+    type_ds: AccountFamily,
     created: DateTime<Utc>,
 ) -> i64 {
     upsert_accounts(db, user_id, member_id, &[account_data(guid, name, type_ds, 10_000)], created).await;
@@ -570,8 +573,9 @@ async fn set_active(db: &Db, user_id: i64, id: i64, active: bool) {
 }
 
 async fn set_shares(db: &Db, user_id: i64, shares: &[(i64, i64)]) {
+    let shares: DebtShares = shares.iter().map(|&(id, share)| (id, Share::new(share).unwrap())).collect();
     let mut tx = db.begin().await.unwrap();
-    accounts::set_shares(&mut tx, user_id, shares, now()).await.unwrap();
+    accounts::set_shares(&mut tx, user_id, &shares, now()).await.unwrap();
     tx.commit().await.unwrap();
 }
 
@@ -583,15 +587,20 @@ async fn ensure_debt_share(db: &Db, user_id: i64) {
 
 /// (guid, transfer_share) of the user's visible accounts, oldest first.
 async fn shares(db: &Db, user_id: i64) -> Vec<(String, i64)> {
-    accounts::list_for_user(db, user_id).await.unwrap().into_iter().map(|a| (a.guid, a.transfer_share)).collect()
+    accounts::list_for_user(db, user_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| (a.guid, i64::from(a.transfer_share.get())))
+        .collect()
 }
 
 fn txn(guid: &str, account_id: i64, amount: i64, date: NaiveDate) -> TransactionData {
     TransactionData {
         guid: guid.into(),
         account_id,
-        amount,
-        kind: "DEBIT".into(),
+        amount: Cents::new(amount),
+        kind: Direction::Debit,
         status: Some("POSTED".into()),
         category: None,
         top_level_category: None,
@@ -803,7 +812,7 @@ async fn members_restart_retires_older_poll_generations(db: Db) {
     );
 
     let mut tx = db.begin().await.unwrap();
-    let generation = members::restart(&mut tx, id, "REQUESTED", now()).await.unwrap();
+    let generation = members::restart(&mut tx, id, &MemberStatus::Requested, now()).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(generation, 2);
     let m = member(&db, id).await;
@@ -830,7 +839,7 @@ async fn members_restart_retires_older_poll_generations(db: Db) {
 
     members::mark_deleted(&db, id, now()).await.unwrap();
     assert!(!save_status(&db, id, generation, &status_update("FAILED")).await, "a deleted member is no longer polled");
-    assert_eq!(member(&db, id).await.status, "COMPLETED");
+    assert_eq!(member(&db, id).await.status, MemberStatus::Completed);
 }
 
 async fn members_challenges_round_trip_in_order(db: Db) {
@@ -879,7 +888,7 @@ async fn members_completed_list_and_status(db: Db) {
     let bob_chase = make_member(&db, bob, chase).await;
     let ada_wells = make_member(&db, ada, wells).await;
     assert!(members::list_completed(&db).await.unwrap().is_empty());
-    assert_eq!(members::status_of(&db, ada_chase).await.unwrap(), Some(("INITIATED".to_owned(), false)));
+    assert_eq!(members::status_of(&db, ada_chase).await.unwrap(), Some((MemberStatus::Initiated, false)));
 
     assert!(save_status(&db, ada_chase, 1, &status_update("COMPLETED")).await);
     assert!(save_status(&db, bob_chase, 1, &status_update("COMPLETED")).await);
@@ -891,8 +900,8 @@ async fn members_completed_list_and_status(db: Db) {
     let completed = members::list_completed(&db).await.unwrap();
     assert_eq!(completed.iter().map(|m| m.id).collect::<Vec<_>>(), expected);
     assert!(completed.iter().all(|m| m.institution().code == "chase"));
-    assert_eq!(members::status_of(&db, ada_chase).await.unwrap(), Some(("COMPLETED".to_owned(), false)));
-    assert_eq!(members::status_of(&db, ada_wells).await.unwrap(), Some(("FAILED".to_owned(), true)));
+    assert_eq!(members::status_of(&db, ada_chase).await.unwrap(), Some((MemberStatus::Completed, false)));
+    assert_eq!(members::status_of(&db, ada_wells).await.unwrap(), Some((MemberStatus::Failed, true)));
     assert!(members::status_of(&db, -1).await.unwrap().is_none());
 
     members::mark_deleted(&db, bob_chase, now()).await.unwrap();
@@ -906,9 +915,9 @@ async fn members_deleting_hides_accounts_until_relinked(db: Db) {
     let m = make_member(&db, ada, chase).await;
     let other = make_member(&db, ada, wells).await;
     let t = now();
-    let card = make_account(&db, ada, m, "ACT-card", "Visa", "debt", t).await;
-    make_account(&db, ada, m, "ACT-chk", "Checking", "checking", t).await;
-    let kept = make_account(&db, ada, other, "ACT-w", "Wells", "checking", t).await;
+    let card = make_account(&db, ada, m, "ACT-card", "Visa", AccountFamily::Debt, t).await;
+    make_account(&db, ada, m, "ACT-chk", "Checking", AccountFamily::Debit, t).await;
+    let kept = make_account(&db, ada, other, "ACT-w", "Wells", AccountFamily::Debit, t).await;
     set_shares(&db, ada, &[(card, 100)]).await;
     upsert_txns(&db, ada, &[txn("TRN-1", card, -500, day(2024, 3, 1))]).await;
     assert_eq!(visible_account_ids(&db, ada).await.len(), 3);
@@ -921,9 +930,13 @@ async fn members_deleting_hides_accounts_until_relinked(db: Db) {
 
     // Linking the institution again brings the account back, under the new member.
     let relinked = make_member(&db, ada, chase).await;
-    upsert_accounts(&db, ada, relinked, &[account_data("ACT-card", "Visa", "debt", -700)], now()).await;
+    upsert_accounts(&db, ada, relinked, &[account_data("ACT-card", "Visa", AccountFamily::Debt, -700)], now()).await;
     let back = account(&db, ada, card).await;
-    assert_eq!((back.member_id, back.transfer_share), (relinked, 0), "same account, share reset by the deletion");
+    assert_eq!(
+        (back.member_id, back.transfer_share),
+        (relinked, Share::default()),
+        "same account, share reset by the deletion"
+    );
     assert_eq!(visible_account_ids(&db, ada).await.len(), 2);
 }
 
@@ -933,22 +946,22 @@ async fn accounts_refresh_keeps_what_the_user_set(db: Db) {
     let chase = make_institution(&db, "chase", "Chase").await;
     let m = make_member(&db, ada, chase).await;
     let t = at(2024, 3, 1, 12, 0);
-    let mut data = account_data("ACT-1", "Visa", "debt", -50_000);
+    let mut data = account_data("ACT-1", "Visa", AccountFamily::Debt, -50_000);
     data.apr = Some(19.99);
-    data.credit_limit = Some(300_000);
+    data.credit_limit = Some(Cents::new(300_000));
     data.payment_due_at = Some(at(2024, 3, 25, 0, 0));
     data.matures_on = Some(day(2030, 1, 31));
     upsert_accounts(&db, ada, m, &[data], t).await;
     let id = account_id(&db, ada, "ACT-1").await;
     let a = account(&db, ada, id).await;
     assert_eq!(
-        (a.name.as_str(), a.type_ds.as_str(), a.balance, a.credit_limit, a.apr),
-        ("Visa", "debt", Some(-50_000), Some(300_000), Some(19.99))
+        (a.name.as_str(), a.type_ds, a.balance, a.credit_limit, a.apr),
+        ("Visa", AccountFamily::Debt, Some(Cents::new(-50_000)), Some(Cents::new(300_000)), Some(19.99))
     );
     assert_eq!((a.payment_due_at, a.matures_on), (Some(at(2024, 3, 25, 0, 0)), Some(day(2030, 1, 31))));
     assert_eq!(
         (a.member_id, a.is_active, a.transfer_share, a.account_number_last4.as_deref(), a.created_at),
-        (m, true, 0, None, t)
+        (m, true, Share::default(), None, t)
     );
 
     set_active(&db, ada, id, false).await;
@@ -960,17 +973,17 @@ async fn accounts_refresh_keeps_what_the_user_set(db: Db) {
     assert!(accounts::sealed_account_number(&db, bob, id).await.unwrap().is_none());
 
     let t2 = t + Duration::hours(1);
-    upsert_accounts(&db, ada, m, &[account_data("ACT-1", "Visa Signature", "debt", -12_345)], t2).await;
+    upsert_accounts(&db, ada, m, &[account_data("ACT-1", "Visa Signature", AccountFamily::Debt, -12_345)], t2).await;
     assert_eq!(visible_account_ids(&db, ada).await, [id], "no duplicate");
     let a = account(&db, ada, id).await;
     assert_eq!(
         (a.name.as_str(), a.balance, a.apr, a.updated_at),
-        ("Visa Signature", Some(-12_345), None, t2),
+        ("Visa Signature", Some(Cents::new(-12_345)), None, t2),
         "the aggregator's data is refreshed"
     );
     assert_eq!(
         (a.is_active, a.transfer_share, a.account_number_last4.as_deref(), a.created_at),
-        (false, 100, Some("4321"), t),
+        (false, Share::FULL, Some("4321"), t),
         "what the user set stays"
     );
     assert_eq!(accounts::sealed_account_number(&db, ada, id).await.unwrap().as_deref(), Some("sealed-1"));
@@ -988,21 +1001,21 @@ async fn accounts_are_scoped_hidden_and_counted(db: Db) {
         ada,
         m,
         &[
-            account_data("ACT-1", "Checking", "checking", 1_000),
-            account_data("ACT-2", "Savings", "savings", 2_000),
-            account_data("ACT-3", "Visa", "debt", -3_000),
+            account_data("ACT-1", "Checking", AccountFamily::Debit, 1_000),
+            account_data("ACT-2", "Savings", AccountFamily::Debit, 2_000),
+            account_data("ACT-3", "Visa", AccountFamily::Debt, -3_000),
         ],
         t,
     )
     .await;
-    upsert_accounts(&db, bob, mb, &[account_data("ACT-1", "Bob's checking", "checking", 5)], t).await;
+    upsert_accounts(&db, bob, mb, &[account_data("ACT-1", "Bob's checking", AccountFamily::Debit, 5)], t).await;
     let ids = account_ids(&db, ada).await;
     assert_eq!(ids.iter().map(|(g, _)| g.as_str()).collect::<Vec<_>>(), ["ACT-1", "ACT-2", "ACT-3"]);
     let (a1, a2, a3) = (ids[0].1, ids[1].1, ids[2].1);
     let bobs = account_ids(&db, bob).await;
     assert_eq!(bobs.len(), 1);
     assert_ne!(bobs[0].1, a1, "the same guid at another user is another account");
-    assert_eq!(account(&db, ada, a1).await.balance, Some(1_000));
+    assert_eq!(account(&db, ada, a1).await.balance, Some(Cents::new(1_000)));
     assert!(accounts::get(&db, bob, a1).await.unwrap().is_none());
 
     assert_eq!(count_active(&db, m).await, 3);
@@ -1021,7 +1034,7 @@ async fn accounts_are_scoped_hidden_and_counted(db: Db) {
     assert_eq!(count_active(&db, m).await, 1);
     assert_eq!(account_ids(&db, ada).await.len(), 3, "hidden accounts still map their guid");
 
-    upsert_accounts(&db, ada, m, &[account_data("ACT-3", "Visa", "debt", -4_000)], now()).await;
+    upsert_accounts(&db, ada, m, &[account_data("ACT-3", "Visa", AccountFamily::Debt, -4_000)], now()).await;
     assert_eq!(visible_account_ids(&db, ada).await, [a1, a2], "a refresh keeps it hidden");
     set_active(&db, ada, a2, true).await;
     assert_eq!(count_active(&db, m).await, 2);
@@ -1035,10 +1048,10 @@ async fn accounts_shares_replace_each_other(db: Db) {
     let m = make_member(&db, ada, chase).await;
     let mb = make_member(&db, bob, chase).await;
     let t = now();
-    make_account(&db, ada, m, "ACT-chk", "Checking", "checking", t).await;
-    let d1 = make_account(&db, ada, m, "ACT-d1", "Visa", "debt", t + Duration::seconds(1)).await;
-    let d2 = make_account(&db, ada, m, "ACT-d2", "Loan", "debt", t + Duration::seconds(2)).await;
-    let bob_debt = make_account(&db, bob, mb, "ACT-b", "Bob's card", "debt", t).await;
+    make_account(&db, ada, m, "ACT-chk", "Checking", AccountFamily::Debit, t).await;
+    let d1 = make_account(&db, ada, m, "ACT-d1", "Visa", AccountFamily::Debt, t + Duration::seconds(1)).await;
+    let d2 = make_account(&db, ada, m, "ACT-d2", "Loan", AccountFamily::Debt, t + Duration::seconds(2)).await;
+    let bob_debt = make_account(&db, bob, mb, "ACT-b", "Bob's card", AccountFamily::Debt, t).await;
     let share = |a: &str, s: i64| (a.to_owned(), s);
 
     ensure_debt_share(&db, ada).await;
@@ -1079,7 +1092,7 @@ async fn transactions_upsert_in_batches_without_duplicates(db: Db) {
     let ada = make_user(&db, "ada@example.com").await;
     let chase = make_institution(&db, "chase", "Chase").await;
     let m = make_member(&db, ada, chase).await;
-    let acct = make_account(&db, ada, m, "ACT-1", "Checking", "checking", now()).await;
+    let acct = make_account(&db, ada, m, "ACT-1", "Checking", AccountFamily::Debit, now()).await;
     // More rows than one statement takes on either engine (200 on SQLite, 10,000 on PostgreSQL).
     const N: i64 = 10_500;
     let rows = |amount: fn(i64) -> i64| -> Vec<TransactionData> {
@@ -1093,14 +1106,14 @@ async fn transactions_upsert_in_batches_without_duplicates(db: Db) {
     assert_eq!(transactions::count_for_user(&db, ada).await.unwrap(), N);
     let before = transactions::list_for_user(&db, ada, None, None, 0).await.unwrap();
     assert_eq!(before.len() as i64, N);
-    assert!(before.iter().all(|t| t.amount == -(index(&t.guid) + 1)));
+    assert!(before.iter().all(|t| t.amount.get() == -(index(&t.guid) + 1)));
     assert!(before.windows(2).all(|w| w[0].date >= w[1].date), "newest first");
 
     upsert_txns(&db, ada, &rows(|i| (i + 1) * 100)).await;
     assert_eq!(transactions::count_for_user(&db, ada).await.unwrap(), N, "a re-sync does not duplicate");
     let after = transactions::list_for_user(&db, ada, None, None, 0).await.unwrap();
     assert_eq!(after.len() as i64, N);
-    assert!(after.iter().all(|t| t.amount == (index(&t.guid) + 1) * 100), "amounts are updated, in every batch");
+    assert!(after.iter().all(|t| t.amount.get() == (index(&t.guid) + 1) * 100), "amounts are updated, in every batch");
     let mut ids_before: Vec<_> = before.iter().map(|t| (&t.guid, &t.id)).collect();
     let mut ids_after: Vec<_> = after.iter().map(|t| (&t.guid, &t.id)).collect();
     ids_before.sort();
@@ -1117,7 +1130,7 @@ async fn transactions_upsert_in_batches_without_duplicates(db: Db) {
     .await;
     assert_eq!(transactions::count_for_user(&db, ada).await.unwrap(), N + 1);
     let latest = transactions::list_for_user(&db, ada, None, None, 0).await.unwrap();
-    let amount_of = |guid: &str| latest.iter().find(|t| t.guid == guid).unwrap().amount;
+    let amount_of = |guid: &str| latest.iter().find(|t| t.guid == guid).unwrap().amount.get();
     assert_eq!((amount_of("TRN-dup"), amount_of("TRN-00000")), (-200, -7));
 }
 
@@ -1128,14 +1141,14 @@ async fn transactions_list_newest_first_scoped_and_visible(db: Db) {
     let m = make_member(&db, ada, chase).await;
     let mb = make_member(&db, bob, chase).await;
     let t = now();
-    let chk = make_account(&db, ada, m, "ACT-chk", "Everyday Checking", "checking", t).await;
-    let card = make_account(&db, ada, m, "ACT-card", "Visa", "debt", t).await;
-    let bobs = make_account(&db, bob, mb, "ACT-chk", "Bob's checking", "checking", t).await;
+    let chk = make_account(&db, ada, m, "ACT-chk", "Everyday Checking", AccountFamily::Debit, t).await;
+    let card = make_account(&db, ada, m, "ACT-card", "Visa", AccountFamily::Debt, t).await;
+    let bobs = make_account(&db, bob, mb, "ACT-chk", "Bob's checking", AccountFamily::Debit, t).await;
 
     let mut payroll = txn("TRN-3", chk, 250_000, day(2024, 3, 5));
     payroll.transacted_at = Some(at(2024, 3, 5, 18, 0));
     payroll.posted_at = Some(at(2024, 3, 6, 9, 30));
-    payroll.kind = "CREDIT".into();
+    payroll.kind = Direction::Credit;
     payroll.category = Some("Paycheck".into());
     payroll.top_level_category = Some("Income".into());
     payroll.description = Some("ACME Payroll".into());
@@ -1166,12 +1179,12 @@ async fn transactions_list_newest_first_scoped_and_visible(db: Db) {
     );
     let top = &list[0];
     assert_eq!(
-        (top.account_id, top.account_name.as_str(), top.account_type_ds.as_str()),
-        (chk, "Everyday Checking", "checking")
+        (top.account_id, top.account_name.as_str(), top.account_type_ds),
+        (chk, "Everyday Checking", AccountFamily::Debit)
     );
     assert_eq!(
-        (top.amount, top.kind.as_str(), top.status.as_deref(), top.date, top.transacted_at, top.posted_at),
-        (250_000, "CREDIT", Some("POSTED"), day(2024, 3, 5), payroll.transacted_at, payroll.posted_at)
+        (top.amount.get(), top.kind, top.status.as_deref(), top.date, top.transacted_at, top.posted_at),
+        (250_000, Direction::Credit, Some("POSTED"), day(2024, 3, 5), payroll.transacted_at, payroll.posted_at)
     );
     assert_eq!(
         (
@@ -1203,18 +1216,15 @@ async fn transactions_list_newest_first_scoped_and_visible(db: Db) {
 
     let on_card = transactions::list_for_user(&db, ada, Some(card), None, 0).await.unwrap();
     assert_eq!(
-        on_card
-            .iter()
-            .map(|t| (t.guid.as_str(), t.account_name.as_str(), t.account_type_ds.as_str()))
-            .collect::<Vec<_>>(),
-        [("TRN-2", "Visa", "debt"), ("TRN-4", "Visa", "debt")]
+        on_card.iter().map(|t| (t.guid.as_str(), t.account_name.as_str(), t.account_type_ds)).collect::<Vec<_>>(),
+        [("TRN-2", "Visa", AccountFamily::Debt), ("TRN-4", "Visa", AccountFamily::Debt)]
     );
 
     let bobs_list = transactions::list_for_user(&db, bob, None, None, 0).await.unwrap();
-    assert_eq!(bobs_list.iter().map(|t| (t.guid.as_str(), t.amount)).collect::<Vec<_>>(), [("TRN-1", -1)]);
+    assert_eq!(bobs_list.iter().map(|t| (t.guid.as_str(), t.amount.get())).collect::<Vec<_>>(), [("TRN-1", -1)]);
     assert_eq!(
         list.iter().find(|t| t.guid == "TRN-1").unwrap().amount,
-        -1_250,
+        Cents::new(-1_250),
         "the same guid at another user is another transaction"
     );
     assert_eq!(transactions::count_for_user(&db, ada).await.unwrap(), 4);
@@ -1330,7 +1340,7 @@ async fn engines_agree_on_search_case_wildcards_and_missing_times(db: Db) {
     let user = make_user(&db, "ada@example.com").await;
     let inst = make_institution(&db, "mxbank", "MX Bank").await;
     let member = make_member(&db, user, inst).await;
-    let acct = make_account(&db, user, member, "ACT-1", "Checking", "debit", now()).await;
+    let acct = make_account(&db, user, member, "ACT-1", "Checking", AccountFamily::Debit, now()).await;
     let mut timed = txn("TRN-timed", acct, 100, day(2026, 3, 1));
     timed.transacted_at = Some(at(2026, 3, 1, 10, 0));
     let untimed = txn("TRN-untimed", acct, 200, day(2026, 3, 1));
@@ -1340,7 +1350,7 @@ async fn engines_agree_on_search_case_wildcards_and_missing_times(db: Db) {
 
 async fn restarting_an_unknown_member_is_not_found(db: Db) {
     let mut tx = db.begin().await.unwrap();
-    let err = members::restart(&mut tx, -1, "INITIATED", now()).await.unwrap_err();
+    let err = members::restart(&mut tx, -1, &MemberStatus::Initiated, now()).await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound), "{err:?}");
 }
 
@@ -1348,8 +1358,8 @@ async fn transactions_page_by_limit_and_offset(db: Db) {
     let user = make_user(&db, "ada@example.com").await;
     let inst = make_institution(&db, "mxbank", "MX Bank").await;
     let member = make_member(&db, user, inst).await;
-    let checking = make_account(&db, user, member, "ACT-1", "Checking", "debit", now()).await;
-    let savings = make_account(&db, user, member, "ACT-2", "Savings", "debit", now()).await;
+    let checking = make_account(&db, user, member, "ACT-1", "Checking", AccountFamily::Debit, now()).await;
+    let savings = make_account(&db, user, member, "ACT-2", "Savings", AccountFamily::Debit, now()).await;
     let rows: Vec<_> = (1..=9)
         .map(|d| txn(&format!("TRN-{d}"), if d % 3 == 0 { savings } else { checking }, 100, day(2026, 3, d)))
         .collect();
@@ -1404,7 +1414,7 @@ async fn ids_are_program_chosen_integers(db: Db) {
     assert!(0 < first && first < second && second < donkies_store::MAX_ID, "{first} {second}");
     let chase = make_institution(&db, "chase", "Chase").await;
     let member = make_member(&db, first, chase).await;
-    let account = make_account(&db, first, member, "ACT-1", "Checking", "debit", now()).await;
+    let account = make_account(&db, first, member, "ACT-1", "Checking", AccountFamily::Debit, now()).await;
     for id in [chase, member, account] {
         assert!(0 < id && id < donkies_store::MAX_ID, "{id}");
     }
@@ -1496,9 +1506,10 @@ async fn integer_ids_migration_keeps_every_row_and_relation(db: Db) {
                VALUES ($1, 'CRC-1', 0, 'Pet?', 'TEXT', '[]')",
         member.clone()
     );
-    for (id, guid, family, share, made) in
-        [(&checking, "ACT-chk", "debit", 0_i64, later(8)), (&card, "ACT-card", "debt", 100, later(7))]
-    {
+    for (id, guid, family, share, made) in [
+        (&checking, "ACT-chk", AccountFamily::Debit, 0_i64, later(8)),
+        (&card, "ACT-card", AccountFamily::Debt, 100, later(7)),
+    ] {
         raw!(
             &db,
             "INSERT INTO accounts (id, user_id, member_id, guid, uid, name, kind, type_ds, balance, \
@@ -1508,7 +1519,7 @@ async fn integer_ids_migration_keeps_every_row_and_relation(db: Db) {
             member.clone(),
             guid,
             format!("uid-{guid}"),
-            family,
+            family.as_str(),
             share,
             made
         );
@@ -1590,7 +1601,7 @@ async fn integer_ids_migration_keeps_every_row_and_relation(db: Db) {
     assert_eq!(members::challenges(&db, m.id).await.unwrap().len(), 1);
     let accts = accounts::list_for_user(&db, ada_row.id).await.unwrap();
     assert_eq!(
-        accts.iter().map(|a| (a.id, a.guid.as_str(), a.member_id, a.transfer_share)).collect::<Vec<_>>(),
+        accts.iter().map(|a| (a.id, a.guid.as_str(), a.member_id, a.transfer_share.get())).collect::<Vec<_>>(),
         [(1, "ACT-card", m.id, 100), (2, "ACT-chk", m.id, 0)],
         "the card was linked first"
     );
@@ -1640,4 +1651,48 @@ async fn integer_ids_migration_keeps_every_row_and_relation(db: Db) {
     assert_eq!(transactions::count_for_user(&db, ada_row.id).await.unwrap(), 0);
     let mails = outbox::list_to(&db, "ada@example.com").await.unwrap();
     assert_eq!(mails.iter().map(|m| m.user_id).collect::<Vec<_>>(), [None, None], "mail outlives its user");
+}
+
+async fn domain_values_round_trip_and_bad_stored_values_are_refused(db: Db) {
+    let ada = make_user(&db, "ada@example.com").await;
+    let chase = make_institution(&db, "chase", "Chase").await;
+    let m = make_member(&db, ada, chase).await;
+    let unknown = MemberStatus::parse("RECONNECTED");
+    assert!(save_status(&db, m, 1, &StatusUpdate { status: unknown.clone(), ..status_update("") }).await);
+    assert_eq!(member(&db, m).await.status, unknown, "an unknown status keeps its text");
+    assert_eq!(members::status_of(&db, m).await.unwrap(), Some((unknown, false)));
+
+    let card = make_account(&db, ada, m, "ACT-card", "Visa", AccountFamily::Debt, now()).await;
+    let a = account(&db, ada, card).await;
+    assert_eq!(
+        (a.type_ds, a.balance, a.transfer_share),
+        (AccountFamily::Debt, Some(Cents::new(10_000)), Share::default())
+    );
+    raw!(&db, "UPDATE accounts SET type_ds = 'checking' WHERE id = $1", card);
+    let err = accounts::get(&db, ada, card).await.unwrap_err();
+    assert!(matches!(err, StoreError::Database(_)), "{err:?}");
+    assert!(err.to_string().contains("not an account family"), "{err}");
+    raw!(&db, "UPDATE accounts SET type_ds = 'debt', transfer_share = 101 WHERE id = $1", card);
+    assert!(accounts::get(&db, ada, card).await.is_err(), "a share above 100 is refused");
+}
+
+async fn debt_shares_are_the_active_debt_accounts_in_order(db: Db) {
+    let ada = make_user(&db, "ada@example.com").await;
+    let chase = make_institution(&db, "chase", "Chase").await;
+    let m = make_member(&db, ada, chase).await;
+    let t = now();
+    make_account(&db, ada, m, "ACT-chk", "Checking", AccountFamily::Debit, t).await;
+    let d1 = make_account(&db, ada, m, "ACT-d1", "Visa", AccountFamily::Debt, t + Duration::seconds(1)).await;
+    let d2 = make_account(&db, ada, m, "ACT-d2", "Loan", AccountFamily::Debt, t + Duration::seconds(2)).await;
+    let d3 = make_account(&db, ada, m, "ACT-d3", "Mortgage", AccountFamily::Debt, t + Duration::seconds(3)).await;
+    set_shares(&db, ada, &[(d1, 30), (d2, 30), (d3, 40)]).await;
+    set_active(&db, ada, d3, false).await;
+    let current = accounts::debt_shares(&db, ada).await.unwrap();
+    let pct = |shares: &DebtShares| shares.iter().map(|(id, s)| (id, s.get())).collect::<Vec<_>>();
+    assert_eq!(pct(&current), [(d1, 30), (d2, 30)], "inactive accounts are left out");
+    let mut tx = db.begin().await.unwrap();
+    accounts::set_shares(&mut tx, ada, &current.rebalanced(), now()).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(pct(&accounts::debt_shares(&db, ada).await.unwrap()), [(d1, 50), (d2, 50)]);
+    assert_eq!(account(&db, ada, d3).await.transfer_share, Share::default(), "accounts left out drop to zero");
 }
