@@ -5,6 +5,7 @@
 //! holding one is proof that the value is acceptable.
 
 mod banking;
+mod debt_shares;
 mod email;
 mod money;
 mod password;
@@ -13,9 +14,10 @@ mod secret;
 mod settings;
 mod share;
 
-pub use banking::{MemberPresentation, carve_share, present_member, type_ds};
+pub use banking::{AccountFamily, Direction, MemberPresentation, MemberStatus, present_member, roundup};
+pub use debt_shares::{DebtShares, DebtSharesError};
 pub use email::{Email, EmailError};
-pub use money::{Cents, MoneyError, roundup};
+pub use money::{Cents, MoneyError};
 pub use password::{Password, PasswordError};
 pub use profile::{DateOfBirth, Phone, PostalCode, ProfileError, Ssn, UsState};
 pub use secret::SecretString;

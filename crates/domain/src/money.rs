@@ -143,8 +143,9 @@ impl<'de> Deserialize<'de> for Cents {
 ///
 /// `amount` is the purchase amount in cents. A whole-dollar purchase rounds
 /// up by nothing, or by a full dollar when the user chose `even_roundup`.
-/// Zero and negative amounts (refunds, credits) round up by nothing.
-pub fn roundup(amount: Cents, even_roundup: bool) -> Cents {
+/// Zero and negative amounts (refunds, credits) round up by nothing. Which
+/// transactions are purchases is [`crate::roundup`]'s business.
+pub(crate) fn purchase_roundup(amount: Cents, even_roundup: bool) -> Cents {
     if amount.0 <= 0 {
         return Cents::ZERO;
     }
@@ -258,21 +259,21 @@ mod tests {
 
     #[test]
     fn roundup_reaches_the_next_whole_dollar() {
-        assert_eq!(roundup(Cents::new(1230), false), Cents::new(70));
-        assert_eq!(roundup(Cents::new(1), false), Cents::new(99));
-        assert_eq!(roundup(Cents::new(199), true), Cents::new(1));
+        assert_eq!(purchase_roundup(Cents::new(1230), false), Cents::new(70));
+        assert_eq!(purchase_roundup(Cents::new(1), false), Cents::new(99));
+        assert_eq!(purchase_roundup(Cents::new(199), true), Cents::new(1));
     }
 
     #[test]
     fn roundup_of_a_whole_dollar_is_zero_unless_even_roundup() {
-        assert_eq!(roundup(Cents::new(500), false), Cents::ZERO);
-        assert_eq!(roundup(Cents::new(500), true), Cents::new(100));
+        assert_eq!(purchase_roundup(Cents::new(500), false), Cents::ZERO);
+        assert_eq!(purchase_roundup(Cents::new(500), true), Cents::new(100));
     }
 
     #[test]
     fn roundup_ignores_zero_and_negative_amounts() {
-        assert_eq!(roundup(Cents::ZERO, true), Cents::ZERO);
-        assert_eq!(roundup(Cents::new(-1230), false), Cents::ZERO);
-        assert_eq!(roundup(Cents::new(-500), true), Cents::ZERO);
+        assert_eq!(purchase_roundup(Cents::ZERO, true), Cents::ZERO);
+        assert_eq!(purchase_roundup(Cents::new(-1230), false), Cents::ZERO);
+        assert_eq!(purchase_roundup(Cents::new(-500), true), Cents::ZERO);
     }
 }

@@ -3,7 +3,7 @@
 use crate::money::Cents;
 
 /// The percentage of a payout that goes to one debt account, 0 through 100.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Share(u32);
 
 /// Why a set of shares cannot divide a payout.
@@ -19,6 +19,8 @@ pub enum ShareError {
 
 impl Share {
     pub const MAX: u32 = 100;
+    /// The whole payout.
+    pub const FULL: Share = Share(Self::MAX);
 
     pub fn new(percent: i64) -> Result<Share, ShareError> {
         u32::try_from(percent).ok().filter(|&percent| percent <= Self::MAX).map(Share).ok_or(ShareError::OutOfRange)

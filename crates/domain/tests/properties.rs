@@ -2,9 +2,12 @@
 //! what every invalid input is refused with, and what the output looks like.
 
 use chrono::{Datelike, NaiveDate};
+use std::collections::BTreeMap;
+
 use donkies_domain::{
-    Cents, DateOfBirth, Email, EmailError, MoneyError, Password, PasswordError, Phone, PostalCode, ProfileError,
-    ShareError, Ssn, TransferAmount, UsState, roundup, split_by_shares, validate_shares,
+    AccountFamily, Cents, DateOfBirth, DebtShares, DebtSharesError, Direction, Email, EmailError, MoneyError, Password,
+    PasswordError, Phone, PostalCode, ProfileError, Share, ShareError, Ssn, TransferAmount, UsState, roundup,
+    split_by_shares, validate_shares,
 };
 use proptest::prelude::*;
 
@@ -117,10 +120,23 @@ proptest! {
 
 // ---------------------------------------------------------------- round-up
 
+/// The round-up of a purchase on a debit account.
+fn purchase(amount: i64, even: bool) -> i64 {
+    roundup(Direction::Debit, AccountFamily::Debit, Cents::new(amount), even).get()
+}
+
+fn any_family() -> impl Strategy<Value = AccountFamily> {
+    prop::sample::select(AccountFamily::ALL.to_vec())
+}
+
+fn any_direction() -> impl Strategy<Value = Direction> {
+    prop::sample::select(vec![Direction::Debit, Direction::Credit])
+}
+
 proptest! {
     #[test]
     fn roundup_reaches_the_next_dollar(amount in 1_i64..10_000_000_000) {
-        let up = roundup(Cents::new(amount), false).get();
+        let up = purchase(amount, false);
         prop_assert!((0..100).contains(&up));
         prop_assert_eq!((amount + up) % 100, 0);
         prop_assert_eq!(up == 0, amount % 100 == 0);
@@ -128,24 +144,142 @@ proptest! {
 
     #[test]
     fn even_roundup_adds_a_full_dollar_to_whole_amounts(amount in 1_i64..10_000_000_000) {
-        let up = roundup(Cents::new(amount), true).get();
+        let up = purchase(amount, true);
         prop_assert!((1..=100).contains(&up));
         prop_assert_eq!((amount + up) % 100, 0);
         prop_assert_eq!(up == 100, amount % 100 == 0);
         if amount % 100 != 0 {
-            prop_assert_eq!(up, roundup(Cents::new(amount), false).get());
+            prop_assert_eq!(up, purchase(amount, false));
         }
     }
 
     #[test]
     fn roundup_of_credits_and_zero_is_zero(amount in i64::MIN..=0, even in any::<bool>()) {
-        prop_assert_eq!(roundup(Cents::new(amount), even), Cents::ZERO);
+        prop_assert_eq!(purchase(amount, even), 0);
     }
 
     #[test]
     fn roundup_works_at_the_top_of_the_range(amount in (i64::MAX - 1_000)..=i64::MAX) {
-        let up = roundup(Cents::new(amount), false).get();
+        let up = purchase(amount, false);
         prop_assert_eq!((i128::from(amount) + i128::from(up)) % 100, 0);
+    }
+
+    #[test]
+    fn roundup_is_a_dollar_at_most_and_only_for_purchases_on_debit_accounts(
+        direction in any_direction(),
+        family in any_family(),
+        amount in any::<i64>(),
+        even in any::<bool>(),
+    ) {
+        let up = roundup(direction, family, Cents::new(amount), even).get();
+        prop_assert!((0..=100).contains(&up));
+        if direction == Direction::Debit && family == AccountFamily::Debit && amount > 0 {
+            prop_assert_eq!((i128::from(amount) + i128::from(up)) % 100, 0, "a whole dollar");
+        } else {
+            prop_assert_eq!(up, 0);
+        }
+    }
+}
+
+// ---------------------------------------------------------------- debt shares
+
+/// Up to 6 debt accounts with distinct ids and any stored shares (not necessarily summing to 100).
+fn debt_accounts() -> impl Strategy<Value = DebtShares> {
+    prop::collection::btree_map(1_i64..1_000_000, 0_i64..=100, 0..6)
+        .prop_map(|accounts| accounts.into_iter().map(|(id, share)| (id, Share::new(share).unwrap())).collect())
+}
+
+fn sums_to_100_or_is_empty(shares: &DebtShares) -> bool {
+    shares.is_empty() || shares.iter().map(|(_, s)| s.get()).sum::<u32>() == 100
+}
+
+proptest! {
+    #[test]
+    fn rebalancing_sums_to_100_and_keeps_the_accounts(shares in debt_accounts()) {
+        let balanced = shares.rebalanced();
+        prop_assert!(sums_to_100_or_is_empty(&balanced));
+        prop_assert!(balanced.ids().eq(shares.ids()), "same accounts, same order");
+        if shares.is_balanced() {
+            prop_assert_eq!(&balanced, &shares, "balanced shares are left alone");
+        }
+        if shares.total() == 0 && !shares.is_empty() {
+            prop_assert_eq!(balanced.iter().next().map(|(_, s)| s.get()), Some(100), "all to the first");
+        }
+        if shares.len() == 1 {
+            prop_assert_eq!(balanced.iter().next().map(|(_, s)| s.get()), Some(100));
+        }
+        // Proportional: an account never ends up with less than one with a smaller share.
+        let before = shares.to_map();
+        let after = balanced.to_map();
+        for (a, sa) in &before {
+            for (b, sb) in &before {
+                if sa > sb && shares.total() > 0 {
+                    prop_assert!(after[a] >= after[b], "{:?}", (a, b));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn carving_keeps_the_carved_share_and_the_total(
+        shares in debt_accounts(),
+        pick in any::<prop::sample::Index>(),
+        percent in 0_i64..=100,
+    ) {
+        prop_assume!(!shares.is_empty());
+        let id = shares.ids().nth(pick.index(shares.len())).unwrap();
+        let carved = shares.carve(id, Share::new(percent).unwrap()).unwrap();
+        prop_assert!(sums_to_100_or_is_empty(&carved));
+        prop_assert!(carved.ids().eq(shares.ids()));
+        let expected = if shares.len() == 1 { 100 } else { percent };
+        prop_assert_eq!(carved.get(id).map(Share::get), Some(expected as u32));
+    }
+
+    #[test]
+    fn carving_an_account_that_is_not_there_is_refused(shares in debt_accounts(), id in 1_000_000_i64..2_000_000) {
+        prop_assert_eq!(shares.carve(id, Share::FULL), Err(DebtSharesError::UnknownAccount { account_id: id }));
+    }
+
+    #[test]
+    fn edit_accepts_exactly_the_valid_requests(
+        shares in debt_accounts(),
+        requested in prop::collection::btree_map(1_i64..1_000_000, -10_i64..=110, 0..6),
+        use_own_ids in any::<bool>(),
+    ) {
+        // Half the time ask about exactly the user's accounts, so valid requests come up often.
+        let requested: BTreeMap<i64, i64> = if use_own_ids {
+            shares.ids().zip(requested.values().copied().chain(std::iter::repeat(0))).collect()
+        } else {
+            requested
+        };
+        let in_range = requested.values().all(|s| (0..=100).contains(s));
+        let same_ids = requested.keys().copied().eq(shares.to_map().keys().copied());
+        let sum: i64 = requested.values().sum();
+        let valid = in_range && same_ids && sum == 100;
+        let result = shares.edit(&requested);
+        prop_assert_eq!(result.is_ok(), valid, "{:?}", result);
+        if let Ok(edited) = result {
+            prop_assert!(edited.ids().eq(shares.ids()));
+            for (id, share) in edited.iter() {
+                prop_assert_eq!(i64::from(share.get()), requested[&id]);
+            }
+        }
+    }
+}
+
+proptest! {
+    #[test]
+    fn edit_accepts_every_split_of_100_over_the_accounts(
+        (shares, parts) in percentages().prop_flat_map(|parts| {
+            let n = parts.len();
+            (prop::collection::btree_set(1_i64..1_000_000, n).prop_map(|ids| {
+                ids.into_iter().map(|id| (id, Share::new(0).unwrap())).collect::<DebtShares>()
+            }), Just(parts))
+        }),
+    ) {
+        let requested: BTreeMap<i64, i64> = shares.ids().zip(parts.iter().map(|&p| i64::from(p))).collect();
+        let edited = shares.edit(&requested).unwrap();
+        prop_assert_eq!(edited.total(), 100);
     }
 }
 
@@ -588,33 +722,6 @@ proptest! {
             prop_assert_eq!(parsed, Err(ProfileError::InvalidChoice(dollars)));
             let message = format!("\"{dollars}\" is not a valid choice.");
             prop_assert_eq!(parsed.unwrap_err().to_string(), message);
-        }
-    }
-}
-
-mod carving {
-    use donkies_domain::carve_share;
-    use proptest::prelude::*;
-
-    proptest! {
-        #[test]
-        fn carve_share_always_sums_to_100_and_sets_the_target(
-            raw in proptest::collection::vec(0u32..=100, 1..8),
-            pick in any::<prop::sample::Index>(),
-            new_share in 0u32..=100,
-        ) {
-            // Normalise the starting shares to a valid split summing to 100.
-            let total: u32 = raw.iter().sum();
-            let mut current: Vec<u32> = if total == 0 { vec![0; raw.len()] } else { raw.iter().map(|s| s * 100 / total).collect() };
-            let diff = 100 - current.iter().sum::<u32>();
-            current[0] += diff;
-            let index = pick.index(current.len());
-            let carved = carve_share(&current, index, new_share);
-            prop_assert_eq!(carved.len(), current.len());
-            prop_assert_eq!(carved.iter().sum::<u32>(), 100);
-            if current.len() > 1 {
-                prop_assert_eq!(carved[index], new_share);
-            }
         }
     }
 }

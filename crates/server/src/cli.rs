@@ -84,7 +84,7 @@ pub enum JobsCommand {
     },
     /// Put a failed job back in the queue.
     Retry {
-        id: String,
+        id: i64,
         #[command(flatten)]
         common: CommonArgs,
     },
@@ -188,10 +188,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let settings = settings(&cli.config, None, &common)?;
             let db = open_database(&settings).await?;
             let jobs = donkies_store::jobs::list(&db, failed).await?;
-            println!("{:<32}  {:<12}  {:<8}  {:>8}  {:<20}  last error", "id", "kind", "status", "attempts", "run at");
+            println!("{:<16}  {:<24}  {:<8}  {:>8}  {:<20}  last error", "id", "kind", "status", "attempts", "run at");
             for j in &jobs {
                 println!(
-                    "{:<32}  {:<12}  {:<8}  {:>4}/{:<3}  {:<20}  {}",
+                    "{:<16}  {:<24}  {:<8}  {:>4}/{:<3}  {:<20}  {}",
                     j.id,
                     j.kind,
                     j.status,
@@ -206,7 +206,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Jobs { command: JobsCommand::Retry { id, common } } => {
             let settings = settings(&cli.config, None, &common)?;
             let db = open_database(&settings).await?;
-            if donkies_store::jobs::retry(&db, &id, donkies_store::now()).await? {
+            if donkies_store::jobs::retry(&db, id, donkies_store::now()).await? {
                 println!("job {id} queued again");
             } else {
                 anyhow::bail!("no failed job with id {id}");

@@ -1,41 +1,55 @@
 //! Accounts at linked institutions, with what the user set on them (active, shares, number).
 
 use chrono::{DateTime, NaiveDate, Utc};
+use donkies_domain::{AccountFamily, Cents, DebtShares, Share};
 
+use crate::column::Col;
 use crate::{Db, StoreError, Tx, on_db, on_tx};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Account {
-    pub id: String,
-    pub user_id: String,
-    pub member_id: String,
+    pub id: i64,
+    pub user_id: i64,
+    pub member_id: i64,
     pub guid: String,
     pub uid: String,
     pub name: String,
     pub kind: String,
-    pub type_ds: String,
+    #[sqlx(try_from = "Col<AccountFamily>")]
+    pub type_ds: AccountFamily,
     pub subtype: Option<String>,
-    pub balance: Option<i64>,
-    pub available_balance: Option<i64>,
-    pub available_credit: Option<i64>,
-    pub credit_limit: Option<i64>,
+    #[sqlx(try_from = "Col<Option<Cents>>")]
+    pub balance: Option<Cents>,
+    #[sqlx(try_from = "Col<Option<Cents>>")]
+    pub available_balance: Option<Cents>,
+    #[sqlx(try_from = "Col<Option<Cents>>")]
+    pub available_credit: Option<Cents>,
+    #[sqlx(try_from = "Col<Option<Cents>>")]
+    pub credit_limit: Option<Cents>,
     pub apr: Option<f64>,
     pub apy: Option<f64>,
     pub interest_rate: Option<f64>,
-    pub minimum_balance: Option<i64>,
-    pub minimum_payment: Option<i64>,
-    pub original_balance: Option<i64>,
-    pub payoff_balance: Option<i64>,
-    pub last_payment: Option<i64>,
+    #[sqlx(try_from = "Col<Option<Cents>>")]
+    pub minimum_balance: Option<Cents>,
+    #[sqlx(try_from = "Col<Option<Cents>>")]
+    pub minimum_payment: Option<Cents>,
+    #[sqlx(try_from = "Col<Option<Cents>>")]
+    pub original_balance: Option<Cents>,
+    #[sqlx(try_from = "Col<Option<Cents>>")]
+    pub payoff_balance: Option<Cents>,
+    #[sqlx(try_from = "Col<Option<Cents>>")]
+    pub last_payment: Option<Cents>,
     pub last_payment_at: Option<DateTime<Utc>>,
     pub payment_due_at: Option<DateTime<Utc>>,
     pub day_payment_is_due: Option<i64>,
     pub matures_on: Option<NaiveDate>,
     pub started_on: Option<NaiveDate>,
-    pub total_account_value: Option<i64>,
+    #[sqlx(try_from = "Col<Option<Cents>>")]
+    pub total_account_value: Option<Cents>,
     pub is_closed: bool,
     pub is_active: bool,
-    pub transfer_share: i64,
+    #[sqlx(try_from = "Col<Share>")]
+    pub transfer_share: Share,
     pub is_funding_source_for_transfer: bool,
     pub is_dwolla_created: bool,
     pub account_number_last4: Option<String>,
@@ -55,26 +69,26 @@ pub struct AccountData {
     pub guid: String,
     pub name: String,
     pub kind: String,
-    pub type_ds: String,
+    pub type_ds: AccountFamily,
     pub subtype: Option<String>,
-    pub balance: Option<i64>,
-    pub available_balance: Option<i64>,
-    pub available_credit: Option<i64>,
-    pub credit_limit: Option<i64>,
+    pub balance: Option<Cents>,
+    pub available_balance: Option<Cents>,
+    pub available_credit: Option<Cents>,
+    pub credit_limit: Option<Cents>,
     pub apr: Option<f64>,
     pub apy: Option<f64>,
     pub interest_rate: Option<f64>,
-    pub minimum_balance: Option<i64>,
-    pub minimum_payment: Option<i64>,
-    pub original_balance: Option<i64>,
-    pub payoff_balance: Option<i64>,
-    pub last_payment: Option<i64>,
+    pub minimum_balance: Option<Cents>,
+    pub minimum_payment: Option<Cents>,
+    pub original_balance: Option<Cents>,
+    pub payoff_balance: Option<Cents>,
+    pub last_payment: Option<Cents>,
     pub last_payment_at: Option<DateTime<Utc>>,
     pub payment_due_at: Option<DateTime<Utc>>,
     pub day_payment_is_due: Option<i64>,
     pub matures_on: Option<NaiveDate>,
     pub started_on: Option<NaiveDate>,
-    pub total_account_value: Option<i64>,
+    pub total_account_value: Option<Cents>,
     pub is_closed: bool,
 }
 
@@ -82,8 +96,8 @@ pub struct AccountData {
 /// share, account number — is never touched by a refresh.
 pub async fn upsert(
     tx: &mut Tx,
-    user_id: &str,
-    member_id: &str,
+    user_id: i64,
+    member_id: i64,
     accounts: &[AccountData],
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
@@ -113,29 +127,29 @@ pub async fn upsert(
         .bind(user_id)
         .bind(member_id)
         .bind(&a.guid)
-        .bind(crate::new_id())
+        .bind(crate::new_hex_id())
         .bind(&a.name)
         .bind(&a.kind)
-        .bind(&a.type_ds)
+        .bind(a.type_ds.as_str())
         .bind(&a.subtype)
-        .bind(a.balance)
-        .bind(a.available_balance)
-        .bind(a.available_credit)
-        .bind(a.credit_limit)
+        .bind(a.balance.map(Cents::get))
+        .bind(a.available_balance.map(Cents::get))
+        .bind(a.available_credit.map(Cents::get))
+        .bind(a.credit_limit.map(Cents::get))
         .bind(a.apr)
         .bind(a.apy)
         .bind(a.interest_rate)
-        .bind(a.minimum_balance)
-        .bind(a.minimum_payment)
-        .bind(a.original_balance)
-        .bind(a.payoff_balance)
-        .bind(a.last_payment)
+        .bind(a.minimum_balance.map(Cents::get))
+        .bind(a.minimum_payment.map(Cents::get))
+        .bind(a.original_balance.map(Cents::get))
+        .bind(a.payoff_balance.map(Cents::get))
+        .bind(a.last_payment.map(Cents::get))
         .bind(a.last_payment_at)
         .bind(a.payment_due_at)
         .bind(a.day_payment_is_due)
         .bind(a.matures_on)
         .bind(a.started_on)
-        .bind(a.total_account_value)
+        .bind(a.total_account_value.map(Cents::get))
         .bind(a.is_closed)
         .bind(now)
         .execute(conn)
@@ -146,7 +160,7 @@ pub async fn upsert(
 }
 
 /// Give the user's first debt account the whole share when no active debt account has any.
-pub async fn ensure_debt_share(tx: &mut Tx, user_id: &str) -> Result<(), StoreError> {
+pub async fn ensure_debt_share(tx: &mut Tx, user_id: i64) -> Result<(), StoreError> {
     on_tx!(tx, conn => sqlx::query(
         "UPDATE accounts SET transfer_share = 100 WHERE id = ( \
            SELECT id FROM accounts WHERE user_id = $1 AND type_ds = 'debt' AND is_active = TRUE AND is_deleted = FALSE \
@@ -161,28 +175,40 @@ pub async fn ensure_debt_share(tx: &mut Tx, user_id: &str) -> Result<(), StoreEr
     Ok(())
 }
 
+/// The user's active debt accounts, oldest first, with their shares as stored.
+pub async fn debt_shares(db: &Db, user_id: i64) -> Result<DebtShares, StoreError> {
+    let rows = on_db!(db, pool => sqlx::query_as::<_, (i64, Col<Share>)>(
+        "SELECT id, transfer_share FROM accounts \
+         WHERE user_id = $1 AND type_ds = 'debt' AND is_active = TRUE AND is_deleted = FALSE ORDER BY created_at, id",
+    )
+    .bind(user_id)
+    .fetch_all(pool)
+    .await)?;
+    Ok(rows.into_iter().map(|(id, share)| (id, share.0)).collect())
+}
+
 /// The user's visible accounts, oldest first.
-pub async fn list_for_user(db: &Db, user_id: &str) -> Result<Vec<Account>, StoreError> {
+pub async fn list_for_user(db: &Db, user_id: i64) -> Result<Vec<Account>, StoreError> {
     let sql =
         format!("SELECT {COLUMNS} FROM accounts WHERE user_id = $1 AND is_deleted = FALSE ORDER BY created_at, id");
     Ok(on_db!(db, pool => sqlx::query_as::<_, Account>(&sql).bind(user_id).fetch_all(pool).await)?)
 }
 
 /// The account's guid → id map of a user (including hidden ones), for attaching transactions.
-pub async fn ids_by_guid(tx: &mut Tx, user_id: &str) -> Result<Vec<(String, String)>, StoreError> {
-    Ok(on_tx!(tx, conn => sqlx::query_as::<_, (String, String)>("SELECT guid, id FROM accounts WHERE user_id = $1")
+pub async fn ids_by_guid(tx: &mut Tx, user_id: i64) -> Result<Vec<(String, i64)>, StoreError> {
+    Ok(on_tx!(tx, conn => sqlx::query_as::<_, (String, i64)>("SELECT guid, id FROM accounts WHERE user_id = $1")
         .bind(user_id)
         .fetch_all(conn)
         .await)?)
 }
 
-pub async fn get(db: &Db, user_id: &str, id: &str) -> Result<Option<Account>, StoreError> {
+pub async fn get(db: &Db, user_id: i64, id: i64) -> Result<Option<Account>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM accounts WHERE user_id = $1 AND id = $2 AND is_deleted = FALSE");
     Ok(on_db!(db, pool => sqlx::query_as::<_, Account>(&sql).bind(user_id).bind(id).fetch_optional(pool).await)?)
 }
 
 /// Hide one account (the user removed it); a refresh keeps it hidden.
-pub async fn hide(db: &Db, user_id: &str, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+pub async fn hide(db: &Db, user_id: i64, id: i64, now: DateTime<Utc>) -> Result<bool, StoreError> {
     let mut tx = db.begin().await?;
     let n = on_tx!(&mut tx, conn => sqlx::query(
         "UPDATE accounts SET is_deleted = TRUE, transfer_share = 0, updated_at = $3 WHERE user_id = $1 AND id = $2 AND is_deleted = FALSE",
@@ -199,8 +225,8 @@ pub async fn hide(db: &Db, user_id: &str, id: &str, now: DateTime<Utc>) -> Resul
 
 pub async fn set_active(
     tx: &mut Tx,
-    user_id: &str,
-    id: &str,
+    user_id: i64,
+    id: i64,
     active: bool,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
@@ -216,7 +242,7 @@ pub async fn set_active(
 }
 
 /// Active visible accounts of a member.
-pub async fn count_active_in_member(tx: &mut Tx, member_id: &str) -> Result<i64, StoreError> {
+pub async fn count_active_in_member(tx: &mut Tx, member_id: i64) -> Result<i64, StoreError> {
     Ok(on_tx!(tx, conn => sqlx::query_scalar::<_, i64>(
         "SELECT COUNT(*) FROM accounts WHERE member_id = $1 AND is_active = TRUE AND is_deleted = FALSE",
     )
@@ -228,8 +254,8 @@ pub async fn count_active_in_member(tx: &mut Tx, member_id: &str) -> Result<i64,
 /// Store the (sealed) account number once; false when one is already set.
 pub async fn set_account_number(
     db: &Db,
-    user_id: &str,
-    id: &str,
+    user_id: i64,
+    id: i64,
     sealed: &str,
     last4: &str,
     now: DateTime<Utc>,
@@ -251,7 +277,7 @@ pub async fn set_account_number(
     Ok(n == 1)
 }
 
-pub async fn sealed_account_number(db: &Db, user_id: &str, id: &str) -> Result<Option<String>, StoreError> {
+pub async fn sealed_account_number(db: &Db, user_id: i64, id: i64) -> Result<Option<String>, StoreError> {
     Ok(on_db!(db, pool => sqlx::query_scalar::<_, Option<String>>(
         "SELECT account_number_encrypted FROM accounts WHERE user_id = $1 AND id = $2",
     )
@@ -262,24 +288,19 @@ pub async fn sealed_account_number(db: &Db, user_id: &str, id: &str) -> Result<O
     .flatten())
 }
 
-/// Set the shares of the given accounts and zero every other debt account of the user.
-pub async fn set_shares(
-    tx: &mut Tx,
-    user_id: &str,
-    shares: &[(String, i64)],
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
+/// Set the shares of the given accounts and zero every other account of the user.
+pub async fn set_shares(tx: &mut Tx, user_id: i64, shares: &DebtShares, now: DateTime<Utc>) -> Result<(), StoreError> {
     on_tx!(tx, conn => sqlx::query("UPDATE accounts SET transfer_share = 0, updated_at = $2 WHERE user_id = $1 AND transfer_share <> 0")
         .bind(user_id)
         .bind(now)
         .execute(conn)
         .await
         .map(|r| r.rows_affected()))?;
-    for (id, share) in shares {
+    for (id, share) in shares.iter() {
         on_tx!(tx, conn => sqlx::query("UPDATE accounts SET transfer_share = $3, updated_at = $4 WHERE user_id = $1 AND id = $2")
             .bind(user_id)
             .bind(id)
-            .bind(share)
+            .bind(i64::from(share.get()))
             .bind(now)
             .execute(conn)
             .await
@@ -289,7 +310,7 @@ pub async fn set_shares(
 }
 
 /// The sum of the balances of the user's active, visible debt accounts, in cents.
-pub async fn total_debt(db: &Db, user_id: &str) -> Result<i64, StoreError> {
+pub async fn total_debt(db: &Db, user_id: i64) -> Result<Cents, StoreError> {
     Ok(on_db!(db, pool => sqlx::query_scalar::<_, Option<i64>>(
         "SELECT CAST(SUM(balance) AS BIGINT) FROM accounts \
          WHERE user_id = $1 AND type_ds = 'debt' AND is_active = TRUE AND is_deleted = FALSE",
@@ -297,5 +318,5 @@ pub async fn total_debt(db: &Db, user_id: &str) -> Result<i64, StoreError> {
     .bind(user_id)
     .fetch_one(pool)
     .await)?
-    .unwrap_or(0))
+    .map_or(Cents::ZERO, Cents::new))
 }

@@ -3,6 +3,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
+use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, Postgres, Sqlite, SqlitePool};
@@ -15,6 +16,8 @@ pub fn now() -> DateTime<Utc> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// A unique constraint refused the write. It carries the constraint's name as
+    /// [`crate::constraints`] spells it, the same on both engines.
     #[error("unique constraint violated: {0}")]
     Conflict(String),
     #[error("not found")]
@@ -31,14 +34,21 @@ pub enum StoreError {
 
 impl StoreError {
     /// Translate unique-constraint violations (raised by the insert itself, never pre-checked,
-    /// so concurrent requests cannot race) into [`StoreError::Conflict`].
+    /// so concurrent requests cannot race) into [`StoreError::Conflict`] with the constraint's
+    /// engine-independent name.
     pub(crate) fn from_write(err: sqlx::Error) -> Self {
         if let sqlx::Error::Database(db) = &err
             && db.is_unique_violation()
         {
-            return StoreError::Conflict(db.constraint().unwrap_or(db.message()).to_owned());
+            return StoreError::Conflict(crate::constraints::normalise(db.constraint(), db.message()));
         }
         StoreError::Database(err)
+    }
+
+    /// Whether this is a [`StoreError::Conflict`] on the unique constraint `name` (one of
+    /// [`crate::constraints`]), e.g. `err.on_constraint(constraints::USERS_EMAIL)`.
+    pub fn on_constraint(&self, name: &str) -> bool {
+        matches!(self, StoreError::Conflict(constraint) if constraint == name)
     }
 }
 
@@ -144,9 +154,19 @@ impl Db {
 
     /// Apply the embedded migrations of this engine.
     pub async fn migrate(&self) -> Result<(), StoreError> {
+        self.migrate_to(i64::MAX).await
+    }
+
+    /// Apply the embedded migrations of this engine up to and including `version` (tests build
+    /// a database as an older release left it, then migrate the rest).
+    pub async fn migrate_to(&self, version: i64) -> Result<(), StoreError> {
+        fn up_to(mut migrator: Migrator, version: i64) -> Migrator {
+            migrator.migrations = migrator.migrations.iter().filter(|m| m.version <= version).cloned().collect();
+            migrator
+        }
         match self {
-            Db::Sqlite { pool, .. } => sqlx::migrate!("./migrations/sqlite").run(pool).await?,
-            Db::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
+            Db::Sqlite { pool, .. } => up_to(sqlx::migrate!("./migrations/sqlite"), version).run(pool).await?,
+            Db::Postgres(pool) => up_to(sqlx::migrate!("./migrations/postgres"), version).run(pool).await?,
         }
         Ok(())
     }

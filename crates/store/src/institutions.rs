@@ -6,7 +6,7 @@ use crate::{Db, StoreError, on_db, on_tx};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Institution {
-    pub id: String,
+    pub id: i64,
     pub code: String,
     pub name: String,
     pub url: Option<String>,
@@ -14,7 +14,7 @@ pub struct Institution {
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Credential {
-    pub institution_id: String,
+    pub institution_id: i64,
     pub guid: String,
     pub field_name: String,
     pub label: String,
@@ -49,7 +49,7 @@ pub async fn upsert(db: &Db, entries: &[CatalogEntry], now: DateTime<Utc>) -> Re
 }
 
 /// Replace the stored credentials of an institution.
-pub async fn replace_credentials(db: &Db, institution_id: &str, credentials: &[Credential]) -> Result<(), StoreError> {
+pub async fn replace_credentials(db: &Db, institution_id: i64, credentials: &[Credential]) -> Result<(), StoreError> {
     let mut tx = db.begin().await?;
     on_tx!(&mut tx, conn => sqlx::query("DELETE FROM institution_credentials WHERE institution_id = $1")
         .bind(institution_id)
@@ -86,7 +86,7 @@ pub async fn list(db: &Db, search: Option<&str>, limit: i64) -> Result<Vec<Insti
     Ok(found.into_iter().map(|(_, i)| i).take(usize::try_from(limit).unwrap_or(0)).collect())
 }
 
-pub async fn get(db: &Db, id: &str) -> Result<Option<Institution>, StoreError> {
+pub async fn get(db: &Db, id: i64) -> Result<Option<Institution>, StoreError> {
     Ok(
         on_db!(db, pool => sqlx::query_as::<_, Institution>("SELECT id, code, name, url FROM institutions WHERE id = $1")
         .bind(id)
@@ -104,7 +104,7 @@ pub async fn get_by_code(db: &Db, code: &str) -> Result<Option<Institution>, Sto
     )
 }
 
-pub async fn credentials(db: &Db, institution_id: &str) -> Result<Vec<Credential>, StoreError> {
+pub async fn credentials(db: &Db, institution_id: i64) -> Result<Vec<Credential>, StoreError> {
     Ok(on_db!(db, pool => sqlx::query_as::<_, Credential>(
         "SELECT institution_id, guid, field_name, label, kind, display_order FROM institution_credentials \
          WHERE institution_id = $1 ORDER BY display_order, guid",

@@ -11,7 +11,7 @@ pub const FAILED: &str = "failed";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Job {
-    pub id: String,
+    pub id: i64,
     pub kind: String,
     pub payload: String,
     pub status: String,
@@ -39,13 +39,14 @@ pub struct NewJob<'a> {
 
 /// Enqueue a job as part of `tx`, so it exists exactly when the change that needs it commits.
 /// Returns the new job's id, or `None` when a live job with the same dedupe key exists.
-pub async fn enqueue(tx: &mut Tx, job: &NewJob<'_>, now: DateTime<Utc>) -> Result<Option<String>, StoreError> {
+pub async fn enqueue(tx: &mut Tx, job: &NewJob<'_>, now: DateTime<Utc>) -> Result<Option<i64>, StoreError> {
     let id = new_id();
     let inserted = on_tx!(tx, conn => sqlx::query(
         "INSERT INTO jobs (id, kind, payload, status, attempts, max_attempts, run_at, created_at, updated_at, dedupe_key) \
-         VALUES ($1, $2, $3, 'queued', 0, $4, $5, $6, $6, $7) ON CONFLICT DO NOTHING",
+         VALUES ($1, $2, $3, 'queued', 0, $4, $5, $6, $6, $7) \
+         ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING",
     )
-    .bind(&id)
+    .bind(id)
     .bind(job.kind)
     .bind(job.payload.to_string())
     .bind(job.max_attempts)
@@ -91,7 +92,7 @@ pub async fn claim(
 }
 
 /// A finished job leaves the queue. Ignored when another worker has since taken it over.
-pub async fn complete(db: &Db, id: &str, worker: &str) -> Result<(), StoreError> {
+pub async fn complete(db: &Db, id: i64, worker: &str) -> Result<(), StoreError> {
     let mut tx = db.begin().await?;
     on_tx!(&mut tx, conn => sqlx::query("DELETE FROM jobs WHERE id = $1 AND locked_by = $2")
         .bind(id)
@@ -106,7 +107,7 @@ pub async fn complete(db: &Db, id: &str, worker: &str) -> Result<(), StoreError>
 /// `retry_at` is `None`.
 pub async fn fail(
     db: &Db,
-    id: &str,
+    id: i64,
     worker: &str,
     error: &str,
     retry_at: Option<DateTime<Utc>>,
@@ -136,7 +137,7 @@ pub async fn fail(
 }
 
 /// Put a parked (failed) job back in the queue with a fresh set of attempts.
-pub async fn retry(db: &Db, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+pub async fn retry(db: &Db, id: i64, now: DateTime<Utc>) -> Result<bool, StoreError> {
     let mut tx = db.begin().await?;
     let n = on_tx!(&mut tx, conn => sqlx::query(
         "UPDATE jobs SET status = 'queued', attempts = 0, run_at = $2, updated_at = $2 \
@@ -151,7 +152,7 @@ pub async fn retry(db: &Db, id: &str, now: DateTime<Utc>) -> Result<bool, StoreE
     Ok(n == 1)
 }
 
-pub async fn get(db: &Db, id: &str) -> Result<Option<Job>, StoreError> {
+pub async fn get(db: &Db, id: i64) -> Result<Option<Job>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM jobs WHERE id = $1");
     Ok(on_db!(db, pool => sqlx::query_as::<_, Job>(&sql).bind(id).fetch_optional(pool).await)?)
 }

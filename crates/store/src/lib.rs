@@ -4,7 +4,10 @@
 //! expression once per typed pool, so booleans and timestamps keep their native types.
 
 pub mod accounts;
+mod column;
+pub mod constraints;
 mod db;
+mod ids;
 pub mod institutions;
 pub mod jobs;
 pub mod members;
@@ -16,8 +19,4 @@ pub mod transactions;
 pub mod users;
 
 pub use db::{Backend, Db, StoreError, Tx, now};
-
-/// A fresh program-generated id (UUID v7: time-ordered, no engine-specific sequences).
-pub fn new_id() -> String {
-    uuid::Uuid::now_v7().simple().to_string()
-}
+pub use ids::{MAX_ID, id_time_ms, new_hex_id, new_id};

@@ -1,19 +1,22 @@
 //! Members: a user's login at one institution, its aggregation status and challenges.
 
 use chrono::{DateTime, Utc};
+use donkies_domain::MemberStatus;
 
+use crate::column::Col;
 use crate::institutions::Institution;
 use crate::{Db, StoreError, Tx, on_db, on_tx};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Member {
-    pub id: String,
-    pub user_id: String,
-    pub institution_id: String,
+    pub id: i64,
+    pub user_id: i64,
+    pub institution_id: i64,
     pub identifier: String,
     pub guid: Option<String>,
     pub name: String,
-    pub status: String,
+    #[sqlx(try_from = "Col<MemberStatus>")]
+    pub status: MemberStatus,
     pub aggregated_at: Option<DateTime<Utc>>,
     pub successfully_aggregated_at: Option<DateTime<Utc>>,
     pub metadata: Option<String>,
@@ -38,7 +41,7 @@ pub struct InstitutionCols {
 impl Member {
     pub fn institution(&self) -> Institution {
         Institution {
-            id: self.institution_id.clone(),
+            id: self.institution_id,
             code: self.institution.inst_code.clone(),
             name: self.institution.inst_name.clone(),
             url: self.institution.inst_url.clone(),
@@ -64,13 +67,13 @@ pub struct Challenge {
 }
 
 pub struct NewMember<'a> {
-    pub id: &'a str,
-    pub user_id: &'a str,
-    pub institution_id: &'a str,
+    pub id: i64,
+    pub user_id: i64,
+    pub institution_id: i64,
     pub identifier: &'a str,
     pub guid: &'a str,
     pub name: &'a str,
-    pub status: &'a str,
+    pub status: MemberStatus,
     pub now: DateTime<Utc>,
 }
 
@@ -86,7 +89,7 @@ pub async fn insert(tx: &mut Tx, m: &NewMember<'_>) -> Result<(), StoreError> {
     .bind(m.identifier)
     .bind(m.guid)
     .bind(m.name)
-    .bind(m.status)
+    .bind(m.status.as_str())
     .bind(m.now)
     .execute(conn)
     .await
@@ -95,25 +98,25 @@ pub async fn insert(tx: &mut Tx, m: &NewMember<'_>) -> Result<(), StoreError> {
     Ok(())
 }
 
-pub async fn get(db: &Db, id: &str) -> Result<Option<Member>, StoreError> {
+pub async fn get(db: &Db, id: i64) -> Result<Option<Member>, StoreError> {
     let sql = format!("{SELECT} WHERE m.id = $1");
     Ok(on_db!(db, pool => sqlx::query_as::<_, Member>(&sql).bind(id).fetch_optional(pool).await)?)
 }
 
 /// The user's live member with this identifier.
-pub async fn find_by_identifier(db: &Db, user_id: &str, identifier: &str) -> Result<Option<Member>, StoreError> {
+pub async fn find_by_identifier(db: &Db, user_id: i64, identifier: &str) -> Result<Option<Member>, StoreError> {
     let sql = format!("{SELECT} WHERE m.user_id = $1 AND m.identifier = $2 AND m.is_deleted = FALSE");
     Ok(on_db!(db, pool => sqlx::query_as::<_, Member>(&sql).bind(user_id).bind(identifier).fetch_optional(pool).await)?)
 }
 
-pub async fn find_for_institution(db: &Db, user_id: &str, institution_id: &str) -> Result<Option<Member>, StoreError> {
+pub async fn find_for_institution(db: &Db, user_id: i64, institution_id: i64) -> Result<Option<Member>, StoreError> {
     let sql = format!("{SELECT} WHERE m.user_id = $1 AND m.institution_id = $2 AND m.is_deleted = FALSE");
     Ok(
         on_db!(db, pool => sqlx::query_as::<_, Member>(&sql).bind(user_id).bind(institution_id).fetch_optional(pool).await)?,
     )
 }
 
-pub async fn list_for_user(db: &Db, user_id: &str) -> Result<Vec<Member>, StoreError> {
+pub async fn list_for_user(db: &Db, user_id: i64) -> Result<Vec<Member>, StoreError> {
     let sql = format!("{SELECT} WHERE m.user_id = $1 AND m.is_deleted = FALSE ORDER BY m.created_at, m.id");
     Ok(on_db!(db, pool => sqlx::query_as::<_, Member>(&sql).bind(user_id).fetch_all(pool).await)?)
 }
@@ -126,13 +129,18 @@ pub async fn list_completed(db: &Db) -> Result<Vec<Member>, StoreError> {
 
 /// Start a new aggregation round: a new poll generation (older polling jobs retire), counters
 /// reset, challenges cleared. Returns the new generation.
-pub async fn restart(tx: &mut Tx, member_id: &str, status: &str, now: DateTime<Utc>) -> Result<i64, StoreError> {
+pub async fn restart(
+    tx: &mut Tx,
+    member_id: i64,
+    status: &MemberStatus,
+    now: DateTime<Utc>,
+) -> Result<i64, StoreError> {
     let generation = on_tx!(tx, conn => sqlx::query_scalar::<_, i64>(
         "UPDATE members SET poll_generation = poll_generation + 1, polls = 0, halted_retries = 0, gave_up = FALSE, \
          status = $2, updated_at = $3 WHERE id = $1 RETURNING poll_generation",
     )
     .bind(member_id)
-    .bind(status)
+    .bind(status.as_str())
     .bind(now)
     .fetch_optional(conn)
     .await)?
@@ -141,8 +149,8 @@ pub async fn restart(tx: &mut Tx, member_id: &str, status: &str, now: DateTime<U
     Ok(generation)
 }
 
-pub struct StatusUpdate<'a> {
-    pub status: &'a str,
+pub struct StatusUpdate {
+    pub status: MemberStatus,
     pub aggregated_at: Option<DateTime<Utc>>,
     pub successfully_aggregated_at: Option<DateTime<Utc>>,
     pub polls: i64,
@@ -153,9 +161,9 @@ pub struct StatusUpdate<'a> {
 /// Save what a poll learned, only if the member is still in poll generation `generation`.
 pub async fn save_status(
     tx: &mut Tx,
-    member_id: &str,
+    member_id: i64,
     generation: i64,
-    u: &StatusUpdate<'_>,
+    u: &StatusUpdate,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
     let n = on_tx!(tx, conn => sqlx::query(
@@ -165,7 +173,7 @@ pub async fn save_status(
     )
     .bind(member_id)
     .bind(generation)
-    .bind(u.status)
+    .bind(u.status.as_str())
     .bind(u.aggregated_at)
     .bind(u.successfully_aggregated_at)
     .bind(u.polls)
@@ -178,7 +186,7 @@ pub async fn save_status(
     Ok(n == 1)
 }
 
-pub async fn clear_challenges(tx: &mut Tx, member_id: &str) -> Result<(), StoreError> {
+pub async fn clear_challenges(tx: &mut Tx, member_id: i64) -> Result<(), StoreError> {
     on_tx!(tx, conn => sqlx::query("DELETE FROM challenges WHERE member_id = $1")
         .bind(member_id)
         .execute(conn)
@@ -187,7 +195,7 @@ pub async fn clear_challenges(tx: &mut Tx, member_id: &str) -> Result<(), StoreE
     Ok(())
 }
 
-pub async fn replace_challenges(tx: &mut Tx, member_id: &str, challenges: &[Challenge]) -> Result<(), StoreError> {
+pub async fn replace_challenges(tx: &mut Tx, member_id: i64, challenges: &[Challenge]) -> Result<(), StoreError> {
     clear_challenges(tx, member_id).await?;
     for (position, c) in challenges.iter().enumerate() {
         on_tx!(tx, conn => sqlx::query(
@@ -209,7 +217,7 @@ pub async fn replace_challenges(tx: &mut Tx, member_id: &str, challenges: &[Chal
     Ok(())
 }
 
-pub async fn challenges(db: &Db, member_id: &str) -> Result<Vec<Challenge>, StoreError> {
+pub async fn challenges(db: &Db, member_id: i64) -> Result<Vec<Challenge>, StoreError> {
     Ok(on_db!(db, pool => sqlx::query_as::<_, Challenge>(
         "SELECT guid, field_name, label, kind, options, image_data FROM challenges WHERE member_id = $1 ORDER BY position",
     )
@@ -219,7 +227,7 @@ pub async fn challenges(db: &Db, member_id: &str) -> Result<Vec<Challenge>, Stor
 }
 
 /// Hide a member and everything read through it.
-pub async fn mark_deleted(db: &Db, member_id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+pub async fn mark_deleted(db: &Db, member_id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
     let mut tx = db.begin().await?;
     on_tx!(&mut tx, conn => sqlx::query("UPDATE members SET is_deleted = TRUE, poll_generation = poll_generation + 1, updated_at = $2 WHERE id = $1")
         .bind(member_id)
@@ -237,9 +245,10 @@ pub async fn mark_deleted(db: &Db, member_id: &str, now: DateTime<Utc>) -> Resul
 }
 
 /// Status of a member, for cheap change detection.
-pub async fn status_of(db: &Db, member_id: &str) -> Result<Option<(String, bool)>, StoreError> {
-    Ok(on_db!(db, pool => sqlx::query_as::<_, (String, bool)>("SELECT status, gave_up FROM members WHERE id = $1")
+pub async fn status_of(db: &Db, member_id: i64) -> Result<Option<(MemberStatus, bool)>, StoreError> {
+    let row = on_db!(db, pool => sqlx::query_as::<_, (Col<MemberStatus>, bool)>("SELECT status, gave_up FROM members WHERE id = $1")
         .bind(member_id)
         .fetch_optional(pool)
-        .await)?)
+        .await)?;
+    Ok(row.map(|(status, gave_up)| (status.0, gave_up)))
 }

@@ -6,8 +6,8 @@ use crate::{Db, StoreError, Tx, on_db, on_tx};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Mail {
-    pub id: String,
-    pub user_id: Option<String>,
+    pub id: i64,
+    pub user_id: Option<i64>,
     pub template: String,
     pub to_address: String,
     pub subject: String,
@@ -24,8 +24,8 @@ pub async fn insert(tx: &mut Tx, mail: &Mail) -> Result<(), StoreError> {
         "INSERT INTO outbox (id, user_id, template, to_address, subject, text_body, html_body, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
-    .bind(&mail.id)
-    .bind(&mail.user_id)
+    .bind(mail.id)
+    .bind(mail.user_id)
     .bind(&mail.template)
     .bind(&mail.to_address)
     .bind(&mail.subject)
@@ -39,12 +39,12 @@ pub async fn insert(tx: &mut Tx, mail: &Mail) -> Result<(), StoreError> {
     Ok(())
 }
 
-pub async fn get(db: &Db, id: &str) -> Result<Option<Mail>, StoreError> {
+pub async fn get(db: &Db, id: i64) -> Result<Option<Mail>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM outbox WHERE id = $1");
     Ok(on_db!(db, pool => sqlx::query_as::<_, Mail>(&sql).bind(id).fetch_optional(pool).await)?)
 }
 
-pub async fn mark_sent(db: &Db, id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+pub async fn mark_sent(db: &Db, id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
     let mut tx = db.begin().await?;
     on_tx!(&mut tx, conn => sqlx::query("UPDATE outbox SET sent_at = $2 WHERE id = $1 AND sent_at IS NULL")
         .bind(id)

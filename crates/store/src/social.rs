@@ -6,10 +6,10 @@ use crate::{Db, StoreError, Tx, on_db, on_tx};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Identity {
-    pub id: String,
+    pub id: i64,
     pub provider: String,
     pub provider_user_id: String,
-    pub user_id: String,
+    pub user_id: i64,
     pub email: Option<String>,
     pub profile: String,
 }
@@ -28,7 +28,7 @@ pub async fn find(db: &Db, provider: &str, provider_user_id: &str) -> Result<Opt
 pub struct NewIdentity<'a> {
     pub provider: &'a str,
     pub provider_user_id: &'a str,
-    pub user_id: &'a str,
+    pub user_id: i64,
     pub email: Option<&'a str>,
     pub profile: &'a str,
     pub now: DateTime<Utc>,
@@ -55,12 +55,12 @@ pub async fn link(tx: &mut Tx, identity: &NewIdentity<'_>) -> Result<(), StoreEr
     .map(|r| r.rows_affected()))
     .map_err(StoreError::from_write)?;
     if n == 0 {
-        return Err(StoreError::Conflict("social_identities: linked to another user".into()));
+        return Err(StoreError::Conflict(crate::constraints::SOCIAL_IDENTITIES_PROVIDER_USER.to_owned()));
     }
     Ok(())
 }
 
-pub async fn count_for_user(db: &Db, user_id: &str) -> Result<i64, StoreError> {
+pub async fn count_for_user(db: &Db, user_id: i64) -> Result<i64, StoreError> {
     Ok(on_db!(db, pool => sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM social_identities WHERE user_id = $1")
         .bind(user_id)
         .fetch_one(pool)

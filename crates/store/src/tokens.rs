@@ -8,7 +8,7 @@ use crate::{Db, StoreError, Tx, on_db, on_tx};
 pub async fn insert_session(
     db: &Db,
     token_hash: &str,
-    user_id: &str,
+    user_id: i64,
     now: DateTime<Utc>,
     expires_at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
@@ -35,7 +35,7 @@ pub async fn insert_session(
 }
 
 /// Revoke every session token of the user; returns how many were revoked.
-pub async fn delete_sessions(tx: &mut Tx, user_id: &str) -> Result<u64, StoreError> {
+pub async fn delete_sessions(tx: &mut Tx, user_id: i64) -> Result<u64, StoreError> {
     Ok(on_tx!(tx, conn => sqlx::query("DELETE FROM auth_tokens WHERE user_id = $1")
         .bind(user_id)
         .execute(conn)
@@ -43,7 +43,7 @@ pub async fn delete_sessions(tx: &mut Tx, user_id: &str) -> Result<u64, StoreErr
         .map(|r| r.rows_affected()))?)
 }
 
-pub async fn count_sessions(db: &Db, user_id: &str) -> Result<i64, StoreError> {
+pub async fn count_sessions(db: &Db, user_id: i64) -> Result<i64, StoreError> {
     Ok(on_db!(db, pool => sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM auth_tokens WHERE user_id = $1")
         .bind(user_id)
         .fetch_one(pool)
@@ -67,7 +67,7 @@ impl Purpose {
 
 pub struct NewActionToken<'a> {
     pub token_hash: &'a str,
-    pub user_id: &'a str,
+    pub user_id: i64,
     pub purpose: Purpose,
     pub new_email: Option<&'a str>,
     pub now: DateTime<Utc>,
@@ -97,7 +97,7 @@ pub async fn insert_action(tx: &mut Tx, token: &NewActionToken<'_>) -> Result<()
 pub async fn consume_action(
     tx: &mut Tx,
     token_hash: &str,
-    user_id: &str,
+    user_id: i64,
     purpose: Purpose,
     now: DateTime<Utc>,
 ) -> Result<Option<Option<String>>, StoreError> {
@@ -116,7 +116,7 @@ pub async fn consume_action(
 }
 
 /// Revoke every session token of the user except the one in use.
-pub async fn delete_other_sessions(tx: &mut Tx, user_id: &str, keep_hash: &str) -> Result<u64, StoreError> {
+pub async fn delete_other_sessions(tx: &mut Tx, user_id: i64, keep_hash: &str) -> Result<u64, StoreError> {
     Ok(on_tx!(tx, conn => sqlx::query("DELETE FROM auth_tokens WHERE user_id = $1 AND token_hash <> $2")
         .bind(user_id)
         .bind(keep_hash)

@@ -2,15 +2,17 @@
 //! duplicates a transaction.
 
 use chrono::{DateTime, NaiveDate, Utc};
+use donkies_domain::{AccountFamily, Cents, Direction};
 
+use crate::column::Col;
 use crate::{Db, StoreError, Tx, on_db};
 
 #[derive(Debug, Clone)]
 pub struct TransactionData {
     pub guid: String,
-    pub account_id: String,
-    pub amount: i64,
-    pub kind: String,
+    pub account_id: i64,
+    pub amount: Cents,
+    pub kind: Direction,
     pub status: Option<String>,
     pub category: Option<String>,
     pub top_level_category: Option<String>,
@@ -35,14 +37,17 @@ pub struct TransactionData {
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Transaction {
-    pub id: String,
-    pub account_id: String,
+    pub id: i64,
+    pub account_id: i64,
     pub account_name: String,
-    pub account_type_ds: String,
+    #[sqlx(try_from = "Col<AccountFamily>")]
+    pub account_type_ds: AccountFamily,
     pub guid: String,
     pub uid: String,
-    pub amount: i64,
-    pub kind: String,
+    #[sqlx(try_from = "Col<Cents>")]
+    pub amount: Cents,
+    #[sqlx(try_from = "Col<Direction>")]
+    pub kind: Direction,
     pub status: Option<String>,
     pub category: Option<String>,
     pub top_level_category: Option<String>,
@@ -101,8 +106,8 @@ const ROW_COLUMNS: &[&str] = &[
 
 /// Element types of the PostgreSQL arrays, one per column after `user_id, created_at, updated_at`.
 const PG_ARRAY_TYPES: &[&str] = &[
-    "text",
-    "text",
+    "int8",
+    "int8",
     "text",
     "text",
     "int8",
@@ -166,12 +171,7 @@ fn postgres_sql() -> String {
 
 /// Insert or refresh transactions by (user, aggregator guid), in batches. The statements
 /// differ by engine only in how the rows travel: arrays on PostgreSQL, row values on SQLite.
-pub async fn upsert(
-    tx: &mut Tx,
-    user_id: &str,
-    rows: &[TransactionData],
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
+pub async fn upsert(tx: &mut Tx, user_id: i64, rows: &[TransactionData], now: DateTime<Utc>) -> Result<(), StoreError> {
     // One statement cannot update the same row twice: keep the last of repeated guids.
     let mut seen = std::collections::HashSet::new();
     let mut unique: Vec<&TransactionData> = rows.iter().rev().filter(|t| seen.insert(t.guid.as_str())).collect();
@@ -187,11 +187,11 @@ pub async fn upsert(
                         .bind(now)
                         .bind(now)
                         .bind(crate::new_id())
-                        .bind(&t.account_id)
+                        .bind(t.account_id)
                         .bind(&t.guid)
-                        .bind(crate::new_id())
-                        .bind(t.amount)
-                        .bind(&t.kind)
+                        .bind(crate::new_hex_id())
+                        .bind(t.amount.get())
+                        .bind(t.kind.as_str())
                         .bind(&t.status)
                         .bind(&t.category)
                         .bind(&t.top_level_category)
@@ -225,11 +225,11 @@ pub async fn upsert(
                     .bind(user_id)
                     .bind(now)
                     .bind(chunk.iter().map(|_| crate::new_id()).collect::<Vec<_>>())
-                    .bind(chunk.iter().map(|t| t.account_id.clone()).collect::<Vec<_>>())
+                    .bind(chunk.iter().map(|t| t.account_id).collect::<Vec<_>>())
                     .bind(chunk.iter().map(|t| t.guid.clone()).collect::<Vec<_>>())
-                    .bind(chunk.iter().map(|_| crate::new_id()).collect::<Vec<_>>())
-                    .bind(chunk.iter().map(|t| t.amount).collect::<Vec<_>>())
-                    .bind(chunk.iter().map(|t| t.kind.clone()).collect::<Vec<_>>())
+                    .bind(chunk.iter().map(|_| crate::new_hex_id()).collect::<Vec<_>>())
+                    .bind(chunk.iter().map(|t| t.amount.get()).collect::<Vec<_>>())
+                    .bind(chunk.iter().map(|t| t.kind.as_str()).collect::<Vec<_>>())
                     .bind(col(|t| t.status.clone()))
                     .bind(col(|t| t.category.clone()))
                     .bind(col(|t| t.top_level_category.clone()))
@@ -269,8 +269,8 @@ const SELECT: &str = "SELECT t.id, t.account_id, a.name AS account_name, a.type_
 /// at most `limit` of them (all without a limit).
 pub async fn list_for_user(
     db: &Db,
-    user_id: &str,
-    account_id: Option<&str>,
+    user_id: i64,
+    account_id: Option<i64>,
     limit: Option<i64>,
     offset: i64,
 ) -> Result<Vec<Transaction>, StoreError> {
@@ -297,7 +297,7 @@ pub async fn list_for_user(
 }
 
 /// How many transactions [`list_for_user`] would show without a limit.
-pub async fn count_visible(db: &Db, user_id: &str, account_id: Option<&str>) -> Result<i64, StoreError> {
+pub async fn count_visible(db: &Db, user_id: i64, account_id: Option<i64>) -> Result<i64, StoreError> {
     let base = "SELECT COUNT(*) FROM transactions t JOIN accounts a ON a.id = t.account_id \
                 WHERE t.user_id = $1 AND a.is_deleted = FALSE";
     Ok(match account_id {
@@ -309,7 +309,7 @@ pub async fn count_visible(db: &Db, user_id: &str, account_id: Option<&str>) -> 
     })
 }
 
-pub async fn count_for_user(db: &Db, user_id: &str) -> Result<i64, StoreError> {
+pub async fn count_for_user(db: &Db, user_id: i64) -> Result<i64, StoreError> {
     Ok(on_db!(db, pool => sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM transactions WHERE user_id = $1")
         .bind(user_id)
         .fetch_one(pool)

@@ -1,12 +1,14 @@
 //! Users: accounts, profile, settings.
 
 use chrono::{DateTime, NaiveDate, Utc};
+use donkies_domain::TransferAmount;
 
+use crate::column::Col;
 use crate::{Db, StoreError, Tx, on_db, on_tx};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct User {
-    pub id: String,
+    pub id: i64,
     pub email: String,
     pub password_hash: String,
     pub first_name: String,
@@ -26,7 +28,8 @@ pub struct User {
     pub ssn_last4: Option<String>,
     pub phone: Option<String>,
     pub is_profile_completed: bool,
-    pub minimum_transfer_amount: i64,
+    #[sqlx(try_from = "Col<TransferAmount>")]
+    pub minimum_transfer_amount: TransferAmount,
     pub is_even_roundup: bool,
     pub is_closed_account: bool,
     pub closed_at: Option<DateTime<Utc>>,
@@ -42,7 +45,7 @@ const COLUMNS: &str = "id, email, password_hash, first_name, last_name, identifi
 
 #[derive(Debug, Clone)]
 pub struct NewUser<'a> {
-    pub id: &'a str,
+    pub id: i64,
     pub email: &'a str,
     pub password_hash: &'a str,
     pub first_name: &'a str,
@@ -97,8 +100,9 @@ async fn find_by(db: &Db, column: &str, value: &str) -> Result<Option<User>, Sto
     Ok(on_db!(db, pool => sqlx::query_as::<_, User>(&sql).bind(value).fetch_optional(pool).await)?)
 }
 
-pub async fn find_by_id(db: &Db, id: &str) -> Result<Option<User>, StoreError> {
-    find_by(db, "id", id).await
+pub async fn find_by_id(db: &Db, id: i64) -> Result<Option<User>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM users WHERE id = $1");
+    Ok(on_db!(db, pool => sqlx::query_as::<_, User>(&sql).bind(id).fetch_optional(pool).await)?)
 }
 
 pub async fn find_by_email(db: &Db, email: &str) -> Result<Option<User>, StoreError> {
@@ -131,7 +135,7 @@ pub async fn find_by_token_hash(db: &Db, token_hash: &str) -> Result<Option<(Use
 }
 
 /// Mark the user confirmed if `token_hash` matches; returns false when it does not.
-pub async fn confirm(db: &Db, user_id: &str, token_hash: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+pub async fn confirm(db: &Db, user_id: i64, token_hash: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
     let mut tx = db.begin().await?;
     let done = on_tx!(&mut tx, conn => sqlx::query(
         "UPDATE users SET is_confirmed = TRUE, confirmation_token_hash = NULL, updated_at = $3 \
@@ -151,7 +155,7 @@ pub async fn confirm(db: &Db, user_id: &str, token_hash: &str, now: DateTime<Utc
 /// Replace the confirmation token (resend of the sign-up link).
 pub async fn set_confirmation_token(
     tx: &mut Tx,
-    user_id: &str,
+    user_id: i64,
     token_hash: &str,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
@@ -169,7 +173,7 @@ pub async fn set_confirmation_token(
 
 pub async fn set_password_hash(
     tx: &mut Tx,
-    user_id: &str,
+    user_id: i64,
     password_hash: &str,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
@@ -184,7 +188,7 @@ pub async fn set_password_hash(
 }
 
 /// Change the email; a taken address comes back as [`StoreError::Conflict`].
-pub async fn set_email(tx: &mut Tx, user_id: &str, email: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+pub async fn set_email(tx: &mut Tx, user_id: i64, email: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
     on_tx!(tx, conn => sqlx::query("UPDATE users SET email = $2, updated_at = $3 WHERE id = $1")
         .bind(user_id)
         .bind(email)
@@ -200,7 +204,7 @@ pub async fn set_email(tx: &mut Tx, user_id: &str, email: &str, now: DateTime<Ut
 /// required field is present afterwards. Returns `Ok(None)` when the profile was already complete.
 pub async fn update_profile(
     db: &Db,
-    user_id: &str,
+    user_id: i64,
     update: &ProfileUpdate,
     now: DateTime<Utc>,
 ) -> Result<Option<User>, StoreError> {
@@ -251,8 +255,8 @@ pub async fn update_profile(
 
 pub async fn update_settings(
     db: &Db,
-    user_id: &str,
-    minimum_transfer_amount: Option<i64>,
+    user_id: i64,
+    minimum_transfer_amount: Option<TransferAmount>,
     is_even_roundup: Option<bool>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
@@ -262,7 +266,7 @@ pub async fn update_settings(
          is_even_roundup = COALESCE($3, is_even_roundup), updated_at = $4 WHERE id = $1",
     )
     .bind(user_id)
-    .bind(minimum_transfer_amount)
+    .bind(minimum_transfer_amount.map(TransferAmount::get))
     .bind(is_even_roundup)
     .bind(now)
     .execute(conn)
@@ -271,7 +275,7 @@ pub async fn update_settings(
     tx.commit().await
 }
 
-pub async fn close_account(db: &Db, user_id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+pub async fn close_account(db: &Db, user_id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
     let mut tx = db.begin().await?;
     on_tx!(&mut tx, conn => sqlx::query(
         "UPDATE users SET is_closed_account = TRUE, closed_at = COALESCE(closed_at, $2), \
@@ -286,7 +290,7 @@ pub async fn close_account(db: &Db, user_id: &str, now: DateTime<Utc>) -> Result
 }
 
 /// Record the aggregator's id for the user.
-pub async fn set_guid(db: &Db, user_id: &str, guid: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+pub async fn set_guid(db: &Db, user_id: i64, guid: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
     let mut tx = db.begin().await?;
     on_tx!(&mut tx, conn => sqlx::query("UPDATE users SET guid = $2, updated_at = $3 WHERE id = $1")
         .bind(user_id)
@@ -299,16 +303,16 @@ pub async fn set_guid(db: &Db, user_id: &str, guid: &str, now: DateTime<Utc>) ->
 }
 
 /// Users not yet known to the aggregator.
-pub async fn ids_without_guid(db: &Db) -> Result<Vec<String>, StoreError> {
+pub async fn ids_without_guid(db: &Db) -> Result<Vec<i64>, StoreError> {
     Ok(
-        on_db!(db, pool => sqlx::query_scalar::<_, String>("SELECT id FROM users WHERE guid IS NULL ORDER BY created_at")
+        on_db!(db, pool => sqlx::query_scalar::<_, i64>("SELECT id FROM users WHERE guid IS NULL ORDER BY created_at, id")
         .fetch_all(pool)
         .await)?,
     )
 }
 
 /// Mark a user confirmed without a token (accounts whose email a sign-in provider verified).
-pub async fn mark_confirmed(tx: &mut Tx, user_id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+pub async fn mark_confirmed(tx: &mut Tx, user_id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
     on_tx!(tx, conn => sqlx::query(
         "UPDATE users SET is_confirmed = TRUE, confirmation_token_hash = NULL, updated_at = $2 WHERE id = $1",
     )

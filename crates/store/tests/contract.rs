@@ -1,34 +1,39 @@
 //! The storage contract: every store operation, on SQLite always and on PostgreSQL when
-//! `DONKIES_TEST_POSTGRES_URL` is set.
+//! `DONKIES_TEST_POSTGRES_URL` is set (without it the PostgreSQL cases show as ignored).
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use donkies_domain::{AccountFamily, Cents, DebtShares, Direction, MemberStatus, Share, TransferAmount};
 use donkies_store::accounts::AccountData;
 use donkies_store::institutions::{CatalogEntry, Credential, Institution};
 use donkies_store::members::{Challenge, NewMember, StatusUpdate};
 use donkies_store::social::NewIdentity;
-use donkies_store::testing::TestDb;
 use donkies_store::tokens::{NewActionToken, Purpose};
 use donkies_store::transactions::TransactionData;
 use donkies_store::users::{NewUser, ProfileUpdate};
 use donkies_store::{
-    Db, StoreError, accounts, institutions, jobs, members, new_id, now, outbox, social, tokens, transactions, users,
+    Db, StoreError, accounts, institutions, jobs, members, new_hex_id, new_id, now, outbox, social, tokens,
+    transactions, users,
 };
 
 macro_rules! contract {
-    ($($case:ident),* $(,)?) => {$(
+    (at migration $version:expr; $($case:ident),* $(,)?) => {$(
         mod $case {
             #[tokio::test]
             async fn sqlite() {
-                let t = donkies_store::testing::TestDb::sqlite().await;
+                let t = donkies_store::testing::TestDb::sqlite_at($version).await;
                 super::$case(t.db.clone()).await;
             }
             #[tokio::test]
+            #[cfg_attr(not(postgres_tests), ignore = "set DONKIES_TEST_POSTGRES_URL to run the PostgreSQL half")]
             async fn postgres() {
-                let Some(t) = donkies_store::testing::TestDb::postgres().await else { return };
+                let t = donkies_store::testing::TestDb::postgres_at($version).await;
                 super::$case(t.db.clone()).await;
             }
         }
     )*};
+    ($($case:ident),* $(,)?) => {
+        contract!(at migration i64::MAX; $($case),*);
+    };
 }
 
 contract!(
@@ -68,45 +73,55 @@ contract!(
     engines_agree_on_search_case_wildcards_and_missing_times,
     restarting_an_unknown_member_is_not_found,
     transactions_page_by_limit_and_offset,
+    conflicts_name_the_same_constraint_on_both_engines,
+    ids_are_program_chosen_integers,
+    domain_values_round_trip_and_bad_stored_values_are_refused,
+    debt_shares_are_the_active_debt_accounts_in_order,
 );
 
-async fn make_user(db: &Db, email: &str) -> String {
+// A database as release 0003 (text ids) left it, then the rest of the migrations.
+contract!(at migration 3; integer_ids_migration_keeps_every_row_and_relation);
+
+async fn make_user(db: &Db, email: &str) -> i64 {
+    make_user_result(db, email).await.unwrap()
+}
+
+async fn make_user_result(db: &Db, email: &str) -> Result<i64, StoreError> {
     let id = new_id();
-    let mut tx = db.begin().await.unwrap();
+    let mut tx = db.begin().await?;
     users::insert(
         &mut tx,
         &NewUser {
-            id: &id,
+            id,
             email,
             password_hash: "hash",
             first_name: "Ada",
             last_name: "Lovelace",
-            identifier: &new_id(),
+            identifier: &new_hex_id(),
             encrypted_id: &format!("enc-{id}"),
             confirmation_token_hash: "confirm-hash",
             now: now(),
         },
     )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
-    id
+    .await?;
+    tx.commit().await?;
+    Ok(id)
 }
 
 async fn user_insert_and_lookups(db: Db) {
     let id = make_user(&db, "ada@example.com").await;
-    let by_id = users::find_by_id(&db, &id).await.unwrap().unwrap();
+    let by_id = users::find_by_id(&db, id).await.unwrap().unwrap();
     assert_eq!(by_id.email, "ada@example.com");
     assert!(!by_id.is_confirmed);
     assert!(!by_id.is_profile_completed);
-    assert_eq!(by_id.minimum_transfer_amount, 5);
+    assert_eq!(by_id.minimum_transfer_amount, TransferAmount::default());
     let by_email = users::find_by_email(&db, "ada@example.com").await.unwrap().unwrap();
     assert_eq!(by_email.id, id);
     let by_enc = users::find_by_encrypted_id(&db, &by_id.encrypted_id).await.unwrap().unwrap();
     assert_eq!(by_enc.id, id);
     assert!(users::find_by_email(&db, "nobody@example.com").await.unwrap().is_none());
-    users::set_guid(&db, &id, "USR-1", now()).await.unwrap();
-    assert_eq!(users::find_by_id(&db, &id).await.unwrap().unwrap().guid.as_deref(), Some("USR-1"));
+    users::set_guid(&db, id, "USR-1", now()).await.unwrap();
+    assert_eq!(users::find_by_id(&db, id).await.unwrap().unwrap().guid.as_deref(), Some("USR-1"));
 }
 
 async fn taken_email_is_a_conflict(db: Db) {
@@ -115,13 +130,13 @@ async fn taken_email_is_a_conflict(db: Db) {
     let err = users::insert(
         &mut tx,
         &NewUser {
-            id: &new_id(),
+            id: new_id(),
             email: "ada@example.com",
             password_hash: "h",
             first_name: "A",
             last_name: "B",
-            identifier: &new_id(),
-            encrypted_id: &new_id(),
+            identifier: &new_hex_id(),
+            encrypted_id: &new_hex_id(),
             confirmation_token_hash: "c",
             now: now(),
         },
@@ -133,16 +148,16 @@ async fn taken_email_is_a_conflict(db: Db) {
 
 async fn confirm_needs_the_right_token_once(db: Db) {
     let id = make_user(&db, "ada@example.com").await;
-    assert!(!users::confirm(&db, &id, "wrong", now()).await.unwrap());
-    assert!(users::confirm(&db, &id, "confirm-hash", now()).await.unwrap());
-    assert!(!users::confirm(&db, &id, "confirm-hash", now()).await.unwrap());
-    assert!(users::find_by_id(&db, &id).await.unwrap().unwrap().is_confirmed);
+    assert!(!users::confirm(&db, id, "wrong", now()).await.unwrap());
+    assert!(users::confirm(&db, id, "confirm-hash", now()).await.unwrap());
+    assert!(!users::confirm(&db, id, "confirm-hash", now()).await.unwrap());
+    assert!(users::find_by_id(&db, id).await.unwrap().unwrap().is_confirmed);
 }
 
 async fn profile_completes_and_then_freezes(db: Db) {
     let id = make_user(&db, "ada@example.com").await;
     let partial = ProfileUpdate { city: Some("Boston".into()), ..Default::default() };
-    let user = users::update_profile(&db, &id, &partial, now()).await.unwrap().unwrap();
+    let user = users::update_profile(&db, id, &partial, now()).await.unwrap().unwrap();
     assert_eq!(user.city.as_deref(), Some("Boston"));
     assert!(!user.is_profile_completed);
     let rest = ProfileUpdate {
@@ -155,23 +170,23 @@ async fn profile_completes_and_then_freezes(db: Db) {
         ssn_last4: Some("6789".into()),
         ..Default::default()
     };
-    let user = users::update_profile(&db, &id, &rest, now()).await.unwrap().unwrap();
+    let user = users::update_profile(&db, id, &rest, now()).await.unwrap().unwrap();
     assert!(user.is_profile_completed);
     assert_eq!(user.city.as_deref(), Some("Boston"), "earlier fields are kept");
     assert_eq!(user.date_of_birth, NaiveDate::from_ymd_opt(1990, 5, 17));
     let again = ProfileUpdate { city: Some("Paris".into()), ..Default::default() };
-    assert!(users::update_profile(&db, &id, &again, now()).await.unwrap().is_none());
-    assert_eq!(users::find_by_id(&db, &id).await.unwrap().unwrap().city.as_deref(), Some("Boston"));
+    assert!(users::update_profile(&db, id, &again, now()).await.unwrap().is_none());
+    assert_eq!(users::find_by_id(&db, id).await.unwrap().unwrap().city.as_deref(), Some("Boston"));
 }
 
 async fn settings_and_close(db: Db) {
     let id = make_user(&db, "ada@example.com").await;
-    users::update_settings(&db, &id, Some(50), None, now()).await.unwrap();
-    users::update_settings(&db, &id, None, Some(true), now()).await.unwrap();
-    let user = users::find_by_id(&db, &id).await.unwrap().unwrap();
-    assert_eq!((user.minimum_transfer_amount, user.is_even_roundup), (50, true));
-    users::close_account(&db, &id, now()).await.unwrap();
-    let user = users::find_by_id(&db, &id).await.unwrap().unwrap();
+    users::update_settings(&db, id, Some(TransferAmount::parse(50).unwrap()), None, now()).await.unwrap();
+    users::update_settings(&db, id, None, Some(true), now()).await.unwrap();
+    let user = users::find_by_id(&db, id).await.unwrap().unwrap();
+    assert_eq!((user.minimum_transfer_amount.get(), user.is_even_roundup), (50, true));
+    users::close_account(&db, id, now()).await.unwrap();
+    let user = users::find_by_id(&db, id).await.unwrap().unwrap();
     assert!(user.is_closed_account);
     assert!(user.closed_at.is_some());
 }
@@ -180,18 +195,18 @@ async fn session_tokens_resolve_and_revoke(db: Db) {
     let ada = make_user(&db, "ada@example.com").await;
     let bob = make_user(&db, "bob@example.com").await;
     let t = now();
-    tokens::insert_session(&db, "tok-a1", &ada, t, t + Duration::minutes(10)).await.unwrap();
-    tokens::insert_session(&db, "tok-a2", &ada, t, t + Duration::minutes(10)).await.unwrap();
-    tokens::insert_session(&db, "tok-b", &bob, t, t + Duration::minutes(10)).await.unwrap();
+    tokens::insert_session(&db, "tok-a1", ada, t, t + Duration::minutes(10)).await.unwrap();
+    tokens::insert_session(&db, "tok-a2", ada, t, t + Duration::minutes(10)).await.unwrap();
+    tokens::insert_session(&db, "tok-b", bob, t, t + Duration::minutes(10)).await.unwrap();
     let (user, expires) = users::find_by_token_hash(&db, "tok-a2").await.unwrap().unwrap();
     assert_eq!(user.id, ada);
     assert_eq!(expires, t + Duration::minutes(10));
     assert!(users::find_by_token_hash(&db, "nope").await.unwrap().is_none());
     let mut tx = db.begin().await.unwrap();
-    assert_eq!(tokens::delete_sessions(&mut tx, &ada).await.unwrap(), 2);
+    assert_eq!(tokens::delete_sessions(&mut tx, ada).await.unwrap(), 2);
     tx.commit().await.unwrap();
     assert!(users::find_by_token_hash(&db, "tok-a1").await.unwrap().is_none());
-    assert_eq!(tokens::count_sessions(&db, &bob).await.unwrap(), 1, "other users keep theirs");
+    assert_eq!(tokens::count_sessions(&db, bob).await.unwrap(), 1, "other users keep theirs");
 }
 
 async fn action_tokens_are_single_use_and_expire(db: Db) {
@@ -204,7 +219,7 @@ async fn action_tokens_are_single_use_and_expire(db: Db) {
             &mut tx,
             &NewActionToken {
                 token_hash: hash,
-                user_id: &ada,
+                user_id: ada,
                 purpose: Purpose::PasswordReset,
                 new_email: None,
                 now: t,
@@ -217,20 +232,20 @@ async fn action_tokens_are_single_use_and_expire(db: Db) {
     tx.commit().await.unwrap();
     let mut tx = db.begin().await.unwrap();
     assert!(
-        tokens::consume_action(&mut tx, "fresh", &bob, Purpose::PasswordReset, t).await.unwrap().is_none(),
+        tokens::consume_action(&mut tx, "fresh", bob, Purpose::PasswordReset, t).await.unwrap().is_none(),
         "not bob's"
     );
     assert!(
-        tokens::consume_action(&mut tx, "fresh", &ada, Purpose::EmailChange, t).await.unwrap().is_none(),
+        tokens::consume_action(&mut tx, "fresh", ada, Purpose::EmailChange, t).await.unwrap().is_none(),
         "wrong purpose"
     );
     assert!(
-        tokens::consume_action(&mut tx, "stale", &ada, Purpose::PasswordReset, t).await.unwrap().is_none(),
+        tokens::consume_action(&mut tx, "stale", ada, Purpose::PasswordReset, t).await.unwrap().is_none(),
         "expired"
     );
-    assert_eq!(tokens::consume_action(&mut tx, "fresh", &ada, Purpose::PasswordReset, t).await.unwrap(), Some(None));
+    assert_eq!(tokens::consume_action(&mut tx, "fresh", ada, Purpose::PasswordReset, t).await.unwrap(), Some(None));
     assert!(
-        tokens::consume_action(&mut tx, "fresh", &ada, Purpose::PasswordReset, t).await.unwrap().is_none(),
+        tokens::consume_action(&mut tx, "fresh", ada, Purpose::PasswordReset, t).await.unwrap().is_none(),
         "used once"
     );
     tx.commit().await.unwrap();
@@ -240,11 +255,11 @@ async fn email_change_conflicts_with_taken_address(db: Db) {
     let ada = make_user(&db, "ada@example.com").await;
     make_user(&db, "bob@example.com").await;
     let mut tx = db.begin().await.unwrap();
-    let err = users::set_email(&mut tx, &ada, "bob@example.com", now()).await.unwrap_err();
+    let err = users::set_email(&mut tx, ada, "bob@example.com", now()).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)));
     drop(tx);
     let mut tx = db.begin().await.unwrap();
-    users::set_email(&mut tx, &ada, "ada@new.example.com", now()).await.unwrap();
+    users::set_email(&mut tx, ada, "ada@new.example.com", now()).await.unwrap();
     tx.commit().await.unwrap();
     assert!(users::find_by_email(&db, "ada@new.example.com").await.unwrap().is_some());
 }
@@ -265,14 +280,14 @@ async fn outbox_keeps_mail_until_sent(db: Db) {
     let mut tx = db.begin().await.unwrap();
     outbox::insert(&mut tx, &mail).await.unwrap();
     tx.commit().await.unwrap();
-    let stored = outbox::get(&db, &mail.id).await.unwrap().unwrap();
+    let stored = outbox::get(&db, mail.id).await.unwrap().unwrap();
     assert_eq!((stored.subject.as_str(), stored.sent_at), ("Confirm", None));
-    outbox::mark_sent(&db, &mail.id, now()).await.unwrap();
-    assert!(outbox::get(&db, &mail.id).await.unwrap().unwrap().sent_at.is_some());
+    outbox::mark_sent(&db, mail.id, now()).await.unwrap();
+    assert!(outbox::get(&db, mail.id).await.unwrap().unwrap().sent_at.is_some());
     assert_eq!(outbox::list_to(&db, "ada@example.com").await.unwrap().len(), 1);
 }
 
-async fn enqueue_one(db: &Db, kind: &str, run_at: chrono::DateTime<chrono::Utc>, max_attempts: i64) -> String {
+async fn enqueue_one(db: &Db, kind: &str, run_at: chrono::DateTime<chrono::Utc>, max_attempts: i64) -> i64 {
     let mut tx = db.begin().await.unwrap();
     let payload = serde_json::json!({"n": 1});
     let job = jobs::NewJob { kind, payload: &payload, max_attempts, run_at, dedupe_key: None };
@@ -300,13 +315,11 @@ async fn jobs_with_a_dedupe_key_are_queued_once_while_live(db: Db) {
     // Running still holds the key; parking gives it up, so the work can be asked for again.
     let claimed = jobs::claim(&db, "w", now(), now() + Duration::seconds(30)).await.unwrap().unwrap();
     let mut tx = db.begin().await.unwrap();
-    let held = jobs::NewJob {
-        dedupe_key: if claimed.id == first.clone().unwrap() { Some("sync:m1") } else { Some("sync:m2") },
-        ..job
-    };
+    let held =
+        jobs::NewJob { dedupe_key: if Some(claimed.id) == first { Some("sync:m1") } else { Some("sync:m2") }, ..job };
     assert_eq!(jobs::enqueue(&mut tx, &held, now()).await.unwrap(), None, "same key while running");
     drop(tx);
-    jobs::fail(&db, &claimed.id, "w", "boom", None, now()).await.unwrap();
+    jobs::fail(&db, claimed.id, "w", "boom", None, now()).await.unwrap();
     let mut tx = db.begin().await.unwrap();
     assert!(jobs::enqueue(&mut tx, &held, now()).await.unwrap().is_some(), "a parked job frees its key");
     tx.commit().await.unwrap();
@@ -318,7 +331,7 @@ async fn jobs_enqueued_with_a_rolled_back_change_vanish(db: Db) {
     let job = jobs::NewJob { kind: "k", payload: &payload, max_attempts: 3, run_at: now(), dedupe_key: None };
     let id = jobs::enqueue(&mut tx, &job, now()).await.unwrap().unwrap();
     drop(tx);
-    assert!(jobs::get(&db, &id).await.unwrap().is_none());
+    assert!(jobs::get(&db, id).await.unwrap().is_none());
     assert!(jobs::claim(&db, "w", now(), now() + Duration::seconds(30)).await.unwrap().is_none());
 }
 
@@ -327,11 +340,11 @@ async fn jobs_claim_complete_and_wait_for_run_at(db: Db) {
     let later = enqueue_one(&db, "later", t + Duration::minutes(5), 3).await;
     let due = enqueue_one(&db, "due", t, 3).await;
     let job = jobs::claim(&db, "w1", t, t + Duration::seconds(30)).await.unwrap().unwrap();
-    assert_eq!((job.id.as_str(), job.kind.as_str(), job.attempts), (due.as_str(), "due", 1));
+    assert_eq!((job.id, job.kind.as_str(), job.attempts), (due, "due", 1));
     assert_eq!(job.payload, r#"{"n":1}"#);
     assert!(jobs::claim(&db, "w2", t, t + Duration::seconds(30)).await.unwrap().is_none(), "the other is not due");
-    jobs::complete(&db, &due, "w1").await.unwrap();
-    assert!(jobs::get(&db, &due).await.unwrap().is_none());
+    jobs::complete(&db, due, "w1").await.unwrap();
+    assert!(jobs::get(&db, due).await.unwrap().is_none());
     let job = jobs::claim(&db, "w1", t + Duration::minutes(6), t + Duration::minutes(7)).await.unwrap().unwrap();
     assert_eq!(job.id, later);
 }
@@ -340,19 +353,19 @@ async fn jobs_fail_retry_then_park(db: Db) {
     let t = now();
     let id = enqueue_one(&db, "k", t, 2).await;
     jobs::claim(&db, "w", t, t + Duration::seconds(30)).await.unwrap().unwrap();
-    jobs::fail(&db, &id, "w", "smtp down", Some(t + Duration::seconds(10)), t).await.unwrap();
-    let job = jobs::get(&db, &id).await.unwrap().unwrap();
+    jobs::fail(&db, id, "w", "smtp down", Some(t + Duration::seconds(10)), t).await.unwrap();
+    let job = jobs::get(&db, id).await.unwrap().unwrap();
     assert_eq!((job.status.as_str(), job.last_error.as_deref()), (jobs::QUEUED, Some("smtp down")));
     assert!(jobs::claim(&db, "w", t, t + Duration::seconds(30)).await.unwrap().is_none(), "backing off");
     let job = jobs::claim(&db, "w", t + Duration::seconds(11), t + Duration::seconds(40)).await.unwrap().unwrap();
     assert_eq!(job.attempts, 2);
-    jobs::fail(&db, &id, "w", "still down", None, t).await.unwrap();
+    jobs::fail(&db, id, "w", "still down", None, t).await.unwrap();
     let failed = jobs::list(&db, true).await.unwrap();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].last_error.as_deref(), Some("still down"));
     assert!(jobs::claim(&db, "w", t + Duration::days(1), t + Duration::days(2)).await.unwrap().is_none(), "parked");
-    assert!(jobs::retry(&db, &id, t).await.unwrap());
-    assert!(!jobs::retry(&db, &id, t).await.unwrap(), "only failed jobs are retried");
+    assert!(jobs::retry(&db, id, t).await.unwrap());
+    assert!(!jobs::retry(&db, id, t).await.unwrap(), "only failed jobs are retried");
     let job = jobs::claim(&db, "w", t, t + Duration::seconds(30)).await.unwrap().unwrap();
     assert_eq!(job.attempts, 1);
 }
@@ -363,11 +376,11 @@ async fn jobs_expired_lease_is_claimed_again(db: Db) {
     jobs::claim(&db, "dead-worker", t, t + Duration::seconds(30)).await.unwrap().unwrap();
     assert!(jobs::claim(&db, "w2", t + Duration::seconds(29), t + Duration::seconds(60)).await.unwrap().is_none());
     let job = jobs::claim(&db, "w2", t + Duration::seconds(31), t + Duration::seconds(60)).await.unwrap().unwrap();
-    assert_eq!((job.id.as_str(), job.locked_by.as_deref()), (id.as_str(), Some("w2")));
-    jobs::complete(&db, &id, "dead-worker").await.unwrap();
-    assert!(jobs::get(&db, &id).await.unwrap().is_some(), "the old owner no longer completes it");
-    jobs::complete(&db, &id, "w2").await.unwrap();
-    assert!(jobs::get(&db, &id).await.unwrap().is_none());
+    assert_eq!((job.id, job.locked_by.as_deref()), (id, Some("w2")));
+    jobs::complete(&db, id, "dead-worker").await.unwrap();
+    assert!(jobs::get(&db, id).await.unwrap().is_some(), "the old owner no longer completes it");
+    jobs::complete(&db, id, "w2").await.unwrap();
+    assert!(jobs::get(&db, id).await.unwrap().is_none());
 }
 
 async fn jobs_concurrent_claims_never_share_a_job(db: Db) {
@@ -425,29 +438,24 @@ fn catalog(code: &str, name: &str, url: Option<&str>) -> CatalogEntry {
     CatalogEntry { code: code.into(), name: name.into(), url: url.map(Into::into) }
 }
 
-async fn make_institution(db: &Db, code: &str, name: &str) -> String {
+async fn make_institution(db: &Db, code: &str, name: &str) -> i64 {
     institutions::upsert(db, &[catalog(code, name, None)], now()).await.unwrap();
     institutions::get_by_code(db, code).await.unwrap().unwrap().id
 }
 
-async fn try_member(
-    db: &Db,
-    user_id: &str,
-    institution_id: &str,
-    created: DateTime<Utc>,
-) -> Result<String, StoreError> {
+async fn try_member(db: &Db, user_id: i64, institution_id: i64, created: DateTime<Utc>) -> Result<i64, StoreError> {
     let id = new_id();
     let mut tx = db.begin().await?;
     members::insert(
         &mut tx,
         &NewMember {
-            id: &id,
+            id,
             user_id,
             institution_id,
             identifier: &format!("ident-{id}"),
             guid: &format!("MBR-{id}"),
             name: "Online banking",
-            status: "INITIATED",
+            status: MemberStatus::Initiated,
             now: created,
         },
     )
@@ -456,17 +464,17 @@ async fn try_member(
     Ok(id)
 }
 
-async fn make_member(db: &Db, user_id: &str, institution_id: &str) -> String {
+async fn make_member(db: &Db, user_id: i64, institution_id: i64) -> i64 {
     try_member(db, user_id, institution_id, now()).await.unwrap()
 }
 
-async fn member(db: &Db, id: &str) -> members::Member {
+async fn member(db: &Db, id: i64) -> members::Member {
     members::get(db, id).await.unwrap().unwrap()
 }
 
-fn status_update(status: &str) -> StatusUpdate<'_> {
+fn status_update(status: &str) -> StatusUpdate {
     StatusUpdate {
-        status,
+        status: MemberStatus::parse(status),
         aggregated_at: None,
         successfully_aggregated_at: None,
         polls: 0,
@@ -475,7 +483,7 @@ fn status_update(status: &str) -> StatusUpdate<'_> {
     }
 }
 
-async fn save_status(db: &Db, member_id: &str, generation: i64, u: &StatusUpdate<'_>) -> bool {
+async fn save_status(db: &Db, member_id: i64, generation: i64, u: &StatusUpdate) -> bool {
     let mut tx = db.begin().await.unwrap();
     let saved = members::save_status(&mut tx, member_id, generation, u, now()).await.unwrap();
     tx.commit().await.unwrap();
@@ -511,14 +519,14 @@ fn challenge_rows(challenges: &[Challenge]) -> Vec<ChallengeRow> {
         .collect()
 }
 
-fn account_data(guid: &str, name: &str, type_ds: &str, balance: i64) -> AccountData {
+fn account_data(guid: &str, name: &str, type_ds: AccountFamily, balance: i64) -> AccountData {
     AccountData {
         guid: guid.into(),
         name: name.into(),
-        kind: if type_ds == "debt" { "CREDIT_CARD" } else { "CHECKING" }.into(),
-        type_ds: type_ds.into(),
+        kind: if type_ds == AccountFamily::Debt { "CREDIT_CARD" } else { "CHECKING" }.into(),
+        type_ds,
         subtype: None,
-        balance: Some(balance),
+        balance: Some(Cents::new(balance)),
         available_balance: None,
         available_credit: None,
         credit_limit: None,
@@ -540,14 +548,14 @@ fn account_data(guid: &str, name: &str, type_ds: &str, balance: i64) -> AccountD
     }
 }
 
-async fn upsert_accounts(db: &Db, user_id: &str, member_id: &str, data: &[AccountData], refreshed: DateTime<Utc>) {
+async fn upsert_accounts(db: &Db, user_id: i64, member_id: i64, data: &[AccountData], refreshed: DateTime<Utc>) {
     let mut tx = db.begin().await.unwrap();
     accounts::upsert(&mut tx, user_id, member_id, data, refreshed).await.unwrap();
     tx.commit().await.unwrap();
 }
 
 /// The user's guid → account id map (hidden accounts included), sorted by guid.
-async fn account_ids(db: &Db, user_id: &str) -> Vec<(String, String)> {
+async fn account_ids(db: &Db, user_id: i64) -> Vec<(String, i64)> {
     let mut tx = db.begin().await.unwrap();
     let mut ids = accounts::ids_by_guid(&mut tx, user_id).await.unwrap();
     drop(tx);
@@ -555,67 +563,72 @@ async fn account_ids(db: &Db, user_id: &str) -> Vec<(String, String)> {
     ids
 }
 
-async fn account_id(db: &Db, user_id: &str, guid: &str) -> String {
+async fn account_id(db: &Db, user_id: i64, guid: &str) -> i64 {
     account_ids(db, user_id).await.into_iter().find(|(g, _)| g == guid).unwrap().1
 }
 
 /// Upsert one account and return its id.
 async fn make_account(
     db: &Db,
-    user_id: &str,
-    member_id: &str,
+    user_id: i64,
+    member_id: i64,
     guid: &str,
     name: &str,
-    type_ds: &str,
+    type_ds: AccountFamily,
     created: DateTime<Utc>,
-) -> String {
+) -> i64 {
     upsert_accounts(db, user_id, member_id, &[account_data(guid, name, type_ds, 10_000)], created).await;
     account_id(db, user_id, guid).await
 }
 
-async fn account(db: &Db, user_id: &str, id: &str) -> accounts::Account {
+async fn account(db: &Db, user_id: i64, id: i64) -> accounts::Account {
     accounts::get(db, user_id, id).await.unwrap().unwrap()
 }
 
-async fn visible_account_ids(db: &Db, user_id: &str) -> Vec<String> {
+async fn visible_account_ids(db: &Db, user_id: i64) -> Vec<i64> {
     accounts::list_for_user(db, user_id).await.unwrap().into_iter().map(|a| a.id).collect()
 }
 
-async fn count_active(db: &Db, member_id: &str) -> i64 {
+async fn count_active(db: &Db, member_id: i64) -> i64 {
     let mut tx = db.begin().await.unwrap();
     accounts::count_active_in_member(&mut tx, member_id).await.unwrap()
 }
 
-async fn set_active(db: &Db, user_id: &str, id: &str, active: bool) {
+async fn set_active(db: &Db, user_id: i64, id: i64, active: bool) {
     let mut tx = db.begin().await.unwrap();
     accounts::set_active(&mut tx, user_id, id, active, now()).await.unwrap();
     tx.commit().await.unwrap();
 }
 
-async fn set_shares(db: &Db, user_id: &str, shares: &[(&str, i64)]) {
-    let shares: Vec<(String, i64)> = shares.iter().map(|(id, s)| ((*id).into(), *s)).collect();
+async fn set_shares(db: &Db, user_id: i64, shares: &[(i64, i64)]) {
+    let shares: DebtShares = shares.iter().map(|&(id, share)| (id, Share::new(share).unwrap())).collect();
     let mut tx = db.begin().await.unwrap();
     accounts::set_shares(&mut tx, user_id, &shares, now()).await.unwrap();
     tx.commit().await.unwrap();
 }
 
-async fn ensure_debt_share(db: &Db, user_id: &str) {
+async fn ensure_debt_share(db: &Db, user_id: i64) {
     let mut tx = db.begin().await.unwrap();
     accounts::ensure_debt_share(&mut tx, user_id).await.unwrap();
     tx.commit().await.unwrap();
 }
 
 /// (guid, transfer_share) of the user's visible accounts, oldest first.
-async fn shares(db: &Db, user_id: &str) -> Vec<(String, i64)> {
-    accounts::list_for_user(db, user_id).await.unwrap().into_iter().map(|a| (a.guid, a.transfer_share)).collect()
+async fn shares(db: &Db, user_id: i64) -> Vec<(String, i64)> {
+    accounts::list_for_user(db, user_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| (a.guid, i64::from(a.transfer_share.get())))
+        .collect()
 }
 
-fn txn(guid: &str, account_id: &str, amount: i64, date: NaiveDate) -> TransactionData {
+fn txn(guid: &str, account_id: i64, amount: i64, date: NaiveDate) -> TransactionData {
     TransactionData {
         guid: guid.into(),
-        account_id: account_id.into(),
-        amount,
-        kind: "DEBIT".into(),
+        account_id,
+        amount: Cents::new(amount),
+        kind: Direction::Debit,
         status: Some("POSTED".into()),
         category: None,
         top_level_category: None,
@@ -639,13 +652,13 @@ fn txn(guid: &str, account_id: &str, amount: i64, date: NaiveDate) -> Transactio
     }
 }
 
-async fn upsert_txns(db: &Db, user_id: &str, rows: &[TransactionData]) {
+async fn upsert_txns(db: &Db, user_id: i64, rows: &[TransactionData]) {
     let mut tx = db.begin().await.unwrap();
     transactions::upsert(&mut tx, user_id, rows, now()).await.unwrap();
     tx.commit().await.unwrap();
 }
 
-async fn txn_guids(db: &Db, user_id: &str, account_id: Option<&str>) -> Vec<String> {
+async fn txn_guids(db: &Db, user_id: i64, account_id: Option<i64>) -> Vec<String> {
     transactions::list_for_user(db, user_id, account_id, None, 0).await.unwrap().into_iter().map(|t| t.guid).collect()
 }
 
@@ -661,19 +674,19 @@ async fn institutions_upsert_refreshes_by_code_keeping_the_id(db: Db) {
     assert_eq!(institutions::count(&db).await.unwrap(), 2);
     let chase = institutions::get_by_code(&db, "chase").await.unwrap().unwrap();
     assert_eq!((chase.name.as_str(), chase.url.as_deref()), ("Chase", Some("https://chase.example")));
-    assert_eq!(institutions::get(&db, &chase.id).await.unwrap(), Some(chase.clone()));
+    assert_eq!(institutions::get(&db, chase.id).await.unwrap(), Some(chase.clone()));
 
     institutions::upsert(&db, &[catalog("chase", "Chase Bank", None)], now()).await.unwrap();
-    let refreshed = Institution { id: chase.id.clone(), code: "chase".into(), name: "Chase Bank".into(), url: None };
+    let refreshed = Institution { id: chase.id, code: "chase".into(), name: "Chase Bank".into(), url: None };
     assert_eq!(
         institutions::get_by_code(&db, "chase").await.unwrap(),
         Some(refreshed.clone()),
         "refreshed in place, same id"
     );
-    assert_eq!(institutions::get(&db, &chase.id).await.unwrap(), Some(refreshed));
+    assert_eq!(institutions::get(&db, chase.id).await.unwrap(), Some(refreshed));
     assert_eq!(institutions::count(&db).await.unwrap(), 2, "no duplicate");
     assert_eq!(institutions::get_by_code(&db, "wells").await.unwrap().unwrap().name, "Wells Fargo", "others untouched");
-    assert!(institutions::get(&db, "missing").await.unwrap().is_none());
+    assert!(institutions::get(&db, -1).await.unwrap().is_none());
     assert!(institutions::get_by_code(&db, "missing").await.unwrap().is_none());
 }
 
@@ -711,8 +724,8 @@ async fn institutions_list_searches_any_case_within_the_limit(db: Db) {
 async fn institutions_credentials_are_replaced_and_ordered(db: Db) {
     let chase = make_institution(&db, "chase", "Chase").await;
     let wells = make_institution(&db, "wells", "Wells Fargo").await;
-    let cred = |inst: &str, guid: &str, field: &str, order: i64| Credential {
-        institution_id: inst.into(),
+    let cred = |inst: i64, guid: &str, field: &str, order: i64| Credential {
+        institution_id: inst,
         guid: guid.into(),
         field_name: field.into(),
         label: field.to_uppercase(),
@@ -721,31 +734,31 @@ async fn institutions_credentials_are_replaced_and_ordered(db: Db) {
     };
     institutions::replace_credentials(
         &db,
-        &chase,
-        &[cred(&chase, "CRD-a", "password", 2), cred(&chase, "CRD-b", "username", 1)],
+        chase,
+        &[cred(chase, "CRD-a", "password", 2), cred(chase, "CRD-b", "username", 1)],
     )
     .await
     .unwrap();
-    institutions::replace_credentials(&db, &wells, &[cred(&wells, "CRD-w", "pin", 1)]).await.unwrap();
+    institutions::replace_credentials(&db, wells, &[cred(wells, "CRD-w", "pin", 1)]).await.unwrap();
     assert_eq!(
-        institutions::credentials(&db, &chase).await.unwrap(),
-        [cred(&chase, "CRD-b", "username", 1), cred(&chase, "CRD-a", "password", 2)],
+        institutions::credentials(&db, chase).await.unwrap(),
+        [cred(chase, "CRD-b", "username", 1), cred(chase, "CRD-a", "password", 2)],
         "by display order"
     );
 
-    institutions::replace_credentials(&db, &chase, &[cred(&chase, "CRD-c", "pin", 1)]).await.unwrap();
+    institutions::replace_credentials(&db, chase, &[cred(chase, "CRD-c", "pin", 1)]).await.unwrap();
     assert_eq!(
-        institutions::credentials(&db, &chase).await.unwrap(),
-        [cred(&chase, "CRD-c", "pin", 1)],
+        institutions::credentials(&db, chase).await.unwrap(),
+        [cred(chase, "CRD-c", "pin", 1)],
         "the old ones are gone"
     );
     assert_eq!(
-        institutions::credentials(&db, &wells).await.unwrap(),
-        [cred(&wells, "CRD-w", "pin", 1)],
+        institutions::credentials(&db, wells).await.unwrap(),
+        [cred(wells, "CRD-w", "pin", 1)],
         "other institutions keep theirs"
     );
-    institutions::replace_credentials(&db, &chase, &[]).await.unwrap();
-    assert!(institutions::credentials(&db, &chase).await.unwrap().is_empty());
+    institutions::replace_credentials(&db, chase, &[]).await.unwrap();
+    assert!(institutions::credentials(&db, chase).await.unwrap().is_empty());
 }
 
 async fn members_one_live_member_per_user_and_institution(db: Db) {
@@ -753,18 +766,18 @@ async fn members_one_live_member_per_user_and_institution(db: Db) {
     let bob = make_user(&db, "bob@example.com").await;
     let chase = make_institution(&db, "chase", "Chase").await;
     let wells = make_institution(&db, "wells", "Wells Fargo").await;
-    let first = make_member(&db, &ada, &chase).await;
-    let err = try_member(&db, &ada, &chase, now()).await.unwrap_err();
+    let first = make_member(&db, ada, chase).await;
+    let err = try_member(&db, ada, chase, now()).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
-    assert_eq!(members::list_for_user(&db, &ada).await.unwrap().len(), 1);
-    make_member(&db, &bob, &chase).await;
-    make_member(&db, &ada, &wells).await;
+    assert_eq!(members::list_for_user(&db, ada).await.unwrap().len(), 1);
+    make_member(&db, bob, chase).await;
+    make_member(&db, ada, wells).await;
 
-    members::mark_deleted(&db, &first, now()).await.unwrap();
-    let second = make_member(&db, &ada, &chase).await;
+    members::mark_deleted(&db, first, now()).await.unwrap();
+    let second = make_member(&db, ada, chase).await;
     assert_ne!(first, second);
-    assert_eq!(members::find_for_institution(&db, &ada, &chase).await.unwrap().unwrap().id, second);
-    let err = try_member(&db, &ada, &chase, now()).await.unwrap_err();
+    assert_eq!(members::find_for_institution(&db, ada, chase).await.unwrap().unwrap().id, second);
+    let err = try_member(&db, ada, chase, now()).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
 }
 
@@ -774,43 +787,40 @@ async fn members_lookups_are_scoped_to_the_user_and_hide_deleted(db: Db) {
     let chase = make_institution(&db, "chase", "Chase").await;
     let wells = make_institution(&db, "wells", "Wells Fargo").await;
     let t = now();
-    let at_chase = try_member(&db, &ada, &chase, t).await.unwrap();
-    let at_wells = try_member(&db, &ada, &wells, t + Duration::seconds(1)).await.unwrap();
-    let bobs = try_member(&db, &bob, &chase, t).await.unwrap();
+    let at_chase = try_member(&db, ada, chase, t).await.unwrap();
+    let at_wells = try_member(&db, ada, wells, t + Duration::seconds(1)).await.unwrap();
+    let bobs = try_member(&db, bob, chase, t).await.unwrap();
 
-    let m = member(&db, &at_chase).await;
+    let m = member(&db, at_chase).await;
     assert_eq!(
-        (m.user_id.as_str(), m.status.as_str(), m.name.as_str(), m.poll_generation, m.polls, m.gave_up),
-        (ada.as_str(), "INITIATED", "Online banking", 1, 0, false)
+        (m.user_id, m.status.as_str(), m.name.as_str(), m.poll_generation, m.polls, m.gave_up),
+        (ada, "INITIATED", "Online banking", 1, 0, false)
     );
     assert_eq!(m.guid, Some(format!("MBR-{at_chase}")));
     assert_eq!(m.created_at, t);
-    assert_eq!(
-        m.institution(),
-        Institution { id: chase.clone(), code: "chase".into(), name: "Chase".into(), url: None }
-    );
-    assert!(members::get(&db, "missing").await.unwrap().is_none());
+    assert_eq!(m.institution(), Institution { id: chase, code: "chase".into(), name: "Chase".into(), url: None });
+    assert!(members::get(&db, -1).await.unwrap().is_none());
 
-    let found = members::find_by_identifier(&db, &ada, &m.identifier).await.unwrap().unwrap();
-    assert_eq!((found.id.as_str(), found.institution.inst_name.as_str()), (at_chase.as_str(), "Chase"));
-    assert!(members::find_by_identifier(&db, &bob, &m.identifier).await.unwrap().is_none(), "another user's member");
-    assert_eq!(members::find_for_institution(&db, &ada, &wells).await.unwrap().unwrap().id, at_wells);
-    assert!(members::find_for_institution(&db, &bob, &wells).await.unwrap().is_none());
+    let found = members::find_by_identifier(&db, ada, &m.identifier).await.unwrap().unwrap();
+    assert_eq!((found.id, found.institution.inst_name.as_str()), (at_chase, "Chase"));
+    assert!(members::find_by_identifier(&db, bob, &m.identifier).await.unwrap().is_none(), "another user's member");
+    assert_eq!(members::find_for_institution(&db, ada, wells).await.unwrap().unwrap().id, at_wells);
+    assert!(members::find_for_institution(&db, bob, wells).await.unwrap().is_none());
     let ids = |list: Vec<members::Member>| list.into_iter().map(|m| m.id).collect::<Vec<_>>();
-    assert_eq!(ids(members::list_for_user(&db, &ada).await.unwrap()), [at_chase.clone(), at_wells.clone()]);
-    assert_eq!(ids(members::list_for_user(&db, &bob).await.unwrap()), [bobs.as_str()]);
+    assert_eq!(ids(members::list_for_user(&db, ada).await.unwrap()), [at_chase, at_wells]);
+    assert_eq!(ids(members::list_for_user(&db, bob).await.unwrap()), [bobs]);
 
-    members::mark_deleted(&db, &at_chase, now()).await.unwrap();
-    assert!(members::find_by_identifier(&db, &ada, &m.identifier).await.unwrap().is_none());
-    assert!(members::find_for_institution(&db, &ada, &chase).await.unwrap().is_none());
-    assert_eq!(ids(members::list_for_user(&db, &ada).await.unwrap()), [at_wells]);
-    assert_eq!(ids(members::list_for_user(&db, &bob).await.unwrap()), [bobs], "other users' members stay");
+    members::mark_deleted(&db, at_chase, now()).await.unwrap();
+    assert!(members::find_by_identifier(&db, ada, &m.identifier).await.unwrap().is_none());
+    assert!(members::find_for_institution(&db, ada, chase).await.unwrap().is_none());
+    assert_eq!(ids(members::list_for_user(&db, ada).await.unwrap()), [at_wells]);
+    assert_eq!(ids(members::list_for_user(&db, bob).await.unwrap()), [bobs], "other users' members stay");
 }
 
 async fn members_restart_retires_older_poll_generations(db: Db) {
     let ada = make_user(&db, "ada@example.com").await;
     let chase = make_institution(&db, "chase", "Chase").await;
-    let id = make_member(&db, &ada, &chase).await;
+    let id = make_member(&db, ada, chase).await;
     let t = at(2024, 3, 1, 12, 0);
     let challenged = StatusUpdate {
         aggregated_at: Some(t),
@@ -819,79 +829,79 @@ async fn members_restart_retires_older_poll_generations(db: Db) {
         gave_up: true,
         ..status_update("CHALLENGED")
     };
-    assert!(save_status(&db, &id, 1, &challenged).await);
+    assert!(save_status(&db, id, 1, &challenged).await);
     let mut tx = db.begin().await.unwrap();
-    members::replace_challenges(&mut tx, &id, &[challenge("CRC-1", None, "[]", None)]).await.unwrap();
+    members::replace_challenges(&mut tx, id, &[challenge("CRC-1", None, "[]", None)]).await.unwrap();
     tx.commit().await.unwrap();
-    let m = member(&db, &id).await;
+    let m = member(&db, id).await;
     assert_eq!(
         (m.status.as_str(), m.polls, m.halted_retries, m.gave_up, m.aggregated_at),
         ("CHALLENGED", 3, 2, true, Some(t))
     );
 
     let mut tx = db.begin().await.unwrap();
-    let generation = members::restart(&mut tx, &id, "REQUESTED", now()).await.unwrap();
+    let generation = members::restart(&mut tx, id, &MemberStatus::Requested, now()).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(generation, 2);
-    let m = member(&db, &id).await;
+    let m = member(&db, id).await;
     assert_eq!(
         (m.poll_generation, m.status.as_str(), m.polls, m.halted_retries, m.gave_up),
         (2, "REQUESTED", 0, 0, false)
     );
-    assert!(members::challenges(&db, &id).await.unwrap().is_empty(), "challenges cleared");
+    assert!(members::challenges(&db, id).await.unwrap().is_empty(), "challenges cleared");
 
     let stale = StatusUpdate { polls: 9, gave_up: true, ..status_update("COMPLETED") };
-    assert!(!save_status(&db, &id, 1, &stale).await, "stale generation");
-    let m = member(&db, &id).await;
+    assert!(!save_status(&db, id, 1, &stale).await, "stale generation");
+    let m = member(&db, id).await;
     assert_eq!((m.status.as_str(), m.polls, m.gave_up), ("REQUESTED", 0, false), "nothing changed");
 
     let t2 = t + Duration::minutes(5);
     let done = StatusUpdate { successfully_aggregated_at: Some(t2), polls: 1, ..status_update("COMPLETED") };
-    assert!(save_status(&db, &id, generation, &done).await);
-    let m = member(&db, &id).await;
+    assert!(save_status(&db, id, generation, &done).await);
+    let m = member(&db, id).await;
     assert_eq!(
         (m.status.as_str(), m.polls, m.aggregated_at, m.successfully_aggregated_at),
         ("COMPLETED", 1, Some(t), Some(t2)),
         "an absent time keeps the stored one"
     );
 
-    members::mark_deleted(&db, &id, now()).await.unwrap();
-    assert!(!save_status(&db, &id, generation, &status_update("FAILED")).await, "a deleted member is no longer polled");
-    assert_eq!(member(&db, &id).await.status, "COMPLETED");
+    members::mark_deleted(&db, id, now()).await.unwrap();
+    assert!(!save_status(&db, id, generation, &status_update("FAILED")).await, "a deleted member is no longer polled");
+    assert_eq!(member(&db, id).await.status, MemberStatus::Completed);
 }
 
 async fn members_challenges_round_trip_in_order(db: Db) {
     let ada = make_user(&db, "ada@example.com").await;
     let bob = make_user(&db, "bob@example.com").await;
     let chase = make_institution(&db, "chase", "Chase").await;
-    let id = make_member(&db, &ada, &chase).await;
-    let other = make_member(&db, &bob, &chase).await;
+    let id = make_member(&db, ada, chase).await;
+    let other = make_member(&db, bob, chase).await;
     let options = r#"[{"label":"Ford","value":"1"},{"label":"Tesla","value":"2"}]"#;
     let first = vec![
         challenge("CRC-z", Some("car"), options, None),
         challenge("CRC-a", None, "[]", Some("data:image/png;base64,iVBORw0KGgo=")),
     ];
     let mut tx = db.begin().await.unwrap();
-    members::replace_challenges(&mut tx, &id, &first).await.unwrap();
-    members::replace_challenges(&mut tx, &other, &[challenge("CRC-o", None, "[]", None)]).await.unwrap();
+    members::replace_challenges(&mut tx, id, &first).await.unwrap();
+    members::replace_challenges(&mut tx, other, &[challenge("CRC-o", None, "[]", None)]).await.unwrap();
     tx.commit().await.unwrap();
-    let stored = members::challenges(&db, &id).await.unwrap();
+    let stored = members::challenges(&db, id).await.unwrap();
     assert_eq!(challenge_rows(&stored), challenge_rows(&first), "in the given order");
     let parsed: serde_json::Value = serde_json::from_str(&stored[0].options).unwrap();
     assert_eq!(parsed[1]["label"], "Tesla");
 
     let second = vec![challenge("CRC-n", Some("pet"), "[]", None)];
     let mut tx = db.begin().await.unwrap();
-    members::replace_challenges(&mut tx, &id, &second).await.unwrap();
+    members::replace_challenges(&mut tx, id, &second).await.unwrap();
     tx.commit().await.unwrap();
-    assert_eq!(challenge_rows(&members::challenges(&db, &id).await.unwrap()), challenge_rows(&second));
+    assert_eq!(challenge_rows(&members::challenges(&db, id).await.unwrap()), challenge_rows(&second));
 
     let mut tx = db.begin().await.unwrap();
-    members::clear_challenges(&mut tx, &id).await.unwrap();
+    members::clear_challenges(&mut tx, id).await.unwrap();
     tx.commit().await.unwrap();
-    assert!(members::challenges(&db, &id).await.unwrap().is_empty());
+    assert!(members::challenges(&db, id).await.unwrap().is_empty());
     assert_eq!(
-        challenge_rows(&members::challenges(&db, &other).await.unwrap()),
+        challenge_rows(&members::challenges(&db, other).await.unwrap()),
         challenge_rows(&[challenge("CRC-o", None, "[]", None)]),
         "other members keep theirs"
     );
@@ -902,27 +912,27 @@ async fn members_completed_list_and_status(db: Db) {
     let bob = make_user(&db, "bob@example.com").await;
     let chase = make_institution(&db, "chase", "Chase").await;
     let wells = make_institution(&db, "wells", "Wells Fargo").await;
-    let ada_chase = make_member(&db, &ada, &chase).await;
-    let bob_chase = make_member(&db, &bob, &chase).await;
-    let ada_wells = make_member(&db, &ada, &wells).await;
+    let ada_chase = make_member(&db, ada, chase).await;
+    let bob_chase = make_member(&db, bob, chase).await;
+    let ada_wells = make_member(&db, ada, wells).await;
     assert!(members::list_completed(&db).await.unwrap().is_empty());
-    assert_eq!(members::status_of(&db, &ada_chase).await.unwrap(), Some(("INITIATED".to_owned(), false)));
+    assert_eq!(members::status_of(&db, ada_chase).await.unwrap(), Some((MemberStatus::Initiated, false)));
 
-    assert!(save_status(&db, &ada_chase, 1, &status_update("COMPLETED")).await);
-    assert!(save_status(&db, &bob_chase, 1, &status_update("COMPLETED")).await);
+    assert!(save_status(&db, ada_chase, 1, &status_update("COMPLETED")).await);
+    assert!(save_status(&db, bob_chase, 1, &status_update("COMPLETED")).await);
     let gave_up = StatusUpdate { gave_up: true, ..status_update("FAILED") };
-    assert!(save_status(&db, &ada_wells, 1, &gave_up).await);
+    assert!(save_status(&db, ada_wells, 1, &gave_up).await);
 
-    let mut expected = vec![ada_chase.clone(), bob_chase.clone()];
+    let mut expected = vec![ada_chase, bob_chase];
     expected.sort();
     let completed = members::list_completed(&db).await.unwrap();
-    assert_eq!(completed.iter().map(|m| m.id.clone()).collect::<Vec<_>>(), expected);
+    assert_eq!(completed.iter().map(|m| m.id).collect::<Vec<_>>(), expected);
     assert!(completed.iter().all(|m| m.institution().code == "chase"));
-    assert_eq!(members::status_of(&db, &ada_chase).await.unwrap(), Some(("COMPLETED".to_owned(), false)));
-    assert_eq!(members::status_of(&db, &ada_wells).await.unwrap(), Some(("FAILED".to_owned(), true)));
-    assert!(members::status_of(&db, "missing").await.unwrap().is_none());
+    assert_eq!(members::status_of(&db, ada_chase).await.unwrap(), Some((MemberStatus::Completed, false)));
+    assert_eq!(members::status_of(&db, ada_wells).await.unwrap(), Some((MemberStatus::Failed, true)));
+    assert!(members::status_of(&db, -1).await.unwrap().is_none());
 
-    members::mark_deleted(&db, &bob_chase, now()).await.unwrap();
+    members::mark_deleted(&db, bob_chase, now()).await.unwrap();
     assert_eq!(members::list_completed(&db).await.unwrap().into_iter().map(|m| m.id).collect::<Vec<_>>(), [ada_chase]);
 }
 
@@ -930,177 +940,177 @@ async fn members_deleting_hides_accounts_until_relinked(db: Db) {
     let ada = make_user(&db, "ada@example.com").await;
     let chase = make_institution(&db, "chase", "Chase").await;
     let wells = make_institution(&db, "wells", "Wells Fargo").await;
-    let m = make_member(&db, &ada, &chase).await;
-    let other = make_member(&db, &ada, &wells).await;
+    let m = make_member(&db, ada, chase).await;
+    let other = make_member(&db, ada, wells).await;
     let t = now();
-    let card = make_account(&db, &ada, &m, "ACT-card", "Visa", "debt", t).await;
-    make_account(&db, &ada, &m, "ACT-chk", "Checking", "checking", t).await;
-    let kept = make_account(&db, &ada, &other, "ACT-w", "Wells", "checking", t).await;
-    set_shares(&db, &ada, &[(&card, 100)]).await;
-    upsert_txns(&db, &ada, &[txn("TRN-1", &card, -500, day(2024, 3, 1))]).await;
-    assert_eq!(visible_account_ids(&db, &ada).await.len(), 3);
-    assert_eq!(txn_guids(&db, &ada, None).await, ["TRN-1"]);
+    let card = make_account(&db, ada, m, "ACT-card", "Visa", AccountFamily::Debt, t).await;
+    make_account(&db, ada, m, "ACT-chk", "Checking", AccountFamily::Debit, t).await;
+    let kept = make_account(&db, ada, other, "ACT-w", "Wells", AccountFamily::Debit, t).await;
+    set_shares(&db, ada, &[(card, 100)]).await;
+    upsert_txns(&db, ada, &[txn("TRN-1", card, -500, day(2024, 3, 1))]).await;
+    assert_eq!(visible_account_ids(&db, ada).await.len(), 3);
+    assert_eq!(txn_guids(&db, ada, None).await, ["TRN-1"]);
 
-    members::mark_deleted(&db, &m, now()).await.unwrap();
-    assert_eq!(visible_account_ids(&db, &ada).await, [kept.as_str()]);
-    assert!(accounts::get(&db, &ada, &card).await.unwrap().is_none());
-    assert!(txn_guids(&db, &ada, None).await.is_empty(), "their transactions are hidden too");
+    members::mark_deleted(&db, m, now()).await.unwrap();
+    assert_eq!(visible_account_ids(&db, ada).await, [kept]);
+    assert!(accounts::get(&db, ada, card).await.unwrap().is_none());
+    assert!(txn_guids(&db, ada, None).await.is_empty(), "their transactions are hidden too");
 
     // Linking the institution again brings the account back, under the new member.
-    let relinked = make_member(&db, &ada, &chase).await;
-    upsert_accounts(&db, &ada, &relinked, &[account_data("ACT-card", "Visa", "debt", -700)], now()).await;
-    let back = account(&db, &ada, &card).await;
+    let relinked = make_member(&db, ada, chase).await;
+    upsert_accounts(&db, ada, relinked, &[account_data("ACT-card", "Visa", AccountFamily::Debt, -700)], now()).await;
+    let back = account(&db, ada, card).await;
     assert_eq!(
-        (back.member_id.as_str(), back.transfer_share),
-        (relinked.as_str(), 0),
+        (back.member_id, back.transfer_share),
+        (relinked, Share::default()),
         "same account, share reset by the deletion"
     );
-    assert_eq!(visible_account_ids(&db, &ada).await.len(), 2);
+    assert_eq!(visible_account_ids(&db, ada).await.len(), 2);
 }
 
 async fn accounts_refresh_keeps_what_the_user_set(db: Db) {
     let ada = make_user(&db, "ada@example.com").await;
     let bob = make_user(&db, "bob@example.com").await;
     let chase = make_institution(&db, "chase", "Chase").await;
-    let m = make_member(&db, &ada, &chase).await;
+    let m = make_member(&db, ada, chase).await;
     let t = at(2024, 3, 1, 12, 0);
-    let mut data = account_data("ACT-1", "Visa", "debt", -50_000);
+    let mut data = account_data("ACT-1", "Visa", AccountFamily::Debt, -50_000);
     data.apr = Some(19.99);
-    data.credit_limit = Some(300_000);
+    data.credit_limit = Some(Cents::new(300_000));
     data.payment_due_at = Some(at(2024, 3, 25, 0, 0));
     data.matures_on = Some(day(2030, 1, 31));
-    upsert_accounts(&db, &ada, &m, &[data], t).await;
-    let id = account_id(&db, &ada, "ACT-1").await;
-    let a = account(&db, &ada, &id).await;
+    upsert_accounts(&db, ada, m, &[data], t).await;
+    let id = account_id(&db, ada, "ACT-1").await;
+    let a = account(&db, ada, id).await;
     assert_eq!(
-        (a.name.as_str(), a.type_ds.as_str(), a.balance, a.credit_limit, a.apr),
-        ("Visa", "debt", Some(-50_000), Some(300_000), Some(19.99))
+        (a.name.as_str(), a.type_ds, a.balance, a.credit_limit, a.apr),
+        ("Visa", AccountFamily::Debt, Some(Cents::new(-50_000)), Some(Cents::new(300_000)), Some(19.99))
     );
     assert_eq!((a.payment_due_at, a.matures_on), (Some(at(2024, 3, 25, 0, 0)), Some(day(2030, 1, 31))));
     assert_eq!(
-        (a.member_id.as_str(), a.is_active, a.transfer_share, a.account_number_last4.as_deref(), a.created_at),
-        (m.as_str(), true, 0, None, t)
+        (a.member_id, a.is_active, a.transfer_share, a.account_number_last4.as_deref(), a.created_at),
+        (m, true, Share::default(), None, t)
     );
 
-    set_active(&db, &ada, &id, false).await;
-    set_shares(&db, &ada, &[(&id, 100)]).await;
-    assert!(!accounts::set_account_number(&db, &bob, &id, "sealed-bob", "0000", now()).await.unwrap(), "not bob's");
-    assert!(accounts::set_account_number(&db, &ada, &id, "sealed-1", "4321", now()).await.unwrap());
-    assert!(!accounts::set_account_number(&db, &ada, &id, "sealed-2", "9999", now()).await.unwrap(), "only once");
-    assert_eq!(accounts::sealed_account_number(&db, &ada, &id).await.unwrap().as_deref(), Some("sealed-1"));
-    assert!(accounts::sealed_account_number(&db, &bob, &id).await.unwrap().is_none());
+    set_active(&db, ada, id, false).await;
+    set_shares(&db, ada, &[(id, 100)]).await;
+    assert!(!accounts::set_account_number(&db, bob, id, "sealed-bob", "0000", now()).await.unwrap(), "not bob's");
+    assert!(accounts::set_account_number(&db, ada, id, "sealed-1", "4321", now()).await.unwrap());
+    assert!(!accounts::set_account_number(&db, ada, id, "sealed-2", "9999", now()).await.unwrap(), "only once");
+    assert_eq!(accounts::sealed_account_number(&db, ada, id).await.unwrap().as_deref(), Some("sealed-1"));
+    assert!(accounts::sealed_account_number(&db, bob, id).await.unwrap().is_none());
 
     let t2 = t + Duration::hours(1);
-    upsert_accounts(&db, &ada, &m, &[account_data("ACT-1", "Visa Signature", "debt", -12_345)], t2).await;
-    assert_eq!(visible_account_ids(&db, &ada).await, [id.as_str()], "no duplicate");
-    let a = account(&db, &ada, &id).await;
+    upsert_accounts(&db, ada, m, &[account_data("ACT-1", "Visa Signature", AccountFamily::Debt, -12_345)], t2).await;
+    assert_eq!(visible_account_ids(&db, ada).await, [id], "no duplicate");
+    let a = account(&db, ada, id).await;
     assert_eq!(
         (a.name.as_str(), a.balance, a.apr, a.updated_at),
-        ("Visa Signature", Some(-12_345), None, t2),
+        ("Visa Signature", Some(Cents::new(-12_345)), None, t2),
         "the aggregator's data is refreshed"
     );
     assert_eq!(
         (a.is_active, a.transfer_share, a.account_number_last4.as_deref(), a.created_at),
-        (false, 100, Some("4321"), t),
+        (false, Share::FULL, Some("4321"), t),
         "what the user set stays"
     );
-    assert_eq!(accounts::sealed_account_number(&db, &ada, &id).await.unwrap().as_deref(), Some("sealed-1"));
+    assert_eq!(accounts::sealed_account_number(&db, ada, id).await.unwrap().as_deref(), Some("sealed-1"));
 }
 
 async fn accounts_are_scoped_hidden_and_counted(db: Db) {
     let ada = make_user(&db, "ada@example.com").await;
     let bob = make_user(&db, "bob@example.com").await;
     let chase = make_institution(&db, "chase", "Chase").await;
-    let m = make_member(&db, &ada, &chase).await;
-    let mb = make_member(&db, &bob, &chase).await;
+    let m = make_member(&db, ada, chase).await;
+    let mb = make_member(&db, bob, chase).await;
     let t = now();
     upsert_accounts(
         &db,
-        &ada,
-        &m,
+        ada,
+        m,
         &[
-            account_data("ACT-1", "Checking", "checking", 1_000),
-            account_data("ACT-2", "Savings", "savings", 2_000),
-            account_data("ACT-3", "Visa", "debt", -3_000),
+            account_data("ACT-1", "Checking", AccountFamily::Debit, 1_000),
+            account_data("ACT-2", "Savings", AccountFamily::Debit, 2_000),
+            account_data("ACT-3", "Visa", AccountFamily::Debt, -3_000),
         ],
         t,
     )
     .await;
-    upsert_accounts(&db, &bob, &mb, &[account_data("ACT-1", "Bob's checking", "checking", 5)], t).await;
-    let ids = account_ids(&db, &ada).await;
+    upsert_accounts(&db, bob, mb, &[account_data("ACT-1", "Bob's checking", AccountFamily::Debit, 5)], t).await;
+    let ids = account_ids(&db, ada).await;
     assert_eq!(ids.iter().map(|(g, _)| g.as_str()).collect::<Vec<_>>(), ["ACT-1", "ACT-2", "ACT-3"]);
-    let (a1, a2, a3) = (ids[0].1.clone(), ids[1].1.clone(), ids[2].1.clone());
-    let bobs = account_ids(&db, &bob).await;
+    let (a1, a2, a3) = (ids[0].1, ids[1].1, ids[2].1);
+    let bobs = account_ids(&db, bob).await;
     assert_eq!(bobs.len(), 1);
     assert_ne!(bobs[0].1, a1, "the same guid at another user is another account");
-    assert_eq!(account(&db, &ada, &a1).await.balance, Some(1_000));
-    assert!(accounts::get(&db, &bob, &a1).await.unwrap().is_none());
+    assert_eq!(account(&db, ada, a1).await.balance, Some(Cents::new(1_000)));
+    assert!(accounts::get(&db, bob, a1).await.unwrap().is_none());
 
-    assert_eq!(count_active(&db, &m).await, 3);
-    set_active(&db, &ada, &a2, false).await;
-    assert_eq!(count_active(&db, &m).await, 2);
-    assert!(!account(&db, &ada, &a2).await.is_active);
-    set_active(&db, &bob, &a1, false).await;
-    assert!(account(&db, &ada, &a1).await.is_active, "bob cannot change ada's");
+    assert_eq!(count_active(&db, m).await, 3);
+    set_active(&db, ada, a2, false).await;
+    assert_eq!(count_active(&db, m).await, 2);
+    assert!(!account(&db, ada, a2).await.is_active);
+    set_active(&db, bob, a1, false).await;
+    assert!(account(&db, ada, a1).await.is_active, "bob cannot change ada's");
 
-    set_shares(&db, &ada, &[(&a3, 100)]).await;
-    assert!(!accounts::hide(&db, &bob, &a3, now()).await.unwrap(), "not bob's");
-    assert!(accounts::hide(&db, &ada, &a3, now()).await.unwrap());
-    assert!(!accounts::hide(&db, &ada, &a3, now()).await.unwrap(), "already hidden");
-    assert!(accounts::get(&db, &ada, &a3).await.unwrap().is_none());
-    assert_eq!(visible_account_ids(&db, &ada).await, [a1.clone(), a2.clone()]);
-    assert_eq!(count_active(&db, &m).await, 1);
-    assert_eq!(account_ids(&db, &ada).await.len(), 3, "hidden accounts still map their guid");
+    set_shares(&db, ada, &[(a3, 100)]).await;
+    assert!(!accounts::hide(&db, bob, a3, now()).await.unwrap(), "not bob's");
+    assert!(accounts::hide(&db, ada, a3, now()).await.unwrap());
+    assert!(!accounts::hide(&db, ada, a3, now()).await.unwrap(), "already hidden");
+    assert!(accounts::get(&db, ada, a3).await.unwrap().is_none());
+    assert_eq!(visible_account_ids(&db, ada).await, [a1, a2]);
+    assert_eq!(count_active(&db, m).await, 1);
+    assert_eq!(account_ids(&db, ada).await.len(), 3, "hidden accounts still map their guid");
 
-    upsert_accounts(&db, &ada, &m, &[account_data("ACT-3", "Visa", "debt", -4_000)], now()).await;
-    assert_eq!(visible_account_ids(&db, &ada).await, [a1, a2.clone()], "a refresh keeps it hidden");
-    set_active(&db, &ada, &a2, true).await;
-    assert_eq!(count_active(&db, &m).await, 2);
-    assert_eq!(count_active(&db, &mb).await, 1);
+    upsert_accounts(&db, ada, m, &[account_data("ACT-3", "Visa", AccountFamily::Debt, -4_000)], now()).await;
+    assert_eq!(visible_account_ids(&db, ada).await, [a1, a2], "a refresh keeps it hidden");
+    set_active(&db, ada, a2, true).await;
+    assert_eq!(count_active(&db, m).await, 2);
+    assert_eq!(count_active(&db, mb).await, 1);
 }
 
 async fn accounts_shares_replace_each_other(db: Db) {
     let ada = make_user(&db, "ada@example.com").await;
     let bob = make_user(&db, "bob@example.com").await;
     let chase = make_institution(&db, "chase", "Chase").await;
-    let m = make_member(&db, &ada, &chase).await;
-    let mb = make_member(&db, &bob, &chase).await;
+    let m = make_member(&db, ada, chase).await;
+    let mb = make_member(&db, bob, chase).await;
     let t = now();
-    make_account(&db, &ada, &m, "ACT-chk", "Checking", "checking", t).await;
-    let d1 = make_account(&db, &ada, &m, "ACT-d1", "Visa", "debt", t + Duration::seconds(1)).await;
-    let d2 = make_account(&db, &ada, &m, "ACT-d2", "Loan", "debt", t + Duration::seconds(2)).await;
-    let bob_debt = make_account(&db, &bob, &mb, "ACT-b", "Bob's card", "debt", t).await;
+    make_account(&db, ada, m, "ACT-chk", "Checking", AccountFamily::Debit, t).await;
+    let d1 = make_account(&db, ada, m, "ACT-d1", "Visa", AccountFamily::Debt, t + Duration::seconds(1)).await;
+    let d2 = make_account(&db, ada, m, "ACT-d2", "Loan", AccountFamily::Debt, t + Duration::seconds(2)).await;
+    let bob_debt = make_account(&db, bob, mb, "ACT-b", "Bob's card", AccountFamily::Debt, t).await;
     let share = |a: &str, s: i64| (a.to_owned(), s);
 
-    ensure_debt_share(&db, &ada).await;
-    ensure_debt_share(&db, &bob).await;
+    ensure_debt_share(&db, ada).await;
+    ensure_debt_share(&db, bob).await;
     assert_eq!(
-        shares(&db, &ada).await,
+        shares(&db, ada).await,
         [share("ACT-chk", 0), share("ACT-d1", 100), share("ACT-d2", 0)],
         "the oldest debt account gets the whole share"
     );
-    set_shares(&db, &ada, &[(&d1, 60), (&d2, 40)]).await;
-    assert_eq!(shares(&db, &ada).await, [share("ACT-chk", 0), share("ACT-d1", 60), share("ACT-d2", 40)]);
-    set_shares(&db, &ada, &[(&d2, 100)]).await;
+    set_shares(&db, ada, &[(d1, 60), (d2, 40)]).await;
+    assert_eq!(shares(&db, ada).await, [share("ACT-chk", 0), share("ACT-d1", 60), share("ACT-d2", 40)]);
+    set_shares(&db, ada, &[(d2, 100)]).await;
     assert_eq!(
-        shares(&db, &ada).await,
+        shares(&db, ada).await,
         [share("ACT-chk", 0), share("ACT-d1", 0), share("ACT-d2", 100)],
         "accounts left out drop to zero"
     );
-    ensure_debt_share(&db, &ada).await;
+    ensure_debt_share(&db, ada).await;
     assert_eq!(
-        shares(&db, &ada).await,
+        shares(&db, ada).await,
         [share("ACT-chk", 0), share("ACT-d1", 0), share("ACT-d2", 100)],
         "an existing share is left alone"
     );
 
-    set_shares(&db, &ada, &[(&bob_debt, 50)]).await;
-    assert_eq!(shares(&db, &bob).await, [share("ACT-b", 100)], "another user's account is neither set nor zeroed");
-    assert_eq!(shares(&db, &ada).await, [share("ACT-chk", 0), share("ACT-d1", 0), share("ACT-d2", 0)]);
-    set_active(&db, &ada, &d1, false).await;
-    ensure_debt_share(&db, &ada).await;
+    set_shares(&db, ada, &[(bob_debt, 50)]).await;
+    assert_eq!(shares(&db, bob).await, [share("ACT-b", 100)], "another user's account is neither set nor zeroed");
+    assert_eq!(shares(&db, ada).await, [share("ACT-chk", 0), share("ACT-d1", 0), share("ACT-d2", 0)]);
+    set_active(&db, ada, d1, false).await;
+    ensure_debt_share(&db, ada).await;
     assert_eq!(
-        shares(&db, &ada).await,
+        shares(&db, ada).await,
         [share("ACT-chk", 0), share("ACT-d1", 0), share("ACT-d2", 100)],
         "inactive debt accounts are skipped"
     );
@@ -1109,29 +1119,29 @@ async fn accounts_shares_replace_each_other(db: Db) {
 async fn transactions_upsert_in_batches_without_duplicates(db: Db) {
     let ada = make_user(&db, "ada@example.com").await;
     let chase = make_institution(&db, "chase", "Chase").await;
-    let m = make_member(&db, &ada, &chase).await;
-    let acct = make_account(&db, &ada, &m, "ACT-1", "Checking", "checking", now()).await;
+    let m = make_member(&db, ada, chase).await;
+    let acct = make_account(&db, ada, m, "ACT-1", "Checking", AccountFamily::Debit, now()).await;
     // More rows than one statement takes on either engine (200 on SQLite, 10,000 on PostgreSQL).
     const N: i64 = 10_500;
     let rows = |amount: fn(i64) -> i64| -> Vec<TransactionData> {
         (0..N)
-            .map(|i| txn(&format!("TRN-{i:05}"), &acct, amount(i), day(2023, 1, 1) + Duration::days(i % 500)))
+            .map(|i| txn(&format!("TRN-{i:05}"), acct, amount(i), day(2023, 1, 1) + Duration::days(i % 500)))
             .collect()
     };
     let index = |guid: &str| guid["TRN-".len()..].parse::<i64>().unwrap();
 
-    upsert_txns(&db, &ada, &rows(|i| -(i + 1))).await;
-    assert_eq!(transactions::count_for_user(&db, &ada).await.unwrap(), N);
-    let before = transactions::list_for_user(&db, &ada, None, None, 0).await.unwrap();
+    upsert_txns(&db, ada, &rows(|i| -(i + 1))).await;
+    assert_eq!(transactions::count_for_user(&db, ada).await.unwrap(), N);
+    let before = transactions::list_for_user(&db, ada, None, None, 0).await.unwrap();
     assert_eq!(before.len() as i64, N);
-    assert!(before.iter().all(|t| t.amount == -(index(&t.guid) + 1)));
+    assert!(before.iter().all(|t| t.amount.get() == -(index(&t.guid) + 1)));
     assert!(before.windows(2).all(|w| w[0].date >= w[1].date), "newest first");
 
-    upsert_txns(&db, &ada, &rows(|i| (i + 1) * 100)).await;
-    assert_eq!(transactions::count_for_user(&db, &ada).await.unwrap(), N, "a re-sync does not duplicate");
-    let after = transactions::list_for_user(&db, &ada, None, None, 0).await.unwrap();
+    upsert_txns(&db, ada, &rows(|i| (i + 1) * 100)).await;
+    assert_eq!(transactions::count_for_user(&db, ada).await.unwrap(), N, "a re-sync does not duplicate");
+    let after = transactions::list_for_user(&db, ada, None, None, 0).await.unwrap();
     assert_eq!(after.len() as i64, N);
-    assert!(after.iter().all(|t| t.amount == (index(&t.guid) + 1) * 100), "amounts are updated, in every batch");
+    assert!(after.iter().all(|t| t.amount.get() == (index(&t.guid) + 1) * 100), "amounts are updated, in every batch");
     let mut ids_before: Vec<_> = before.iter().map(|t| (&t.guid, &t.id)).collect();
     let mut ids_after: Vec<_> = after.iter().map(|t| (&t.guid, &t.id)).collect();
     ids_before.sort();
@@ -1142,13 +1152,13 @@ async fn transactions_upsert_in_batches_without_duplicates(db: Db) {
     let date = day(2024, 6, 1);
     upsert_txns(
         &db,
-        &ada,
-        &[txn("TRN-dup", &acct, -100, date), txn("TRN-00000", &acct, -7, date), txn("TRN-dup", &acct, -200, date)],
+        ada,
+        &[txn("TRN-dup", acct, -100, date), txn("TRN-00000", acct, -7, date), txn("TRN-dup", acct, -200, date)],
     )
     .await;
-    assert_eq!(transactions::count_for_user(&db, &ada).await.unwrap(), N + 1);
-    let latest = transactions::list_for_user(&db, &ada, None, None, 0).await.unwrap();
-    let amount_of = |guid: &str| latest.iter().find(|t| t.guid == guid).unwrap().amount;
+    assert_eq!(transactions::count_for_user(&db, ada).await.unwrap(), N + 1);
+    let latest = transactions::list_for_user(&db, ada, None, None, 0).await.unwrap();
+    let amount_of = |guid: &str| latest.iter().find(|t| t.guid == guid).unwrap().amount.get();
     assert_eq!((amount_of("TRN-dup"), amount_of("TRN-00000")), (-200, -7));
 }
 
@@ -1156,17 +1166,17 @@ async fn transactions_list_newest_first_scoped_and_visible(db: Db) {
     let ada = make_user(&db, "ada@example.com").await;
     let bob = make_user(&db, "bob@example.com").await;
     let chase = make_institution(&db, "chase", "Chase").await;
-    let m = make_member(&db, &ada, &chase).await;
-    let mb = make_member(&db, &bob, &chase).await;
+    let m = make_member(&db, ada, chase).await;
+    let mb = make_member(&db, bob, chase).await;
     let t = now();
-    let chk = make_account(&db, &ada, &m, "ACT-chk", "Everyday Checking", "checking", t).await;
-    let card = make_account(&db, &ada, &m, "ACT-card", "Visa", "debt", t).await;
-    let bobs = make_account(&db, &bob, &mb, "ACT-chk", "Bob's checking", "checking", t).await;
+    let chk = make_account(&db, ada, m, "ACT-chk", "Everyday Checking", AccountFamily::Debit, t).await;
+    let card = make_account(&db, ada, m, "ACT-card", "Visa", AccountFamily::Debt, t).await;
+    let bobs = make_account(&db, bob, mb, "ACT-chk", "Bob's checking", AccountFamily::Debit, t).await;
 
-    let mut payroll = txn("TRN-3", &chk, 250_000, day(2024, 3, 5));
+    let mut payroll = txn("TRN-3", chk, 250_000, day(2024, 3, 5));
     payroll.transacted_at = Some(at(2024, 3, 5, 18, 0));
     payroll.posted_at = Some(at(2024, 3, 6, 9, 30));
-    payroll.kind = "CREDIT".into();
+    payroll.kind = Direction::Credit;
     payroll.category = Some("Paycheck".into());
     payroll.top_level_category = Some("Income".into());
     payroll.description = Some("ACME Payroll".into());
@@ -1178,18 +1188,18 @@ async fn transactions_list_newest_first_scoped_and_visible(db: Db) {
     payroll.longitude = Some(-71.0589);
     payroll.is_income = true;
     payroll.is_direct_deposit = true;
-    let mut coffee = txn("TRN-2", &card, -899, day(2024, 3, 5));
+    let mut coffee = txn("TRN-2", card, -899, day(2024, 3, 5));
     coffee.transacted_at = Some(at(2024, 3, 5, 9, 0));
     coffee.is_expense = true;
-    let mut first = txn("TRN-1", &chk, -1_250, day(2024, 3, 1));
+    let mut first = txn("TRN-1", chk, -1_250, day(2024, 3, 1));
     first.transacted_at = Some(at(2024, 3, 1, 8, 0));
-    let mut fee = txn("TRN-4", &card, -4_500, day(2024, 3, 3));
+    let mut fee = txn("TRN-4", card, -4_500, day(2024, 3, 3));
     fee.transacted_at = Some(at(2024, 3, 3, 8, 0));
     fee.is_fee = true;
-    upsert_txns(&db, &ada, &[first, payroll.clone(), coffee, fee]).await;
-    upsert_txns(&db, &bob, &[txn("TRN-1", &bobs, -1, day(2024, 3, 9))]).await;
+    upsert_txns(&db, ada, &[first, payroll.clone(), coffee, fee]).await;
+    upsert_txns(&db, bob, &[txn("TRN-1", bobs, -1, day(2024, 3, 9))]).await;
 
-    let list = transactions::list_for_user(&db, &ada, None, None, 0).await.unwrap();
+    let list = transactions::list_for_user(&db, ada, None, None, 0).await.unwrap();
     assert_eq!(
         list.iter().map(|t| t.guid.as_str()).collect::<Vec<_>>(),
         ["TRN-3", "TRN-2", "TRN-4", "TRN-1"],
@@ -1197,12 +1207,12 @@ async fn transactions_list_newest_first_scoped_and_visible(db: Db) {
     );
     let top = &list[0];
     assert_eq!(
-        (top.account_id.as_str(), top.account_name.as_str(), top.account_type_ds.as_str()),
-        (chk.as_str(), "Everyday Checking", "checking")
+        (top.account_id, top.account_name.as_str(), top.account_type_ds),
+        (chk, "Everyday Checking", AccountFamily::Debit)
     );
     assert_eq!(
-        (top.amount, top.kind.as_str(), top.status.as_deref(), top.date, top.transacted_at, top.posted_at),
-        (250_000, "CREDIT", Some("POSTED"), day(2024, 3, 5), payroll.transacted_at, payroll.posted_at)
+        (top.amount.get(), top.kind, top.status.as_deref(), top.date, top.transacted_at, top.posted_at),
+        (250_000, Direction::Credit, Some("POSTED"), day(2024, 3, 5), payroll.transacted_at, payroll.posted_at)
     );
     assert_eq!(
         (
@@ -1232,31 +1242,28 @@ async fn transactions_list_newest_first_scoped_and_visible(db: Db) {
     );
     assert!(list[1].is_expense && list[2].is_fee);
 
-    let on_card = transactions::list_for_user(&db, &ada, Some(&card), None, 0).await.unwrap();
+    let on_card = transactions::list_for_user(&db, ada, Some(card), None, 0).await.unwrap();
     assert_eq!(
-        on_card
-            .iter()
-            .map(|t| (t.guid.as_str(), t.account_name.as_str(), t.account_type_ds.as_str()))
-            .collect::<Vec<_>>(),
-        [("TRN-2", "Visa", "debt"), ("TRN-4", "Visa", "debt")]
+        on_card.iter().map(|t| (t.guid.as_str(), t.account_name.as_str(), t.account_type_ds)).collect::<Vec<_>>(),
+        [("TRN-2", "Visa", AccountFamily::Debt), ("TRN-4", "Visa", AccountFamily::Debt)]
     );
 
-    let bobs_list = transactions::list_for_user(&db, &bob, None, None, 0).await.unwrap();
-    assert_eq!(bobs_list.iter().map(|t| (t.guid.as_str(), t.amount)).collect::<Vec<_>>(), [("TRN-1", -1)]);
+    let bobs_list = transactions::list_for_user(&db, bob, None, None, 0).await.unwrap();
+    assert_eq!(bobs_list.iter().map(|t| (t.guid.as_str(), t.amount.get())).collect::<Vec<_>>(), [("TRN-1", -1)]);
     assert_eq!(
         list.iter().find(|t| t.guid == "TRN-1").unwrap().amount,
-        -1_250,
+        Cents::new(-1_250),
         "the same guid at another user is another transaction"
     );
-    assert_eq!(transactions::count_for_user(&db, &ada).await.unwrap(), 4);
-    assert_eq!(transactions::count_for_user(&db, &bob).await.unwrap(), 1);
-    assert!(txn_guids(&db, &ada, Some(&bobs)).await.is_empty());
-    assert!(txn_guids(&db, &bob, Some(&chk)).await.is_empty());
+    assert_eq!(transactions::count_for_user(&db, ada).await.unwrap(), 4);
+    assert_eq!(transactions::count_for_user(&db, bob).await.unwrap(), 1);
+    assert!(txn_guids(&db, ada, Some(bobs)).await.is_empty());
+    assert!(txn_guids(&db, bob, Some(chk)).await.is_empty());
 
-    assert!(accounts::hide(&db, &ada, &card, now()).await.unwrap());
-    assert_eq!(txn_guids(&db, &ada, None).await, ["TRN-3", "TRN-1"], "a hidden account's transactions are hidden");
-    assert!(txn_guids(&db, &ada, Some(&card)).await.is_empty());
-    assert_eq!(txn_guids(&db, &ada, Some(&chk)).await, ["TRN-3", "TRN-1"]);
+    assert!(accounts::hide(&db, ada, card, now()).await.unwrap());
+    assert_eq!(txn_guids(&db, ada, None).await, ["TRN-3", "TRN-1"], "a hidden account's transactions are hidden");
+    assert!(txn_guids(&db, ada, Some(card)).await.is_empty());
+    assert_eq!(txn_guids(&db, ada, Some(chk)).await, ["TRN-3", "TRN-1"]);
 }
 
 // ---- Social sign-in ----
@@ -1265,7 +1272,7 @@ async fn link(
     db: &Db,
     provider: &str,
     provider_user_id: &str,
-    user_id: &str,
+    user_id: i64,
     email: Option<&str>,
     profile: &str,
 ) -> Result<(), StoreError> {
@@ -1276,31 +1283,31 @@ async fn link(
 
 async fn social_link_find_and_refresh(db: Db) {
     let ada = make_user(&db, "ada@example.com").await;
-    assert_eq!(social::count_for_user(&db, &ada).await.unwrap(), 0);
-    link(&db, "google", "g-1", &ada, Some("ada@gmail.example"), r#"{"name":"Ada"}"#).await.unwrap();
+    assert_eq!(social::count_for_user(&db, ada).await.unwrap(), 0);
+    link(&db, "google", "g-1", ada, Some("ada@gmail.example"), r#"{"name":"Ada"}"#).await.unwrap();
     let found = social::find(&db, "google", "g-1").await.unwrap().unwrap();
     assert_eq!(
         (
             found.provider.as_str(),
             found.provider_user_id.as_str(),
-            found.user_id.as_str(),
+            found.user_id,
             found.email.as_deref(),
             found.profile.as_str()
         ),
-        ("google", "g-1", ada.as_str(), Some("ada@gmail.example"), r#"{"name":"Ada"}"#)
+        ("google", "g-1", ada, Some("ada@gmail.example"), r#"{"name":"Ada"}"#)
     );
 
-    link(&db, "google", "g-1", &ada, None, r#"{"name":"Ada L."}"#).await.unwrap();
+    link(&db, "google", "g-1", ada, None, r#"{"name":"Ada L."}"#).await.unwrap();
     let again = social::find(&db, "google", "g-1").await.unwrap().unwrap();
     assert_eq!(
-        (again.id.as_str(), again.email.as_deref(), again.profile.as_str()),
-        (found.id.as_str(), None, r#"{"name":"Ada L."}"#),
+        (again.id, again.email.as_deref(), again.profile.as_str()),
+        (found.id, None, r#"{"name":"Ada L."}"#),
         "the profile is refreshed in place"
     );
-    assert_eq!(social::count_for_user(&db, &ada).await.unwrap(), 1);
+    assert_eq!(social::count_for_user(&db, ada).await.unwrap(), 1);
 
-    link(&db, "facebook", "g-1", &ada, None, "{}").await.unwrap();
-    assert_eq!(social::count_for_user(&db, &ada).await.unwrap(), 2);
+    link(&db, "facebook", "g-1", ada, None, "{}").await.unwrap();
+    assert_eq!(social::count_for_user(&db, ada).await.unwrap(), 2);
     assert_ne!(social::find(&db, "facebook", "g-1").await.unwrap().unwrap().id, found.id);
     assert!(social::find(&db, "twitter", "g-1").await.unwrap().is_none());
     assert!(social::find(&db, "google", "g-2").await.unwrap().is_none());
@@ -1309,18 +1316,14 @@ async fn social_link_find_and_refresh(db: Db) {
 async fn social_identity_of_another_user_is_a_conflict(db: Db) {
     let ada = make_user(&db, "ada@example.com").await;
     let bob = make_user(&db, "bob@example.com").await;
-    link(&db, "google", "g-1", &ada, Some("ada@gmail.example"), r#"{"name":"Ada"}"#).await.unwrap();
-    let err = link(&db, "google", "g-1", &bob, Some("bob@gmail.example"), r#"{"name":"Bob"}"#).await.unwrap_err();
+    link(&db, "google", "g-1", ada, Some("ada@gmail.example"), r#"{"name":"Ada"}"#).await.unwrap();
+    let err = link(&db, "google", "g-1", bob, Some("bob@gmail.example"), r#"{"name":"Bob"}"#).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
     let found = social::find(&db, "google", "g-1").await.unwrap().unwrap();
-    assert_eq!(
-        (found.user_id.as_str(), found.profile.as_str()),
-        (ada.as_str(), r#"{"name":"Ada"}"#),
-        "still ada's, untouched"
-    );
-    assert_eq!(social::count_for_user(&db, &bob).await.unwrap(), 0);
-    link(&db, "google", "g-2", &bob, None, "{}").await.unwrap();
-    assert_eq!(social::count_for_user(&db, &bob).await.unwrap(), 1);
+    assert_eq!((found.user_id, found.profile.as_str()), (ada, r#"{"name":"Ada"}"#), "still ada's, untouched");
+    assert_eq!(social::count_for_user(&db, bob).await.unwrap(), 0);
+    link(&db, "google", "g-2", bob, None, "{}").await.unwrap();
+    assert_eq!(social::count_for_user(&db, bob).await.unwrap(), 1);
 }
 
 async fn social_request_tokens_are_taken_once_before_expiry(db: Db) {
@@ -1344,15 +1347,6 @@ async fn social_request_tokens_are_taken_once_before_expiry(db: Db) {
     assert_eq!(social::take_request(&db, "rt-3", "twitter", t).await.unwrap().as_deref(), Some("sealed-3"));
 }
 
-#[tokio::test]
-async fn postgres_half_runs_when_configured() {
-    // Fails loudly if the variable is set but unusable, instead of silently skipping.
-    if std::env::var(donkies_store::testing::POSTGRES_URL_ENV).is_ok() {
-        let t = TestDb::postgres().await.unwrap();
-        t.db.ping().await.unwrap();
-    }
-}
-
 async fn engines_agree_on_search_case_wildcards_and_missing_times(db: Db) {
     institutions::upsert(
         &db,
@@ -1373,40 +1367,360 @@ async fn engines_agree_on_search_case_wildcards_and_missing_times(db: Db) {
 
     let user = make_user(&db, "ada@example.com").await;
     let inst = make_institution(&db, "mxbank", "MX Bank").await;
-    let member = make_member(&db, &user, &inst).await;
-    let acct = make_account(&db, &user, &member, "ACT-1", "Checking", "debit", now()).await;
-    let mut timed = txn("TRN-timed", &acct, 100, day(2026, 3, 1));
+    let member = make_member(&db, user, inst).await;
+    let acct = make_account(&db, user, member, "ACT-1", "Checking", AccountFamily::Debit, now()).await;
+    let mut timed = txn("TRN-timed", acct, 100, day(2026, 3, 1));
     timed.transacted_at = Some(at(2026, 3, 1, 10, 0));
-    let untimed = txn("TRN-untimed", &acct, 200, day(2026, 3, 1));
-    upsert_txns(&db, &user, &[untimed, timed]).await;
-    assert_eq!(txn_guids(&db, &user, None).await, ["TRN-timed", "TRN-untimed"], "a missing time sorts last");
+    let untimed = txn("TRN-untimed", acct, 200, day(2026, 3, 1));
+    upsert_txns(&db, user, &[untimed, timed]).await;
+    assert_eq!(txn_guids(&db, user, None).await, ["TRN-timed", "TRN-untimed"], "a missing time sorts last");
 }
 
 async fn restarting_an_unknown_member_is_not_found(db: Db) {
     let mut tx = db.begin().await.unwrap();
-    let err = members::restart(&mut tx, "no-such-member", "INITIATED", now()).await.unwrap_err();
+    let err = members::restart(&mut tx, -1, &MemberStatus::Initiated, now()).await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound), "{err:?}");
 }
 
 async fn transactions_page_by_limit_and_offset(db: Db) {
     let user = make_user(&db, "ada@example.com").await;
     let inst = make_institution(&db, "mxbank", "MX Bank").await;
-    let member = make_member(&db, &user, &inst).await;
-    let checking = make_account(&db, &user, &member, "ACT-1", "Checking", "debit", now()).await;
-    let savings = make_account(&db, &user, &member, "ACT-2", "Savings", "debit", now()).await;
+    let member = make_member(&db, user, inst).await;
+    let checking = make_account(&db, user, member, "ACT-1", "Checking", AccountFamily::Debit, now()).await;
+    let savings = make_account(&db, user, member, "ACT-2", "Savings", AccountFamily::Debit, now()).await;
     let rows: Vec<_> = (1..=9)
-        .map(|d| txn(&format!("TRN-{d}"), if d % 3 == 0 { &savings } else { &checking }, 100, day(2026, 3, d)))
+        .map(|d| txn(&format!("TRN-{d}"), if d % 3 == 0 { savings } else { checking }, 100, day(2026, 3, d)))
         .collect();
-    upsert_txns(&db, &user, &rows).await;
+    upsert_txns(&db, user, &rows).await;
     let guids = |list: Vec<transactions::Transaction>| list.into_iter().map(|t| t.guid).collect::<Vec<_>>();
-    let page = transactions::list_for_user(&db, &user, None, Some(4), 2).await.unwrap();
+    let page = transactions::list_for_user(&db, user, None, Some(4), 2).await.unwrap();
     assert_eq!(guids(page), ["TRN-7", "TRN-6", "TRN-5", "TRN-4"]);
-    let tail = transactions::list_for_user(&db, &user, None, Some(4), 8).await.unwrap();
+    let tail = transactions::list_for_user(&db, user, None, Some(4), 8).await.unwrap();
     assert_eq!(guids(tail), ["TRN-1"]);
-    assert_eq!(transactions::count_visible(&db, &user, None).await.unwrap(), 9);
-    assert_eq!(transactions::count_visible(&db, &user, Some(&savings)).await.unwrap(), 3);
-    let saved = transactions::list_for_user(&db, &user, Some(&savings), Some(2), 1).await.unwrap();
+    assert_eq!(transactions::count_visible(&db, user, None).await.unwrap(), 9);
+    assert_eq!(transactions::count_visible(&db, user, Some(savings)).await.unwrap(), 3);
+    let saved = transactions::list_for_user(&db, user, Some(savings), Some(2), 1).await.unwrap();
     assert_eq!(guids(saved), ["TRN-6", "TRN-3"]);
-    accounts::hide(&db, &user, &savings, now()).await.unwrap();
-    assert_eq!(transactions::count_visible(&db, &user, None).await.unwrap(), 6, "hidden accounts do not count");
+    accounts::hide(&db, user, savings, now()).await.unwrap();
+    assert_eq!(transactions::count_visible(&db, user, None).await.unwrap(), 6, "hidden accounts do not count");
+}
+
+async fn conflicts_name_the_same_constraint_on_both_engines(db: Db) {
+    use donkies_store::constraints;
+    let ada = make_user(&db, "ada@example.com").await;
+    let mut tx = db.begin().await.unwrap();
+    let err = users::set_email(&mut tx, ada, "ada@example.com", now()).await.map(|_| ());
+    assert!(err.is_ok(), "keeping one's own address is no conflict");
+    drop(tx);
+    make_user(&db, "bob@example.com").await;
+    let mut tx = db.begin().await.unwrap();
+    let err = users::set_email(&mut tx, ada, "bob@example.com", now()).await.unwrap_err();
+    assert!(err.on_constraint(constraints::USERS_EMAIL), "{err:?}");
+    assert!(!err.on_constraint(constraints::USERS_IDENTIFIER), "{err:?}");
+    drop(tx);
+
+    let chase = make_institution(&db, "chase", "Chase").await;
+    make_member(&db, ada, chase).await;
+    let err = try_member(&db, ada, chase, now()).await.unwrap_err();
+    assert!(err.on_constraint(constraints::MEMBERS_USER_INSTITUTION), "{err:?}");
+
+    let t = now();
+    social::save_request(&db, "rt-1", "twitter", "sealed", t, t + Duration::minutes(5)).await.unwrap();
+    let err = social::save_request(&db, "rt-1", "twitter", "again", t, t + Duration::minutes(5)).await.unwrap_err();
+    assert!(err.on_constraint(constraints::OAUTH_REQUESTS_TOKEN), "{err:?}");
+
+    let bob = users::find_by_email(&db, "bob@example.com").await.unwrap().unwrap().id;
+    link(&db, "google", "g-1", ada, None, "{}").await.unwrap();
+    let err = link(&db, "google", "g-1", bob, None, "{}").await.unwrap_err();
+    assert!(err.on_constraint(constraints::SOCIAL_IDENTITIES_PROVIDER_USER), "{err:?}");
+    assert!(!StoreError::NotFound.on_constraint(constraints::USERS_EMAIL));
+}
+
+async fn ids_are_program_chosen_integers(db: Db) {
+    let first = make_user(&db, "ada@example.com").await;
+    let second = make_user(&db, "bob@example.com").await;
+    assert!(0 < first && first < second && second < donkies_store::MAX_ID, "{first} {second}");
+    let chase = make_institution(&db, "chase", "Chase").await;
+    let member = make_member(&db, first, chase).await;
+    let account = make_account(&db, first, member, "ACT-1", "Checking", AccountFamily::Debit, now()).await;
+    for id in [chase, member, account] {
+        assert!(0 < id && id < donkies_store::MAX_ID, "{id}");
+    }
+    let stored = account_ids(&db, first).await;
+    assert_eq!(stored, [("ACT-1".to_owned(), account)]);
+    let a = accounts::get(&db, first, account).await.unwrap().unwrap();
+    assert!(a.uid.len() == 32 && a.uid.bytes().all(|b| b.is_ascii_hexdigit()), "uid stays 32 hex: {}", a.uid);
+}
+
+/// Run one statement with positional arguments on whichever engine `db` is.
+macro_rules! raw {
+    ($db:expr, $sql:expr $(, $arg:expr)* $(,)?) => {
+        donkies_store::on_db!($db, pool => sqlx::query($sql)$(.bind($arg))*.execute(pool).await.map(|_| ())).unwrap()
+    };
+}
+
+fn hex(n: u32) -> String {
+    format!("{n:032x}")
+}
+
+async fn integer_ids_migration_keeps_every_row_and_relation(db: Db) {
+    let t0 = at(2024, 1, 1, 9, 0);
+    let later = |minutes: i64| t0 + Duration::minutes(minutes);
+    // Hex ids in the reverse of their age: the new integers must follow time, not text.
+    let (ada, bob) = (hex(0xfff), hex(0x001));
+    for (id, email, made) in [(&ada, "ada@example.com", later(0)), (&bob, "bob@example.com", later(1))] {
+        raw!(
+            &db,
+            "INSERT INTO users (id, email, password_hash, first_name, last_name, identifier, encrypted_id, \
+             is_even_roundup, created_at, updated_at) VALUES ($1, $2, 'hash', 'F', 'L', $3, $4, TRUE, $5, $5)",
+            id.clone(),
+            email,
+            format!("ident-{id}"),
+            format!("enc-{id}"),
+            made,
+        );
+    }
+    raw!(
+        &db,
+        "INSERT INTO auth_tokens (token_hash, user_id, created_at, expires_at) VALUES ('tok-bob', $1, $2, $3)",
+        bob.clone(),
+        later(2),
+        later(60 * 24 * 365 * 10)
+    );
+    raw!(
+        &db,
+        "INSERT INTO action_tokens (token_hash, user_id, purpose, created_at, expires_at) \
+               VALUES ('reset-ada', $1, 'password_reset', $2, $3)",
+        ada.clone(),
+        later(2),
+        later(60 * 24 * 365 * 10)
+    );
+    let (mail, orphan_mail) = (hex(0xa1), hex(0xa0));
+    for (id, user, made) in [(&mail, Some(ada.clone()), later(3)), (&orphan_mail, None, later(4))] {
+        raw!(
+            &db,
+            "INSERT INTO outbox (id, user_id, template, to_address, subject, text_body, html_body, created_at) \
+                   VALUES ($1, $2, 'welcome', 'ada@example.com', 'Hi', 'text', 'html', $3)",
+            id.clone(),
+            user,
+            made
+        );
+    }
+    let (inst, member, checking, card) = (hex(0xb1), hex(0xc1), hex(0xd2), hex(0xd1));
+    raw!(
+        &db,
+        "INSERT INTO institutions (id, code, name, created_at, updated_at) VALUES ($1, 'chase', 'Chase', $2, $2)",
+        inst.clone(),
+        later(5)
+    );
+    raw!(
+        &db,
+        "INSERT INTO institution_credentials (institution_id, guid, field_name, label, kind, display_order) \
+               VALUES ($1, 'CRD-1', 'username', 'Username', 'LOGIN', 1)",
+        inst.clone()
+    );
+    raw!(
+        &db,
+        "INSERT INTO members (id, user_id, institution_id, identifier, guid, name, status, poll_generation, \
+               created_at, updated_at) VALUES ($1, $2, $3, 'mbr-ident', 'MBR-1', 'Chase', 'CHALLENGED', 3, $4, $4)",
+        member.clone(),
+        ada.clone(),
+        inst.clone(),
+        later(6)
+    );
+    raw!(
+        &db,
+        "INSERT INTO challenges (member_id, guid, position, label, kind, options) \
+               VALUES ($1, 'CRC-1', 0, 'Pet?', 'TEXT', '[]')",
+        member.clone()
+    );
+    for (id, guid, family, share, made) in [
+        (&checking, "ACT-chk", AccountFamily::Debit, 0_i64, later(8)),
+        (&card, "ACT-card", AccountFamily::Debt, 100, later(7)),
+    ] {
+        raw!(
+            &db,
+            "INSERT INTO accounts (id, user_id, member_id, guid, uid, name, kind, type_ds, balance, \
+                   transfer_share, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $4, 'CHECKING', $6, 1234, $7, $8, $8)",
+            id.clone(),
+            ada.clone(),
+            member.clone(),
+            guid,
+            format!("uid-{guid}"),
+            family.as_str(),
+            share,
+            made
+        );
+    }
+    for (id, guid, account, made) in [(hex(0xe2), "TRN-1", &checking, later(9)), (hex(0xe1), "TRN-2", &card, later(10))]
+    {
+        raw!(
+            &db,
+            "INSERT INTO transactions (id, user_id, account_id, guid, uid, amount, kind, date, created_at, updated_at) \
+                   VALUES ($1, $2, $3, $4, $5, 1250, 'DEBIT', $6, $7, $7)",
+            id,
+            ada.clone(),
+            account.clone(),
+            guid,
+            format!("uid-{guid}"),
+            day(2024, 1, 2),
+            made
+        );
+    }
+    raw!(
+        &db,
+        "INSERT INTO social_identities (id, provider, provider_user_id, user_id, profile, created_at, updated_at) \
+               VALUES ($1, 'google', 'g-1', $2, '{}', $3, $3)",
+        hex(0xf1),
+        bob.clone(),
+        later(11)
+    );
+    raw!(
+        &db,
+        "INSERT INTO oauth_requests (token, provider, secret_sealed, created_at, expires_at) \
+               VALUES ('rt-1', 'twitter', 'sealed', $1, $2)",
+        later(11),
+        later(60 * 24 * 365 * 10)
+    );
+    let payloads = [
+        serde_json::json!({ "member_id": member, "generation": 3 }),
+        serde_json::json!({ "user_id": bob }),
+        serde_json::json!({ "outbox_id": mail }),
+        serde_json::json!({ "slot": 7 }),
+    ];
+    for (n, payload) in payloads.iter().enumerate() {
+        raw!(
+            &db,
+            "INSERT INTO jobs (id, kind, payload, status, max_attempts, run_at, created_at, updated_at) \
+                   VALUES ($1, 'k', $2, 'queued', 3, $3, $3, $3)",
+            hex(0x900 - n as u32),
+            payload.to_string(),
+            later(12 + n as i64)
+        );
+    }
+    raw!(&db, "INSERT INTO job_slots (name, slot, created_at) VALUES ('refresh', 7, $1)", later(12));
+
+    db.migrate().await.unwrap();
+
+    // Users, numbered in the order they were made, with what hangs off them.
+    let ada_row = users::find_by_email(&db, "ada@example.com").await.unwrap().unwrap();
+    let bob_row = users::find_by_email(&db, "bob@example.com").await.unwrap().unwrap();
+    assert_eq!((ada_row.id, bob_row.id), (1, 2));
+    assert_eq!(
+        (ada_row.identifier.as_str(), ada_row.created_at, ada_row.is_even_roundup),
+        (&*format!("ident-{ada}"), t0, true)
+    );
+    let (session_user, _) = users::find_by_token_hash(&db, "tok-bob").await.unwrap().unwrap();
+    assert_eq!(session_user.id, bob_row.id);
+    let mut tx = db.begin().await.unwrap();
+    let reset =
+        tokens::consume_action(&mut tx, "reset-ada", ada_row.id, Purpose::PasswordReset, later(3)).await.unwrap();
+    assert_eq!(reset, Some(None), "the reset token still belongs to ada");
+    drop(tx);
+    let mails = outbox::list_to(&db, "ada@example.com").await.unwrap();
+    assert_eq!(mails.iter().map(|m| (m.id, m.user_id)).collect::<Vec<_>>(), [(1, Some(ada_row.id)), (2, None)]);
+
+    // Bank linking: institution, its credentials, the member, its challenge, accounts, transactions.
+    let chase = institutions::get_by_code(&db, "chase").await.unwrap().unwrap();
+    assert_eq!(chase.id, 1);
+    assert_eq!(institutions::credentials(&db, chase.id).await.unwrap().len(), 1);
+    let m = members::find_for_institution(&db, ada_row.id, chase.id).await.unwrap().unwrap();
+    assert_eq!((m.id, m.user_id, m.identifier.as_str(), m.poll_generation), (1, ada_row.id, "mbr-ident", 3));
+    assert_eq!(members::challenges(&db, m.id).await.unwrap().len(), 1);
+    let accts = accounts::list_for_user(&db, ada_row.id).await.unwrap();
+    assert_eq!(
+        accts.iter().map(|a| (a.id, a.guid.as_str(), a.member_id, a.transfer_share.get())).collect::<Vec<_>>(),
+        [(1, "ACT-card", m.id, 100), (2, "ACT-chk", m.id, 0)],
+        "the card was linked first"
+    );
+    assert_eq!(accts[0].uid, "uid-ACT-card", "uids stay as they were");
+    let txns = transactions::list_for_user(&db, ada_row.id, None, None, 0).await.unwrap();
+    let mut by_guid: Vec<_> = txns.iter().map(|t| (t.guid.as_str(), t.id, t.account_id)).collect();
+    by_guid.sort();
+    assert_eq!(by_guid, [("TRN-1", 1, 2), ("TRN-2", 2, 1)]);
+    assert_eq!(transactions::count_visible(&db, ada_row.id, Some(1)).await.unwrap(), 1);
+
+    // Sign-in and the queue.
+    let identity = social::find(&db, "google", "g-1").await.unwrap().unwrap();
+    assert_eq!((identity.id, identity.user_id), (1, bob_row.id));
+    assert_eq!(social::take_request(&db, "rt-1", "twitter", later(12)).await.unwrap().as_deref(), Some("sealed"));
+    let queued = jobs::list(&db, false).await.unwrap();
+    let payloads: Vec<serde_json::Value> = queued.iter().map(|j| serde_json::from_str(&j.payload).unwrap()).collect();
+    assert_eq!(queued.iter().map(|j| j.id).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    assert_eq!(
+        payloads,
+        [
+            serde_json::json!({ "member_id": m.id, "generation": 3 }),
+            serde_json::json!({ "user_id": bob_row.id }),
+            serde_json::json!({ "outbox_id": 1 }),
+            serde_json::json!({ "slot": 7 }),
+        ],
+        "payloads name the new ids"
+    );
+    assert!(!jobs::enqueue_periodic(&db, "refresh", 7, 3, later(13)).await.unwrap(), "slots survive");
+
+    // The relations are enforced on the new columns, and new rows get program-chosen ids.
+    let err = try_member(&db, 999_999, chase.id, now()).await.unwrap_err();
+    assert!(matches!(err, StoreError::Database(_)), "a member of no user is refused: {err:?}");
+    let err = try_member(&db, ada_row.id, chase.id, now()).await.unwrap_err();
+    assert!(err.on_constraint(donkies_store::constraints::MEMBERS_USER_INSTITUTION), "{err:?}");
+    let carol = make_user(&db, "carol@example.com").await;
+    assert!(carol > bob_row.id);
+    let err = make_user_result(&db, "ada@example.com").await.unwrap_err();
+    assert!(err.on_constraint(donkies_store::constraints::USERS_EMAIL), "{err:?}");
+    if db.backend() == donkies_store::Backend::Sqlite {
+        let broken =
+            donkies_store::on_db!(&db, pool => sqlx::query("PRAGMA foreign_key_check").fetch_all(pool).await.map(|rows| rows.len())).unwrap();
+        assert_eq!(broken, 0, "no dangling reference after the rebuild");
+    }
+    // Deleting a user still cascades to everything that is theirs.
+    raw!(&db, "DELETE FROM users WHERE id = $1", ada_row.id);
+    assert!(accounts::list_for_user(&db, ada_row.id).await.unwrap().is_empty());
+    assert_eq!(transactions::count_for_user(&db, ada_row.id).await.unwrap(), 0);
+    let mails = outbox::list_to(&db, "ada@example.com").await.unwrap();
+    assert_eq!(mails.iter().map(|m| m.user_id).collect::<Vec<_>>(), [None, None], "mail outlives its user");
+}
+
+async fn domain_values_round_trip_and_bad_stored_values_are_refused(db: Db) {
+    let ada = make_user(&db, "ada@example.com").await;
+    let chase = make_institution(&db, "chase", "Chase").await;
+    let m = make_member(&db, ada, chase).await;
+    let unknown = MemberStatus::parse("RECONNECTED");
+    assert!(save_status(&db, m, 1, &StatusUpdate { status: unknown.clone(), ..status_update("") }).await);
+    assert_eq!(member(&db, m).await.status, unknown, "an unknown status keeps its text");
+    assert_eq!(members::status_of(&db, m).await.unwrap(), Some((unknown, false)));
+
+    let card = make_account(&db, ada, m, "ACT-card", "Visa", AccountFamily::Debt, now()).await;
+    let a = account(&db, ada, card).await;
+    assert_eq!(
+        (a.type_ds, a.balance, a.transfer_share),
+        (AccountFamily::Debt, Some(Cents::new(10_000)), Share::default())
+    );
+    raw!(&db, "UPDATE accounts SET type_ds = 'checking' WHERE id = $1", card);
+    let err = accounts::get(&db, ada, card).await.unwrap_err();
+    assert!(matches!(err, StoreError::Database(_)), "{err:?}");
+    assert!(err.to_string().contains("not an account family"), "{err}");
+    raw!(&db, "UPDATE accounts SET type_ds = 'debt', transfer_share = 101 WHERE id = $1", card);
+    assert!(accounts::get(&db, ada, card).await.is_err(), "a share above 100 is refused");
+}
+
+async fn debt_shares_are_the_active_debt_accounts_in_order(db: Db) {
+    let ada = make_user(&db, "ada@example.com").await;
+    let chase = make_institution(&db, "chase", "Chase").await;
+    let m = make_member(&db, ada, chase).await;
+    let t = now();
+    make_account(&db, ada, m, "ACT-chk", "Checking", AccountFamily::Debit, t).await;
+    let d1 = make_account(&db, ada, m, "ACT-d1", "Visa", AccountFamily::Debt, t + Duration::seconds(1)).await;
+    let d2 = make_account(&db, ada, m, "ACT-d2", "Loan", AccountFamily::Debt, t + Duration::seconds(2)).await;
+    let d3 = make_account(&db, ada, m, "ACT-d3", "Mortgage", AccountFamily::Debt, t + Duration::seconds(3)).await;
+    set_shares(&db, ada, &[(d1, 30), (d2, 30), (d3, 40)]).await;
+    set_active(&db, ada, d3, false).await;
+    let current = accounts::debt_shares(&db, ada).await.unwrap();
+    let pct = |shares: &DebtShares| shares.iter().map(|(id, s)| (id, s.get())).collect::<Vec<_>>();
+    assert_eq!(pct(&current), [(d1, 30), (d2, 30)], "inactive accounts are left out");
+    let mut tx = db.begin().await.unwrap();
+    accounts::set_shares(&mut tx, ada, &current.rebalanced(), now()).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(pct(&accounts::debt_shares(&db, ada).await.unwrap()), [(d1, 50), (d2, 50)]);
+    assert_eq!(account(&db, ada, d3).await.transfer_share, Share::default(), "accounts left out drop to zero");
 }

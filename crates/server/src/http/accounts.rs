@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -10,12 +10,12 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use donkies_domain::{Cents, roundup};
+use donkies_domain::{Cents, DebtSharesError, Share, roundup};
 use donkies_store::accounts::Account;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
-use super::extract::{AuthUser, Body};
+use super::extract::{AuthUser, Body, IdPath, parse_id};
 use super::input::{Check, Field, RequestBody, Valid};
 use super::members::{InstitutionView, MemberView, datetime, member_view};
 use super::page::Page;
@@ -31,14 +31,14 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_transactions))
 }
 
-fn money(c: Option<i64>) -> Option<String> {
-    c.map(|c| Cents::new(c).to_string())
+fn money(c: Option<Cents>) -> Option<String> {
+    c.map(|c| c.to_string())
 }
 
 /// An account at a linked institution. Money fields are decimal strings.
 #[derive(Serialize, ToSchema)]
 pub struct AccountView {
-    id: String,
+    id: i64,
     uid: String,
     member: MemberView,
     institution: InstitutionView,
@@ -106,7 +106,7 @@ async fn account_views(state: &AppState, list: Vec<Account>) -> ApiResult<Vec<Ac
             uid: a.uid,
             name: a.name,
             kind: a.kind,
-            type_ds: a.type_ds,
+            type_ds: a.type_ds.as_str().to_owned(),
             subtype: a.subtype,
             apr: a.apr,
             apy: a.apy,
@@ -114,7 +114,7 @@ async fn account_views(state: &AppState, list: Vec<Account>) -> ApiResult<Vec<Ac
             day_payment_is_due: a.day_payment_is_due,
             is_closed: a.is_closed,
             is_active: a.is_active,
-            transfer_share: a.transfer_share,
+            transfer_share: i64::from(a.transfer_share.get()),
             is_funding_source_for_transfer: a.is_funding_source_for_transfer,
             is_dwolla_created: a.is_dwolla_created,
             account_number: a.account_number_last4,
@@ -130,32 +130,28 @@ async fn list_accounts(
     auth: AuthUser,
     page: Page,
 ) -> ApiResult<axum::response::Response> {
-    let list = state.services.accounts(&auth.user.id).await?;
+    let list = state.services.accounts(auth.user.id).await?;
     Ok(page.respond(account_views(&state, list).await?))
 }
 
 /// One account.
 #[utoipa::path(get, path = "/v1/accounts/{id}", tag = "accounts", security(("token" = [])),
-    params(("id" = String, Path)), responses((status = 200, body = AccountView), (status = 404)))]
+    params(("id" = i64, Path)), responses((status = 200, body = AccountView), (status = 404)))]
 async fn get_account(
     State(state): State<AppState>,
     auth: AuthUser,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
 ) -> ApiResult<axum::Json<AccountView>> {
-    let account = state.services.account(&auth.user.id, &id).await?;
+    let account = state.services.account(auth.user.id, id).await?;
     let mut views = account_views(&state, vec![account]).await?;
     Ok(axum::Json(views.remove(0)))
 }
 
 /// Remove an account from the user's view.
 #[utoipa::path(delete, path = "/v1/accounts/{id}", tag = "accounts", security(("token" = [])),
-    params(("id" = String, Path)), responses((status = 204), (status = 404)))]
-async fn delete_account(
-    State(state): State<AppState>,
-    auth: AuthUser,
-    Path(id): Path<String>,
-) -> ApiResult<StatusCode> {
-    state.services.hide_account(&auth.user.id, &id).await?;
+    params(("id" = i64, Path)), responses((status = 204), (status = 404)))]
+async fn delete_account(State(state): State<AppState>, auth: AuthUser, IdPath(id): IdPath) -> ApiResult<StatusCode> {
+    state.services.hide_account(auth.user.id, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -175,14 +171,14 @@ impl RequestBody for SetActiveRequest {
 
 /// Switch an account on or off; each institution keeps at least one active account.
 #[utoipa::path(put, path = "/v1/accounts/set_active/{id}", tag = "accounts", security(("token" = [])),
-    params(("id" = String, Path)), request_body = SetActiveRequest, responses((status = 204), (status = 400), (status = 404)))]
+    params(("id" = i64, Path)), request_body = SetActiveRequest, responses((status = 204), (status = 400), (status = 404)))]
 async fn set_active(
     State(state): State<AppState>,
     auth: AuthUser,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
     Valid(active): Valid<SetActiveRequest>,
 ) -> ApiResult<StatusCode> {
-    state.services.set_account_active(&auth.user.id, &id, active).await?;
+    state.services.set_account_active(auth.user.id, id, active).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -208,15 +204,15 @@ impl RequestBody for AccountNumberRequest {
 
 /// Record the account's number (stored encrypted, shown as its last four digits).
 #[utoipa::path(post, path = "/v1/accounts/set_account_number/{id}", tag = "accounts", security(("token" = [])),
-    params(("id" = String, Path)), request_body = AccountNumberRequest,
+    params(("id" = i64, Path)), request_body = AccountNumberRequest,
     responses((status = 201), (status = 400, description = "invalid, or already set"), (status = 404)))]
 async fn set_account_number(
     State(state): State<AppState>,
     auth: AuthUser,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
     Valid(number): Valid<AccountNumberRequest>,
 ) -> ApiResult<StatusCode> {
-    state.services.set_account_number(&auth.user.id, &id, &number).await?;
+    state.services.set_account_number(auth.user.id, id, &number).await?;
     Ok(StatusCode::CREATED)
 }
 
@@ -225,28 +221,26 @@ async fn set_account_number(
     request_body(content = Object, description = "`{\"id<account id>\": <int percent>}` for every active debt account, summing to 100"),
     responses((status = 200), (status = 400)))]
 async fn edit_share(State(state): State<AppState>, auth: AuthUser, body: Body) -> ApiResult<axum::Json<Value>> {
-    let mut shares: BTreeMap<String, i64> = BTreeMap::new();
+    let mut shares: BTreeMap<i64, i64> = BTreeMap::new();
     for (key, value) in &body.0 {
         let Some(id) = key.strip_prefix("id") else {
             return Err(ApiError::non_field(format!("Unexpected key \"{key}\"; use \"id<account id>\".")));
+        };
+        let Some(id) = parse_id(id) else {
+            return Err(ApiError::non_field(DebtSharesError::NotTheActiveDebtAccounts.to_string()));
         };
         let share = match value {
             Value::Number(n) => n.as_i64(),
             Value::String(s) => s.trim().parse().ok(),
             _ => None,
         };
-        match share {
-            Some(s) if (0..=100).contains(&s) => {
-                shares.insert(id.to_owned(), s);
-            }
-            _ => {
-                return Err(ApiError::non_field(format!("The share of \"{key}\" must be an integer from 0 to 100.")));
-            }
-        }
+        let share =
+            share.ok_or_else(|| ApiError::non_field(DebtSharesError::OutOfRange { account_id: id }.to_string()))?;
+        shares.insert(id, share);
     }
-    let pairs = state.services.edit_shares(&auth.user.id, shares).await?;
+    let shares = state.services.edit_shares(auth.user.id, shares).await?;
     let out: serde_json::Map<String, Value> =
-        pairs.into_iter().map(|(id, s)| (format!("id{id}"), Value::from(s))).collect();
+        shares.iter().map(|(id, s)| (format!("id{id}"), Value::from(s.get()))).collect();
     Ok(axum::Json(Value::Object(out)))
 }
 
@@ -257,7 +251,7 @@ pub struct DebtLink {
     share: i64,
 }
 
-async fn debt_links(state: &AppState, user_id: &str) -> ApiResult<Vec<DebtLink>> {
+async fn debt_links(state: &AppState, user_id: i64) -> ApiResult<Vec<DebtLink>> {
     let debts = state.services.active_debts(user_id).await?;
     let views = account_views(state, debts).await?;
     Ok(views.into_iter().map(|v| DebtLink { share: v.transfer_share, account: v }).collect())
@@ -270,7 +264,7 @@ async fn list_debt_links(
     auth: AuthUser,
     page: Page,
 ) -> ApiResult<axum::response::Response> {
-    Ok(page.respond(debt_links(&state, &auth.user.id).await?))
+    Ok(page.respond(debt_links(&state, auth.user.id).await?))
 }
 
 #[derive(Default, Deserialize, ToSchema)]
@@ -286,15 +280,15 @@ pub struct LinkDebtRequest {
 }
 
 impl RequestBody for LinkDebtRequest {
-    type Parsed = (String, u32);
-    fn parse(self, c: &mut Check) -> Option<(String, u32)> {
+    type Parsed = (i64, Share);
+    fn parse(self, c: &mut Check) -> Option<(i64, Share)> {
         let account = c.text("account", self.account);
+        let account =
+            c.parse("account", account, |a| parse_id(a.trim()).ok_or("Choose one of your active debt accounts."));
         let share = c.required("share", self.share);
-        let share = c.parse("share", share, |s| match u32::try_from(s) {
-            Ok(s) if s <= 100 => Ok(s),
-            _ => Err("Ensure this value is an integer from 0 to 100."),
-        });
-        Some((account?.trim().to_owned(), share?))
+        let share =
+            c.parse("share", share, |s| Share::new(s).map_err(|_| "Ensure this value is an integer from 0 to 100."));
+        Some((account?, share?))
     }
 }
 
@@ -306,15 +300,15 @@ async fn link_debt(
     auth: AuthUser,
     Valid((account, share)): Valid<LinkDebtRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<Vec<DebtLink>>)> {
-    state.services.link_debt(&auth.user.id, &account, share).await?;
-    Ok((StatusCode::CREATED, axum::Json(debt_links(&state, &auth.user.id).await?)))
+    state.services.link_debt(auth.user.id, account, share).await?;
+    Ok((StatusCode::CREATED, axum::Json(debt_links(&state, auth.user.id).await?)))
 }
 
 /// A transaction. `roundup` is the spare change it gives.
 #[derive(Serialize, ToSchema)]
 pub struct TransactionView {
     account: String,
-    account_id: String,
+    account_id: i64,
     uid: String,
     amount: String,
     roundup: String,
@@ -349,9 +343,21 @@ struct TransactionQuery {
     account_id: Option<String>,
 }
 
+impl TransactionQuery {
+    /// The account filter: none, or an id (anything else is a field error).
+    fn account(&self) -> ApiResult<Option<i64>> {
+        match self.account_id.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
+            None => Ok(None),
+            Some(raw) => {
+                parse_id(raw).map(Some).ok_or_else(|| ApiError::field("account_id", "A valid integer is required."))
+            }
+        }
+    }
+}
+
 /// The user's transactions, newest first, optionally of one account.
 #[utoipa::path(get, path = "/v1/transactions", tag = "accounts", security(("token" = [])),
-    params(("account_id" = Option<String>, Query)), responses((status = 200, body = [TransactionView])))]
+    params(("account_id" = Option<i64>, Query)), responses((status = 200, body = [TransactionView])))]
 async fn list_transactions(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -359,29 +365,25 @@ async fn list_transactions(
     page: Page,
 ) -> ApiResult<axum::response::Response> {
     let even = auth.user.is_even_roundup;
-    let account = q.account_id.as_deref().filter(|a| !a.is_empty());
-    let found = state.services.transactions(&auth.user.id, account, page.limit, page.offset).await?;
+    let account = q.account()?;
+    let found = state.services.transactions(auth.user.id, account, page.limit, page.offset).await?;
     let views = found
         .rows
         .into_iter()
         .map(|t| {
-            let spare = if t.kind == "DEBIT" && t.account_type_ds == "debit" {
-                roundup(Cents::new(t.amount), even)
-            } else {
-                Cents::ZERO
-            };
+            let spare = roundup(t.kind, t.account_type_ds, t.amount, even);
             TransactionView {
                 account: t.account_name,
                 account_id: t.account_id,
                 uid: t.uid,
-                amount: Cents::new(t.amount).to_string(),
+                amount: t.amount.to_string(),
                 roundup: spare.to_string(),
                 category: t.category,
                 top_level_category: t.top_level_category,
                 description: t.description,
                 original_description: t.original_description,
                 memo: t.memo,
-                kind: t.kind,
+                kind: t.kind.as_str().to_owned(),
                 status: t.status,
                 date: t.date.to_string(),
                 transacted_at: datetime(t.transacted_at),

@@ -182,7 +182,7 @@ async fn login(
 /// Sign out: every token of the user stops working.
 #[utoipa::path(get, path = "/v1/auth/logout", tag = "auth", security(("token" = [])), responses((status = 204)))]
 async fn logout_get(State(state): State<AppState>, auth: AuthUser) -> ApiResult<StatusCode> {
-    state.services.log_out(&auth.user.id).await?;
+    state.services.log_out(auth.user.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

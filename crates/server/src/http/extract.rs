@@ -153,3 +153,24 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
         Ok(ClientIp(addr))
     }
 }
+
+/// Parse an id as clients send it: a positive integer below 2^53, in plain digits.
+pub fn parse_id(text: &str) -> Option<i64> {
+    if text.is_empty() || text.len() > 16 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse::<i64>().ok().filter(|id| *id > 0 && *id < donkies_store::MAX_ID)
+}
+
+/// An `{id}` path segment; anything but an id answers 404, as an unknown id does.
+pub struct IdPath(pub i64);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::extract::Path(raw) =
+            axum::extract::Path::<String>::from_request_parts(parts, state).await.map_err(|_| ApiError::NotFound)?;
+        parse_id(&raw).map(IdPath).ok_or(ApiError::NotFound)
+    }
+}

@@ -17,7 +17,7 @@ use donkies_store::members::Member;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
-use super::extract::AuthUser;
+use super::extract::{AuthUser, IdPath};
 use super::input::{Check, Field, RequestBody, Valid};
 use super::page::Page;
 use crate::services::banking::Keyed;
@@ -46,7 +46,7 @@ pub fn datetime(t: Option<chrono::DateTime<chrono::Utc>>) -> Option<String> {
 /// An institution.
 #[derive(Serialize, ToSchema)]
 pub struct InstitutionView {
-    id: String,
+    id: i64,
     code: String,
     name: String,
     url: Option<String>,
@@ -79,13 +79,13 @@ async fn list_institutions(
 
 /// One institution.
 #[utoipa::path(get, path = "/v1/institutions/{id}", tag = "banking", security(("token" = [])),
-    params(("id" = String, Path)), responses((status = 200, body = InstitutionView), (status = 404)))]
+    params(("id" = i64, Path)), responses((status = 200, body = InstitutionView), (status = 404)))]
 async fn get_institution(
     State(state): State<AppState>,
     _auth: AuthUser,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
 ) -> ApiResult<axum::Json<InstitutionView>> {
-    let inst = state.services.institution(&id).await?;
+    let inst = state.services.institution(id).await?;
     Ok(axum::Json(inst.into()))
 }
 
@@ -96,7 +96,7 @@ struct SuggestQuery {
 
 #[derive(Serialize, ToSchema)]
 pub struct Suggestion {
-    id: String,
+    id: i64,
     value: String,
 }
 
@@ -119,7 +119,7 @@ async fn suggest_institutions(
 #[derive(Serialize, ToSchema)]
 pub struct CredentialView {
     guid: String,
-    institution: String,
+    institution: i64,
     field_name: String,
     label: String,
     #[serde(rename = "type")]
@@ -139,7 +139,7 @@ async fn credentials_view(
             .into_iter()
             .map(|c| CredentialView {
                 guid: c.guid,
-                institution: inst.id.clone(),
+                institution: inst.id,
                 field_name: c.field_name,
                 label: c.label,
                 kind: c.kind,
@@ -175,13 +175,13 @@ async fn credentials_by_code_alias(
 
 /// Credentials of an institution by id, from the stored catalog.
 #[utoipa::path(get, path = "/v1/credentials/id/{institution_id}", tag = "banking", security(("token" = [])),
-    params(("institution_id" = String, Path)), responses((status = 200, body = [CredentialView]), (status = 404)))]
+    params(("institution_id" = i64, Path)), responses((status = 200, body = [CredentialView]), (status = 404)))]
 async fn credentials_by_id(
     State(state): State<AppState>,
     _auth: AuthUser,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
 ) -> ApiResult<axum::Json<Vec<CredentialView>>> {
-    let inst = state.services.institution(&id).await;
+    let inst = state.services.institution(id).await;
     credentials_view(&state, inst, false).await
 }
 
@@ -199,13 +199,13 @@ async fn live_credentials_by_code(
 
 /// Credentials of an institution by id, read from the aggregator now.
 #[utoipa::path(get, path = "/v1/credentials/live/id/{institution_id}", tag = "banking", security(("token" = [])),
-    params(("institution_id" = String, Path)), responses((status = 200, body = [CredentialView]), (status = 404), (status = 503)))]
+    params(("institution_id" = i64, Path)), responses((status = 200, body = [CredentialView]), (status = 404), (status = 503)))]
 async fn live_credentials_by_id(
     State(state): State<AppState>,
     _auth: AuthUser,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
 ) -> ApiResult<axum::Json<Vec<CredentialView>>> {
-    let inst = state.services.institution(&id).await;
+    let inst = state.services.institution(id).await;
     credentials_view(&state, inst, true).await
 }
 
@@ -237,7 +237,7 @@ pub struct ChallengeView {
 /// A member: the user's login at one institution.
 #[derive(Serialize, ToSchema)]
 pub struct MemberView {
-    id: String,
+    id: i64,
     institution: InstitutionView,
     identifier: String,
     name: String,
@@ -275,7 +275,7 @@ pub async fn member_view(state: &AppState, m: Member) -> ApiResult<MemberView> {
             name: presentation.name,
             message: presentation.message,
             is_completed: presentation.is_completed,
-            status: m.status.clone(),
+            status: m.status.to_string(),
         },
         member_status: presentation.member_status,
         aggregated_at: datetime(m.aggregated_at),
@@ -283,7 +283,7 @@ pub async fn member_view(state: &AppState, m: Member) -> ApiResult<MemberView> {
         id: m.id,
         identifier: m.identifier,
         name: m.name,
-        status: m.status,
+        status: m.status.to_string(),
         metadata: m.metadata,
         challenges,
     })
@@ -297,7 +297,7 @@ async fn list_members(
     page: Page,
 ) -> ApiResult<axum::response::Response> {
     let mut out = Vec::new();
-    for m in state.services.members(&auth.user.id).await? {
+    for m in state.services.members(auth.user.id).await? {
         out.push(member_view(&state, m).await?);
     }
     Ok(page.respond(out))
@@ -382,7 +382,7 @@ async fn create_member(
     auth: AuthUser,
     Valid((code, given)): Valid<CreateMemberRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<MemberView>)> {
-    let member = state.services.create_member(&auth.user.id, &code, given).await?;
+    let member = state.services.create_member(auth.user.id, &code, given).await?;
     Ok((StatusCode::CREATED, axum::Json(member_view(&state, member).await?)))
 }
 
@@ -417,7 +417,7 @@ async fn get_member(
         return Ok(json_bytes(body));
     }
     let mut events = state.member_events.subscribe();
-    let mut member = state.services.member(&auth.user.id, &identifier).await?;
+    let mut member = state.services.member(auth.user.id, &identifier).await?;
     if wait > 0 {
         let seen = (member.status.clone(), member.gave_up);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
@@ -433,14 +433,14 @@ async fn get_member(
                 }
                 _ = tick => {}
             }
-            let now_status = state.services.member_status(&member.id).await?;
+            let now_status = state.services.member_status(member.id).await?;
             if now_status.as_ref() != Some(&seen) || tokio::time::Instant::now() >= deadline {
                 break;
             }
         }
-        member = state.services.member(&auth.user.id, &identifier).await?;
+        member = state.services.member(auth.user.id, &identifier).await?;
     }
-    let member_id = member.id.clone();
+    let member_id = member.id;
     let body =
         bytes::Bytes::from(serde_json::to_vec(&member_view(&state, member).await?).map_err(anyhow::Error::from)?);
     state.member_reads.put(&cache_key, (member_id, body.clone()));
@@ -458,7 +458,7 @@ async fn delete_member(
     auth: AuthUser,
     Path(identifier): Path<String>,
 ) -> ApiResult<StatusCode> {
-    state.services.delete_member(&auth.user.id, &identifier).await?;
+    state.services.delete_member(auth.user.id, &identifier).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -502,6 +502,6 @@ async fn resume_member(
     Path(identifier): Path<String>,
     Valid(answers): Valid<ResumeRequest>,
 ) -> ApiResult<StatusCode> {
-    state.services.resume_member(&auth.user.id, &identifier, answers).await?;
+    state.services.resume_member(auth.user.id, &identifier, answers).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -47,9 +47,9 @@ pub struct AppInner {
     pub limits: RateLimits,
     pub sessions: sessions::SessionCache,
     /// Member ids whose stored state just changed (wakes `?wait=` requests in this process).
-    pub member_events: broadcast::Sender<String>,
+    pub member_events: broadcast::Sender<i64>,
     /// Rendered member reads by `user id/identifier`, with the member id they show.
-    pub member_reads: TtlCache<(String, Bytes)>,
+    pub member_reads: TtlCache<(i64, Bytes)>,
 }
 
 impl Deref for AppState {
@@ -72,10 +72,10 @@ impl AppState {
         state.services.changes.listen(move |change| {
             let Some(state) = weak.upgrade() else { return };
             match change {
-                Change::User(id) => state.sessions.forget_user(id),
+                Change::User(id) => state.sessions.forget_user(*id),
                 Change::Member(id) => {
                     state.member_reads.forget_where(|(member, _)| member == id);
-                    let _ = state.member_events.send(id.clone());
+                    let _ = state.member_events.send(*id);
                 }
             }
         });

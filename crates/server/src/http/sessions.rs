@@ -25,7 +25,7 @@ impl SessionCache {
     }
 
     /// Forget every session of a user (after a change to the user or their tokens).
-    pub fn forget_user(&self, user_id: &str) {
+    pub fn forget_user(&self, user_id: i64) {
         self.0.forget_where(|(user, _)| user.id == user_id);
     }
 }

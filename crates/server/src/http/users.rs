@@ -32,7 +32,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// The User resource.
 #[derive(Serialize, ToSchema)]
 pub struct UserView {
-    id: String,
+    id: i64,
     /// The aggregator's user id; null until created there.
     guid: Option<String>,
     identifier: String,
@@ -83,7 +83,7 @@ impl UserView {
             phone: u.phone,
             dwolla_customer: None,
             is_profile_completed: u.is_profile_completed,
-            minimum_transfer_amount: u.minimum_transfer_amount,
+            minimum_transfer_amount: u.minimum_transfer_amount.get(),
             is_even_roundup: u.is_even_roundup,
             is_closed_account: u.is_closed_account,
             total_debt: total_debt.get() as f64 / 100.0,
@@ -106,7 +106,7 @@ fn message(text: &str) -> axum::Json<Message> {
 /// The signed-in user.
 #[utoipa::path(get, path = "/v1/user", tag = "user", security(("token" = [])), responses((status = 200, body = UserView)))]
 async fn get_user(State(state): State<AppState>, auth: AuthUser) -> ApiResult<axum::Json<UserView>> {
-    let total_debt = state.services.total_debt(&auth.user.id).await?;
+    let total_debt = state.services.total_debt(auth.user.id).await?;
     Ok(axum::Json(UserView::new(auth.user, total_debt)))
 }
 
@@ -207,7 +207,7 @@ async fn update_user(
     Valid(profile): Valid<ProfileRequest>,
 ) -> ApiResult<axum::Json<UserView>> {
     let user = state.services.update_profile(&auth.user, profile).await?;
-    let total_debt = state.services.total_debt(&user.id).await?;
+    let total_debt = state.services.total_debt(user.id).await?;
     Ok(axum::Json(UserView::new(user, total_debt)))
 }
 
@@ -350,6 +350,6 @@ async fn resend_confirmation_link(State(state): State<AppState>, auth: AuthUser)
 /// Close the account: round-ups stop; the user can still sign in and read.
 #[utoipa::path(post, path = "/v1/user_close_account", tag = "user", security(("token" = [])), responses((status = 204)))]
 async fn close_account(State(state): State<AppState>, auth: AuthUser) -> ApiResult<StatusCode> {
-    state.services.close_account(&auth.user.id).await?;
+    state.services.close_account(auth.user.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

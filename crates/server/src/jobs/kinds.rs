@@ -44,7 +44,7 @@ impl Job for SendMail {
     /// again later.
     async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
         let db = &ctx.services.db;
-        let Some(mail) = outbox::get(db, &self.outbox_id).await? else {
+        let Some(mail) = outbox::get(db, self.outbox_id).await? else {
             tracing::warn!(outbox_id = %self.outbox_id, "outbox message vanished; nothing to send");
             return Ok(());
         };
@@ -52,7 +52,7 @@ impl Job for SendMail {
             return Ok(());
         }
         ctx.mailer.deliver(&mail).await.map_err(JobError::retry)?;
-        outbox::mark_sent(db, &self.outbox_id, now()).await?;
+        outbox::mark_sent(db, self.outbox_id, now()).await?;
         tracing::info!(outbox_id = %self.outbox_id, template = %mail.template, "mail delivered");
         Ok(())
     }
@@ -68,7 +68,7 @@ impl Job for Cleanup {
 
 impl Job for CreateAggregatorUser {
     async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
-        ctx.services.ensure_aggregator_user(&self.user_id).await?;
+        ctx.services.ensure_aggregator_user(self.user_id).await?;
         Ok(())
     }
 }
@@ -89,13 +89,13 @@ impl Job for SyncInstitutions {
 
 impl Job for PollMember {
     async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
-        Ok(ctx.services.poll_member(&self.member_id, self.generation).await?)
+        Ok(ctx.services.poll_member(self.member_id, self.generation).await?)
     }
 }
 
 impl Job for SyncMemberTransactions {
     async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
-        Ok(ctx.services.sync_member_transactions(&self.member_id).await?)
+        Ok(ctx.services.sync_member_transactions(self.member_id).await?)
     }
 }
 

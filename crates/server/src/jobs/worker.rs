@@ -13,9 +13,9 @@ use super::{JobContext, JobError, PERIODIC, Registry};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Done { id: String, kind: String },
-    Retrying { id: String, kind: String, error: String },
-    Parked { id: String, kind: String, error: String },
+    Done { id: i64, kind: String },
+    Retrying { id: i64, kind: String, error: String },
+    Parked { id: i64, kind: String, error: String },
 }
 
 impl Outcome {
@@ -57,10 +57,10 @@ impl Worker {
         let span = tracing::info_span!("job", id = %job.id, kind = %job.kind, attempt = job.attempts);
         let result = self.registry.run(&self.ctx, &job.kind, &job.payload);
         let result = tracing::Instrument::instrument(result, span).await;
-        let (id, kind) = (job.id.clone(), job.kind.clone());
+        let (id, kind) = (job.id, job.kind.clone());
         let (error, retry_after) = match result {
             Ok(()) => {
-                jobs::complete(db, &job.id, &self.name).await?;
+                jobs::complete(db, job.id, &self.name).await?;
                 return Ok(Some(Outcome::Done { id, kind }));
             }
             Err(JobError::Permanent(cause)) => (format!("{cause:#}"), None),
@@ -74,12 +74,12 @@ impl Worker {
             Some(delay) => {
                 tracing::warn!(job = %job.id, kind = %job.kind, attempts = job.attempts, retry_in_ms = delay.as_millis() as u64, %error, "job failed; will retry");
                 let retry_at = now() + chrono::Duration::from_std(delay)?;
-                jobs::fail(db, &job.id, &self.name, &error, Some(retry_at), now()).await?;
+                jobs::fail(db, job.id, &self.name, &error, Some(retry_at), now()).await?;
                 Ok(Some(Outcome::Retrying { id, kind, error }))
             }
             None => {
                 tracing::error!(job = %job.id, kind = %job.kind, attempts = job.attempts, %error, "job failed and will not be retried; parked");
-                jobs::fail(db, &job.id, &self.name, &error, None, now()).await?;
+                jobs::fail(db, job.id, &self.name, &error, None, now()).await?;
                 Ok(Some(Outcome::Parked { id, kind, error }))
             }
         }

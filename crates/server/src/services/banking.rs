@@ -4,9 +4,9 @@
 use std::collections::HashMap;
 
 use anyhow::Context;
-use donkies_atrium::wire::{self, ChallengeAnswer, CredentialValue, MemberStatus};
+use donkies_atrium::wire::{self, ChallengeAnswer, CredentialValue};
 use donkies_atrium::{AtriumError, DateRange};
-use donkies_domain::type_ds;
+use donkies_domain::{AccountFamily, Cents, Direction, MemberStatus};
 use donkies_store::accounts::{self, AccountData};
 use donkies_store::institutions::{self, CatalogEntry, Credential, Institution};
 use donkies_store::members::{self, Challenge, Member, StatusUpdate};
@@ -23,7 +23,7 @@ pub const HALTED_RETRIES: i64 = 2;
 /// Create the user at the aggregator.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct CreateAggregatorUser {
-    pub user_id: String,
+    pub user_id: i64,
 }
 
 impl Task for CreateAggregatorUser {
@@ -52,7 +52,7 @@ impl Task for SyncInstitutions {
 /// One poll of a linking member; `generation` retires polls of an older round.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct PollMember {
-    pub member_id: String,
+    pub member_id: i64,
     pub generation: i64,
 }
 
@@ -63,7 +63,7 @@ impl Task for PollMember {
 /// Pull a member's transactions (when they were not ready with its accounts).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct SyncMemberTransactions {
-    pub member_id: String,
+    pub member_id: i64,
 }
 
 impl Task for SyncMemberTransactions {
@@ -116,7 +116,7 @@ impl Keyed {
 
 impl Services {
     /// The user's id at the aggregator, created (idempotently, by our identifier) if missing.
-    pub async fn ensure_aggregator_user(&self, user_id: &str) -> ServiceResult<String> {
+    pub async fn ensure_aggregator_user(&self, user_id: i64) -> ServiceResult<String> {
         let user = users::find_by_id(&self.db, user_id).await?.context("user vanished")?;
         if let Some(guid) = user.guid {
             return Ok(guid);
@@ -128,7 +128,7 @@ impl Services {
             Err(err) => return Err(err.into()),
         };
         users::set_guid(&self.db, user_id, &guid, now()).await?;
-        self.changes.publish(&Change::User(user_id.to_owned()));
+        self.changes.publish(&Change::User(user_id));
         Ok(guid)
     }
 
@@ -150,7 +150,7 @@ impl Services {
     /// Create aggregator users for every user that has none yet.
     pub async fn backfill_aggregator_users(&self) -> ServiceResult<()> {
         for user_id in users::ids_without_guid(&self.db).await? {
-            self.ensure_aggregator_user(&user_id).await?;
+            self.ensure_aggregator_user(user_id).await?;
         }
         Ok(())
     }
@@ -179,7 +179,7 @@ impl Services {
             .into_iter()
             .enumerate()
             .map(|(i, c)| Credential {
-                institution_id: inst.id.clone(),
+                institution_id: inst.id,
                 field_name: c.field_name.clone().unwrap_or_else(|| c.label.to_uppercase().replace(' ', "_")),
                 guid: c.guid,
                 label: c.label,
@@ -187,7 +187,7 @@ impl Services {
                 display_order: c.display_order.map_or(i as i64 + 1, i64::from),
             })
             .collect();
-        institutions::replace_credentials(&self.db, &inst.id, &creds).await?;
+        institutions::replace_credentials(&self.db, inst.id, &creds).await?;
         Ok(creds)
     }
 
@@ -195,7 +195,7 @@ impl Services {
         Ok(institutions::list(&self.db, search, limit).await?)
     }
 
-    pub async fn institution(&self, id: &str) -> ServiceResult<Institution> {
+    pub async fn institution(&self, id: i64) -> ServiceResult<Institution> {
         institutions::get(&self.db, id).await?.ok_or(ServiceError::NotFound)
     }
 
@@ -209,38 +209,38 @@ impl Services {
         if live {
             return self.refresh_credentials(&inst.code).await;
         }
-        let stored = institutions::credentials(&self.db, &inst.id).await?;
+        let stored = institutions::credentials(&self.db, inst.id).await?;
         if stored.is_empty() { self.refresh_credentials(&inst.code).await } else { Ok(stored) }
     }
 
-    pub async fn members(&self, user_id: &str) -> ServiceResult<Vec<Member>> {
+    pub async fn members(&self, user_id: i64) -> ServiceResult<Vec<Member>> {
         Ok(members::list_for_user(&self.db, user_id).await?)
     }
 
-    pub async fn member(&self, user_id: &str, identifier: &str) -> ServiceResult<Member> {
+    pub async fn member(&self, user_id: i64, identifier: &str) -> ServiceResult<Member> {
         members::find_by_identifier(&self.db, user_id, identifier).await?.ok_or(ServiceError::NotFound)
     }
 
-    pub async fn member_by_id(&self, member_id: &str) -> ServiceResult<Member> {
+    pub async fn member_by_id(&self, member_id: i64) -> ServiceResult<Member> {
         members::get(&self.db, member_id).await?.ok_or(ServiceError::NotFound)
     }
 
     /// The stored status of a member and whether polling gave up (a cheap read for waiting).
-    pub async fn member_status(&self, member_id: &str) -> ServiceResult<Option<(String, bool)>> {
+    pub async fn member_status(&self, member_id: i64) -> ServiceResult<Option<(MemberStatus, bool)>> {
         Ok(members::status_of(&self.db, member_id).await?)
     }
 
     /// The challenges a member waits on (none unless it is CHALLENGED).
     pub async fn member_challenges(&self, member: &Member) -> ServiceResult<Vec<Challenge>> {
-        if member.status != MemberStatus::Challenged.as_str() || member.gave_up {
+        if member.status != MemberStatus::Challenged || member.gave_up {
             return Ok(Vec::new());
         }
-        Ok(members::challenges(&self.db, &member.id).await?)
+        Ok(members::challenges(&self.db, member.id).await?)
     }
 
     /// Link a bank: the member is created at the aggregator (or, when the user already has
     /// one at this institution, its credentials are updated), then polled by a job.
-    pub async fn create_member(&self, user_id: &str, code: &str, given: Vec<(Keyed, String)>) -> ServiceResult<Member> {
+    pub async fn create_member(&self, user_id: i64, code: &str, given: Vec<(Keyed, String)>) -> ServiceResult<Member> {
         let inst = institutions::get_by_code(&self.db, code)
             .await?
             .ok_or_else(|| ServiceError::field("institution_code", "Institution not found."))?;
@@ -271,14 +271,14 @@ impl Services {
             values.into_iter().map(|(guid, value)| CredentialValue::new(guid, value)).collect();
         let user_guid = self.ensure_aggregator_user(user_id).await?;
 
-        if let Some(existing) = members::find_for_institution(&self.db, user_id, &inst.id).await? {
+        if let Some(existing) = members::find_for_institution(&self.db, user_id, inst.id).await? {
             let member_guid = existing.guid.clone().unwrap_or_default();
             let update = wire::MemberUpdate::credentials(credentials);
             let updated = self.aggregator.update_member(&user_guid, &member_guid, &update).await?;
             let mut work = self.begin().await?;
-            self.restart_polling(&mut work, &existing.id, updated.status.as_str()).await?;
+            self.restart_polling(&mut work, existing.id, status_of(&updated.status)).await?;
             work.commit().await?;
-            return self.member_by_id(&existing.id).await;
+            return self.member_by_id(existing.id).await;
         }
 
         let identifier = new_token();
@@ -292,13 +292,13 @@ impl Services {
         let id = new_id();
         let mut work = self.begin().await?;
         let new = members::NewMember {
-            id: &id,
+            id,
             user_id,
-            institution_id: &inst.id,
+            institution_id: inst.id,
             identifier: &identifier,
             guid: &created.guid,
             name: created.name.as_deref().unwrap_or(&inst.name),
-            status: created.status.as_str(),
+            status: status_of(&created.status),
             now: now(),
         };
         if let Err(err) = members::insert(&mut work, &new).await {
@@ -312,14 +312,14 @@ impl Services {
                 other => other.into(),
             });
         }
-        self.restart_polling(&mut work, &id, created.status.as_str()).await?;
+        self.restart_polling(&mut work, id, status_of(&created.status)).await?;
         work.commit().await?;
         tracing::info!(member = %id, institution = %inst.code, "member created");
-        self.member_by_id(&id).await
+        self.member_by_id(id).await
     }
 
     /// Unlink a bank: deleted at the aggregator; its accounts stop showing.
-    pub async fn delete_member(&self, user_id: &str, identifier: &str) -> ServiceResult<()> {
+    pub async fn delete_member(&self, user_id: i64, identifier: &str) -> ServiceResult<()> {
         let member = self.member(user_id, identifier).await?;
         if let Some(guid) = &member.guid {
             let user_guid = self.ensure_aggregator_user(user_id).await?;
@@ -328,24 +328,24 @@ impl Services {
                 Err(err) => return Err(err.into()),
             }
         }
-        members::mark_deleted(&self.db, &member.id, now()).await?;
-        self.changes.publish(&Change::Member(member.id.clone()));
+        members::mark_deleted(&self.db, member.id, now()).await?;
+        self.changes.publish(&Change::Member(member.id));
         self.rebalance_debt_shares(user_id).await
     }
 
     /// Answer a CHALLENGED member's questions; polling starts again.
     pub async fn resume_member(
         &self,
-        user_id: &str,
+        user_id: i64,
         identifier: &str,
         answers: Vec<(Keyed, String)>,
     ) -> ServiceResult<()> {
         const NOT_CHALLENGED: &str = "The member is not waiting for answers to challenges.";
         let member = self.member(user_id, identifier).await?;
-        if member.status != MemberStatus::Challenged.as_str() || member.gave_up {
+        if member.status != MemberStatus::Challenged || member.gave_up {
             return Err(ServiceError::invalid(NOT_CHALLENGED));
         }
-        let challenges = members::challenges(&self.db, &member.id).await?;
+        let challenges = members::challenges(&self.db, member.id).await?;
         let mut by_guid: HashMap<String, String> = HashMap::new();
         let mut errors = Vec::new();
         for (key, value) in answers {
@@ -383,34 +383,33 @@ impl Services {
             Err(err) => return Err(err.into()),
         };
         let mut work = self.begin().await?;
-        self.restart_polling(&mut work, &member.id, resumed.status.as_str()).await?;
+        self.restart_polling(&mut work, member.id, status_of(&resumed.status)).await?;
         work.commit().await?;
         Ok(())
     }
 
     /// Start (or restart) polling a member: a new generation retires older polling jobs.
-    async fn restart_polling(&self, work: &mut Work, member_id: &str, status: &str) -> ServiceResult<()> {
-        let generation = members::restart(work, member_id, status, now()).await?;
-        let poll = PollMember { member_id: member_id.to_owned(), generation };
-        work.enqueue(&poll, self.settings.member_poll).await?;
-        work.changed(Change::Member(member_id.to_owned()));
+    async fn restart_polling(&self, work: &mut Work, member_id: i64, status: MemberStatus) -> ServiceResult<()> {
+        let generation = members::restart(work, member_id, &status, now()).await?;
+        work.enqueue(&PollMember { member_id, generation }, self.settings.member_poll).await?;
+        work.changed(Change::Member(member_id));
         Ok(())
     }
 
     /// One poll of a member's aggregation (the `poll_member` job).
-    pub async fn poll_member(&self, member_id: &str, generation: i64) -> ServiceResult<()> {
+    pub async fn poll_member(&self, member_id: i64, generation: i64) -> ServiceResult<()> {
         let Some(member) = members::get(&self.db, member_id).await? else {
             return Ok(());
         };
         if member.poll_generation != generation {
             return Ok(()); // a newer round took over, or the member was deleted
         }
-        let user_guid = self.ensure_aggregator_user(&member.user_id).await?;
+        let user_guid = self.ensure_aggregator_user(member.user_id).await?;
         let member_guid = member.guid.clone().context("member without aggregator guid")?;
         let status = self.aggregator.read_member_status(&user_guid, &member_guid).await?;
         let polls = member.polls + 1;
         let mut update = StatusUpdate {
-            status: status.status.as_str(),
+            status: status_of(&status.status),
             aggregated_at: status.aggregated_at,
             successfully_aggregated_at: status.successfully_aggregated_at,
             polls,
@@ -418,17 +417,17 @@ impl Services {
             gave_up: false,
         };
         match status.status {
-            MemberStatus::Challenged => {
+            wire::MemberStatus::Challenged => {
                 let challenges = self.aggregator.list_member_challenges(&user_guid, &member_guid).await?;
                 let stored: Vec<Challenge> = challenges.iter().map(stored_challenge).collect();
                 let mut work = self.begin().await?;
                 if members::save_status(&mut work, member_id, generation, &update, now()).await? {
                     members::replace_challenges(&mut work, member_id, &stored).await?;
                 }
-                work.changed(Change::Member(member_id.to_owned()));
+                work.changed(Change::Member(member_id));
                 work.commit().await?;
             }
-            MemberStatus::Completed => {
+            wire::MemberStatus::Completed => {
                 // Accounts first: front ends fetch them the moment they see SUCCESS.
                 self.pull_accounts(&member, &user_guid).await?;
                 let mut work = self.begin().await?;
@@ -436,22 +435,22 @@ impl Services {
                 if saved {
                     members::clear_challenges(&mut work, member_id).await?;
                 }
-                work.changed(Change::Member(member_id.to_owned()));
+                work.changed(Change::Member(member_id));
                 work.commit().await?;
                 if saved && let Err(err) = self.pull_transactions(&member, &user_guid).await {
                     tracing::warn!(member = %member_id, error = %format!("{err:#}"), "transactions not ready; retrying in a job");
                     let mut work = self.begin().await?;
-                    let task = SyncMemberTransactions { member_id: member_id.to_owned() };
+                    let task = SyncMemberTransactions { member_id };
                     work.enqueue(&task, self.settings.member_poll).await?;
                     work.commit().await?;
                 }
             }
-            MemberStatus::Halted if member.halted_retries < HALTED_RETRIES => {
+            wire::MemberStatus::Halted if member.halted_retries < HALTED_RETRIES => {
                 self.aggregator.aggregate_member(&user_guid, &member_guid).await?;
                 update.halted_retries += 1;
                 self.save_status(member_id, generation, &update, true).await?;
             }
-            MemberStatus::Halted => {
+            wire::MemberStatus::Halted => {
                 update.gave_up = true;
                 self.save_status(member_id, generation, &update, false).await?;
             }
@@ -470,17 +469,17 @@ impl Services {
     /// when asked to.
     async fn save_status(
         &self,
-        member_id: &str,
+        member_id: i64,
         generation: i64,
-        update: &StatusUpdate<'_>,
+        update: &StatusUpdate,
         poll_again: bool,
     ) -> ServiceResult<()> {
         let mut work = self.begin().await?;
         if members::save_status(&mut work, member_id, generation, update, now()).await? && poll_again {
-            let poll = PollMember { member_id: member_id.to_owned(), generation };
+            let poll = PollMember { member_id, generation };
             work.enqueue(&poll, self.settings.member_poll).await?;
         }
-        work.changed(Change::Member(member_id.to_owned()));
+        work.changed(Change::Member(member_id));
         work.commit().await?;
         Ok(())
     }
@@ -491,10 +490,10 @@ impl Services {
         let live = self.aggregator.all_member_accounts(user_guid, member_guid).await?;
         let data: Vec<AccountData> = live.iter().map(account_data).collect();
         let mut work = self.begin().await?;
-        accounts::upsert(&mut work, &member.user_id, &member.id, &data, now()).await?;
-        work.changed(Change::Member(member.id.clone()));
+        accounts::upsert(&mut work, member.user_id, member.id, &data, now()).await?;
+        work.changed(Change::Member(member.id));
         work.commit().await?;
-        self.rebalance_debt_shares(&member.user_id).await
+        self.rebalance_debt_shares(member.user_id).await
     }
 
     /// Upsert the member's transactions (all pages).
@@ -506,16 +505,15 @@ impl Services {
         let live = self.aggregator.all_member_transactions(user_guid, member_guid, range).await?;
         let fetched = started.elapsed();
         let mut work = self.begin().await?;
-        let ids: HashMap<String, String> =
-            accounts::ids_by_guid(&mut work, &member.user_id).await?.into_iter().collect();
+        let ids: HashMap<String, i64> = accounts::ids_by_guid(&mut work, member.user_id).await?.into_iter().collect();
         let rows: Vec<TransactionData> = live
             .iter()
             .filter_map(|t| {
-                let account_id = ids.get(t.account_guid.as_deref()?)?.clone();
+                let account_id = *ids.get(t.account_guid.as_deref()?)?;
                 Some(transaction_data(t, account_id))
             })
             .collect();
-        transactions::upsert(&mut work, &member.user_id, &rows, now()).await?;
+        transactions::upsert(&mut work, member.user_id, &rows, now()).await?;
         work.commit().await?;
         tracing::info!(
             member = %member.id,
@@ -528,11 +526,11 @@ impl Services {
     }
 
     /// The `sync_member_transactions` job.
-    pub async fn sync_member_transactions(&self, member_id: &str) -> ServiceResult<()> {
+    pub async fn sync_member_transactions(&self, member_id: i64) -> ServiceResult<()> {
         let Some(member) = members::get(&self.db, member_id).await? else {
             return Ok(());
         };
-        let user_guid = self.ensure_aggregator_user(&member.user_id).await?;
+        let user_guid = self.ensure_aggregator_user(member.user_id).await?;
         self.pull_transactions(&member, &user_guid).await?;
         Ok(())
     }
@@ -543,7 +541,7 @@ impl Services {
         let mut failures = 0;
         for member in &completed {
             let result = async {
-                let user_guid = self.ensure_aggregator_user(&member.user_id).await?;
+                let user_guid = self.ensure_aggregator_user(member.user_id).await?;
                 self.pull_accounts(member, &user_guid).await?;
                 self.pull_transactions(member, &user_guid).await
             }
@@ -578,8 +576,12 @@ fn stored_challenge(c: &wire::Challenge) -> Challenge {
     }
 }
 
-fn cents(a: Option<wire::Amount>) -> Option<i64> {
-    a.map(|a| a.cents())
+fn cents(a: Option<wire::Amount>) -> Option<Cents> {
+    a.map(|a| Cents::new(a.cents()))
+}
+
+fn status_of(status: &wire::MemberStatus) -> MemberStatus {
+    MemberStatus::parse(status.as_str())
 }
 
 fn account_data(a: &wire::Account) -> AccountData {
@@ -587,7 +589,7 @@ fn account_data(a: &wire::Account) -> AccountData {
         guid: a.guid.clone(),
         name: a.name.clone(),
         kind: a.account_type.as_str().to_owned(),
-        type_ds: type_ds(a.account_type.as_str()).to_owned(),
+        type_ds: AccountFamily::of_account_type(a.account_type.as_str()),
         subtype: a.subtype.clone(),
         balance: cents(a.balance),
         available_balance: cents(a.available_balance),
@@ -611,12 +613,12 @@ fn account_data(a: &wire::Account) -> AccountData {
     }
 }
 
-fn transaction_data(t: &wire::Transaction, account_id: String) -> TransactionData {
+fn transaction_data(t: &wire::Transaction, account_id: i64) -> TransactionData {
     TransactionData {
         guid: t.guid.clone(),
         account_id,
-        amount: t.amount.cents().abs(),
-        kind: t.transaction_type.as_str().to_owned(),
+        amount: Cents::new(t.amount.cents().abs()),
+        kind: Direction::parse(t.transaction_type.as_str()).unwrap_or(Direction::Credit),
         status: Some(t.status.as_str().to_owned()),
         category: t.category.clone(),
         top_level_category: t.top_level_category.clone(),

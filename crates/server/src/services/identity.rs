@@ -30,7 +30,7 @@ pub struct NewAccount<'a> {
 /// What to do when the email is taken.
 #[derive(Debug)]
 pub enum Created {
-    User(String),
+    User(i64),
     EmailTaken,
 }
 
@@ -44,7 +44,7 @@ impl Services {
         let inserted = users::insert(
             work,
             &NewUser {
-                id: &id,
+                id,
                 email: account.email.as_str(),
                 password_hash: &account.password_hash,
                 first_name: account.first_name,
@@ -61,13 +61,13 @@ impl Services {
             other => other?,
         }
         if account.confirmed {
-            users::mark_confirmed(work, &id, now()).await?;
+            users::mark_confirmed(work, id, now()).await?;
         } else {
             let link = self.settings.frontend_link("confirm", &[("id", &encrypted_id), ("token", &confirmation)]);
             let message = mail::signup_confirmation(account.first_name, &link);
-            queue_mail(work, Some(&id), account.email.as_str(), message).await?;
+            queue_mail(work, Some(id), account.email.as_str(), message).await?;
         }
-        work.enqueue(&CreateAggregatorUser { user_id: id.clone() }, Duration::ZERO).await?;
+        work.enqueue(&CreateAggregatorUser { user_id: id }, Duration::ZERO).await?;
         Ok(Created::User(id))
     }
 
@@ -100,12 +100,12 @@ impl Services {
         if user.is_confirmed {
             return Err(ServiceError::invalid("Registration already has been confirmed."));
         }
-        let confirmed = users::confirm(&self.db, &user.id, &token_hash(token), now()).await?;
-        self.changes.publish(&Change::User(user.id.clone()));
+        let confirmed = users::confirm(&self.db, user.id, &token_hash(token), now()).await?;
+        self.changes.publish(&Change::User(user.id));
         if !confirmed {
             return Err(ServiceError::invalid("Provided confirmation token is not correct"));
         }
-        self.issue_token(&user.id).await
+        self.issue_token(user.id).await
     }
 
     /// Sign in with email and password: a new session token. Unknown email and wrong password
@@ -116,11 +116,11 @@ impl Services {
         let Some(user) = user.filter(|_| ok) else {
             return Err(ServiceError::invalid(BAD_LOGIN));
         };
-        self.issue_token(&user.id).await
+        self.issue_token(user.id).await
     }
 
     /// Start a session: a new random token, of which only the hash is stored.
-    pub async fn issue_token(&self, user_id: &str) -> ServiceResult<String> {
+    pub async fn issue_token(&self, user_id: i64) -> ServiceResult<String> {
         let token = new_token();
         let t = now();
         tokens::insert_session(&self.db, &token_hash(&token), user_id, t, t + self.settings.token_ttl).await?;
@@ -132,15 +132,15 @@ impl Services {
         Ok(users::find_by_token_hash(&self.db, token_hash).await?)
     }
 
-    pub async fn user(&self, user_id: &str) -> ServiceResult<User> {
+    pub async fn user(&self, user_id: i64) -> ServiceResult<User> {
         users::find_by_id(&self.db, user_id).await?.ok_or(ServiceError::NotFound)
     }
 
     /// Every session of the user ends.
-    pub async fn log_out(&self, user_id: &str) -> ServiceResult<()> {
+    pub async fn log_out(&self, user_id: i64) -> ServiceResult<()> {
         let mut work = self.begin().await?;
         tokens::delete_sessions(&mut work, user_id).await?;
-        work.changed(Change::User(user_id.to_owned()));
+        work.changed(Change::User(user_id));
         work.commit().await?;
         Ok(())
     }

@@ -84,9 +84,9 @@ impl Services {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     /// The user row or the user's sessions.
-    User(String),
+    User(i64),
     /// A member's status, challenges or accounts.
-    Member(String),
+    Member(i64),
 }
 
 type Listener = Arc<dyn Fn(&Change) + Send + Sync>;

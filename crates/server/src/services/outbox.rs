@@ -13,7 +13,7 @@ use crate::mail::Rendered;
 /// Deliver one outbox message.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct SendMail {
-    pub outbox_id: String,
+    pub outbox_id: i64,
 }
 
 impl Task for SendMail {
@@ -21,10 +21,10 @@ impl Task for SendMail {
 }
 
 /// Store `message` for `to` in the outbox and enqueue its delivery, both inside `work`.
-pub async fn queue_mail(work: &mut Work, user_id: Option<&str>, to: &str, message: Rendered) -> Result<(), StoreError> {
+pub async fn queue_mail(work: &mut Work, user_id: Option<i64>, to: &str, message: Rendered) -> Result<(), StoreError> {
     let mail = Mail {
         id: new_id(),
-        user_id: user_id.map(str::to_owned),
+        user_id,
         template: message.template.to_owned(),
         to_address: to.to_owned(),
         subject: message.subject,

@@ -22,7 +22,7 @@ impl Services {
         let mut work = self.begin().await?;
         let action = NewActionToken {
             token_hash: &token_hash(&token),
-            user_id: &user.id,
+            user_id: user.id,
             purpose: Purpose::PasswordReset,
             new_email: None,
             now: t,
@@ -31,7 +31,7 @@ impl Services {
         tokens::insert_action(&mut work, &action).await?;
         let link = self.settings.frontend_link("reset", &[("id", &user.encrypted_id), ("token", &token)]);
         let message = mail::password_reset(&user.first_name, &link, self.settings.link_ttl.num_minutes());
-        queue_mail(&mut work, Some(&user.id), &user.email, message).await?;
+        queue_mail(&mut work, Some(user.id), &user.email, message).await?;
         work.commit().await?;
         Ok(())
     }
@@ -44,13 +44,13 @@ impl Services {
         let password_hash = crypto::hash_password(password.expose().to_owned()).await?;
         let mut work = self.begin().await?;
         let used =
-            tokens::consume_action(&mut work, &token_hash(token), &user.id, Purpose::PasswordReset, now()).await?;
+            tokens::consume_action(&mut work, &token_hash(token), user.id, Purpose::PasswordReset, now()).await?;
         if used.is_none() {
             return Err(ServiceError::invalid("Provided reset token is not correct or has expired."));
         }
-        users::set_password_hash(&mut work, &user.id, &password_hash, now()).await?;
-        tokens::delete_sessions(&mut work, &user.id).await?;
-        work.changed(Change::User(user.id.clone()));
+        users::set_password_hash(&mut work, user.id, &password_hash, now()).await?;
+        tokens::delete_sessions(&mut work, user.id).await?;
+        work.changed(Change::User(user.id));
         work.commit().await?;
         Ok(())
     }
@@ -68,9 +68,9 @@ impl Services {
         }
         let hash = crypto::hash_password(new.expose().to_owned()).await?;
         let mut work = self.begin().await?;
-        users::set_password_hash(&mut work, &user.id, &hash, now()).await?;
-        tokens::delete_other_sessions(&mut work, &user.id, keep_token_hash).await?;
-        work.changed(Change::User(user.id.clone()));
+        users::set_password_hash(&mut work, user.id, &hash, now()).await?;
+        tokens::delete_other_sessions(&mut work, user.id, keep_token_hash).await?;
+        work.changed(Change::User(user.id));
         work.commit().await?;
         Ok(())
     }
@@ -88,7 +88,7 @@ impl Services {
         let mut work = self.begin().await?;
         let action = NewActionToken {
             token_hash: &token_hash(&token),
-            user_id: &user.id,
+            user_id: user.id,
             purpose: Purpose::EmailChange,
             new_email: Some(new_email.as_str()),
             now: t,
@@ -98,7 +98,7 @@ impl Services {
         let link =
             self.settings.frontend_link("change_email_confirm", &[("id", &user.encrypted_id), ("token", &token)]);
         let message = mail::email_change(&user.first_name, &link, self.settings.link_ttl.num_minutes());
-        queue_mail(&mut work, Some(&user.id), new_email.as_str(), message).await?;
+        queue_mail(&mut work, Some(user.id), new_email.as_str(), message).await?;
         work.commit().await?;
         Ok(())
     }
@@ -111,15 +111,15 @@ impl Services {
         };
         let mut work = self.begin().await?;
         let Some(Some(new_email)) =
-            tokens::consume_action(&mut work, &token_hash(token), &user.id, Purpose::EmailChange, now()).await?
+            tokens::consume_action(&mut work, &token_hash(token), user.id, Purpose::EmailChange, now()).await?
         else {
             return Err(ServiceError::invalid(BAD_LINK));
         };
-        match users::set_email(&mut work, &user.id, &new_email, now()).await {
+        match users::set_email(&mut work, user.id, &new_email, now()).await {
             Err(StoreError::Conflict(_)) => return Err(ServiceError::invalid(EMAIL_TAKEN)),
             other => other?,
         }
-        work.changed(Change::User(user.id.clone()));
+        work.changed(Change::User(user.id));
         work.commit().await?;
         Ok(())
     }
@@ -131,9 +131,9 @@ impl Services {
         }
         let confirmation = new_token();
         let mut work = self.begin().await?;
-        users::set_confirmation_token(&mut work, &user.id, &token_hash(&confirmation), now()).await?;
+        users::set_confirmation_token(&mut work, user.id, &token_hash(&confirmation), now()).await?;
         let link = self.settings.frontend_link("confirm", &[("id", &user.encrypted_id), ("token", &confirmation)]);
-        queue_mail(&mut work, Some(&user.id), &user.email, mail::signup_confirmation(&user.first_name, &link)).await?;
+        queue_mail(&mut work, Some(user.id), &user.email, mail::signup_confirmation(&user.first_name, &link)).await?;
         work.commit().await?;
         Ok(())
     }

@@ -43,8 +43,8 @@ impl Services {
             ssn_encrypted: profile.ssn.as_ref().map(|s| self.sealer.seal(s.digits())),
             ssn_last4: profile.ssn.as_ref().map(|s| s.last4().to_owned()),
         };
-        let updated = users::update_profile(&self.db, &user.id, &update, now()).await?;
-        self.changes.publish(&Change::User(user.id.clone()));
+        let updated = users::update_profile(&self.db, user.id, &update, now()).await?;
+        self.changes.publish(&Change::User(user.id));
         updated.ok_or_else(|| ServiceError::invalid(PROFILE_COMPLETE))
     }
 
@@ -55,16 +55,16 @@ impl Services {
         minimum: Option<TransferAmount>,
         even_roundup: Option<bool>,
     ) -> ServiceResult<(i64, bool)> {
-        let minimum = minimum.map(TransferAmount::get);
-        users::update_settings(&self.db, &user.id, minimum, even_roundup, now()).await?;
-        self.changes.publish(&Change::User(user.id.clone()));
-        Ok((minimum.unwrap_or(user.minimum_transfer_amount), even_roundup.unwrap_or(user.is_even_roundup)))
+        users::update_settings(&self.db, user.id, minimum, even_roundup, now()).await?;
+        self.changes.publish(&Change::User(user.id));
+        let minimum = minimum.unwrap_or(user.minimum_transfer_amount);
+        Ok((minimum.get(), even_roundup.unwrap_or(user.is_even_roundup)))
     }
 
     /// Close the account: round-ups stop; the user can still sign in and read.
-    pub async fn close_account(&self, user_id: &str) -> ServiceResult<()> {
+    pub async fn close_account(&self, user_id: i64) -> ServiceResult<()> {
         users::close_account(&self.db, user_id, now()).await?;
-        self.changes.publish(&Change::User(user_id.to_owned()));
+        self.changes.publish(&Change::User(user_id));
         tracing::info!(user = %user_id, "account closed");
         Ok(())
     }

@@ -56,7 +56,7 @@ fn provider_error(provider: &str, err: SocialError) -> ServiceError {
 fn linked_identity<'a>(
     account: &'a ProviderAccount,
     profile: &'a str,
-    user_id: &'a str,
+    user_id: i64,
     email: Option<&'a str>,
 ) -> NewIdentity<'a> {
     NewIdentity { provider: account.provider, provider_user_id: &account.id, user_id, email, profile, now: now() }
@@ -196,7 +196,7 @@ impl Services {
         provider: &str,
     ) -> ServiceResult<String> {
         let user_id = self.find_or_create_user(account, typed_email, provider).await?;
-        self.issue_token(&user_id).await
+        self.issue_token(user_id).await
     }
 
     /// Find the user behind a provider account: by the linked identity, else by the verified
@@ -208,12 +208,12 @@ impl Services {
         account: &ProviderAccount,
         typed_email: Option<&Email>,
         provider: &str,
-    ) -> ServiceResult<String> {
+    ) -> ServiceResult<i64> {
         let profile = account.profile.to_string();
         let identity = |user_id, email| linked_identity(account, &profile, user_id, email);
         if let Some(found) = social::find(&self.db, account.provider, &account.id).await? {
             let mut work = self.begin().await?;
-            social::link(&mut work, &identity(&found.user_id, account.verified_email.as_deref())).await?;
+            social::link(&mut work, &identity(found.user_id, account.verified_email.as_deref())).await?;
             work.commit().await?;
             return Ok(found.user_id);
         }
@@ -222,16 +222,16 @@ impl Services {
             && let Some(user) = users::find_by_email(&self.db, email.as_str()).await?
         {
             let mut work = self.begin().await?;
-            social::link(&mut work, &identity(&user.id, Some(email.as_str()))).await?;
+            social::link(&mut work, &identity(user.id, Some(email.as_str()))).await?;
             if !user.is_confirmed {
                 // Nobody proved owning this address before: whoever signed up with it may not be
                 // its owner, who proves it now through the provider. Their password and sessions
                 // must not carry over into the owner's account (a reset link sets a new password).
-                users::set_password_hash(&mut work, &user.id, &unusable_password_hash(), now()).await?;
-                tokens::delete_sessions(&mut work, &user.id).await?;
-                users::mark_confirmed(&mut work, &user.id, now()).await?;
+                users::set_password_hash(&mut work, user.id, &unusable_password_hash(), now()).await?;
+                tokens::delete_sessions(&mut work, user.id).await?;
+                users::mark_confirmed(&mut work, user.id, now()).await?;
             }
-            work.changed(Change::User(user.id.clone()));
+            work.changed(Change::User(user.id));
             work.commit().await?;
             return Ok(user.id);
         }
@@ -264,7 +264,7 @@ impl Services {
                 ));
             }
         };
-        social::link(&mut work, &identity(&id, verified.as_ref().map(Email::as_str))).await?;
+        social::link(&mut work, &identity(id, verified.as_ref().map(Email::as_str))).await?;
         work.commit().await?;
         tracing::info!(user = %id, provider = account.provider, "user signed up through a sign-in provider");
         Ok(id)

@@ -109,13 +109,14 @@ impl Api {
     }
 }
 
-/// An `id` as the text the API takes back in paths and keys (ids may be strings or integers).
+/// An `id` as the text the API takes back in paths and keys. Ids must be positive JSON
+/// integers below 2^53: the 2017 web client `parseInt()`s them and compares with `===`.
 fn id_of(value: &Value) -> String {
-    match &value["id"] {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => n.to_string(),
-        other => panic!("no usable id ({other}) in {value}"),
-    }
+    integer_id(&value["id"]).unwrap_or_else(|| panic!("no integer id in {value}")).to_string()
+}
+
+fn integer_id(value: &Value) -> Option<i64> {
+    value.as_i64().filter(|id| *id > 0 && *id < (1 << 53))
 }
 
 fn is_hex32(s: &str) -> bool {
@@ -322,11 +323,9 @@ fn check_roundups(transactions: &[Value], accounts: &[Value], even: bool) -> usi
     let by_id: HashMap<String, &Value> = accounts.iter().map(|a| (id_of(a), a)).collect();
     let mut whole_dollar_debits = 0;
     for t in transactions {
-        let account_id = match &t["account_id"] {
-            Value::String(s) => s.clone(),
-            Value::Number(n) => n.to_string(),
-            other => panic!("account_id {other} in {t}"),
-        };
+        let account_id = integer_id(&t["account_id"])
+            .unwrap_or_else(|| panic!("account_id is not an integer id in {t}"))
+            .to_string();
         let account = by_id.get(&account_id).unwrap_or_else(|| panic!("transaction of an unknown account: {t}"));
         assert_eq!(t["account"], account["name"], "{t}");
         let amount = cents(t["amount"].as_str().unwrap());

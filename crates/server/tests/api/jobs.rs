@@ -37,7 +37,7 @@ async fn mail_is_retried_while_smtp_is_down_and_delivered_when_it_returns(backen
     assert_eq!(delivered.len(), 1);
     let mail = &donkies_store::outbox::list_to(app.db(), "ada@example.com").await.unwrap()[0];
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let mail = donkies_store::outbox::get(app.db(), &mail.id).await.unwrap().unwrap();
+    let mail = donkies_store::outbox::get(app.db(), mail.id).await.unwrap().unwrap();
     assert!(mail.sent_at.is_some());
     assert!(jobs::list(app.db(), false).await.unwrap().iter().all(|j| j.kind != "send_mail"));
 }
@@ -73,12 +73,13 @@ async fn a_job_out_of_attempts_is_parked_and_can_be_retried_from_the_cli(backend
     let listed = cli(&["jobs", "list", "--failed"]);
     let stdout = String::from_utf8_lossy(&listed.stdout);
     assert!(listed.status.success(), "{stdout}");
+    let id = id.to_string();
     assert!(stdout.contains(id.as_str()) && stdout.contains("failed") && stdout.contains("421"), "{stdout}");
     assert!(stdout.contains("1 job(s)"), "{stdout}");
 
-    let retried = cli(&["jobs", "retry", id]);
+    let retried = cli(&["jobs", "retry", &id]);
     assert!(retried.status.success(), "{}", String::from_utf8_lossy(&retried.stderr));
-    let again = cli(&["jobs", "retry", id]);
+    let again = cli(&["jobs", "retry", &id]);
     assert!(!again.status.success(), "only a failed job can be retried");
     assert!(String::from_utf8_lossy(&again.stderr).contains("no failed job"));
 

@@ -101,7 +101,7 @@ async fn user_exists(app: &TestApp, email: &str) -> bool {
     donkies_store::users::find_by_email(app.db(), email).await.unwrap().is_some()
 }
 
-async fn identities_of(app: &TestApp, user_id: &str) -> i64 {
+async fn identities_of(app: &TestApp, user_id: i64) -> i64 {
     donkies_store::social::count_for_user(app.db(), user_id).await.unwrap()
 }
 
@@ -136,7 +136,7 @@ async fn facebook_sign_in_creates_a_confirmed_user_and_signs_them_in(backend: Ba
     assert_eq!(user["first_name"], "Fiona");
     assert_eq!(user["last_name"], "Sandbox");
     assert_eq!(user["is_confirmed"], true);
-    assert_eq!(identities_of(&app, user["id"].as_str().unwrap()).await, 1);
+    assert_eq!(identities_of(&app, user["id"].as_i64().unwrap()).await, 1);
     // A confirmed account needs no confirmation mail.
     let mails = app.smtp.wait_for("fiona@example.com", 1, Duration::from_millis(500)).await;
     assert!(mails.is_empty(), "unexpected mail: {mails:?}");
@@ -149,7 +149,7 @@ async fn facebook_sign_in_links_an_existing_password_account_with_the_same_email
     let app = TestApp::spawn(backend).await;
     let password_token = app.signed_up_user("flora@example.com").await;
     let before = current_user(&app, &password_token).await;
-    let user_id = before["id"].as_str().unwrap().to_owned();
+    let user_id = before["id"].as_i64().unwrap();
 
     let flora = TestUser::named("flora");
     let code = app.facebook.issue_code(flora.clone());
@@ -161,7 +161,7 @@ async fn facebook_sign_in_links_an_existing_password_account_with_the_same_email
     // The profile the user typed is kept.
     assert_eq!(after["first_name"], "Ada");
     assert_eq!(after["is_confirmed"], true);
-    assert_eq!(identities_of(&app, &user_id).await, 1);
+    assert_eq!(identities_of(&app, user_id).await, 1);
 
     // The password still works and leads to the same user.
     let (status, body) = app.login("flora@example.com", PASSWORD).await;
@@ -260,7 +260,7 @@ async fn facebook_user_without_email_is_asked_for_one(backend: Backend) {
     let code = app.facebook.issue_code(nora.clone());
     let (status, body) = facebook(&app, json!({"code": code, "email": "Taken@Example.com"})).await;
     expect_field(status, &body, "email", "already exists");
-    assert_eq!(identities_of(&app, existing_id.as_str().unwrap()).await, 0, "the existing account is not linked");
+    assert_eq!(identities_of(&app, existing_id.as_i64().unwrap()).await, 0, "the existing account is not linked");
 
     // A new code with a free address creates the account, unconfirmed.
     let code = app.facebook.issue_code(nora.clone());
@@ -341,7 +341,7 @@ async fn google_sign_in_links_an_existing_account(backend: Backend) {
     let after = current_user(&app, &token).await;
     assert_eq!(after["id"], before["id"]);
     assert_eq!(after["first_name"], "Ada");
-    assert_eq!(identities_of(&app, before["id"].as_str().unwrap()).await, 1);
+    assert_eq!(identities_of(&app, before["id"].as_i64().unwrap()).await, 1);
 
     let (status, body) = app.login("gwen@example.com", PASSWORD).await;
     let token = expect_token(status, &body);
@@ -397,19 +397,19 @@ async fn google_unverified_email_does_not_link_to_an_existing_account(backend: B
     let app = TestApp::spawn(backend).await;
     let password_token = app.signed_up_user("uma@example.com").await;
     let before = current_user(&app, &password_token).await;
-    let user_id = before["id"].as_str().unwrap().to_owned();
+    let user_id = before["id"].as_i64().unwrap();
     let uma = TestUser { email_verified: false, ..TestUser::named("uma") };
 
     let code = app.google.issue_code(uma.clone());
     let (status, body) = google(&app, json!({"code": code})).await;
     expect_field(status, &body, "email", "");
-    assert_eq!(identities_of(&app, &user_id).await, 0);
+    assert_eq!(identities_of(&app, user_id).await, 0);
 
     // Typing the same address does not link either.
     let code = app.google.issue_code(uma.clone());
     let (status, body) = google(&app, json!({"code": code, "email": "uma@example.com"})).await;
     expect_field(status, &body, "email", "already exists");
-    assert_eq!(identities_of(&app, &user_id).await, 0);
+    assert_eq!(identities_of(&app, user_id).await, 0);
 
     // The existing account is untouched.
     assert_eq!(current_user(&app, &password_token).await, before);

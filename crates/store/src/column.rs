@@ -1,0 +1,100 @@
+//! Domain values in columns: decoding the stored text or integer into a domain type happens
+//! here and only here, at the store's edge. The domain crate knows nothing of sqlx.
+
+use donkies_domain::{AccountFamily, Cents, Direction, MemberStatus, Share, TransferAmount};
+use sqlx::error::BoxDynError;
+use sqlx::{Database, Decode, Type};
+
+/// A column holding a `T`; rows name it in `#[sqlx(try_from = "Col<T>")]`.
+pub(crate) struct Col<T>(pub T);
+
+/// A domain type and the raw column type it is stored as.
+pub(crate) trait Stored: Sized {
+    type Raw;
+    fn from_raw(raw: Self::Raw) -> Result<Self, String>;
+}
+
+impl<'r, DB: Database, T: Stored> Decode<'r, DB> for Col<T>
+where
+    T::Raw: Decode<'r, DB>,
+{
+    fn decode(value: <DB as Database>::ValueRef<'r>) -> Result<Self, BoxDynError> {
+        let raw = T::Raw::decode(value)?;
+        Ok(Col(T::from_raw(raw)?))
+    }
+}
+
+impl<DB: Database, T: Stored> Type<DB> for Col<T>
+where
+    T::Raw: Type<DB>,
+{
+    fn type_info() -> DB::TypeInfo {
+        T::Raw::type_info()
+    }
+
+    fn compatible(ty: &DB::TypeInfo) -> bool {
+        T::Raw::compatible(ty)
+    }
+}
+
+impl<T: Stored> Stored for Option<T> {
+    type Raw = Option<T::Raw>;
+    fn from_raw(raw: Self::Raw) -> Result<Self, String> {
+        raw.map(T::from_raw).transpose()
+    }
+}
+
+impl Stored for Cents {
+    type Raw = i64;
+    fn from_raw(raw: i64) -> Result<Self, String> {
+        Ok(Cents::new(raw))
+    }
+}
+
+impl Stored for Share {
+    type Raw = i64;
+    fn from_raw(raw: i64) -> Result<Self, String> {
+        Share::new(raw).map_err(|_| format!("transfer share {raw} is not 0-100"))
+    }
+}
+
+impl Stored for TransferAmount {
+    type Raw = i64;
+    fn from_raw(raw: i64) -> Result<Self, String> {
+        TransferAmount::parse(raw).map_err(|_| format!("minimum transfer amount {raw} is not a choice"))
+    }
+}
+
+impl Stored for AccountFamily {
+    type Raw = String;
+    fn from_raw(raw: String) -> Result<Self, String> {
+        AccountFamily::parse(&raw).ok_or_else(|| format!("{raw:?} is not an account family"))
+    }
+}
+
+impl Stored for Direction {
+    type Raw = String;
+    fn from_raw(raw: String) -> Result<Self, String> {
+        Direction::parse(&raw).ok_or_else(|| format!("{raw:?} is not a transaction direction"))
+    }
+}
+
+impl Stored for MemberStatus {
+    type Raw = String;
+    fn from_raw(raw: String) -> Result<Self, String> {
+        Ok(MemberStatus::parse(&raw))
+    }
+}
+
+/// `#[sqlx(try_from)]` converts the decoded column into the field's type.
+macro_rules! unwrap_column {
+    ($($t:ty),* $(,)?) => {$(
+        impl From<Col<$t>> for $t {
+            fn from(column: Col<$t>) -> $t {
+                column.0
+            }
+        }
+    )*};
+}
+
+unwrap_column!(Cents, Option<Cents>, Share, TransferAmount, AccountFamily, Direction, MemberStatus);
