@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
+use donkies_domain::SecretString;
 use lettre::message::Mailbox;
 use serde_json::Value;
 use url::Url;
@@ -29,25 +30,6 @@ impl ConfigError {
     }
 }
 
-/// A secret that never prints.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
 /// Settings shared by every subcommand that touches the database.
 #[derive(Args, Debug, Clone, Default)]
 pub struct CommonArgs {
@@ -60,7 +42,7 @@ pub struct CommonArgs {
     #[arg(long, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
-    /// Secret key for encrypting personal data at rest [default: generated once and kept in
+    /// SecretString key for encrypting personal data at rest [default: generated once and kept in
     /// <data dir>/secret_key]
     #[arg(long, env = "DONKIES_SECRET_KEY", value_name = "KEY", hide_env_values = true)]
     pub secret_key: Option<String>,
@@ -191,10 +173,10 @@ pub struct CommonArgs {
 pub struct Settings {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
-    pub database_url: Secret,
-    pub secret_key: Secret,
+    pub database_url: SecretString,
+    pub secret_key: SecretString,
     pub frontend_url: Url,
-    pub smtp_url: Option<Secret>,
+    pub smtp_url: Option<SecretString>,
     pub mail_from: Mailbox,
     pub token_ttl: chrono::Duration,
     pub link_ttl: chrono::Duration,
@@ -240,7 +222,7 @@ impl<R> ProviderSetting<R> {
 pub struct SocialRemote {
     pub url: Option<Url>,
     pub key: String,
-    pub secret: Secret,
+    pub secret: SecretString,
 }
 
 /// The aggregator's address and keys.
@@ -248,14 +230,14 @@ pub struct SocialRemote {
 pub struct AtriumRemote {
     pub url: Url,
     pub client_id: String,
-    pub key: Secret,
+    pub key: SecretString,
 }
 
 fn resolve_social(
     name: &str,
     url: Option<String>,
     key: Option<String>,
-    secret: Option<Secret>,
+    secret: Option<SecretString>,
     sandbox_mode: bool,
 ) -> Result<ProviderSetting<SocialRemote>, ConfigError> {
     let upper = name.to_ascii_uppercase();
@@ -265,7 +247,7 @@ fn resolve_social(
         })?),
         None => None,
     };
-    match (key.filter(|k| !k.is_empty()), secret.filter(|s| !s.expose().is_empty())) {
+    match (key.filter(|k| !k.is_empty()), secret.filter(|s| !s.expose_secret().is_empty())) {
         (Some(key), Some(secret)) => Ok(ProviderSetting::Remote(SocialRemote { url, key, secret })),
         (Some(_), None) | (None, Some(_)) => Err(ConfigError::new(
             format!("DONKIES_{upper}_KEY / DONKIES_{upper}_SECRET"),
@@ -283,15 +265,15 @@ fn resolve_social(
 #[derive(Debug, Clone, Default)]
 pub struct ProviderKeys {
     pub facebook_key: Option<String>,
-    pub facebook_secret: Option<Secret>,
+    pub facebook_secret: Option<SecretString>,
     pub google_key: Option<String>,
-    pub google_secret: Option<Secret>,
+    pub google_secret: Option<SecretString>,
     pub twitter_key: Option<String>,
-    pub twitter_secret: Option<Secret>,
+    pub twitter_secret: Option<SecretString>,
     pub atrium_client_id_dev: Option<String>,
-    pub atrium_key_dev: Option<Secret>,
+    pub atrium_key_dev: Option<SecretString>,
     pub atrium_client_id_prod: Option<String>,
-    pub atrium_key_prod: Option<Secret>,
+    pub atrium_key_prod: Option<SecretString>,
 }
 
 /// Values read from a config file, by their snake_case setting name.
@@ -491,7 +473,7 @@ impl Settings {
                         "expected smtp://HOST[:PORT] or smtps://USER:PASSWORD@HOST[:PORT]",
                     ));
                 }
-                Some(Secret::new(url))
+                Some(SecretString::new(url))
             }
             None => None,
         };
@@ -555,15 +537,15 @@ impl Settings {
         let provider = |k: &str| file.get(k);
         let providers = ProviderKeys {
             facebook_key: provider("facebook_key"),
-            facebook_secret: provider("facebook_secret").map(Secret::new),
+            facebook_secret: provider("facebook_secret").map(SecretString::new),
             google_key: provider("google_key"),
-            google_secret: provider("google_secret").map(Secret::new),
+            google_secret: provider("google_secret").map(SecretString::new),
             twitter_key: provider("twitter_key"),
-            twitter_secret: provider("twitter_secret").map(Secret::new),
+            twitter_secret: provider("twitter_secret").map(SecretString::new),
             atrium_client_id_dev: provider("atrium_client_id_dev"),
-            atrium_key_dev: provider("atrium_key_dev").map(Secret::new),
+            atrium_key_dev: provider("atrium_key_dev").map(SecretString::new),
             atrium_client_id_prod: provider("atrium_client_id_prod"),
-            atrium_key_prod: provider("atrium_key_prod").map(Secret::new),
+            atrium_key_prod: provider("atrium_key_prod").map(SecretString::new),
         };
 
         let atrium_setting = "DONKIES_ATRIUM_URL (--atrium-url)";
@@ -594,10 +576,9 @@ impl Settings {
                             "required when DONKIES_ATRIUM_URL is set",
                         )
                     })?;
-                let key =
-                    pick(&args.atrium_key, file, "atrium_key").map(Secret::new).or(mode_key).ok_or_else(|| {
-                        ConfigError::new("DONKIES_ATRIUM_KEY (--atrium-key)", "required when DONKIES_ATRIUM_URL is set")
-                    })?;
+                let key = pick(&args.atrium_key, file, "atrium_key").map(SecretString::new).or(mode_key).ok_or_else(
+                    || ConfigError::new("DONKIES_ATRIUM_KEY (--atrium-key)", "required when DONKIES_ATRIUM_URL is set"),
+                )?;
                 ProviderSetting::Remote(AtriumRemote { url, client_id, key })
             }
             None => ProviderSetting::Sandbox,
@@ -626,21 +607,25 @@ impl Settings {
             "facebook",
             pick(&args.facebook_url, file, "facebook_url"),
             pick(&args.facebook_key, file, "facebook_key").or(providers.facebook_key.clone()),
-            pick(&args.facebook_secret, file, "facebook_secret").map(Secret::new).or(providers.facebook_secret.clone()),
+            pick(&args.facebook_secret, file, "facebook_secret")
+                .map(SecretString::new)
+                .or(providers.facebook_secret.clone()),
             sandbox_mode,
         )?;
         let google = resolve_social(
             "google",
             pick(&args.google_url, file, "google_url"),
             pick(&args.google_key, file, "google_key").or(providers.google_key.clone()),
-            pick(&args.google_secret, file, "google_secret").map(Secret::new).or(providers.google_secret.clone()),
+            pick(&args.google_secret, file, "google_secret").map(SecretString::new).or(providers.google_secret.clone()),
             sandbox_mode,
         )?;
         let twitter = resolve_social(
             "twitter",
             pick(&args.twitter_url, file, "twitter_url"),
             pick(&args.twitter_key, file, "twitter_key").or(providers.twitter_key.clone()),
-            pick(&args.twitter_secret, file, "twitter_secret").map(Secret::new).or(providers.twitter_secret.clone()),
+            pick(&args.twitter_secret, file, "twitter_secret")
+                .map(SecretString::new)
+                .or(providers.twitter_secret.clone()),
             sandbox_mode,
         )?;
 
@@ -656,8 +641,8 @@ impl Settings {
             member_poll_limit: member_poll_limit.max(1),
             listen,
             data_dir,
-            database_url: Secret::new(database_url),
-            secret_key: Secret::new(secret_key),
+            database_url: SecretString::new(database_url),
+            secret_key: SecretString::new(secret_key),
             frontend_url,
             smtp_url,
             mail_from,
@@ -793,7 +778,25 @@ mod tests {
     }
 
     #[test]
-    fn secrets_do_not_print() {
-        assert_eq!(format!("{:?}", Secret::new("hunter2")), "Secret(***)");
+    fn debug_of_the_settings_shows_no_secret() {
+        let args = CommonArgs {
+            database_url: Some("postgres://donkies:db-pass-4711@db.example/donkies".into()),
+            secret_key: Some("secret-key-4711-abcdefgh".into()),
+            smtp_url: Some("smtps://mailer:smtp-pass-4711@smtp.example".into()),
+            atrium_url: Some("https://atrium.example".into()),
+            atrium_client_id: Some("client".into()),
+            atrium_key: Some("atrium-key-4711".into()),
+            facebook_key: Some("fb".into()),
+            facebook_secret: Some("fb-secret-4711".into()),
+            google_key: Some("g".into()),
+            google_secret: Some("google-secret-4711".into()),
+            twitter_key: Some("t".into()),
+            twitter_secret: Some("twitter-secret-4711".into()),
+            ..Default::default()
+        };
+        let s = Settings::resolve(None, &args, &FileValues::default()).unwrap();
+        let printed = format!("{s:?} {:?}", s.providers);
+        assert!(printed.contains("atrium.example"), "the settings print: {printed}");
+        assert!(!printed.contains("4711"), "a secret printed: {printed}");
     }
 }

@@ -25,7 +25,7 @@ use services::{JobQueue, Services};
 
 /// Open the database named in the settings and bring its schema up to date.
 pub async fn open_database(settings: &Settings) -> anyhow::Result<Db> {
-    let db = Db::connect(settings.database_url.expose())
+    let db = Db::connect(settings.database_url.expose_secret())
         .await
         .map_err(|e| ConfigError::new("DATABASE_URL (--database-url)", format!("cannot open the database: {e}")))?;
     db.migrate().await.context("applying database migrations")?;

@@ -99,7 +99,7 @@ impl Mailer {
         let Some(url) = &settings.smtp_url else {
             return Ok(Mailer::Log);
         };
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose())
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose_secret())
             .map_err(|e| anyhow::anyhow!("DONKIES_SMTP_URL: {e}"))?
             .timeout(Some(Duration::from_secs(20)))
             .build();

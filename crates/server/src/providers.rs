@@ -97,7 +97,7 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<Providers> {
     let step = settings.sandbox_step;
     let (atrium, sims_atrium) = build(
         &settings.atrium,
-        |r| AtriumConfig::new(r.url.clone(), r.client_id.clone(), r.key.expose().to_owned()),
+        |r| AtriumConfig::new(r.url.clone(), r.client_id.clone(), r.key.expose_secret().to_owned()),
         || async move {
             let sim = AtriumSim::start(loopback(), AtriumSimConfig { step, ..Default::default() })
                 .await
@@ -119,7 +119,7 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<Providers> {
     let (facebook, sim) = build(
         &settings.facebook,
         |r| {
-            let cfg = FacebookConfig::new(r.key.clone(), r.secret.expose().to_owned());
+            let cfg = FacebookConfig::new(r.key.clone(), r.secret.expose_secret().to_owned());
             match &r.url {
                 Some(url) => cfg.with_base_url(url.clone()),
                 None => cfg,
@@ -140,7 +140,7 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<Providers> {
     let (google, sim) = build(
         &settings.google,
         |r| {
-            let cfg = GoogleConfig::new(r.key.clone(), r.secret.expose().to_owned());
+            let cfg = GoogleConfig::new(r.key.clone(), r.secret.expose_secret().to_owned());
             match &r.url {
                 Some(url) => cfg.with_base_url(url),
                 None => cfg,
@@ -160,7 +160,7 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<Providers> {
     let (twitter, sim) = build(
         &settings.twitter,
         |r| {
-            let cfg = TwitterConfig::new(r.key.clone(), r.secret.expose().to_owned());
+            let cfg = TwitterConfig::new(r.key.clone(), r.secret.expose_secret().to_owned());
             match &r.url {
                 Some(url) => cfg.with_base_url(url.clone()),
                 None => cfg,

@@ -11,10 +11,10 @@ use donkies_store::accounts::{self, AccountData};
 use donkies_store::institutions::{self, CatalogEntry, Credential, Institution};
 use donkies_store::members::{self, Challenge, Member, StatusUpdate};
 use donkies_store::transactions::{self, TransactionData};
-use donkies_store::{StoreError, new_id, now, users};
+use donkies_store::{constraints, new_id, now, users};
 use serde::{Deserialize, Serialize};
 
-use super::{Change, ServiceError, ServiceResult, Services, Task, Work};
+use super::{Change, OnConstraint, ServiceError, ServiceResult, Services, Task, Work};
 use crate::crypto::new_token;
 
 /// HALTED aggregations are retried with `aggregate` this many times before giving up.
@@ -301,16 +301,13 @@ impl Services {
             status: status_of(&created.status),
             now: now(),
         };
-        if let Err(err) = members::insert(&mut work, &new).await {
+        let linking = || ServiceError::invalid("This institution is already being linked; try again.");
+        let inserted = members::insert(&mut work, &new).await;
+        if let Err(err) = inserted.on_constraint(constraints::MEMBERS_USER_INSTITUTION, linking) {
             drop(work);
             // Nothing half-created: take the aggregator's member back.
             let _ = self.aggregator.delete_member(&user_guid, &created.guid).await;
-            return Err(match err {
-                StoreError::Conflict(_) => {
-                    ServiceError::invalid("This institution is already being linked; try again.")
-                }
-                other => other.into(),
-            });
+            return Err(err);
         }
         self.restart_polling(&mut work, id, status_of(&created.status)).await?;
         work.commit().await?;

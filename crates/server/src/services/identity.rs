@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use donkies_domain::{Email, Password};
 use donkies_store::users::{NewUser, User};
-use donkies_store::{StoreError, new_id, now, tokens, users};
+use donkies_store::{constraints, new_id, now, tokens, users};
 
 use super::banking::CreateAggregatorUser;
 use super::outbox::queue_mail;
@@ -57,7 +57,7 @@ impl Services {
         )
         .await;
         match inserted {
-            Err(StoreError::Conflict(_)) => return Ok(Created::EmailTaken),
+            Err(e) if e.on_constraint(constraints::USERS_EMAIL) => return Ok(Created::EmailTaken),
             other => other?,
         }
         if account.confirmed {

@@ -50,7 +50,7 @@ impl Services {
         social: social::SignInProviders,
         jobs: JobQueue,
     ) -> Services {
-        let sealer = Sealer::from_secret(settings.secret_key.expose());
+        let sealer = Sealer::from_secret(settings.secret_key.expose_secret());
         Services(Arc::new(ServicesInner {
             db,
             settings,
@@ -183,6 +183,18 @@ pub enum ServiceError {
 }
 
 pub type ServiceResult<T> = Result<T, ServiceError>;
+
+/// Insert, then translate the unique constraint that refused it (never check first: that
+/// races). `name` is one of [`donkies_store::constraints`].
+pub trait OnConstraint<T> {
+    fn on_constraint(self, name: &str, error: impl FnOnce() -> ServiceError) -> ServiceResult<T>;
+}
+
+impl<T> OnConstraint<T> for Result<T, StoreError> {
+    fn on_constraint(self, name: &str, error: impl FnOnce() -> ServiceError) -> ServiceResult<T> {
+        self.map_err(|e| if e.on_constraint(name) { error() } else { e.into() })
+    }
+}
 
 impl ServiceError {
     pub fn field(name: &str, message: impl Into<String>) -> ServiceError {

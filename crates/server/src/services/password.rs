@@ -3,11 +3,11 @@
 use donkies_domain::{Email, Password};
 use donkies_store::tokens::{NewActionToken, Purpose};
 use donkies_store::users::User;
-use donkies_store::{StoreError, now, tokens, users};
+use donkies_store::{constraints, now, tokens, users};
 
 use super::identity::EMAIL_TAKEN;
 use super::outbox::queue_mail;
-use super::{Change, ServiceError, ServiceResult, Services};
+use super::{Change, OnConstraint, ServiceError, ServiceResult, Services};
 use crate::crypto::{self, new_token, token_hash};
 use crate::mail;
 
@@ -115,10 +115,9 @@ impl Services {
         else {
             return Err(ServiceError::invalid(BAD_LINK));
         };
-        match users::set_email(&mut work, user.id, &new_email, now()).await {
-            Err(StoreError::Conflict(_)) => return Err(ServiceError::invalid(EMAIL_TAKEN)),
-            other => other?,
-        }
+        users::set_email(&mut work, user.id, &new_email, now())
+            .await
+            .on_constraint(constraints::USERS_EMAIL, || ServiceError::invalid(EMAIL_TAKEN))?;
         work.changed(Change::User(user.id));
         work.commit().await?;
         Ok(())

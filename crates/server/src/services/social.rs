@@ -74,7 +74,7 @@ impl Services {
     /// A `state` sent back from a login URL must be one we signed.
     fn check_state(&self, state: Option<&str>) -> ServiceResult<()> {
         match state.filter(|s| !s.is_empty()) {
-            Some(given) if !crate::crypto::verify_state(self.settings.secret_key.expose(), given) => {
+            Some(given) if !crate::crypto::verify_state(self.settings.secret_key.expose_secret(), given) => {
                 Err(ServiceError::field("state", "The sign-in has expired or did not start here; start again."))
             }
             _ => Ok(()),
@@ -83,7 +83,7 @@ impl Services {
 
     /// The provider login URLs, redirecting to `<frontend>/login_facebook` and `login_google`.
     pub fn login_urls(&self) -> LoginUrls {
-        let signed = crate::crypto::sign_state(self.settings.secret_key.expose());
+        let signed = crate::crypto::sign_state(self.settings.secret_key.expose_secret());
         LoginUrls {
             facebook: self.social.facebook.as_ref().map(|c| c.login_url(&self.redirect_uri("login_facebook"), &signed)),
             google: self.social.google.as_ref().map(|c| c.login_url(&self.redirect_uri("login_google"), &signed)),

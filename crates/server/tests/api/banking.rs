@@ -32,6 +32,8 @@ both_databases!(
     deleting_a_member_hides_its_accounts_and_transactions,
     member_creation_validates_institution_and_credentials,
     debt_shares_must_cover_exactly_the_active_debt_accounts,
+    every_id_is_an_integer_the_2017_web_client_can_parse_and_compare,
+    total_debt_is_the_sum_of_the_active_debt_balances,
 );
 
 const MXBANK: &str = "mxbank";
@@ -787,6 +789,12 @@ async fn resume_rejects_missing_unknown_and_unexpected_answers(backend: Backend)
     let member = wait_member_status(&api, &token, &identifier, "CHALLENGED").await;
     let label = member["challenges"][0]["label"].clone();
     let path = format!("/v1/members/resume/{identifier}");
+    let generation = || async {
+        let user_id = api.get("/v1/user", &token).await.1["id"].as_i64().unwrap();
+        let member = donkies_store::members::find_by_identifier(app.db(), user_id, &identifier).await.unwrap();
+        member.unwrap().poll_generation
+    };
+    let before = generation().await;
 
     let bad_bodies = [
         json!({"challenges": []}),
@@ -803,8 +811,8 @@ async fn resume_rejects_missing_unknown_and_unexpected_answers(backend: Backend)
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body} → {answer}");
         assert!(answer.is_object(), "{body} → {answer}");
     }
-    // None of that touched the member.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // None of that touched the member: a resume would have started a new polling round.
+    assert_eq!(generation().await, before, "no polling round was started");
     let member = api.member(&token, &identifier).await;
     assert_challenged(&member);
 
@@ -1060,7 +1068,7 @@ async fn typed_bank_credentials_never_reach_the_database(backend: Backend) {
     let (status, body) = create_member(&api, &token, LOGIN, "password-Zebra-4712").await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     wait_member_status(&api, &token, &identifier, "SUCCESS").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.wait_jobs_idle().await;
 
     let text = database_text(&app);
     assert!(text.contains(&identifier), "the database dump is readable and holds the member ({} bytes)", text.len());
@@ -1093,8 +1101,9 @@ async fn deleting_a_member_hides_its_accounts_and_transactions(backend: Backend)
     }
     let (status, body) = api.delete(&format!("/v1/members/{identifier}"), &token).await;
     assert_eq!((status, body), (StatusCode::NOT_FOUND, not_found()));
-    // Nothing comes back later (a late transaction import must not resurrect them).
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Nothing comes back later (a late transaction import must not resurrect them): every job
+    // the linking queued has run by now.
+    app.wait_jobs_idle().await;
     assert_eq!(api.accounts(&token).await, Vec::<Value>::new());
     assert_eq!(api.transactions(&token).await, Vec::<Value>::new());
 
@@ -1382,4 +1391,96 @@ async fn bank_credentials_never_reach_the_log_of_the_real_binary() {
     assert!(db.contains(&identifier), "the database was found");
     assert!(!db.contains(SECRET_BANK_PASSWORD), "the bank password is in the database");
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// What the 2017 web client does with an id: `parseInt()` it and compare with `===`; a value
+/// that is not a JSON integer below 2^53 never compares equal.
+fn parse_int(value: &Value) -> Option<i64> {
+    integer_id(value)
+}
+
+async fn every_id_is_an_integer_the_2017_web_client_can_parse_and_compare(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let api = Api::of(&app);
+    let token = banking_user(&app, "ada@example.com").await;
+    let identifier = link_completed(&api, &token).await;
+    let transactions = wait_transactions(&api, &token).await;
+
+    let (_, user) = api.get("/v1/user", &token).await;
+    assert!(parse_int(&user["id"]).is_some(), "user id {}", user["id"]);
+    let institutions = api.list("/v1/institutions", &token).await;
+    assert!(!institutions.is_empty());
+    for i in &institutions {
+        assert!(parse_int(&i["id"]).is_some(), "institution {i}");
+    }
+    for s in api.list("/v1/institutions_suggest?value=mx", &token).await {
+        assert!(parse_int(&s["id"]).is_some(), "suggestion {s}");
+    }
+    let credentials = api.list("/v1/credentials/mxbank", &token).await;
+    let mxbank = institutions.iter().find(|i| i["code"] == MXBANK).unwrap();
+    assert!(credentials.iter().all(|c| parse_int(&c["institution"]) == parse_int(&mxbank["id"])), "{credentials:?}");
+    let members = api.list("/v1/members", &token).await;
+    assert_eq!(members.len(), 1);
+    assert!(parse_int(&members[0]["id"]).is_some() && parse_int(&members[0]["institution"]["id"]).is_some());
+    assert_eq!(members[0]["identifier"], identifier.as_str(), "identifier stays a hex string");
+    let accounts = api.accounts(&token).await;
+    for a in &accounts {
+        assert!(parse_int(&a["id"]).is_some() && parse_int(&a["member"]["id"]).is_some(), "account {a}");
+        assert!(is_hex32(a["uid"].as_str().unwrap()), "uid stays a hex string: {a}");
+    }
+
+    // Configure accounts: the page matches each account to its member by id.
+    for a in &accounts {
+        assert_eq!(parse_int(&a["member"]["id"]), parse_int(&members[0]["id"]));
+    }
+    // The transaction filter: the select's value is parseInt(account.id); the table keeps the
+    // rows whose account_id === it, and the server's ?account_id= filter agrees.
+    for a in &accounts {
+        let id = parse_int(&a["id"]).unwrap();
+        let shown: Vec<&Value> = transactions.iter().filter(|t| parse_int(&t["account_id"]) == Some(id)).collect();
+        let filtered = api.list(&format!("/v1/transactions?account_id={id}"), &token).await;
+        assert_eq!(filtered.iter().collect::<Vec<_>>(), shown, "account {}", a["name"]);
+        if a["type_ds"] == "debit" {
+            assert!(!filtered.is_empty(), "the {} account has transactions", a["name"]);
+        }
+    }
+    // The account's page by its integer id; anything else in the path is not an id.
+    let first = parse_int(&accounts[0]["id"]).unwrap();
+    let (status, one) = api.get(&format!("/v1/accounts/{first}"), &token).await;
+    assert_eq!((status, parse_int(&one["id"])), (StatusCode::OK, Some(first)));
+    let hex = "0192a8c4e5f67b8d9e0f1a2b3c4d5e6f";
+    for bad in [hex, "abc", "1.5", "-1", "0", "9007199254740993", " 1", "1e3"] {
+        let path = format!("/v1/accounts/{}", bad.replace(' ', "%20"));
+        assert_eq!(api.get(&path, &token).await, (StatusCode::NOT_FOUND, not_found()), "{path}");
+        let path = format!("/v1/institutions/{}", bad.replace(' ', "%20"));
+        assert_eq!(api.get(&path, &token).await, (StatusCode::NOT_FOUND, not_found()), "{path}");
+    }
+    let (status, body) = api.get("/v1/transactions?account_id=abc", &token).await;
+    assert_eq!((status, body), (StatusCode::BAD_REQUEST, json!({"account_id": ["A valid integer is required."]})));
+}
+
+async fn total_debt_is_the_sum_of_the_active_debt_balances(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let api = Api::of(&app);
+    let token = banking_user(&app, "ada@example.com").await;
+    let (_, user) = api.get("/v1/user", &token).await;
+    assert_eq!(user["total_debt"], json!(0.0), "no accounts yet");
+    link_completed(&api, &token).await;
+    let accounts = api.accounts(&token).await;
+    let debts = debt_accounts(&accounts);
+    assert_eq!(debts.len(), 2, "{accounts:?}");
+    let balance = |a: &Value| cents(a["balance"].as_str().unwrap());
+    let expected: i64 = debts.iter().map(|a| balance(a)).sum();
+    assert!(expected > 0);
+    let (_, user) = api.get("/v1/user", &token).await;
+    assert!(user["total_debt"].is_number(), "a JSON number: {user}");
+    assert_eq!(user["total_debt"].as_f64().unwrap(), expected as f64 / 100.0, "{user}");
+
+    // Only active debt accounts count.
+    let off = debts[0];
+    let (status, body) =
+        api.put(&format!("/v1/accounts/set_active/{}", id_of(off)), &token, json!({"is_active": false})).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (_, user) = api.get("/v1/user", &token).await;
+    assert_eq!(user["total_debt"].as_f64().unwrap(), (expected - balance(off)) as f64 / 100.0, "{user}");
 }

@@ -136,6 +136,23 @@ impl TestApp {
         }
     }
 
+    /// Wait until the worker has run every job that requests so far caused (the periodic ones
+    /// aside), so that a check for something that must not happen is not made too early.
+    pub async fn wait_jobs_idle(&self) {
+        let periodic: Vec<&str> = donkies_server::jobs::PERIODIC.iter().map(|(kind, _)| *kind).collect();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let jobs = donkies_store::jobs::list(self.db(), false).await.unwrap();
+            let pending: Vec<_> =
+                jobs.iter().filter(|j| j.status != "failed" && !periodic.contains(&j.kind.as_str())).collect();
+            if pending.is_empty() {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "jobs still pending: {pending:?}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
     pub fn db(&self) -> &donkies_store::Db {
         &self.test_db.db
     }

@@ -15,6 +15,8 @@ both_databases!(
     mail_is_retried_while_smtp_is_down_and_delivered_when_it_returns,
     a_job_out_of_attempts_is_parked_and_can_be_retried_from_the_cli,
     a_worker_killed_mid_job_leaves_the_job_to_run_again,
+    a_job_that_cannot_succeed_is_parked_at_once_and_one_that_may_is_retried,
+    a_job_with_a_dedupe_key_is_queued_once_until_it_has_run,
 );
 
 async fn mail_is_retried_while_smtp_is_down_and_delivered_when_it_returns(backend: Backend) {
@@ -151,4 +153,62 @@ async fn a_worker_killed_mid_job_leaves_the_job_to_run_again(backend: Backend) {
     assert!(started.elapsed() >= Duration::from_millis(500), "not before the lease ran out");
     assert_eq!(smtp.wait_for("ada@example.com", 1, Duration::from_secs(5)).await.len(), 1);
     server.shutdown().await;
+}
+
+async fn a_job_that_cannot_succeed_is_parked_at_once_and_one_that_may_is_retried(backend: Backend) {
+    let app = TestApp::spawn_with(backend, Options { with_worker: false, ..Default::default() }).await;
+    let server = app.server.as_ref().unwrap();
+    let worker = Worker::new(server.job_context(), Default::default());
+    worker.run_until_idle().await.unwrap(); // the start-up jobs
+    // A payload that does not parse will never parse: parked on its first attempt of 12.
+    let mut tx = app.db().begin().await.unwrap();
+    let payload = serde_json::json!({"member_id": "not an id", "generation": 1});
+    let job = jobs::NewJob {
+        kind: "poll_member",
+        payload: &payload,
+        max_attempts: 12,
+        run_at: donkies_store::now(),
+        dedupe_key: None,
+    };
+    jobs::enqueue(&mut tx, &job, donkies_store::now()).await.unwrap();
+    tx.commit().await.unwrap();
+    let outcomes = worker.run_until_idle().await.unwrap();
+    assert!(
+        matches!(&outcomes[..], [Outcome::Parked { kind, error, .. }] if kind == "poll_member" && error.contains("does not parse")),
+        "{outcomes:?}"
+    );
+    let parked = jobs::list(app.db(), true).await.unwrap();
+    assert_eq!((parked.len(), parked[0].attempts), (1, 1), "{parked:?}");
+
+    // The aggregator being down may pass: the job is retried later, not parked.
+    app.atrium.set_faults(donkies_sandbox::Faults::outage(503));
+    assert_eq!(app.signup("ada@example.com").await, StatusCode::NO_CONTENT);
+    let outcomes = worker.run_until_idle().await.unwrap();
+    let aggregator: Vec<_> = outcomes.iter().filter(|o| o.kind() == "create_aggregator_user").collect();
+    assert!(matches!(aggregator.first(), Some(Outcome::Retrying { .. })), "{outcomes:?}");
+    assert!(!aggregator.iter().any(|o| matches!(o, Outcome::Parked { .. })), "{outcomes:?}");
+    app.atrium.set_faults(donkies_sandbox::Faults::default());
+}
+
+async fn a_job_with_a_dedupe_key_is_queued_once_until_it_has_run(backend: Backend) {
+    use donkies_server::services::banking::CreateAggregatorUser;
+    let app = TestApp::spawn_with(backend, Options { with_worker: false, ..Default::default() }).await;
+    let server = app.server.as_ref().unwrap();
+    assert_eq!(app.signup("ada@example.com").await, StatusCode::NO_CONTENT);
+    let user_id = donkies_store::users::find_by_email(app.db(), "ada@example.com").await.unwrap().unwrap().id;
+    let kind_count = |jobs: &[jobs::Job]| jobs.iter().filter(|j| j.kind == "create_aggregator_user").count();
+    assert_eq!(kind_count(&jobs::list(app.db(), false).await.unwrap()), 1, "the sign-up asked for it");
+    for _ in 0..2 {
+        let mut work = server.services().begin().await.unwrap();
+        work.enqueue(&CreateAggregatorUser { user_id }, Duration::ZERO).await.unwrap();
+        work.commit().await.unwrap();
+    }
+    assert_eq!(kind_count(&jobs::list(app.db(), false).await.unwrap()), 1, "asking again while queued is a no-op");
+    let worker = Worker::new(server.job_context(), Default::default());
+    worker.run_until_idle().await.unwrap();
+    assert_eq!(kind_count(&jobs::list(app.db(), false).await.unwrap()), 0);
+    let mut work = server.services().begin().await.unwrap();
+    work.enqueue(&CreateAggregatorUser { user_id }, Duration::ZERO).await.unwrap();
+    work.commit().await.unwrap();
+    assert_eq!(kind_count(&jobs::list(app.db(), false).await.unwrap()), 1, "after it ran, it can be asked again");
 }

@@ -93,3 +93,30 @@ async fn openapi_document_lists_every_endpoint() {
         );
     }
 }
+
+/// The document is part of the contract: any change to it shows up in review as a change of
+/// `openapi.snapshot.json`. Run with `DONKIES_UPDATE_SNAPSHOTS=1` to accept a change.
+#[tokio::test]
+async fn openapi_document_matches_its_snapshot() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (status, doc) = app.get("/v1/openapi.json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let rendered = serde_json::to_string_pretty(&doc).unwrap() + "\n";
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/api/openapi.snapshot.json");
+    if std::env::var_os("DONKIES_UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&path, &rendered).unwrap();
+        return;
+    }
+    let snapshot = std::fs::read_to_string(&path).unwrap_or_default();
+    if snapshot != rendered {
+        let first = snapshot.lines().zip(rendered.lines()).position(|(a, b)| a != b).unwrap_or(0);
+        let context = |text: &str| text.lines().skip(first.saturating_sub(3)).take(8).collect::<Vec<_>>().join("\n");
+        panic!(
+            "openapi.json differs from {} at line {}:\n--- snapshot\n{}\n--- served\n{}\n(DONKIES_UPDATE_SNAPSHOTS=1 accepts it)",
+            path.display(),
+            first + 1,
+            context(&snapshot),
+            context(&rendered)
+        );
+    }
+}
