@@ -86,8 +86,27 @@ impl Faults {
         Ok(())
     }
 
+    /// The status a request is answered with instead of being served (an
+    /// outage, a drawn 429 or 500), or `None` to serve it.
+    pub(crate) fn draw(&self, rng: &mut StdRng) -> Option<u16> {
+        if self.outage.is_some() {
+            return self.outage;
+        }
+        if self.rate_limit_rate <= 0.0 && self.error_rate <= 0.0 {
+            return None;
+        }
+        let draw: f64 = rand::Rng::r#gen(rng);
+        if draw < self.rate_limit_rate {
+            Some(429)
+        } else if draw < self.rate_limit_rate + self.error_rate {
+            Some(500)
+        } else {
+            None
+        }
+    }
+
     /// The nearest valid faults: rates clamped, a bad outage status made 503.
-    fn sanitized(mut self) -> Self {
+    pub(crate) fn sanitized(mut self) -> Self {
         self.error_rate = clamp_share(self.error_rate);
         self.rate_limit_rate = clamp_share(self.rate_limit_rate).min(1.0 - self.error_rate);
         if self.outage.is_some_and(|status| !(500..=599).contains(&status)) {
