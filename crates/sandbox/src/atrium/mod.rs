@@ -116,6 +116,33 @@ impl Faults {
     }
 }
 
+/// Faults with the dice they are drawn with, for a simulator that has no
+/// other run-time knobs.
+#[derive(Debug)]
+pub(crate) struct FaultSwitch(Mutex<(Faults, StdRng)>);
+
+impl FaultSwitch {
+    pub(crate) fn new(faults: Faults, seed: u64) -> Self {
+        Self(Mutex::new((faults.sanitized(), StdRng::seed_from_u64(seed ^ 0xfa17))))
+    }
+
+    pub(crate) fn current(&self) -> Faults {
+        lock(&self.0).0.clone()
+    }
+
+    /// Replaces the faults; out-of-range values are clamped.
+    pub(crate) fn replace(&self, faults: Faults) {
+        lock(&self.0).0 = faults.sanitized();
+    }
+
+    /// The latency to add and the status to answer instead, for one request.
+    pub(crate) fn roll(&self) -> (Duration, Option<u16>) {
+        let mut guard = lock(&self.0);
+        let (faults, rng) = &mut *guard;
+        (faults.latency, faults.draw(rng))
+    }
+}
+
 fn clamp_share(rate: f64) -> f64 {
     if rate.is_nan() { 0.0 } else { rate.clamp(0.0, 1.0) }
 }

@@ -34,14 +34,13 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::http::{HeaderValue, StatusCode};
 use donkies_dwolla::Cents;
-use rand::SeedableRng;
-use rand::rngs::StdRng;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use url::Url;
 
+use crate::atrium::FaultSwitch;
 pub use crate::atrium::Faults;
+use crate::social::Served;
 use store::Db;
 
 /// Application key the simulator accepts unless configured otherwise.
@@ -135,12 +134,6 @@ pub(crate) enum Remembered {
     Done { at: Instant, status: StatusCode, location: Option<HeaderValue>, body: Bytes },
 }
 
-#[derive(Debug)]
-pub(crate) struct Knobs {
-    faults: Faults,
-    fault_rng: StdRng,
-}
-
 /// What every handler shares.
 #[derive(Debug)]
 pub(crate) struct SimState {
@@ -149,7 +142,7 @@ pub(crate) struct SimState {
     token_lifetime: Duration,
     webhook_retries: Vec<Duration>,
     webhook_timeout: Duration,
-    knobs: Mutex<Knobs>,
+    faults: FaultSwitch,
     db: Mutex<Db>,
     tokens: Mutex<HashMap<String, Instant>>,
     idempotency: Mutex<HashMap<String, Remembered>>,
@@ -174,10 +167,7 @@ impl SimState {
             token_lifetime: config.token_lifetime,
             webhook_retries: config.webhook_retries,
             webhook_timeout: config.webhook_timeout,
-            knobs: Mutex::new(Knobs {
-                faults: config.faults.sanitized(),
-                fault_rng: StdRng::seed_from_u64(config.seed ^ 0xfa17),
-            }),
+            faults: FaultSwitch::new(config.faults, config.seed),
             db: Mutex::new(Db::new(&base, &config.account_name, config.account_balance)),
             tokens: Mutex::new(HashMap::new()),
             idempotency: Mutex::new(HashMap::new()),
@@ -193,10 +183,6 @@ impl SimState {
 
     pub(crate) fn db(&self) -> MutexGuard<'_, Db> {
         lock(&self.db)
-    }
-
-    pub(crate) fn knobs(&self) -> MutexGuard<'_, Knobs> {
-        lock(&self.knobs)
     }
 
     /// Sends the webhooks of the events the last change emitted.
@@ -224,18 +210,19 @@ impl DwollaSimHandle {
         Self { state: Arc::new(SimState::new(config)) }
     }
 
-    /// The app serving this simulator, to run or to nest in another server.
+    /// The Dwolla app of this simulator, to serve or to nest in a server.
     pub fn router(&self) -> Router {
         routes::router(self.state.clone())
     }
 
+    /// The faults injected now; [`DwollaSimHandle::set_faults`] replaces
+    /// them (out-of-range values clamped), as `POST /__sim/faults` does.
     pub fn faults(&self) -> Faults {
-        self.state.knobs().faults.clone()
+        self.state.faults.current()
     }
 
-    /// Replaces the faults; out-of-range values are clamped.
     pub fn set_faults(&self, faults: Faults) {
-        self.state.knobs().faults = faults.sanitized();
+        self.state.faults.replace(faults);
     }
 
     /// Processes pending transfers and micro-deposits now, as
@@ -290,42 +277,30 @@ impl DwollaSimHandle {
 /// A simulator serving on a TCP port until [`DwollaSim::shutdown`] or drop.
 #[derive(Debug)]
 pub struct DwollaSim {
-    addr: SocketAddr,
+    served: Served,
     base_url: Url,
     handle: DwollaSimHandle,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<std::io::Result<()>>>,
-    processor: Option<JoinHandle<()>>,
+    processor: Option<Processor>,
 }
 
 impl DwollaSim {
-    /// How long [`DwollaSim::shutdown`] waits for requests in flight.
-    const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
     /// Binds `addr` (port 0 picks a free port) and starts serving.
     pub async fn start(addr: SocketAddr, mut config: DwollaSimConfig) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let base_url = config.public_url.get_or_insert_with(|| local_url(addr)).clone();
+        let base_url = config
+            .public_url
+            .get_or_insert_with(|| Url::parse(&format!("http://{addr}/")).expect("a socket address makes a valid url"))
+            .clone();
         let interval = config.processing_interval;
         let handle = DwollaSimHandle::new(config);
-        let app = handle.router();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    // A dropped sender stops the server too.
-                    let _ = stopped.await;
-                })
-                .await
-        });
-        let processor = interval.map(|interval| handle.spawn_processor(interval));
-        tracing::info!(%addr, "dwolla simulator listening");
-        Ok(Self { addr, base_url, handle, stop: Some(stop), task: Some(task), processor })
+        let served = Served::serve(listener, handle.router(), "dwolla")?;
+        let processor = interval.map(|interval| Processor(handle.spawn_processor(interval)));
+        Ok(Self { served, base_url, handle, processor })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+        self.served.local_addr()
     }
 
     /// The base URL to give the Dwolla client.
@@ -341,40 +316,20 @@ impl DwollaSim {
         self.handle.set_faults(faults);
     }
 
-    /// Stops accepting connections and waits (up to a few seconds) for the
-    /// requests in flight to finish.
-    pub async fn shutdown(mut self) -> std::io::Result<()> {
-        if let Some(processor) = self.processor.take() {
-            processor.abort();
-        }
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let Some(mut task) = self.task.take() else {
-            return Ok(());
-        };
-        match tokio::time::timeout(Self::SHUTDOWN_GRACE, &mut task).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(join_error)) => Err(std::io::Error::other(join_error)),
-            Err(_) => {
-                task.abort();
-                Ok(())
-            }
-        }
+    /// Stops processing and accepting connections, and waits (up to a few
+    /// seconds) for the requests in flight to finish.
+    pub async fn shutdown(self) -> std::io::Result<()> {
+        drop(self.processor);
+        self.served.shutdown().await
     }
 }
 
-fn local_url(addr: SocketAddr) -> Url {
-    Url::parse(&format!("http://{addr}/")).expect("a socket address makes a valid url")
-}
+/// The automatic processing task, stopped with its simulator.
+#[derive(Debug)]
+struct Processor(JoinHandle<()>);
 
-impl Drop for DwollaSim {
+impl Drop for Processor {
     fn drop(&mut self) {
-        if let Some(processor) = self.processor.take() {
-            processor.abort();
-        }
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.0.abort();
     }
 }

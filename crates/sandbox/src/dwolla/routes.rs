@@ -77,11 +77,7 @@ pub(crate) fn router(state: Arc<SimState>) -> Router {
 /// Runs before everything but `/__sim`: added latency and injected failures;
 /// after the answer, sends the webhooks of what changed.
 async fn faults_then_webhooks(State(sim): Shared, request: Request, next: Next) -> Response {
-    let (latency, injected) = {
-        let mut knobs = sim.knobs();
-        let faults = knobs.faults.clone();
-        (faults.latency, faults.draw(&mut knobs.fault_rng))
-    };
+    let (latency, injected) = sim.faults.roll();
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
@@ -465,12 +461,12 @@ async fn read_event(State(sim): Shared, Path(id): Path<String>) -> Reply {
 // Control endpoints
 
 async fn read_faults(State(sim): Shared) -> axum::Json<Faults> {
-    axum::Json(sim.knobs().faults.clone())
+    axum::Json(sim.faults.current())
 }
 
 async fn replace_faults(State(sim): Shared, DwollaJson(faults): DwollaJson<Faults>) -> Reply {
     faults.validate().map_err(|message| ApiError::new(StatusCode::BAD_REQUEST, "BadRequest", message))?;
-    sim.knobs().faults = faults.clone();
+    sim.faults.replace(faults.clone());
     Ok(axum::Json(faults).into_response())
 }
 
