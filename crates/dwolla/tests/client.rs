@@ -235,6 +235,34 @@ async fn requests_without_the_dwolla_media_type_or_token_are_refused() {
     assert_eq!(good.headers()["content-type"], MEDIA_TYPE);
 }
 
+#[tokio::test]
+async fn the_2016_form_body_credentials_also_get_a_token() {
+    let app = TestApp::start().await;
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", SANDBOX_DWOLLA_KEY),
+        ("client_secret", SANDBOX_DWOLLA_SECRET),
+    ];
+    let url = app.sim.base_url().join("token").unwrap();
+    let response = reqwest::Client::new().post(url.clone()).form(&form).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let wrong = [("grant_type", "password")];
+    let response = reqwest::Client::new().post(url).form(&wrong).send().await.unwrap();
+    assert_eq!(response.json::<Value>().await.unwrap()["error"], "unsupported_grant_type");
+}
+
+#[tokio::test]
+async fn an_answer_outside_the_dwolla_protocol_is_an_other_error() {
+    let teapot = axum::Router::new().fallback(|| async { (StatusCode::IM_A_TEAPOT, "short and stout") });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap()).parse().unwrap();
+    tokio::spawn(async move { axum::serve(listener, teapot).await });
+    let client = DwollaClient::new(DwollaConfig::new(url, SANDBOX_DWOLLA_KEY, SANDBOX_DWOLLA_SECRET)).unwrap();
+    let error = client.root().await.unwrap_err();
+    assert!(matches!(&error, DwollaError::Other { status: Some(418), message, .. } if message == "short and stout"));
+    assert!(!error.is_retryable());
+}
+
 // ---------------------------------------------------------------------------
 // Account and customers
 
