@@ -419,6 +419,10 @@ impl PaymentRail for DwollaClient {
         self.get(self.url(&["transfers", transfer_id, "failure"])).await
     }
 
+    async fn customer_transfers(&self, customer_id: &str, page: PageQuery) -> Result<Page<Transfer>> {
+        self.list(Self::with_query(self.url(&["customers", customer_id, "transfers"]), &page)?).await
+    }
+
     async fn create_webhook_subscription(
         &self,
         url: &str,
@@ -431,6 +435,11 @@ impl PaymentRail for DwollaClient {
 
     async fn webhook_subscriptions(&self) -> Result<Vec<WebhookSubscription>> {
         Ok(self.list(self.url(&["webhook-subscriptions"])).await?.items)
+    }
+
+    async fn pause_webhook_subscription(&self, subscription_id: &str, paused: bool) -> Result<WebhookSubscription> {
+        let url = self.url(&["webhook-subscriptions", subscription_id]);
+        self.post(url, &WebhookSubscriptionUpdate { paused }).await
     }
 
     async fn delete_webhook_subscription(&self, subscription_id: &str) -> Result<WebhookSubscription> {

@@ -105,6 +105,9 @@ pub trait PaymentRail: Send + Sync {
     async fn cancel_transfer(&self, transfer_id: &str) -> Result<Transfer>;
     /// The ACH return of a failed transfer.
     async fn transfer_failure(&self, transfer_id: &str) -> Result<TransferFailure>;
+    /// Transfers to or from a customer, newest first: the periodic poll
+    /// that backs up webhooks.
+    async fn customer_transfers(&self, customer_id: &str, page: PageQuery) -> Result<Page<Transfer>>;
 
     async fn create_webhook_subscription(
         &self,
@@ -113,6 +116,8 @@ pub trait PaymentRail: Send + Sync {
         idempotency_key: &str,
     ) -> Result<String>;
     async fn webhook_subscriptions(&self) -> Result<Vec<WebhookSubscription>>;
+    /// A paused subscription gets no deliveries until resumed.
+    async fn pause_webhook_subscription(&self, subscription_id: &str, paused: bool) -> Result<WebhookSubscription>;
     async fn delete_webhook_subscription(&self, subscription_id: &str) -> Result<WebhookSubscription>;
 
     async fn events(&self, page: PageQuery) -> Result<Page<Event>>;

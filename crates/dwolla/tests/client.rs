@@ -691,6 +691,20 @@ async fn a_transfer_to_the_account_url_lands_in_its_balance() {
 }
 
 #[tokio::test]
+async fn a_customers_transfers_are_listed_newest_first() {
+    let app = TestApp::start().await;
+    let customer = app.unverified().await;
+    let bank = app.verified_bank(&customer, "Checking").await;
+    let account = app.account_balance().await;
+    let first = app.send(&bank, &account, 100).await.unwrap();
+    let second = app.send(&bank, &account, 200).await.unwrap();
+    app.unverified().await;
+    let page = app.dwolla.customer_transfers(&customer, PageQuery::default()).await.unwrap();
+    let ids: Vec<&str> = page.items.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!((page.total, ids), (2, vec![second.as_str(), first.as_str()]));
+}
+
+#[tokio::test]
 async fn a_pending_transfer_is_cancelled_once() {
     let app = TestApp::start().await;
     let customer = app.unverified().await;
@@ -876,6 +890,20 @@ async fn a_refused_webhook_is_delivered_again_on_the_retry_schedule() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(hooks.received.lock().unwrap().len(), 3, "a delivered webhook is not sent again");
     assert_eq!(app.sim.handle().webhook_attempts(), 3);
+}
+
+#[tokio::test]
+async fn a_paused_subscription_gets_no_deliveries_until_resumed() {
+    let app = TestApp::start().await;
+    let hooks = subscriber(0).await;
+    let id = app.dwolla.create_webhook_subscription(&hooks.url, &SecretString::new("s"), &key()).await.unwrap();
+    assert!(app.dwolla.pause_webhook_subscription(&id, true).await.unwrap().paused);
+    app.unverified().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(hooks.received.lock().unwrap().is_empty());
+    assert!(!app.dwolla.pause_webhook_subscription(&id, false).await.unwrap().paused);
+    app.unverified().await;
+    hooks.wait_for(1).await;
 }
 
 #[tokio::test]

@@ -924,8 +924,7 @@ impl Db {
         if let Some(id) = self.id_in(href, "customers") {
             return self.balance_of(&id).map(|source| source.id.clone());
         }
-        let id = self.id_in(href, "accounts").filter(|id| id.eq_ignore_ascii_case(&self.account_id))?;
-        let _ = id;
+        self.id_in(href, "accounts").filter(|id| id.eq_ignore_ascii_case(&self.account_id))?;
         self.sources
             .values()
             .find(|s| s.owner == Owner::Account && s.source_type == FundingSourceType::Balance)
