@@ -658,6 +658,19 @@ async fn the_permission_matrix_refuses_pairs_without_a_verified_party() {
 }
 
 #[tokio::test]
+async fn an_unverified_customer_may_send_five_thousand_dollars_a_week() {
+    let app = TestApp::start().await;
+    let customer = app.unverified().await;
+    let bank = app.verified_bank(&customer, "Checking").await;
+    let account = app.account_balance().await;
+    app.send(&bank, &account, 400_000).await.unwrap();
+    let error = app.send(&bank, &account, 100_001).await.unwrap_err();
+    let message = "Invalid amount. The supplied amount is greater than your transaction limit.";
+    assert_field_error(&error, "/amount/value", message);
+    app.send(&bank, &account, 100_000).await.unwrap();
+}
+
+#[tokio::test]
 async fn an_unverified_bank_cannot_send() {
     let app = TestApp::start().await;
     let customer = app.unverified().await;

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, SubsecRound, Utc};
 use donkies_dwolla::Cents;
 use donkies_dwolla::wire::*;
 use donkies_dwolla::{SecretString, wire};
@@ -972,6 +972,10 @@ impl Db {
             return Err(ApiError::field("Invalid", "Invalid destination.", DESTINATION));
         }
         let amount = body.amount.value;
+        if !self.within_limit(&source.owner, sender, amount) {
+            let message = "Invalid amount. The supplied amount is greater than your transaction limit.";
+            return Err(ApiError::field("Invalid", message, "/amount/value"));
+        }
         let from_balance = source.source_type == FundingSourceType::Balance;
         if from_balance && source.balance < amount {
             return Err(ApiError::field("InsufficientFunds", "Insufficient funds.", SOURCE));
@@ -1005,6 +1009,28 @@ impl Db {
             self.settle(&id);
         }
         Ok(id)
+    }
+
+    /// Sending limits (B4.5, current): $10,000 per transfer for a verified
+    /// customer, $5,000 per week (Monday to Sunday, UTC) for an unverified
+    /// one; the Account has none.
+    fn within_limit(&self, sender: &Owner, party: Party, amount: Cents) -> bool {
+        match party {
+            Party::Verified => amount <= VERIFIED_TRANSFER_LIMIT,
+            Party::Unverified => {
+                let today = Utc::now().date_naive();
+                let week_start = today - chrono::Days::new(u64::from(today.weekday().num_days_from_monday()));
+                let sent_this_week: i64 = self
+                    .transfers
+                    .values()
+                    .filter(|t| self.sources[&t.source].owner == *sender && t.created.date_naive() >= week_start)
+                    .filter(|t| !matches!(t.status, TransferStatus::Cancelled | TransferStatus::Failed))
+                    .map(|t| t.amount.get())
+                    .sum();
+                sent_this_week + amount.get() <= UNVERIFIED_WEEKLY_LIMIT.get()
+            }
+            _ => true,
+        }
     }
 
     fn transfer_events(&mut self, id: &str, what: &str) {
@@ -1295,6 +1321,8 @@ impl Db {
 }
 
 pub(crate) const MAX_MICRO_DEPOSIT_ATTEMPTS: u8 = 3;
+const VERIFIED_TRANSFER_LIMIT: Cents = Cents::new(1_000_000);
+const UNVERIFIED_WEEKLY_LIMIT: Cents = Cents::new(500_000);
 
 fn is_verified_type(customer_type: CustomerType) -> bool {
     matches!(customer_type, CustomerType::Personal | CustomerType::Business)
