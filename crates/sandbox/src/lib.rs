@@ -4,13 +4,19 @@
 //! production client code runs against it unchanged.
 //!
 //! - [`atrium`]: MX Atrium (aggregation).
+//! - [`dwolla`]: Dwolla (ACH payments).
 //! - [`social`]: the sign-in providers (Facebook, Google, Twitter).
 
 pub mod atrium;
+pub mod dwolla;
 pub mod social;
 
 pub use atrium::{
     AtriumSim, AtriumSimConfig, AtriumSimHandle, Faults, SANDBOX_API_KEY, SANDBOX_CLIENT_ID, SimSettings, atrium_router,
+};
+pub use dwolla::{
+    DWOLLA_WEBHOOK_RETRIES, DwollaSim, DwollaSimConfig, DwollaSimHandle, SANDBOX_DWOLLA_KEY, SANDBOX_DWOLLA_SECRET,
+    SANDBOX_ROUTING_NUMBER,
 };
 pub use social::{
     FacebookSim, FacebookSimConfig, GoogleSim, GoogleSimConfig, SANDBOX_FACEBOOK_APP_ID, SANDBOX_FACEBOOK_APP_SECRET,

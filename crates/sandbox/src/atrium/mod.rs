@@ -86,14 +86,60 @@ impl Faults {
         Ok(())
     }
 
+    /// The status a request is answered with instead of being served (an
+    /// outage, a drawn 429 or 500), or `None` to serve it.
+    pub(crate) fn draw(&self, rng: &mut StdRng) -> Option<u16> {
+        if self.outage.is_some() {
+            return self.outage;
+        }
+        if self.rate_limit_rate <= 0.0 && self.error_rate <= 0.0 {
+            return None;
+        }
+        let draw: f64 = rand::Rng::r#gen(rng);
+        if draw < self.rate_limit_rate {
+            Some(429)
+        } else if draw < self.rate_limit_rate + self.error_rate {
+            Some(500)
+        } else {
+            None
+        }
+    }
+
     /// The nearest valid faults: rates clamped, a bad outage status made 503.
-    fn sanitized(mut self) -> Self {
+    pub(crate) fn sanitized(mut self) -> Self {
         self.error_rate = clamp_share(self.error_rate);
         self.rate_limit_rate = clamp_share(self.rate_limit_rate).min(1.0 - self.error_rate);
         if self.outage.is_some_and(|status| !(500..=599).contains(&status)) {
             self.outage = Some(503);
         }
         self
+    }
+}
+
+/// Faults with the dice they are drawn with, for a simulator that has no
+/// other run-time knobs.
+#[derive(Debug)]
+pub(crate) struct FaultSwitch(Mutex<(Faults, StdRng)>);
+
+impl FaultSwitch {
+    pub(crate) fn new(faults: Faults, seed: u64) -> Self {
+        Self(Mutex::new((faults.sanitized(), StdRng::seed_from_u64(seed ^ 0xfa17))))
+    }
+
+    pub(crate) fn current(&self) -> Faults {
+        lock(&self.0).0.clone()
+    }
+
+    /// Replaces the faults; out-of-range values are clamped.
+    pub(crate) fn replace(&self, faults: Faults) {
+        lock(&self.0).0 = faults.sanitized();
+    }
+
+    /// The latency to add and the status to answer instead, for one request.
+    pub(crate) fn roll(&self) -> (Duration, Option<u16>) {
+        let mut guard = lock(&self.0);
+        let (faults, rng) = &mut *guard;
+        (faults.latency, faults.draw(rng))
     }
 }
 

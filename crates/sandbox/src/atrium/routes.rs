@@ -18,7 +18,6 @@ use donkies_atrium::wire::{
     MemberStatusBody, MemberUpdateBody, MembersBody, NewMemberBody, NewUserBody, PageQuery, Pagination,
     ResumeMemberBody, Transaction, TransactionBody, TransactionQuery, TransactionsBody, UserBody, UsersBody,
 };
-use rand::Rng;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -76,21 +75,16 @@ async fn guard(State(sim): Shared, request: Request, next: Next) -> Response {
     let (latency, injected) = {
         let mut knobs = sim.knobs();
         let faults = knobs.faults.clone();
-        let injected = if let Some(status) = faults.outage {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-            Some(ApiError::new(status, "Atrium is unavailable (simulated outage)"))
-        } else if faults.rate_limit_rate > 0.0 || faults.error_rate > 0.0 {
-            let draw: f64 = knobs.fault_rng.r#gen();
-            if draw < faults.rate_limit_rate {
-                Some(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "Too many requests"))
-            } else if draw < faults.rate_limit_rate + faults.error_rate {
-                Some(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error (simulated)"))
-            } else {
-                None
+        let injected = faults.draw(&mut knobs.fault_rng).map(|status| match status {
+            429 => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "Too many requests"),
+            500 if faults.outage.is_none() => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error (simulated)")
             }
-        } else {
-            None
-        };
+            _ => ApiError::new(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+                "Atrium is unavailable (simulated outage)",
+            ),
+        });
         (faults.latency, injected)
     };
     if !latency.is_zero() {

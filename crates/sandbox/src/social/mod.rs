@@ -219,7 +219,12 @@ impl Served {
     const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
     pub async fn start(addr: SocketAddr, app: Router, name: &'static str) -> io::Result<Self> {
-        let listener = TcpListener::bind(addr).await?;
+        Self::serve(TcpListener::bind(addr).await?, app, name)
+    }
+
+    /// Serves `app` on a listener already bound, for a simulator that needs
+    /// its address before it builds its app.
+    pub fn serve(listener: TcpListener, app: Router, name: &'static str) -> io::Result<Self> {
         let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
