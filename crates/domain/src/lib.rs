@@ -1,5 +1,5 @@
 //! Pure domain types and rules of Donkies: money in cents, round-ups, share
-//! splits, and the profile fields a user may enter. No I/O.
+//! splits, the profile fields a user may enter, and the rules of payments. No I/O.
 //!
 //! Every type here is built by a `parse` (or `new`) that checks its input, so
 //! holding one is proof that the value is acceptable.
@@ -9,6 +9,7 @@ mod debt_shares;
 mod email;
 mod money;
 mod password;
+mod payments;
 mod profile;
 mod secret;
 mod settings;
@@ -19,6 +20,11 @@ pub use debt_shares::{DebtShares, DebtSharesError};
 pub use email::{Email, EmailError};
 pub use money::{Cents, MoneyError};
 pub use password::{Password, PasswordError};
+pub use payments::{
+    BankAccountType, CustomerKind, CustomerStatus, FundingSourceStatus, FundingSourceType, MicroDepositStatus,
+    ReturnConsequences, TransferParty, TransferRefusal, TransferStatus, VerificationType, check_transfer,
+    return_consequences, valid_routing_number,
+};
 pub use profile::{DateOfBirth, Phone, PostalCode, ProfileError, Ssn, UsState};
 pub use secret::SecretString;
 pub use settings::TransferAmount;

@@ -320,3 +320,46 @@ pub async fn total_debt(db: &Db, user_id: i64) -> Result<Cents, StoreError> {
     .await)?
     .map_or(Cents::ZERO, Cents::new))
 }
+
+/// Make this account the one the user's transfers are funded from, and no other of theirs.
+pub async fn set_funding_source_for_transfer(
+    tx: &mut Tx,
+    user_id: i64,
+    account_id: i64,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    on_tx!(tx, conn => sqlx::query(
+        "UPDATE accounts SET is_funding_source_for_transfer = (id = $2), updated_at = $3 \
+         WHERE user_id = $1 AND is_funding_source_for_transfer <> (id = $2)",
+    )
+    .bind(user_id)
+    .bind(account_id)
+    .bind(now)
+    .execute(conn)
+    .await
+    .map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
+/// Whether the account's bank is known to Dwolla as a funding source.
+pub async fn set_dwolla_created(
+    db: &Db,
+    user_id: i64,
+    account_id: i64,
+    created: bool,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let mut tx = db.begin().await?;
+    on_tx!(&mut tx, conn => sqlx::query(
+        "UPDATE accounts SET is_dwolla_created = $3, updated_at = $4 WHERE user_id = $1 AND id = $2",
+    )
+    .bind(user_id)
+    .bind(account_id)
+    .bind(created)
+    .bind(now)
+    .execute(conn)
+    .await
+    .map(|r| r.rows_affected()))?;
+    tx.commit().await?;
+    Ok(())
+}

@@ -1,7 +1,10 @@
 //! Domain values in columns: decoding the stored text or integer into a domain type happens
 //! here and only here, at the store's edge. The domain crate knows nothing of sqlx.
 
-use donkies_domain::{AccountFamily, Cents, Direction, MemberStatus, Share, TransferAmount};
+use donkies_domain::{
+    AccountFamily, BankAccountType, Cents, CustomerKind, CustomerStatus, Direction, FundingSourceStatus,
+    FundingSourceType, MemberStatus, MicroDepositStatus, Share, TransferAmount, TransferStatus, VerificationType,
+};
 use sqlx::error::BoxDynError;
 use sqlx::{Database, Decode, Type};
 
@@ -79,12 +82,40 @@ impl Stored for Direction {
     }
 }
 
-impl Stored for MemberStatus {
-    type Raw = String;
-    fn from_raw(raw: String) -> Result<Self, String> {
-        Ok(MemberStatus::parse(&raw))
-    }
+/// Columns holding one of a closed set of words: any other stored word is refused.
+macro_rules! closed_word_column {
+    ($($t:ty => $what:literal),* $(,)?) => {$(
+        impl Stored for $t {
+            type Raw = String;
+            fn from_raw(raw: String) -> Result<Self, String> {
+                <$t>::parse(&raw).ok_or_else(|| format!(concat!("{:?} is not ", $what), raw))
+            }
+        }
+    )*};
 }
+
+closed_word_column!(
+    CustomerKind => "a customer kind",
+    FundingSourceStatus => "a funding-source status",
+    FundingSourceType => "a funding-source type",
+    VerificationType => "a verification type",
+    MicroDepositStatus => "a micro-deposit status",
+    BankAccountType => "a bank account type",
+);
+
+/// Columns holding an open set of words: unknown words are kept as they are.
+macro_rules! open_word_column {
+    ($($t:ty),* $(,)?) => {$(
+        impl Stored for $t {
+            type Raw = String;
+            fn from_raw(raw: String) -> Result<Self, String> {
+                Ok(<$t>::parse(&raw))
+            }
+        }
+    )*};
+}
+
+open_word_column!(MemberStatus, CustomerStatus, TransferStatus);
 
 /// `#[sqlx(try_from)]` converts the decoded column into the field's type.
 macro_rules! unwrap_column {
@@ -97,4 +128,22 @@ macro_rules! unwrap_column {
     )*};
 }
 
-unwrap_column!(Cents, Option<Cents>, Share, TransferAmount, AccountFamily, Direction, MemberStatus);
+unwrap_column!(
+    Cents,
+    Option<Cents>,
+    Share,
+    TransferAmount,
+    AccountFamily,
+    Direction,
+    MemberStatus,
+    CustomerKind,
+    CustomerStatus,
+    Option<CustomerStatus>,
+    FundingSourceStatus,
+    FundingSourceType,
+    VerificationType,
+    MicroDepositStatus,
+    Option<MicroDepositStatus>,
+    BankAccountType,
+    TransferStatus,
+);

@@ -20,6 +20,17 @@ pub const SOCIAL_IDENTITIES_PROVIDER_USER: &str = "social_identities_provider_pr
 pub const OAUTH_REQUESTS_TOKEN: &str = "oauth_requests_token";
 pub const AUTH_TOKENS_TOKEN_HASH: &str = "auth_tokens_token_hash";
 pub const ACTION_TOKENS_TOKEN_HASH: &str = "action_tokens_token_hash";
+/// One Dwolla customer per user.
+pub const CUSTOMERS_USER_ID: &str = "customers_user_id";
+pub const CUSTOMERS_DWOLLA_ID: &str = "customers_dwolla_id";
+/// One funding source per account that is not removed.
+pub const FUNDING_SOURCES_ACCOUNT_ID: &str = "funding_sources_account_id";
+pub const FUNDING_SOURCES_DWOLLA_ID: &str = "funding_sources_dwolla_id";
+/// One transfer per caller's record (`collection:123`): what makes a movement idempotent.
+pub const TRANSFERS_REFERENCE: &str = "transfers_reference";
+pub const TRANSFERS_IDEMPOTENCY_KEY: &str = "transfers_idempotency_key";
+pub const TRANSFERS_DWOLLA_ID: &str = "transfers_dwolla_id";
+pub const DWOLLA_EVENTS_EVENT_ID: &str = "dwolla_events_event_id";
 
 /// PostgreSQL names that do not follow `<table>_<columns>_key`: primary keys and named indexes.
 const POSTGRES_NAMES: &[(&str, &str)] = &[
@@ -30,6 +41,7 @@ const POSTGRES_NAMES: &[(&str, &str)] = &[
     ("job_slots_pkey", "job_slots_name_slot"),
     ("institution_credentials_pkey", "institution_credentials_institution_id_guid"),
     ("challenges_pkey", "challenges_member_id_guid"),
+    ("dwolla_events_pkey", DWOLLA_EVENTS_EVENT_ID),
 ];
 
 /// The engine-independent name of a violated unique constraint, from what the driver reports:

@@ -12,6 +12,7 @@ pub mod institutions;
 pub mod jobs;
 pub mod members;
 pub mod outbox;
+pub mod payments;
 pub mod social;
 pub mod testing;
 pub mod tokens;
