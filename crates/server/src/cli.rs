@@ -50,6 +50,11 @@ pub enum Command {
         #[command(subcommand)]
         command: JobsCommand,
     },
+    /// Payments at Dwolla, for operators: transfers, customers, sandbox processing.
+    Payments {
+        #[command(subcommand)]
+        command: PaymentsCommand,
+    },
     /// Run a provider simulator on its own port (for front-end developers and tests).
     Sandbox {
         #[command(subcommand)]
@@ -69,6 +74,52 @@ pub enum SandboxCommand {
         /// Time a member spends in each aggregation status, in milliseconds.
         #[arg(long, default_value_t = 500, value_name = "MS")]
         step_ms: u64,
+    },
+    /// The Dwolla simulator (state in memory). Point the server at it with
+    /// DONKIES_DWOLLA_URL=http://ADDR, DONKIES_DWOLLA_KEY=donkies-sandbox-dwolla-key,
+    /// DONKIES_DWOLLA_SECRET=donkies-sandbox-dwolla-secret.
+    Dwolla {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8091", value_name = "ADDR")]
+        listen: String,
+        /// Process pending transfers and micro-deposits by itself this often, in milliseconds
+        /// (0: only on POST /sandbox-simulations).
+        #[arg(long, default_value_t = 0, value_name = "MS")]
+        processing_ms: u64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PaymentsCommand {
+    /// Transfers, newest first.
+    Transfers {
+        /// Only transfers with this status (pending, processed, failed, cancelled).
+        #[arg(long)]
+        status: Option<String>,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Customers and their status at Dwolla.
+    Customers {
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Move an amount from a user's round-up funding source to the Donkies account.
+    Transfer {
+        /// The user's email.
+        #[arg(long)]
+        user: String,
+        /// Dollars and cents, e.g. 1.00.
+        #[arg(long)]
+        amount: String,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Sandbox only: process pending transfers and micro-deposits now (on the simulator that
+    /// `serve` runs, or the one DONKIES_DWOLLA_URL names).
+    Simulate {
+        #[command(flatten)]
+        common: CommonArgs,
     },
 }
 
@@ -144,7 +195,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Worker { common } => {
             let settings = Arc::new(settings(&cli.config, None, &common)?);
             let db = open_database(&settings).await?;
-            let (ctx, simulators) = crate::build_context(settings, db).await?;
+            let api = settings.listen;
+            let (ctx, simulators) = crate::build_context(settings, db, api, false).await?;
             if simulators.atrium.is_some() {
                 tracing::warn!(
                     "no DONKIES_ATRIUM_URL: this worker talks to its own in-process simulator; \
@@ -184,6 +236,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             crate::wait_for_signal().await;
             let _ = sim.shutdown().await;
         }
+        Command::Sandbox { command: SandboxCommand::Dwolla { listen, processing_ms } } => {
+            let addr: std::net::SocketAddr =
+                listen.parse().map_err(|e| ConfigError::new("--listen", format!("invalid address {listen:?}: {e}")))?;
+            let config = donkies_sandbox::DwollaSimConfig {
+                processing_interval: (processing_ms > 0).then(|| std::time::Duration::from_millis(processing_ms)),
+                ..Default::default()
+            };
+            let sim = donkies_sandbox::DwollaSim::start(addr, config)
+                .await
+                .map_err(|e| ConfigError::new("--listen", format!("cannot listen on {addr}: {e}")))?;
+            tracing::info!(
+                "Dwolla simulator listening on {} (key {}, secret {}; IAV at /__sim/iav/{{token}}, fault knobs at /__sim/faults)",
+                sim.base_url(),
+                donkies_sandbox::SANDBOX_DWOLLA_KEY,
+                donkies_sandbox::SANDBOX_DWOLLA_SECRET
+            );
+            crate::wait_for_signal().await;
+            let _ = sim.shutdown().await;
+        }
+        Command::Payments { command } => payments(&cli.config, command).await?,
         Command::Jobs { command: JobsCommand::List { failed, common } } => {
             let settings = settings(&cli.config, None, &common)?;
             let db = open_database(&settings).await?;
@@ -211,6 +283,80 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 anyhow::bail!("no failed job with id {id}");
             }
+        }
+    }
+    Ok(())
+}
+
+/// The services of a process that runs beside `serve` (same database, same providers — in
+/// sandbox mode, the simulators `serve` runs).
+async fn operator_services(config: &Option<PathBuf>, common: &CommonArgs) -> anyhow::Result<crate::services::Services> {
+    let settings = Arc::new(settings(config, None, common)?);
+    let db = open_database(&settings).await?;
+    let api = settings.listen;
+    let (ctx, _simulators) = crate::build_context(settings, db, api, false).await?;
+    Ok(ctx.services)
+}
+
+async fn payments(config: &Option<PathBuf>, command: PaymentsCommand) -> anyhow::Result<()> {
+    use donkies_domain::{Cents, TransferStatus};
+    match command {
+        PaymentsCommand::Transfers { status, common } => {
+            let services = operator_services(config, &common).await?;
+            let status = status.as_deref().map(TransferStatus::parse);
+            let transfers = services.list_transfers(status.as_ref()).await?;
+            println!(
+                "{:<16}  {:<28}  {:>10}  {:<10}  {:<38}  failure",
+                "id", "reference", "amount", "status", "dwolla id"
+            );
+            for t in &transfers {
+                let failure = match (&t.failure_code, &t.failure_description) {
+                    (Some(code), Some(text)) => format!("{code} {text}"),
+                    (Some(code), None) => code.clone(),
+                    _ => String::new(),
+                };
+                println!(
+                    "{:<16}  {:<28}  {:>10}  {:<10}  {:<38}  {failure}",
+                    t.id,
+                    t.reference,
+                    t.amount.to_string(),
+                    t.status.as_str(),
+                    t.dwolla_id.as_deref().unwrap_or("-")
+                );
+            }
+            println!("{} transfer(s)", transfers.len());
+        }
+        PaymentsCommand::Customers { common } => {
+            let services = operator_services(config, &common).await?;
+            let customers = services.list_customers().await?;
+            println!("{:<16}  {:<16}  {:<12}  {:<12}  {:<38}  email", "id", "user", "type", "status", "dwolla id");
+            for c in &customers {
+                println!(
+                    "{:<16}  {:<16}  {:<12}  {:<12}  {:<38}  {}",
+                    c.id,
+                    c.user_id,
+                    c.kind.as_str(),
+                    c.status.as_ref().map_or("-", |s| s.as_str()),
+                    c.dwolla_id.as_deref().unwrap_or("-"),
+                    c.email
+                );
+            }
+            println!("{} customer(s)", customers.len());
+        }
+        PaymentsCommand::Transfer { user, amount, common } => {
+            let amount =
+                Cents::parse(amount.trim()).map_err(|e| ConfigError::new("--amount", format!("{amount:?}: {e}")))?;
+            let services = operator_services(config, &common).await?;
+            let transfer = services.collect_by_hand(&user, amount).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "transfer {} of {} recorded ({}); a worker sends it to Dwolla",
+                transfer.id, transfer.amount, transfer.reference
+            );
+        }
+        PaymentsCommand::Simulate { common } => {
+            let services = operator_services(config, &common).await?;
+            let processed = services.simulate_processing().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("{processed} transfer(s) processed");
         }
     }
     Ok(())

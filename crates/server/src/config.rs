@@ -166,6 +166,59 @@ pub struct CommonArgs {
     /// [default: 500]
     #[arg(long, env = "DONKIES_SANDBOX_STEP_MS", value_name = "MS")]
     pub sandbox_step_ms: Option<String>,
+
+    /// Dwolla API base URL, e.g. https://api-sandbox.dwolla.com [default: unset, the Dwolla
+    /// simulator served by `serve` under /__sandbox/dwolla]
+    #[arg(long, env = "DONKIES_DWOLLA_URL", value_name = "URL")]
+    pub dwolla_url: Option<String>,
+    /// Dwolla application key (required with DONKIES_DWOLLA_URL)
+    #[arg(long, env = "DONKIES_DWOLLA_KEY", value_name = "KEY")]
+    pub dwolla_key: Option<String>,
+    /// Dwolla application secret (required with DONKIES_DWOLLA_URL)
+    #[arg(long, env = "DONKIES_DWOLLA_SECRET", value_name = "SECRET", hide_env_values = true)]
+    pub dwolla_secret: Option<String>,
+    /// Secret Dwolla signs webhooks with (X-Request-Signature-SHA-256) [default: derived from
+    /// the secret key]
+    #[arg(long, env = "DONKIES_DWOLLA_WEBHOOK_SECRET", value_name = "SECRET", hide_env_values = true)]
+    pub dwolla_webhook_secret: Option<String>,
+    /// Dwolla funding source where collected round-ups land [default: the master Account's
+    /// balance]
+    #[arg(long, env = "DONKIES_DWOLLA_ACCOUNT_FUNDING_SOURCE", value_name = "ID")]
+    pub dwolla_account_funding_source: Option<String>,
+    /// Public base URL of this server, where Dwolla delivers webhooks
+    /// (<url>/v1/dwolla/webhooks) [default: none with DONKIES_DWOLLA_URL, so no subscription
+    /// is made; the server itself in sandbox mode]
+    #[arg(long, env = "DONKIES_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+    /// How often the in-process Dwolla simulator processes pending transfers and
+    /// micro-deposits by itself, in milliseconds (0: only on `donkies payments simulate`)
+    /// [default: 3000]
+    #[arg(long, env = "DONKIES_DWOLLA_SANDBOX_PROCESSING_MS", value_name = "MS")]
+    pub dwolla_sandbox_processing_ms: Option<String>,
+    /// Seconds before a call to Dwolla times out [default: 20]
+    #[arg(long, env = "DONKIES_DWOLLA_TIMEOUT_SECONDS", value_name = "SECONDS")]
+    pub dwolla_timeout_seconds: Option<String>,
+}
+
+/// Dwolla's address and the app's keys.
+#[derive(Debug, Clone)]
+pub struct DwollaRemote {
+    pub url: Url,
+    pub key: String,
+    pub secret: SecretString,
+}
+
+/// Everything about the payment rail.
+#[derive(Debug, Clone)]
+pub struct DwollaSettings {
+    pub rail: ProviderSetting<DwollaRemote>,
+    pub webhook_secret: SecretString,
+    /// Where collections land; `None`: the master Account's balance.
+    pub account_funding_source: Option<String>,
+    /// This server's public base URL, for the webhook subscription.
+    pub public_url: Option<Url>,
+    pub sandbox_processing: Option<Duration>,
+    pub timeout: Duration,
 }
 
 /// Fully resolved settings.
@@ -198,6 +251,7 @@ pub struct Settings {
     pub facebook: ProviderSetting<SocialRemote>,
     pub google: ProviderSetting<SocialRemote>,
     pub twitter: ProviderSetting<SocialRemote>,
+    pub dwolla: DwollaSettings,
 }
 
 /// Where an outside service is.
@@ -317,6 +371,14 @@ const FILE_KEYS: &[&str] = &[
     "twitter_url",
     "twitter_key",
     "twitter_secret",
+    "dwolla_url",
+    "dwolla_key",
+    "dwolla_secret",
+    "dwolla_webhook_secret",
+    "dwolla_account_funding_source",
+    "public_url",
+    "dwolla_sandbox_processing_ms",
+    "dwolla_timeout_seconds",
 ];
 
 /// Keys of the original `settings/data.json` and the setting each one feeds.
@@ -629,7 +691,10 @@ impl Settings {
             sandbox_mode,
         )?;
 
+        let dwolla = resolve_dwolla(args, file, &secret_key)?;
+
         Ok(Settings {
+            dwolla,
             facebook,
             google,
             twitter,
@@ -666,6 +731,58 @@ impl Settings {
         url.query_pairs_mut().clear().extend_pairs(query);
         url.to_string()
     }
+}
+
+fn resolve_dwolla(args: &CommonArgs, file: &FileValues, secret_key: &str) -> Result<DwollaSettings, ConfigError> {
+    let url_setting = "DONKIES_DWOLLA_URL (--dwolla-url)";
+    let parse_url = |setting: &'static str, raw: String| {
+        Url::parse(&raw).map_err(|e| ConfigError::new(setting, format!("invalid URL {raw:?}: {e}")))
+    };
+    let rail = match pick(&args.dwolla_url, file, "dwolla_url").filter(|u| !u.is_empty()) {
+        Some(url) => {
+            let url = parse_url(url_setting, url)?;
+            let key = pick(&args.dwolla_key, file, "dwolla_key").filter(|k| !k.is_empty()).ok_or_else(|| {
+                ConfigError::new("DONKIES_DWOLLA_KEY (--dwolla-key)", "required when DONKIES_DWOLLA_URL is set")
+            })?;
+            let secret =
+                pick(&args.dwolla_secret, file, "dwolla_secret").filter(|k| !k.is_empty()).ok_or_else(|| {
+                    ConfigError::new(
+                        "DONKIES_DWOLLA_SECRET (--dwolla-secret)",
+                        "required when DONKIES_DWOLLA_URL is set",
+                    )
+                })?;
+            ProviderSetting::Remote(DwollaRemote { url, key, secret: SecretString::new(secret) })
+        }
+        None => ProviderSetting::Sandbox,
+    };
+    let webhook_secret =
+        match pick(&args.dwolla_webhook_secret, file, "dwolla_webhook_secret").filter(|s| !s.is_empty()) {
+            Some(secret) => SecretString::new(secret),
+            None => SecretString::new(crate::crypto::derive_secret(secret_key, "dwolla webhooks")),
+        };
+    let public_url = match pick(&args.public_url, file, "public_url").filter(|u| !u.is_empty()) {
+        Some(url) => Some(parse_url("DONKIES_PUBLIC_URL (--public-url)", url)?),
+        None => None,
+    };
+    let processing_ms: u64 = parse_num(
+        pick(&args.dwolla_sandbox_processing_ms, file, "dwolla_sandbox_processing_ms"),
+        "DONKIES_DWOLLA_SANDBOX_PROCESSING_MS (--dwolla-sandbox-processing-ms)",
+        3000,
+    )?;
+    let timeout: u64 = parse_num(
+        pick(&args.dwolla_timeout_seconds, file, "dwolla_timeout_seconds"),
+        "DONKIES_DWOLLA_TIMEOUT_SECONDS (--dwolla-timeout-seconds)",
+        20,
+    )?;
+    Ok(DwollaSettings {
+        rail,
+        webhook_secret,
+        account_funding_source: pick(&args.dwolla_account_funding_source, file, "dwolla_account_funding_source")
+            .filter(|s| !s.is_empty()),
+        public_url,
+        sandbox_processing: (processing_ms > 0).then(|| Duration::from_millis(processing_ms)),
+        timeout: Duration::from_secs(timeout.max(1)),
+    })
 }
 
 fn ensure_dir(dir: &Path) -> Result<(), ConfigError> {

@@ -163,6 +163,16 @@ pub fn unusable_password_hash() -> String {
 /// How long a signed OAuth `state` is accepted.
 const STATE_TTL_SECONDS: i64 = 3600;
 
+/// A secret for one purpose, derived from the server's secret key (HKDF-SHA256), so that
+/// leaking it reveals nothing of the key or of secrets for other purposes.
+pub fn derive_secret(secret_key: &str, purpose: &str) -> String {
+    let mut out = [0u8; 32];
+    Hkdf::<Sha256>::new(Some(b"donkies derived secret"), secret_key.as_bytes())
+        .expand(purpose.as_bytes(), &mut out)
+        .expect("32 bytes is a valid HKDF-SHA256 length");
+    hex::encode(out)
+}
+
 fn state_mac(secret_key: &str, timestamp: i64) -> String {
     use hmac::{Hmac, Mac};
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret_key.as_bytes()).expect("HMAC takes any key length");

@@ -33,10 +33,18 @@ pub async fn open_database(settings: &Settings) -> anyhow::Result<Db> {
 }
 
 /// Everything the API and the worker share in one process, and the simulators started for it.
-pub async fn build_context(settings: Arc<Settings>, db: Db) -> anyhow::Result<(JobContext, Simulators)> {
-    let providers = providers::connect(&settings).await?;
+/// `api` is the address of the `serve` process whose sandbox simulators other processes share;
+/// `serve_sandbox` when this process is that `serve`.
+pub async fn build_context(
+    settings: Arc<Settings>,
+    db: Db,
+    api: SocketAddr,
+    serve_sandbox: bool,
+) -> anyhow::Result<(JobContext, Simulators)> {
+    let providers = providers::connect(&settings, api, serve_sandbox).await?;
     let queue = JobQueue::new(settings.job_max_attempts);
-    let services = Services::new(db, settings.clone(), providers.aggregator, providers.social, queue);
+    let clients = (providers.aggregator, providers.rail, providers.social);
+    let services = Services::new(db, settings.clone(), clients, queue);
     let ctx = JobContext { services, mailer: mail::Mailer::from_settings(&settings)? };
     Ok((ctx, providers.simulators))
 }
@@ -86,8 +94,21 @@ impl Server {
         })?;
         let addr = listener.local_addr()?;
         let settings = Arc::new(settings);
-        let (context, simulators) = build_context(settings.clone(), db.clone()).await?;
+        let (context, simulators) = build_context(settings.clone(), db.clone(), addr, true).await?;
         enqueue_startup_jobs(&context).await?;
+        // Dwolla's webhooks come here: to this server itself in sandbox mode, else to the public
+        // URL when one is configured.
+        let public = match (&settings.dwolla.rail, &settings.dwolla.public_url) {
+            (_, Some(url)) => Some(url.clone()),
+            (config::ProviderSetting::Sandbox, None) => url::Url::parse(&format!("http://{}/", loopback_of(addr))).ok(),
+            _ => None,
+        };
+        if let Some(base) = public.and_then(|b| b.join("v1/dwolla/webhooks").ok()) {
+            let mut work = context.services.begin().await?;
+            work.enqueue(&services::payments::EnsureWebhookSubscription { url: base.to_string() }, Duration::ZERO)
+                .await?;
+            work.commit().await?;
+        }
         let state = http::AppState::new(context.services.clone());
         let shutdown = CancellationToken::new();
         let mut tasks = Vec::new();
@@ -108,7 +129,11 @@ impl Server {
             }
         }));
 
-        let app = http::app(state).into_make_service_with_connect_info::<SocketAddr>();
+        let mut app = http::app(state);
+        if let Some(dwolla) = &simulators.dwolla {
+            app = app.nest_service(providers::DWOLLA_SANDBOX_PATH, dwolla.handle.router());
+        }
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let stop = shutdown.clone();
         tasks.push(tokio::spawn(async move {
             let served = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await;
@@ -149,6 +174,11 @@ impl Server {
         self.shutdown().await;
         tracing::info!("stopped");
     }
+}
+
+/// `addr`, with an unspecified IP (listening everywhere) replaced by loopback.
+fn loopback_of(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], addr.port())) } else { addr }
 }
 
 pub async fn wait_for_signal() {

@@ -83,6 +83,11 @@ pub fn email_change(first_name: &str, link: &str, minutes: i64) -> Rendered {
     )
 }
 
+/// A notice about the user's payments (customer, bank or transfer news).
+pub fn payment_notice(template: &'static str, subject: &str, first_name: &str, line: &str, link: &str) -> Rendered {
+    render(template, subject, first_name, &[line], link, "See your accounts")
+}
+
 /// Where mail goes.
 #[derive(Clone)]
 pub enum Mailer {

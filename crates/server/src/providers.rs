@@ -8,8 +8,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use donkies_atrium::{Aggregator, AtriumClient, AtriumConfig};
-use donkies_sandbox::{AtriumSim, AtriumSimConfig, FacebookSim, GoogleSim, TwitterSim};
+use donkies_dwolla::{DwollaClient, DwollaConfig, PaymentRail};
+use donkies_sandbox::{
+    AtriumSim, AtriumSimConfig, DwollaSimConfig, DwollaSimHandle, FacebookSim, GoogleSim, TwitterSim,
+};
 use donkies_social::{FacebookClient, FacebookConfig, GoogleClient, GoogleConfig, TwitterClient, TwitterConfig};
+use url::Url;
 
 use crate::config::{ConfigError, ProviderSetting, Settings};
 use crate::services::social::SignInProviders;
@@ -57,10 +61,36 @@ macro_rules! simulator {
 }
 simulator!(AtriumSim, FacebookSim, GoogleSim, TwitterSim);
 
+/// Where `serve` mounts the Dwolla simulator in sandbox mode; other processes (workers,
+/// operator commands) reach the same simulated Dwolla there.
+pub const DWOLLA_SANDBOX_PATH: &str = "/__sandbox/dwolla";
+
+/// The Dwolla simulator of sandbox mode, served by `serve` under [`DWOLLA_SANDBOX_PATH`].
+pub struct DwollaSandbox {
+    pub handle: DwollaSimHandle,
+    processor: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl DwollaSandbox {
+    fn new(base: &Url, settings: &Settings) -> DwollaSandbox {
+        let config = DwollaSimConfig {
+            public_url: Some(base.clone()),
+            // Dwolla retries a failed delivery for days; the sandbox for a minute.
+            webhook_retries: [1, 2, 4, 8, 15, 30].map(Duration::from_secs).to_vec(),
+            ..Default::default()
+        };
+        let handle = DwollaSimHandle::new(config);
+        let processor = settings.dwolla.sandbox_processing.map(|every| handle.spawn_processor(every));
+        DwollaSandbox { handle, processor }
+    }
+}
+
 /// The simulators this process started; stopped on shutdown.
 #[derive(Default)]
 pub struct Simulators {
     pub atrium: Option<AtriumSim>,
+    /// Served by the HTTP API of this process (sandbox mode, `serve` only).
+    pub dwolla: Option<DwollaSandbox>,
     facebook: Option<FacebookSim>,
     google: Option<GoogleSim>,
     twitter: Option<TwitterSim>,
@@ -68,6 +98,9 @@ pub struct Simulators {
 
 impl Simulators {
     pub async fn shutdown(self) {
+        if let Some(processor) = self.dwolla.and_then(|d| d.processor) {
+            processor.abort();
+        }
         if let Some(s) = self.atrium {
             s.stop().await;
         }
@@ -86,13 +119,48 @@ impl Simulators {
 /// The clients of every provider, and the simulators started for them.
 pub struct Providers {
     pub aggregator: Arc<dyn Aggregator>,
+    pub rail: Arc<dyn PaymentRail>,
     pub social: SignInProviders,
     pub simulators: Simulators,
 }
 
-/// Build every provider the settings ask for, starting simulators in sandbox mode.
-pub async fn connect(settings: &Settings) -> anyhow::Result<Providers> {
+/// The base URL of the sandbox Dwolla that `serve` at `api` offers.
+pub fn dwolla_sandbox_url(api: SocketAddr) -> Url {
+    let host = if api.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], api.port())) } else { api };
+    Url::parse(&format!("http://{host}{DWOLLA_SANDBOX_PATH}/")).expect("a socket address makes a valid URL")
+}
+
+/// The payment rail: Dwolla at its configured address, or in sandbox mode the simulator that
+/// `serve` at `api` serves (started here when `serve_sandbox`).
+fn payment_rail(
+    settings: &Settings,
+    api: SocketAddr,
+    serve_sandbox: bool,
+    sims: &mut Simulators,
+) -> anyhow::Result<Arc<dyn PaymentRail>> {
+    let setting = "DONKIES_DWOLLA_URL (--dwolla-url)";
+    let config = match &settings.dwolla.rail {
+        ProviderSetting::Remote(r) => DwollaConfig::new(r.url.clone(), r.key.clone(), r.secret.clone()),
+        ProviderSetting::Sandbox | ProviderSetting::Off => {
+            let base = dwolla_sandbox_url(api);
+            if serve_sandbox {
+                tracing::info!(url = %base, "no DONKIES_DWOLLA_URL: serving a Dwolla simulator");
+                sims.dwolla = Some(DwollaSandbox::new(&base, settings));
+            }
+            DwollaConfig::new(base, donkies_sandbox::SANDBOX_DWOLLA_KEY, donkies_sandbox::SANDBOX_DWOLLA_SECRET)
+        }
+    };
+    let client = DwollaClient::new(config.with_timeout(settings.dwolla.timeout))
+        .map_err(|e| ConfigError::new(setting, e.to_string()))?;
+    Ok(Arc::new(client))
+}
+
+/// Build every provider the settings ask for, starting simulators in sandbox mode. `api` is
+/// the address of the `serve` process (this one when `serve_sandbox`), whose Dwolla simulator
+/// sandbox mode uses.
+pub async fn connect(settings: &Settings, api: SocketAddr, serve_sandbox: bool) -> anyhow::Result<Providers> {
     let mut sims = Simulators::default();
+    let rail = payment_rail(settings, api, serve_sandbox, &mut sims)?;
     let timeout = settings.atrium_timeout;
     let step = settings.sandbox_step;
     let (atrium, sims_atrium) = build(
@@ -180,5 +248,5 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<Providers> {
     if sims.facebook.is_some() || sims.google.is_some() || sims.twitter.is_some() {
         tracing::info!("sign-in providers without keys are served by in-process simulators");
     }
-    Ok(Providers { aggregator: Arc::new(aggregator), social, simulators: sims })
+    Ok(Providers { aggregator: Arc::new(aggregator), rail, social, simulators: sims })
 }

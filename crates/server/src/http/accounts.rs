@@ -77,7 +77,7 @@ pub struct AccountView {
 }
 
 /// Render accounts, reading each member once.
-async fn account_views(state: &AppState, list: Vec<Account>) -> ApiResult<Vec<AccountView>> {
+pub(super) async fn account_views(state: &AppState, list: Vec<Account>) -> ApiResult<Vec<AccountView>> {
     let members_by_id = state.services.members_of(&list).await?;
     let mut out = Vec::with_capacity(list.len());
     for a in list {

@@ -14,10 +14,14 @@ pub enum ApiError {
     Fields(BTreeMap<String, Vec<String>>),
     /// 400 `{"non_field_errors": ["message"]}`
     NonField(String),
+    /// 400 `{"message": "…"}` (the shape a few payment endpoints of the original answered).
+    Message(String),
     /// 401 without credentials.
     Unauthenticated,
     /// 401 with a token that is unknown, malformed or expired.
     BadToken(&'static str),
+    /// 401: a webhook without a valid signature.
+    BadSignature,
     NotFound,
     MethodNotAllowed(Method),
     PayloadTooLarge,
@@ -79,6 +83,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
             ApiError::Fields(fields) => (StatusCode::BAD_REQUEST, axum::Json(fields)).into_response(),
+            ApiError::Message(message) => {
+                (StatusCode::BAD_REQUEST, axum::Json(json!({ "message": message }))).into_response()
+            }
             ApiError::NonField(message) => {
                 (StatusCode::BAD_REQUEST, axum::Json(json!({ "non_field_errors": [message] }))).into_response()
             }
@@ -94,6 +101,7 @@ impl IntoResponse for ApiError {
                 r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Token"));
                 r
             }
+            ApiError::BadSignature => detail(StatusCode::UNAUTHORIZED, "Invalid webhook signature."),
             ApiError::NotFound => detail(StatusCode::NOT_FOUND, "Not found."),
             ApiError::MethodNotAllowed(method) => {
                 detail(StatusCode::METHOD_NOT_ALLOWED, &format!("Method \"{method}\" not allowed."))

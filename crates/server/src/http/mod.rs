@@ -9,6 +9,7 @@ pub mod input;
 pub mod members;
 pub mod ops;
 pub mod page;
+pub mod payments;
 pub mod sessions;
 pub mod social;
 pub mod users;
@@ -148,6 +149,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(members::router())
         .merge(accounts::router())
         .merge(social::router())
+        .merge(payments::router())
         .split_for_parts();
     doc.components.get_or_insert_with(Default::default).add_security_scheme(
         "token",

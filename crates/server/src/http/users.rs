@@ -9,12 +9,14 @@ use utoipa_axum::routes;
 
 use donkies_domain::{Cents, DateOfBirth, Email, Password, Phone, PostalCode, Ssn, TransferAmount, UsState};
 use donkies_store::now;
+use donkies_store::payments::Customer;
 use donkies_store::users::User;
 
 use super::AppState;
 use super::error::ApiResult;
 use super::extract::AuthUser;
 use super::input::{Check, Field, RequestBody, Valid};
+use super::payments::UserCustomer;
 use crate::services::profile::Profile;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -51,7 +53,7 @@ pub struct UserView {
     /// Masked: `***-**-1234`.
     ssn: Option<String>,
     phone: Option<String>,
-    dwolla_customer: Option<serde_json::Value>,
+    dwolla_customer: Option<UserCustomer>,
     is_profile_completed: bool,
     minimum_transfer_amount: i64,
     is_even_roundup: bool,
@@ -63,7 +65,7 @@ pub struct UserView {
 }
 
 impl UserView {
-    pub fn new(u: User, total_debt: Cents) -> Self {
+    pub fn new(u: User, total_debt: Cents, customer: Option<&Customer>) -> Self {
         UserView {
             ssn: u.ssn_last4.as_ref().map(|last4| format!("***-**-{last4}")),
             date_of_birth: u.date_of_birth.map(|d| d.format("%Y-%m-%d").to_string()),
@@ -81,7 +83,7 @@ impl UserView {
             state: u.state,
             postal_code: u.postal_code,
             phone: u.phone,
-            dwolla_customer: None,
+            dwolla_customer: customer.map(UserCustomer::from),
             is_profile_completed: u.is_profile_completed,
             minimum_transfer_amount: u.minimum_transfer_amount.get(),
             is_even_roundup: u.is_even_roundup,
@@ -107,7 +109,8 @@ fn message(text: &str) -> axum::Json<Message> {
 #[utoipa::path(get, path = "/v1/user", tag = "user", security(("token" = [])), responses((status = 200, body = UserView)))]
 async fn get_user(State(state): State<AppState>, auth: AuthUser) -> ApiResult<axum::Json<UserView>> {
     let total_debt = state.services.total_debt(auth.user.id).await?;
-    Ok(axum::Json(UserView::new(auth.user, total_debt)))
+    let customer = state.services.customer(auth.user.id).await?;
+    Ok(axum::Json(UserView::new(auth.user, total_debt, customer.as_ref())))
 }
 
 #[derive(Default, Deserialize, ToSchema)]
@@ -208,7 +211,8 @@ async fn update_user(
 ) -> ApiResult<axum::Json<UserView>> {
     let user = state.services.update_profile(&auth.user, profile).await?;
     let total_debt = state.services.total_debt(user.id).await?;
-    Ok(axum::Json(UserView::new(user, total_debt)))
+    let customer = state.services.customer(user.id).await?;
+    Ok(axum::Json(UserView::new(user, total_debt, customer.as_ref())))
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]

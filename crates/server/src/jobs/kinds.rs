@@ -11,6 +11,10 @@ use crate::services::banking::{
     BackfillAggregatorUsers, CreateAggregatorUser, PollMember, ResyncMembers, SyncInstitutions, SyncMemberTransactions,
 };
 use crate::services::outbox::SendMail;
+use crate::services::payments::{
+    ApplyDwollaEvent, CreateDwollaCustomer, CreateDwollaFundingSource, EnsureWebhookSubscription, PollPayments,
+    SendTransfer,
+};
 
 /// Housekeeping: expired tokens.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -26,6 +30,7 @@ pub const PERIODIC: &[(&str, Duration)] = &[
     (ResyncMembers::KIND, Duration::from_secs(3600)),
     (SyncInstitutions::KIND, Duration::from_secs(6 * 3600)),
     (BackfillAggregatorUsers::KIND, Duration::from_secs(6 * 3600)),
+    (PollPayments::KIND, Duration::from_secs(300)),
 ];
 
 pub(super) fn register_all(r: &mut Registry) {
@@ -36,7 +41,13 @@ pub(super) fn register_all(r: &mut Registry) {
         .register::<SyncInstitutions>()
         .register::<PollMember>()
         .register::<SyncMemberTransactions>()
-        .register::<ResyncMembers>();
+        .register::<ResyncMembers>()
+        .register::<CreateDwollaCustomer>()
+        .register::<CreateDwollaFundingSource>()
+        .register::<SendTransfer>()
+        .register::<ApplyDwollaEvent>()
+        .register::<EnsureWebhookSubscription>()
+        .register::<PollPayments>();
 }
 
 impl Job for SendMail {
@@ -102,5 +113,41 @@ impl Job for SyncMemberTransactions {
 impl Job for ResyncMembers {
     async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
         Ok(ctx.services.resync_members().await?)
+    }
+}
+
+impl Job for CreateDwollaCustomer {
+    async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
+        Ok(ctx.services.create_dwolla_customer(self.customer_id).await?)
+    }
+}
+
+impl Job for CreateDwollaFundingSource {
+    async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
+        Ok(ctx.services.create_dwolla_funding_source(self.funding_source_id).await?)
+    }
+}
+
+impl Job for SendTransfer {
+    async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
+        Ok(ctx.services.send_transfer(self.transfer_id).await?)
+    }
+}
+
+impl Job for ApplyDwollaEvent {
+    async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
+        Ok(ctx.services.apply_dwolla_event(&self.topic, &self.resource_id).await?)
+    }
+}
+
+impl Job for EnsureWebhookSubscription {
+    async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
+        Ok(ctx.services.ensure_webhook_subscription(&self.url).await?)
+    }
+}
+
+impl Job for PollPayments {
+    async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
+        Ok(ctx.services.poll_payments().await?)
     }
 }

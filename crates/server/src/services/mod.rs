@@ -6,6 +6,7 @@ pub mod banking;
 pub mod identity;
 pub mod outbox;
 pub mod password;
+pub mod payments;
 pub mod profile;
 pub mod queue;
 pub mod social;
@@ -15,6 +16,7 @@ use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, RwLock};
 
 use donkies_atrium::{Aggregator, AtriumError};
+use donkies_dwolla::PaymentRail;
 use donkies_store::{Db, StoreError, Tx};
 
 use crate::config::Settings;
@@ -29,6 +31,7 @@ pub struct ServicesInner {
     pub db: Db,
     pub settings: Arc<Settings>,
     pub aggregator: Arc<dyn Aggregator>,
+    pub rail: Arc<dyn PaymentRail>,
     pub social: social::SignInProviders,
     pub sealer: Sealer,
     pub jobs: JobQueue,
@@ -43,23 +46,18 @@ impl Deref for Services {
 }
 
 impl Services {
+    /// The services over `db`, with the clients of the aggregator, the payment rail and the
+    /// sign-in providers.
     pub fn new(
         db: Db,
         settings: Arc<Settings>,
-        aggregator: Arc<dyn Aggregator>,
-        social: social::SignInProviders,
+        clients: (Arc<dyn Aggregator>, Arc<dyn PaymentRail>, social::SignInProviders),
         jobs: JobQueue,
     ) -> Services {
         let sealer = Sealer::from_secret(settings.secret_key.expose_secret());
-        Services(Arc::new(ServicesInner {
-            db,
-            settings,
-            aggregator,
-            social,
-            sealer,
-            jobs,
-            changes: Changes::default(),
-        }))
+        let (aggregator, rail, social) = clients;
+        let changes = Changes::default();
+        Services(Arc::new(ServicesInner { db, settings, aggregator, rail, social, sealer, jobs, changes }))
     }
 
     /// Whether the database answers (readiness).

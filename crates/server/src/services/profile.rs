@@ -45,7 +45,10 @@ impl Services {
         };
         let updated = users::update_profile(&self.db, user.id, &update, now()).await?;
         self.changes.publish(&Change::User(user.id));
-        updated.ok_or_else(|| ServiceError::invalid(PROFILE_COMPLETE))
+        let updated = updated.ok_or_else(|| ServiceError::invalid(PROFILE_COMPLETE))?;
+        // A complete profile makes the user a personal (verified) customer at Dwolla.
+        self.ensure_personal_customer(&updated).await?;
+        Ok(updated)
     }
 
     /// Change the transfer minimum and the even round-up choice; answers the settings now.

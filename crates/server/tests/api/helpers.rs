@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use donkies_sandbox::{
-    AtriumSim, AtriumSimConfig, FacebookSim, GoogleSim, SANDBOX_API_KEY, SANDBOX_CLIENT_ID, SANDBOX_FACEBOOK_APP_ID,
-    SANDBOX_FACEBOOK_APP_SECRET, SANDBOX_GOOGLE_CLIENT_ID, SANDBOX_GOOGLE_CLIENT_SECRET, SANDBOX_TWITTER_CONSUMER_KEY,
+    AtriumSim, AtriumSimConfig, DwollaSim, DwollaSimConfig, FacebookSim, GoogleSim, SANDBOX_API_KEY, SANDBOX_CLIENT_ID,
+    SANDBOX_DWOLLA_KEY, SANDBOX_DWOLLA_SECRET, SANDBOX_FACEBOOK_APP_ID, SANDBOX_FACEBOOK_APP_SECRET,
+    SANDBOX_GOOGLE_CLIENT_ID, SANDBOX_GOOGLE_CLIENT_SECRET, SANDBOX_TWITTER_CONSUMER_KEY,
     SANDBOX_TWITTER_CONSUMER_SECRET, TwitterSim,
 };
 use donkies_server::Server;
@@ -54,6 +55,8 @@ pub struct TestApp {
     pub facebook: FacebookSim,
     pub google: GoogleSim,
     pub twitter: TwitterSim,
+    /// The Dwolla simulator, its webhooks subscribed to this server.
+    pub dwolla: DwollaSim,
 }
 
 pub struct Options {
@@ -61,6 +64,7 @@ pub struct Options {
     pub smtp_mode: Mode,
     pub args: CommonArgs,
     pub atrium: AtriumSimConfig,
+    pub dwolla: DwollaSimConfig,
 }
 
 impl Default for Options {
@@ -70,6 +74,11 @@ impl Default for Options {
             smtp_mode: Mode::Accept,
             args: CommonArgs::default(),
             atrium: AtriumSimConfig { step: Duration::from_millis(40), ..Default::default() },
+            dwolla: DwollaSimConfig {
+                webhook_retries: vec![Duration::from_millis(100); 3],
+                webhook_timeout: Duration::from_secs(5),
+                ..Default::default()
+            },
         }
     }
 }
@@ -106,6 +115,7 @@ impl TestApp {
         let facebook = FacebookSim::start(loopback(), Default::default()).await.unwrap();
         let google = GoogleSim::start(loopback(), Default::default()).await.unwrap();
         let twitter = TwitterSim::start(loopback(), Default::default()).await.unwrap();
+        let dwolla = DwollaSim::start(loopback(), options.dwolla).await.unwrap();
         let mut args = options.args;
         args.facebook_url.get_or_insert_with(|| facebook.base_url().to_string());
         args.facebook_key.get_or_insert_with(|| SANDBOX_FACEBOOK_APP_ID.into());
@@ -120,9 +130,14 @@ impl TestApp {
         args.atrium_client_id.get_or_insert_with(|| SANDBOX_CLIENT_ID.into());
         args.atrium_key.get_or_insert_with(|| SANDBOX_API_KEY.into());
         args.member_poll_ms.get_or_insert_with(|| "40".into());
+        args.dwolla_url.get_or_insert_with(|| dwolla.base_url().to_string());
+        args.dwolla_key.get_or_insert_with(|| SANDBOX_DWOLLA_KEY.into());
+        args.dwolla_secret.get_or_insert_with(|| SANDBOX_DWOLLA_SECRET.into());
         let args = test_args(&test_db.url, &smtp, args);
         let settings = Settings::resolve(Some("127.0.0.1:0".into()), &args, &FileValues::default()).unwrap();
         let server = Server::start_with_db(settings, test_db.db.clone(), options.with_worker).await.unwrap();
+        let webhooks = format!("{}/v1/dwolla/webhooks", server.base_url());
+        server.services().ensure_webhook_subscription(&webhooks).await.unwrap();
         TestApp {
             base: server.base_url(),
             server: Some(server),
@@ -133,6 +148,7 @@ impl TestApp {
             facebook,
             google,
             twitter,
+            dwolla,
         }
     }
 

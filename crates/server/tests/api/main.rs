@@ -7,6 +7,7 @@ mod edge;
 mod helpers;
 mod jobs;
 mod openapi;
+mod payments;
 mod process;
 mod smtp;
 mod social;

@@ -608,6 +608,7 @@ async fn spawn_without_facebook(backend: Backend) -> TestApp {
         facebook,
         google,
         twitter,
+        dwolla: donkies_sandbox::DwollaSim::start(loopback(), Default::default()).await.unwrap(),
     }
 }
 

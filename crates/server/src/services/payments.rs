@@ -1,0 +1,952 @@
+//! Payments through Dwolla: the user's customer, funding sources (micro-deposits and IAV), the
+//! round-up source, transfers tracked to their end, and Dwolla's webhooks.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use donkies_domain::{
+    AccountFamily, BankAccountType, Cents, CustomerKind, CustomerStatus, FundingSourceStatus, FundingSourceType,
+    MicroDepositStatus, TransferParty, TransferStatus, VerificationType, check_transfer, return_consequences,
+    valid_routing_number,
+};
+use donkies_dwolla::wire::{self, PersonalDetails};
+use donkies_dwolla::{DwollaError, SecretString, TransferRequest};
+use donkies_store::payments::{self, Customer, FundingSource, NewCustomer, NewFundingSource, NewTransfer, Transfer};
+use donkies_store::users::User;
+use donkies_store::{accounts, constraints, new_id, now, users};
+use serde::{Deserialize, Serialize};
+
+use super::outbox::queue_mail;
+use super::{OnConstraint, ServiceError, ServiceResult, Services, Task};
+use crate::mail;
+
+/// A Dwolla failure in the terms of a use case.
+impl From<DwollaError> for ServiceError {
+    fn from(err: DwollaError) -> Self {
+        match err {
+            DwollaError::NotFound { .. } => ServiceError::NotFound,
+            ref e if e.is_retryable() || matches!(e, DwollaError::Auth { .. }) => {
+                tracing::warn!(error = %e, "Dwolla unavailable");
+                ServiceError::Unavailable {
+                    message: "The payment service is unavailable. Please try again later.".into(),
+                    cause: None,
+                }
+            }
+            DwollaError::Validation { errors, message } => {
+                let text = errors.first().map_or(message, |e| e.message.clone());
+                ServiceError::invalid(text)
+            }
+            DwollaError::Duplicate { message, .. }
+            | DwollaError::InvalidResourceState { message, .. }
+            | DwollaError::Other { message, .. } => ServiceError::invalid(message),
+            other => ServiceError::Internal(other.into()),
+        }
+    }
+}
+
+/// Create the customer at Dwolla.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CreateDwollaCustomer {
+    pub customer_id: i64,
+}
+
+impl Task for CreateDwollaCustomer {
+    const KIND: &'static str = "create_dwolla_customer";
+    fn dedupe_key(&self) -> Option<String> {
+        Some(format!("{}:{}", Self::KIND, self.customer_id))
+    }
+}
+
+/// Create a bank funding source at Dwolla and start its micro-deposits.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CreateDwollaFundingSource {
+    pub funding_source_id: i64,
+}
+
+impl Task for CreateDwollaFundingSource {
+    const KIND: &'static str = "create_dwolla_funding_source";
+    fn dedupe_key(&self) -> Option<String> {
+        Some(format!("{}:{}", Self::KIND, self.funding_source_id))
+    }
+}
+
+/// Create a transfer at Dwolla (exactly once, by its idempotency key).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SendTransfer {
+    pub transfer_id: i64,
+}
+
+impl Task for SendTransfer {
+    const KIND: &'static str = "send_transfer";
+    fn dedupe_key(&self) -> Option<String> {
+        Some(format!("{}:{}", Self::KIND, self.transfer_id))
+    }
+}
+
+/// Apply a Dwolla event (received by webhook) to what it is about.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ApplyDwollaEvent {
+    pub event_id: String,
+    pub topic: String,
+    pub resource_id: String,
+}
+
+impl Task for ApplyDwollaEvent {
+    const KIND: &'static str = "apply_dwolla_event";
+    fn dedupe_key(&self) -> Option<String> {
+        Some(format!("{}:{}", Self::KIND, self.event_id))
+    }
+}
+
+/// Subscribe Dwolla's webhooks to `url` unless already subscribed.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct EnsureWebhookSubscription {
+    pub url: String,
+}
+
+impl Task for EnsureWebhookSubscription {
+    const KIND: &'static str = "ensure_dwolla_webhook";
+    fn dedupe_key(&self) -> Option<String> {
+        Some(Self::KIND.to_owned())
+    }
+}
+
+/// Periodic: the backup for lost webhooks — customers not yet settled and transfers in flight
+/// are read from Dwolla.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct PollPayments {}
+
+impl Task for PollPayments {
+    const KIND: &'static str = "poll_payments";
+}
+
+/// A customer requested with `POST /v1/customer`.
+pub struct CustomerRequest {
+    pub kind: CustomerKind,
+    pub profile: Option<PersonalProfile>,
+}
+
+/// The fields of a personal (verified) customer.
+pub struct PersonalProfile {
+    pub address1: String,
+    pub address2: Option<String>,
+    pub city: String,
+    pub state: String,
+    pub postal_code: String,
+    pub date_of_birth: chrono::NaiveDate,
+    /// Nine digits.
+    pub ssn: String,
+    pub phone: Option<String>,
+}
+
+/// A bank account to add with micro-deposits.
+pub struct BankRequest {
+    pub account_id: i64,
+    pub account_number: String,
+    pub routing_number: String,
+    pub name: String,
+    pub kind: BankAccountType,
+}
+
+/// One end of a transfer.
+#[derive(Debug, Clone)]
+pub enum Endpoint {
+    /// The Donkies master Account (its configured or balance funding source).
+    Donkies,
+    /// One of our stored funding sources.
+    FundingSource(i64),
+}
+
+fn verification_failed() -> ServiceError {
+    ServiceError::invalid("The micro-deposit amounts are not correct.")
+}
+
+impl Services {
+    /// The user's customer, if any.
+    pub async fn customer(&self, user_id: i64) -> ServiceResult<Option<Customer>> {
+        Ok(payments::customer_of_user(&self.db, user_id).await?)
+    }
+
+    /// After a profile change: a user whose profile is complete gets a personal (verified)
+    /// customer, created at Dwolla by a job — as the original system did.
+    pub async fn ensure_personal_customer(&self, user: &User) -> ServiceResult<()> {
+        if !user.is_profile_completed || payments::customer_of_user(&self.db, user.id).await?.is_some() {
+            return Ok(());
+        }
+        let ssn = match &user.ssn_encrypted {
+            Some(sealed) => self.sealer.open(sealed),
+            None => None,
+        };
+        let Some(ssn) = ssn else {
+            return Err(anyhow::anyhow!("completed profile of user {} has no readable SSN", user.id).into());
+        };
+        let profile = PersonalProfile {
+            address1: user.address1.clone().unwrap_or_default(),
+            address2: user.address2.clone().filter(|a| !a.is_empty()),
+            city: user.city.clone().unwrap_or_default(),
+            state: user.state.clone().unwrap_or_default(),
+            postal_code: user.postal_code.clone().unwrap_or_default(),
+            date_of_birth: user.date_of_birth.context("completed profile without a date of birth")?,
+            ssn,
+            phone: user.phone.clone(),
+        };
+        match self.create_customer(user, CustomerRequest { kind: CustomerKind::Personal, profile: Some(profile) }).await
+        {
+            Ok(_) | Err(ServiceError::Invalid(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Record a customer for the user and create it at Dwolla in the background.
+    pub async fn create_customer(&self, user: &User, request: CustomerRequest) -> ServiceResult<Customer> {
+        let id = new_id();
+        let profile = request.profile.as_ref();
+        let sealed = profile.map(|p| self.sealer.seal(&p.ssn));
+        let last4 = profile.map(|p| p.ssn[p.ssn.len().saturating_sub(4)..].to_owned());
+        let new = NewCustomer {
+            id,
+            user_id: user.id,
+            kind: request.kind,
+            first_name: &user.first_name,
+            last_name: &user.last_name,
+            email: &user.email,
+            address1: profile.map(|p| p.address1.as_str()),
+            address2: profile.and_then(|p| p.address2.as_deref()),
+            city: profile.map(|p| p.city.as_str()),
+            state: profile.map(|p| p.state.as_str()),
+            postal_code: profile.map(|p| p.postal_code.as_str()),
+            date_of_birth: profile.map(|p| p.date_of_birth),
+            ssn_encrypted: sealed.as_deref(),
+            ssn_last4: last4.as_deref(),
+            phone: profile.and_then(|p| p.phone.as_deref()),
+            now: now(),
+        };
+        let mut work = self.begin().await?;
+        payments::insert_customer(&mut work, &new)
+            .await
+            .on_constraint(constraints::CUSTOMERS_USER_ID, || ServiceError::invalid("The customer already exists."))?;
+        work.enqueue(&CreateDwollaCustomer { customer_id: id }, Duration::ZERO).await?;
+        work.commit().await?;
+        tracing::info!(user = user.id, customer = id, kind = request.kind.as_str(), "customer recorded");
+        payments::customer_by_id(&self.db, id).await?.ok_or(ServiceError::NotFound)
+    }
+
+    /// The `create_dwolla_customer` job: create (or find, by email) the customer at Dwolla.
+    pub async fn create_dwolla_customer(&self, customer_id: i64) -> ServiceResult<()> {
+        let Some(customer) = payments::customer_by_id(&self.db, customer_id).await? else {
+            return Ok(());
+        };
+        if customer.dwolla_id.is_some() {
+            return Ok(());
+        }
+        let new = match customer.kind {
+            CustomerKind::Unverified => {
+                wire::NewCustomer::unverified(&customer.first_name, &customer.last_name, &customer.email)
+            }
+            CustomerKind::ReceiveOnly => {
+                wire::NewCustomer::receive_only(&customer.first_name, &customer.last_name, &customer.email)
+            }
+            CustomerKind::Personal => {
+                let ssn = customer
+                    .ssn_encrypted
+                    .as_deref()
+                    .and_then(|s| self.sealer.open(s))
+                    .context("customer SSN unreadable")?;
+                let details = PersonalDetails {
+                    address1: customer.address1.clone().unwrap_or_default(),
+                    address2: customer.address2.clone(),
+                    city: customer.city.clone().unwrap_or_default(),
+                    state: customer.state.clone().unwrap_or_default(),
+                    postal_code: customer.postal_code.clone().unwrap_or_default(),
+                    date_of_birth: customer.date_of_birth.context("personal customer without a birth date")?,
+                    ssn: SecretString::new(ssn),
+                    phone: customer.phone.clone(),
+                };
+                wire::NewCustomer::personal(&customer.first_name, &customer.last_name, &customer.email, details)
+            }
+        };
+        let dwolla_id = match self.rail.create_customer(&new, &format!("customer-{customer_id}")).await {
+            Ok(id) => id,
+            // The email is known at Dwolla already: that customer is this user's.
+            Err(DwollaError::Duplicate { .. }) => {
+                self.rail
+                    .customer_by_email(&customer.email)
+                    .await
+                    .map_err(dwolla_job_error)?
+                    .context("duplicate email but no customer found")?
+                    .id
+            }
+            Err(e) => return Err(dwolla_job_error(e)),
+        };
+        let found = self.rail.customer(&dwolla_id).await.map_err(dwolla_job_error)?;
+        let status = CustomerStatus::parse(&wire_text(&found.status));
+        let mut work = self.begin().await?;
+        payments::set_customer_dwolla(&mut work, customer_id, &dwolla_id, &status, now()).await?;
+        work.commit().await?;
+        tracing::info!(customer = customer_id, dwolla = %dwolla_id, status = status.as_str(), "customer created at Dwolla");
+        Ok(())
+    }
+
+    /// The user's funding sources.
+    pub async fn funding_sources(&self, user_id: i64) -> ServiceResult<Vec<FundingSource>> {
+        Ok(payments::funding_sources_of_user(&self.db, user_id).await?)
+    }
+
+    pub async fn funding_source(&self, user_id: i64, id: i64) -> ServiceResult<FundingSource> {
+        payments::funding_source(&self.db, user_id, id).await?.ok_or(ServiceError::NotFound)
+    }
+
+    /// A customer at Dwolla is needed before a bank can be added.
+    async fn dwolla_customer(&self, user_id: i64) -> ServiceResult<(Customer, String)> {
+        let customer = payments::customer_of_user(&self.db, user_id).await?;
+        match customer {
+            Some(c) => match c.dwolla_id.clone() {
+                Some(id) => Ok((c, id)),
+                None => {
+                    Err(ServiceError::invalid("The customer is still being created at Dwolla; try again in a moment."))
+                }
+            },
+            None => Err(ServiceError::invalid("Complete the profile (or create a customer) first.")),
+        }
+    }
+
+    /// A debit account of the user, to take round-ups from.
+    async fn debit_account(&self, user_id: i64, account_id: i64) -> ServiceResult<donkies_store::accounts::Account> {
+        let account = accounts::get(&self.db, user_id, account_id)
+            .await?
+            .ok_or_else(|| ServiceError::field("account_id", "Choose one of your accounts."))?;
+        if account.type_ds != AccountFamily::Debit {
+            return Err(ServiceError::field("account_id", "Choose a checking or savings account."));
+        }
+        Ok(account)
+    }
+
+    /// Add a bank by its numbers; the micro-deposits start in the background.
+    pub async fn add_bank(&self, user_id: i64, bank: BankRequest) -> ServiceResult<FundingSource> {
+        if !valid_routing_number(&bank.routing_number) {
+            return Err(ServiceError::field("routing_number", "Enter a valid 9-digit routing number."));
+        }
+        let account = self.debit_account(user_id, bank.account_id).await?;
+        let (customer, _) = self.dwolla_customer(user_id).await?;
+        let id = new_id();
+        let sealed = self.sealer.seal(&bank.account_number);
+        let last4 = &bank.account_number[bank.account_number.len().saturating_sub(4)..];
+        let new = NewFundingSource {
+            id,
+            user_id,
+            account_id: account.id,
+            customer_id: customer.id,
+            dwolla_id: None,
+            account_number_encrypted: Some(&sealed),
+            account_number_last4: Some(last4),
+            routing_number: Some(&bank.routing_number),
+            status: FundingSourceStatus::Unverified,
+            bank_account_type: bank.kind,
+            source_type: FundingSourceType::Bank,
+            name: &bank.name,
+            verification_type: VerificationType::MicroDeposits,
+            now: now(),
+        };
+        let mut work = self.begin().await?;
+        payments::insert_funding_source(&mut work, &new)
+            .await
+            .on_constraint(constraints::FUNDING_SOURCES_ACCOUNT_ID, || {
+                ServiceError::field("account_id", "This account has a funding source already.")
+            })?;
+        work.enqueue(&CreateDwollaFundingSource { funding_source_id: id }, Duration::ZERO).await?;
+        work.commit().await?;
+        self.funding_source(user_id, id).await
+    }
+
+    /// The `create_dwolla_funding_source` job: the bank at Dwolla, then its micro-deposits.
+    pub async fn create_dwolla_funding_source(&self, funding_source_id: i64) -> ServiceResult<()> {
+        let Some(source) = payments::funding_source_by_id(&self.db, funding_source_id).await? else {
+            return Ok(());
+        };
+        if source.is_removed {
+            return Ok(());
+        }
+        let customer =
+            payments::customer_by_id(&self.db, source.customer_id).await?.context("funding source without customer")?;
+        let Some(customer_dwolla) = customer.dwolla_id else {
+            return Err(anyhow::anyhow!("customer {} is not at Dwolla yet", customer.id).into());
+        };
+        let dwolla_id = match &source.dwolla_id {
+            Some(id) => id.clone(),
+            None => {
+                let number = source
+                    .account_number_encrypted
+                    .as_deref()
+                    .and_then(|s| self.sealer.open(s))
+                    .context("account number unreadable")?;
+                let bank = wire::NewFundingSource::bank(
+                    source.routing_number.as_deref().unwrap_or_default(),
+                    &number,
+                    wire_bank_type(source.bank_account_type),
+                    &source.name,
+                );
+                let key = format!("funding-source-{funding_source_id}");
+                let id = match self.rail.create_funding_source(&customer_dwolla, &bank, &key).await {
+                    Ok(id) => id,
+                    Err(DwollaError::Duplicate { existing: Some(href), .. }) => {
+                        wire::id_from_href(&href).context("duplicate bank link without id")?.to_owned()
+                    }
+                    Err(e) => return Err(dwolla_job_error(e)),
+                };
+                let found = self.rail.funding_source(&id).await.map_err(dwolla_job_error)?;
+                let status =
+                    FundingSourceStatus::parse(&wire_text(&found.status)).unwrap_or(FundingSourceStatus::Unverified);
+                let mut work = self.begin().await?;
+                payments::set_funding_source_dwolla(&mut work, funding_source_id, &id, status, now()).await?;
+                work.commit().await?;
+                id
+            }
+        };
+        if source.md_status.is_none() {
+            let key = format!("micro-deposits-{funding_source_id}");
+            match self.rail.initiate_micro_deposits(&dwolla_id, &key).await {
+                Ok(()) | Err(DwollaError::InvalidResourceState { .. }) => {}
+                Err(e) => return Err(dwolla_job_error(e)),
+            }
+            payments::set_micro_deposits(&self.db, funding_source_id, Some(&MicroDepositStatus::Pending), 0, now())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Verify a bank with the two micro-deposit amounts.
+    pub async fn verify_micro_deposits(
+        &self,
+        user_id: i64,
+        id: i64,
+        amount1: Cents,
+        amount2: Cents,
+    ) -> ServiceResult<FundingSource> {
+        let source = self.funding_source(user_id, id).await?;
+        if source.status == FundingSourceStatus::Verified {
+            return Err(ServiceError::invalid("The funding source is verified already."));
+        }
+        if source.md_status == Some(MicroDepositStatus::MaxAttempts) {
+            return Err(ServiceError::invalid("Too many attempts: remove the bank and add it again."));
+        }
+        let Some(dwolla_id) = source.dwolla_id.clone() else {
+            return Err(ServiceError::invalid("The micro-deposits have not been sent yet; try again in a moment."));
+        };
+        match self.rail.verify_micro_deposits(&dwolla_id, amount1, amount2).await {
+            Ok(()) => {
+                payments::set_funding_source_status(&self.db, id, FundingSourceStatus::Verified, now()).await?;
+                payments::set_micro_deposits(
+                    &self.db,
+                    id,
+                    Some(&MicroDepositStatus::Processed),
+                    source.md_attempts + 1,
+                    now(),
+                )
+                .await?;
+                self.funding_source(user_id, id).await
+            }
+            Err(DwollaError::Validation { .. }) => {
+                let attempts = source.md_attempts + 1;
+                let status = if attempts >= 3 { MicroDepositStatus::MaxAttempts } else { MicroDepositStatus::Failed };
+                payments::set_micro_deposits(&self.db, id, Some(&status), attempts, now()).await?;
+                Err(if attempts >= 3 {
+                    ServiceError::invalid(
+                        "The amounts are not correct, and that was the last attempt: remove the bank and add it again.",
+                    )
+                } else {
+                    verification_failed()
+                })
+            }
+            Err(DwollaError::InvalidResourceState { message, .. }) => {
+                if message.to_ascii_lowercase().contains("attempts") {
+                    payments::set_micro_deposits(
+                        &self.db,
+                        id,
+                        Some(&MicroDepositStatus::MaxAttempts),
+                        source.md_attempts.max(3),
+                        now(),
+                    )
+                    .await?;
+                }
+                Err(ServiceError::invalid(message))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A single-use IAV token for the user's own, verified customer.
+    pub async fn iav_token(&self, user_id: i64, dwolla_customer_id: &str) -> ServiceResult<String> {
+        let customer = payments::customer_of_user(&self.db, user_id).await?;
+        let Some(customer) = customer.filter(|c| c.dwolla_id.as_deref() == Some(dwolla_customer_id)) else {
+            return Err(ServiceError::NotFound);
+        };
+        if customer.status != Some(CustomerStatus::Verified) {
+            return Err(ServiceError::invalid("The customer is not verified."));
+        }
+        Ok(self.rail.iav_token(dwolla_customer_id).await?.expose_secret().to_owned())
+    }
+
+    /// Link the funding source the user just added through Dwolla's IAV to a debit account.
+    pub async fn funding_source_from_iav(
+        &self,
+        user_id: i64,
+        account_id: i64,
+        dwolla_id: &str,
+    ) -> ServiceResult<FundingSource> {
+        let account = self.debit_account(user_id, account_id).await?;
+        let (customer, customer_dwolla) = self.dwolla_customer(user_id).await?;
+        let found = match self.rail.funding_source(dwolla_id).await {
+            Ok(f) => f,
+            Err(DwollaError::NotFound { .. }) => {
+                return Err(ServiceError::field("dwolla_id", "No such funding source at Dwolla."));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let owner = found.links.get("customer").and_then(|l| l.id()).map(str::to_owned);
+        if owner.as_deref() != Some(customer_dwolla.as_str()) || found.removed {
+            return Err(ServiceError::field("dwolla_id", "This funding source does not belong to you."));
+        }
+        let id = new_id();
+        let status = FundingSourceStatus::parse(&wire_text(&found.status)).unwrap_or(FundingSourceStatus::Unverified);
+        let kind = found.bank_account_type.map_or(BankAccountType::Checking, domain_bank_type);
+        let new = NewFundingSource {
+            id,
+            user_id,
+            account_id: account.id,
+            customer_id: customer.id,
+            dwolla_id: Some(dwolla_id),
+            account_number_encrypted: None,
+            account_number_last4: None,
+            routing_number: None,
+            status,
+            bank_account_type: kind,
+            source_type: FundingSourceType::Bank,
+            name: &found.name,
+            verification_type: VerificationType::Iav,
+            now: now(),
+        };
+        let mut work = self.begin().await?;
+        payments::insert_funding_source(&mut work, &new)
+            .await
+            .on_constraint(constraints::FUNDING_SOURCES_ACCOUNT_ID, || {
+                ServiceError::field("account_id", "This account has a funding source already.")
+            })?;
+        work.commit().await?;
+        accounts::set_dwolla_created(&self.db, user_id, account.id, true, now()).await?;
+        self.funding_source(user_id, id).await
+    }
+
+    /// Make the debit account with a verified funding source the one round-ups come from.
+    pub async fn set_round_up_source(&self, user_id: i64, account_id: i64) -> ServiceResult<()> {
+        let account = accounts::get(&self.db, user_id, account_id).await?.ok_or(ServiceError::NotFound)?;
+        let source = payments::funding_source_of_account(&self.db, user_id, account.id).await?;
+        if !source.is_some_and(|s| s.status == FundingSourceStatus::Verified) {
+            return Err(ServiceError::invalid("The account has no verified funding source."));
+        }
+        let mut work = self.begin().await?;
+        accounts::set_funding_source_for_transfer(&mut work, user_id, account.id, now()).await?;
+        work.commit().await?;
+        Ok(())
+    }
+
+    /// The funding source round-ups are collected from, when the user has set one.
+    pub async fn round_up_source(&self, user_id: i64) -> ServiceResult<Option<FundingSource>> {
+        for a in accounts::list_for_user(&self.db, user_id).await? {
+            if a.is_funding_source_for_transfer {
+                return Ok(payments::funding_source_of_account(&self.db, user_id, a.id).await?);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Where money for Donkies lands: the configured funding source, else the Account's
+    /// balance.
+    async fn donkies_funding_source(&self) -> ServiceResult<String> {
+        if let Some(id) = &self.settings.dwolla.account_funding_source {
+            return Ok(id.clone());
+        }
+        Ok(self.rail.account_balance_funding_source().await?.id)
+    }
+
+    async fn party(&self, endpoint: &Endpoint) -> ServiceResult<(TransferParty, String, Option<i64>)> {
+        match endpoint {
+            Endpoint::Donkies => Ok((TransferParty::Account, self.donkies_funding_source().await?, None)),
+            Endpoint::FundingSource(id) => {
+                let source = payments::funding_source_by_id(&self.db, *id).await?.ok_or(ServiceError::NotFound)?;
+                if source.is_removed || source.status != FundingSourceStatus::Verified {
+                    return Err(ServiceError::invalid("The funding source is not verified."));
+                }
+                let customer =
+                    payments::customer_by_id(&self.db, source.customer_id).await?.ok_or(ServiceError::NotFound)?;
+                let dwolla_id = source
+                    .dwolla_id
+                    .clone()
+                    .ok_or_else(|| ServiceError::invalid("The funding source is not at Dwolla yet."))?;
+                let status = customer.status.clone().unwrap_or(CustomerStatus::Unverified);
+                Ok((TransferParty::Customer { kind: customer.kind, status }, dwolla_id, Some(source.user_id)))
+            }
+        }
+    }
+
+    /// Move `amount` from `source` to `destination`, once per `reference` (the caller's own
+    /// record, e.g. `collection:<id>`): the permission rules are checked first (a refused pair
+    /// never reaches Dwolla), then the transfer is recorded and sent by a job with an
+    /// idempotency key of its own row, so a retry or a crash never makes a second one.
+    pub async fn transfer(
+        &self,
+        reference: &str,
+        source: Endpoint,
+        destination: Endpoint,
+        amount: Cents,
+    ) -> ServiceResult<Transfer> {
+        if let Some(existing) = payments::transfer_by_reference(&self.db, reference).await? {
+            return Ok(existing);
+        }
+        if amount <= Cents::ZERO {
+            return Err(ServiceError::invalid("A transfer moves a positive amount."));
+        }
+        let (from, from_id, from_user) = self.party(&source).await?;
+        let (to, to_id, to_user) = self.party(&destination).await?;
+        if let Err(refusal) = check_transfer(&from, &to) {
+            tracing::warn!(reference, %refusal, "transfer refused before reaching Dwolla");
+            return Err(ServiceError::invalid(format!("Transfer refused: {refusal}")));
+        }
+        let id = new_id();
+        let new = NewTransfer {
+            id,
+            user_id: from_user.or(to_user),
+            reference,
+            idempotency_key: &format!("transfer-{id}"),
+            source_funding_source: &from_id,
+            destination: &to_id,
+            amount,
+            status: TransferStatus::Pending,
+            now: now(),
+        };
+        let mut work = self.begin().await?;
+        let inserted = payments::insert_transfer(&mut work, &new).await;
+        if let Err(e) = inserted {
+            if e.on_constraint(constraints::TRANSFERS_REFERENCE) {
+                drop(work);
+                return payments::transfer_by_reference(&self.db, reference).await?.ok_or(ServiceError::NotFound);
+            }
+            return Err(e.into());
+        }
+        work.enqueue(&SendTransfer { transfer_id: id }, Duration::ZERO).await?;
+        work.commit().await?;
+        tracing::info!(reference, transfer = id, amount = %amount, "transfer recorded");
+        payments::transfer_by_id(&self.db, id).await?.ok_or(ServiceError::NotFound)
+    }
+
+    /// The `send_transfer` job.
+    pub async fn send_transfer(&self, transfer_id: i64) -> ServiceResult<()> {
+        let Some(transfer) = payments::transfer_by_id(&self.db, transfer_id).await? else {
+            return Ok(());
+        };
+        if transfer.dwolla_id.is_some() || transfer.status.is_final() {
+            return Ok(());
+        }
+        let request = TransferRequest::between(&transfer.source_funding_source, &transfer.destination, transfer.amount)
+            .with_metadata("reference", &transfer.reference);
+        let dwolla_id = match self.rail.create_transfer(&request, &transfer.idempotency_key).await {
+            Ok(id) => id,
+            Err(e) if !e.is_retryable() && !matches!(e, DwollaError::Auth { .. } | DwollaError::RateLimited { .. }) => {
+                // Dwolla refused it for good (e.g. an unverified source): the transfer failed.
+                let text = e.to_string();
+                payments::set_transfer_status(
+                    &self.db,
+                    transfer_id,
+                    &TransferStatus::Failed,
+                    Some(("refused", &text)),
+                    now(),
+                )
+                .await?;
+                tracing::error!(transfer = transfer_id, error = %text, "Dwolla refused the transfer");
+                return Ok(());
+            }
+            Err(e) => return Err(dwolla_job_error(e)),
+        };
+        let found = self.rail.transfer(&dwolla_id).await.map_err(dwolla_job_error)?;
+        let status = TransferStatus::parse(&wire_text(&found.status));
+        payments::set_transfer_dwolla_id(&self.db, transfer_id, &dwolla_id, &TransferStatus::Pending, now()).await?;
+        if status.is_final() {
+            self.resolve_transfer(&transfer, &dwolla_id, status).await?;
+        }
+        Ok(())
+    }
+
+    /// Read a transfer from Dwolla and record how it ended.
+    pub async fn track_transfer(&self, transfer: &Transfer) -> ServiceResult<()> {
+        let Some(dwolla_id) = &transfer.dwolla_id else {
+            return Ok(());
+        };
+        let found = self.rail.transfer(dwolla_id).await?;
+        let status = TransferStatus::parse(&wire_text(&found.status));
+        if status.is_final() {
+            self.resolve_transfer(transfer, dwolla_id, status).await?;
+        }
+        Ok(())
+    }
+
+    async fn resolve_transfer(
+        &self,
+        transfer: &Transfer,
+        dwolla_id: &str,
+        status: TransferStatus,
+    ) -> ServiceResult<()> {
+        let failure = if status == TransferStatus::Failed {
+            match self.rail.transfer_failure(dwolla_id).await {
+                Ok(f) => Some((f.code, f.description)),
+                Err(DwollaError::NotFound { .. }) => None,
+                Err(e) => return Err(e.into()),
+            }
+        } else {
+            None
+        };
+        let changed = payments::set_transfer_status(
+            &self.db,
+            transfer.id,
+            &status,
+            failure.as_ref().map(|(c, d)| (c.as_str(), d.as_str())),
+            now(),
+        )
+        .await?;
+        if !changed {
+            return Ok(());
+        }
+        tracing::info!(transfer = transfer.id, status = status.as_str(), "transfer resolved");
+        if let Some((code, _)) = &failure {
+            self.apply_return(&transfer.source_funding_source, code).await?;
+        }
+        if let Some(user_id) = transfer.user_id {
+            let (subject, line) = match (&status, &failure) {
+                (TransferStatus::Processed, _) => {
+                    ("Your transfer is complete", format!("The transfer of ${} is complete.", transfer.amount))
+                }
+                (TransferStatus::Failed, Some((code, description))) => (
+                    "Your transfer failed",
+                    format!("The transfer of ${} failed: {description} ({code}).", transfer.amount),
+                ),
+                (TransferStatus::Cancelled, _) => {
+                    ("Your transfer was cancelled", format!("The transfer of ${} was cancelled.", transfer.amount))
+                }
+                _ => ("Your transfer failed", format!("The transfer of ${} failed.", transfer.amount)),
+            };
+            self.notify_user(user_id, "transfer", subject, &line).await?;
+        }
+        Ok(())
+    }
+
+    /// What an ACH return does to the bank and the customer (PROVIDERS.md B4.4).
+    async fn apply_return(&self, dwolla_funding_source: &str, code: &str) -> ServiceResult<()> {
+        let consequences = return_consequences(code);
+        let Some(source) = payments::funding_source_by_dwolla_id(&self.db, dwolla_funding_source).await? else {
+            return Ok(());
+        };
+        if consequences.unverify_funding_source {
+            payments::set_funding_source_status(&self.db, source.id, FundingSourceStatus::Unverified, now()).await?;
+        }
+        if consequences.remove_funding_source {
+            payments::mark_funding_source_removed(&self.db, source.id, now()).await?;
+        }
+        if let Some(status) = consequences.customer {
+            payments::set_customer_status(&self.db, source.customer_id, &status, now()).await?;
+        }
+        Ok(())
+    }
+
+    /// Mail the user about something that happened to their money.
+    async fn notify_user(&self, user_id: i64, template: &'static str, subject: &str, line: &str) -> ServiceResult<()> {
+        let Some(user) = users::find_by_id(&self.db, user_id).await? else {
+            return Ok(());
+        };
+        let link = self.settings.frontend_link("accounts", &[]);
+        let message = mail::payment_notice(template, subject, &user.first_name, line, link.trim_end_matches('?'));
+        let mut work = self.begin().await?;
+        queue_mail(&mut work, Some(user.id), &user.email, message).await?;
+        work.commit().await?;
+        Ok(())
+    }
+
+    /// A webhook from Dwolla, its signature already checked: recorded once (a replay is a
+    /// no-op) and applied by a job.
+    pub async fn receive_dwolla_event(&self, event: &wire::Event) -> ServiceResult<bool> {
+        let mut work = self.begin().await?;
+        if !payments::record_event(&mut work, &event.id, &event.topic, &event.resource_id, now()).await? {
+            return Ok(false);
+        }
+        let task = ApplyDwollaEvent {
+            event_id: event.id.clone(),
+            topic: event.topic.clone(),
+            resource_id: event.resource_id.clone(),
+        };
+        work.enqueue(&task, Duration::ZERO).await?;
+        work.commit().await?;
+        Ok(true)
+    }
+
+    /// The `apply_dwolla_event` job: read the resource the event is about and update ours.
+    pub async fn apply_dwolla_event(&self, topic: &str, resource_id: &str) -> ServiceResult<()> {
+        let topic = topic.trim_start_matches("customer_");
+        if topic.starts_with("transfer_") || topic.starts_with("bank_transfer_") {
+            if let Some(transfer) = payments::transfer_by_dwolla_id(&self.db, resource_id).await? {
+                self.track_transfer(&transfer).await?;
+            }
+            return Ok(());
+        }
+        if topic.starts_with("funding_source_") || topic.starts_with("microdeposits_") {
+            return self.refresh_funding_source(resource_id, topic).await;
+        }
+        if topic == "created"
+            || topic.starts_with("verification_")
+            || topic.starts_with("reverification_")
+            || matches!(topic, "verified" | "suspended" | "activated" | "deactivated" | "updated")
+        {
+            return self.refresh_customer(resource_id).await;
+        }
+        tracing::debug!(topic, "Dwolla event of no interest");
+        Ok(())
+    }
+
+    async fn refresh_customer(&self, dwolla_id: &str) -> ServiceResult<()> {
+        let Some(customer) = payments::customer_by_dwolla_id(&self.db, dwolla_id).await? else {
+            return Ok(());
+        };
+        let found = self.rail.customer(dwolla_id).await?;
+        let status = CustomerStatus::parse(&wire_text(&found.status));
+        if payments::set_customer_status(&self.db, customer.id, &status, now()).await? {
+            let line = match status {
+                CustomerStatus::Verified => {
+                    Some(("Your Donkies payments are verified", "Your identity is verified: you can now add a bank."))
+                }
+                CustomerStatus::Suspended => Some((
+                    "Your Donkies payments are suspended",
+                    "Transfers are suspended for your account. Please contact us.",
+                )),
+                CustomerStatus::Document => {
+                    Some(("Donkies needs a document", "To verify your identity we need a photo of an ID document."))
+                }
+                _ => None,
+            };
+            if let Some((subject, line)) = line {
+                self.notify_user(customer.user_id, "customer", subject, line).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn refresh_funding_source(&self, dwolla_id: &str, topic: &str) -> ServiceResult<()> {
+        let Some(source) = payments::funding_source_by_dwolla_id(&self.db, dwolla_id).await? else {
+            return Ok(());
+        };
+        let found = self.rail.funding_source(dwolla_id).await?;
+        let status = FundingSourceStatus::parse(&wire_text(&found.status)).unwrap_or(FundingSourceStatus::Unverified);
+        payments::set_funding_source_status(&self.db, source.id, status, now()).await?;
+        if found.removed && !source.is_removed {
+            payments::mark_funding_source_removed(&self.db, source.id, now()).await?;
+        }
+        let line = match topic {
+            "funding_source_added" => Some(("A bank was added", "A bank account was added to your Donkies payments.")),
+            "funding_source_removed" => {
+                Some(("A bank was removed", "A bank account was removed from your Donkies payments."))
+            }
+            "funding_source_verified" => Some(("Your bank is verified", "Your bank account is verified.")),
+            "microdeposits_added" => Some((
+                "Micro-deposits are on their way",
+                "Two small deposits are on their way to your bank: enter their amounts to verify it.",
+            )),
+            "microdeposits_completed" => Some((
+                "Micro-deposits arrived",
+                "The two small deposits have reached your bank: enter their amounts to verify it.",
+            )),
+            "microdeposits_failed" => Some((
+                "Micro-deposits failed",
+                "The small deposits to your bank failed: please check the account and routing numbers.",
+            )),
+            _ => None,
+        };
+        if let Some((subject, line)) = line {
+            self.notify_user(source.user_id, "funding_source", subject, line).await?;
+        }
+        Ok(())
+    }
+
+    /// The `poll_payments` job: the backup for webhooks.
+    pub async fn poll_payments(&self) -> ServiceResult<()> {
+        for customer in payments::customers_with_dwolla_id(&self.db).await? {
+            let settled = matches!(customer.status, Some(CustomerStatus::Verified | CustomerStatus::Deactivated));
+            if let (false, Some(dwolla_id)) = (settled, &customer.dwolla_id) {
+                self.refresh_customer(dwolla_id).await?;
+            }
+        }
+        for transfer in payments::transfers_in_flight(&self.db).await? {
+            self.track_transfer(&transfer).await?;
+        }
+        Ok(())
+    }
+
+    /// The `ensure_dwolla_webhook` job.
+    pub async fn ensure_webhook_subscription(&self, url: &str) -> ServiceResult<()> {
+        let existing = self.rail.webhook_subscriptions().await?;
+        if existing.iter().any(|s| s.url == url) {
+            return Ok(());
+        }
+        let key = format!("webhook-{}", crate::crypto::token_hash(url));
+        self.rail.create_webhook_subscription(url, &self.settings.dwolla.webhook_secret, &key).await?;
+        tracing::info!(url, "Dwolla webhooks subscribed");
+        Ok(())
+    }
+
+    /// Transfers for the operator, optionally of one status.
+    pub async fn list_transfers(&self, status: Option<&TransferStatus>) -> ServiceResult<Vec<Transfer>> {
+        Ok(payments::list_transfers(&self.db, status).await?)
+    }
+
+    pub async fn list_customers(&self) -> ServiceResult<Vec<Customer>> {
+        Ok(payments::list_customers(&self.db).await?)
+    }
+
+    /// Sandbox only: process pending transfers and micro-deposits now.
+    pub async fn simulate_processing(&self) -> ServiceResult<u64> {
+        Ok(self.rail.simulate_processing().await?)
+    }
+
+    /// Operator: move `amount` from the user's round-up source to Donkies.
+    pub async fn collect_by_hand(&self, email: &str, amount: Cents) -> ServiceResult<Transfer> {
+        let user = users::find_by_email(&self.db, email).await?.ok_or(ServiceError::NotFound)?;
+        let source = self
+            .round_up_source(user.id)
+            .await?
+            .ok_or_else(|| ServiceError::invalid("The user has no round-up source."))?;
+        let reference = format!("manual:{}", crate::crypto::new_token());
+        self.transfer(&reference, Endpoint::FundingSource(source.id), Endpoint::Donkies, amount).await
+    }
+}
+
+/// A Dwolla failure inside a job: retried when it may pass, else given up.
+fn dwolla_job_error(e: DwollaError) -> ServiceError {
+    if e.is_retryable() || matches!(e, DwollaError::RateLimited { .. }) {
+        ServiceError::Internal(anyhow::Error::new(e))
+    } else {
+        ServiceError::from(e)
+    }
+}
+
+/// The text of one of the client's lenient wire enums, as Dwolla writes it.
+fn wire_text<T: Serialize>(value: &T) -> String {
+    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+fn wire_bank_type(kind: BankAccountType) -> wire::BankAccountType {
+    match kind {
+        BankAccountType::Checking => wire::BankAccountType::Checking,
+        BankAccountType::Savings => wire::BankAccountType::Savings,
+    }
+}
+
+fn domain_bank_type(kind: wire::BankAccountType) -> BankAccountType {
+    match kind {
+        wire::BankAccountType::Savings => BankAccountType::Savings,
+        _ => BankAccountType::Checking,
+    }
+}
