@@ -90,6 +90,14 @@ mod tests {
                 "UNIQUE constraint failed: accounts.user_id, accounts.guid",
                 ACCOUNTS_USER_GUID,
             ),
+            (
+                Some("funding_sources_account_id"),
+                "UNIQUE constraint failed: funding_sources.account_id",
+                FUNDING_SOURCES_ACCOUNT_ID,
+            ),
+            (Some("transfers_reference_key"), "UNIQUE constraint failed: transfers.reference", TRANSFERS_REFERENCE),
+            (Some("customers_user_id_key"), "UNIQUE constraint failed: customers.user_id", CUSTOMERS_USER_ID),
+            (Some("dwolla_events_pkey"), "UNIQUE constraint failed: dwolla_events.event_id", DWOLLA_EVENTS_EVENT_ID),
         ];
         for (pg, sqlite, stable) in cases {
             assert_eq!(normalise(pg, "duplicate key value violates unique constraint"), stable);

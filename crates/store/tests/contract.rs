@@ -2,7 +2,10 @@
 //! `DONKIES_TEST_POSTGRES_URL` is set (without it the PostgreSQL cases show as ignored).
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
-use donkies_domain::{AccountFamily, Cents, DebtShares, Direction, MemberStatus, Share, TransferAmount};
+use donkies_domain::{
+    AccountFamily, BankAccountType, Cents, CustomerKind, CustomerStatus, DebtShares, Direction, FundingSourceStatus,
+    FundingSourceType, MemberStatus, MicroDepositStatus, Share, TransferAmount, TransferStatus, VerificationType,
+};
 use donkies_store::accounts::AccountData;
 use donkies_store::institutions::{CatalogEntry, Credential, Institution};
 use donkies_store::members::{Challenge, NewMember, StatusUpdate};
@@ -11,7 +14,7 @@ use donkies_store::tokens::{NewActionToken, Purpose};
 use donkies_store::transactions::TransactionData;
 use donkies_store::users::{NewUser, ProfileUpdate};
 use donkies_store::{
-    Db, StoreError, accounts, institutions, jobs, members, new_hex_id, new_id, now, outbox, social, tokens,
+    Db, StoreError, accounts, institutions, jobs, members, new_hex_id, new_id, now, outbox, payments, social, tokens,
     transactions, users,
 };
 
@@ -1723,4 +1726,467 @@ async fn debt_shares_are_the_active_debt_accounts_in_order(db: Db) {
     tx.commit().await.unwrap();
     assert_eq!(pct(&accounts::debt_shares(&db, ada).await.unwrap()), [(d1, 50), (d2, 50)]);
     assert_eq!(account(&db, ada, d3).await.transfer_share, Share::default(), "accounts left out drop to zero");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Payments through Dwolla
+
+contract!(
+    payments_one_customer_per_user_found_by_user_id_and_dwolla_id,
+    payments_customer_status_follows_dwolla_and_keeps_unknown_words,
+    payments_one_live_funding_source_per_account,
+    payments_funding_sources_are_scoped_to_their_user,
+    payments_micro_deposits_wait_for_a_dwolla_id_and_are_initiated_once,
+    payments_a_reference_moves_money_at_most_once,
+    payments_a_transfer_resolves_at_most_once,
+    payments_transfers_in_flight_and_listed_by_status,
+    payments_webhook_events_are_recorded_once,
+    payments_one_funding_account_per_user_and_dwolla_created_is_scoped,
+    payments_bad_stored_words_are_refused,
+);
+
+fn new_customer(id: i64, user_id: i64) -> payments::NewCustomer<'static> {
+    payments::NewCustomer {
+        id,
+        user_id,
+        kind: CustomerKind::Personal,
+        first_name: "Ada",
+        last_name: "Lovelace",
+        email: "ada@example.com",
+        address1: Some("12 St James's Square"),
+        address2: None,
+        city: Some("New York"),
+        state: Some("NY"),
+        postal_code: Some("10001"),
+        phone: Some("2125550100"),
+        date_of_birth: Some(day(1985, 12, 10)),
+        ssn_encrypted: Some("sealed:v1:c3NuLTAwMDE="),
+        ssn_last4: Some("0001"),
+        now: now(),
+    }
+}
+
+async fn insert_customer(db: &Db, c: &payments::NewCustomer<'_>) -> Result<(), StoreError> {
+    let mut tx = db.begin().await?;
+    payments::insert_customer(&mut tx, c).await?;
+    tx.commit().await
+}
+
+async fn make_customer(db: &Db, user_id: i64) -> i64 {
+    let id = new_id();
+    insert_customer(db, &new_customer(id, user_id)).await.unwrap();
+    id
+}
+
+async fn set_customer_dwolla(db: &Db, id: i64, dwolla_id: &str, status: &CustomerStatus) -> Result<(), StoreError> {
+    let mut tx = db.begin().await?;
+    payments::set_customer_dwolla(&mut tx, id, dwolla_id, status, now()).await?;
+    tx.commit().await
+}
+
+async fn customer(db: &Db, id: i64) -> payments::Customer {
+    payments::customer_by_id(db, id).await.unwrap().unwrap()
+}
+
+/// A user with a customer and a checking account at a bank; (user, account, customer).
+async fn banked_user(db: &Db, email: &str) -> (i64, i64, i64) {
+    let user = make_user(db, email).await;
+    let code = format!("bank-{user}");
+    let bank = make_institution(db, &code, "Bank").await;
+    let member = make_member(db, user, bank).await;
+    let account = make_account(db, user, member, &format!("ACT-{user}"), "Checking", AccountFamily::Debit, now()).await;
+    (user, account, make_customer(db, user).await)
+}
+
+fn new_funding_source(user_id: i64, account_id: i64, customer_id: i64) -> payments::NewFundingSource<'static> {
+    payments::NewFundingSource {
+        id: new_id(),
+        user_id,
+        account_id,
+        customer_id,
+        dwolla_id: None,
+        account_number_encrypted: Some("sealed:v1:YWNjdC0xMjM0NQ=="),
+        account_number_last4: Some("2345"),
+        routing_number: Some("222222226"),
+        status: FundingSourceStatus::Unverified,
+        bank_account_type: BankAccountType::Checking,
+        source_type: FundingSourceType::Bank,
+        name: "Everyday checking",
+        verification_type: VerificationType::MicroDeposits,
+        now: now(),
+    }
+}
+
+async fn insert_funding_source(db: &Db, f: &payments::NewFundingSource<'_>) -> Result<i64, StoreError> {
+    let mut tx = db.begin().await?;
+    payments::insert_funding_source(&mut tx, f).await?;
+    tx.commit().await?;
+    Ok(f.id)
+}
+
+async fn set_funding_source_dwolla(db: &Db, id: i64, dwolla_id: &str) -> Result<(), StoreError> {
+    let mut tx = db.begin().await?;
+    payments::set_funding_source_dwolla(&mut tx, id, dwolla_id, FundingSourceStatus::Unverified, now()).await?;
+    tx.commit().await
+}
+
+async fn funding_source(db: &Db, id: i64) -> payments::FundingSource {
+    payments::funding_source_by_id(db, id).await.unwrap().unwrap()
+}
+
+fn new_transfer<'a>(user_id: Option<i64>, reference: &'a str, key: &'a str) -> payments::NewTransfer<'a> {
+    payments::NewTransfer {
+        id: new_id(),
+        user_id,
+        reference,
+        idempotency_key: key,
+        source_funding_source: "fs-source",
+        destination: "fs-destination",
+        amount: Cents::new(1_234),
+        status: TransferStatus::Pending,
+        now: now(),
+    }
+}
+
+async fn insert_transfer(db: &Db, t: &payments::NewTransfer<'_>) -> Result<i64, StoreError> {
+    let mut tx = db.begin().await?;
+    payments::insert_transfer(&mut tx, t).await?;
+    tx.commit().await?;
+    Ok(t.id)
+}
+
+async fn make_transfer(db: &Db, reference: &str) -> i64 {
+    insert_transfer(db, &new_transfer(None, reference, &format!("key-{reference}"))).await.unwrap()
+}
+
+async fn transfer(db: &Db, id: i64) -> payments::Transfer {
+    payments::transfer_by_id(db, id).await.unwrap().unwrap()
+}
+
+async fn payments_one_customer_per_user_found_by_user_id_and_dwolla_id(db: Db) {
+    use donkies_store::constraints;
+    let ada = make_user(&db, "ada@example.com").await;
+    let bob = make_user(&db, "bob@example.com").await;
+    let id = make_customer(&db, ada).await;
+
+    let err = insert_customer(&db, &new_customer(new_id(), ada)).await.unwrap_err();
+    assert!(err.on_constraint(constraints::CUSTOMERS_USER_ID), "{err:?}");
+
+    let c = payments::customer_of_user(&db, ada).await.unwrap().unwrap();
+    assert_eq!((c.id, c.user_id, c.kind), (id, ada, CustomerKind::Personal));
+    assert_eq!((c.dwolla_id.as_deref(), c.status.as_ref()), (None, None), "unknown to Dwolla until it answers");
+    assert_eq!(c.ssn_encrypted.as_deref(), Some("sealed:v1:c3NuLTAwMDE="), "the sealed SSN is stored as given");
+    assert_eq!(c.ssn_last4.as_deref(), Some("0001"));
+    assert_eq!(c.date_of_birth, Some(day(1985, 12, 10)));
+    assert_eq!((c.address1.as_deref(), c.address2.as_deref()), (Some("12 St James's Square"), None));
+    assert_eq!(
+        (c.city.as_deref(), c.state.as_deref(), c.postal_code.as_deref()),
+        (Some("New York"), Some("NY"), Some("10001"))
+    );
+    assert_eq!(c.phone.as_deref(), Some("2125550100"));
+    assert!(payments::customer_of_user(&db, bob).await.unwrap().is_none(), "another user has no customer");
+
+    let ids = |customers: Vec<payments::Customer>| customers.into_iter().map(|c| c.id).collect::<Vec<_>>();
+    assert_eq!(ids(payments::customers_without_dwolla_id(&db).await.unwrap()), [id]);
+    assert!(payments::customers_with_dwolla_id(&db).await.unwrap().is_empty());
+
+    set_customer_dwolla(&db, id, "cus-ada", &CustomerStatus::Document).await.unwrap();
+    let c = payments::customer_by_dwolla_id(&db, "cus-ada").await.unwrap().unwrap();
+    assert_eq!((c.id, c.status), (id, Some(CustomerStatus::Document)));
+    assert!(payments::customer_by_dwolla_id(&db, "cus-nobody").await.unwrap().is_none());
+    assert!(payments::customers_without_dwolla_id(&db).await.unwrap().is_empty());
+    assert_eq!(ids(payments::customers_with_dwolla_id(&db).await.unwrap()), [id]);
+
+    let other = make_customer(&db, bob).await;
+    let err = set_customer_dwolla(&db, other, "cus-ada", &CustomerStatus::Unverified).await.unwrap_err();
+    assert!(err.on_constraint(constraints::CUSTOMERS_DWOLLA_ID), "{err:?}");
+    let err = set_customer_dwolla(&db, new_id(), "cus-ghost", &CustomerStatus::Unverified).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound), "{err:?}");
+    assert_eq!(ids(payments::list_customers(&db).await.unwrap()), [id, other], "oldest first");
+}
+
+async fn payments_customer_status_follows_dwolla_and_keeps_unknown_words(db: Db) {
+    let ada = make_user(&db, "ada@example.com").await;
+    let id = make_customer(&db, ada).await;
+    assert!(payments::set_customer_status(&db, id, &CustomerStatus::Retry, now()).await.unwrap(), "from null");
+    assert!(!payments::set_customer_status(&db, id, &CustomerStatus::Retry, now()).await.unwrap(), "no change");
+    assert!(payments::set_customer_status(&db, id, &CustomerStatus::Verified, now()).await.unwrap());
+    assert_eq!(customer(&db, id).await.status, Some(CustomerStatus::Verified));
+    let unknown = CustomerStatus::parse("under-review");
+    assert!(payments::set_customer_status(&db, id, &unknown, now()).await.unwrap());
+    assert_eq!(customer(&db, id).await.status, Some(unknown), "an unknown status keeps its text");
+    assert!(!payments::set_customer_status(&db, new_id(), &CustomerStatus::Verified, now()).await.unwrap());
+}
+
+async fn payments_one_live_funding_source_per_account(db: Db) {
+    use donkies_store::constraints;
+    let (ada, account, customer_id) = banked_user(&db, "ada@example.com").await;
+    let first = insert_funding_source(&db, &new_funding_source(ada, account, customer_id)).await.unwrap();
+    let err = insert_funding_source(&db, &new_funding_source(ada, account, customer_id)).await.unwrap_err();
+    assert!(err.on_constraint(constraints::FUNDING_SOURCES_ACCOUNT_ID), "{err:?}");
+
+    let f = funding_source(&db, first).await;
+    assert_eq!(f.account_number_encrypted.as_deref(), Some("sealed:v1:YWNjdC0xMjM0NQ=="), "stored as given");
+    assert_eq!((f.account_number_last4.as_deref(), f.routing_number.as_deref()), (Some("2345"), Some("222222226")));
+    assert_eq!(
+        (f.status, f.bank_account_type, f.source_type),
+        (FundingSourceStatus::Unverified, BankAccountType::Checking, FundingSourceType::Bank)
+    );
+    assert_eq!(
+        (f.verification_type, f.md_status, f.md_attempts, f.is_removed),
+        (VerificationType::MicroDeposits, None, 0, false)
+    );
+    assert_eq!(
+        (f.user_id, f.account_id, f.customer_id, f.name.as_str()),
+        (ada, account, customer_id, "Everyday checking")
+    );
+
+    set_funding_source_dwolla(&db, first, "fs-1").await.unwrap();
+    assert_eq!(payments::funding_source_by_dwolla_id(&db, "fs-1").await.unwrap().unwrap().id, first);
+    assert!(payments::mark_funding_source_removed(&db, first, now()).await.unwrap());
+    assert!(!payments::mark_funding_source_removed(&db, first, now()).await.unwrap(), "removed once");
+    assert!(payments::funding_source_of_account(&db, ada, account).await.unwrap().is_none());
+
+    let second = insert_funding_source(
+        &db,
+        &payments::NewFundingSource {
+            dwolla_id: Some("fs-2"),
+            status: FundingSourceStatus::Verified,
+            verification_type: VerificationType::Iav,
+            now: now() + Duration::seconds(1),
+            ..new_funding_source(ada, account, customer_id)
+        },
+    )
+    .await
+    .expect("a removed funding source leaves room for a new one");
+    assert_eq!(payments::funding_source_of_account(&db, ada, account).await.unwrap().unwrap().id, second);
+    let listed: Vec<_> = payments::funding_sources_of_user(&db, ada).await.unwrap().into_iter().map(|f| f.id).collect();
+    assert_eq!(listed, [second, first], "not removed first");
+
+    let (bob, bob_account, bob_customer) = banked_user(&db, "bob@example.com").await;
+    let err = insert_funding_source(
+        &db,
+        &payments::NewFundingSource { dwolla_id: Some("fs-2"), ..new_funding_source(bob, bob_account, bob_customer) },
+    )
+    .await
+    .unwrap_err();
+    assert!(err.on_constraint(constraints::FUNDING_SOURCES_DWOLLA_ID), "{err:?}");
+    payments::mark_funding_source_removed(&db, second, now()).await.unwrap();
+    let third = insert_funding_source(&db, &new_funding_source(ada, account, customer_id)).await.unwrap();
+    let err = set_funding_source_dwolla(&db, third, "fs-2").await.unwrap_err();
+    assert!(err.on_constraint(constraints::FUNDING_SOURCES_DWOLLA_ID), "{err:?}");
+
+    assert!(payments::set_funding_source_status(&db, third, FundingSourceStatus::Verified, now()).await.unwrap());
+    assert!(!payments::set_funding_source_status(&db, third, FundingSourceStatus::Verified, now()).await.unwrap());
+    assert_eq!(funding_source(&db, third).await.status, FundingSourceStatus::Verified);
+}
+
+async fn payments_funding_sources_are_scoped_to_their_user(db: Db) {
+    let (ada, ada_account, ada_customer) = banked_user(&db, "ada@example.com").await;
+    let (bob, bob_account, _) = banked_user(&db, "bob@example.com").await;
+    let id = insert_funding_source(&db, &new_funding_source(ada, ada_account, ada_customer)).await.unwrap();
+    assert_eq!(payments::funding_source(&db, ada, id).await.unwrap().unwrap().id, id);
+    assert!(payments::funding_source(&db, bob, id).await.unwrap().is_none(), "another user's id finds nothing");
+    assert!(payments::funding_source_of_account(&db, bob, ada_account).await.unwrap().is_none());
+    assert!(payments::funding_source_of_account(&db, ada, bob_account).await.unwrap().is_none());
+    assert!(payments::funding_sources_of_user(&db, bob).await.unwrap().is_empty());
+    assert_eq!(payments::funding_sources_of_user(&db, ada).await.unwrap().len(), 1);
+}
+
+async fn payments_micro_deposits_wait_for_a_dwolla_id_and_are_initiated_once(db: Db) {
+    let (ada, account, customer_id) = banked_user(&db, "ada@example.com").await;
+    let id = insert_funding_source(&db, &new_funding_source(ada, account, customer_id)).await.unwrap();
+    let needing = |db: Db| async move {
+        payments::funding_sources_needing_micro_deposits(&db)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|f| f.id)
+            .collect::<Vec<_>>()
+    };
+    assert!(needing(db.clone()).await.is_empty(), "not yet known to Dwolla");
+    set_funding_source_dwolla(&db, id, "fs-1").await.unwrap();
+    assert_eq!(needing(db.clone()).await, [id]);
+
+    payments::set_micro_deposits(&db, id, Some(&MicroDepositStatus::Pending), 0, now()).await.unwrap();
+    assert!(needing(db.clone()).await.is_empty(), "initiated once");
+    payments::set_micro_deposits(&db, id, Some(&MicroDepositStatus::MaxAttempts), 3, now()).await.unwrap();
+    let f = funding_source(&db, id).await;
+    assert_eq!((f.md_status, f.md_attempts), (Some(MicroDepositStatus::MaxAttempts), 3));
+    payments::set_micro_deposits(&db, id, None, 0, now()).await.unwrap();
+    assert_eq!(needing(db.clone()).await, [id], "cleared, they may be initiated again");
+
+    let (bob, bob_account, bob_customer) = banked_user(&db, "bob@example.com").await;
+    let iav = insert_funding_source(
+        &db,
+        &payments::NewFundingSource {
+            dwolla_id: Some("fs-iav"),
+            verification_type: VerificationType::Iav,
+            ..new_funding_source(bob, bob_account, bob_customer)
+        },
+    )
+    .await
+    .unwrap();
+    assert!(!needing(db.clone()).await.contains(&iav), "IAV sources need no micro-deposits");
+    payments::mark_funding_source_removed(&db, id, now()).await.unwrap();
+    assert!(needing(db.clone()).await.is_empty(), "removed sources need none");
+}
+
+async fn payments_a_reference_moves_money_at_most_once(db: Db) {
+    use donkies_store::constraints;
+    let ada = make_user(&db, "ada@example.com").await;
+    let id = insert_transfer(&db, &new_transfer(Some(ada), "collection:1", "key-1")).await.unwrap();
+    let err = insert_transfer(&db, &new_transfer(Some(ada), "collection:1", "key-2")).await.unwrap_err();
+    assert!(err.on_constraint(constraints::TRANSFERS_REFERENCE), "{err:?}");
+    let err = insert_transfer(&db, &new_transfer(Some(ada), "collection:2", "key-1")).await.unwrap_err();
+    assert!(err.on_constraint(constraints::TRANSFERS_IDEMPOTENCY_KEY), "{err:?}");
+
+    let t = payments::transfer_by_reference(&db, "collection:1").await.unwrap().unwrap();
+    assert_eq!((t.id, t.user_id, t.idempotency_key.as_str()), (id, Some(ada), "key-1"));
+    assert_eq!((t.source_funding_source.as_str(), t.destination.as_str()), ("fs-source", "fs-destination"));
+    assert_eq!(
+        (t.amount, t.status.clone(), t.dwolla_id.as_deref()),
+        (Cents::new(1_234), TransferStatus::Pending, None)
+    );
+    assert_eq!((t.failure_code, t.failure_description, t.processed_at), (None, None, None));
+    assert!(payments::transfer_by_reference(&db, "collection:2").await.unwrap().is_none());
+
+    payments::set_transfer_dwolla_id(&db, id, "tr-1", &TransferStatus::Pending, now()).await.unwrap();
+    assert_eq!(payments::transfer_by_dwolla_id(&db, "tr-1").await.unwrap().unwrap().id, id);
+    assert!(payments::transfer_by_dwolla_id(&db, "tr-2").await.unwrap().is_none());
+    let other = make_transfer(&db, "payout:1").await;
+    let err = payments::set_transfer_dwolla_id(&db, other, "tr-1", &TransferStatus::Pending, now()).await.unwrap_err();
+    assert!(err.on_constraint(constraints::TRANSFERS_DWOLLA_ID), "{err:?}");
+    let err =
+        payments::set_transfer_dwolla_id(&db, new_id(), "tr-9", &TransferStatus::Pending, now()).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound), "{err:?}");
+
+    raw!(&db, "DELETE FROM users WHERE id = $1", ada);
+    assert_eq!(transfer(&db, id).await.user_id, None, "a transfer outlives its user");
+}
+
+async fn payments_a_transfer_resolves_at_most_once(db: Db) {
+    let id = make_transfer(&db, "collection:1").await;
+    let failed = TransferStatus::Failed;
+    assert!(!payments::set_transfer_status(&db, id, &TransferStatus::Pending, None, now()).await.unwrap(), "no change");
+    let resolved = now();
+    assert!(
+        payments::set_transfer_status(&db, id, &failed, Some(("R01", "Insufficient Funds")), resolved).await.unwrap()
+    );
+    assert!(!payments::set_transfer_status(&db, id, &failed, Some(("R03", "No Account")), now()).await.unwrap());
+    assert!(!payments::set_transfer_status(&db, id, &TransferStatus::Processed, None, now()).await.unwrap());
+    assert!(!payments::set_transfer_status(&db, id, &TransferStatus::Pending, None, now()).await.unwrap());
+    let t = transfer(&db, id).await;
+    assert_eq!(
+        (t.status, t.failure_code.as_deref(), t.failure_description.as_deref()),
+        (failed, Some("R01"), Some("Insufficient Funds"))
+    );
+    assert_eq!((t.updated_at, t.processed_at), (resolved, None));
+
+    payments::set_transfer_dwolla_id(&db, id, "tr-1", &TransferStatus::Pending, now()).await.unwrap();
+    assert_eq!(transfer(&db, id).await.status, TransferStatus::Failed, "recording the Dwolla id keeps a resolution");
+
+    let instant = make_transfer(&db, "collection:2").await;
+    let at_dwolla = now();
+    payments::set_transfer_dwolla_id(&db, instant, "tr-2", &TransferStatus::Processed, at_dwolla).await.unwrap();
+    let t = transfer(&db, instant).await;
+    assert_eq!(
+        (t.status, t.processed_at),
+        (TransferStatus::Processed, Some(at_dwolla)),
+        "a balance transfer resolves at once"
+    );
+    assert!(!payments::set_transfer_status(&db, instant, &TransferStatus::Cancelled, None, now()).await.unwrap());
+
+    let unknown = make_transfer(&db, "collection:3").await;
+    assert!(payments::set_transfer_status(&db, unknown, &TransferStatus::parse("on-hold"), None, now()).await.unwrap());
+    assert_eq!(transfer(&db, unknown).await.status, TransferStatus::parse("on-hold"), "kept as Dwolla spelled it");
+    let processed = now();
+    assert!(
+        payments::set_transfer_status(&db, unknown, &TransferStatus::Processed, None, processed).await.unwrap(),
+        "an unknown status is not final"
+    );
+    assert_eq!(transfer(&db, unknown).await.processed_at, Some(processed));
+}
+
+async fn payments_transfers_in_flight_and_listed_by_status(db: Db) {
+    let ids = |transfers: Vec<payments::Transfer>| transfers.into_iter().map(|t| t.id).collect::<Vec<_>>();
+    let t0 = now();
+    let mut made = Vec::new();
+    for (n, reference) in ["a", "b", "c", "d"].into_iter().enumerate() {
+        let t =
+            payments::NewTransfer { now: t0 + Duration::seconds(n as i64), ..new_transfer(None, reference, reference) };
+        made.push(insert_transfer(&db, &t).await.unwrap());
+    }
+    let [a, b, c, d] = made[..] else { unreachable!() };
+    payments::set_transfer_status(&db, b, &TransferStatus::Processed, None, now()).await.unwrap();
+    payments::set_transfer_status(&db, c, &TransferStatus::Cancelled, None, now()).await.unwrap();
+    payments::set_transfer_status(&db, d, &TransferStatus::parse("reclaimed"), None, now()).await.unwrap();
+    assert_eq!(ids(payments::transfers_in_flight(&db).await.unwrap()), [a], "reclaimed is final too");
+    assert_eq!(ids(payments::list_transfers(&db, None).await.unwrap()), [d, c, b, a], "newest first");
+    assert_eq!(ids(payments::list_transfers(&db, Some(&TransferStatus::Processed)).await.unwrap()), [b]);
+    assert_eq!(ids(payments::list_transfers(&db, Some(&TransferStatus::Pending)).await.unwrap()), [a]);
+    assert!(payments::list_transfers(&db, Some(&TransferStatus::Failed)).await.unwrap().is_empty());
+}
+
+async fn payments_webhook_events_are_recorded_once(db: Db) {
+    let mut tx = db.begin().await.unwrap();
+    assert!(payments::record_event(&mut tx, "evt-1", "customer_created", "cus-1", now()).await.unwrap());
+    drop(tx);
+    let mut tx = db.begin().await.unwrap();
+    assert!(
+        payments::record_event(&mut tx, "evt-1", "customer_created", "cus-1", now()).await.unwrap(),
+        "a rolled-back event was never recorded"
+    );
+    tx.commit().await.unwrap();
+    let mut tx = db.begin().await.unwrap();
+    assert!(
+        !payments::record_event(&mut tx, "evt-1", "customer_created", "cus-1", now()).await.unwrap(),
+        "a repeated delivery"
+    );
+    assert!(payments::record_event(&mut tx, "evt-2", "customer_created", "cus-1", now()).await.unwrap());
+    tx.commit().await.unwrap();
+}
+
+async fn payments_one_funding_account_per_user_and_dwolla_created_is_scoped(db: Db) {
+    let ada = make_user(&db, "ada@example.com").await;
+    let bob = make_user(&db, "bob@example.com").await;
+    let bank = make_institution(&db, "chase", "Chase").await;
+    let (ada_member, bob_member) = (make_member(&db, ada, bank).await, make_member(&db, bob, bank).await);
+    let checking = make_account(&db, ada, ada_member, "ACT-chk", "Checking", AccountFamily::Debit, now()).await;
+    let savings = make_account(&db, ada, ada_member, "ACT-sav", "Savings", AccountFamily::Debit, now()).await;
+    let bobs = make_account(&db, bob, bob_member, "ACT-bob", "Checking", AccountFamily::Debit, now()).await;
+    let funding =
+        |db: Db, user: i64, id: i64| async move { account(&db, user, id).await.is_funding_source_for_transfer };
+    let choose = |db: Db, user: i64, id: i64| async move {
+        let mut tx = db.begin().await.unwrap();
+        accounts::set_funding_source_for_transfer(&mut tx, user, id, now()).await.unwrap();
+        tx.commit().await.unwrap();
+    };
+    choose(db.clone(), bob, bobs).await;
+    choose(db.clone(), ada, checking).await;
+    assert!(funding(db.clone(), ada, checking).await && !funding(db.clone(), ada, savings).await);
+    choose(db.clone(), ada, savings).await;
+    assert!(!funding(db.clone(), ada, checking).await && funding(db.clone(), ada, savings).await);
+    assert!(funding(db.clone(), bob, bobs).await, "another user's choice stands");
+    choose(db.clone(), ada, bobs).await;
+    assert!(funding(db.clone(), bob, bobs).await, "another user's account is not touched");
+
+    accounts::set_dwolla_created(&db, ada, checking, true, now()).await.unwrap();
+    accounts::set_dwolla_created(&db, ada, bobs, true, now()).await.unwrap();
+    assert!(account(&db, ada, checking).await.is_dwolla_created);
+    assert!(!account(&db, ada, savings).await.is_dwolla_created);
+    assert!(!account(&db, bob, bobs).await.is_dwolla_created, "scoped to the user");
+    accounts::set_dwolla_created(&db, ada, checking, false, now()).await.unwrap();
+    assert!(!account(&db, ada, checking).await.is_dwolla_created);
+}
+
+async fn payments_bad_stored_words_are_refused(db: Db) {
+    let (ada, account, customer_id) = banked_user(&db, "ada@example.com").await;
+    let fs = insert_funding_source(&db, &new_funding_source(ada, account, customer_id)).await.unwrap();
+    raw!(&db, "UPDATE customers SET kind = 'business' WHERE id = $1", customer_id);
+    let err = payments::customer_by_id(&db, customer_id).await.unwrap_err();
+    assert!(err.to_string().contains("not a customer kind"), "{err}");
+    raw!(&db, "UPDATE funding_sources SET md_status = 'lost' WHERE id = $1", fs);
+    let err = payments::funding_source_by_id(&db, fs).await.unwrap_err();
+    assert!(err.to_string().contains("not a micro-deposit status"), "{err}");
 }
