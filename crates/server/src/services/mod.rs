@@ -36,6 +36,8 @@ pub struct ServicesInner {
     pub sealer: Sealer,
     pub jobs: JobQueue,
     pub changes: Changes,
+    /// The Dwolla funding source collections land in, once looked up.
+    pub donkies_funding_source: tokio::sync::OnceCell<String>,
 }
 
 impl Deref for Services {
@@ -57,7 +59,18 @@ impl Services {
         let sealer = Sealer::from_secret(settings.secret_key.expose_secret());
         let (aggregator, rail, social) = clients;
         let changes = Changes::default();
-        Services(Arc::new(ServicesInner { db, settings, aggregator, rail, social, sealer, jobs, changes }))
+        let donkies_funding_source = tokio::sync::OnceCell::new();
+        Services(Arc::new(ServicesInner {
+            db,
+            settings,
+            aggregator,
+            rail,
+            social,
+            sealer,
+            jobs,
+            changes,
+            donkies_funding_source,
+        }))
     }
 
     /// Whether the database answers (readiness).

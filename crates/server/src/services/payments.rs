@@ -397,7 +397,11 @@ impl Services {
                 let status =
                     FundingSourceStatus::parse(&wire_text(&found.status)).unwrap_or(FundingSourceStatus::Unverified);
                 let mut work = self.begin().await?;
-                payments::set_funding_source_dwolla(&mut work, funding_source_id, &id, status, now()).await?;
+                payments::set_funding_source_dwolla(&mut work, funding_source_id, &id, status, now())
+                    .await
+                    .on_constraint(constraints::FUNDING_SOURCES_DWOLLA_ID, || {
+                        ServiceError::invalid("This bank is already one of the user's funding sources.")
+                    })?;
                 work.commit().await?;
                 id
             }
@@ -526,11 +530,15 @@ impl Services {
             now: now(),
         };
         let mut work = self.begin().await?;
-        payments::insert_funding_source(&mut work, &new)
-            .await
-            .on_constraint(constraints::FUNDING_SOURCES_ACCOUNT_ID, || {
+        if let Err(e) = payments::insert_funding_source(&mut work, &new).await {
+            return Err(if e.on_constraint(constraints::FUNDING_SOURCES_ACCOUNT_ID) {
                 ServiceError::field("account_id", "This account has a funding source already.")
-            })?;
+            } else if e.on_constraint(constraints::FUNDING_SOURCES_DWOLLA_ID) {
+                ServiceError::field("dwolla_id", "This funding source is linked already.")
+            } else {
+                e.into()
+            });
+        }
         work.commit().await?;
         accounts::set_dwolla_created(&self.db, user_id, account.id, true, now()).await?;
         self.funding_source(user_id, id).await
@@ -561,11 +569,15 @@ impl Services {
 
     /// Where money for Donkies lands: the configured funding source, else the Account's
     /// balance.
-    async fn donkies_funding_source(&self) -> ServiceResult<String> {
+    pub async fn donkies_funding_source(&self) -> ServiceResult<String> {
         if let Some(id) = &self.settings.dwolla.account_funding_source {
             return Ok(id.clone());
         }
-        Ok(self.rail.account_balance_funding_source().await?.id)
+        let id = self
+            .donkies_funding_source
+            .get_or_try_init(|| async { self.rail.account_balance_funding_source().await.map(|f| f.id) })
+            .await?;
+        Ok(id.clone())
     }
 
     async fn party(&self, endpoint: &Endpoint) -> ServiceResult<(TransferParty, String, Option<i64>)> {

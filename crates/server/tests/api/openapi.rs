@@ -53,6 +53,15 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("get", "/v1/auth/twitter"),
     ("post", "/v1/auth/twitter"),
     ("get", "/v1/settings/login"),
+    ("get", "/v1/customer"),
+    ("post", "/v1/customer"),
+    ("get", "/v1/funding_sources"),
+    ("post", "/v1/funding_sources"),
+    ("post", "/v1/funding_sources/{id}/verify"),
+    ("post", "/v1/get_iav_token/{dwolla_customer_id}"),
+    ("post", "/v1/create_funding_source_by_iav"),
+    ("post", "/v1/accounts/set_funding_source/{id}"),
+    ("post", "/v1/dwolla/webhooks"),
 ];
 
 #[tokio::test]
