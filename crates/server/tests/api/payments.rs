@@ -20,6 +20,7 @@ both_databases!(
     refused_pairs_never_reach_dwolla,
     a_transfer_survives_an_outage_and_a_crash_after_dwollas_answer_without_a_second_transfer,
     webhooks_are_verified_and_a_replay_has_one_effect,
+    a_customer_dwolla_already_has_for_the_email_is_linked_not_duplicated,
 );
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -497,4 +498,20 @@ async fn webhooks_are_verified_and_a_replay_has_one_effect(backend: Backend) {
     let recorded_again =
         donkies_store::payments::record_event(&mut tx, "evt-1", "x", "y", donkies_store::now()).await.unwrap();
     assert!(!recorded_again, "the event is on record once");
+}
+
+async fn a_customer_dwolla_already_has_for_the_email_is_linked_not_duplicated(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    // A customer made for this address earlier (an earlier attempt whose answer was lost).
+    let earlier = donkies_dwolla::wire::NewCustomer::unverified("Ada", "Lovelace", "ada@example.com");
+    let existing = services(&app).rail.create_customer(&earlier, "earlier-attempt").await.unwrap();
+    let token = app.signed_up_user("ada@example.com").await;
+    let (status, _) = put(&app, "/v1/user", &token, complete_profile()).await;
+    assert_eq!(status, StatusCode::OK);
+    let user =
+        wait_for(&app, "/v1/user", &token, "the customer linked", |u| u["dwolla_customer"]["dwolla_id"].is_string())
+            .await;
+    assert_eq!(user["dwolla_customer"]["dwolla_id"].as_str(), Some(existing.as_str()));
+    let query = donkies_dwolla::wire::CustomerQuery { email: Some("ada@example.com".into()), ..Default::default() };
+    assert_eq!(services(&app).rail.search_customers(&query).await.unwrap().total, 1, "no second customer at Dwolla");
 }
