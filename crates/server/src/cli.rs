@@ -193,7 +193,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             server.run_until_signal().await;
         }
         Command::Worker { common } => {
-            let settings = Arc::new(settings(&cli.config, None, &common)?);
+            let settings = Arc::new(settings(&cli.config, serve_listen(), &common)?);
             let db = open_database(&settings).await?;
             let api = settings.listen;
             let (ctx, simulators) = crate::build_context(settings, db, api, false).await?;
@@ -291,7 +291,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 /// The services of a process that runs beside `serve` (same database, same providers — in
 /// sandbox mode, the simulators `serve` runs).
 async fn operator_services(config: &Option<PathBuf>, common: &CommonArgs) -> anyhow::Result<crate::services::Services> {
-    let settings = Arc::new(settings(config, None, common)?);
+    let settings = Arc::new(settings(config, serve_listen(), common)?);
     let db = open_database(&settings).await?;
     let api = settings.listen;
     let (ctx, _simulators) = crate::build_context(settings, db, api, false).await?;
@@ -306,7 +306,7 @@ async fn payments(config: &Option<PathBuf>, command: PaymentsCommand) -> anyhow:
             let status = status.as_deref().map(TransferStatus::parse);
             let transfers = services.list_transfers(status.as_ref()).await?;
             println!(
-                "{:<16}  {:<28}  {:>10}  {:<10}  {:<38}  failure",
+                "{:<16}  {:<40}  {:>10}  {:<10}  {:<38}  failure",
                 "id", "reference", "amount", "status", "dwolla id"
             );
             for t in &transfers {
@@ -316,7 +316,7 @@ async fn payments(config: &Option<PathBuf>, command: PaymentsCommand) -> anyhow:
                     _ => String::new(),
                 };
                 println!(
-                    "{:<16}  {:<28}  {:>10}  {:<10}  {:<38}  {failure}",
+                    "{:<16}  {:<40}  {:>10}  {:<10}  {:<38}  {failure}",
                     t.id,
                     t.reference,
                     t.amount.to_string(),
@@ -360,4 +360,9 @@ async fn payments(config: &Option<PathBuf>, command: PaymentsCommand) -> anyhow:
         }
     }
     Ok(())
+}
+
+/// Where `serve` listens, for processes beside it (their sandbox simulators are that serve's).
+fn serve_listen() -> Option<String> {
+    std::env::var("DONKIES_LISTEN").ok().filter(|l| !l.is_empty())
 }
