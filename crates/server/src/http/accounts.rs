@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -15,7 +15,7 @@ use donkies_store::accounts::Account;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
-use super::extract::{AuthUser, Body, IdPath, parse_id};
+use super::extract::{AuthUser, Body, IdPath, QueryParams, parse_id};
 use super::input::{Check, Field, RequestBody, Valid};
 use super::members::{InstitutionView, MemberView, datetime, member_view};
 use super::page::Page;
@@ -361,7 +361,7 @@ impl TransactionQuery {
 async fn list_transactions(
     State(state): State<AppState>,
     auth: AuthUser,
-    Query(q): Query<TransactionQuery>,
+    QueryParams(q): QueryParams<TransactionQuery>,
     page: Page,
 ) -> ApiResult<axum::response::Response> {
     let even = auth.user.is_even_roundup;

@@ -174,3 +174,58 @@ impl<S: Send + Sync> FromRequestParts<S> for IdPath {
         parse_id(&raw).map(IdPath).ok_or(ApiError::NotFound)
     }
 }
+
+/// A text segment of a path (a code, an identifier); one that cannot be text in the database
+/// (bad UTF-8, a NUL) names nothing, so it is 404 like an unknown one.
+pub struct TextPath(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for TextPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::extract::Path(raw) =
+            axum::extract::Path::<String>::from_request_parts(parts, state).await.map_err(|_| ApiError::NotFound)?;
+        if raw.contains('\0') {
+            return Err(ApiError::NotFound);
+        }
+        Ok(TextPath(raw))
+    }
+}
+
+/// Two text segments of a path, as [`TextPath`].
+pub struct TextPaths(pub String, pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for TextPaths {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::extract::Path((a, b)) = axum::extract::Path::<(String, String)>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::NotFound)?;
+        if a.contains('\0') || b.contains('\0') {
+            return Err(ApiError::NotFound);
+        }
+        Ok(TextPaths(a, b))
+    }
+}
+
+/// Query parameters as `T`; a query that does not decode, or holds a NUL, is a 400 in the
+/// API's shape rather than the framework's text.
+pub struct QueryParams<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or("");
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
+            .map_err(|e| ApiError::non_field(format!("Invalid query string: {e}")))?;
+        if let Some((name, _)) = pairs.iter().find(|(k, v)| k.contains('\0') || v.contains('\0')) {
+            return Err(ApiError::field(name, NUL));
+        }
+        serde_urlencoded::from_str(query).map(QueryParams).map_err(|e| ApiError::non_field(format!("Invalid query string: {e}")))
+    }
+}
+
+/// Text with a NUL cannot be stored (PostgreSQL refuses it): refused at the edge.
+pub const NUL: &str = "Null characters are not allowed.";

@@ -91,6 +91,8 @@ impl<'de, T: FieldValue> Deserialize<'de> for Field<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         Ok(match Value::deserialize(deserializer)? {
             Value::Null => Field::Absent,
+            // PostgreSQL cannot store a NUL in text; no field of ours needs one.
+            Value::String(s) if s.contains('\0') => Field::WrongType(super::extract::NUL),
             value => match T::from_json(value) {
                 Some(v) => Field::Given(v),
                 None => Field::WrongType(T::WRONG_TYPE),

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
@@ -17,7 +17,7 @@ use donkies_store::members::Member;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
-use super::extract::{AuthUser, IdPath};
+use super::extract::{AuthUser, IdPath, QueryParams, TextPath};
 use super::input::{Check, Field, RequestBody, Valid};
 use super::page::Page;
 use crate::services::banking::Keyed;
@@ -70,7 +70,7 @@ struct SearchQuery {
 async fn list_institutions(
     State(state): State<AppState>,
     _auth: AuthUser,
-    Query(q): Query<SearchQuery>,
+    QueryParams(q): QueryParams<SearchQuery>,
     page: Page,
 ) -> ApiResult<axum::response::Response> {
     let list = state.services.list_institutions(q.search.as_deref(), 10_000).await?;
@@ -106,7 +106,7 @@ pub struct Suggestion {
 async fn suggest_institutions(
     State(state): State<AppState>,
     _auth: AuthUser,
-    Query(q): Query<SuggestQuery>,
+    QueryParams(q): QueryParams<SuggestQuery>,
 ) -> ApiResult<axum::Json<Vec<Suggestion>>> {
     let Some(value) = q.value.filter(|v| !v.trim().is_empty()) else {
         return Ok(axum::Json(Vec::new()));
@@ -155,7 +155,7 @@ async fn credentials_view(
 async fn credentials_by_code(
     State(state): State<AppState>,
     _auth: AuthUser,
-    Path(code): Path<String>,
+    TextPath(code): TextPath,
 ) -> ApiResult<axum::Json<Vec<CredentialView>>> {
     let inst = state.services.institution_by_code(&code).await;
     credentials_view(&state, inst, false).await
@@ -167,7 +167,7 @@ async fn credentials_by_code(
 async fn credentials_by_code_alias(
     State(state): State<AppState>,
     _auth: AuthUser,
-    Path(code): Path<String>,
+    TextPath(code): TextPath,
 ) -> ApiResult<axum::Json<Vec<CredentialView>>> {
     let inst = state.services.institution_by_code(&code).await;
     credentials_view(&state, inst, false).await
@@ -191,7 +191,7 @@ async fn credentials_by_id(
 async fn live_credentials_by_code(
     State(state): State<AppState>,
     _auth: AuthUser,
-    Path(code): Path<String>,
+    TextPath(code): TextPath,
 ) -> ApiResult<axum::Json<Vec<CredentialView>>> {
     let inst = state.services.institution_by_code(&code).await;
     credentials_view(&state, inst, true).await
@@ -398,8 +398,8 @@ struct WaitQuery {
 async fn get_member(
     State(state): State<AppState>,
     auth: AuthUser,
-    Path(identifier): Path<String>,
-    Query(q): Query<WaitQuery>,
+    TextPath(identifier): TextPath,
+    QueryParams(q): QueryParams<WaitQuery>,
 ) -> ApiResult<axum::response::Response> {
     let wait = match q.wait.as_deref().map(str::trim).filter(|w| !w.is_empty()) {
         None => 0,
@@ -456,7 +456,7 @@ fn json_bytes(body: bytes::Bytes) -> axum::response::Response {
 async fn delete_member(
     State(state): State<AppState>,
     auth: AuthUser,
-    Path(identifier): Path<String>,
+    TextPath(identifier): TextPath,
 ) -> ApiResult<StatusCode> {
     state.services.delete_member(auth.user.id, &identifier).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -499,7 +499,7 @@ impl RequestBody for ResumeRequest {
 async fn resume_member(
     State(state): State<AppState>,
     auth: AuthUser,
-    Path(identifier): Path<String>,
+    TextPath(identifier): TextPath,
     Valid(answers): Valid<ResumeRequest>,
 ) -> ApiResult<StatusCode> {
     state.services.resume_member(auth.user.id, &identifier, answers).await?;

@@ -2,7 +2,7 @@
 //! source, and Dwolla's webhooks.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -18,7 +18,7 @@ use donkies_store::payments::{Customer, FundingSource};
 use super::AppState;
 use super::accounts::{AccountView, account_views};
 use super::error::{ApiError, ApiResult};
-use super::extract::{AuthUser, IdPath, parse_id};
+use super::extract::{AuthUser, IdPath, TextPath, parse_id};
 use super::input::{Check, Field, RequestBody, Valid};
 use super::members::datetime;
 use super::page::Page;
@@ -392,7 +392,7 @@ pub struct IavToken {
 async fn get_iav_token(
     State(state): State<AppState>,
     auth: AuthUser,
-    Path(dwolla_customer_id): Path<String>,
+    TextPath(dwolla_customer_id): TextPath,
 ) -> ApiResult<axum::Json<IavToken>> {
     match state.services.iav_token(auth.user.id, &dwolla_customer_id).await {
         Ok(token) => Ok(axum::Json(IavToken { token })),

@@ -1,6 +1,6 @@
 //! The signed-in user: profile, settings, email and password changes, closing the account.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -14,7 +14,7 @@ use donkies_store::users::User;
 
 use super::AppState;
 use super::error::ApiResult;
-use super::extract::AuthUser;
+use super::extract::{AuthUser, TextPaths};
 use super::input::{Check, Field, RequestBody, Valid};
 use super::payments::UserCustomer;
 use crate::services::profile::Profile;
@@ -297,7 +297,7 @@ async fn change_email(
     responses((status = 200, body = Message), (status = 400, description = "bad or expired link")))]
 async fn confirm_email_change(
     State(state): State<AppState>,
-    Path((encrypted_id, token)): Path<(String, String)>,
+    TextPaths(encrypted_id, token): TextPaths,
 ) -> ApiResult<axum::Json<Message>> {
     state.services.confirm_email_change(&encrypted_id, &token).await?;
     Ok(message("Your email address has been changed."))

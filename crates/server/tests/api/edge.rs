@@ -15,6 +15,7 @@ both_databases!(
     auth_header_problems,
     health_and_readiness,
     lists_page_with_limit_and_offset,
+    nul_characters_and_bad_utf8_anywhere_get_a_400_or_404_never_a_500,
 );
 
 async fn raw(
@@ -222,4 +223,45 @@ async fn lists_page_with_limit_and_offset(backend: Backend) {
     }
     let (_, members) = app.get("/v1/members?limit=10", Some(&token)).await;
     assert_eq!((&members["count"], &members["results"]), (&json!(0), &json!([])));
+}
+
+/// PostgreSQL refuses a NUL in text and axum refuses bad UTF-8 in a path: both must still get
+/// the API's own 400/404, on both databases.
+async fn nul_characters_and_bad_utf8_anywhere_get_a_400_or_404_never_a_500(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let token = app.signed_up_user("ada@example.com").await;
+    let nul = "a\u{0}b";
+    let bodies: Vec<(Method, &str, Value)> = vec![
+        (Method::POST, "/v1/auth/signup", json!({"email": "x@example.com", "password": PASSWORD, "first_name": nul, "last_name": "L"})),
+        (Method::POST, "/v1/auth/login", json!({"email": format!("ada{nul}@example.com"), "password": PASSWORD})),
+        (Method::POST, "/v1/auth/signup/confirm", json!({"encrypted_id": nul, "confirmation_token": "t"})),
+        (Method::POST, "/v1/password/reset", json!({"encrypted_id": nul, "reset_token": "t", "new_password": PASSWORD})),
+        (Method::POST, "/v1/auth/twitter", json!({"oauth_token": nul, "oauth_verifier": "v"})),
+        (Method::PUT, "/v1/user", json!({"city": nul})),
+        (Method::POST, "/v1/members", json!({"institution_code": nul, "credentials": []})),
+        (Method::POST, "/v1/link_debts", json!({"account": nul, "share": 10})),
+    ];
+    for (method, path, body) in bodies {
+        let (status, answer) = app.call(method.clone(), path, Some(&token), Some(body.clone())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{method} {path} {body} -> {answer}");
+        assert!(answer.is_object(), "{path}: {answer}");
+    }
+    let not_found = json!({"detail": "Not found."});
+    for path in [
+        "/v1/accounts/%00", "/v1/members/%00", "/v1/credentials/%00", "/v1/credentials/code/%00", "/v1/credentials/id/%00",
+        "/v1/institutions/%00", "/v1/members/resume/%00", "/v1/accounts/%FF", "/v1/members/%FF", "/v1/credentials/%FF",
+        "/v1/institutions/%FF", "/v1/funding_sources/%FF/verify",
+    ] {
+        let method = if path.contains("resume") || path.contains("verify") { Method::POST } else { Method::GET };
+        let body = path.contains("resume").then(|| json!({"challenges": []}));
+        let (status, answer) = app.call(method, path, Some(&token), body).await;
+        assert_eq!((status, &answer), (StatusCode::NOT_FOUND, &not_found), "{path}");
+    }
+    let (status, answer) = app.call(Method::POST, "/v1/user/change/email/confirm/%00/%00", None, None).await;
+    assert_eq!((status, &answer), (StatusCode::NOT_FOUND, &not_found));
+    for path in ["/v1/transactions?account_id=%00", "/v1/institutions?search=%00", "/v1/institutions_suggest?value=a%00", "/v1/members/x?wait=%00"] {
+        let (status, answer) = app.get(path, Some(&token)).await;
+        assert!(status == StatusCode::BAD_REQUEST || status == StatusCode::NOT_FOUND, "{path} -> {status} {answer}");
+        assert!(answer.is_object(), "{path}: {answer}");
+    }
 }
