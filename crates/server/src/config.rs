@@ -76,7 +76,8 @@ pub struct CommonArgs {
     #[arg(long, env = "DONKIES_RESET_RATE_PER_HOUR", value_name = "N")]
     pub reset_rate_per_hour: Option<String>,
 
-    /// Seconds a worker holds a claimed job before another worker may run it again [default: 300]
+    /// Seconds a claimed job stays a worker's without word from it; a running job renews this
+    /// every third of it, so a dead worker's job runs again within this time [default: 30]
     #[arg(long, env = "DONKIES_JOB_LEASE_SECONDS", value_name = "SECONDS")]
     pub job_lease_seconds: Option<String>,
 
@@ -578,7 +579,7 @@ impl Settings {
         let lease: u64 = parse_num(
             pick(&args.job_lease_seconds, file, "job_lease_seconds"),
             "DONKIES_JOB_LEASE_SECONDS (--job-lease-seconds)",
-            300,
+            30,
         )?;
         let max_attempts: i64 = parse_num(
             pick(&args.job_max_attempts, file, "job_max_attempts"),

@@ -91,6 +91,23 @@ pub async fn claim(
     Ok(job)
 }
 
+/// The worker running `id` is still at it: its lease runs until `until`. False when the job
+/// is no longer this worker's.
+pub async fn extend_lease(db: &Db, id: i64, worker: &str, until: DateTime<Utc>) -> Result<bool, StoreError> {
+    let mut tx = db.begin().await?;
+    let n = on_tx!(&mut tx, conn => sqlx::query(
+        "UPDATE jobs SET locked_until = $3 WHERE id = $1 AND locked_by = $2 AND status = 'running'",
+    )
+    .bind(id)
+    .bind(worker)
+    .bind(until)
+    .execute(conn)
+    .await
+    .map(|r| r.rows_affected()))?;
+    tx.commit().await?;
+    Ok(n == 1)
+}
+
 /// A finished job leaves the queue. Ignored when another worker has since taken it over.
 pub async fn complete(db: &Db, id: i64, worker: &str) -> Result<(), StoreError> {
     let mut tx = db.begin().await?;

@@ -44,9 +44,12 @@ pub async fn get(db: &Db, id: i64) -> Result<Option<Mail>, StoreError> {
     Ok(on_db!(db, pool => sqlx::query_as::<_, Mail>(&sql).bind(id).fetch_optional(pool).await)?)
 }
 
+/// Record the delivery and drop the bodies: a sent mail's links stay out of the database.
 pub async fn mark_sent(db: &Db, id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
     let mut tx = db.begin().await?;
-    on_tx!(&mut tx, conn => sqlx::query("UPDATE outbox SET sent_at = $2 WHERE id = $1 AND sent_at IS NULL")
+    on_tx!(&mut tx, conn => sqlx::query(
+        "UPDATE outbox SET sent_at = $2, text_body = '', html_body = '' WHERE id = $1 AND sent_at IS NULL",
+    )
         .bind(id)
         .bind(now)
         .execute(conn)

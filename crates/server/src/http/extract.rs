@@ -218,12 +218,14 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for Que
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or("");
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
-            .map_err(|e| ApiError::non_field(format!("Invalid query string: {e}")))?;
+        let pairs: Vec<(String, String)> =
+            serde_urlencoded::from_str(query).map_err(|e| ApiError::non_field(format!("Invalid query string: {e}")))?;
         if let Some((name, _)) = pairs.iter().find(|(k, v)| k.contains('\0') || v.contains('\0')) {
             return Err(ApiError::field(name, NUL));
         }
-        serde_urlencoded::from_str(query).map(QueryParams).map_err(|e| ApiError::non_field(format!("Invalid query string: {e}")))
+        serde_urlencoded::from_str(query)
+            .map(QueryParams)
+            .map_err(|e| ApiError::non_field(format!("Invalid query string: {e}")))
     }
 }
 

@@ -62,7 +62,12 @@ impl Job for SendMail {
         if mail.sent_at.is_some() {
             return Ok(());
         }
-        ctx.mailer.deliver(&mail).await.map_err(JobError::retry)?;
+        let sealer = &ctx.services.sealer;
+        // Mail queued before bodies were sealed is plain text.
+        let open = |body: &str| sealer.open(body).unwrap_or_else(|| body.to_owned());
+        let readable =
+            outbox::Mail { text_body: open(&mail.text_body), html_body: open(&mail.html_body), ..mail.clone() };
+        ctx.mailer.deliver(&readable).await.map_err(JobError::retry)?;
         outbox::mark_sent(db, self.outbox_id, now()).await?;
         tracing::info!(outbox_id = %self.outbox_id, template = %mail.template, "mail delivered");
         Ok(())
@@ -101,6 +106,11 @@ impl Job for SyncInstitutions {
 impl Job for PollMember {
     async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
         Ok(ctx.services.poll_member(self.member_id, self.generation).await?)
+    }
+
+    /// Polling gave up: the member shows OTHER_ERROR instead of PROCESSING for ever.
+    async fn parked(self, ctx: &JobContext) -> Result<(), JobError> {
+        Ok(ctx.services.give_up_polling(self.member_id, self.generation).await?)
     }
 }
 

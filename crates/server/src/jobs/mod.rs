@@ -92,10 +92,26 @@ impl From<ServiceError> for JobError {
 /// How a task runs.
 pub trait Job: Task + DeserializeOwned + 'static {
     fn run(self, ctx: &JobContext) -> impl Future<Output = Result<(), JobError>> + Send;
+
+    /// The job will not run again (parked): record what that means for whoever waits on it.
+    fn parked(self, ctx: &JobContext) -> impl Future<Output = Result<(), JobError>> + Send {
+        let _ = (self, ctx);
+        async { Ok(()) }
+    }
 }
 
 type BoxFuture<'a> = Pin<Box<dyn Future<Output = Result<(), JobError>> + Send + 'a>>;
 type Runner = for<'a> fn(&'a JobContext, &'a str) -> BoxFuture<'a>;
+
+fn parked_runner<'a, J: Job>(ctx: &'a JobContext, payload: &'a str) -> BoxFuture<'a> {
+    let parsed = serde_json::from_str::<J>(payload);
+    Box::pin(async move {
+        match parsed {
+            Ok(job) => job.parked(ctx).await,
+            Err(_) => Ok(()),
+        }
+    })
+}
 
 fn runner<'a, J: Job>(ctx: &'a JobContext, payload: &'a str) -> BoxFuture<'a> {
     let parsed = serde_json::from_str::<J>(payload);
@@ -108,7 +124,7 @@ fn runner<'a, J: Job>(ctx: &'a JobContext, payload: &'a str) -> BoxFuture<'a> {
 
 /// Every job kind this build runs, by kind.
 pub struct Registry {
-    runners: HashMap<&'static str, Runner>,
+    runners: HashMap<&'static str, (Runner, Runner)>,
 }
 
 impl Registry {
@@ -117,7 +133,7 @@ impl Registry {
     }
 
     pub fn register<J: Job>(&mut self) -> &mut Registry {
-        self.runners.insert(J::KIND, runner::<J>);
+        self.runners.insert(J::KIND, (runner::<J>, parked_runner::<J>));
         self
     }
 
@@ -134,8 +150,15 @@ impl Registry {
 
     pub(crate) async fn run(&self, ctx: &JobContext, kind: &str, payload: &str) -> Result<(), JobError> {
         match self.runners.get(kind) {
-            Some(run) => run(ctx, payload).await,
+            Some((run, _)) => run(ctx, payload).await,
             None => Err(JobError::permanent(anyhow::anyhow!("unknown job kind {kind:?}"))),
+        }
+    }
+
+    pub(crate) async fn parked(&self, ctx: &JobContext, kind: &str, payload: &str) -> Result<(), JobError> {
+        match self.runners.get(kind) {
+            Some((_, parked)) => parked(ctx, payload).await,
+            None => Ok(()),
         }
     }
 }

@@ -55,8 +55,10 @@ impl Worker {
             return Ok(None);
         };
         let span = tracing::info_span!("job", id = %job.id, kind = %job.kind, attempt = job.attempts);
+        let heartbeat = self.heartbeat(job.id);
         let result = self.registry.run(&self.ctx, &job.kind, &job.payload);
         let result = tracing::Instrument::instrument(result, span).await;
+        heartbeat.abort();
         let (id, kind) = (job.id, job.kind.clone());
         let (error, retry_after) = match result {
             Ok(()) => {
@@ -66,7 +68,8 @@ impl Worker {
             Err(JobError::Permanent(cause)) => (format!("{cause:#}"), None),
             Err(JobError::Retry { cause, .. }) if job.attempts >= job.max_attempts => (format!("{cause:#}"), None),
             Err(JobError::Retry { after, cause }) => {
-                let delay = after.unwrap_or_default().max(backoff(settings.job_retry_base, job.attempts));
+                // The provider's own Retry-After wins over the backoff.
+                let delay = after.unwrap_or_else(|| backoff(settings.job_retry_base, job.attempts));
                 (format!("{cause:#}"), Some(delay))
             }
         };
@@ -80,9 +83,29 @@ impl Worker {
             None => {
                 tracing::error!(job = %job.id, kind = %job.kind, attempts = job.attempts, %error, "job failed and will not be retried; parked");
                 jobs::fail(db, job.id, &self.name, &error, None, now()).await?;
+                // What the job was for ends in a state the user sees.
+                if let Err(err) = self.registry.parked(&self.ctx, &job.kind, &job.payload).await {
+                    tracing::error!(job = %job.id, error = %format!("{err:#}"), "could not record the parked job's outcome");
+                }
                 Ok(Some(Outcome::Parked { id, kind, error }))
             }
         }
+    }
+
+    /// Renew the lease of the running job every third of it, until aborted.
+    fn heartbeat(&self, id: i64) -> tokio::task::JoinHandle<()> {
+        let db = self.ctx.services.db.clone();
+        let name = self.name.clone();
+        let lease = self.ctx.services.settings.job_lease;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(lease / 3).await;
+                let until = now() + chrono::Duration::from_std(lease).unwrap_or_default();
+                if !matches!(jobs::extend_lease(&db, id, &name, until).await, Ok(true)) {
+                    break;
+                }
+            }
+        })
     }
 
     /// Run due jobs until none is left (tests drive the queue with this); returns what ran.

@@ -462,6 +462,22 @@ impl Services {
         Ok(())
     }
 
+    /// Polling this round cannot go on (its job was parked): the member has given up.
+    pub async fn give_up_polling(&self, member_id: i64, generation: i64) -> ServiceResult<()> {
+        let Some(member) = members::get(&self.db, member_id).await? else {
+            return Ok(());
+        };
+        let update = StatusUpdate {
+            status: member.status.clone(),
+            aggregated_at: member.aggregated_at,
+            successfully_aggregated_at: member.successfully_aggregated_at,
+            polls: member.polls,
+            halted_retries: member.halted_retries,
+            gave_up: true,
+        };
+        self.save_status(member_id, generation, &update, false).await
+    }
+
     /// Save a polled status (unless a newer polling round took over), and poll again later
     /// when asked to.
     async fn save_status(

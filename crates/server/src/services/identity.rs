@@ -65,7 +65,7 @@ impl Services {
         } else {
             let link = self.settings.frontend_link("confirm", &[("id", &encrypted_id), ("token", &confirmation)]);
             let message = mail::signup_confirmation(account.first_name, &link);
-            queue_mail(work, Some(id), account.email.as_str(), message).await?;
+            queue_mail(work, &self.sealer, Some(id), account.email.as_str(), message).await?;
         }
         work.enqueue(&CreateAggregatorUser { user_id: id }, Duration::ZERO).await?;
         Ok(Created::User(id))

@@ -8,6 +8,7 @@ use donkies_store::{StoreError, new_id, now};
 use serde::{Deserialize, Serialize};
 
 use super::{Task, Work};
+use crate::crypto::Sealer;
 use crate::mail::Rendered;
 
 /// Deliver one outbox message.
@@ -20,16 +21,23 @@ impl Task for SendMail {
     const KIND: &'static str = "send_mail";
 }
 
-/// Store `message` for `to` in the outbox and enqueue its delivery, both inside `work`.
-pub async fn queue_mail(work: &mut Work, user_id: Option<i64>, to: &str, message: Rendered) -> Result<(), StoreError> {
+/// Store `message` for `to` in the outbox and enqueue its delivery, both inside `work`. The
+/// bodies (which carry sign-in and reset links) are sealed at rest and dropped once delivered.
+pub async fn queue_mail(
+    work: &mut Work,
+    sealer: &Sealer,
+    user_id: Option<i64>,
+    to: &str,
+    message: Rendered,
+) -> Result<(), StoreError> {
     let mail = Mail {
         id: new_id(),
         user_id,
         template: message.template.to_owned(),
         to_address: to.to_owned(),
         subject: message.subject,
-        text_body: message.text,
-        html_body: message.html,
+        text_body: sealer.seal(&message.text),
+        html_body: sealer.seal(&message.html),
         created_at: now(),
         sent_at: None,
     };

@@ -31,7 +31,7 @@ impl Services {
         tokens::insert_action(&mut work, &action).await?;
         let link = self.settings.frontend_link("reset", &[("id", &user.encrypted_id), ("token", &token)]);
         let message = mail::password_reset(&user.first_name, &link, self.settings.link_ttl.num_minutes());
-        queue_mail(&mut work, Some(user.id), &user.email, message).await?;
+        queue_mail(&mut work, &self.sealer, Some(user.id), &user.email, message).await?;
         work.commit().await?;
         Ok(())
     }
@@ -98,7 +98,7 @@ impl Services {
         let link =
             self.settings.frontend_link("change_email_confirm", &[("id", &user.encrypted_id), ("token", &token)]);
         let message = mail::email_change(&user.first_name, &link, self.settings.link_ttl.num_minutes());
-        queue_mail(&mut work, Some(user.id), new_email.as_str(), message).await?;
+        queue_mail(&mut work, &self.sealer, Some(user.id), new_email.as_str(), message).await?;
         work.commit().await?;
         Ok(())
     }
@@ -132,7 +132,14 @@ impl Services {
         let mut work = self.begin().await?;
         users::set_confirmation_token(&mut work, user.id, &token_hash(&confirmation), now()).await?;
         let link = self.settings.frontend_link("confirm", &[("id", &user.encrypted_id), ("token", &confirmation)]);
-        queue_mail(&mut work, Some(user.id), &user.email, mail::signup_confirmation(&user.first_name, &link)).await?;
+        queue_mail(
+            &mut work,
+            &self.sealer,
+            Some(user.id),
+            &user.email,
+            mail::signup_confirmation(&user.first_name, &link),
+        )
+        .await?;
         work.commit().await?;
         Ok(())
     }

@@ -775,7 +775,7 @@ impl Services {
         let link = self.settings.frontend_link("accounts", &[]);
         let message = mail::payment_notice(template, subject, &user.first_name, line, link.trim_end_matches('?'));
         let mut work = self.begin().await?;
-        queue_mail(&mut work, Some(user.id), &user.email, message).await?;
+        queue_mail(&mut work, &self.sealer, Some(user.id), &user.email, message).await?;
         work.commit().await?;
         Ok(())
     }

@@ -34,6 +34,7 @@ both_databases!(
     debt_shares_must_cover_exactly_the_active_debt_accounts,
     every_id_is_an_integer_the_2017_web_client_can_parse_and_compare,
     total_debt_is_the_sum_of_the_active_debt_balances,
+    a_member_whose_polling_is_parked_shows_other_error,
 );
 
 const MXBANK: &str = "mxbank";
@@ -1483,4 +1484,22 @@ async fn total_debt_is_the_sum_of_the_active_debt_balances(backend: Backend) {
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     let (_, user) = api.get("/v1/user", &token).await;
     assert_eq!(user["total_debt"].as_f64().unwrap(), (expected - balance(off)) as f64 / 100.0, "{user}");
+}
+
+async fn a_member_whose_polling_is_parked_shows_other_error(backend: Backend) {
+    let mut options = crate::helpers::Options::default();
+    options.args.job_max_attempts = Some("2".into());
+    options.args.job_retry_base_ms = Some("1".into());
+    let app = TestApp::spawn_with(backend, options).await;
+    let api = Api::of(&app);
+    let token = banking_user(&app, "ada@example.com").await;
+    let identifier = link(&api, &token, "password").await;
+    // The aggregator goes down for good while the member is polled: the poll job runs out of
+    // attempts and is parked.
+    app.atrium.set_faults(Faults::outage(503));
+    let member = wait_member_status(&api, &token, &identifier, "OTHER_ERROR").await;
+    assert_status_info(&member, "ERROR", "Other error.", true);
+    let parked = donkies_store::jobs::list(app.db(), true).await.unwrap();
+    assert!(parked.iter().any(|j| j.kind == "poll_member"), "{parked:?}");
+    app.atrium.set_faults(Faults::default());
 }

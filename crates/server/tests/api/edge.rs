@@ -232,10 +232,18 @@ async fn nul_characters_and_bad_utf8_anywhere_get_a_400_or_404_never_a_500(backe
     let token = app.signed_up_user("ada@example.com").await;
     let nul = "a\u{0}b";
     let bodies: Vec<(Method, &str, Value)> = vec![
-        (Method::POST, "/v1/auth/signup", json!({"email": "x@example.com", "password": PASSWORD, "first_name": nul, "last_name": "L"})),
+        (
+            Method::POST,
+            "/v1/auth/signup",
+            json!({"email": "x@example.com", "password": PASSWORD, "first_name": nul, "last_name": "L"}),
+        ),
         (Method::POST, "/v1/auth/login", json!({"email": format!("ada{nul}@example.com"), "password": PASSWORD})),
         (Method::POST, "/v1/auth/signup/confirm", json!({"encrypted_id": nul, "confirmation_token": "t"})),
-        (Method::POST, "/v1/password/reset", json!({"encrypted_id": nul, "reset_token": "t", "new_password": PASSWORD})),
+        (
+            Method::POST,
+            "/v1/password/reset",
+            json!({"encrypted_id": nul, "reset_token": "t", "new_password": PASSWORD}),
+        ),
         (Method::POST, "/v1/auth/twitter", json!({"oauth_token": nul, "oauth_verifier": "v"})),
         (Method::PUT, "/v1/user", json!({"city": nul})),
         (Method::POST, "/v1/members", json!({"institution_code": nul, "credentials": []})),
@@ -248,9 +256,18 @@ async fn nul_characters_and_bad_utf8_anywhere_get_a_400_or_404_never_a_500(backe
     }
     let not_found = json!({"detail": "Not found."});
     for path in [
-        "/v1/accounts/%00", "/v1/members/%00", "/v1/credentials/%00", "/v1/credentials/code/%00", "/v1/credentials/id/%00",
-        "/v1/institutions/%00", "/v1/members/resume/%00", "/v1/accounts/%FF", "/v1/members/%FF", "/v1/credentials/%FF",
-        "/v1/institutions/%FF", "/v1/funding_sources/%FF/verify",
+        "/v1/accounts/%00",
+        "/v1/members/%00",
+        "/v1/credentials/%00",
+        "/v1/credentials/code/%00",
+        "/v1/credentials/id/%00",
+        "/v1/institutions/%00",
+        "/v1/members/resume/%00",
+        "/v1/accounts/%FF",
+        "/v1/members/%FF",
+        "/v1/credentials/%FF",
+        "/v1/institutions/%FF",
+        "/v1/funding_sources/%FF/verify",
     ] {
         let method = if path.contains("resume") || path.contains("verify") { Method::POST } else { Method::GET };
         let body = path.contains("resume").then(|| json!({"challenges": []}));
@@ -259,7 +276,12 @@ async fn nul_characters_and_bad_utf8_anywhere_get_a_400_or_404_never_a_500(backe
     }
     let (status, answer) = app.call(Method::POST, "/v1/user/change/email/confirm/%00/%00", None, None).await;
     assert_eq!((status, &answer), (StatusCode::NOT_FOUND, &not_found));
-    for path in ["/v1/transactions?account_id=%00", "/v1/institutions?search=%00", "/v1/institutions_suggest?value=a%00", "/v1/members/x?wait=%00"] {
+    for path in [
+        "/v1/transactions?account_id=%00",
+        "/v1/institutions?search=%00",
+        "/v1/institutions_suggest?value=a%00",
+        "/v1/members/x?wait=%00",
+    ] {
         let (status, answer) = app.get(path, Some(&token)).await;
         assert!(status == StatusCode::BAD_REQUEST || status == StatusCode::NOT_FOUND, "{path} -> {status} {answer}");
         assert!(answer.is_object(), "{path}: {answer}");

@@ -17,6 +17,8 @@ both_databases!(
     a_worker_killed_mid_job_leaves_the_job_to_run_again,
     a_job_that_cannot_succeed_is_parked_at_once_and_one_that_may_is_retried,
     a_job_with_a_dedupe_key_is_queued_once_until_it_has_run,
+    a_running_job_keeps_its_lease_so_no_second_worker_takes_it,
+    mail_bodies_are_sealed_at_rest_and_dropped_once_delivered,
 );
 
 async fn mail_is_retried_while_smtp_is_down_and_delivered_when_it_returns(backend: Backend) {
@@ -211,4 +213,57 @@ async fn a_job_with_a_dedupe_key_is_queued_once_until_it_has_run(backend: Backen
     work.enqueue(&CreateAggregatorUser { user_id }, Duration::ZERO).await.unwrap();
     work.commit().await.unwrap();
     assert_eq!(kind_count(&jobs::list(app.db(), false).await.unwrap()), 1, "after it ran, it can be asked again");
+}
+
+async fn a_running_job_keeps_its_lease_so_no_second_worker_takes_it(backend: Backend) {
+    let mut options = Options { smtp_mode: Mode::Hang, with_worker: false, ..Default::default() };
+    options.args.job_lease_seconds = Some("1".into());
+    let app = TestApp::spawn_with(backend, options).await;
+    let server = app.server.as_ref().unwrap();
+    let first = Worker::new(server.job_context(), Default::default());
+    first.run_until_idle().await.unwrap(); // the start-up jobs
+    assert_eq!(app.signup("ada@example.com").await, StatusCode::NO_CONTENT);
+    let second = Worker::new(server.job_context(), Default::default());
+    // The first worker takes the mail; delivery hangs (the relay never answers).
+    let running = tokio::spawn(async move {
+        loop {
+            match first.run_next().await.unwrap() {
+                Some(outcome) if outcome.kind() == "send_mail" => return outcome,
+                Some(_) => continue,
+                None => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while app.smtp.connections() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the mail never reached the relay");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Three leases later the job is still the first worker's: nothing for the second.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stolen = second.run_until_idle().await.unwrap();
+    assert!(stolen.iter().all(|o| o.kind() != "send_mail"), "a second worker took the running job: {stolen:?}");
+    let job = jobs::list(app.db(), false).await.unwrap().into_iter().find(|j| j.kind == "send_mail").unwrap();
+    assert_eq!((job.status.as_str(), job.attempts), ("running", 1), "{job:?}");
+    running.abort();
+}
+
+async fn mail_bodies_are_sealed_at_rest_and_dropped_once_delivered(backend: Backend) {
+    let app = TestApp::spawn_with(backend, Options { with_worker: false, ..Default::default() }).await;
+    assert_eq!(app.signup("ada@example.com").await, StatusCode::NO_CONTENT);
+    let user = donkies_store::users::find_by_email(app.db(), "ada@example.com").await.unwrap().unwrap();
+    let queued = &donkies_store::outbox::list_to(app.db(), "ada@example.com").await.unwrap()[0];
+    for body in [&queued.text_body, &queued.html_body] {
+        assert!(!body.is_empty());
+        assert!(
+            !body.contains(&user.encrypted_id) && !body.contains("confirm"),
+            "the link is readable at rest: {body}"
+        );
+    }
+    Worker::new(app.server.as_ref().unwrap().job_context(), Default::default()).run_until_idle().await.unwrap();
+    let mails = app.smtp.wait_for("ada@example.com", 1, Duration::from_secs(10)).await;
+    assert!(mails[0].data.contains(&user.encrypted_id), "the delivered mail carries the link");
+    let sent = donkies_store::outbox::get(app.db(), queued.id).await.unwrap().unwrap();
+    assert!(sent.sent_at.is_some());
+    assert_eq!((sent.text_body.as_str(), sent.html_body.as_str()), ("", ""), "bodies dropped after delivery");
 }
