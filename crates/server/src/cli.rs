@@ -164,14 +164,18 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Log lines for people (the default) or, with `DONKIES_LOG_FORMAT=json`, one JSON object per
+/// line for a log shipper (the request and job spans, with their ids, on every line).
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,hyper=warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .try_init();
+    let json = std::env::var("DONKIES_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let _ = if json {
+        builder.json().with_current_span(true).with_span_list(true).try_init()
+    } else {
+        builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout())).try_init()
+    };
 }
 
 fn settings(config: &Option<PathBuf>, listen: Option<String>, common: &CommonArgs) -> anyhow::Result<Settings> {

@@ -202,18 +202,41 @@ async fn cors(req: Request, next: Next) -> Response {
 
 /// Log each request by its route pattern, never its concrete path or body (paths can carry
 /// tokens; bodies carry passwords).
+///
+/// Every request has an id: the client's `X-Request-Id` when it sent a sane one, else a new
+/// one. It is on every log line of the request, in the `X-Request-Id` answer header, and in
+/// the body of a 500, so a user's report finds the log lines.
 async fn log_request(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let route =
         req.extensions().get::<MatchedPath>().map_or_else(|| "<unmatched>".to_owned(), |p| p.as_str().to_owned());
-    let response = next.run(req).await;
+    let request_id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .map_or_else(|| crate::crypto::new_token()[..16].to_owned(), str::to_owned);
+    let span = tracing::info_span!("request", id = %request_id);
+    let mut response = tracing::Instrument::instrument(next.run(req), span.clone()).await;
     let status = response.status().as_u16();
     let micros = started.elapsed().as_micros() as u64;
+    let _entered = span.enter();
     if status >= 500 {
         tracing::error!(%method, route, status, micros, "request");
     } else {
         tracing::info!(%method, route, status, micros, "request");
     }
+    if status == 500 {
+        let body = serde_json::json!({ "detail": "Internal server error.", "request_id": request_id });
+        response = (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response();
+    }
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
     response
 }
+
+const REQUEST_ID: &str = "x-request-id";
