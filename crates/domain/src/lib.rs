@@ -1,5 +1,6 @@
 //! Pure domain types and rules of Donkies: money in cents, round-ups, share
-//! splits, the profile fields a user may enter, and the rules of payments. No I/O.
+//! splits, the profile fields a user may enter, the rules of payments and of the ledger.
+//! No I/O.
 //!
 //! Every type here is built by a `parse` (or `new`) that checks its input, so
 //! holding one is proof that the value is acceptable.
@@ -7,6 +8,7 @@
 mod banking;
 mod debt_shares;
 mod email;
+pub mod ledger;
 mod money;
 mod password;
 mod payments;
@@ -18,6 +20,9 @@ mod share;
 pub use banking::{AccountFamily, Direction, MemberPresentation, MemberStatus, present_member, roundup};
 pub use debt_shares::{DebtShares, DebtSharesError};
 pub use email::{Email, EmailError};
+pub use ledger::{
+    Balance, Balances, Entry, EntryKind, LedgerAccount, LedgerRefusal, Movement, PendingState, Posted, Recorded, Step,
+};
 pub use money::{Cents, MoneyError};
 pub use password::{Password, PasswordError};
 pub use payments::{

@@ -725,3 +725,162 @@ proptest! {
         }
     }
 }
+
+// ---------------------------------------------------------------- ledger
+
+mod ledger {
+    use std::collections::BTreeMap;
+
+    use donkies_domain::{
+        Balances, Cents, Entry, EntryKind, LedgerAccount, LedgerRefusal, Movement, PendingState, Recorded,
+    };
+    use proptest::prelude::*;
+
+    /// A few users and a few ids, so that random movements replay, collide and resolve what
+    /// earlier ones began.
+    fn movement() -> impl Strategy<Value = Movement> {
+        let user = 1_i64..4;
+        let id = 0_i64..6;
+        let amount = (1_i64..2_000).prop_map(Cents::new);
+        prop_oneof![
+            3 => (user.clone(), id.clone(), amount.clone())
+                .prop_map(|(user_id, transaction_id, amount)| Movement::RoundUp { user_id, transaction_id, amount }),
+            1 => (user.clone(), id.clone(), amount.clone()).prop_map(|(user_id, contribution_id, amount)| {
+                Movement::Contribution { user_id, contribution_id, amount }
+            }),
+            2 => (user.clone(), id.clone(), amount.clone())
+                .prop_map(|(user_id, collection_id, amount)| Movement::CollectStart { user_id, collection_id, amount }),
+            2 => id.clone().prop_map(|collection_id| Movement::CollectPost { collection_id }),
+            1 => id.clone().prop_map(|collection_id| Movement::CollectVoid { collection_id }),
+            2 => (user.clone(), id.clone(), 0_i64..3, amount.clone()).prop_map(
+                |(user_id, part_id, debt_account_id, amount)| Movement::PayoutStart {
+                    user_id,
+                    part_id,
+                    debt_account_id,
+                    amount,
+                }
+            ),
+            2 => id.clone().prop_map(|part_id| Movement::PayoutPost { part_id }),
+            1 => id.clone().prop_map(|part_id| Movement::PayoutVoid { part_id }),
+            1 => (user, id.clone(), amount)
+                .prop_map(|(user_id, refund_id, amount)| Movement::RefundStart { user_id, refund_id, amount }),
+            1 => id.clone().prop_map(|refund_id| Movement::RefundPost { refund_id }),
+            1 => id.prop_map(|refund_id| Movement::RefundVoid { refund_id }),
+        ]
+    }
+
+    fn account() -> impl Strategy<Value = LedgerAccount> {
+        let id = 0_i64..i64::MAX;
+        prop_oneof![
+            Just(LedgerAccount::RoundUpSource),
+            Just(LedgerAccount::ContributionSource),
+            id.clone().prop_map(|user_id| LedgerAccount::RoundUpsPending { user_id }),
+            id.clone().prop_map(|user_id| LedgerAccount::InCollection { user_id }),
+            id.clone().prop_map(|user_id| LedgerAccount::Held { user_id }),
+            (id.clone(), id.clone())
+                .prop_map(|(user_id, account_id)| LedgerAccount::PaidToDebt { user_id, account_id }),
+            id.prop_map(|user_id| LedgerAccount::Refunded { user_id }),
+        ]
+    }
+
+    fn snapshot(ledger: &Balances) -> Vec<(LedgerAccount, donkies_domain::Balance)> {
+        ledger.accounts().collect()
+    }
+
+    /// The key of the pending entry a resolving movement names.
+    fn resolves(movement: &Movement) -> Option<(String, PendingState)> {
+        use donkies_domain::ledger::keys;
+        match *movement {
+            Movement::CollectPost { collection_id } => Some((keys::collect(collection_id), PendingState::Posted)),
+            Movement::CollectVoid { collection_id } => Some((keys::collect(collection_id), PendingState::Voided)),
+            Movement::PayoutPost { part_id } => Some((keys::payout(part_id), PendingState::Posted)),
+            Movement::PayoutVoid { part_id } => Some((keys::payout(part_id), PendingState::Voided)),
+            Movement::RefundPost { refund_id } => Some((keys::refund(refund_id), PendingState::Posted)),
+            Movement::RefundVoid { refund_id } => Some((keys::refund(refund_id), PendingState::Voided)),
+            _ => None,
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn ledger_account_codes_parse_back(account in account()) {
+            prop_assert_eq!(LedgerAccount::parse(&account.code()), Some(account));
+        }
+
+        #[test]
+        fn ledger_entries_exist_only_where_their_kind_allows(
+            kind in proptest::sample::select(EntryKind::ALL),
+            debit in account(),
+            credit in account(),
+            cents in -5_i64..5,
+        ) {
+            let built = Entry::new("key", kind, debit, credit, Cents::new(cents));
+            let legal = kind.allows(debit, credit) && cents > 0;
+            prop_assert_eq!(built.is_ok(), legal, "{:?}", built);
+            if let Ok(entry) = built {
+                prop_assert_ne!(entry.debit(), entry.credit());
+                prop_assert!(entry.user_id().is_some(), "every entry moves one user's money");
+                let users = [entry.debit().user_id(), entry.credit().user_id()];
+                prop_assert!(users.iter().flatten().all(|u| Some(*u) == entry.user_id()));
+            }
+        }
+
+        #[test]
+        fn ledger_any_sequence_of_movements_conserves_money_and_keeps_users_above_zero(
+            movements in proptest::collection::vec(movement(), 0..80),
+        ) {
+            let mut ledger = Balances::new();
+            let mut brought_in: BTreeMap<i64, i64> = BTreeMap::new();
+            let mut resolved: BTreeMap<String, PendingState> = BTreeMap::new();
+            for movement in &movements {
+                let before = snapshot(&ledger);
+                let outcome = ledger.record(movement);
+                match &outcome {
+                    Err(_) => prop_assert_eq!(&snapshot(&ledger), &before, "a refusal changes nothing"),
+                    Ok(Recorded::AlreadyRecorded) => prop_assert_eq!(&snapshot(&ledger), &before, "a replay changes nothing"),
+                    Ok(Recorded::New) => {
+                        if let Movement::RoundUp { user_id, amount, .. } | Movement::Contribution { user_id, amount, .. } = movement {
+                            *brought_in.entry(*user_id).or_default() += amount.get();
+                        }
+                    }
+                }
+                if let Some((key, to)) = resolves(movement) {
+                    match (resolved.get(&key), &outcome) {
+                        (None, Ok(_)) => { resolved.insert(key.clone(), to); }
+                        (Some(first), Ok(_)) => prop_assert_eq!(*first, to, "only the same resolution replays"),
+                        (Some(first), Err(refusal)) => prop_assert_eq!(
+                            refusal, &LedgerRefusal::AlreadyResolved { state: *first }
+                        ),
+                        (None, Err(_)) => {}
+                    }
+                    if let Some(first) = resolved.get(&key) {
+                        prop_assert_eq!(ledger.pending_state(&key), Some(*first), "resolved at most once");
+                    }
+                }
+
+                prop_assert_eq!(ledger.total_posted(), Some(Cents::ZERO));
+                let (mut debits, mut credits) = (0_i64, 0_i64);
+                for (account, balance) in ledger.accounts() {
+                    prop_assert!(balance.pending_debits >= Cents::ZERO && balance.pending_credits >= Cents::ZERO);
+                    debits += balance.pending_debits.get();
+                    credits += balance.pending_credits.get();
+                    if !account.may_go_negative() {
+                        prop_assert!(balance.posted >= Cents::ZERO, "{account}: {balance:?}");
+                        prop_assert!(balance.available().unwrap() >= Cents::ZERO, "{account}: {balance:?}");
+                    }
+                }
+                prop_assert_eq!(debits, credits, "what is pending leaves one account for another");
+            }
+            // Per user: what came in is wherever it is now, posted, in one of their accounts.
+            let mut held_by_user: BTreeMap<i64, i64> = BTreeMap::new();
+            for (account, balance) in ledger.accounts() {
+                if let Some(user_id) = account.user_id() {
+                    *held_by_user.entry(user_id).or_default() += balance.posted.get();
+                }
+            }
+            held_by_user.retain(|_, cents| *cents != 0);
+            brought_in.retain(|_, cents| *cents != 0);
+            prop_assert_eq!(held_by_user, brought_in);
+        }
+    }
+}

@@ -10,6 +10,7 @@ mod db;
 mod ids;
 pub mod institutions;
 pub mod jobs;
+pub mod ledger;
 pub mod members;
 pub mod outbox;
 pub mod payments;

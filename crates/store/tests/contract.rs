@@ -2190,3 +2190,325 @@ async fn payments_bad_stored_words_are_refused(db: Db) {
     let err = payments::funding_source_by_id(&db, fs).await.unwrap_err();
     assert!(err.to_string().contains("not a micro-deposit status"), "{err}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// The ledger
+
+contract!(
+    ledger_an_entry_posts_once_and_a_replay_is_a_no_op,
+    ledger_a_key_naming_another_entry_is_refused,
+    ledger_a_pending_entry_posts_or_voids_exactly_once,
+    ledger_concurrent_resolutions_of_one_pending_entry_let_exactly_one_win,
+    ledger_limits_are_refused_without_partial_writes,
+    ledger_a_refusal_leaves_the_callers_own_change_to_commit,
+    ledger_movements_of_the_money_loop_balance,
+    ledger_check_finds_a_hand_corrupted_balance_row,
+    ledger_entries_cannot_be_changed_or_deleted,
+);
+
+mod ledger_support {
+    use donkies_domain::ledger::keys;
+    use donkies_domain::{Cents, Entry, EntryKind, LedgerAccount, Movement, Recorded};
+    use donkies_store::ledger::{self, LedgerError};
+    use donkies_store::{Db, new_id};
+
+    pub const USER: i64 = 41;
+
+    pub fn pending() -> LedgerAccount {
+        LedgerAccount::RoundUpsPending { user_id: USER }
+    }
+
+    pub fn held() -> LedgerAccount {
+        LedgerAccount::Held { user_id: USER }
+    }
+
+    pub fn roundup_entry(transaction_id: i64, cents: i64) -> Entry {
+        Entry::new(
+            keys::roundup(transaction_id),
+            EntryKind::RoundUp,
+            LedgerAccount::RoundUpSource,
+            pending(),
+            Cents::new(cents),
+        )
+        .unwrap()
+    }
+
+    pub async fn record(db: &Db, movement: &Movement) -> Result<Recorded, LedgerError> {
+        let mut tx = db.begin().await?;
+        let recorded = ledger::record(&mut tx, movement).await?;
+        tx.commit().await?;
+        Ok(recorded)
+    }
+
+    /// Round-ups of `cents`, collected into what the user holds at Donkies.
+    pub async fn hold(db: &Db, cents: i64) {
+        let amount = Cents::new(cents);
+        let collection_id = new_id();
+        record(db, &Movement::RoundUp { user_id: USER, transaction_id: new_id(), amount }).await.unwrap();
+        record(db, &Movement::CollectStart { user_id: USER, collection_id, amount }).await.unwrap();
+        record(db, &Movement::CollectPost { collection_id }).await.unwrap();
+    }
+
+    pub fn payout_entry(part_id: i64, cents: i64) -> Entry {
+        let debt = LedgerAccount::PaidToDebt { user_id: USER, account_id: 9 };
+        Entry::new(keys::payout(part_id), EntryKind::Payout, held(), debt, Cents::new(cents)).unwrap()
+    }
+}
+
+async fn ledger_an_entry_posts_once_and_a_replay_is_a_no_op(db: Db) {
+    use donkies_domain::{Balance, Cents, Posted};
+    use donkies_store::ledger;
+    use ledger_support::*;
+    let entry = roundup_entry(1, 37);
+    for expected in [Posted::New, Posted::AlreadyPosted, Posted::AlreadyPosted] {
+        let mut tx = db.begin().await.unwrap();
+        assert_eq!(ledger::post(&mut tx, &entry).await.unwrap(), expected);
+        tx.commit().await.unwrap();
+    }
+    let posted = |cents| Balance { posted: Cents::new(cents), ..Balance::default() };
+    assert_eq!(ledger::balance(&db, &pending()).await.unwrap(), posted(37));
+    assert_eq!(ledger::balance(&db, &donkies_domain::LedgerAccount::RoundUpSource).await.unwrap(), posted(-37));
+    let entries = ledger::entries_of_user(&db, USER).await.unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!((&entries[0].entry, entries[0].user_id, entries[0].pending_id), (&entry, Some(USER), None));
+    assert!(ledger::entries_of_user(&db, USER + 1).await.unwrap().is_empty(), "scoped to the user");
+    assert_eq!(ledger::check(&db).await.unwrap(), vec![]);
+}
+
+async fn ledger_a_key_naming_another_entry_is_refused(db: Db) {
+    use donkies_domain::LedgerRefusal;
+    use donkies_store::ledger;
+    use ledger_support::*;
+    let mut tx = db.begin().await.unwrap();
+    ledger::post(&mut tx, &roundup_entry(1, 37)).await.unwrap();
+    let err = ledger::post(&mut tx, &roundup_entry(1, 38)).await.unwrap_err();
+    assert!(matches!(err.refusal(), Some(LedgerRefusal::KeyConflict { .. })), "{err:?}");
+    // A two-phase kind is never posted at once, a one-phase kind never begun pending.
+    let err = ledger::post(&mut tx, &payout_entry(1, 1)).await.unwrap_err();
+    assert!(matches!(err.refusal(), Some(LedgerRefusal::WrongPhase { .. })), "{err:?}");
+    let err = ledger::begin_pending(&mut tx, &roundup_entry(2, 1)).await.unwrap_err();
+    assert!(matches!(err.refusal(), Some(LedgerRefusal::WrongPhase { .. })), "{err:?}");
+    tx.commit().await.unwrap();
+    assert_eq!(ledger::entries_of_user(&db, USER).await.unwrap().len(), 1);
+    assert_eq!(ledger::check(&db).await.unwrap(), vec![]);
+}
+
+async fn ledger_a_pending_entry_posts_or_voids_exactly_once(db: Db) {
+    use donkies_domain::{Balance, Cents, LedgerAccount, LedgerRefusal, PendingState};
+    use donkies_store::ledger;
+    use ledger_support::*;
+    hold(&db, 1_000).await;
+    let mut tx = db.begin().await.unwrap();
+    let first = ledger::begin_pending(&mut tx, &payout_entry(1, 600)).await.unwrap();
+    assert_eq!(ledger::begin_pending(&mut tx, &payout_entry(1, 600)).await.unwrap(), first, "idempotent by key");
+    let second = ledger::begin_pending(&mut tx, &payout_entry(2, 400)).await.unwrap();
+    tx.commit().await.unwrap();
+    let reserved = Balance { posted: Cents::new(1_000), pending_debits: Cents::new(1_000), ..Balance::default() };
+    assert_eq!(ledger::balance(&db, &held()).await.unwrap(), reserved);
+
+    let mut tx = db.begin().await.unwrap();
+    let posted = ledger::post_pending(&mut tx, first).await.unwrap();
+    assert_eq!((posted.id, posted.state), (first, PendingState::Posted), "as resolved");
+    assert!(posted.resolved_at.is_some());
+    let voided = ledger::void_pending(&mut tx, second).await.unwrap();
+    assert_eq!(voided.entry.amount(), Cents::new(400));
+    for (id, state) in [(first, PendingState::Posted), (second, PendingState::Voided)] {
+        for again in [ledger::post_pending(&mut tx, id).await, ledger::void_pending(&mut tx, id).await] {
+            let err = again.unwrap_err();
+            assert_eq!(err.refusal(), Some(&LedgerRefusal::AlreadyResolved { state }), "{err:?}");
+        }
+    }
+    let err = ledger::post_pending(&mut tx, 12_345).await.unwrap_err();
+    assert!(matches!(err.refusal(), Some(LedgerRefusal::PendingNotFound(_))), "{err:?}");
+    tx.commit().await.unwrap();
+
+    assert_eq!(ledger::balance(&db, &held()).await.unwrap(), Balance { posted: Cents::new(400), ..Balance::default() });
+    let debt = LedgerAccount::PaidToDebt { user_id: USER, account_id: 9 };
+    assert_eq!(ledger::balance(&db, &debt).await.unwrap(), Balance { posted: Cents::new(600), ..Balance::default() });
+    let pendings = ledger::pending_of_user(&db, USER).await.unwrap();
+    let states: Vec<_> = pendings.iter().filter(|p| p.id == first || p.id == second).map(|p| p.state).collect();
+    assert_eq!(states, [PendingState::Posted, PendingState::Voided]);
+    assert!(pendings.iter().all(|p| p.resolved_at.is_some() == (p.state != PendingState::Pending)));
+    let posting: Vec<_> =
+        ledger::entries_of_user(&db, USER).await.unwrap().into_iter().filter(|e| e.pending_id == Some(first)).collect();
+    assert_eq!(posting.len(), 1, "one entry posts the pending one");
+    assert_eq!(ledger::check(&db).await.unwrap(), vec![]);
+}
+
+async fn ledger_concurrent_resolutions_of_one_pending_entry_let_exactly_one_win(db: Db) {
+    use donkies_domain::{LedgerRefusal, PendingState};
+    use donkies_store::ledger;
+    use ledger_support::*;
+    hold(&db, 500).await;
+    for round in 0..5 {
+        let mut tx = db.begin().await.unwrap();
+        let id = ledger::begin_pending(&mut tx, &payout_entry(round, 100)).await.unwrap();
+        tx.commit().await.unwrap();
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(2));
+        let handles: Vec<_> = [PendingState::Posted, PendingState::Voided]
+            .into_iter()
+            .map(|to| {
+                let (db, barrier) = (db.clone(), barrier.clone());
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    let mut tx = db.begin().await.unwrap();
+                    let result = match to {
+                        PendingState::Posted => ledger::post_pending(&mut tx, id).await,
+                        _ => ledger::void_pending(&mut tx, id).await,
+                    };
+                    // Hold the transaction a moment, so that the other one waits on it.
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    tx.commit().await.unwrap();
+                    result.map(|_| to)
+                })
+            })
+            .collect();
+        let mut won = Vec::new();
+        for handle in handles {
+            match handle.await.unwrap() {
+                Ok(to) => won.push(to),
+                Err(err) => assert!(matches!(err.refusal(), Some(LedgerRefusal::AlreadyResolved { .. })), "{err:?}"),
+            }
+        }
+        assert_eq!(won.len(), 1, "exactly one resolution wins: {won:?}");
+        let stored = ledger::pending_of_user(&db, USER).await.unwrap().into_iter().find(|p| p.id == id).unwrap();
+        assert_eq!(stored.state, won[0]);
+    }
+    assert_eq!(ledger::check(&db).await.unwrap(), vec![]);
+}
+
+async fn ledger_limits_are_refused_without_partial_writes(db: Db) {
+    use donkies_domain::{Balance, Cents, LedgerAccount, LedgerRefusal, Movement};
+    use donkies_store::ledger;
+    use ledger_support::*;
+    hold(&db, 300).await;
+    let before = (
+        ledger::balances(&db).await.unwrap(),
+        ledger::entries_of_user(&db, USER).await.unwrap(),
+        ledger::pending_of_user(&db, USER).await.unwrap(),
+    );
+    let mut tx = db.begin().await.unwrap();
+    let err = ledger::begin_pending(&mut tx, &payout_entry(1, 301)).await.unwrap_err();
+    assert_eq!(
+        err.refusal(),
+        Some(&LedgerRefusal::InsufficientBalance {
+            account: held(),
+            available: Cents::new(300),
+            amount: Cents::new(301)
+        })
+    );
+    ledger::begin_pending(&mut tx, &payout_entry(2, 200)).await.unwrap();
+    // What is reserved counts: only 100 is available now.
+    let err = ledger::begin_pending(&mut tx, &payout_entry(3, 101)).await.unwrap_err();
+    assert!(matches!(err.refusal(), Some(LedgerRefusal::InsufficientBalance { .. })), "{err:?}");
+    // A collection of more than the round-ups pending: its first step would pass alone.
+    let collect = Movement::CollectStart { user_id: USER, collection_id: 77, amount: Cents::new(1) };
+    let err = ledger::record(&mut tx, &collect).await.unwrap_err();
+    assert!(matches!(err.refusal(), Some(LedgerRefusal::InsufficientBalance { .. })), "{err:?}");
+    // An account no entry has touched has nothing to give.
+    let refunded = LedgerAccount::Refunded { user_id: USER + 1 };
+    assert_eq!(ledger::balance(&db, &refunded).await.unwrap(), Balance::default());
+    drop(tx);
+    let after = (
+        ledger::balances(&db).await.unwrap(),
+        ledger::entries_of_user(&db, USER).await.unwrap(),
+        ledger::pending_of_user(&db, USER).await.unwrap(),
+    );
+    assert_eq!(before, after);
+    assert_eq!(ledger::check(&db).await.unwrap(), vec![]);
+}
+
+async fn ledger_a_refusal_leaves_the_callers_own_change_to_commit(db: Db) {
+    use donkies_domain::LedgerRefusal;
+    use donkies_store::ledger;
+    use ledger_support::*;
+    let mut tx = db.begin().await.unwrap();
+    ledger::post(&mut tx, &roundup_entry(1, 50)).await.unwrap();
+    let err = ledger::begin_pending(&mut tx, &payout_entry(1, 1)).await.unwrap_err();
+    assert!(matches!(err.refusal(), Some(LedgerRefusal::InsufficientBalance { .. })), "{err:?}");
+    tx.commit().await.unwrap();
+    assert_eq!(ledger::entries_of_user(&db, USER).await.unwrap().len(), 1);
+    assert!(ledger::pending_of_user(&db, USER).await.unwrap().is_empty(), "the refused entry left nothing");
+    assert!(!ledger::balances(&db).await.unwrap().contains_key(&held()), "no balance row either");
+    assert_eq!(ledger::check(&db).await.unwrap(), vec![]);
+}
+
+async fn ledger_movements_of_the_money_loop_balance(db: Db) {
+    use donkies_domain::{Balance, Cents, LedgerAccount, LedgerRefusal, Movement, Recorded};
+    use donkies_store::ledger;
+    use ledger_support::*;
+    let amount = Cents::new(250);
+    for transaction_id in [1, 2] {
+        let roundup = Movement::RoundUp { user_id: USER, transaction_id, amount };
+        assert_eq!(record(&db, &roundup).await.unwrap(), Recorded::New);
+        assert_eq!(record(&db, &roundup).await.unwrap(), Recorded::AlreadyRecorded);
+    }
+    let start = Movement::CollectStart { user_id: USER, collection_id: 1, amount: Cents::new(500) };
+    assert_eq!(record(&db, &start).await.unwrap(), Recorded::New);
+    assert_eq!(record(&db, &start).await.unwrap(), Recorded::AlreadyRecorded);
+    let collecting = LedgerAccount::InCollection { user_id: USER };
+    assert_eq!(
+        ledger::balance(&db, &collecting).await.unwrap(),
+        Balance { posted: Cents::new(500), pending_debits: Cents::new(500), ..Balance::default() }
+    );
+    // The bank failed it: the round-ups are pending again, then collected once by a later run.
+    assert_eq!(record(&db, &Movement::CollectVoid { collection_id: 1 }).await.unwrap(), Recorded::New);
+    assert_eq!(record(&db, &Movement::CollectVoid { collection_id: 1 }).await.unwrap(), Recorded::AlreadyRecorded);
+    let err = record(&db, &Movement::CollectPost { collection_id: 1 }).await.unwrap_err();
+    assert!(matches!(err.refusal(), Some(LedgerRefusal::AlreadyResolved { .. })), "{err:?}");
+    assert_eq!(ledger::balance(&db, &pending()).await.unwrap().posted, Cents::new(500));
+    record(&db, &Movement::CollectStart { user_id: USER, collection_id: 2, amount: Cents::new(500) }).await.unwrap();
+    record(&db, &Movement::CollectPost { collection_id: 2 }).await.unwrap();
+    for (part_id, cents) in [(1, 285), (2, 215)] {
+        let part =
+            Movement::PayoutStart { user_id: USER, part_id, debt_account_id: part_id, amount: Cents::new(cents) };
+        record(&db, &part).await.unwrap();
+        record(&db, &Movement::PayoutPost { part_id }).await.unwrap();
+    }
+    let balances = ledger::balances(&db).await.unwrap();
+    let posted = |account: LedgerAccount| balances.get(&account).map_or(0, |b| b.posted.get());
+    assert_eq!(posted(LedgerAccount::RoundUpSource), -500);
+    assert_eq!(posted(pending()) + posted(collecting) + posted(held()), 0);
+    assert_eq!(posted(LedgerAccount::PaidToDebt { user_id: USER, account_id: 1 }), 285);
+    assert_eq!(posted(LedgerAccount::PaidToDebt { user_id: USER, account_id: 2 }), 215);
+    assert_eq!(balances.values().map(|b| b.posted.get()).sum::<i64>(), 0);
+    assert_eq!(ledger::check(&db).await.unwrap(), vec![]);
+}
+
+async fn ledger_check_finds_a_hand_corrupted_balance_row(db: Db) {
+    use donkies_store::ledger::{self, Discrepancy};
+    use ledger_support::*;
+    hold(&db, 700).await;
+    assert_eq!(ledger::check(&db).await.unwrap(), vec![]);
+    raw!(&db, "UPDATE ledger_balances SET posted = posted - 800 WHERE account = $1", held().code());
+    let found = ledger::check(&db).await.unwrap();
+    assert!(
+        found.iter().any(|d| matches!(d, Discrepancy::BalanceMismatch { account, .. } if *account == held().code())),
+        "{found:?}"
+    );
+    assert!(
+        found.iter().any(|d| matches!(d, Discrepancy::BelowZero { account, .. } if *account == held())),
+        "{found:?}"
+    );
+    assert!(found.contains(&Discrepancy::TotalNotZero { total: -800 }), "{found:?}");
+    raw!(&db, "INSERT INTO ledger_balances (account, posted) VALUES ('user:x:held', 800)");
+    let found = ledger::check(&db).await.unwrap();
+    assert!(found.contains(&Discrepancy::UnknownAccount { account: "user:x:held".into() }), "{found:?}");
+}
+
+async fn ledger_entries_cannot_be_changed_or_deleted(db: Db) {
+    use donkies_store::ledger;
+    use ledger_support::*;
+    hold(&db, 100).await;
+    let change = |sql: &'static str| {
+        let db = db.clone();
+        async move { donkies_store::on_db!(&db, pool => sqlx::query(sql).execute(pool).await.map(|_| ())) }
+    };
+    assert!(change("UPDATE ledger_entries SET amount = amount + 1").await.is_err());
+    assert!(change("DELETE FROM ledger_entries").await.is_err());
+    assert!(change("DELETE FROM ledger_pending").await.is_err());
+    assert!(change("UPDATE ledger_pending SET state = 'voided'").await.is_err(), "a posted entry stays posted");
+    assert!(change("UPDATE ledger_pending SET state = 'pending', resolved_at = NULL").await.is_err());
+    assert_eq!(ledger::entries_of_user(&db, USER).await.unwrap().len(), 3);
+    assert_eq!(ledger::check(&db).await.unwrap(), vec![]);
+}
