@@ -1,6 +1,10 @@
 //! The storage contract: every store operation, on SQLite always and on PostgreSQL when
 //! `DONKIES_TEST_POSTGRES_URL` is set (without it the PostgreSQL cases show as ignored).
 
+/// The ledger against its in-memory model (one test binary per crate).
+#[path = "model/ledger.rs"]
+mod ledger_model;
+
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use donkies_domain::{
     AccountFamily, BankAccountType, Cents, CustomerKind, CustomerStatus, DebtShares, Direction, FundingSourceStatus,
