@@ -184,6 +184,11 @@ impl Db {
         }
     }
 
+    /// Connections open in the pool, and how many of them are idle.
+    pub fn pool_usage(&self) -> (u32, usize) {
+        on_db!(self, pool => (pool.size(), pool.num_idle()))
+    }
+
     /// Cheap liveness query for `/readyz`.
     pub async fn ping(&self) -> Result<(), StoreError> {
         on_db!(self, pool => sqlx::query("SELECT 1").execute(pool).await

@@ -208,3 +208,34 @@ pub async fn enqueue_periodic(
     tx.commit().await?;
     Ok(inserted)
 }
+
+/// The queue at a glance: jobs by status, and how long the oldest due job has waited.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QueueStats {
+    pub queued: i64,
+    pub running: i64,
+    pub failed: i64,
+    /// Seconds since the oldest queued job became due (0 when none is due).
+    pub oldest_due_seconds: f64,
+}
+
+pub async fn stats(db: &Db, now: DateTime<Utc>) -> Result<QueueStats, StoreError> {
+    let counts: Vec<(String, i64)> = on_db!(db, pool => sqlx::query_as::<_, (String, i64)>(
+        "SELECT status, COUNT(*) FROM jobs GROUP BY status",
+    )
+    .fetch_all(pool)
+    .await)?;
+    let oldest: Option<DateTime<Utc>> = on_db!(db, pool => sqlx::query_scalar::<_, DateTime<Utc>>(
+        "SELECT run_at FROM jobs WHERE status = 'queued' AND run_at <= $1 ORDER BY run_at LIMIT 1",
+    )
+    .bind(now)
+    .fetch_optional(pool)
+    .await)?;
+    let count = |status: &str| counts.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
+    Ok(QueueStats {
+        queued: count(QUEUED),
+        running: count(RUNNING),
+        failed: count(FAILED),
+        oldest_due_seconds: oldest.map_or(0.0, |t| (now - t).num_milliseconds().max(0) as f64 / 1000.0),
+    })
+}

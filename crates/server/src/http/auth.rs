@@ -175,7 +175,9 @@ async fn login(
         return Err(ApiError::non_field(BAD_LOGIN));
     };
     state.limits.check(Limit::Login, &[format!("ip:{ip}"), format!("email:{email}")])?;
-    let token = state.services.log_in(&email, password).await?;
+    let token = state.services.log_in(&email, password).await.inspect_err(|_| {
+        metrics::counter!("donkies_sign_in_failures_total", "method" => "password").increment(1);
+    })?;
     Ok(axum::Json(TokenResponse { token }))
 }
 

@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 pub mod input;
 pub mod members;
+pub mod metrics;
 pub mod ops;
 pub mod page;
 pub mod payments;
@@ -62,6 +63,8 @@ impl Deref for AppState {
 
 impl AppState {
     pub fn new(services: Services) -> AppState {
+        // Record from the first request on.
+        metrics::handle();
         let settings = &services.settings;
         let limits = RateLimits::new(settings.login_rate_per_minute, settings.reset_rate_per_hour);
         let sessions = sessions::SessionCache::new(settings.cache_ttl);
@@ -121,6 +124,11 @@ impl RateLimits {
         if wait.is_zero() {
             Ok(())
         } else {
+            let name = match limit {
+                Limit::Login => "login",
+                Limit::PasswordReset => "password_reset",
+            };
+            ::metrics::counter!("donkies_rate_limited_total", "limit" => name).increment(1);
             Err(ApiError::TooManyRequests { retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0) })
         }
     }
@@ -171,9 +179,11 @@ pub fn app(state: AppState) -> Router {
                 async move { axum::Json(doc.as_ref().clone()) }
             }),
         )
+        .route("/metrics", axum::routing::get(metrics::render))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|method: Method| async move { ApiError::MethodNotAllowed(method) })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(metrics::track))
         .layer(middleware::from_fn(log_request))
         .layer(middleware::from_fn(cors))
         .with_state(state)

@@ -63,6 +63,8 @@ impl Worker {
         let (error, retry_after) = match result {
             Ok(()) => {
                 jobs::complete(db, job.id, &self.name).await?;
+                metrics::counter!("donkies_jobs_total", "kind" => job.kind.clone(), "outcome" => "succeeded")
+                    .increment(1);
                 return Ok(Some(Outcome::Done { id, kind }));
             }
             Err(JobError::Permanent(cause)) => (format!("{cause:#}"), None),
@@ -78,11 +80,14 @@ impl Worker {
                 tracing::warn!(job = %job.id, kind = %job.kind, attempts = job.attempts, retry_in_ms = delay.as_millis() as u64, %error, "job failed; will retry");
                 let retry_at = now() + chrono::Duration::from_std(delay)?;
                 jobs::fail(db, job.id, &self.name, &error, Some(retry_at), now()).await?;
+                metrics::counter!("donkies_jobs_total", "kind" => job.kind.clone(), "outcome" => "retried")
+                    .increment(1);
                 Ok(Some(Outcome::Retrying { id, kind, error }))
             }
             None => {
                 tracing::error!(job = %job.id, kind = %job.kind, attempts = job.attempts, %error, "job failed and will not be retried; parked");
                 jobs::fail(db, job.id, &self.name, &error, None, now()).await?;
+                metrics::counter!("donkies_jobs_total", "kind" => job.kind.clone(), "outcome" => "parked").increment(1);
                 // What the job was for ends in a state the user sees.
                 if let Err(err) = self.registry.parked(&self.ctx, &job.kind, &job.payload).await {
                     tracing::error!(job = %job.id, error = %format!("{err:#}"), "could not record the parked job's outcome");

@@ -73,6 +73,16 @@ impl Services {
         }))
     }
 
+    /// The job queue at a glance (for `/metrics`).
+    pub async fn queue_stats(&self) -> Result<donkies_store::jobs::QueueStats, StoreError> {
+        donkies_store::jobs::stats(&self.db, donkies_store::now()).await
+    }
+
+    /// Open and idle connections of the database pool.
+    pub fn pool_usage(&self) -> (u32, usize) {
+        self.db.pool_usage()
+    }
+
     /// Whether the database answers (readiness).
     pub async fn check_database(&self) -> Result<(), StoreError> {
         self.db.ping().await

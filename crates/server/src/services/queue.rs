@@ -53,7 +53,9 @@ impl JobQueue {
             run_at,
             dedupe_key: key.as_deref(),
         };
-        jobs::enqueue(tx, &job, t).await?;
+        if jobs::enqueue(tx, &job, t).await?.is_some() {
+            metrics::counter!("donkies_jobs_enqueued_total", "kind" => T::KIND).increment(1);
+        }
         Ok(())
     }
 }

@@ -302,3 +302,37 @@ async fn nul_characters_and_bad_utf8_anywhere_get_a_400_or_404_never_a_500(backe
         assert!(answer.is_object(), "{path}: {answer}");
     }
 }
+
+/// After real traffic the scrape parses as Prometheus text and has the request, job, sign-in
+/// and pool families — requests by route pattern, never a concrete path with an id.
+#[tokio::test]
+async fn metrics_show_requests_by_route_jobs_and_the_pool() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let token = app.signed_up_user("ada@example.com").await;
+    app.get("/v1/accounts/12345", Some(&token)).await;
+    app.login("ada@example.com", "wrong password").await;
+    app.wait_jobs_idle().await;
+    let res = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    let text = res.text().await.unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("Prometheus text");
+    let has = |name: &str, label: Option<(&str, &str)>| {
+        scrape.samples.iter().any(|s| s.metric == name && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
+    };
+    assert!(has("donkies_http_requests_total", Some(("route", "/v1/auth/signup"))), "{text}");
+    // (The parser stops at the braces of a route pattern; the line itself is plain text.)
+    assert!(
+        text.contains(r#"donkies_http_requests_total{route="/v1/accounts/{id}",method="GET",status="404"}"#),
+        "{text}"
+    );
+    assert!(!text.contains("/v1/accounts/12345"), "a concrete path leaked into the labels");
+    assert!(has("donkies_http_request_duration_seconds", Some(("route", "/v1/auth/signup"))), "{text}");
+    assert!(has("donkies_http_requests_in_flight", None));
+    assert!(has("donkies_jobs_total", Some(("kind", "send_mail"))), "{text}");
+    assert!(has("donkies_jobs_enqueued_total", Some(("kind", "create_aggregator_user"))));
+    assert!(has("donkies_jobs_in_queue", Some(("status", "queued"))));
+    assert!(has("donkies_jobs_oldest_due_seconds", None));
+    assert!(has("donkies_sign_in_failures_total", None));
+    assert!(has("donkies_db_pool_connections", Some(("state", "open"))));
+}

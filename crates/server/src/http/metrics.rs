@@ -1,0 +1,62 @@
+//! `/metrics` in the Prometheus text format: requests by route pattern (never a concrete path),
+//! method and status with latency histograms and the requests in flight; jobs by kind and
+//! outcome, the queue's depth and the age of its oldest due job; sign-in failures and rate-limit
+//! rejections; the database pool.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use super::AppState;
+use super::error::ApiResult;
+
+/// The process's one recorder (every server of a process shares it, as tests run several).
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let seconds = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+        let builder = PrometheusBuilder::new().set_buckets(&seconds).expect("the buckets are not empty");
+        match builder.install_recorder() {
+            Ok(handle) => handle,
+            // Another recorder is the process's already: render an empty one of our own.
+            Err(_) => PrometheusBuilder::new().build_recorder().handle(),
+        }
+    })
+}
+
+/// Count and time every request by its route pattern.
+pub async fn track(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().as_str().to_owned();
+    let route = req.extensions().get::<MatchedPath>().map_or("<unmatched>", |p| p.as_str()).to_owned();
+    let in_flight = metrics::gauge!("donkies_http_requests_in_flight");
+    in_flight.increment(1.0);
+    let response = next.run(req).await;
+    in_flight.decrement(1.0);
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("donkies_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("donkies_http_request_duration_seconds", "route" => route, "method" => method)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// The scrape: gauges read now (queue, pool), then everything recorded.
+pub async fn render(State(state): State<AppState>) -> ApiResult<Response> {
+    let services = &state.services;
+    let queue = services.queue_stats().await?;
+    for (status, n) in [("queued", queue.queued), ("running", queue.running), ("parked", queue.failed)] {
+        metrics::gauge!("donkies_jobs_in_queue", "status" => status).set(n as f64);
+    }
+    metrics::gauge!("donkies_jobs_oldest_due_seconds").set(queue.oldest_due_seconds);
+    let (size, idle) = services.pool_usage();
+    metrics::gauge!("donkies_db_pool_connections", "state" => "open").set(f64::from(size));
+    metrics::gauge!("donkies_db_pool_connections", "state" => "idle").set(idle as f64);
+    let body = handle().render();
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response())
+}
