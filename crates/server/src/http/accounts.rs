@@ -354,7 +354,21 @@ struct Stamp(DateTime<Utc>);
 
 impl Serialize for Stamp {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&self.0.format(DATETIME))
+        use chrono::{Datelike, Timelike};
+        let t = self.0;
+        if !(0..=9999).contains(&t.year()) {
+            return serializer.collect_str(&t.format(DATETIME));
+        }
+        // DATETIME, without parsing the format again for every value of a long list.
+        serializer.collect_str(&format_args!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+            t.year(),
+            t.month(),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        ))
     }
 }
 
@@ -422,20 +436,21 @@ async fn list_transactions(
     let (user_id, even) = (auth.user.id, auth.user.is_even_roundup);
     let account = q.account()?;
     let key = format!("{user_id}/{even}/{account:?}/{}", page.cache_key());
+    let renderer = state.clone();
     let body = state
         .transaction_lists
-        .get_or_render(user_id, key, || render_transactions(&state, user_id, even, account, &page))
+        .get_or_render(user_id, key, move || render_transactions(renderer, user_id, even, account, page))
         .await?;
     body.respond(&headers).await
 }
 
 /// The list (or page) as JSON, written row by row as the database yields them.
 async fn render_transactions(
-    state: &AppState,
+    state: AppState,
     user_id: i64,
     even: bool,
     account: Option<i64>,
-    page: &Page,
+    page: Page,
 ) -> ApiResult<Rendered> {
     let mut found = state.services.transactions(user_id, account, page.limit, page.offset).await?;
     let mut out = Vec::with_capacity(64 * 1024);

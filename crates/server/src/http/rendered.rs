@@ -119,32 +119,47 @@ struct Slot {
     user_id: i64,
     born: Instant,
     body: Arc<OnceCell<Arc<Rendered>>>,
+    /// A newer rendering of this body is under way.
+    refreshing: bool,
 }
+
+type Slots = Arc<Mutex<HashMap<String, Slot>>>;
 
 /// Rendered bodies by key, each owned by one user.
 pub struct RenderedBodies {
     ttl: Duration,
-    slots: Mutex<HashMap<String, Slot>>,
+    slots: Slots,
 }
 
 impl RenderedBodies {
     pub fn new(ttl: Duration) -> RenderedBodies {
-        RenderedBodies { ttl, slots: Mutex::new(HashMap::new()) }
+        RenderedBodies { ttl, slots: Arc::default() }
     }
 
     /// The user's body under `key`: kept, being rendered by another request, or rendered now.
+    /// A body past half its life is rendered again in the background while it is still
+    /// served, so readers wait for a rendering only when there is none to show.
     pub async fn get_or_render<F, Fut>(&self, user_id: i64, key: String, render: F) -> ApiResult<Arc<Rendered>>
     where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = ApiResult<Rendered>>,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = ApiResult<Rendered>> + Send + 'static,
     {
         if self.ttl.is_zero() {
             return render().await.map(Arc::new);
         }
+        let lock_failed = || ApiError::Internal(anyhow::anyhow!("cache lock"));
+        let mut render = Some(render);
         let cell = {
-            let mut slots = self.slots.lock().map_err(|_| ApiError::Internal(anyhow::anyhow!("cache lock")))?;
-            match slots.get(&key) {
-                Some(slot) if slot.born.elapsed() < self.ttl => slot.body.clone(),
+            let mut slots = self.slots.lock().map_err(|_| lock_failed())?;
+            match slots.get_mut(&key) {
+                Some(slot) if slot.born.elapsed() < self.ttl => {
+                    if slot.born.elapsed() >= self.ttl / 2 && !slot.refreshing && slot.body.initialized() {
+                        slot.refreshing = true;
+                        let job = render.take().ok_or_else(lock_failed)?;
+                        tokio::spawn(refresh(self.slots.clone(), key, slot.body.clone(), job));
+                    }
+                    slot.body.clone()
+                }
                 _ => {
                     if slots.len() >= MAX_BODIES {
                         let ttl = self.ttl;
@@ -154,14 +169,21 @@ impl RenderedBodies {
                         }
                     }
                     let body = Arc::new(OnceCell::new());
-                    slots.insert(key, Slot { user_id, born: Instant::now(), body: body.clone() });
+                    slots.insert(key, Slot { user_id, born: Instant::now(), body: body.clone(), refreshing: false });
                     body
                 }
             }
         };
         // A change published meanwhile removed the slot, not this cell: whoever waits on it got
         // here before the change and may see the body as it was; later requests render anew.
-        cell.get_or_try_init(|| async { render().await.map(Arc::new) }).await.cloned()
+        cell.get_or_try_init(|| async move {
+            match render {
+                Some(render) => render().await.map(Arc::new),
+                None => Err(ApiError::Internal(anyhow::anyhow!("a refreshed body was never rendered"))),
+            }
+        })
+        .await
+        .cloned()
     }
 
     /// Drop every body of the user (their transactions or round-up settings changed).
@@ -169,6 +191,27 @@ impl RenderedBodies {
         if let Ok(mut slots) = self.slots.lock() {
             slots.retain(|_, slot| slot.user_id != user_id);
         }
+    }
+}
+
+/// Render `key` again and put it in place of `old`, unless a change dropped `old` meanwhile
+/// (then this rendering may predate the change and is thrown away).
+async fn refresh<F, Fut>(slots: Slots, key: String, old: Arc<OnceCell<Arc<Rendered>>>, render: F)
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = ApiResult<Rendered>>,
+{
+    let started = Instant::now();
+    let rendered = render().await;
+    let Ok(mut slots) = slots.lock() else { return };
+    let Some(slot) = slots.get_mut(&key).filter(|slot| Arc::ptr_eq(&slot.body, &old)) else { return };
+    slot.refreshing = false;
+    match rendered {
+        Ok(body) => {
+            slot.body = Arc::new(OnceCell::new_with(Some(Arc::new(body))));
+            slot.born = started;
+        }
+        Err(err) => tracing::warn!(error = %format!("{err:?}"), "a kept body could not be rendered again"),
     }
 }
 
@@ -212,7 +255,7 @@ mod tests {
             let (bodies, renders) = (bodies.clone(), renders.clone());
             async move {
                 bodies
-                    .get_or_render(user, format!("{user}/all"), || async move {
+                    .get_or_render(user, format!("{user}/all"), move || async move {
                         renders.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         tokio::time::sleep(Duration::from_millis(20)).await;
                         Ok(Rendered::new(format!("[{user}]").into_bytes()))
@@ -229,5 +272,28 @@ mod tests {
         get(1).await;
         get(2).await;
         assert_eq!(renders.load(std::sync::atomic::Ordering::SeqCst), 3, "user 2 kept, user 1 rendered again");
+    }
+
+    #[tokio::test]
+    async fn a_body_past_half_its_life_is_served_while_rendered_again() {
+        let bodies = RenderedBodies::new(Duration::from_millis(400));
+        let version = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let get = || {
+            let version = version.clone();
+            bodies.get_or_render(1, "1/all".into(), move || async move {
+                let v = version.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Ok(Rendered::new(format!("[{v}]").into_bytes()))
+            })
+        };
+        assert_eq!(get().await.unwrap().json, "[0]");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let started = Instant::now();
+        assert_eq!(get().await.unwrap().json, "[0]", "the kept body, at once");
+        assert!(started.elapsed() < Duration::from_millis(40));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(get().await.unwrap().json, "[1]", "the body rendered in the background");
+        bodies.forget_user(1);
+        assert_eq!(get().await.unwrap().json, "[2]");
     }
 }
