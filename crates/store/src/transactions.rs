@@ -1,8 +1,11 @@
 //! Transactions of linked accounts. Refreshes upsert by aggregator guid, so a re-sync never
 //! duplicates a transaction.
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use donkies_domain::{AccountFamily, Cents, Direction};
+use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 
 use crate::column::Col;
 use crate::{Db, StoreError, Tx, on_db};
@@ -104,42 +107,12 @@ const ROW_COLUMNS: &[&str] = &[
     "is_payroll_advance",
 ];
 
-/// Element types of the PostgreSQL arrays, one per column after `user_id, created_at, updated_at`.
-const PG_ARRAY_TYPES: &[&str] = &[
-    "int8",
-    "int8",
-    "text",
-    "text",
-    "int8",
-    "text",
-    "text",
-    "text",
-    "text",
-    "text",
-    "text",
-    "text",
-    "date",
-    "timestamptz",
-    "timestamptz",
-    "int8",
-    "int8",
-    "float8",
-    "float8",
-    "bool",
-    "bool",
-    "bool",
-    "bool",
-    "bool",
-    "bool",
-    "bool",
-];
-
-/// Rows per SQLite statement: SQLite looks bound parameters up one by one, so a statement
-/// with tens of thousands of them costs more per row than several smaller ones.
+/// Rows per SQLite statement: SQLite looks bound parameters up one by one, so a statement with
+/// tens of thousands of them costs more per row than several smaller ones; one prepared
+/// statement of this many rows is reused for every full chunk of an ingest.
 const SQLITE_BATCH: usize = 200;
-/// Rows per PostgreSQL statement (one array per column, so the row count is free).
-const POSTGRES_BATCH: usize = 10_000;
 
+/// The columns an upsert may change: everything but the row's identity and creation time.
 fn on_conflict() -> String {
     let updates: Vec<String> = ROW_COLUMNS
         .iter()
@@ -159,28 +132,45 @@ fn sqlite_sql(rows: usize) -> String {
     )
 }
 
-fn postgres_sql() -> String {
-    let arrays: Vec<String> = PG_ARRAY_TYPES.iter().enumerate().map(|(i, t)| format!("${}::{t}[]", i + 3)).collect();
-    format!(
-        "INSERT INTO transactions ({}) SELECT $1, $2, $2, * FROM UNNEST({}){}",
-        ROW_COLUMNS.join(", "),
-        arrays.join(", "),
-        on_conflict()
-    )
-}
+static SQLITE_FULL_CHUNK: LazyLock<String> = LazyLock::new(|| sqlite_sql(SQLITE_BATCH));
 
-/// Insert or refresh transactions by (user, aggregator guid), in batches. The statements
-/// differ by engine only in how the rows travel: arrays on PostgreSQL, row values on SQLite.
+/// A staging table of this transaction, dropped again before it ends.
+const PG_STAGING: &str = "CREATE TEMP TABLE transactions_staging (LIKE transactions) ON COMMIT DROP";
+
+static PG_COPY: LazyLock<String> =
+    LazyLock::new(|| format!("COPY transactions_staging ({}) FROM STDIN", ROW_COLUMNS.join(", ")));
+
+static PG_MERGE: LazyLock<String> = LazyLock::new(|| {
+    let columns = ROW_COLUMNS.join(", ");
+    format!("INSERT INTO transactions ({columns}) SELECT {columns} FROM transactions_staging{}", on_conflict())
+});
+
+/// Bytes of COPY text sent to the server at a time.
+const PG_COPY_CHUNK: usize = 1 << 20;
+
+/// Insert or refresh transactions by (user, aggregator guid). On PostgreSQL the rows travel by
+/// `COPY` into a staging table and one `INSERT … SELECT … ON CONFLICT` merges them; on SQLite
+/// one prepared multi-row statement is reused inside the caller's transaction. Both apply the
+/// same conflict rule.
 pub async fn upsert(tx: &mut Tx, user_id: i64, rows: &[TransactionData], now: DateTime<Utc>) -> Result<(), StoreError> {
     // One statement cannot update the same row twice: keep the last of repeated guids.
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = std::collections::HashSet::with_capacity(rows.len());
     let mut unique: Vec<&TransactionData> = rows.iter().rev().filter(|t| seen.insert(t.guid.as_str())).collect();
     unique.reverse();
+    if unique.is_empty() {
+        return Ok(());
+    }
     match tx {
         Tx::Sqlite(conn, _) => {
             for chunk in unique.chunks(SQLITE_BATCH) {
-                let sql = sqlite_sql(chunk.len());
-                let mut q = sqlx::query(&sql);
+                let remainder;
+                let sql = if chunk.len() == SQLITE_BATCH {
+                    SQLITE_FULL_CHUNK.as_str()
+                } else {
+                    remainder = sqlite_sql(chunk.len());
+                    remainder.as_str()
+                };
+                let mut q = sqlx::query(sql);
                 for t in chunk {
                     q = q
                         .bind(user_id)
@@ -188,16 +178,16 @@ pub async fn upsert(tx: &mut Tx, user_id: i64, rows: &[TransactionData], now: Da
                         .bind(now)
                         .bind(crate::new_id())
                         .bind(t.account_id)
-                        .bind(&t.guid)
+                        .bind(t.guid.as_str())
                         .bind(crate::new_hex_id())
                         .bind(t.amount.get())
                         .bind(t.kind.as_str())
-                        .bind(&t.status)
-                        .bind(&t.category)
-                        .bind(&t.top_level_category)
-                        .bind(&t.description)
-                        .bind(&t.original_description)
-                        .bind(&t.memo)
+                        .bind(t.status.as_deref())
+                        .bind(t.category.as_deref())
+                        .bind(t.top_level_category.as_deref())
+                        .bind(t.description.as_deref())
+                        .bind(t.original_description.as_deref())
+                        .bind(t.memo.as_deref())
                         .bind(t.date)
                         .bind(t.transacted_at)
                         .bind(t.posted_at)
@@ -217,45 +207,103 @@ pub async fn upsert(tx: &mut Tx, user_id: i64, rows: &[TransactionData], now: Da
             }
         }
         Tx::Postgres(conn) => {
-            let sql = postgres_sql();
-            for chunk in unique.chunks(POSTGRES_BATCH) {
-                let col = |f: fn(&TransactionData) -> Option<String>| chunk.iter().map(|t| f(t)).collect::<Vec<_>>();
-                let flag = |f: fn(&TransactionData) -> bool| chunk.iter().map(|t| f(t)).collect::<Vec<_>>();
-                sqlx::query(&sql)
-                    .bind(user_id)
-                    .bind(now)
-                    .bind(chunk.iter().map(|_| crate::new_id()).collect::<Vec<_>>())
-                    .bind(chunk.iter().map(|t| t.account_id).collect::<Vec<_>>())
-                    .bind(chunk.iter().map(|t| t.guid.clone()).collect::<Vec<_>>())
-                    .bind(chunk.iter().map(|_| crate::new_hex_id()).collect::<Vec<_>>())
-                    .bind(chunk.iter().map(|t| t.amount.get()).collect::<Vec<_>>())
-                    .bind(chunk.iter().map(|t| t.kind.as_str()).collect::<Vec<_>>())
-                    .bind(col(|t| t.status.clone()))
-                    .bind(col(|t| t.category.clone()))
-                    .bind(col(|t| t.top_level_category.clone()))
-                    .bind(col(|t| t.description.clone()))
-                    .bind(col(|t| t.original_description.clone()))
-                    .bind(col(|t| t.memo.clone()))
-                    .bind(chunk.iter().map(|t| t.date).collect::<Vec<_>>())
-                    .bind(chunk.iter().map(|t| t.transacted_at).collect::<Vec<_>>())
-                    .bind(chunk.iter().map(|t| t.posted_at).collect::<Vec<_>>())
-                    .bind(chunk.iter().map(|t| t.check_number).collect::<Vec<_>>())
-                    .bind(chunk.iter().map(|t| t.merchant_category_code).collect::<Vec<_>>())
-                    .bind(chunk.iter().map(|t| t.latitude).collect::<Vec<_>>())
-                    .bind(chunk.iter().map(|t| t.longitude).collect::<Vec<_>>())
-                    .bind(flag(|t| t.is_bill_pay))
-                    .bind(flag(|t| t.is_direct_deposit))
-                    .bind(flag(|t| t.is_expense))
-                    .bind(flag(|t| t.is_fee))
-                    .bind(flag(|t| t.is_income))
-                    .bind(flag(|t| t.is_overdraft_fee))
-                    .bind(flag(|t| t.is_payroll_advance))
-                    .execute(&mut **conn)
-                    .await?;
+            sqlx::query(PG_STAGING).persistent(false).execute(&mut **conn).await?;
+            let mut copy = conn.copy_in_raw(&PG_COPY).await?;
+            let stamp = copy_timestamp(now);
+            let mut buf = String::with_capacity(PG_COPY_CHUNK + 4096);
+            for t in unique {
+                copy_row(&mut buf, user_id, &stamp, t);
+                if buf.len() >= PG_COPY_CHUNK {
+                    if let Err(err) = copy.send(buf.as_bytes()).await {
+                        let _ = copy.abort("send failed").await;
+                        return Err(err.into());
+                    }
+                    buf.clear();
+                }
             }
+            if !buf.is_empty()
+                && let Err(err) = copy.send(buf.as_bytes()).await
+            {
+                let _ = copy.abort("send failed").await;
+                return Err(err.into());
+            }
+            copy.finish().await?;
+            sqlx::query(&PG_MERGE).persistent(false).execute(&mut **conn).await?;
+            sqlx::query("DROP TABLE transactions_staging").persistent(false).execute(&mut **conn).await?;
         }
     }
     Ok(())
+}
+
+fn copy_timestamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// One line of PostgreSQL's COPY text format, in [`ROW_COLUMNS`] order.
+fn copy_row(out: &mut String, user_id: i64, now: &str, t: &TransactionData) {
+    use std::fmt::Write;
+    let _ = write!(out, "{user_id}\t{now}\t{now}\t{}\t{}\t", crate::new_id(), t.account_id);
+    copy_text(out, Some(&t.guid));
+    let _ = write!(out, "\t{}\t{}\t{}\t", crate::new_hex_id(), t.amount.get(), t.kind.as_str());
+    for text in [&t.status, &t.category, &t.top_level_category, &t.description, &t.original_description, &t.memo] {
+        copy_text(out, text.as_deref());
+        out.push('\t');
+    }
+    let _ = write!(out, "{}\t", t.date);
+    for at in [t.transacted_at, t.posted_at] {
+        match at {
+            Some(at) => out.push_str(&copy_timestamp(at)),
+            None => out.push_str("\\N"),
+        }
+        out.push('\t');
+    }
+    for n in [t.check_number, t.merchant_category_code] {
+        copy_display(out, n);
+    }
+    for x in [t.latitude, t.longitude] {
+        copy_display(out, x);
+    }
+    let flags = [
+        t.is_bill_pay,
+        t.is_direct_deposit,
+        t.is_expense,
+        t.is_fee,
+        t.is_income,
+        t.is_overdraft_fee,
+        t.is_payroll_advance,
+    ];
+    for (i, flag) in flags.iter().enumerate() {
+        out.push(if *flag { 't' } else { 'f' });
+        out.push(if i + 1 == flags.len() { '\n' } else { '\t' });
+    }
+}
+
+fn copy_display(out: &mut String, value: Option<impl std::fmt::Display>) {
+    use std::fmt::Write;
+    match value {
+        Some(v) => {
+            let _ = write!(out, "{v}");
+        }
+        None => out.push_str("\\N"),
+    }
+    out.push('\t');
+}
+
+/// A text value (or NULL) escaped for COPY's text format.
+fn copy_text(out: &mut String, value: Option<&str>) {
+    let Some(value) = value else {
+        out.push_str("\\N");
+        return;
+    };
+    for ch in value.chars() {
+        match ch {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
 }
 
 const SELECT: &str = "SELECT t.id, t.account_id, a.name AS account_name, a.type_ds AS account_type_ds, t.guid, t.uid, \
@@ -265,8 +313,42 @@ const SELECT: &str = "SELECT t.id, t.account_id, a.name AS account_name, a.type_
     t.is_payroll_advance, t.created_at, t.updated_at \
     FROM transactions t JOIN accounts a ON a.id = t.account_id";
 
+const ORDER: &str = "ORDER BY t.date DESC, t.transacted_at DESC NULLS LAST, t.id DESC";
+
+static LIST_ALL: LazyLock<String> =
+    LazyLock::new(|| format!("{SELECT} WHERE t.user_id = $1 AND a.is_deleted = FALSE {ORDER} LIMIT $2 OFFSET $3"));
+
+static LIST_ACCOUNT: LazyLock<String> = LazyLock::new(|| {
+    format!("{SELECT} WHERE t.user_id = $1 AND t.account_id = $2 AND a.is_deleted = FALSE {ORDER} LIMIT $3 OFFSET $4")
+});
+
 /// The user's visible transactions, newest first, optionally of one account, from `offset` on,
-/// at most `limit` of them (all without a limit).
+/// at most `limit` of them (all without a limit), one at a time as the database yields them.
+pub fn stream_for_user(
+    db: &Db,
+    user_id: i64,
+    account_id: Option<i64>,
+    limit: Option<i64>,
+    offset: i64,
+) -> BoxStream<'_, Result<Transaction, StoreError>> {
+    let (limit, offset) = (limit.unwrap_or(i64::MAX), offset.max(0));
+    let rows = match account_id {
+        None => on_db!(db, pool => sqlx::query_as::<_, Transaction>(&LIST_ALL)
+            .bind(user_id)
+            .bind(limit)
+            .bind(offset)
+            .fetch(pool)),
+        Some(account) => on_db!(db, pool => sqlx::query_as::<_, Transaction>(&LIST_ACCOUNT)
+            .bind(user_id)
+            .bind(account)
+            .bind(limit)
+            .bind(offset)
+            .fetch(pool)),
+    };
+    rows.map_err(StoreError::from).boxed()
+}
+
+/// [`stream_for_user`], collected.
 pub async fn list_for_user(
     db: &Db,
     user_id: i64,
@@ -274,26 +356,7 @@ pub async fn list_for_user(
     limit: Option<i64>,
     offset: i64,
 ) -> Result<Vec<Transaction>, StoreError> {
-    let order = "ORDER BY t.date DESC, t.transacted_at DESC NULLS LAST, t.id DESC";
-    let (limit, offset) = (limit.unwrap_or(i64::MAX), offset.max(0));
-    Ok(match account_id {
-        None => {
-            let sql = format!("{SELECT} WHERE t.user_id = $1 AND a.is_deleted = FALSE {order} LIMIT $2 OFFSET $3");
-            on_db!(db, pool => sqlx::query_as::<_, Transaction>(&sql).bind(user_id).bind(limit).bind(offset).fetch_all(pool).await)?
-        }
-        Some(account) => {
-            let sql = format!(
-                "{SELECT} WHERE t.user_id = $1 AND t.account_id = $2 AND a.is_deleted = FALSE {order} LIMIT $3 OFFSET $4"
-            );
-            on_db!(db, pool => sqlx::query_as::<_, Transaction>(&sql)
-                .bind(user_id)
-                .bind(account)
-                .bind(limit)
-                .bind(offset)
-                .fetch_all(pool)
-                .await)?
-        }
-    })
+    stream_for_user(db, user_id, account_id, limit, offset).try_collect().await
 }
 
 /// How many transactions [`list_for_user`] would show without a limit.

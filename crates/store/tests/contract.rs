@@ -73,6 +73,7 @@ contract!(
     accounts_are_scoped_hidden_and_counted,
     accounts_shares_replace_each_other,
     transactions_upsert_in_batches_without_duplicates,
+    transactions_large_ingest_round_trips_every_field_and_reingest_updates_in_place,
     transactions_list_newest_first_scoped_and_visible,
     social_link_find_and_refresh,
     social_identity_of_another_user_is_a_conflict,
@@ -1167,6 +1168,114 @@ async fn transactions_upsert_in_batches_without_duplicates(db: Db) {
     let latest = transactions::list_for_user(&db, ada, None, None, 0).await.unwrap();
     let amount_of = |guid: &str| latest.iter().find(|t| t.guid == guid).unwrap().amount.get();
     assert_eq!((amount_of("TRN-dup"), amount_of("TRN-00000")), (-200, -7));
+}
+
+/// A transaction whose every field is set, with text that needs escaping on the way in.
+fn full_txn(i: i64, account_id: i64, version: i64) -> TransactionData {
+    let when = at(2024, 1, 1, 0, 0) + Duration::seconds(i * 37) + Duration::microseconds(i % 1000 * 1001);
+    TransactionData {
+        guid: format!("TRN-{i:06}"),
+        account_id,
+        amount: Cents::new(-(i * 7 + version)),
+        kind: if i % 5 == 0 { Direction::Credit } else { Direction::Debit },
+        status: (i % 4 != 0).then(|| "POSTED".into()),
+        category: Some(format!("Café \\ {version}")),
+        top_level_category: (i % 3 != 0).then(|| "Food\tDining".into()),
+        description: Some(format!("line one\nline two\r{i} \"quoted\" ✓")),
+        original_description: Some(format!("\\N is not null {i}")),
+        memo: (i % 2 == 0).then(|| format!("v{version}")),
+        date: day(2024, 1, 1) + Duration::days(i % 400),
+        transacted_at: Some(when),
+        posted_at: (i % 2 == 1).then(|| when + Duration::hours(30)),
+        check_number: (i % 7 == 0).then_some(i),
+        merchant_category_code: Some(5000 + i % 999),
+        latitude: Some(42.360_1 + i as f64 / 1e6),
+        longitude: (i % 3 == 0).then_some(-71.058_9),
+        is_bill_pay: i % 2 == 0,
+        is_direct_deposit: i % 3 == 0,
+        is_expense: i % 5 == 0,
+        is_fee: i % 7 == 0,
+        is_income: i % 11 == 0,
+        is_overdraft_fee: i % 13 == 0,
+        is_payroll_advance: i % 17 == 0,
+    }
+}
+
+/// Each named field of a stored transaction equals the one sent.
+macro_rules! assert_fields_eq {
+    ($stored:expr, $sent:expr; $($field:ident),* $(,)?) => {$(
+        assert_eq!($stored.$field, $sent.$field, "{} of {}", stringify!($field), $sent.guid);
+    )*};
+}
+
+async fn transactions_large_ingest_round_trips_every_field_and_reingest_updates_in_place(db: Db) {
+    let ada = make_user(&db, "ada@example.com").await;
+    let bob = make_user(&db, "bob@example.com").await;
+    let chase = make_institution(&db, "chase", "Chase").await;
+    let m = make_member(&db, ada, chase).await;
+    let checking = make_account(&db, ada, m, "ACT-1", "Checking", AccountFamily::Debit, now()).await;
+    let card = make_account(&db, ada, m, "ACT-2", "Card", AccountFamily::Debt, now()).await;
+    let bobs =
+        make_account(&db, bob, make_member(&db, bob, chase).await, "ACT-1", "Bob", AccountFamily::Debit, now()).await;
+    upsert_txns(&db, bob, &[txn("TRN-000001", bobs, -1, day(2024, 1, 1))]).await;
+    const N: i64 = 25_000;
+    let batch = |version: i64, account: fn(i64) -> bool| -> Vec<TransactionData> {
+        (0..N).map(|i| full_txn(i, if account(i) { checking } else { card }, version)).collect()
+    };
+    let by_guid =
+        |list: Vec<transactions::Transaction>| -> std::collections::BTreeMap<String, transactions::Transaction> {
+            list.into_iter().map(|t| (t.guid.clone(), t)).collect()
+        };
+    let compare = |stored: &std::collections::BTreeMap<String, transactions::Transaction>, sent: &[TransactionData]| {
+        assert_eq!(stored.len(), sent.len());
+        for want in sent {
+            let got = &stored[&want.guid];
+            assert_fields_eq!(got, want; guid, account_id, amount, kind, status, category, top_level_category,
+                description, original_description, memo, date, transacted_at, posted_at, check_number,
+                merchant_category_code, latitude, longitude, is_bill_pay, is_direct_deposit, is_expense, is_fee,
+                is_income, is_overdraft_fee, is_payroll_advance);
+        }
+    };
+
+    let first = batch(1, |i| i % 2 == 0);
+    let t1 = now();
+    let mut tx = db.begin().await.unwrap();
+    transactions::upsert(&mut tx, ada, &first, t1).await.unwrap();
+    tx.commit().await.unwrap();
+    let before = by_guid(transactions::list_for_user(&db, ada, None, None, 0).await.unwrap());
+    compare(&before, &first);
+    assert!(before.values().all(|t| t.created_at == t1 && t.updated_at == t1));
+
+    // A re-sync of the same guids (some moved to the other account), in two upserts of one
+    // transaction, with a few new ones: updated in place, nothing duplicated.
+    let mut second = batch(2, |i| i % 3 == 0);
+    second.push(full_txn(N, checking, 2));
+    let t2 = t1 + Duration::seconds(5);
+    let mut tx = db.begin().await.unwrap();
+    let (head, tail) = second.split_at(N as usize / 2);
+    transactions::upsert(&mut tx, ada, head, t2).await.unwrap();
+    transactions::upsert(&mut tx, ada, tail, t2).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(transactions::count_for_user(&db, ada).await.unwrap(), N + 1, "a re-sync does not duplicate");
+    let after = by_guid(transactions::list_for_user(&db, ada, None, None, 0).await.unwrap());
+    compare(&after, &second);
+    for (guid, old) in &before {
+        let new = &after[guid];
+        assert_eq!((new.id, &new.uid, new.created_at), (old.id, &old.uid, old.created_at), "identity is kept");
+        assert_eq!(new.updated_at, t2);
+    }
+    assert_eq!(after[&format!("TRN-{N:06}")].created_at, t2);
+    let bobs_list = transactions::list_for_user(&db, bob, None, None, 0).await.unwrap();
+    assert_eq!(bobs_list.iter().map(|t| (t.guid.as_str(), t.amount.get())).collect::<Vec<_>>(), [("TRN-000001", -1)]);
+
+    // A failed ingest leaves nothing behind, and the next one works.
+    let mut tx = db.begin().await.unwrap();
+    let orphan = full_txn(N + 1, i64::MAX - 1, 3);
+    assert!(transactions::upsert(&mut tx, ada, &[orphan], now()).await.is_err(), "unknown account");
+    drop(tx);
+    assert_eq!(transactions::count_for_user(&db, ada).await.unwrap(), N + 1);
+    upsert_txns(&db, ada, &[full_txn(0, card, 9)]).await;
+    assert_eq!(transactions::count_for_user(&db, ada).await.unwrap(), N + 1);
 }
 
 async fn transactions_list_newest_first_scoped_and_visible(db: Db) {

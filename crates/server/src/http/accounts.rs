@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
+use chrono::{DateTime, NaiveDate, Utc};
+use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -12,13 +14,15 @@ use utoipa_axum::routes;
 
 use donkies_domain::{Cents, DebtSharesError, Share, roundup};
 use donkies_store::accounts::Account;
+use donkies_store::transactions::Transaction;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::extract::{AuthUser, Body, IdPath, QueryParams, parse_id};
 use super::input::{Check, Field, RequestBody, Valid};
-use super::members::{InstitutionView, MemberView, datetime, member_view};
+use super::members::{DATETIME, InstitutionView, MemberView, datetime, member_view};
 use super::page::Page;
+use super::rendered::Rendered;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -306,25 +310,32 @@ async fn link_debt(
 
 /// A transaction. `roundup` is the spare change it gives.
 #[derive(Serialize, ToSchema)]
-pub struct TransactionView {
-    account: String,
+pub struct TransactionView<'a> {
+    account: &'a str,
     account_id: i64,
-    uid: String,
-    amount: String,
-    roundup: String,
-    category: Option<String>,
-    top_level_category: Option<String>,
-    description: Option<String>,
-    original_description: Option<String>,
-    memo: Option<String>,
+    uid: &'a str,
+    #[schema(value_type = String)]
+    amount: Cents,
+    #[schema(value_type = String)]
+    roundup: Cents,
+    category: Option<&'a str>,
+    top_level_category: Option<&'a str>,
+    description: Option<&'a str>,
+    original_description: Option<&'a str>,
+    memo: Option<&'a str>,
     #[serde(rename = "type")]
-    kind: String,
-    status: Option<String>,
-    date: String,
-    transacted_at: Option<String>,
-    posted_at: Option<String>,
-    created_at: Option<String>,
-    updated_at: Option<String>,
+    kind: &'a str,
+    status: Option<&'a str>,
+    #[schema(value_type = String)]
+    date: NaiveDate,
+    #[schema(value_type = Option<String>)]
+    transacted_at: Option<Stamp>,
+    #[schema(value_type = Option<String>)]
+    posted_at: Option<Stamp>,
+    #[schema(value_type = Option<String>)]
+    created_at: Option<Stamp>,
+    #[schema(value_type = Option<String>)]
+    updated_at: Option<Stamp>,
     check_number: Option<i64>,
     merchant_category_code: Option<i64>,
     latitude: Option<f64>,
@@ -336,6 +347,58 @@ pub struct TransactionView {
     is_income: bool,
     is_overdraft_fee: bool,
     is_payroll_advance: bool,
+}
+
+/// A time as the API writes it, formatted straight into the output.
+struct Stamp(DateTime<Utc>);
+
+impl Serialize for Stamp {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use chrono::{Datelike, Timelike};
+        let t = self.0;
+        if !(0..=9999).contains(&t.year()) {
+            return serializer.collect_str(&t.format(DATETIME));
+        }
+        // DATETIME, without parsing the format again for every value of a long list.
+        serializer.collect_str(&format_args!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+            t.year(),
+            t.month(),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        ))
+    }
+}
+
+/// A view of `$row`: the fields after `;` are copied as they are.
+macro_rules! view_of_row {
+    ($row:ident { $($field:ident: $value:expr),* $(,)? } ; $($same:ident),* $(,)?) => {
+        TransactionView { $($field: $value,)* $($same: $row.$same,)* }
+    };
+}
+
+impl<'a> TransactionView<'a> {
+    fn of(t: &'a Transaction, even_roundup: bool) -> TransactionView<'a> {
+        view_of_row!(t {
+            account: &t.account_name,
+            uid: &t.uid,
+            roundup: roundup(t.kind, t.account_type_ds, t.amount, even_roundup),
+            category: t.category.as_deref(),
+            top_level_category: t.top_level_category.as_deref(),
+            description: t.description.as_deref(),
+            original_description: t.original_description.as_deref(),
+            memo: t.memo.as_deref(),
+            kind: t.kind.as_str(),
+            status: t.status.as_deref(),
+            transacted_at: t.transacted_at.map(Stamp),
+            posted_at: t.posted_at.map(Stamp),
+            created_at: Some(Stamp(t.created_at)),
+            updated_at: Some(Stamp(t.updated_at)),
+        }; account_id, amount, date, check_number, merchant_category_code, latitude, longitude, is_bill_pay,
+            is_direct_deposit, is_expense, is_fee, is_income, is_overdraft_fee, is_payroll_advance)
+    }
 }
 
 #[derive(Deserialize)]
@@ -355,54 +418,62 @@ impl TransactionQuery {
     }
 }
 
-/// The user's transactions, newest first, optionally of one account.
+/// The user's transactions, newest first, optionally of one account. The rendered body is kept
+/// (see [`super::rendered`]): `ETag` with `If-None-Match` answers 304, gzip when accepted.
 #[utoipa::path(get, path = "/v1/transactions", tag = "accounts", security(("token" = [])),
-    params(("account_id" = Option<i64>, Query)), responses((status = 200, body = [TransactionView])))]
+    params(("account_id" = Option<i64>, Query), ("If-None-Match" = Option<String>, Header, description = "an `ETag` of this list")),
+    responses(
+        (status = 200, body = [TransactionView], headers(("ETag" = String), ("Cache-Control" = String, description = "`private, no-cache`"))),
+        (status = 304, description = "the client's copy (named by `If-None-Match`) is current")
+    ))]
 async fn list_transactions(
     State(state): State<AppState>,
     auth: AuthUser,
     QueryParams(q): QueryParams<TransactionQuery>,
     page: Page,
+    headers: HeaderMap,
 ) -> ApiResult<axum::response::Response> {
-    let even = auth.user.is_even_roundup;
+    let (user_id, even) = (auth.user.id, auth.user.is_even_roundup);
     let account = q.account()?;
-    let found = state.services.transactions(auth.user.id, account, page.limit, page.offset).await?;
-    let views = found
-        .rows
-        .into_iter()
-        .map(|t| {
-            let spare = roundup(t.kind, t.account_type_ds, t.amount, even);
-            TransactionView {
-                account: t.account_name,
-                account_id: t.account_id,
-                uid: t.uid,
-                amount: t.amount.to_string(),
-                roundup: spare.to_string(),
-                category: t.category,
-                top_level_category: t.top_level_category,
-                description: t.description,
-                original_description: t.original_description,
-                memo: t.memo,
-                kind: t.kind.as_str().to_owned(),
-                status: t.status,
-                date: t.date.to_string(),
-                transacted_at: datetime(t.transacted_at),
-                posted_at: datetime(t.posted_at),
-                created_at: datetime(Some(t.created_at)),
-                updated_at: datetime(Some(t.updated_at)),
-                check_number: t.check_number,
-                merchant_category_code: t.merchant_category_code,
-                latitude: t.latitude,
-                longitude: t.longitude,
-                is_bill_pay: t.is_bill_pay,
-                is_direct_deposit: t.is_direct_deposit,
-                is_expense: t.is_expense,
-                is_fee: t.is_fee,
-                is_income: t.is_income,
-                is_overdraft_fee: t.is_overdraft_fee,
-                is_payroll_advance: t.is_payroll_advance,
-            }
-        })
-        .collect();
-    Ok(page.respond_counted(found.count, views))
+    let key = format!("{user_id}/{even}/{account:?}/{}", page.cache_key());
+    let renderer = state.clone();
+    let body = state
+        .transaction_lists
+        .get_or_render(user_id, key, move || render_transactions(renderer, user_id, even, account, page))
+        .await?;
+    body.respond(&headers).await
+}
+
+/// The list (or page) as JSON, written row by row as the database yields them.
+async fn render_transactions(
+    state: AppState,
+    user_id: i64,
+    even: bool,
+    account: Option<i64>,
+    page: Page,
+) -> ApiResult<Rendered> {
+    let mut found = state.services.transactions(user_id, account, page.limit, page.offset).await?;
+    let mut out = Vec::with_capacity(64 * 1024);
+    let links = found.count.and_then(|count| page.links(count).map(|links| (count, links)));
+    if let Some((count, (next, previous))) = &links {
+        out.extend_from_slice(format!("{{\"count\":{count},\"next\":").as_bytes());
+        serde_json::to_writer(&mut out, next).map_err(anyhow::Error::from)?;
+        out.extend_from_slice(b",\"previous\":");
+        serde_json::to_writer(&mut out, previous).map_err(anyhow::Error::from)?;
+        out.extend_from_slice(b",\"results\":");
+    }
+    out.push(b'[');
+    let mut first = true;
+    while let Some(t) = found.rows.try_next().await? {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        serde_json::to_writer(&mut out, &TransactionView::of(&t, even)).map_err(anyhow::Error::from)?;
+    }
+    out.push(b']');
+    if links.is_some() {
+        out.push(b'}');
+    }
+    Ok(Rendered::new(out))
 }

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod ops;
 pub mod page;
 pub mod payments;
+pub mod rendered;
 pub mod sessions;
 pub mod social;
 pub mod users;
@@ -30,6 +31,8 @@ use governor::clock::{Clock, DefaultClock};
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 use tokio::sync::broadcast;
+use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::SizeAbove;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -38,6 +41,8 @@ use crate::services::{Change, Services};
 use error::ApiError;
 
 pub const BODY_LIMIT: usize = 1024 * 1024;
+/// Smaller responses are sent as they are: gzip cannot save a round trip on them.
+const COMPRESS_FROM: u16 = 4096;
 
 #[derive(Clone)]
 pub struct AppState(Arc<AppInner>);
@@ -52,6 +57,8 @@ pub struct AppInner {
     pub member_events: broadcast::Sender<i64>,
     /// Rendered member reads by `user id/identifier`, with the member id they show.
     pub member_reads: TtlCache<(i64, Bytes)>,
+    /// Rendered transaction lists by user and query.
+    pub transaction_lists: rendered::RenderedBodies,
 }
 
 impl Deref for AppState {
@@ -69,14 +76,21 @@ impl AppState {
         let limits = RateLimits::new(settings.login_rate_per_minute, settings.reset_rate_per_hour);
         let sessions = sessions::SessionCache::new(settings.cache_ttl);
         let member_reads = TtlCache::new(settings.cache_ttl);
+        let transaction_lists = rendered::RenderedBodies::new(settings.cache_ttl);
         let (member_events, _) = broadcast::channel(1024);
-        let state = AppState(Arc::new(AppInner { services, limits, sessions, member_events, member_reads }));
+        let state =
+            AppState(Arc::new(AppInner { services, limits, sessions, member_events, member_reads, transaction_lists }));
         // A change committed in this process reaches the caches and waiting requests at once.
         let weak = Arc::downgrade(&state.0);
         state.services.changes.listen(move |change| {
             let Some(state) = weak.upgrade() else { return };
             match change {
-                Change::User(id) => state.sessions.forget_user(*id),
+                Change::User(id) => {
+                    state.sessions.forget_user(*id);
+                    // Round-ups follow the user's settings.
+                    state.transaction_lists.forget_user(*id);
+                }
+                Change::Transactions(user_id) => state.transaction_lists.forget_user(*user_id),
                 Change::Member(id) => {
                     state.member_reads.forget_where(|(member, _)| member == id);
                     let _ = state.member_events.send(*id);
@@ -184,6 +198,9 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(|method: Method| async move { ApiError::MethodNotAllowed(method) })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(metrics::track))
+        // Bodies of a few packets and more, for clients that take gzip; a body that is already
+        // encoded (a kept transaction list) passes as it is.
+        .layer(CompressionLayer::new().compress_when(SizeAbove::new(COMPRESS_FROM)))
         .layer(middleware::from_fn(log_request))
         .layer(middleware::from_fn(cors))
         .with_state(state)

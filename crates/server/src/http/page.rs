@@ -79,11 +79,26 @@ impl Page {
 
     /// A page the caller already cut (with `limit`/`offset`) out of `count` items.
     pub fn respond_counted<T: Serialize>(&self, count: usize, page: Vec<T>) -> Response {
-        let Some(limit) = self.limit else {
+        let Some((next, previous)) = self.links(count) else {
             return axum::Json(page).into_response();
         };
+        axum::Json(json!({ "count": count, "next": next, "previous": previous, "results": page })).into_response()
+    }
+
+    /// The `next` and `previous` links of a page out of `count` items; `None` without `limit`.
+    pub fn links(&self, count: usize) -> Option<(Option<String>, Option<String>)> {
+        let limit = self.limit?;
         let next = (self.offset + limit < count).then(|| self.link(limit, self.offset + limit));
         let previous = (self.offset > 0).then(|| self.link(limit, self.offset.saturating_sub(limit)));
-        axum::Json(json!({ "count": count, "next": next, "previous": previous, "results": page })).into_response()
+        Some((next, previous))
+    }
+
+    /// What a rendering of this page depends on besides the items: limit and offset and, for a
+    /// page, the links' base and other query parameters.
+    pub fn cache_key(&self) -> String {
+        match self.limit {
+            None => "all".to_owned(),
+            Some(limit) => format!("{limit}/{}/{}?{:?}", self.offset, self.base, self.other_params),
+        }
     }
 }

@@ -6,14 +6,15 @@ use donkies_domain::{AccountFamily, Cents, DebtShares, Share};
 use donkies_store::accounts::{self, Account};
 use donkies_store::members::Member;
 use donkies_store::transactions::{self, Transaction};
-use donkies_store::{members, now};
+use donkies_store::{StoreError, members, now};
+use futures::stream::BoxStream;
 
-use super::{ServiceError, ServiceResult, Services};
+use super::{Change, ServiceError, ServiceResult, Services};
 
-/// A page of a user's transactions and how many there are in all.
-pub struct TransactionPage {
-    pub rows: Vec<Transaction>,
-    pub count: usize,
+/// A user's transactions as the database yields them, and, for a page, how many there are in all.
+pub struct TransactionPage<'a> {
+    pub rows: BoxStream<'a, Result<Transaction, StoreError>>,
+    pub count: Option<usize>,
 }
 
 impl Services {
@@ -46,6 +47,7 @@ impl Services {
         if !accounts::hide(&self.db, user_id, id, now()).await? {
             return Err(ServiceError::NotFound);
         }
+        self.changes.publish(&Change::Transactions(user_id));
         self.rebalance_debt_shares(user_id).await
     }
 
@@ -120,20 +122,20 @@ impl Services {
     }
 
     /// The user's visible transactions, newest first, optionally of one account; a page of
-    /// them when `limit` is given.
+    /// them (with the count of all) when `limit` is given. Rows stream, so a caller can render
+    /// them without holding the list.
     pub async fn transactions(
         &self,
         user_id: i64,
         account_id: Option<i64>,
         limit: Option<usize>,
         offset: usize,
-    ) -> ServiceResult<TransactionPage> {
-        let rows =
-            transactions::list_for_user(&self.db, user_id, account_id, limit.map(|l| l as i64), offset as i64).await?;
+    ) -> ServiceResult<TransactionPage<'_>> {
         let count = match limit {
-            Some(_) => transactions::count_visible(&self.db, user_id, account_id).await? as usize,
-            None => rows.len(),
+            Some(_) => Some(transactions::count_visible(&self.db, user_id, account_id).await? as usize),
+            None => None,
         };
+        let rows = transactions::stream_for_user(&self.db, user_id, account_id, limit.map(|l| l as i64), offset as i64);
         Ok(TransactionPage { rows, count })
     }
 }

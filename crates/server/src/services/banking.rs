@@ -327,6 +327,7 @@ impl Services {
         }
         members::mark_deleted(&self.db, member.id, now()).await?;
         self.changes.publish(&Change::Member(member.id));
+        self.changes.publish(&Change::Transactions(user_id));
         self.rebalance_debt_shares(user_id).await
     }
 
@@ -505,6 +506,7 @@ impl Services {
         let mut work = self.begin().await?;
         accounts::upsert(&mut work, member.user_id, member.id, &data, now()).await?;
         work.changed(Change::Member(member.id));
+        work.changed(Change::Transactions(member.user_id));
         work.commit().await?;
         self.rebalance_debt_shares(member.user_id).await
     }
@@ -527,6 +529,7 @@ impl Services {
             })
             .collect();
         transactions::upsert(&mut work, member.user_id, &rows, now()).await?;
+        work.changed(Change::Transactions(member.user_id));
         work.commit().await?;
         tracing::info!(
             member = %member.id,

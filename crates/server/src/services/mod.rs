@@ -108,6 +108,8 @@ pub enum Change {
     User(i64),
     /// A member's status, challenges or accounts.
     Member(i64),
+    /// What the user's transaction list shows: its rows, or the accounts they belong to.
+    Transactions(i64),
 }
 
 type Listener = Arc<dyn Fn(&Change) + Send + Sync>;

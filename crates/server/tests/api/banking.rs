@@ -10,12 +10,13 @@ use std::time::Duration;
 
 use donkies_sandbox::Faults;
 use donkies_sandbox::atrium::{MXBANK_LOGIN_GUID, MXBANK_PASSWORD_GUID};
+use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::both_databases;
-use crate::helpers::{Backend, PASSWORD, TestApp};
+use crate::helpers::{Backend, Options, PASSWORD, TestApp};
 
 both_databases!(
     institutions_can_be_searched_suggested_and_their_credentials_read,
@@ -35,6 +36,8 @@ both_databases!(
     every_id_is_an_integer_the_2017_web_client_can_parse_and_compare,
     total_debt_is_the_sum_of_the_active_debt_balances,
     a_member_whose_polling_is_parked_shows_other_error,
+    the_transaction_list_is_tagged_answers_304_and_gzip_and_follows_syncs_and_settings,
+    transaction_pages_put_together_are_the_full_list,
 );
 
 const MXBANK: &str = "mxbank";
@@ -1502,4 +1505,170 @@ async fn a_member_whose_polling_is_parked_shows_other_error(backend: Backend) {
     let parked = donkies_store::jobs::list(app.db(), true).await.unwrap();
     assert!(parked.iter().any(|j| j.kind == "poll_member"), "{parked:?}");
     app.atrium.set_faults(Faults::default());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The transaction list as a kept, tagged body
+// ---------------------------------------------------------------------------------------------
+
+/// A server that keeps rendered reads for a minute (so only a change can make them fresh),
+/// with a user who linked mxbank holding `count` transactions per member: the app, the user's
+/// token, their transactions and accounts.
+async fn linked_with_long_cache(backend: Backend, count: u32) -> (TestApp, String, Vec<Value>, Vec<Value>) {
+    let mut options = Options::default();
+    options.args.cache_ms = Some("60000".into());
+    let app = TestApp::spawn_with(backend, options).await;
+    app.atrium.set_transactions_per_member(Some(count));
+    let api = Api::of(&app);
+    let token = banking_user(&app, "ada@example.com").await;
+    link_completed(&api, &token).await;
+    let listed = wait_transactions(&api, &token).await;
+    let accounts = api.accounts(&token).await;
+    (app, token, listed, accounts)
+}
+
+/// A raw GET: status, headers and the body bytes as sent.
+async fn get_raw(app: &TestApp, path: &str, token: &str, headers: &[(&str, &str)]) -> (StatusCode, HeaderMap, Vec<u8>) {
+    let mut req = app.client.get(app.url(path)).header("Authorization", format!("Token {token}"));
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let res = req.send().await.unwrap();
+    let (status, headers) = (res.status(), res.headers().clone());
+    (status, headers, res.bytes().await.unwrap().to_vec())
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
+    headers.get(name).map(|v| v.to_str().unwrap()).unwrap_or_else(|| panic!("no {name} header in {headers:?}"))
+}
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes).read_to_end(&mut out).unwrap();
+    out
+}
+
+/// The list's current tag and JSON, read without a cached copy.
+async fn tagged_list(app: &TestApp, token: &str) -> (String, Value) {
+    let (status, headers, body) = get_raw(app, "/v1/transactions", token, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    (header(&headers, "etag").to_owned(), serde_json::from_slice(&body).unwrap())
+}
+
+async fn the_transaction_list_is_tagged_answers_304_and_gzip_and_follows_syncs_and_settings(backend: Backend) {
+    let (app, token, listed, accounts) = linked_with_long_cache(backend, 120).await;
+    let api = Api::of(&app);
+
+    let (status, headers, body) = get_raw(&app, "/v1/transactions", &token, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let etag = header(&headers, "etag").to_owned();
+    assert!(etag.starts_with('"') && etag.ends_with('"') && etag.len() > 10, "a strong tag: {etag}");
+    assert_eq!(header(&headers, "cache-control"), "private, no-cache");
+    assert_eq!(header(&headers, "content-type"), "application/json");
+    assert!(headers.get("content-encoding").is_none());
+    let plain: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(plain.as_array().unwrap(), &listed);
+
+    // A client that has it gets 304 with no body; another tag is a full answer.
+    let (status, headers, body) = get_raw(&app, "/v1/transactions", &token, &[("If-None-Match", &etag)]).await;
+    assert_eq!((status, body.len()), (StatusCode::NOT_MODIFIED, 0));
+    assert_eq!((header(&headers, "etag"), header(&headers, "cache-control")), (etag.as_str(), "private, no-cache"));
+    let (status, _, body) = get_raw(&app, "/v1/transactions", &token, &[("If-None-Match", "\"stale\"")]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap(), plain);
+
+    // gzip for a client that takes it: the same JSON, under its own tag that also revalidates.
+    let (status, headers, body) = get_raw(&app, "/v1/transactions", &token, &[("Accept-Encoding", "gzip")]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(header(&headers, "content-encoding"), "gzip");
+    assert!(header(&headers, "vary").to_ascii_lowercase().contains("accept-encoding"));
+    let gz_tag = header(&headers, "etag").to_owned();
+    assert_ne!(gz_tag, etag, "each encoding has its own tag");
+    assert!(body.len() * 4 < plain.to_string().len(), "compressed: {} bytes", body.len());
+    assert_eq!(serde_json::from_slice::<Value>(&gunzip(&body)).unwrap(), plain);
+    let gz_headers = [("Accept-Encoding", "gzip, deflate"), ("If-None-Match", gz_tag.as_str())];
+    assert_eq!(get_raw(&app, "/v1/transactions", &token, &gz_headers).await.0, StatusCode::NOT_MODIFIED);
+
+    // A settings change gives new round-ups at once: a new tag and a fresh body.
+    let (status, body) =
+        app.call(Method::PATCH, "/v1/user_settings", Some(&token), Some(json!({"is_even_roundup": true}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, headers, body) = get_raw(&app, "/v1/transactions", &token, &[("If-None-Match", &etag)]).await;
+    assert_eq!(status, StatusCode::OK, "a settings change makes the kept copy stale");
+    let even_tag = header(&headers, "etag").to_owned();
+    assert_ne!(even_tag, etag);
+    let even: Vec<Value> = serde_json::from_slice(&body).unwrap();
+    assert_eq!(check_roundups(&even, &accounts, true), check_roundups(&listed, &accounts, false));
+    assert!(even.iter().any(|t| t["roundup"] == "1.00"), "whole-dollar debits now round up a dollar");
+    let (status, body) =
+        app.call(Method::PATCH, "/v1/user_settings", Some(&token), Some(json!({"is_even_roundup": false}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(tagged_list(&app, &token).await, (etag.clone(), plain.clone()), "the tag follows the content");
+
+    // A sync that brings new transactions: a new tag and the new rows, without waiting.
+    app.atrium.set_transactions_per_member(Some(150));
+    resync(&app).await;
+    let (status, headers, body) = get_raw(&app, "/v1/transactions", &token, &[("If-None-Match", &etag)]).await;
+    assert_eq!(status, StatusCode::OK, "a sync makes the kept copy stale");
+    assert_ne!(header(&headers, "etag"), etag);
+    let synced: Vec<Value> = serde_json::from_slice(&body).unwrap();
+    assert!(synced.len() > listed.len(), "{} rows after the sync, {} before", synced.len(), listed.len());
+    let uids: HashSet<&str> = synced.iter().map(|t| t["uid"].as_str().unwrap()).collect();
+    assert_eq!(uids.len(), synced.len());
+    assert!(listed.iter().all(|t| uids.contains(t["uid"].as_str().unwrap())), "the old rows stay");
+
+    // Hiding an account takes its rows out of the kept list at once.
+    let card = id_of(account_by_type(&accounts, "CREDIT_CARD"));
+    let (status, body) = api.delete(&format!("/v1/accounts/{card}"), &token).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let shown = api.transactions(&token).await;
+    assert!(!shown.is_empty() && shown.len() < synced.len());
+    assert!(shown.iter().all(|t| id_of(&json!({"id": t["account_id"]})) != card));
+
+    // Another user's list is theirs alone, tag included.
+    let eve = banking_user(&app, "eve@example.com").await;
+    let (status, _, body) = get_raw(&app, "/v1/transactions", &eve, &[("If-None-Match", &etag)]).await;
+    assert_eq!((status, serde_json::from_slice::<Value>(&body).unwrap()), (StatusCode::OK, json!([])));
+}
+
+async fn transaction_pages_put_together_are_the_full_list(backend: Backend) {
+    let (app, token, full, accounts) = linked_with_long_cache(backend, 90).await;
+    let api = Api::of(&app);
+    let checking = id_of(account_by_type(&accounts, "CHECKING"));
+
+    for (filter, expected) in [
+        (String::new(), full.clone()),
+        (
+            format!("account_id={checking}&"),
+            full.iter().filter(|t| id_of(&json!({"id": t["account_id"]})) == checking).cloned().collect::<Vec<_>>(),
+        ),
+    ] {
+        assert!(expected.len() > 14, "enough rows for three pages: {}", expected.len());
+        let mut gathered = Vec::new();
+        let mut path = format!("/v1/transactions?{filter}limit=7");
+        let mut previous: Option<String> = None;
+        loop {
+            let (status, headers, body) = get_raw(&app, &path, &token, &[]).await;
+            assert_eq!(status, StatusCode::OK, "{path}");
+            let tag = header(&headers, "etag").to_owned();
+            assert_eq!(
+                get_raw(&app, &path, &token, &[("If-None-Match", &tag)]).await.0,
+                StatusCode::NOT_MODIFIED,
+                "{path}"
+            );
+            let page: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(page["count"], expected.len(), "{path}");
+            assert_eq!(page["previous"].as_str().map(str::to_owned), previous, "{path}");
+            gathered.extend(page["results"].as_array().unwrap().iter().cloned());
+            let Some(next) = page["next"].as_str() else { break };
+            assert!(next.starts_with(&app.base), "an absolute link: {next}");
+            previous = Some(app.url(&path));
+            path = next[app.base.len()..].to_owned();
+        }
+        assert_eq!(gathered, expected, "pages put together ({filter})");
+    }
+    let (status, body) = api.get("/v1/transactions?limit=7&offset=100000", &token).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["results"], json!([]));
+    assert_eq!(body["count"], full.len());
 }
