@@ -75,7 +75,7 @@ impl Default for Options {
             args: CommonArgs::default(),
             atrium: AtriumSimConfig { step: Duration::from_millis(40), ..Default::default() },
             dwolla: DwollaSimConfig {
-                webhook_retries: vec![Duration::from_millis(100); 3],
+                webhook_retries: [100, 500, 1000, 2000, 4000, 8000].map(Duration::from_millis).to_vec(),
                 webhook_timeout: Duration::from_secs(5),
                 ..Default::default()
             },

@@ -23,7 +23,7 @@ both_databases!(
     a_customer_dwolla_already_has_for_the_email_is_linked_not_duplicated,
 );
 
-const WAIT: Duration = Duration::from_secs(20);
+const WAIT: Duration = Duration::from_secs(40);
 
 async fn put(app: &TestApp, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
     app.call(Method::PUT, path, Some(token), Some(body)).await
