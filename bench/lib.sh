@@ -1,4 +1,4 @@
-# Shared helpers of the load benchmarks (bench/users.sh, bench/banking.sh). Source it from a
+# Shared helpers of the load benchmarks (bench/users.sh, bench/banking.sh, bench/payments.sh). Source it from a
 # script that has `set -euo pipefail`:
 #
 #   source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"

@@ -17,7 +17,8 @@ use donkies_dwolla::{
     WebhookError, WebhookVerifier,
 };
 use donkies_sandbox::{
-    DwollaSim, DwollaSimConfig, Faults, SANDBOX_DWOLLA_KEY, SANDBOX_DWOLLA_SECRET, SANDBOX_ROUTING_NUMBER,
+    DwollaSim, DwollaSimConfig, DwollaSimStats, Faults, SANDBOX_DWOLLA_KEY, SANDBOX_DWOLLA_SECRET,
+    SANDBOX_ROUTING_NUMBER,
 };
 use futures::future::join_all;
 use serde_json::{Value, json};
@@ -153,6 +154,10 @@ async fn a_token_is_requested_once_and_reused_across_calls() {
     app.dwolla.account_id().await.unwrap();
     app.unverified().await;
     assert_eq!(app.sim.handle().token_requests(), 1);
+    // The same counters over HTTP, for a simulator in another process.
+    let stats: DwollaSimStats =
+        reqwest::get(app.sim.base_url().join("__sim/stats").unwrap()).await.unwrap().json().await.unwrap();
+    assert_eq!(stats, DwollaSimStats { token_requests: 1, rejected_tokens: 0, webhook_attempts: 0 });
 }
 
 #[tokio::test]

@@ -15,8 +15,8 @@ pub use atrium::{
     AtriumSim, AtriumSimConfig, AtriumSimHandle, Faults, SANDBOX_API_KEY, SANDBOX_CLIENT_ID, SimSettings, atrium_router,
 };
 pub use dwolla::{
-    DWOLLA_WEBHOOK_RETRIES, DwollaSim, DwollaSimConfig, DwollaSimHandle, SANDBOX_DWOLLA_KEY, SANDBOX_DWOLLA_SECRET,
-    SANDBOX_ROUTING_NUMBER,
+    DWOLLA_WEBHOOK_RETRIES, DwollaSim, DwollaSimConfig, DwollaSimHandle, DwollaSimStats, SANDBOX_DWOLLA_KEY,
+    SANDBOX_DWOLLA_SECRET, SANDBOX_ROUTING_NUMBER,
 };
 pub use social::{
     FacebookSim, FacebookSimConfig, GoogleSim, GoogleSimConfig, SANDBOX_FACEBOOK_APP_ID, SANDBOX_FACEBOOK_APP_SECRET,

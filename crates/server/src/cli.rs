@@ -112,6 +112,9 @@ pub enum PaymentsCommand {
         /// Dollars and cents, e.g. 1.00.
         #[arg(long)]
         amount: String,
+        /// How many such transfers to record, each its own (with its own reference).
+        #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        count: u32,
         #[command(flatten)]
         common: CommonArgs,
     },
@@ -347,15 +350,17 @@ async fn payments(config: &Option<PathBuf>, command: PaymentsCommand) -> anyhow:
             }
             println!("{} customer(s)", customers.len());
         }
-        PaymentsCommand::Transfer { user, amount, common } => {
+        PaymentsCommand::Transfer { user, amount, count, common } => {
             let amount =
                 Cents::parse(amount.trim()).map_err(|e| ConfigError::new("--amount", format!("{amount:?}: {e}")))?;
             let services = operator_services(config, &common).await?;
-            let transfer = services.collect_by_hand(&user, amount).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-            println!(
-                "transfer {} of {} recorded ({}); a worker sends it to Dwolla",
-                transfer.id, transfer.amount, transfer.reference
-            );
+            for _ in 0..count {
+                let transfer = services.collect_by_hand(&user, amount).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                println!(
+                    "transfer {} of {} recorded ({}); a worker sends it to Dwolla",
+                    transfer.id, transfer.amount, transfer.reference
+                );
+            }
         }
         PaymentsCommand::Simulate { common } => {
             let services = operator_services(config, &common).await?;

@@ -12,6 +12,8 @@
 //! Control endpoints (no token, never subject to faults):
 //! - `GET|POST /__sim/faults` — read or replace [`Faults`] (as the Atrium
 //!   simulator's: `{"latency_ms", "error_rate", "rate_limit_rate", "outage"}`).
+//! - `GET /__sim/stats` — the counters as [`DwollaSimStats`]: tokens issued,
+//!   requests refused for their token, webhook deliveries attempted.
 //! - `POST /__sim/iav/{token}` — finish the hosted IAV of an IAV token:
 //!   optional body `{"routingNumber", "accountNumber", "bankAccountType",
 //!   "name"}`; answers `{"_links": {"funding-source": {"href"}}}`.
@@ -34,6 +36,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::http::{HeaderValue, StatusCode};
 use donkies_dwolla::Cents;
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use url::Url;
@@ -132,6 +135,17 @@ impl fmt::Debug for DwollaSimConfig {
 pub(crate) enum Remembered {
     InFlight,
     Done { at: Instant, status: StatusCode, location: Option<HeaderValue>, body: Bytes },
+}
+
+/// The simulator's counters since it started (`GET /__sim/stats`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DwollaSimStats {
+    /// Tokens `POST /token` issued.
+    pub token_requests: u64,
+    /// Requests refused for an expired or unknown token.
+    pub rejected_tokens: u64,
+    /// Webhook deliveries attempted, retries included.
+    pub webhook_attempts: u64,
 }
 
 /// What every handler shares.

@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use super::error::{ApiError, hal, oauth_error};
-use super::{Faults, IDEMPOTENCY_LIFETIME, Remembered, SimState, lock};
+use super::{DwollaSimStats, Faults, IDEMPOTENCY_LIFETIME, Remembered, SimState, lock};
 
 type Shared = State<Arc<SimState>>;
 type Reply = Result<Response, ApiError>;
@@ -65,6 +65,7 @@ pub(crate) fn router(state: Arc<SimState>) -> Router {
 
     let control = Router::new()
         .route("/__sim/faults", get(read_faults).post(replace_faults))
+        .route("/__sim/stats", get(read_stats))
         .route("/__sim/iav/{token}", post(complete_iav))
         .route("/__sim/simulate", post(simulate));
 
@@ -462,6 +463,15 @@ async fn read_event(State(sim): Shared, Path(id): Path<String>) -> Reply {
 
 async fn read_faults(State(sim): Shared) -> axum::Json<Faults> {
     axum::Json(sim.faults.current())
+}
+
+/// The counters of [`super::DwollaSimHandle`], for a simulator in another process.
+async fn read_stats(State(sim): Shared) -> axum::Json<DwollaSimStats> {
+    axum::Json(DwollaSimStats {
+        token_requests: sim.token_requests.load(Ordering::Relaxed),
+        rejected_tokens: sim.rejected_tokens.load(Ordering::Relaxed),
+        webhook_attempts: sim.webhook_attempts.load(Ordering::Relaxed),
+    })
 }
 
 async fn replace_faults(State(sim): Shared, DwollaJson(faults): DwollaJson<Faults>) -> Reply {

@@ -16,6 +16,7 @@ both_databases!(
     a_bank_added_by_iav_becomes_the_round_up_source,
     another_users_funding_source_or_customer_cannot_be_used,
     a_transfer_is_created_once_and_tracked_to_processed,
+    the_operator_records_several_transfers_at_once,
     ach_returns_fail_the_transfer_and_act_on_the_bank,
     refused_pairs_never_reach_dwolla,
     a_transfer_survives_an_outage_and_a_crash_after_dwollas_answer_without_a_second_transfer,
@@ -339,6 +340,53 @@ async fn a_transfer_is_created_once_and_tracked_to_processed(backend: Backend) {
         assert!(Instant::now() < deadline, "the user never heard of the transfer");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+async fn the_operator_records_several_transfers_at_once(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (token, debit) = payments_user(&app, "ada@example.com").await;
+    verified_bank(&app, &token, &debit[0], "Checking").await;
+    let path = format!("/v1/accounts/set_funding_source/{}", debit[0]["id"]);
+    assert_eq!(app.post(&path, Some(&token), json!({})).await.0, StatusCode::CREATED);
+
+    // `donkies payments transfer --count 3`, run beside the server as an operator would.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_donkies"))
+        .args(["payments", "transfer", "--user", "ada@example.com", "--amount", "1.25", "--count", "3"])
+        .env("DATABASE_URL", &app.test_db.url)
+        .env("DONKIES_SECRET_KEY", "test secret key, not for production")
+        .env("DONKIES_DATA_DIR", std::env::temp_dir())
+        .env("DONKIES_ATRIUM_URL", app.atrium.base_url().as_str())
+        .env("DONKIES_ATRIUM_CLIENT_ID", donkies_sandbox::SANDBOX_CLIENT_ID)
+        .env("DONKIES_ATRIUM_KEY", donkies_sandbox::SANDBOX_API_KEY)
+        .env("DONKIES_DWOLLA_URL", app.dwolla.base_url().as_str())
+        .env("DONKIES_DWOLLA_KEY", donkies_sandbox::SANDBOX_DWOLLA_KEY)
+        .env("DONKIES_DWOLLA_SECRET", donkies_sandbox::SANDBOX_DWOLLA_SECRET)
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout.lines().filter(|l| l.contains("of 1.25 recorded")).count(), 3, "{stdout}");
+
+    let recorded = donkies_store::payments::list_transfers(app.db(), None).await.unwrap();
+    let references: std::collections::HashSet<_> = recorded.iter().map(|t| t.reference.clone()).collect();
+    assert_eq!((recorded.len(), references.len()), (3, 3), "three transfers, each its own: {recorded:?}");
+    for t in &recorded {
+        assert_eq!(t.amount, donkies_domain::Cents::new(125));
+        wait_transfer(&app, t.id, "sent", |t| t.dwolla_id.is_some()).await;
+    }
+    assert_eq!(transfers_at_dwolla(&app, &token).await, 3);
+
+    // Zero is refused before anything is recorded.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_donkies"))
+        .args(["payments", "transfer", "--user", "ada@example.com", "--amount", "1.00", "--count", "0"])
+        .env("DATABASE_URL", &app.test_db.url)
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert_eq!(donkies_store::payments::list_transfers(app.db(), None).await.unwrap().len(), 3);
 }
 
 async fn ach_returns_fail_the_transfer_and_act_on_the_bank(backend: Backend) {
