@@ -59,8 +59,9 @@ pub async fn enqueue(tx: &mut Tx, job: &NewJob<'_>, now: DateTime<Utc>) -> Resul
     Ok((inserted == 1).then_some(id))
 }
 
-/// Claim the next due job for `worker` until `lease_until`: a queued job whose time has come,
-/// or a running job whose lease ran out (its worker died). On PostgreSQL concurrent workers skip
+/// Claim the next due job for `worker` until `lease_until`: a running job whose lease ran out
+/// (its worker died) first, else the queued job due longest. Each half is its own index scan
+/// (one `OR` over both made PostgreSQL read and sort the whole queue on every claim). On PostgreSQL concurrent workers skip
 /// each other's rows; on SQLite the single writer makes the statement exclusive.
 pub async fn claim(
     db: &Db,
@@ -75,9 +76,11 @@ pub async fn claim(
     let sql = format!(
         "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_by = $1, \
          locked_until = $2, updated_at = $3 \
-         WHERE id = (SELECT id FROM jobs \
-            WHERE (status = 'queued' AND run_at <= $3) OR (status = 'running' AND locked_until <= $3) \
-            ORDER BY run_at, id LIMIT 1{lock}) \
+         WHERE id = COALESCE( \
+            (SELECT id FROM jobs WHERE status = 'running' AND locked_until <= $3 \
+             ORDER BY locked_until, id LIMIT 1{lock}), \
+            (SELECT id FROM jobs WHERE status = 'queued' AND run_at <= $3 \
+             ORDER BY run_at, id LIMIT 1{lock})) \
          RETURNING {COLUMNS}"
     );
     let mut tx = db.begin().await?;
