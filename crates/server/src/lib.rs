@@ -100,7 +100,9 @@ impl Server {
         // URL when one is configured.
         let public = match (&settings.dwolla.rail, &settings.dwolla.public_url) {
             (_, Some(url)) => Some(url.clone()),
-            (config::ProviderSetting::Sandbox, None) => url::Url::parse(&format!("http://{}/", loopback_of(addr))).ok(),
+            (config::ProviderSetting::Sandbox, None) => {
+                url::Url::parse(&format!("http://{}/", providers::loopback_of(addr))).ok()
+            }
             _ => None,
         };
         if let Some(base) = public.and_then(|b| b.join("v1/dwolla/webhooks").ok()) {
@@ -174,11 +176,6 @@ impl Server {
         self.shutdown().await;
         tracing::info!("stopped");
     }
-}
-
-/// `addr`, with an unspecified IP (listening everywhere) replaced by loopback.
-fn loopback_of(addr: SocketAddr) -> SocketAddr {
-    if addr.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], addr.port())) } else { addr }
 }
 
 pub async fn wait_for_signal() {

@@ -126,8 +126,14 @@ pub struct Providers {
 
 /// The base URL of the sandbox Dwolla that `serve` at `api` offers.
 pub fn dwolla_sandbox_url(api: SocketAddr) -> Url {
-    let host = if api.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], api.port())) } else { api };
+    let host = loopback_of(api);
     Url::parse(&format!("http://{host}{DWOLLA_SANDBOX_PATH}/")).expect("a socket address makes a valid URL")
+}
+
+/// `addr`, with an unspecified IP (listening everywhere) replaced by loopback: where another
+/// process on this machine reaches a server listening on `addr`.
+pub fn loopback_of(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], addr.port())) } else { addr }
 }
 
 /// The payment rail: Dwolla at its configured address, or in sandbox mode the simulator that

@@ -7,7 +7,6 @@ use anyhow::Context;
 use donkies_domain::{
     AccountFamily, BankAccountType, Cents, CustomerKind, CustomerStatus, FundingSourceStatus, FundingSourceType,
     MicroDepositStatus, TransferParty, TransferStatus, VerificationType, check_transfer, return_consequences,
-    valid_routing_number,
 };
 use donkies_dwolla::wire::{self, PersonalDetails};
 use donkies_dwolla::{DwollaError, SecretString, TransferRequest};
@@ -139,7 +138,7 @@ pub struct PersonalProfile {
     pub phone: Option<String>,
 }
 
-/// A bank account to add with micro-deposits.
+/// A bank account to add with micro-deposits (numbers already checked at the edge).
 pub struct BankRequest {
     pub account_id: i64,
     pub account_number: String,
@@ -323,9 +322,6 @@ impl Services {
 
     /// Add a bank by its numbers; the micro-deposits start in the background.
     pub async fn add_bank(&self, user_id: i64, bank: BankRequest) -> ServiceResult<FundingSource> {
-        if !valid_routing_number(&bank.routing_number) {
-            return Err(ServiceError::field("routing_number", "Enter a valid 9-digit routing number."));
-        }
         let account = self.debit_account(user_id, bank.account_id).await?;
         let (customer, _) = self.dwolla_customer(user_id).await?;
         let id = new_id();
