@@ -124,6 +124,14 @@ pub struct CommonArgs {
     #[arg(long, env = "DONKIES_MEMBER_POLL_LIMIT", value_name = "N")]
     pub member_poll_limit: Option<String>,
 
+    /// The smallest total of round-ups collected in one transfer, in dollars [default: 5.00]
+    #[arg(long, env = "DONKIES_COLLECTION_MINIMUM", value_name = "DOLLARS")]
+    pub collection_minimum: Option<String>,
+
+    /// Day of the month (UTC, 1-28) on which held money is paid out to debts [default: 15]
+    #[arg(long, env = "DONKIES_PAYOUT_DAY", value_name = "DAY")]
+    pub payout_day: Option<String>,
+
     /// Facebook Graph API base URL [default: https://graph.facebook.com, or an in-process
     /// simulator in sandbox mode]
     #[arg(long, env = "DONKIES_FACEBOOK_URL", value_name = "URL")]
@@ -248,6 +256,10 @@ pub struct Settings {
     pub sandbox_step: Duration,
     pub member_poll: Duration,
     pub member_poll_limit: i64,
+    /// The smallest collection.
+    pub collection_minimum: donkies_domain::Cents,
+    /// Day of the month (UTC) of the scheduled payout.
+    pub payout_day: u32,
     pub cache_ttl: Duration,
     pub facebook: ProviderSetting<SocialRemote>,
     pub google: ProviderSetting<SocialRemote>,
@@ -361,6 +373,8 @@ const FILE_KEYS: &[&str] = &[
     "atrium_timeout_seconds",
     "member_poll_ms",
     "member_poll_limit",
+    "collection_minimum",
+    "payout_day",
     "sandbox_step_ms",
     "cache_ms",
     "facebook_url",
@@ -663,6 +677,23 @@ impl Settings {
         )?;
 
         let cache_ms: u64 = parse_num(pick(&args.cache_ms, file, "cache_ms"), "DONKIES_CACHE_MS (--cache-ms)", 1000)?;
+        let collection_minimum = match pick(&args.collection_minimum, file, "collection_minimum") {
+            None => donkies_domain::Cents::new(500),
+            Some(text) => donkies_domain::Cents::parse(text.trim())
+                .ok()
+                .filter(|c| *c > donkies_domain::Cents::ZERO)
+                .ok_or_else(|| {
+                ConfigError::new(
+                    "DONKIES_COLLECTION_MINIMUM (--collection-minimum)",
+                    format!("{text:?} is not a positive amount of dollars"),
+                )
+            })?,
+        };
+        let payout_day: u32 =
+            parse_num(pick(&args.payout_day, file, "payout_day"), "DONKIES_PAYOUT_DAY (--payout-day)", 15)?;
+        if !(1..=28).contains(&payout_day) {
+            return Err(ConfigError::new("DONKIES_PAYOUT_DAY (--payout-day)", "must be a day from 1 to 28"));
+        }
 
         // Simulated sign-in providers only when the whole server runs on simulators.
         let sandbox_mode = atrium.is_sandbox();
@@ -705,6 +736,8 @@ impl Settings {
             sandbox_step: Duration::from_millis(sandbox_step_ms),
             member_poll: Duration::from_millis(member_poll_ms.max(10)),
             member_poll_limit: member_poll_limit.max(1),
+            collection_minimum,
+            payout_day,
             listen,
             data_dir,
             database_url: SecretString::new(database_url),

@@ -194,6 +194,14 @@ pub async fn list_for_user(db: &Db, user_id: i64) -> Result<Vec<Account>, StoreE
     Ok(on_db!(db, pool => sqlx::query_as::<_, Account>(&sql).bind(user_id).fetch_all(pool).await)?)
 }
 
+/// Every account's name by id, hidden ones included.
+pub async fn names_of_user(db: &Db, user_id: i64) -> Result<Vec<(i64, String)>, StoreError> {
+    Ok(on_db!(db, pool => sqlx::query_as::<_, (i64, String)>("SELECT id, name FROM accounts WHERE user_id = $1")
+        .bind(user_id)
+        .fetch_all(pool)
+        .await)?)
+}
+
 /// The account's guid → id map of a user (including hidden ones), for attaching transactions.
 pub async fn ids_by_guid(tx: &mut Tx, user_id: i64) -> Result<Vec<(String, i64)>, StoreError> {
     Ok(on_tx!(tx, conn => sqlx::query_as::<_, (String, i64)>("SELECT guid, id FROM accounts WHERE user_id = $1")

@@ -31,6 +31,8 @@ pub const TRANSFERS_REFERENCE: &str = "transfers_reference";
 pub const TRANSFERS_IDEMPOTENCY_KEY: &str = "transfers_idempotency_key";
 pub const TRANSFERS_DWOLLA_ID: &str = "transfers_dwolla_id";
 pub const DWOLLA_EVENTS_EVENT_ID: &str = "dwolla_events_event_id";
+/// One payout per user and payout day.
+pub const PAYOUTS_USER_PERIOD: &str = "payouts_user_id_period";
 
 /// PostgreSQL names that do not follow `<table>_<columns>_key`: primary keys and named indexes.
 const POSTGRES_NAMES: &[(&str, &str)] = &[

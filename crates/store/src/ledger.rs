@@ -626,3 +626,27 @@ pub async fn check(db: &Db) -> Result<Vec<Discrepancy>, StoreError> {
     }
     Ok(found)
 }
+
+/// Every two-phase entry, by key.
+pub async fn all_pending(db: &Db) -> Result<BTreeMap<String, PendingEntry>, StoreError> {
+    let sql = format!("SELECT {PENDING_COLUMNS} FROM ledger_pending");
+    let rows = on_db!(db, pool => sqlx::query_as::<_, PendingRow>(&sql).fetch_all(pool).await)?;
+    rows.into_iter().map(|r| r.into_pending().map(|p| (p.entry.key().to_owned(), p))).collect()
+}
+
+/// The sum of the posted entries of each kind, per user.
+pub async fn posted_by_user_and_kind(db: &Db) -> Result<Vec<(i64, EntryKind, Cents)>, StoreError> {
+    let rows = on_db!(db, pool => sqlx::query_as::<_, (i64, String, i64)>(
+        "SELECT user_id, kind, CAST(SUM(amount) AS BIGINT) FROM ledger_entries WHERE user_id IS NOT NULL \
+         GROUP BY user_id, kind",
+    )
+    .fetch_all(pool)
+    .await)?;
+    rows.into_iter()
+        .map(|(user, kind, sum)| {
+            let kind =
+                EntryKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("{kind:?} is not an entry kind")))?;
+            Ok((user, kind, Cents::new(sum)))
+        })
+        .collect()
+}

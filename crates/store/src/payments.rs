@@ -536,6 +536,21 @@ pub async fn set_transfer_status(
     failure: Option<(&str, &str)>,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
+    let mut tx = db.begin().await?;
+    let changed = set_transfer_status_in(&mut tx, id, status, failure, now).await?;
+    tx.commit().await?;
+    Ok(changed)
+}
+
+/// [`set_transfer_status`] inside the caller's transaction, so what the end of the transfer
+/// means for the money it moved commits with it.
+pub async fn set_transfer_status_in(
+    tx: &mut Tx,
+    id: i64,
+    status: &TransferStatus,
+    failure: Option<(&str, &str)>,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
     let sql = format!(
         "UPDATE transfers SET status = $2, failure_code = $3, failure_description = $4, updated_at = $5, \
            processed_at = CASE WHEN $2 = 'processed' THEN $5 ELSE processed_at END \
@@ -543,7 +558,7 @@ pub async fn set_transfer_status(
         not_final = *NOT_FINAL
     );
     let (code, description) = failure.unzip();
-    let n = write_alone!(db, conn => sqlx::query(&sql)
+    let n = on_tx!(tx, conn => sqlx::query(&sql)
         .bind(id)
         .bind(status.as_str())
         .bind(code)

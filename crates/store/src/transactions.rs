@@ -378,3 +378,21 @@ pub async fn count_for_user(db: &Db, user_id: i64) -> Result<i64, StoreError> {
         .fetch_one(pool)
         .await)?)
 }
+
+/// The user's transactions on active, visible accounts dated `since` or later, as what decides
+/// their round-up: (direction, account family, amount).
+pub async fn purchases_since(
+    db: &Db,
+    user_id: i64,
+    since: NaiveDate,
+) -> Result<Vec<(Direction, AccountFamily, Cents)>, StoreError> {
+    let rows = on_db!(db, pool => sqlx::query_as::<_, (Col<Direction>, Col<AccountFamily>, i64)>(
+        "SELECT t.kind, a.type_ds, t.amount FROM transactions t JOIN accounts a ON a.id = t.account_id \
+         WHERE t.user_id = $1 AND t.date >= $2 AND a.is_active = TRUE AND a.is_deleted = FALSE",
+    )
+    .bind(user_id)
+    .bind(since)
+    .fetch_all(pool)
+    .await)?;
+    Ok(rows.into_iter().map(|(kind, family, amount)| (kind.0, family.0, Cents::new(amount))).collect())
+}

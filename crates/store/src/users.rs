@@ -31,6 +31,11 @@ pub struct User {
     #[sqlx(try_from = "Col<TransferAmount>")]
     pub minimum_transfer_amount: TransferAmount,
     pub is_even_roundup: bool,
+    pub roundups_paused: bool,
+    pub roundup_multiplier: i64,
+    /// Whole dollars; `None`: no cap.
+    pub daily_cap: Option<i64>,
+    pub monthly_cap: Option<i64>,
     pub is_closed_account: bool,
     pub closed_at: Option<DateTime<Utc>>,
     pub profile_image_url: Option<String>,
@@ -41,7 +46,7 @@ pub struct User {
 const COLUMNS: &str = "id, email, password_hash, first_name, last_name, identifier, encrypted_id, \
     is_confirmed, confirmation_token_hash, guid, address1, address2, city, state, postal_code, \
     date_of_birth, ssn_encrypted, ssn_last4, phone, is_profile_completed, minimum_transfer_amount, \
-    is_even_roundup, is_closed_account, closed_at, profile_image_url, created_at, updated_at";
+    is_even_roundup, roundups_paused, roundup_multiplier, daily_cap, monthly_cap, is_closed_account, closed_at, profile_image_url, created_at, updated_at";
 
 #[derive(Debug, Clone)]
 pub struct NewUser<'a> {
@@ -253,21 +258,41 @@ pub async fn update_profile(
     find_by_id(db, user_id).await
 }
 
+/// Round-up settings written by `PATCH /v1/user_settings`; `None` leaves a setting as it is.
+#[derive(Debug, Clone, Default)]
+pub struct SettingsUpdate {
+    pub minimum_transfer_amount: Option<TransferAmount>,
+    pub is_even_roundup: Option<bool>,
+    pub roundups_paused: Option<bool>,
+    pub roundup_multiplier: Option<i64>,
+    /// `Some(None)` removes the cap.
+    pub daily_cap: Option<Option<i64>>,
+    pub monthly_cap: Option<Option<i64>>,
+}
+
 pub async fn update_settings(
     db: &Db,
     user_id: i64,
-    minimum_transfer_amount: Option<TransferAmount>,
-    is_even_roundup: Option<bool>,
+    update: &SettingsUpdate,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let mut tx = db.begin().await?;
     on_tx!(&mut tx, conn => sqlx::query(
         "UPDATE users SET minimum_transfer_amount = COALESCE($2, minimum_transfer_amount), \
-         is_even_roundup = COALESCE($3, is_even_roundup), updated_at = $4 WHERE id = $1",
+         is_even_roundup = COALESCE($3, is_even_roundup), roundups_paused = COALESCE($4, roundups_paused), \
+         roundup_multiplier = COALESCE($5, roundup_multiplier), \
+         daily_cap = CASE WHEN $6 THEN $7 ELSE daily_cap END, \
+         monthly_cap = CASE WHEN $8 THEN $9 ELSE monthly_cap END, updated_at = $10 WHERE id = $1",
     )
     .bind(user_id)
-    .bind(minimum_transfer_amount.map(TransferAmount::get))
-    .bind(is_even_roundup)
+    .bind(update.minimum_transfer_amount.map(TransferAmount::get))
+    .bind(update.is_even_roundup)
+    .bind(update.roundups_paused)
+    .bind(update.roundup_multiplier)
+    .bind(update.daily_cap.is_some())
+    .bind(update.daily_cap.flatten())
+    .bind(update.monthly_cap.is_some())
+    .bind(update.monthly_cap.flatten())
     .bind(now)
     .execute(conn)
     .await

@@ -8,6 +8,7 @@ pub mod extract;
 pub mod input;
 pub mod members;
 pub mod metrics;
+pub mod money;
 pub mod ops;
 pub mod page;
 pub mod payments;
@@ -172,6 +173,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(accounts::router())
         .merge(social::router())
         .merge(payments::router())
+        .merge(money::router())
         .split_for_parts();
     doc.components.get_or_insert_with(Default::default).add_security_scheme(
         "token",

@@ -7,7 +7,9 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use donkies_domain::{Cents, DateOfBirth, Email, Password, Phone, PostalCode, Ssn, TransferAmount, UsState};
+use donkies_domain::{
+    Cap, Cents, DateOfBirth, Email, Multiplier, Password, Phone, PostalCode, Ssn, TransferAmount, UsState,
+};
 use donkies_store::now;
 use donkies_store::payments::Customer;
 use donkies_store::users::User;
@@ -17,12 +19,13 @@ use super::error::ApiResult;
 use super::extract::{AuthUser, TextPaths};
 use super::input::{Check, Field, RequestBody, Valid};
 use super::payments::UserCustomer;
+use crate::services::money::{RoundUpSettings, SettingsChange, settings_of};
 use crate::services::profile::Profile;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(get_user, update_user))
-        .routes(routes!(update_user_settings))
+        .routes(routes!(get_user_settings, update_user_settings))
         .routes(routes!(get_settings))
         .routes(routes!(change_email))
         .routes(routes!(confirm_email_change))
@@ -215,11 +218,34 @@ async fn update_user(
     Ok(axum::Json(UserView::new(user, total_debt, customer.as_ref())))
 }
 
+/// The user's round-up settings.
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct UserSettings {
-    /// One of 5, 10, 20, 50, 100.
+    /// One of 5, 10, 20, 50, 100: the smallest held total paid out on the payout day.
     minimum_transfer_amount: i64,
+    /// Round a whole-dollar purchase up by a full dollar.
     is_even_roundup: bool,
+    /// While paused, purchases give no round-up.
+    roundups_paused: bool,
+    /// One of 1, 2, 3, 5, 10: each round-up is multiplied by it.
+    roundup_multiplier: i64,
+    /// Whole dollars collected from the user's bank in one UTC day at most; null: no cap.
+    daily_cap: Option<i64>,
+    /// Whole dollars collected in one UTC month at most; null: no cap.
+    monthly_cap: Option<i64>,
+}
+
+impl From<RoundUpSettings> for UserSettings {
+    fn from(s: RoundUpSettings) -> Self {
+        UserSettings {
+            minimum_transfer_amount: s.minimum_transfer_amount,
+            is_even_roundup: s.is_even_roundup,
+            roundups_paused: s.roundups_paused,
+            roundup_multiplier: s.roundup_multiplier,
+            daily_cap: s.daily_cap,
+            monthly_cap: s.monthly_cap,
+        }
+    }
 }
 
 #[derive(Default, Deserialize, ToSchema)]
@@ -231,27 +257,66 @@ pub struct SettingsRequest {
     #[schema(value_type = Option<bool>)]
     #[serde(default)]
     is_even_roundup: Field<bool>,
+    #[schema(value_type = Option<bool>)]
+    #[serde(default)]
+    roundups_paused: Field<bool>,
+    /// One of 1, 2, 3, 5, 10.
+    #[schema(value_type = Option<i64>)]
+    #[serde(default)]
+    roundup_multiplier: Field<i64>,
+    /// Whole dollars from 10 to 100000, or 0 to remove the cap.
+    #[schema(value_type = Option<i64>)]
+    #[serde(default)]
+    daily_cap: Field<i64>,
+    /// Whole dollars from 10 to 100000, or 0 to remove the cap.
+    #[schema(value_type = Option<i64>)]
+    #[serde(default)]
+    monthly_cap: Field<i64>,
+}
+
+/// A cap as sent: 0 removes it.
+fn parse_cap(dollars: i64) -> Result<Option<Cap>, donkies_domain::ProfileError> {
+    if dollars == 0 { Ok(None) } else { Cap::parse_dollars(dollars).map(Some) }
 }
 
 impl RequestBody for SettingsRequest {
-    type Parsed = (Option<TransferAmount>, Option<bool>);
+    type Parsed = SettingsChange;
     fn parse(self, c: &mut Check) -> Option<Self::Parsed> {
         let amount = c.optional("minimum_transfer_amount", self.minimum_transfer_amount);
         let amount = c.parse("minimum_transfer_amount", amount, TransferAmount::parse);
-        Some((amount, c.optional("is_even_roundup", self.is_even_roundup)))
+        let multiplier = c.optional("roundup_multiplier", self.roundup_multiplier);
+        let multiplier = c.parse("roundup_multiplier", multiplier, Multiplier::parse);
+        let daily = c.optional("daily_cap", self.daily_cap);
+        let daily_cap = c.parse("daily_cap", daily, parse_cap);
+        let monthly = c.optional("monthly_cap", self.monthly_cap);
+        let monthly_cap = c.parse("monthly_cap", monthly, parse_cap);
+        Some(SettingsChange {
+            minimum_transfer_amount: amount,
+            is_even_roundup: c.optional("is_even_roundup", self.is_even_roundup),
+            roundups_paused: c.optional("roundups_paused", self.roundups_paused),
+            roundup_multiplier: multiplier,
+            daily_cap,
+            monthly_cap,
+        })
     }
 }
 
-/// Change the transfer minimum and the even round-up choice.
+/// The round-up settings.
+#[utoipa::path(get, path = "/v1/user_settings", tag = "user", security(("token" = [])),
+    responses((status = 200, body = UserSettings)))]
+async fn get_user_settings(auth: AuthUser) -> axum::Json<UserSettings> {
+    axum::Json(settings_of(&auth.user).into())
+}
+
+/// Change the round-up settings; only the fields sent change.
 #[utoipa::path(patch, path = "/v1/user_settings", tag = "user", security(("token" = [])), request_body = SettingsRequest,
     responses((status = 200, body = UserSettings), (status = 400, description = "field errors")))]
 async fn update_user_settings(
     State(state): State<AppState>,
     auth: AuthUser,
-    Valid((amount, even)): Valid<SettingsRequest>,
+    Valid(change): Valid<SettingsRequest>,
 ) -> ApiResult<axum::Json<UserSettings>> {
-    let (minimum_transfer_amount, is_even_roundup) = state.services.update_settings(&auth.user, amount, even).await?;
-    Ok(axum::Json(UserSettings { minimum_transfer_amount, is_even_roundup }))
+    Ok(axum::Json(state.services.update_settings(&auth.user, change).await?.into()))
 }
 
 #[derive(Serialize, ToSchema)]

@@ -10,6 +10,7 @@ use crate::services::Task;
 use crate::services::banking::{
     BackfillAggregatorUsers, CreateAggregatorUser, PollMember, ResyncMembers, SyncInstitutions, SyncMemberTransactions,
 };
+use crate::services::money::{CollectRoundUps, FinalPayout, RunPayouts};
 use crate::services::outbox::SendMail;
 use crate::services::payments::{
     ApplyDwollaEvent, CreateDwollaCustomer, CreateDwollaFundingSource, EnsureWebhookSubscription, PollPayments,
@@ -31,6 +32,8 @@ pub const PERIODIC: &[(&str, Duration)] = &[
     (SyncInstitutions::KIND, Duration::from_secs(6 * 3600)),
     (BackfillAggregatorUsers::KIND, Duration::from_secs(6 * 3600)),
     (PollPayments::KIND, Duration::from_secs(300)),
+    (CollectRoundUps::KIND, Duration::from_secs(3600)),
+    (RunPayouts::KIND, Duration::from_secs(3600)),
 ];
 
 pub(super) fn register_all(r: &mut Registry) {
@@ -47,7 +50,10 @@ pub(super) fn register_all(r: &mut Registry) {
         .register::<SendTransfer>()
         .register::<ApplyDwollaEvent>()
         .register::<EnsureWebhookSubscription>()
-        .register::<PollPayments>();
+        .register::<PollPayments>()
+        .register::<CollectRoundUps>()
+        .register::<RunPayouts>()
+        .register::<FinalPayout>();
 }
 
 impl Job for SendMail {
@@ -159,5 +165,26 @@ impl Job for EnsureWebhookSubscription {
 impl Job for PollPayments {
     async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
         Ok(ctx.services.poll_payments().await?)
+    }
+}
+
+impl Job for CollectRoundUps {
+    async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
+        let outcomes = ctx.services.collect_all(false, |_, _| {}).await?;
+        let sent = outcomes.iter().filter(|(_, o)| matches!(o, crate::services::money::Collected::Sent { .. })).count();
+        tracing::info!(users = outcomes.len(), sent, "collection run");
+        Ok(())
+    }
+}
+
+impl Job for RunPayouts {
+    async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
+        Ok(ctx.services.scheduled_payouts().await?)
+    }
+}
+
+impl Job for FinalPayout {
+    async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
+        Ok(ctx.services.final_payout(self.user_id).await?)
     }
 }

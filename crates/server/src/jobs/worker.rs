@@ -131,6 +131,7 @@ impl Worker {
     /// Run jobs until `shutdown` fires; the job in progress is finished first.
     pub async fn run(self, shutdown: CancellationToken) {
         tracing::info!(worker = %self.name, "job worker started");
+        let alive = self.announce();
         let mut last_schedule: Option<tokio::time::Instant> = None;
         while !shutdown.is_cancelled() {
             if last_schedule.is_none_or(|at| at.elapsed() >= Duration::from_secs(30)) {
@@ -150,9 +151,32 @@ impl Worker {
                 _ = tokio::time::sleep(self.ctx.services.settings.job_poll) => {}
             }
         }
+        alive.abort();
+        if let Err(err) = donkies_store::money_loop::worker_gone(&self.ctx.services.db, &self.name).await {
+            tracing::warn!(error = %err, "could not record that the worker stopped");
+        }
         tracing::info!(worker = %self.name, "job worker stopped");
     }
+
+    /// Say every few seconds that this worker is alive, so operator commands know whether
+    /// their work will run.
+    fn announce(&self) -> tokio::task::JoinHandle<()> {
+        let db = self.ctx.services.db.clone();
+        let name = self.name.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Err(err) = donkies_store::money_loop::worker_seen(&db, &name, now()).await {
+                    tracing::debug!(error = %err, "could not record that the worker is alive");
+                }
+                tokio::time::sleep(ALIVE_EVERY).await;
+            }
+        })
+    }
 }
+
+/// How often a worker says it is alive; operator commands count a worker seen within three
+/// times this as running.
+pub const ALIVE_EVERY: Duration = Duration::from_secs(5);
 
 /// Enqueue each of `kinds` (periodic job kinds) for the current time slot unless some worker
 /// already did; returns the kinds whose slot was already taken.

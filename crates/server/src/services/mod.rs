@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod banking;
 pub mod identity;
+pub mod money;
 pub mod outbox;
 pub mod password;
 pub mod payments;

@@ -16,7 +16,7 @@ use donkies_store::{accounts, constraints, new_id, now, users};
 use serde::{Deserialize, Serialize};
 
 use super::outbox::queue_mail;
-use super::{OnConstraint, ServiceError, ServiceResult, Services, Task};
+use super::{OnConstraint, ServiceError, ServiceResult, Services, Task, Work};
 use crate::mail;
 
 /// A Dwolla failure in the terms of a use case.
@@ -114,6 +114,16 @@ impl Task for EnsureWebhookSubscription {
 /// are read from Dwolla.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct PollPayments {}
+
+/// A transfer whose parties were checked, ready to record.
+#[derive(Debug, Clone)]
+pub struct PreparedTransfer {
+    /// The Dwolla ids of the funding sources the money leaves and reaches.
+    pub from: String,
+    pub to: String,
+    pub user_id: Option<i64>,
+    pub amount: Cents,
+}
 
 impl Task for PollPayments {
     const KIND: &'static str = "poll_payments";
@@ -610,40 +620,64 @@ impl Services {
         if let Some(existing) = payments::transfer_by_reference(&self.db, reference).await? {
             return Ok(existing);
         }
+        let prepared = self.prepare_transfer(source, destination, amount).await?;
+        let mut work = self.begin().await?;
+        let inserted = self.record_transfer(&mut work, reference, &prepared).await;
+        let id = match inserted {
+            Err(ServiceError::Store(e)) if e.on_constraint(constraints::TRANSFERS_REFERENCE) => {
+                drop(work);
+                return payments::transfer_by_reference(&self.db, reference).await?.ok_or(ServiceError::NotFound);
+            }
+            other => other?,
+        };
+        work.commit().await?;
+        payments::transfer_by_id(&self.db, id).await?.ok_or(ServiceError::NotFound)
+    }
+
+    /// Check that `source` may send `amount` to `destination` and find both at Dwolla; nothing
+    /// is written.
+    pub async fn prepare_transfer(
+        &self,
+        source: Endpoint,
+        destination: Endpoint,
+        amount: Cents,
+    ) -> ServiceResult<PreparedTransfer> {
         if amount <= Cents::ZERO {
             return Err(ServiceError::invalid("A transfer moves a positive amount."));
         }
         let (from, from_id, from_user) = self.party(&source).await?;
         let (to, to_id, to_user) = self.party(&destination).await?;
         if let Err(refusal) = check_transfer(&from, &to) {
-            tracing::warn!(reference, %refusal, "transfer refused before reaching Dwolla");
+            tracing::warn!(%refusal, "transfer refused before reaching Dwolla");
             return Err(ServiceError::invalid(format!("Transfer refused: {refusal}")));
         }
+        Ok(PreparedTransfer { from: from_id, to: to_id, user_id: from_user.or(to_user), amount })
+    }
+
+    /// Record a prepared transfer in `work` and queue the job that sends it; its id. A
+    /// reference that has a transfer already is a Conflict on `TRANSFERS_REFERENCE`.
+    pub async fn record_transfer(
+        &self,
+        work: &mut Work,
+        reference: &str,
+        prepared: &PreparedTransfer,
+    ) -> ServiceResult<i64> {
         let id = new_id();
         let new = NewTransfer {
             id,
-            user_id: from_user.or(to_user),
+            user_id: prepared.user_id,
             reference,
             idempotency_key: &format!("transfer-{id}"),
-            source_funding_source: &from_id,
-            destination: &to_id,
-            amount,
+            source_funding_source: &prepared.from,
+            destination: &prepared.to,
+            amount: prepared.amount,
             status: TransferStatus::Pending,
             now: now(),
         };
-        let mut work = self.begin().await?;
-        let inserted = payments::insert_transfer(&mut work, &new).await;
-        if let Err(e) = inserted {
-            if e.on_constraint(constraints::TRANSFERS_REFERENCE) {
-                drop(work);
-                return payments::transfer_by_reference(&self.db, reference).await?.ok_or(ServiceError::NotFound);
-            }
-            return Err(e.into());
-        }
+        payments::insert_transfer(work, &new).await?;
         work.enqueue(&SendTransfer { transfer_id: id }, Duration::ZERO).await?;
-        work.commit().await?;
-        tracing::info!(reference, transfer = id, amount = %amount, "transfer recorded");
-        payments::transfer_by_id(&self.db, id).await?.ok_or(ServiceError::NotFound)
+        tracing::info!(reference, transfer = id, amount = %prepared.amount, "transfer recorded");
+        Ok(id)
     }
 
     /// The `send_transfer` job.
@@ -661,15 +695,8 @@ impl Services {
             Err(e) if !e.is_retryable() && !matches!(e, DwollaError::Auth { .. } | DwollaError::RateLimited { .. }) => {
                 // Dwolla refused it for good (e.g. an unverified source): the transfer failed.
                 let text = e.to_string();
-                payments::set_transfer_status(
-                    &self.db,
-                    transfer_id,
-                    &TransferStatus::Failed,
-                    Some(("refused", &text)),
-                    now(),
-                )
-                .await?;
                 tracing::error!(transfer = transfer_id, error = %text, "Dwolla refused the transfer");
+                self.end_transfer(&transfer, TransferStatus::Failed, Some(("refused".to_owned(), text))).await?;
                 return Ok(());
             }
             Err(e) => return Err(dwolla_job_error(e)),
@@ -711,8 +738,20 @@ impl Services {
         } else {
             None
         };
-        let changed = payments::set_transfer_status(
-            &self.db,
+        self.end_transfer(transfer, status, failure).await
+    }
+
+    /// Record how a transfer ended, and what that means for the money it moved, in one
+    /// transaction: a transfer resolves once, so a repeated webhook or poll changes nothing.
+    async fn end_transfer(
+        &self,
+        transfer: &Transfer,
+        status: TransferStatus,
+        failure: Option<(String, String)>,
+    ) -> ServiceResult<()> {
+        let mut work = self.begin().await?;
+        let changed = payments::set_transfer_status_in(
+            &mut work,
             transfer.id,
             &status,
             failure.as_ref().map(|(c, d)| (c.as_str(), d.as_str())),
@@ -722,6 +761,8 @@ impl Services {
         if !changed {
             return Ok(());
         }
+        self.settle_money(&mut work, transfer, &status, failure.as_ref().map(|(c, _)| c.as_str())).await?;
+        work.commit().await?;
         tracing::info!(transfer = transfer.id, status = status.as_str(), "transfer resolved");
         if let Some((code, _)) = &failure {
             self.apply_return(&transfer.source_funding_source, code).await?;

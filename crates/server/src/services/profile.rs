@@ -1,6 +1,6 @@
-//! The user's profile, round-up settings and closing the account.
+//! The user's profile.
 
-use donkies_domain::{DateOfBirth, Phone, PostalCode, Ssn, TransferAmount, UsState};
+use donkies_domain::{DateOfBirth, Phone, PostalCode, Ssn, UsState};
 use donkies_store::users::{ProfileUpdate, User};
 use donkies_store::{now, users};
 
@@ -49,26 +49,5 @@ impl Services {
         // A complete profile makes the user a personal (verified) customer at Dwolla.
         self.ensure_personal_customer(&updated).await?;
         Ok(updated)
-    }
-
-    /// Change the transfer minimum and the even round-up choice; answers the settings now.
-    pub async fn update_settings(
-        &self,
-        user: &User,
-        minimum: Option<TransferAmount>,
-        even_roundup: Option<bool>,
-    ) -> ServiceResult<(i64, bool)> {
-        users::update_settings(&self.db, user.id, minimum, even_roundup, now()).await?;
-        self.changes.publish(&Change::User(user.id));
-        let minimum = minimum.unwrap_or(user.minimum_transfer_amount);
-        Ok((minimum.get(), even_roundup.unwrap_or(user.is_even_roundup)))
-    }
-
-    /// Close the account: round-ups stop; the user can still sign in and read.
-    pub async fn close_account(&self, user_id: i64) -> ServiceResult<()> {
-        users::close_account(&self.db, user_id, now()).await?;
-        self.changes.publish(&Change::User(user_id));
-        tracing::info!(user = %user_id, "account closed");
-        Ok(())
     }
 }

@@ -1,0 +1,898 @@
+//! The money loop: round-ups gathered from purchases, collected into the Donkies account, paid
+//! out to the user's debts by their shares, exact to the cent; closing an account pays out what
+//! is held. Every movement is recorded in the ledger in the same transaction as the record that
+//! caused it and the transfer that carries it, so a crash anywhere leaves either all or none.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
+use donkies_domain::{
+    Cap, Cents, FundingSourceStatus, LedgerAccount, Movement, Multiplier, Projection, RoundUpRules, TransferStatus,
+    project_payoff, split_by_shares,
+};
+use donkies_store::ledger::{self, LedgerError};
+use donkies_store::money_loop::{
+    self as ml, Collection, CollectionPart, CollectionStatus, Contribution, NewRoundUp, PartMethod, Payout, PayoutPart,
+    Waiting,
+};
+use donkies_store::payments::{self, Transfer};
+use donkies_store::users::{self, SettingsUpdate, User};
+use donkies_store::{accounts, constraints, new_id, now, transactions};
+use serde::{Deserialize, Serialize};
+
+use super::payments::{Endpoint, PreparedTransfer};
+use super::{Change, ServiceError, ServiceResult, Services, Task, Work};
+
+/// The periodic collection run.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct CollectRoundUps {}
+
+impl Task for CollectRoundUps {
+    const KIND: &'static str = "collect_roundups";
+    fn dedupe_key(&self) -> Option<String> {
+        Some(Self::KIND.to_owned())
+    }
+}
+
+/// The periodic payout check: on the payout day, pays out every user's held money.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct RunPayouts {}
+
+impl Task for RunPayouts {
+    const KIND: &'static str = "run_payouts";
+    fn dedupe_key(&self) -> Option<String> {
+        Some(Self::KIND.to_owned())
+    }
+}
+
+/// Pay out everything a closed account holds.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FinalPayout {
+    pub user_id: i64,
+}
+
+impl Task for FinalPayout {
+    const KIND: &'static str = "final_payout";
+    fn dedupe_key(&self) -> Option<String> {
+        Some(format!("final_payout:{}", self.user_id))
+    }
+}
+
+/// The round-up settings a user sees and changes.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoundUpSettings {
+    pub minimum_transfer_amount: i64,
+    pub is_even_roundup: bool,
+    pub roundups_paused: bool,
+    pub roundup_multiplier: i64,
+    pub daily_cap: Option<i64>,
+    pub monthly_cap: Option<i64>,
+}
+
+/// A change of settings, parsed; `None` leaves a setting as it is.
+#[derive(Debug, Default)]
+pub struct SettingsChange {
+    pub minimum_transfer_amount: Option<donkies_domain::TransferAmount>,
+    pub is_even_roundup: Option<bool>,
+    pub roundups_paused: Option<bool>,
+    pub roundup_multiplier: Option<Multiplier>,
+    /// `Some(None)` removes the cap.
+    pub daily_cap: Option<Option<Cap>>,
+    pub monthly_cap: Option<Option<Cap>>,
+}
+
+/// What one user's collection run did (or, in a dry run, would do).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Collected {
+    /// A collection transfer was recorded.
+    Sent { collection_id: i64, transfer_id: i64, amount: Cents },
+    /// A dry run: this much would be collected.
+    Would { amount: Cents },
+    /// What waits is below the minimum (or the caps leave too little room).
+    BelowMinimum { waiting: Cents },
+    /// Not collected, and why (closed, no round-up source, refused, busy).
+    Skipped(String),
+}
+
+/// What one user's payout did (or would do).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PaidOut {
+    Sent {
+        payout_id: i64,
+        amount: Cents,
+        parts: Vec<(i64, Cents, PartMethod)>,
+    },
+    Would {
+        amount: Cents,
+        parts: Vec<(i64, Cents)>,
+    },
+    /// Already paid out for this period.
+    AlreadyPaid,
+    BelowMinimum {
+        held: Cents,
+    },
+    Nothing(String),
+}
+
+/// The figures of `/v1/stat`.
+#[derive(Debug, Clone, Copy)]
+pub struct Stat {
+    pub amount_to_donkies: Cents,
+    pub amount_to_user: Cents,
+    pub amount_available: Cents,
+    pub payments: i64,
+}
+
+fn ledger_error(err: LedgerError) -> ServiceError {
+    match err {
+        LedgerError::Store(e) => ServiceError::Store(e),
+        LedgerError::Refused(refusal) => ServiceError::Internal(anyhow::anyhow!("ledger refused: {refusal}")),
+    }
+}
+
+fn day_start(t: DateTime<Utc>) -> DateTime<Utc> {
+    Utc.from_utc_datetime(&t.date_naive().and_hms_opt(0, 0, 0).unwrap_or_default())
+}
+
+fn month_start(t: DateTime<Utc>) -> DateTime<Utc> {
+    let first = t.date_naive().with_day(1).unwrap_or(t.date_naive());
+    Utc.from_utc_datetime(&first.and_hms_opt(0, 0, 0).unwrap_or_default())
+}
+
+/// The user's round-up rules, from their settings.
+pub fn rules_of(user: &User) -> RoundUpRules {
+    RoundUpRules {
+        even_roundup: user.is_even_roundup,
+        paused: user.roundups_paused,
+        multiplier: Multiplier::parse(user.roundup_multiplier).unwrap_or_default(),
+        daily_cap: user.daily_cap.and_then(|d| Cap::parse_dollars(d).ok()),
+        monthly_cap: user.monthly_cap.and_then(|d| Cap::parse_dollars(d).ok()),
+    }
+}
+
+pub fn settings_of(user: &User) -> RoundUpSettings {
+    RoundUpSettings {
+        minimum_transfer_amount: user.minimum_transfer_amount.get(),
+        is_even_roundup: user.is_even_roundup,
+        roundups_paused: user.roundups_paused,
+        roundup_multiplier: user.roundup_multiplier,
+        daily_cap: user.daily_cap,
+        monthly_cap: user.monthly_cap,
+    }
+}
+
+impl Services {
+    // -----------------------------------------------------------------------------------------
+    // Settings and contributions
+
+    /// Change the round-up settings; answers them as they are now.
+    pub async fn update_settings(&self, user: &User, change: SettingsChange) -> ServiceResult<RoundUpSettings> {
+        let update = SettingsUpdate {
+            minimum_transfer_amount: change.minimum_transfer_amount,
+            is_even_roundup: change.is_even_roundup,
+            roundups_paused: change.roundups_paused,
+            roundup_multiplier: change.roundup_multiplier.map(Multiplier::get),
+            daily_cap: change.daily_cap.map(|c| c.map(Cap::dollars)),
+            monthly_cap: change.monthly_cap.map(|c| c.map(Cap::dollars)),
+        };
+        users::update_settings(&self.db, user.id, &update, now()).await?;
+        self.changes.publish(&Change::User(user.id));
+        self.changes.publish(&Change::Transactions(user.id));
+        let user = users::find_by_id(&self.db, user.id).await?.ok_or(ServiceError::NotFound)?;
+        Ok(settings_of(&user))
+    }
+
+    /// A one-time extra contribution, collected with the next collection.
+    pub async fn contribute(&self, user: &User, amount: Cents) -> ServiceResult<Contribution> {
+        if user.is_closed_account {
+            return Err(ServiceError::invalid("The account is closed."));
+        }
+        let rules = rules_of(user);
+        for cap in [rules.daily_cap, rules.monthly_cap].into_iter().flatten() {
+            if amount > cap.cents() {
+                return Err(ServiceError::field(
+                    "amount",
+                    format!("Ensure this value is at most your cap of {}.", cap.cents()),
+                ));
+            }
+        }
+        let id = new_id();
+        let created_at = now();
+        let mut work = self.begin().await?;
+        ml::insert_contribution(&mut work, id, user.id, amount, created_at).await?;
+        let movement = Movement::Contribution { user_id: user.id, contribution_id: id, amount };
+        ledger::record(&mut work, &movement).await.map_err(ledger_error)?;
+        work.commit().await?;
+        tracing::info!(user = user.id, contribution = id, %amount, "contribution recorded");
+        Ok(Contribution { id, amount, collection_id: None, created_at })
+    }
+
+    pub async fn contributions(&self, user_id: i64) -> ServiceResult<Vec<Contribution>> {
+        Ok(ml::contributions_of_user(&self.db, user_id).await?)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Collection
+
+    /// Record the round-ups of the user's purchases that were not gathered yet, under the
+    /// user's rules now; how many gave money.
+    async fn gather_roundups(&self, work: &mut Work, user: &User) -> ServiceResult<usize> {
+        let rules = rules_of(user);
+        let purchases = ml::ungathered_purchases(work, user.id).await?;
+        if purchases.is_empty() {
+            return Ok(0);
+        }
+        let rows: Vec<NewRoundUp> = purchases
+            .iter()
+            .map(|p| NewRoundUp {
+                id: new_id(),
+                account_id: p.account_id,
+                transaction_id: p.transaction_id,
+                amount: rules.roundup(p.kind, p.family, p.amount),
+            })
+            .collect();
+        let inserted = ml::insert_roundups(work, user.id, &rows, now()).await?;
+        let by_id: BTreeMap<i64, &NewRoundUp> = rows.iter().map(|r| (r.id, r)).collect();
+        let mut gave = 0;
+        for id in inserted {
+            let Some(row) = by_id.get(&id) else { continue };
+            if row.amount > Cents::ZERO {
+                let movement =
+                    Movement::RoundUp { user_id: user.id, transaction_id: row.transaction_id, amount: row.amount };
+                ledger::record(work, &movement).await.map_err(ledger_error)?;
+                gave += 1;
+            }
+        }
+        Ok(gave)
+    }
+
+    /// Collect one user's round-ups: gather new ones, and when what waits (within the caps)
+    /// reaches the collection minimum, record one transfer from the round-up source to Donkies.
+    /// A dry run changes nothing.
+    pub async fn collect_user(&self, user_id: i64, dry_run: bool) -> ServiceResult<Collected> {
+        let user = users::find_by_id(&self.db, user_id).await?.ok_or(ServiceError::NotFound)?;
+        if user.is_closed_account {
+            return Ok(Collected::Skipped("the account is closed".into()));
+        }
+        let Some(source) = self.round_up_source(user.id).await? else {
+            return Ok(Collected::Skipped("no round-up source".into()));
+        };
+        if source.is_removed || source.status != FundingSourceStatus::Verified {
+            return Ok(Collected::Skipped("the round-up source is not verified".into()));
+        }
+        let mut work = self.begin().await?;
+        ml::lock_user(&mut work, user.id).await?;
+        self.gather_roundups(&mut work, &user).await?;
+        let waiting = ml::waiting(&mut work, user.id).await?;
+        let t = now();
+        let today = ml::collected_since(&mut work, user.id, day_start(t)).await?;
+        let this_month = ml::collected_since(&mut work, user.id, month_start(t)).await?;
+        let amounts: Vec<Cents> = waiting.iter().map(|w| w.amount).collect();
+        let chosen =
+            rules_of(&user).select_for_collection(&amounts, today, this_month, self.settings.collection_minimum);
+        let taken: Vec<Waiting> = chosen.iter().filter_map(|&i| waiting.get(i).cloned()).collect();
+        let amount = Cents::new(taken.iter().map(|w| w.amount.get()).sum());
+        if taken.is_empty() {
+            let waiting = Cents::new(amounts.iter().map(|a| a.get()).sum());
+            if !dry_run {
+                work.commit().await?;
+            }
+            return Ok(Collected::BelowMinimum { waiting });
+        }
+        if dry_run {
+            return Ok(Collected::Would { amount });
+        }
+        let prepared = match self.prepare_transfer(Endpoint::FundingSource(source.id), Endpoint::Donkies, amount).await
+        {
+            Ok(p) => p,
+            Err(ServiceError::Invalid(why)) => {
+                // Keep what was gathered; the money waits for a source that may send.
+                work.commit().await?;
+                return Ok(Collected::Skipped(why));
+            }
+            Err(e) => return Err(e),
+        };
+        let collection_id = new_id();
+        let transfer_id = self.record_transfer(&mut work, &format!("collection:{collection_id}"), &prepared).await?;
+        let mut parts: BTreeMap<i64, i64> = BTreeMap::new();
+        for item in &taken {
+            *parts.entry(item.account_id.unwrap_or(source.account_id)).or_default() += item.amount.get();
+        }
+        let parts: Vec<(i64, Cents)> = parts.into_iter().map(|(a, c)| (a, Cents::new(c))).collect();
+        let collection = Collection {
+            id: collection_id,
+            user_id: user.id,
+            account_id: source.account_id,
+            amount,
+            status: CollectionStatus::Pending,
+            transfer_id,
+            failure_code: None,
+            created_at: t,
+            sent_at: None,
+            updated_at: t,
+        };
+        ml::insert_collection(&mut work, &collection, &parts, t).await?;
+        if !ml::take_waiting(&mut work, collection_id, &taken).await? {
+            return Ok(Collected::Skipped("another run is collecting for this user".into()));
+        }
+        let movement = Movement::CollectStart { user_id: user.id, collection_id, amount };
+        ledger::record(&mut work, &movement).await.map_err(ledger_error)?;
+        work.changed(Change::User(user.id));
+        work.commit().await?;
+        tracing::info!(user = user.id, collection = collection_id, transfer = transfer_id, %amount, "round-ups collected");
+        Ok(Collected::Sent { collection_id, transfer_id, amount })
+    }
+
+    /// The collection run over every user who has a round-up source; what it did per user.
+    pub async fn collect_all(
+        &self,
+        dry_run: bool,
+        mut progress: impl FnMut(usize, usize),
+    ) -> ServiceResult<Vec<(i64, Collected)>> {
+        let users = ml::users_to_collect(&self.db).await?;
+        let mut outcomes = Vec::with_capacity(users.len());
+        for (i, user_id) in users.iter().enumerate() {
+            let outcome = match self.collect_user(*user_id, dry_run).await {
+                Ok(o) => o,
+                Err(ServiceError::Store(e)) => return Err(ServiceError::Store(e)),
+                Err(e) => {
+                    tracing::warn!(user = user_id, error = %e, "collection skipped");
+                    Collected::Skipped(e.to_string())
+                }
+            };
+            outcomes.push((*user_id, outcome));
+            progress(i + 1, users.len());
+        }
+        Ok(outcomes)
+    }
+
+    /// What a transfer's end means for the money loop, inside the transaction that records it.
+    pub(super) async fn settle_money(
+        &self,
+        work: &mut Work,
+        transfer: &Transfer,
+        status: &TransferStatus,
+        failure_code: Option<&str>,
+    ) -> ServiceResult<()> {
+        let processed = *status == TransferStatus::Processed;
+        let failed = matches!(status, TransferStatus::Failed | TransferStatus::Cancelled);
+        if !processed && !failed {
+            return Ok(());
+        }
+        if let Some(c) = ml::collection_by_transfer(work, transfer.id).await? {
+            let to = match status {
+                TransferStatus::Processed => CollectionStatus::Processed,
+                TransferStatus::Cancelled => CollectionStatus::Cancelled,
+                _ => CollectionStatus::Failed,
+            };
+            if !ml::settle_collection(work, c.id, &to, failure_code, now()).await? {
+                return Ok(());
+            }
+            let movement = if processed {
+                Movement::CollectPost { collection_id: c.id }
+            } else {
+                // The round-ups go back to waiting; a later run collects them once.
+                ml::release_waiting(work, c.id).await?;
+                Movement::CollectVoid { collection_id: c.id }
+            };
+            ledger::record(work, &movement).await.map_err(ledger_error)?;
+            work.changed(Change::User(c.user_id));
+            if processed && users::find_by_id(&self.db, c.user_id).await?.is_some_and(|u| u.is_closed_account) {
+                work.enqueue(&FinalPayout { user_id: c.user_id }, Duration::ZERO).await?;
+            }
+            return Ok(());
+        }
+        if let Some(part) = ml::part_by_transfer(work, transfer.id).await? {
+            self.settle_part(work, &part, processed, None).await?;
+        }
+        Ok(())
+    }
+
+    async fn settle_part(
+        &self,
+        work: &mut Work,
+        part: &PayoutPart,
+        processed: bool,
+        reference: Option<&str>,
+    ) -> ServiceResult<bool> {
+        if !ml::settle_part(work, part.id, processed, reference, now()).await? {
+            return Ok(false);
+        }
+        let movement = match (part.method, processed) {
+            (PartMethod::Refund, true) => Movement::RefundPost { refund_id: part.id },
+            (PartMethod::Refund, false) => Movement::RefundVoid { refund_id: part.id },
+            (_, true) => Movement::PayoutPost { part_id: part.id },
+            (_, false) => Movement::PayoutVoid { part_id: part.id },
+        };
+        ledger::record(work, &movement).await.map_err(ledger_error)?;
+        work.changed(Change::User(part.user_id));
+        Ok(true)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Payout
+
+    /// Pay out what the user holds at Donkies, split across the active debt accounts by their
+    /// shares, exact to the cent. A scheduled payout (`period` = the payout day) needs the
+    /// user's minimum and happens once per day; a final one (`period` = None, closing the
+    /// account) pays everything, back to the user's own bank when there is no debt account.
+    pub async fn payout_user(&self, user_id: i64, period: Option<NaiveDate>, dry_run: bool) -> ServiceResult<PaidOut> {
+        let user = users::find_by_id(&self.db, user_id).await?.ok_or(ServiceError::NotFound)?;
+        let held = ledger::balance(&self.db, &LedgerAccount::Held { user_id }).await?.available().unwrap_or_default();
+        if held <= Cents::ZERO {
+            return Ok(PaidOut::Nothing("nothing held".into()));
+        }
+        if period.is_some() && held.get() < user.minimum_transfer_amount.get() * 100 {
+            return Ok(PaidOut::BelowMinimum { held });
+        }
+        let shares: Vec<(i64, u32)> = accounts::debt_shares(&self.db, user_id)
+            .await?
+            .iter()
+            .map(|(id, share)| (id, share.get()))
+            .filter(|(_, share)| *share > 0)
+            .collect();
+        // (account, share, amount, method, prepared transfer)
+        let mut plan: Vec<(i64, u32, Cents, PartMethod, Option<PreparedTransfer>)> = Vec::new();
+        if shares.is_empty() {
+            if period.is_some() {
+                return Ok(PaidOut::Nothing("no active debt account".into()));
+            }
+            let Some(source) = self.round_up_source(user_id).await? else {
+                return Ok(PaidOut::Nothing("no debt account and no bank to refund to".into()));
+            };
+            let prepared = if dry_run {
+                None
+            } else {
+                Some(self.prepare_transfer(Endpoint::Donkies, Endpoint::FundingSource(source.id), held).await?)
+            };
+            plan.push((source.account_id, 100, held, PartMethod::Refund, prepared));
+        } else {
+            let percents: Vec<u32> = shares.iter().map(|(_, s)| *s).collect();
+            for ((account_id, share), amount) in shares.iter().zip(split_by_shares(held, &percents)) {
+                if amount <= Cents::ZERO {
+                    continue;
+                }
+                let source = payments::funding_source_of_account(&self.db, user_id, *account_id).await?;
+                let rail = source
+                    .filter(|s| !s.is_removed && s.status == FundingSourceStatus::Verified && s.dwolla_id.is_some());
+                let prepared = match (rail, dry_run) {
+                    (Some(s), false) => {
+                        Some(self.prepare_transfer(Endpoint::Donkies, Endpoint::FundingSource(s.id), amount).await?)
+                    }
+                    _ => None,
+                };
+                let method = if prepared.is_some() { PartMethod::Dwolla } else { PartMethod::Manual };
+                plan.push((*account_id, *share, amount, method, prepared));
+            }
+        }
+        if dry_run {
+            return Ok(PaidOut::Would { amount: held, parts: plan.iter().map(|p| (p.0, p.2)).collect() });
+        }
+        let payout_id = new_id();
+        let t = now();
+        let period_text = match period {
+            Some(day) => day.to_string(),
+            None => format!("close:{payout_id}"),
+        };
+        let mut work = self.begin().await?;
+        ml::lock_user(&mut work, user_id).await?;
+        let payout = Payout { id: payout_id, user_id, amount: held, period: period_text, created_at: t };
+        match ml::insert_payout(&mut work, &payout).await {
+            Err(e) if e.on_constraint(constraints::PAYOUTS_USER_PERIOD) => return Ok(PaidOut::AlreadyPaid),
+            other => other?,
+        }
+        let mut parts = Vec::new();
+        for (account_id, share, amount, method, prepared) in plan {
+            let part_id = new_id();
+            let transfer_id = match &prepared {
+                Some(p) => {
+                    let reference = if method == PartMethod::Refund {
+                        format!("refund:{part_id}")
+                    } else {
+                        format!("payout:{part_id}")
+                    };
+                    Some(self.record_transfer(&mut work, &reference, p).await?)
+                }
+                None => None,
+            };
+            let part = PayoutPart {
+                id: part_id,
+                payout_id,
+                user_id,
+                account_id,
+                amount,
+                share: i64::from(share),
+                method,
+                status: "pending".into(),
+                transfer_id,
+                manual_reference: None,
+                created_at: t,
+                processed_at: None,
+            };
+            ml::insert_part(&mut work, &part).await?;
+            let movement = if method == PartMethod::Refund {
+                Movement::RefundStart { user_id, refund_id: part_id, amount }
+            } else {
+                Movement::PayoutStart { user_id, part_id, debt_account_id: account_id, amount }
+            };
+            match ledger::record(&mut work, &movement).await {
+                // Someone else reserved this money first: nothing of this payout is kept.
+                Err(LedgerError::Refused(refusal)) => {
+                    return Ok(PaidOut::Nothing(format!("held money changed meanwhile ({refusal})")));
+                }
+                other => other.map_err(ledger_error)?,
+            };
+            parts.push((account_id, amount, method));
+        }
+        work.changed(Change::User(user_id));
+        work.commit().await?;
+        tracing::info!(user = user_id, payout = payout_id, amount = %held, parts = parts.len(), "payout made");
+        Ok(PaidOut::Sent { payout_id, amount: held, parts })
+    }
+
+    /// The payout of `day` for every user who holds money; closed accounts get their final
+    /// payout instead.
+    pub async fn payout_all(
+        &self,
+        day: NaiveDate,
+        dry_run: bool,
+        mut progress: impl FnMut(usize, usize),
+    ) -> ServiceResult<Vec<(i64, PaidOut)>> {
+        let users = ml::users_with_held_money(&self.db).await?;
+        let mut outcomes = Vec::with_capacity(users.len());
+        for (i, (user_id, _)) in users.iter().enumerate() {
+            let closed = users::find_by_id(&self.db, *user_id).await?.is_some_and(|u| u.is_closed_account);
+            let period = if closed { None } else { Some(day) };
+            let outcome = match self.payout_user(*user_id, period, dry_run).await {
+                Ok(o) => o,
+                Err(ServiceError::Store(e)) => return Err(ServiceError::Store(e)),
+                Err(e) => {
+                    tracing::warn!(user = user_id, error = %e, "payout skipped");
+                    PaidOut::Nothing(e.to_string())
+                }
+            };
+            outcomes.push((*user_id, outcome));
+            progress(i + 1, users.len());
+        }
+        Ok(outcomes)
+    }
+
+    /// The periodic check: on the payout day (UTC), the day's payouts.
+    pub async fn scheduled_payouts(&self) -> ServiceResult<()> {
+        let today = now().date_naive();
+        if today.day() != self.settings.payout_day {
+            return Ok(());
+        }
+        let outcomes = self.payout_all(today, false, |_, _| {}).await?;
+        let made = outcomes.iter().filter(|(_, o)| matches!(o, PaidOut::Sent { .. })).count();
+        tracing::info!(day = %today, made, "payout day");
+        Ok(())
+    }
+
+    /// An operator paid a manual part by hand, with `reference` (e.g. the bank's confirmation).
+    pub async fn mark_part_paid(&self, part_id: i64, reference: &str) -> ServiceResult<PayoutPart> {
+        let part = ml::part_by_id(&self.db, part_id).await?.ok_or(ServiceError::NotFound)?;
+        if part.method != PartMethod::Manual {
+            return Err(ServiceError::invalid("This part is paid through the payment provider, not by hand."));
+        }
+        let mut work = self.begin().await?;
+        if !self.settle_part(&mut work, &part, true, Some(reference)).await? {
+            return Err(ServiceError::invalid("This part is not waiting to be paid."));
+        }
+        work.commit().await?;
+        ml::part_by_id(&self.db, part_id).await?.ok_or(ServiceError::NotFound)
+    }
+
+    pub async fn manual_parts_waiting(&self) -> ServiceResult<Vec<PayoutPart>> {
+        Ok(ml::manual_parts_waiting(&self.db).await?)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Closing the account
+
+    /// Close the account: round-ups stop, nothing more is collected, what is held is paid out
+    /// (ignoring the minimum) by a job; the user can still sign in and read.
+    pub async fn close_account(&self, user_id: i64) -> ServiceResult<()> {
+        users::close_account(&self.db, user_id, now()).await?;
+        let mut work = self.begin().await?;
+        work.enqueue(&FinalPayout { user_id }, Duration::ZERO).await?;
+        work.changed(Change::User(user_id));
+        work.commit().await?;
+        tracing::info!(user = %user_id, "account closed");
+        Ok(())
+    }
+
+    /// The `final_payout` job.
+    pub async fn final_payout(&self, user_id: i64) -> ServiceResult<()> {
+        let outcome = self.payout_user(user_id, None, false).await?;
+        tracing::info!(user = user_id, ?outcome, "final payout");
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Reading
+
+    pub async fn stat(&self, user_id: i64) -> ServiceResult<Stat> {
+        let collections = ml::collections_of_user(&self.db, user_id).await?;
+        let parts = ml::parts_of_user(&self.db, user_id).await?;
+        let payouts = ml::payouts_of_user(&self.db, user_id).await?;
+        let held = ledger::balance(&self.db, &LedgerAccount::Held { user_id }).await?;
+        let sum = |amounts: &mut dyn Iterator<Item = Cents>| Cents::new(amounts.map(Cents::get).sum());
+        Ok(Stat {
+            amount_to_donkies: sum(&mut collections
+                .iter()
+                .filter(|c| c.status == CollectionStatus::Processed)
+                .map(|c| c.amount)),
+            amount_to_user: sum(&mut parts.iter().filter(|p| p.status == "processed").map(|p| p.amount)),
+            amount_available: held.posted,
+            payments: payouts.len() as i64,
+        })
+    }
+
+    pub async fn collection_parts(&self, user_id: i64) -> ServiceResult<Vec<CollectionPart>> {
+        Ok(ml::collection_parts_of_user(&self.db, user_id).await?)
+    }
+
+    pub async fn collections(&self, user_id: i64) -> ServiceResult<Vec<Collection>> {
+        Ok(ml::collections_of_user(&self.db, user_id).await?)
+    }
+
+    pub async fn payouts(&self, user_id: i64) -> ServiceResult<Vec<Payout>> {
+        Ok(ml::payouts_of_user(&self.db, user_id).await?)
+    }
+
+    pub async fn payout_parts(&self, user_id: i64) -> ServiceResult<Vec<PayoutPart>> {
+        Ok(ml::parts_of_user(&self.db, user_id).await?)
+    }
+
+    /// Names of the user's accounts by id, hidden ones included (records outlive a hidden
+    /// account).
+    pub async fn account_names(&self, user_id: i64) -> ServiceResult<BTreeMap<i64, String>> {
+        Ok(accounts::names_of_user(&self.db, user_id).await?.into_iter().collect())
+    }
+
+    /// How the debt account is paid off with and without the user's round-ups: the average
+    /// monthly round-up of the last 90 days, times the account's share.
+    pub async fn projection(&self, user: &User, account_id: i64) -> ServiceResult<(Cents, Projection)> {
+        let account = accounts::get(&self.db, user.id, account_id).await?.ok_or(ServiceError::NotFound)?;
+        if account.type_ds != donkies_domain::AccountFamily::Debt {
+            return Err(ServiceError::invalid("Only a debt account has a payoff projection."));
+        }
+        let rules = rules_of(user);
+        let since = (now() - chrono::Duration::days(90)).date_naive();
+        let recent = transactions::purchases_since(&self.db, user.id, since).await?;
+        let total: i64 = recent.iter().map(|(kind, family, amount)| rules.roundup(*kind, *family, *amount).get()).sum();
+        let monthly = Cents::new(total / 3 * i64::from(account.transfer_share.get()) / 100);
+        let balance = account.balance.unwrap_or_default();
+        let apr_bp = account.apr.map_or(0, |apr| (apr * 100.0).round().clamp(0.0, 100_000.0) as u32);
+        let minimum = account.minimum_payment.unwrap_or_default();
+        Ok((monthly, project_payoff(balance, apr_bp, minimum, monthly)))
+    }
+}
+
+/// What `donkies ledger check` found.
+#[derive(Debug, Default)]
+pub struct LedgerReport {
+    pub users: usize,
+    pub entries_checked: usize,
+    pub transfers_checked: usize,
+    pub provider_transfers_checked: usize,
+    /// Everything that is off; empty when the ledger balances.
+    pub problems: Vec<String>,
+    /// Transfers made outside the money loop (an operator's test transfers): reported, not
+    /// counted as problems.
+    pub outside_loop: Vec<String>,
+    /// Totals over all users: round-ups and contributions, pending, in collection, held, paid
+    /// out, refunded.
+    pub totals: [Cents; 6],
+}
+
+impl Services {
+    /// Prove the ledger: the store's own check (balances equal their entries, nobody below
+    /// zero, every pending entry resolved at most once); for every user, round-ups = pending +
+    /// in collection + collected and collected = held + paid out + refunded; the records agree
+    /// with the ledger (what waits, each collection and payout part); every transfer matches
+    /// exactly one movement, and — when `at_provider` — every transfer Dwolla holds for our
+    /// customers is one of ours with the same amount.
+    pub async fn ledger_report(&self, at_provider: bool) -> ServiceResult<LedgerReport> {
+        use donkies_domain::EntryKind;
+        let mut report = LedgerReport::default();
+        for d in ledger::check(&self.db).await? {
+            report.problems.push(format!("{d:?}"));
+        }
+        let balances = ledger::balances(&self.db).await?;
+        let posted = ledger::posted_by_user_and_kind(&self.db).await?;
+        report.entries_checked = posted.len();
+        let mut per_user: BTreeMap<i64, [i64; 7]> = BTreeMap::new();
+        for (account, balance) in &balances {
+            let slot = match account {
+                LedgerAccount::RoundUpsPending { .. } => 1,
+                LedgerAccount::InCollection { .. } => 2,
+                LedgerAccount::Held { .. } => 3,
+                LedgerAccount::PaidToDebt { .. } => 4,
+                LedgerAccount::Refunded { .. } => 5,
+                _ => continue,
+            };
+            if let Some(user) = account.user_id() {
+                per_user.entry(user).or_default()[slot] += balance.posted.get();
+            }
+        }
+        for (user, kind, sum) in &posted {
+            let row = per_user.entry(*user).or_default();
+            match kind {
+                EntryKind::RoundUp | EntryKind::Contribution => row[0] += sum.get(),
+                EntryKind::Collect => row[6] += sum.get(),
+                _ => {}
+            }
+        }
+        for (user, [gathered, pending, in_collection, held, paid, refunded, collected]) in &per_user {
+            if *gathered != pending + in_collection + collected {
+                report.problems.push(format!(
+                    "user {user}: round-ups {} != pending {} + in collection {} + collected {}",
+                    Cents::new(*gathered),
+                    Cents::new(*pending),
+                    Cents::new(*in_collection),
+                    Cents::new(*collected)
+                ));
+            }
+            if *collected != held + paid + refunded {
+                report.problems.push(format!(
+                    "user {user}: collected {} != held {} + paid out {} + refunded {}",
+                    Cents::new(*collected),
+                    Cents::new(*held),
+                    Cents::new(*paid),
+                    Cents::new(*refunded)
+                ));
+            }
+            for (i, v) in [gathered, pending, in_collection, held, paid, refunded].into_iter().enumerate() {
+                report.totals[i] = Cents::new(report.totals[i].get() + v);
+            }
+        }
+        report.users = per_user.len();
+        // What waits is what the ledger holds as pending.
+        let waiting: BTreeMap<i64, Cents> = ml::waiting_totals(&self.db).await?.into_iter().collect();
+        for (user, row) in &per_user {
+            let records = waiting.get(user).copied().unwrap_or_default();
+            if records.get() != row[1] {
+                report.problems.push(format!(
+                    "user {user}: waiting round-ups and contributions {records} != ledger pending {}",
+                    Cents::new(row[1])
+                ));
+            }
+        }
+        // Each collection and payout part is one two-phase movement in the matching state.
+        let pending = ledger::all_pending(&self.db).await?;
+        let mut by_transfer: BTreeMap<i64, (String, Cents, &'static str)> = BTreeMap::new();
+        let state_of = |key: &str, amount: Cents, expected: donkies_domain::PendingState| -> Option<String> {
+            match pending.get(key) {
+                None => Some(format!("{key}: no ledger movement")),
+                Some(p) if p.entry.amount() != amount => {
+                    Some(format!("{key}: ledger moves {} but the record says {amount}", p.entry.amount()))
+                }
+                Some(p) if p.state != expected => {
+                    Some(format!("{key}: ledger is {} but the record is {}", p.state, expected))
+                }
+                Some(_) => None,
+            }
+        };
+        use donkies_domain::PendingState as S;
+        for c in ml::all_collections(&self.db).await? {
+            let expected = match c.status {
+                CollectionStatus::Pending => S::Pending,
+                CollectionStatus::Processed => S::Posted,
+                CollectionStatus::Failed | CollectionStatus::Cancelled => S::Voided,
+            };
+            let key = donkies_domain::ledger::keys::collect(c.id);
+            report.problems.extend(state_of(&key, c.amount, expected));
+            by_transfer.insert(c.transfer_id, (key, c.amount, c.status.as_str()));
+        }
+        for p in ml::all_parts(&self.db).await? {
+            let expected = match p.status.as_str() {
+                "processed" => S::Posted,
+                "failed" => S::Voided,
+                _ => S::Pending,
+            };
+            let key = if p.method == PartMethod::Refund {
+                donkies_domain::ledger::keys::refund(p.id)
+            } else {
+                donkies_domain::ledger::keys::payout(p.id)
+            };
+            report.problems.extend(state_of(&key, p.amount, expected));
+            if let Some(t) = p.transfer_id {
+                let status = if p.status == "failed" { "failed" } else { "pending" };
+                by_transfer.insert(t, (key, p.amount, if p.status == "processed" { "processed" } else { status }));
+            }
+        }
+        // Every transfer is exactly one movement, and every movement that needs one has it.
+        let transfers = payments::list_transfers(&self.db, None).await?;
+        report.transfers_checked = transfers.len();
+        let mut ours: BTreeMap<String, Cents> = BTreeMap::new();
+        for t in &transfers {
+            if let Some(id) = &t.dwolla_id {
+                ours.insert(id.clone(), t.amount);
+            }
+            match by_transfer.remove(&t.id) {
+                Some((key, amount, status)) => {
+                    if amount != t.amount {
+                        report.problems.push(format!("transfer {} moves {} but {key} says {amount}", t.id, t.amount));
+                    }
+                    let agrees = match t.status {
+                        TransferStatus::Processed => status == "processed",
+                        TransferStatus::Failed | TransferStatus::Cancelled => {
+                            matches!(status, "failed" | "cancelled")
+                        }
+                        _ => status == "pending",
+                    };
+                    if !agrees {
+                        report.problems.push(format!(
+                            "transfer {} is {} but {key} is {status}",
+                            t.id,
+                            t.status.as_str()
+                        ));
+                    }
+                }
+                None if t.reference.starts_with("collection:")
+                    || t.reference.starts_with("payout:")
+                    || t.reference.starts_with("refund:") =>
+                {
+                    report.problems.push(format!("transfer {} ({}) has no record", t.id, t.reference));
+                }
+                None => report.outside_loop.push(format!("transfer {} ({}) of {}", t.id, t.reference, t.amount)),
+            }
+        }
+        for (transfer_id, (key, _, _)) in by_transfer {
+            report.problems.push(format!("{key}: its transfer {transfer_id} does not exist"));
+        }
+        if at_provider {
+            for customer in payments::customers_with_dwolla_id(&self.db).await? {
+                let Some(dwolla_id) = &customer.dwolla_id else { continue };
+                let mut offset = 0u32;
+                loop {
+                    let query = donkies_dwolla::wire::PageQuery { limit: Some(200), offset: Some(offset) };
+                    let page = self.rail.customer_transfers(dwolla_id, query).await?;
+                    let n = page.items.len() as u32;
+                    for t in page.items {
+                        report.provider_transfers_checked += 1;
+                        let amount = t.amount.value;
+                        match ours.get(&t.id) {
+                            None => report
+                                .problems
+                                .push(format!("transfer {} of {amount} at Dwolla is not one of ours", t.id)),
+                            Some(mine) if *mine != amount => {
+                                report.problems.push(format!("transfer {} is {amount} at Dwolla but {mine} here", t.id))
+                            }
+                            Some(_) => {}
+                        }
+                    }
+                    offset += n;
+                    if n == 0 || u64::from(offset) >= page.total {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// The user's ledger accounts and entries, for the operator.
+    pub async fn ledger_of_user(
+        &self,
+        email: &str,
+    ) -> ServiceResult<(
+        User,
+        Vec<(LedgerAccount, donkies_domain::Balance)>,
+        Vec<ledger::LedgerEntry>,
+        Vec<ledger::PendingEntry>,
+    )> {
+        let user = users::find_by_email(&self.db, email).await?.ok_or(ServiceError::NotFound)?;
+        let balances = ledger::balances(&self.db)
+            .await?
+            .into_iter()
+            .filter(|(account, _)| account.user_id() == Some(user.id))
+            .collect();
+        let entries = ledger::entries_of_user(&self.db, user.id).await?;
+        let pending = ledger::pending_of_user(&self.db, user.id).await?;
+        Ok((user, balances, entries, pending))
+    }
+}
