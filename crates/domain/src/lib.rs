@@ -13,6 +13,8 @@ mod money;
 mod password;
 mod payments;
 mod profile;
+mod projection;
+mod rules;
 mod secret;
 mod settings;
 mod share;
@@ -31,6 +33,8 @@ pub use payments::{
     return_consequences, valid_routing_number,
 };
 pub use profile::{DateOfBirth, Phone, PostalCode, ProfileError, Ssn, UsState};
+pub use projection::{MAX_PAYOFF_MONTHS, PayoffMonth, PayoffSchedule, Projection, payoff_schedule, project_payoff};
+pub use rules::{Cap, Multiplier, RoundUpRules};
 pub use secret::SecretString;
 pub use settings::TransferAmount;
 pub use share::{Share, ShareError, split_by_shares, validate_shares};
