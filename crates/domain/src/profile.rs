@@ -27,6 +27,9 @@ pub enum ProfileError {
     Underage,
     #[error("\"{0}\" is not a valid choice.")]
     InvalidChoice(i64),
+    /// A daily or monthly collection cap outside the allowed whole-dollar range.
+    #[error("Ensure this value is between {} and {}.", crate::rules::Cap::MIN_DOLLARS, crate::rules::Cap::MAX_DOLLARS)]
+    CapOutOfRange,
 }
 
 fn all_digits(text: &str) -> bool {

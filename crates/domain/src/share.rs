@@ -53,38 +53,127 @@ pub fn validate_shares(shares: &[i64]) -> Result<(), ShareError> {
 /// every part negative. When all shares are zero the whole total goes to the
 /// first part; with no shares at all the result is empty.
 pub fn split_by_shares(total: Cents, shares: &[u32]) -> Vec<Cents> {
-    let denominator: u128 = shares.iter().map(|&share| u128::from(share)).sum();
-    if denominator == 0 {
-        return shares.iter().enumerate().map(|(index, _)| if index == 0 { total } else { Cents::ZERO }).collect();
-    }
-
-    let magnitude = u128::from(total.get().unsigned_abs());
-    let mut floors = Vec::with_capacity(shares.len());
-    let mut remainders = Vec::with_capacity(shares.len());
-    for &share in shares {
-        let scaled = magnitude * u128::from(share);
-        floors.push(scaled / denominator);
-        remainders.push((scaled % denominator, floors.len() - 1));
-    }
-
-    // Fewer leftover cents than parts: each fractional part is below one cent.
-    let handed_out: u128 = floors.iter().sum();
-    let leftover = magnitude - handed_out;
-    // Largest remainder first; the sort is stable, so ties keep index order.
-    remainders.sort_by_key(|&(remainder, _)| std::cmp::Reverse(remainder));
-    for &(_, index) in remainders.iter().take(usize::try_from(leftover).unwrap_or(usize::MAX)) {
-        floors[index] += 1;
-    }
-
-    let negative = total.get() < 0;
-    floors.into_iter().map(|part| Cents::new(signed_cents(part, negative))).collect()
+    let mut parts = Vec::with_capacity(shares.len());
+    split_into(total, shares, &mut parts);
+    parts
 }
 
-/// A part never exceeds the magnitude of the total, so it always fits.
-fn signed_cents(part: u128, negative: bool) -> i64 {
-    let part = i128::try_from(part).unwrap_or(i128::MAX);
-    let signed = if negative { -part } else { part };
-    i64::try_from(signed).unwrap_or(if negative { i64::MIN } else { i64::MAX })
+/// [`split_by_shares`] into a buffer the caller keeps (cleared first), so that a
+/// payout run over many users allocates once instead of once per user.
+pub fn split_into(total: Cents, shares: &[u32], out: &mut Vec<Cents>) {
+    out.clear();
+    // A user has one to five debt accounts as a rule. A count known at compile
+    // time lets every loop below unroll and hand out the leftover cents
+    // without a branch, which matters when a payout run splits for millions.
+    match shares.len() {
+        1 => split_few::<1>(total, shares, out),
+        2 => split_few::<2>(total, shares, out),
+        3 => split_few::<3>(total, shares, out),
+        4 => split_few::<4>(total, shares, out),
+        5 => split_few::<5>(total, shares, out),
+        _ => split_any(total, shares, out),
+    }
+}
+
+/// The split for exactly `N` shares.
+fn split_few<const N: usize>(total: Cents, shares: &[u32], out: &mut Vec<Cents>) {
+    let Ok(shares) = <&[u32; N]>::try_from(shares) else {
+        return split_any(total, shares, out);
+    };
+    // At most five shares of at most u32::MAX: the sum fits in u64.
+    let denominator: u64 = shares.iter().map(|&share| u64::from(share)).sum();
+    match denominator {
+        // Validated shares always sum to 100: dividing by a constant lets the
+        // compiler turn every division into a multiplication.
+        100 => split_exactly::<N>(total, shares, 100, |value| value / 100, out),
+        1..=MAX_EXACT_DENOMINATOR => split_exactly::<N>(total, shares, denominator, |value| value / denominator, out),
+        _ => split_any(total, shares, out),
+    }
+}
+
+/// The largest sum of shares [`split_exactly`] takes: its products stay below
+/// the square of it, which must fit in u64.
+const MAX_EXACT_DENOMINATOR: u64 = u32::MAX as u64;
+
+/// The split for `N` shares summing to `denominator` (1..=u32::MAX), where
+/// `divide` divides by `denominator`, in u64 arithmetic and without branches
+/// that depend on the amounts.
+#[inline(always)]
+fn split_exactly<const N: usize>(
+    total: Cents,
+    shares: &[u32; N],
+    denominator: u64,
+    divide: impl Fn(u64) -> u64,
+    out: &mut Vec<Cents>,
+) {
+    let negative = total.get() < 0;
+    let magnitude = total.get().unsigned_abs();
+    // With magnitude = whole × denominator + rest, each exact part is
+    // whole × share + rest × share / denominator. Nothing overflows: whole ×
+    // share is at most the magnitude, and rest × share < denominator² ≤ 2^64.
+    let whole = divide(magnitude);
+    let rest = magnitude - whole * denominator;
+
+    let mut parts = [0_u64; N];
+    let mut remainders = [0_u64; N];
+    // What the floors leave of `rest` is the number of cents left over, fewer
+    // than the parts: each part leaves less than one cent behind.
+    let mut leftover = rest;
+    for (index, &share) in shares.iter().enumerate() {
+        let scaled = rest * u64::from(share);
+        let fraction = divide(scaled);
+        remainders[index] = scaled - fraction * denominator;
+        parts[index] = whole * u64::from(share) + fraction;
+        leftover -= fraction;
+    }
+
+    // Part i gets one of the leftover cents when fewer than `leftover` parts
+    // come before it in the order (largest remainder, then earliest index):
+    // counting them is the sort's answer without sorting.
+    for index in 0..N {
+        let mine = remainders[index];
+        let mut ahead = 0_u64;
+        for (other, &theirs) in remainders.iter().enumerate() {
+            // Bitwise, not short-circuit, so that no branch depends on the amounts.
+            ahead += u64::from((theirs > mine) | ((theirs == mine) & (other < index)));
+        }
+        parts[index] += u64::from(ahead < leftover);
+    }
+
+    out.extend(parts.map(|part| signed(part, negative)));
+}
+
+/// The split for any number of shares, of any size: u128 arithmetic and a sort.
+fn split_any(total: Cents, shares: &[u32], out: &mut Vec<Cents>) {
+    let denominator: u128 = shares.iter().map(|&share| u128::from(share)).sum();
+    if denominator == 0 {
+        out.extend((0..shares.len()).map(|index| if index == 0 { total } else { Cents::ZERO }));
+        return;
+    }
+    let negative = total.get() < 0;
+    let magnitude = u128::from(total.get().unsigned_abs());
+    let mut remainders = Vec::with_capacity(shares.len());
+    let mut leftover = magnitude;
+    for (index, &share) in shares.iter().enumerate() {
+        let scaled = magnitude * u128::from(share);
+        let floor = scaled / denominator;
+        leftover -= floor;
+        remainders.push((scaled % denominator, index));
+        // A floor is at most the magnitude, which fits in u64.
+        out.push(signed(u64::try_from(floor).unwrap_or(u64::MAX), negative));
+    }
+    // Largest remainder first; the sort is stable, so ties keep index order.
+    remainders.sort_by_key(|&(remainder, _)| std::cmp::Reverse(remainder));
+    let step = if negative { -1 } else { 1 };
+    for &(_, index) in remainders.iter().take(usize::try_from(leftover).unwrap_or(usize::MAX)) {
+        out[index] = Cents::new(out[index].get() + step);
+    }
+}
+
+/// A part with the total's sign. A part is at most the total's magnitude, so
+/// it fits once the sign is back (the magnitude of `i64::MIN` included).
+fn signed(magnitude: u64, negative: bool) -> Cents {
+    Cents::new(if negative { 0_i64.wrapping_sub_unsigned(magnitude) } else { 0_i64.wrapping_add_unsigned(magnitude) })
 }
 
 #[cfg(test)]
@@ -136,6 +225,19 @@ mod tests {
     #[test]
     fn split_with_shares_not_summing_to_100_is_proportional_to_their_sum() {
         assert_eq!(split_by_shares(Cents::new(300), &[1, 2]), cents(&[100, 200]));
+    }
+
+    #[test]
+    fn split_into_replaces_what_the_buffer_held() {
+        let mut buffer = cents(&[7, 7, 7, 7, 7, 7, 7]);
+        split_into(Cents::new(1001), &[10, 45, 45], &mut buffer);
+        assert_eq!(buffer, cents(&[100, 451, 450]));
+        // Six parts take the general path; the answer follows the same rule.
+        split_into(Cents::new(5), &[10, 10, 20, 20, 20, 20], &mut buffer);
+        // 0.5, 0.5, 1, 1, 1, 1: the one leftover cent goes to the first half-cent.
+        assert_eq!(buffer, cents(&[1, 0, 1, 1, 1, 1]));
+        split_into(Cents::new(5), &[], &mut buffer);
+        assert!(buffer.is_empty());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use donkies_domain::{
     AccountFamily, Cents, DateOfBirth, DebtShares, DebtSharesError, Direction, Email, EmailError, MoneyError, Password,
     PasswordError, Phone, PostalCode, ProfileError, Share, ShareError, Ssn, TransferAmount, UsState, roundup,
-    split_by_shares, validate_shares,
+    split_by_shares, split_into, validate_shares,
 };
 use proptest::prelude::*;
 
@@ -384,6 +384,86 @@ proptest! {
         let index = index.index(shares.len());
         shares[index] = bad;
         prop_assert_eq!(validate_shares(&shares), Err(ShareError::OutOfRange));
+    }
+}
+
+// ---------------------------------------------------------------- split against its reference
+
+/// The split written the plain way, as it was before it was made fast: u128 floors, then the
+/// leftover cents one each to the largest remainders in a stable sort (earlier index first on a
+/// tie). The fast split must give exactly these parts.
+fn reference_split(total: i64, shares: &[u32]) -> Vec<i64> {
+    let denominator: u128 = shares.iter().map(|&share| u128::from(share)).sum();
+    if denominator == 0 {
+        return (0..shares.len()).map(|index| if index == 0 { total } else { 0 }).collect();
+    }
+    let magnitude = u128::from(total.unsigned_abs());
+    let mut parts: Vec<u128> = shares.iter().map(|&share| magnitude * u128::from(share) / denominator).collect();
+    let remainder = |index: usize| magnitude * u128::from(shares[index]) % denominator;
+    let mut order: Vec<usize> = (0..shares.len()).collect();
+    order.sort_by_key(|&index| std::cmp::Reverse(remainder(index)));
+    let leftover = magnitude - parts.iter().sum::<u128>();
+    for &index in order.iter().take(usize::try_from(leftover).unwrap()) {
+        parts[index] += 1;
+    }
+    let sign = if total < 0 { -1 } else { 1 };
+    parts.into_iter().map(|part| i64::try_from(sign * i128::try_from(part).unwrap()).unwrap()).collect()
+}
+
+/// 1 to 10 shares that sum to exactly 100.
+fn one_to_ten_percentages() -> impl Strategy<Value = Vec<u32>> {
+    prop::collection::vec(0_u32..=100, 0..10).prop_map(|mut cuts| {
+        cuts.sort_unstable();
+        let mut shares: Vec<u32> =
+            cuts.iter().scan(0, |previous, &cut| Some(cut - std::mem::replace(previous, cut))).collect();
+        shares.push(100 - cuts.last().copied().unwrap_or(0));
+        shares
+    })
+}
+
+/// Shares as stored data might hold them: small percentages, zeros, and values whose sum runs
+/// past u32 (which the split handles the slow way).
+fn unvalidated_shares() -> impl Strategy<Value = Vec<u32>> {
+    prop::collection::vec(prop_oneof![0_u32..=100, Just(0_u32), any::<u32>()], 0..12)
+}
+
+fn values(parts: &[Cents]) -> Vec<i64> {
+    parts.iter().map(|part| part.get()).collect()
+}
+
+proptest! {
+    #[test]
+    fn split_of_up_to_ten_billion_dollars_is_exact_within_a_cent_and_as_the_reference(
+        total in 0_i64..=1_000_000_000_000,
+        shares in one_to_ten_percentages(),
+    ) {
+        let parts = split_by_shares(Cents::new(total), &shares);
+        prop_assert_eq!(sum(&parts), i128::from(total));
+        for (part, &share) in parts.iter().zip(&shares) {
+            // |part − total × share / 100| ≤ 1 cent, scaled by 100 to stay in integers.
+            let error_times_100 = (i128::from(part.get()) * 100 - i128::from(total) * i128::from(share)).abs();
+            prop_assert!(error_times_100 <= 100, "part {part:?} share {share} of {total}");
+        }
+        prop_assert_eq!(values(&parts), reference_split(total, &shares));
+    }
+
+    #[test]
+    fn split_is_the_reference_split_for_any_total_and_any_shares(
+        total in prop_oneof![any::<i64>(), -100_000_i64..100_000, Just(i64::MIN), Just(i64::MAX)],
+        shares in prop_oneof![one_to_ten_percentages(), unvalidated_shares()],
+    ) {
+        prop_assert_eq!(values(&split_by_shares(Cents::new(total), &shares)), reference_split(total, &shares));
+    }
+
+    #[test]
+    fn split_into_clears_the_buffer_and_gives_the_same_parts(
+        total in any::<i64>(),
+        shares in prop_oneof![one_to_ten_percentages(), unvalidated_shares()],
+        stale in prop::collection::vec(any::<i64>(), 0..8),
+    ) {
+        let mut buffer: Vec<Cents> = stale.into_iter().map(Cents::new).collect();
+        split_into(Cents::new(total), &shares, &mut buffer);
+        prop_assert_eq!(values(&buffer), reference_split(total, &shares));
     }
 }
 
@@ -881,6 +961,265 @@ mod ledger {
             held_by_user.retain(|_, cents| *cents != 0);
             brought_in.retain(|_, cents| *cents != 0);
             prop_assert_eq!(held_by_user, brought_in);
+        }
+    }
+}
+
+// ---------------------------------------------------------------- round-up rules
+
+mod rules {
+    use donkies_domain::{AccountFamily, Cap, Cents, Direction, Multiplier, RoundUpRules, roundup};
+    use proptest::prelude::*;
+
+    /// Caps low enough that they often bind.
+    fn cap() -> impl Strategy<Value = Option<Cap>> {
+        prop::option::of((Cap::MIN_DOLLARS..=300).prop_map(|dollars| Cap::parse_dollars(dollars).unwrap()))
+    }
+
+    fn any_rules() -> impl Strategy<Value = RoundUpRules> {
+        (any::<bool>(), any::<bool>(), prop::sample::select(Multiplier::CHOICES.to_vec()), cap(), cap()).prop_map(
+            |(even_roundup, paused, multiplier, daily_cap, monthly_cap)| RoundUpRules {
+                even_roundup,
+                paused,
+                multiplier: Multiplier::parse(multiplier).unwrap(),
+                daily_cap,
+                monthly_cap,
+            },
+        )
+    }
+
+    /// Pending round-ups and contributions, each above zero.
+    fn items() -> impl Strategy<Value = Vec<Cents>> {
+        prop::collection::vec(prop_oneof![1_i64..=1_000, 1_i64..=20_000].prop_map(Cents::new), 0..40)
+    }
+
+    /// Already collected: often nothing, sometimes past a cap.
+    fn collected() -> impl Strategy<Value = Cents> {
+        prop_oneof![Just(0_i64), 0_i64..=40_000].prop_map(Cents::new)
+    }
+
+    fn minimum() -> impl Strategy<Value = Cents> {
+        prop_oneof![Just(500_i64), 0_i64..=3_000].prop_map(Cents::new)
+    }
+
+    /// What may still be collected under a cap; `i128::MAX` for no cap.
+    fn room(cap: Option<Cap>, collected: Cents) -> i128 {
+        cap.map_or(i128::MAX, |cap| (i128::from(cap.cents().get()) - i128::from(collected.get())).max(0))
+    }
+
+    fn total(items: &[Cents], taken: &[usize]) -> i128 {
+        taken.iter().map(|&index| i128::from(items[index].get())).sum()
+    }
+
+    proptest! {
+        #[test]
+        fn collection_takes_in_order_and_never_more_than_either_room(
+            rules in any_rules(),
+            items in items(),
+            today in collected(),
+            month in collected(),
+            minimum in minimum(),
+        ) {
+            let taken = rules.select_for_collection(&items, today, month, minimum);
+            prop_assert!(taken.windows(2).all(|pair| pair[0] < pair[1]), "in order, each once: {taken:?}");
+            prop_assert!(taken.iter().all(|&index| index < items.len()));
+            let taken_total = total(&items, &taken);
+            prop_assert!(taken_total <= room(rules.daily_cap, today), "{taken_total} over the daily room");
+            prop_assert!(taken_total <= room(rules.monthly_cap, month), "{taken_total} over the monthly room");
+        }
+
+        #[test]
+        fn collection_skips_only_what_no_longer_fits(
+            rules in any_rules(),
+            items in items(),
+            today in collected(),
+            month in collected(),
+        ) {
+            let taken = rules.select_for_collection(&items, today, month, Cents::ZERO);
+            let mut daily = room(rules.daily_cap, today);
+            let mut monthly = room(rules.monthly_cap, month);
+            for (index, item) in items.iter().enumerate() {
+                let amount = i128::from(item.get());
+                if taken.contains(&index) {
+                    daily -= amount;
+                    monthly -= amount;
+                } else {
+                    prop_assert!(amount > daily.min(monthly), "item {index} ({item}) fitted but was skipped");
+                }
+            }
+        }
+
+        #[test]
+        fn collection_takes_nothing_when_the_taken_total_would_be_below_the_minimum(
+            rules in any_rules(),
+            items in items(),
+            today in collected(),
+            month in collected(),
+            minimum in minimum(),
+        ) {
+            let fitting = rules.select_for_collection(&items, today, month, Cents::ZERO);
+            let taken = rules.select_for_collection(&items, today, month, minimum);
+            if total(&items, &fitting) >= i128::from(minimum.get()) {
+                prop_assert_eq!(taken, fitting);
+            } else {
+                prop_assert!(taken.is_empty(), "{taken:?} below the minimum {minimum}");
+            }
+        }
+
+        #[test]
+        fn collection_without_caps_takes_everything_once_the_minimum_is_reached(
+            rules in any_rules(),
+            items in items(),
+            today in collected(),
+            month in collected(),
+            minimum in minimum(),
+        ) {
+            let uncapped = RoundUpRules { daily_cap: None, monthly_cap: None, ..rules };
+            let taken = uncapped.select_for_collection(&items, today, month, minimum);
+            let everything: Vec<usize> = (0..items.len()).collect();
+            if total(&items, &everything) >= i128::from(minimum.get()) {
+                prop_assert_eq!(taken, everything);
+            } else {
+                prop_assert!(taken.is_empty());
+            }
+        }
+
+        #[test]
+        fn roundup_under_rules_is_the_multiplied_spare_change_and_nothing_while_paused(
+            rules in any_rules(),
+            direction in prop::sample::select(vec![Direction::Debit, Direction::Credit]),
+            family in prop::sample::select(AccountFamily::ALL.to_vec()),
+            amount in prop_oneof![any::<i64>(), 1_i64..100_000, (1_i64..1_000).prop_map(|dollars| dollars * 100)],
+        ) {
+            let up = rules.roundup(direction, family, Cents::new(amount)).get();
+            if rules.paused {
+                prop_assert_eq!(up, 0);
+            } else {
+                let spare_change = roundup(direction, family, Cents::new(amount), rules.even_roundup).get();
+                prop_assert_eq!(up, spare_change * rules.multiplier.get());
+            }
+            // $0.99 × 10 at most, or a whole dollar × 10 with even round-up: always under the
+            // smallest cap.
+            let largest = if rules.even_roundup { 1_000 } else { 990 };
+            prop_assert!((0..=largest).contains(&up), "{up}");
+            prop_assert!(up <= Cap::parse_dollars(Cap::MIN_DOLLARS).unwrap().cents().get());
+        }
+    }
+}
+
+// ---------------------------------------------------------------- payoff projection
+
+mod projection {
+    use donkies_domain::{Cents, MAX_PAYOFF_MONTHS, PayoffMonth, payoff_schedule, project_payoff};
+    use proptest::prelude::*;
+
+    /// Up to $10 million; at 12 % (1 % a month) the ones ending in 50 cents owe exactly half a
+    /// cent of interest in their first month.
+    fn balance() -> impl Strategy<Value = Cents> {
+        prop_oneof![
+            1_i64..=1_000_000_000,
+            1_i64..=2_000_000,
+            (0_i64..10_000_000).prop_map(|dollars| dollars * 100 + 50),
+            -1_000_i64..=0,
+        ]
+        .prop_map(Cents::new)
+    }
+
+    /// 0 % to 36 % APR, in basis points.
+    fn apr() -> impl Strategy<Value = u32> {
+        prop_oneof![Just(0_u32), Just(1_200_u32), 0_u32..=3_600]
+    }
+
+    fn payment() -> impl Strategy<Value = Cents> {
+        prop_oneof![Just(0_i64), 1_i64..=5_000, 1_i64..=200_000, 1_i64..=20_000_000].prop_map(Cents::new)
+    }
+
+    /// `balance × apr / 12`, rounded half up, written another way than the domain writes it.
+    fn interest_by_hand(balance: i64, apr: u32) -> i128 {
+        let twice = 2 * i128::from(balance) * i128::from(apr);
+        (twice + 120_000) / 240_000
+    }
+
+    proptest! {
+        #[test]
+        fn paying_more_each_month_never_takes_longer_or_costs_more_interest(
+            balance in balance(),
+            apr in apr(),
+            minimum in payment(),
+            roundup in payment(),
+        ) {
+            let projection = project_payoff(balance, apr, minimum, roundup);
+            if let Some(months_without) = projection.months_without {
+                prop_assert!(projection.months_with.is_some(), "{projection:?}");
+                let months_with = projection.months_with.unwrap();
+                let interest_with = projection.interest_with.unwrap();
+                let interest_without = projection.interest_without.unwrap();
+                prop_assert!(months_with <= months_without, "{projection:?}");
+                prop_assert!(interest_with <= interest_without, "{projection:?}");
+                prop_assert_eq!(projection.months_saved, Some(months_without - months_with));
+                prop_assert_eq!(
+                    projection.interest_saved,
+                    Some(Cents::new(interest_without.get() - interest_with.get()))
+                );
+            } else {
+                prop_assert_eq!((projection.months_saved, projection.interest_saved), (None, None));
+            }
+            prop_assert_eq!(projection.months_with.is_some(), projection.interest_with.is_some());
+            prop_assert_eq!(projection.months_without.is_some(), projection.interest_without.is_some());
+        }
+
+        #[test]
+        fn a_zero_round_up_projects_the_same_payoff_with_and_without(
+            balance in balance(),
+            apr in apr(),
+            minimum in payment(),
+        ) {
+            let projection = project_payoff(balance, apr, minimum, Cents::ZERO);
+            prop_assert_eq!(projection.months_with, projection.months_without);
+            prop_assert_eq!(projection.interest_with, projection.interest_without);
+            if projection.months_without.is_some() {
+                prop_assert_eq!(projection.months_saved, Some(0));
+                prop_assert_eq!(projection.interest_saved, Some(Cents::ZERO));
+            }
+        }
+
+        #[test]
+        fn the_schedule_pays_exactly_the_balance_plus_the_interest(
+            balance in balance(),
+            apr in apr(),
+            monthly in payment(),
+        ) {
+            let horizon = usize::try_from(MAX_PAYOFF_MONTHS).unwrap();
+            let months: Vec<PayoffMonth> = payoff_schedule(balance, apr, monthly).take(horizon + 1).collect();
+            let mut owed = balance.get();
+            for (number, month) in months.iter().enumerate() {
+                prop_assert_eq!(i128::from(month.interest.get()), interest_by_hand(owed, apr), "month {}", number);
+                prop_assert_eq!(month.balance_after.get(), owed + month.interest.get() - month.payment.get());
+                prop_assert!(month.balance_after >= Cents::ZERO);
+                if month.balance_after > Cents::ZERO {
+                    prop_assert_eq!(month.payment, monthly, "only the last month pays less");
+                }
+                owed = month.balance_after.get();
+            }
+            let paid: i128 = months.iter().map(|month| i128::from(month.payment.get())).sum();
+            let interest: i128 = months.iter().map(|month| i128::from(month.interest.get())).sum();
+            let paid_off = owed <= 0;
+            if paid_off && balance > Cents::ZERO {
+                prop_assert_eq!(paid, i128::from(balance.get()) + interest, "every cent paid is balance or interest");
+            }
+            if !paid_off && months.len() <= horizon {
+                // It stopped early: the next payment would not beat the interest.
+                prop_assert!(i128::from(monthly.get()) <= interest_by_hand(owed, apr));
+            }
+
+            let projection = project_payoff(balance, apr, monthly, Cents::ZERO);
+            if paid_off && months.len() <= horizon {
+                prop_assert_eq!(projection.months_without, Some(u32::try_from(months.len()).unwrap()));
+                prop_assert_eq!(projection.interest_without.map(|cents| i128::from(cents.get())), Some(interest));
+            } else {
+                prop_assert_eq!(projection.months_without, None);
+                prop_assert_eq!(projection.interest_without, None);
+            }
         }
     }
 }
