@@ -33,11 +33,7 @@ pub use payments::{
     return_consequences, valid_routing_number,
 };
 pub use profile::{DateOfBirth, Phone, PostalCode, ProfileError, Ssn, UsState};
-<<<<<<< HEAD
-pub use projection::{Projection, project_payoff};
-=======
 pub use projection::{MAX_PAYOFF_MONTHS, PayoffMonth, PayoffSchedule, Projection, payoff_schedule, project_payoff};
->>>>>>> wt-domain
 pub use rules::{Cap, Multiplier, RoundUpRules};
 pub use secret::SecretString;
 pub use settings::TransferAmount;
