@@ -55,6 +55,36 @@ pub enum Command {
         #[command(subcommand)]
         command: PaymentsCommand,
     },
+    /// Collect round-ups now: every user whose waiting round-ups reach the minimum gets one
+    /// transfer to Donkies, sent by the running worker (this command follows it).
+    Collect {
+        /// Show what would be collected; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Pay out held money as on the payout day DATE (the calendar, shortened).
+    Payout {
+        /// The payout day, YYYY-MM-DD (one payout per user and day).
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        date: String,
+        /// Show what would be paid out; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Payout parts paid by hand: list them, or record one as paid.
+    Payouts {
+        #[command(subcommand)]
+        command: PayoutsCommand,
+    },
+    /// The double-entry ledger: prove it balances, or show one user's accounts and entries.
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
     /// Run a provider simulator on its own port (for front-end developers and tests).
     Sandbox {
         #[command(subcommand)]
@@ -121,6 +151,44 @@ pub enum PaymentsCommand {
     /// Sandbox only: process pending transfers and micro-deposits now (on the simulator that
     /// `serve` runs, or the one DONKIES_DWOLLA_URL names).
     Simulate {
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PayoutsCommand {
+    /// Parts waiting to be paid by hand (debt accounts without a bank at the payment provider).
+    Manual {
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Record that a manual part was paid, with the payment's reference.
+    MarkPaid {
+        /// The part's id (as `payouts manual` and `/v1/transfers_debt` show it).
+        part: i64,
+        /// The payment's reference, e.g. the bank's confirmation number.
+        #[arg(long)]
+        reference: String,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LedgerCommand {
+    /// Prove the ledger balances, for every user and in total, and that every transfer at the
+    /// payment provider is exactly one movement; prints what is off and exits 1 if anything is.
+    Check {
+        /// Do not ask the payment provider for its transfers.
+        #[arg(long)]
+        no_provider: bool,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// One user's ledger accounts, balances and entries.
+    User {
+        email: String,
         #[command(flatten)]
         common: CommonArgs,
     },
@@ -263,6 +331,32 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let _ = sim.shutdown().await;
         }
         Command::Payments { command } => payments(&cli.config, command).await?,
+        Command::Collect { dry_run, common } => {
+            let services = operator_services(&cli.config, &common).await?;
+            crate::operator::collect(&services, dry_run).await?;
+        }
+        Command::Payout { date, dry_run, common } => {
+            let day = chrono::NaiveDate::parse_from_str(date.trim(), "%Y-%m-%d")
+                .map_err(|e| ConfigError::new("--date", format!("{date:?} is not YYYY-MM-DD: {e}")))?;
+            let services = operator_services(&cli.config, &common).await?;
+            crate::operator::payout(&services, day, dry_run).await?;
+        }
+        Command::Payouts { command: PayoutsCommand::Manual { common } } => {
+            let services = operator_services(&cli.config, &common).await?;
+            crate::operator::manual_parts(&services).await?;
+        }
+        Command::Payouts { command: PayoutsCommand::MarkPaid { part, reference, common } } => {
+            let services = operator_services(&cli.config, &common).await?;
+            crate::operator::mark_paid(&services, part, &reference).await?;
+        }
+        Command::Ledger { command: LedgerCommand::Check { no_provider, common } } => {
+            let services = operator_services(&cli.config, &common).await?;
+            crate::operator::ledger_check(&services, !no_provider).await?;
+        }
+        Command::Ledger { command: LedgerCommand::User { email, common } } => {
+            let services = operator_services(&cli.config, &common).await?;
+            crate::operator::ledger_user(&services, &email).await?;
+        }
         Command::Jobs { command: JobsCommand::List { failed, common } } => {
             let settings = settings(&cli.config, None, &common)?;
             let db = open_database(&settings).await?;

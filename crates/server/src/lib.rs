@@ -7,6 +7,7 @@ pub mod crypto;
 pub mod http;
 pub mod jobs;
 pub mod mail;
+pub mod operator;
 pub mod providers;
 pub mod services;
 

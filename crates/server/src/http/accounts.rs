@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use donkies_domain::{Cents, DebtSharesError, Share, roundup};
+use donkies_domain::{Cents, DebtSharesError, RoundUpRules, Share};
 use donkies_store::accounts::Account;
 use donkies_store::transactions::Transaction;
 
@@ -380,11 +380,11 @@ macro_rules! view_of_row {
 }
 
 impl<'a> TransactionView<'a> {
-    fn of(t: &'a Transaction, even_roundup: bool) -> TransactionView<'a> {
+    fn of(t: &'a Transaction, rules: &RoundUpRules) -> TransactionView<'a> {
         view_of_row!(t {
             account: &t.account_name,
             uid: &t.uid,
-            roundup: roundup(t.kind, t.account_type_ds, t.amount, even_roundup),
+            roundup: rules.roundup(t.kind, t.account_type_ds, t.amount),
             category: t.category.as_deref(),
             top_level_category: t.top_level_category.as_deref(),
             description: t.description.as_deref(),
@@ -433,13 +433,16 @@ async fn list_transactions(
     page: Page,
     headers: HeaderMap,
 ) -> ApiResult<axum::response::Response> {
-    let (user_id, even) = (auth.user.id, auth.user.is_even_roundup);
+    // What each purchase rounds up to under the user's settings; a pause stops gathering, not
+    // what the list shows.
+    let rules = RoundUpRules { paused: false, ..crate::services::money::rules_of(&auth.user) };
+    let user_id = auth.user.id;
     let account = q.account()?;
-    let key = format!("{user_id}/{even}/{account:?}/{}", page.cache_key());
+    let key = format!("{user_id}/{}/{}/{account:?}/{}", rules.even_roundup, rules.multiplier.get(), page.cache_key());
     let renderer = state.clone();
     let body = state
         .transaction_lists
-        .get_or_render(user_id, key, move || render_transactions(renderer, user_id, even, account, page))
+        .get_or_render(user_id, key, move || render_transactions(renderer, user_id, rules, account, page))
         .await?;
     body.respond(&headers).await
 }
@@ -448,7 +451,7 @@ async fn list_transactions(
 async fn render_transactions(
     state: AppState,
     user_id: i64,
-    even: bool,
+    rules: RoundUpRules,
     account: Option<i64>,
     page: Page,
 ) -> ApiResult<Rendered> {
@@ -469,7 +472,7 @@ async fn render_transactions(
             out.push(b',');
         }
         first = false;
-        serde_json::to_writer(&mut out, &TransactionView::of(&t, even)).map_err(anyhow::Error::from)?;
+        serde_json::to_writer(&mut out, &TransactionView::of(&t, &rules)).map_err(anyhow::Error::from)?;
     }
     out.push(b']');
     if links.is_some() {

@@ -26,12 +26,18 @@ both_databases!(
 
 const WAIT: Duration = Duration::from_secs(40);
 
-async fn put(app: &TestApp, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+pub(crate) async fn put(app: &TestApp, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
     app.call(Method::PUT, path, Some(token), Some(body)).await
 }
 
 /// Poll `GET path` until `pred` holds.
-async fn wait_for(app: &TestApp, path: &str, token: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn wait_for(
+    app: &TestApp,
+    path: &str,
+    token: &str,
+    what: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = Instant::now() + WAIT;
     loop {
         let (status, body) = app.get(path, Some(token)).await;
@@ -43,14 +49,14 @@ async fn wait_for(app: &TestApp, path: &str, token: &str, what: &str, pred: impl
     }
 }
 
-fn complete_profile() -> Value {
+pub(crate) fn complete_profile() -> Value {
     json!({"phone": "6175550100", "address1": "1 Main St", "city": "Boston", "state": "MA",
            "postal_code": "02108", "date_of_birth": "1990-05-17", "ssn": "123-45-6789"})
 }
 
 /// A user with a linked bank (four accounts) whose profile is complete and whose customer is
 /// verified at Dwolla; returns the token and the user's debit accounts.
-async fn payments_user(app: &TestApp, email: &str) -> (String, Vec<Value>) {
+pub(crate) async fn payments_user(app: &TestApp, email: &str) -> (String, Vec<Value>) {
     let token = app.signed_up_user(email).await;
     wait_for(app, "/v1/institutions", &token, "the institution catalog", |b| {
         b.as_array().is_some_and(|l| !l.is_empty())
@@ -73,7 +79,7 @@ async fn payments_user(app: &TestApp, email: &str) -> (String, Vec<Value>) {
 }
 
 /// Add a bank by numbers to `account` and wait until its micro-deposits were sent.
-async fn add_bank(app: &TestApp, token: &str, account: &Value, name: &str) -> Value {
+pub(crate) async fn add_bank(app: &TestApp, token: &str, account: &Value, name: &str) -> Value {
     // Dwolla refuses the same bank twice for one customer: a number of the account's own.
     let number = format!("{}", 100_000_000 + account["id"].as_i64().unwrap() % 900_000_000);
     let body = json!({"account_id": account["id"], "account_number": number, "routing_number": "222222226",
@@ -94,13 +100,13 @@ async fn add_bank(app: &TestApp, token: &str, account: &Value, name: &str) -> Va
     list.as_array().unwrap().iter().find(|f| f["id"] == id).unwrap().clone()
 }
 
-async fn verify(app: &TestApp, token: &str, source: &Value, a1: &str, a2: &str) -> (StatusCode, Value) {
+pub(crate) async fn verify(app: &TestApp, token: &str, source: &Value, a1: &str, a2: &str) -> (StatusCode, Value) {
     let path = format!("/v1/funding_sources/{}/verify", source["id"]);
     app.post(&path, Some(token), json!({"amount1": a1, "amount2": a2})).await
 }
 
 /// A verified funding source (by micro-deposits) on the user's first debit account.
-async fn verified_bank(app: &TestApp, token: &str, account: &Value, name: &str) -> Value {
+pub(crate) async fn verified_bank(app: &TestApp, token: &str, account: &Value, name: &str) -> Value {
     let source = add_bank(app, token, account, name).await;
     let (status, body) = verify(app, token, &source, "0.03", "0.07").await;
     assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("verified")), "{body}");
@@ -108,7 +114,7 @@ async fn verified_bank(app: &TestApp, token: &str, account: &Value, name: &str) 
 }
 
 /// The stored transfer after its job ran; waits for it to reach Dwolla.
-async fn wait_transfer(
+pub(crate) async fn wait_transfer(
     app: &TestApp,
     id: i64,
     what: &str,
@@ -125,12 +131,12 @@ async fn wait_transfer(
     }
 }
 
-fn services(app: &TestApp) -> &donkies_server::services::Services {
+pub(crate) fn services(app: &TestApp) -> &donkies_server::services::Services {
     app.server.as_ref().unwrap().services()
 }
 
 /// How many transfers the simulated Dwolla holds for the customer of `user`'s token.
-async fn transfers_at_dwolla(app: &TestApp, token: &str) -> u64 {
+pub(crate) async fn transfers_at_dwolla(app: &TestApp, token: &str) -> u64 {
     let (_, user) = app.get("/v1/user", Some(token)).await;
     let customer = user["dwolla_customer"]["dwolla_id"].as_str().unwrap().to_owned();
     let page = services(app).rail.customer_transfers(&customer, Default::default()).await.unwrap();
