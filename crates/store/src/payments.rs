@@ -361,6 +361,28 @@ pub async fn set_funding_source_status(
     follow_status(db, "funding_sources", id, status.as_str(), now).await
 }
 
+/// Follow what Dwolla reported for a funding source, except that a read older than our own
+/// verification never takes a verified source back to unverified (an ACH return does that,
+/// through [`set_funding_source_status`]). Whether it changed.
+pub async fn refresh_funding_source_status(
+    db: &Db,
+    id: i64,
+    status: FundingSourceStatus,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let n = write_alone!(db, conn => sqlx::query(
+        "UPDATE funding_sources SET status = $2, updated_at = $3 \
+         WHERE id = $1 AND status <> $2 AND NOT (status = 'verified' AND $2 = 'unverified')",
+    )
+    .bind(id)
+    .bind(status.as_str())
+    .bind(now)
+    .execute(conn)
+    .await
+    .map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+
 /// Where the micro-deposits stand and how many verification attempts failed.
 pub async fn set_micro_deposits(
     db: &Db,

@@ -189,10 +189,25 @@ async fn profile_completes_and_then_freezes(db: Db) {
 
 async fn settings_and_close(db: Db) {
     let id = make_user(&db, "ada@example.com").await;
-    users::update_settings(&db, id, Some(TransferAmount::parse(50).unwrap()), None, now()).await.unwrap();
-    users::update_settings(&db, id, None, Some(true), now()).await.unwrap();
+    let minimum = users::SettingsUpdate {
+        minimum_transfer_amount: Some(TransferAmount::parse(50).unwrap()),
+        daily_cap: Some(Some(20)),
+        monthly_cap: Some(Some(200)),
+        ..Default::default()
+    };
+    users::update_settings(&db, id, &minimum, now()).await.unwrap();
+    let rules = users::SettingsUpdate {
+        is_even_roundup: Some(true),
+        roundups_paused: Some(true),
+        roundup_multiplier: Some(5),
+        daily_cap: Some(None),
+        ..Default::default()
+    };
+    users::update_settings(&db, id, &rules, now()).await.unwrap();
     let user = users::find_by_id(&db, id).await.unwrap().unwrap();
     assert_eq!((user.minimum_transfer_amount.get(), user.is_even_roundup), (50, true));
+    assert_eq!((user.roundups_paused, user.roundup_multiplier), (true, 5));
+    assert_eq!((user.daily_cap, user.monthly_cap), (None, Some(200)), "a cap removed, the other kept");
     users::close_account(&db, id, now()).await.unwrap();
     let user = users::find_by_id(&db, id).await.unwrap().unwrap();
     assert!(user.is_closed_account);

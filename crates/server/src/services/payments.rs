@@ -890,7 +890,8 @@ impl Services {
         };
         let found = self.rail.funding_source(dwolla_id).await?;
         let status = FundingSourceStatus::parse(&wire_text(&found.status)).unwrap_or(FundingSourceStatus::Unverified);
-        payments::set_funding_source_status(&self.db, source.id, status, now()).await?;
+        // The read may be older than a verification that just happened here.
+        payments::refresh_funding_source_status(&self.db, source.id, status, now()).await?;
         if found.removed && !source.is_removed {
             payments::mark_funding_source_removed(&self.db, source.id, now()).await?;
         }
