@@ -19,6 +19,7 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("post", "/v1/password/reset"),
     ("get", "/v1/user"),
     ("put", "/v1/user"),
+    ("get", "/v1/user_settings"),
     ("patch", "/v1/user_settings"),
     ("get", "/v1/settings"),
     ("post", "/v1/user/change/email"),
@@ -62,6 +63,14 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("post", "/v1/create_funding_source_by_iav"),
     ("post", "/v1/accounts/set_funding_source/{id}"),
     ("post", "/v1/dwolla/webhooks"),
+    ("get", "/v1/stat"),
+    ("get", "/v1/transfers_prepare"),
+    ("get", "/v1/transfers_donkies"),
+    ("get", "/v1/transfers_user"),
+    ("get", "/v1/transfers_debt"),
+    ("get", "/v1/contributions"),
+    ("post", "/v1/contributions"),
+    ("get", "/v1/accounts/{id}/projection"),
 ];
 
 #[tokio::test]
