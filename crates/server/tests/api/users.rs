@@ -101,7 +101,11 @@ async fn full_signup_story(backend: Backend) {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(settings, json!({"minimum_transfer_amount": 20, "is_even_roundup": true}));
+    assert_eq!(
+        settings,
+        json!({"minimum_transfer_amount": 20, "is_even_roundup": true, "roundups_paused": false,
+               "roundup_multiplier": 1, "daily_cap": null, "monthly_cap": null})
+    );
     let (_, choices) = app.get("/v1/settings", Some(&token)).await;
     assert_eq!(choices, json!({"transfer_amounts": [5, 10, 20, 50, 100]}));
 
@@ -387,10 +391,8 @@ async fn user_settings_accept_only_the_choices(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    assert_eq!(
-        res.json::<serde_json::Value>().await.unwrap(),
-        json!({"minimum_transfer_amount": 100, "is_even_roundup": true})
-    );
+    let body = res.json::<serde_json::Value>().await.unwrap();
+    assert_eq!((&body["minimum_transfer_amount"], &body["is_even_roundup"]), (&json!(100), &json!(true)), "{body}");
     let (_, user) = app.get("/v1/user", Some(&token)).await;
     assert_eq!((user["minimum_transfer_amount"].as_i64(), user["is_even_roundup"].as_bool()), (Some(100), Some(true)));
 }
