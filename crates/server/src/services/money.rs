@@ -140,6 +140,13 @@ fn month_start(t: DateTime<Utc>) -> DateTime<Utc> {
     Utc.from_utc_datetime(&first.and_hms_opt(0, 0, 0).unwrap_or_default())
 }
 
+/// An aggregator's APR in basis points. Banks report it as a fraction (`0.1999`) or as a
+/// percent (`19.99`): a value at or below 1 is read as a fraction — no card charges 1 % a year.
+fn apr_basis_points(apr: f64) -> u32 {
+    let percent = if apr <= 1.0 { apr * 100.0 } else { apr };
+    (percent * 100.0).round().clamp(0.0, 100_000.0) as u32
+}
+
 /// The user's round-up rules, from their settings.
 pub fn rules_of(user: &User) -> RoundUpRules {
     RoundUpRules {
@@ -665,7 +672,7 @@ impl Services {
         let total: i64 = recent.iter().map(|(kind, family, amount)| rules.roundup(*kind, *family, *amount).get()).sum();
         let monthly = Cents::new(total / 3 * i64::from(account.transfer_share.get()) / 100);
         let balance = account.balance.unwrap_or_default();
-        let apr_bp = account.apr.map_or(0, |apr| (apr * 100.0).round().clamp(0.0, 100_000.0) as u32);
+        let apr_bp = account.apr.map_or(0, apr_basis_points);
         let minimum = account.minimum_payment.unwrap_or_default();
         Ok((monthly, project_payoff(balance, apr_bp, minimum, monthly)))
     }
@@ -894,5 +901,19 @@ impl Services {
         let entries = ledger::entries_of_user(&self.db, user.id).await?;
         let pending = ledger::pending_of_user(&self.db, user.id).await?;
         Ok((user, balances, entries, pending))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::apr_basis_points;
+
+    #[test]
+    fn an_apr_is_read_as_a_fraction_or_a_percent() {
+        assert_eq!(apr_basis_points(0.1999), 1999);
+        assert_eq!(apr_basis_points(19.99), 1999);
+        assert_eq!(apr_basis_points(0.0), 0);
+        assert_eq!(apr_basis_points(-3.0), 0);
+        assert_eq!(apr_basis_points(f64::NAN), 0);
     }
 }
