@@ -163,6 +163,11 @@ pub struct CommonArgs {
     #[arg(long, env = "DONKIES_CACHE_MS", value_name = "MS")]
     pub cache_ms: Option<String>,
 
+    /// Where /metrics is served: unset, on the main listener; `off`, nowhere; an address such
+    /// as 127.0.0.1:9100, there only (not on the main listener) [default: the main listener]
+    #[arg(long, env = "DONKIES_METRICS_LISTEN", value_name = "ADDR|off")]
+    pub metrics_listen: Option<String>,
+
     /// Time the in-process Atrium simulator spends in each member status, in milliseconds
     /// [default: 500]
     #[arg(long, env = "DONKIES_SANDBOX_STEP_MS", value_name = "MS")]
@@ -249,10 +254,37 @@ pub struct Settings {
     pub member_poll: Duration,
     pub member_poll_limit: i64,
     pub cache_ttl: Duration,
+    pub metrics: MetricsEndpoint,
     pub facebook: ProviderSetting<SocialRemote>,
     pub google: ProviderSetting<SocialRemote>,
     pub twitter: ProviderSetting<SocialRemote>,
     pub dwolla: DwollaSettings,
+}
+
+/// Where `/metrics` is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsEndpoint {
+    /// On the main listener, beside the API.
+    Main,
+    /// Nowhere.
+    Off,
+    /// On this address only, so that it need not be public.
+    Listen(SocketAddr),
+}
+
+impl MetricsEndpoint {
+    fn parse(value: Option<String>) -> Result<MetricsEndpoint, ConfigError> {
+        match value.as_deref().map(str::trim) {
+            None | Some("") => Ok(MetricsEndpoint::Main),
+            Some(off) if off.eq_ignore_ascii_case("off") => Ok(MetricsEndpoint::Off),
+            Some(addr) => addr.parse().map(MetricsEndpoint::Listen).map_err(|e| {
+                ConfigError::new(
+                    "DONKIES_METRICS_LISTEN (--metrics-listen)",
+                    format!("{addr:?} is neither `off` nor an address: {e}"),
+                )
+            }),
+        }
+    }
 }
 
 /// Where an outside service is.
@@ -363,6 +395,7 @@ const FILE_KEYS: &[&str] = &[
     "member_poll_limit",
     "sandbox_step_ms",
     "cache_ms",
+    "metrics_listen",
     "facebook_url",
     "facebook_key",
     "facebook_secret",
@@ -663,6 +696,7 @@ impl Settings {
         )?;
 
         let cache_ms: u64 = parse_num(pick(&args.cache_ms, file, "cache_ms"), "DONKIES_CACHE_MS (--cache-ms)", 1000)?;
+        let metrics = MetricsEndpoint::parse(pick(&args.metrics_listen, file, "metrics_listen"))?;
 
         // Simulated sign-in providers only when the whole server runs on simulators.
         let sandbox_mode = atrium.is_sandbox();
@@ -700,6 +734,7 @@ impl Settings {
             google,
             twitter,
             cache_ttl: Duration::from_millis(cache_ms),
+            metrics,
             atrium,
             atrium_timeout,
             sandbox_step: Duration::from_millis(sandbox_step_ms),
