@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use url::Url;
 
 use crate::aggregator::{Aggregator, DateRange, Page, PageRequest, Result};
+use crate::metered;
 use crate::wire::{self, *};
 use crate::{AtriumError, SecretString};
 
@@ -105,8 +106,11 @@ impl AtriumClient {
         let request = request.build().map_err(|e| AtriumError::from_transport(&e))?;
         let method = request.method().clone();
         let path = request.url().path().to_owned();
+        let operation = metered::operation(&method, &self.base_url, request.url());
         let started = Instant::now();
-        let response = match self.http.execute(request).await {
+        let sent = self.http.execute(request).await;
+        metered::record(operation, metered::outcome(sent.as_ref().map(Response::status)), started);
+        let response = match sent {
             Ok(response) => response,
             Err(error) => {
                 let error = AtriumError::from_transport(&error);

@@ -9,6 +9,7 @@
 mod aggregator;
 mod client;
 mod error;
+mod metered;
 pub mod wire;
 
 pub use aggregator::{Aggregator, DateRange, Page, PageRequest, Result, collect_pages};

@@ -7,12 +7,13 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use donkies_domain::Cents;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION, RETRY_AFTER};
-use reqwest::{Method, Response, StatusCode};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::Mutex;
 use url::Url;
 
+use crate::metered;
 use crate::rail::{Page, PaymentRail, Result, TransferDestination, TransferRequest};
 use crate::wire::{self, *};
 use crate::{DwollaError, SecretString};
@@ -162,7 +163,7 @@ impl DwollaClient {
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(body);
         let started = Instant::now();
-        let response = request.send().await.map_err(|e| DwollaError::from_transport(&e))?;
+        let response = self.execute_metered(request).await.map_err(|e| DwollaError::from_transport(&e))?;
         let response = check(response).await?;
         let status = response.status().as_u16();
         let bytes = response.bytes().await.map_err(|e| DwollaError::from_transport(&e))?;
@@ -212,7 +213,7 @@ impl DwollaClient {
             request = request.header(wire::IDEMPOTENCY_KEY_HEADER, key);
         }
         let started = Instant::now();
-        let response = match request.send().await {
+        let response = match self.execute_metered(request).await {
             Ok(response) => response,
             Err(error) => {
                 let error = DwollaError::from_transport(&error);
@@ -223,6 +224,16 @@ impl DwollaClient {
         let elapsed_ms = started.elapsed().as_millis() as u64;
         tracing::debug!(%method, path = url.path(), status = response.status().as_u16(), elapsed_ms, "dwolla request");
         check(response).await.inspect_err(|error| tracing::warn!(%method, path = url.path(), %error, "dwolla error"))
+    }
+
+    /// Every request to Dwolla goes out here, counted and timed by operation and outcome.
+    async fn execute_metered(&self, request: RequestBuilder) -> reqwest::Result<Response> {
+        let request = request.build()?;
+        let operation = metered::operation(request.method(), &self.base_url, request.url());
+        let started = Instant::now();
+        let sent = self.http.execute(request).await;
+        metered::record(operation, metered::outcome(sent.as_ref().map(Response::status)), started);
+        sent
     }
 
     async fn read<T: DeserializeOwned>(response: Response) -> Result<T> {

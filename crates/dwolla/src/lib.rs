@@ -10,6 +10,7 @@
 
 mod client;
 mod error;
+mod metered;
 mod rail;
 mod webhook;
 pub mod wire;

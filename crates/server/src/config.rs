@@ -171,6 +171,11 @@ pub struct CommonArgs {
     #[arg(long, env = "DONKIES_CACHE_MS", value_name = "MS")]
     pub cache_ms: Option<String>,
 
+    /// Where /metrics is served: unset, on the main listener; `off`, nowhere; an address such
+    /// as 127.0.0.1:9100, there only (not on the main listener) [default: the main listener]
+    #[arg(long, env = "DONKIES_METRICS_LISTEN", value_name = "ADDR|off")]
+    pub metrics_listen: Option<String>,
+
     /// Time the in-process Atrium simulator spends in each member status, in milliseconds
     /// [default: 500]
     #[arg(long, env = "DONKIES_SANDBOX_STEP_MS", value_name = "MS")]
@@ -261,10 +266,37 @@ pub struct Settings {
     /// Day of the month (UTC) of the scheduled payout.
     pub payout_day: u32,
     pub cache_ttl: Duration,
+    pub metrics: MetricsEndpoint,
     pub facebook: ProviderSetting<SocialRemote>,
     pub google: ProviderSetting<SocialRemote>,
     pub twitter: ProviderSetting<SocialRemote>,
     pub dwolla: DwollaSettings,
+}
+
+/// Where `/metrics` is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsEndpoint {
+    /// On the main listener, beside the API.
+    Main,
+    /// Nowhere.
+    Off,
+    /// On this address only, so that it need not be public.
+    Listen(SocketAddr),
+}
+
+impl MetricsEndpoint {
+    fn parse(value: Option<String>) -> Result<MetricsEndpoint, ConfigError> {
+        match value.as_deref().map(str::trim) {
+            None | Some("") => Ok(MetricsEndpoint::Main),
+            Some(off) if off.eq_ignore_ascii_case("off") => Ok(MetricsEndpoint::Off),
+            Some(addr) => addr.parse().map(MetricsEndpoint::Listen).map_err(|e| {
+                ConfigError::new(
+                    "DONKIES_METRICS_LISTEN (--metrics-listen)",
+                    format!("{addr:?} is neither `off` nor an address: {e}"),
+                )
+            }),
+        }
+    }
 }
 
 /// Where an outside service is.
@@ -377,6 +409,7 @@ const FILE_KEYS: &[&str] = &[
     "payout_day",
     "sandbox_step_ms",
     "cache_ms",
+    "metrics_listen",
     "facebook_url",
     "facebook_key",
     "facebook_secret",
@@ -694,6 +727,7 @@ impl Settings {
         if !(1..=28).contains(&payout_day) {
             return Err(ConfigError::new("DONKIES_PAYOUT_DAY (--payout-day)", "must be a day from 1 to 28"));
         }
+        let metrics = MetricsEndpoint::parse(pick(&args.metrics_listen, file, "metrics_listen"))?;
 
         // Simulated sign-in providers only when the whole server runs on simulators.
         let sandbox_mode = atrium.is_sandbox();
@@ -731,6 +765,7 @@ impl Settings {
             google,
             twitter,
             cache_ttl: Duration::from_millis(cache_ms),
+            metrics,
             atrium,
             atrium_timeout,
             sandbox_step: Duration::from_millis(sandbox_step_ms),

@@ -74,6 +74,8 @@ pub async fn enqueue_startup_jobs(ctx: &JobContext) -> anyhow::Result<()> {
 /// A running server: the HTTP API and, optionally, a job worker in the same process.
 pub struct Server {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served when it has a listener of its own.
+    pub metrics_addr: Option<SocketAddr>,
     pub db: Db,
     pub settings: Arc<Settings>,
     context: JobContext,
@@ -132,6 +134,26 @@ impl Server {
             }
         }));
 
+        let metrics_addr = match settings.metrics {
+            config::MetricsEndpoint::Listen(at) => {
+                let listener = tokio::net::TcpListener::bind(at).await.map_err(|e| {
+                    ConfigError::new("DONKIES_METRICS_LISTEN (--metrics-listen)", format!("cannot listen on {at}: {e}"))
+                })?;
+                let metrics_addr = listener.local_addr()?;
+                let app = http::metrics_app(state.clone());
+                let stop = shutdown.clone();
+                tasks.push(tokio::spawn(async move {
+                    let served = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await;
+                    if let Err(err) = served {
+                        tracing::error!(error = %err, "metrics server stopped with an error");
+                    }
+                }));
+                tracing::info!("metrics at http://{metrics_addr}/metrics");
+                Some(metrics_addr)
+            }
+            _ => None,
+        };
+
         let mut app = http::app(state);
         if let Some(dwolla) = &simulators.dwolla {
             app = app.nest_service(providers::DWOLLA_SANDBOX_PATH, dwolla.handle.router());
@@ -145,7 +167,7 @@ impl Server {
             }
         }));
         tracing::info!("donkies listening on http://{addr}");
-        Ok(Server { addr, db, settings, context, simulators, shutdown, tasks })
+        Ok(Server { addr, metrics_addr, db, settings, context, simulators, shutdown, tasks })
     }
 
     /// What a job worker in this process would use (tests drive workers step by step with it).

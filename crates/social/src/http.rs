@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use reqwest::RequestBuilder;
+use reqwest::{RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 use url::Url;
 
@@ -85,9 +85,12 @@ pub(crate) async fn send(provider: &str, http: &reqwest::Client, request: Reques
     let request = request.build().map_err(|e| SocialError::from_transport(provider, &e))?;
     let method = request.method().clone();
     let path = request.url().path().to_owned();
+    let operation = operation(&method, request.url());
     let started = Instant::now();
     let elapsed_ms = || u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let response = match http.execute(request).await {
+    let sent = http.execute(request).await;
+    record(provider, operation, outcome(sent.as_ref().map(reqwest::Response::status)), started);
+    let response = match sent {
         Ok(response) => response,
         Err(error) => {
             let error = SocialError::from_transport(provider, &error);
@@ -99,6 +102,39 @@ pub(crate) async fn send(provider: &str, http: &reqwest::Client, request: Reques
     let body = response.bytes().await.map_err(|e| SocialError::from_transport(provider, &e))?;
     tracing::debug!(provider, %method, %path, status, elapsed_ms = elapsed_ms(), "sign-in provider request");
     Ok(Reply { status, body })
+}
+
+/// `METHOD endpoint`, the endpoint being the last segment of the path: every URL these flows
+/// call ends in a fixed name (`access_token`, `me`, `token`, `certs`, `request_token`,
+/// `verify_credentials.json`), never an id.
+fn operation(method: &reqwest::Method, url: &Url) -> String {
+    let endpoint = url.path_segments().and_then(|mut segments| segments.rfind(|s| !s.is_empty())).unwrap_or("");
+    format!("{method} {endpoint}")
+}
+
+/// What became of a call: `ok`, `rate_limited`, `client_error`, `server_error`, `timeout` or
+/// `unreachable`.
+fn outcome(result: std::result::Result<StatusCode, &reqwest::Error>) -> &'static str {
+    match result {
+        Ok(status) if status == StatusCode::TOO_MANY_REQUESTS => "rate_limited",
+        Ok(status) if status.is_client_error() => "client_error",
+        Ok(status) if status.is_server_error() => "server_error",
+        Ok(_) => "ok",
+        Err(error) if error.is_timeout() => "timeout",
+        Err(_) => "unreachable",
+    }
+}
+
+/// Count and time one call in the process's metrics (the `metrics` facade: a no-op unless the
+/// process installed a recorder, as `donkies serve` does).
+fn record(provider: &str, operation: String, outcome: &'static str, started: Instant) {
+    let elapsed = started.elapsed().as_secs_f64();
+    let provider = provider.to_owned();
+    metrics::counter!("donkies_outside_calls_total",
+        "provider" => provider.clone(), "operation" => operation.clone(), "outcome" => outcome)
+    .increment(1);
+    metrics::histogram!("donkies_outside_call_duration_seconds", "provider" => provider, "operation" => operation)
+        .record(elapsed);
 }
 
 #[cfg(test)]
@@ -114,6 +150,14 @@ mod tests {
             join(&base, &["v2.8", "oauth", "access_token"]).as_str(),
             "https://graph.facebook.com/v2.8/oauth/access_token"
         );
+    }
+
+    #[test]
+    fn operations_are_the_endpoint_never_a_query() {
+        let url = Url::parse("http://127.0.0.1:9/facebook/v2.8/oauth/access_token?code=secret").unwrap();
+        assert_eq!(operation(&reqwest::Method::GET, &url), "GET access_token");
+        let url = Url::parse("https://www.googleapis.com/oauth2/v3/certs/").unwrap();
+        assert_eq!(operation(&reqwest::Method::GET, &url), "GET certs");
     }
 
     #[test]

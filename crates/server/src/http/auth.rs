@@ -33,12 +33,11 @@ pub struct TokenResponse {
     pub token: String,
 }
 
-/// `{"field": ["message"]}` or `{"non_field_errors": ["message"]}`.
+/// `{"field": ["message"]}` or `{"non_field_errors": ["message"]}`: the messages of each
+/// wrong field, `non_field_errors` for the request as a whole.
 #[derive(Serialize, ToSchema)]
-pub struct ValidationErrors {
-    #[schema(example = json!(["This field is required."]))]
-    non_field_errors: Vec<String>,
-}
+#[schema(example = json!({"email": ["Enter a valid email address."]}))]
+pub struct ValidationErrors(std::collections::BTreeMap<String, Vec<String>>);
 
 /// `{"detail": "message"}`.
 #[derive(Serialize, ToSchema)]

@@ -22,11 +22,31 @@ pub fn handle() -> &'static PrometheusHandle {
         let seconds = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
         let builder = PrometheusBuilder::new().set_buckets(&seconds).expect("the buckets are not empty");
         match builder.install_recorder() {
-            Ok(handle) => handle,
+            Ok(handle) => {
+                describe();
+                handle
+            }
             // Another recorder is the process's already: render an empty one of our own.
             Err(_) => PrometheusBuilder::new().build_recorder().handle(),
         }
     })
+}
+
+/// The help text of every family (Prometheus' lint wants one for each).
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!("donkies_http_requests_total", "HTTP requests by route pattern, method and status.");
+    describe_histogram!("donkies_http_request_duration_seconds", "HTTP request latency by route pattern and method.");
+    describe_gauge!("donkies_http_requests_in_flight", "HTTP requests being answered.");
+    describe_counter!("donkies_jobs_enqueued_total", "Jobs enqueued by kind.");
+    describe_counter!("donkies_jobs_total", "Job runs by kind and outcome.");
+    describe_gauge!("donkies_jobs_in_queue", "Jobs in the queue by status.");
+    describe_gauge!("donkies_jobs_oldest_due_seconds", "Age of the oldest due job.");
+    describe_counter!("donkies_sign_in_failures_total", "Failed sign-ins.");
+    describe_counter!("donkies_rate_limited_total", "Requests refused by a rate limit.");
+    describe_gauge!("donkies_db_pool_connections", "Database pool connections by state.");
+    describe_counter!("donkies_outside_calls_total", "Calls to outside services by provider, operation and outcome.");
+    describe_histogram!("donkies_outside_call_duration_seconds", "Latency of calls to outside services.");
 }
 
 /// Count and time every request by its route pattern.

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod docs;
 pub mod error;
 pub mod extract;
 pub mod input;
@@ -38,6 +39,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::cache::TtlCache;
+use crate::config::MetricsEndpoint;
 use crate::services::{Change, Services};
 use error::ApiError;
 
@@ -71,9 +73,11 @@ impl Deref for AppState {
 
 impl AppState {
     pub fn new(services: Services) -> AppState {
-        // Record from the first request on.
-        metrics::handle();
         let settings = &services.settings;
+        if settings.metrics != MetricsEndpoint::Off {
+            // Record from the first request on.
+            metrics::handle();
+        }
         let limits = RateLimits::new(settings.login_rate_per_minute, settings.reset_rate_per_hour);
         let sessions = sessions::SessionCache::new(settings.cache_ttl);
         let member_reads = TtlCache::new(settings.cache_ttl);
@@ -181,25 +185,32 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             utoipa::openapi::security::ApiKeyValue::with_description("Authorization", "Token <key>"),
         )),
     );
+    docs::document(&mut doc);
     (router, doc)
 }
 
 pub fn app(state: AppState) -> Router {
     let (router, doc) = routes();
     let doc = Arc::new(doc);
-    router
-        .route(
-            "/v1/openapi.json",
-            axum::routing::get(move || {
-                let doc = doc.clone();
-                async move { axum::Json(doc.as_ref().clone()) }
-            }),
-        )
-        .route("/metrics", axum::routing::get(metrics::render))
+    let endpoint = state.services.settings.metrics;
+    let mut router = router.merge(docs::router()).route(
+        docs::OPENAPI_PATH,
+        axum::routing::get(move || {
+            let doc = doc.clone();
+            async move { axum::Json(doc.as_ref().clone()) }
+        }),
+    );
+    if endpoint == MetricsEndpoint::Main {
+        router = router.route("/metrics", axum::routing::get(metrics::render));
+    }
+    let mut router = router
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|method: Method| async move { ApiError::MethodNotAllowed(method) })
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(middleware::from_fn(metrics::track))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT));
+    if endpoint != MetricsEndpoint::Off {
+        router = router.layer(middleware::from_fn(metrics::track));
+    }
+    router
         // Bodies of a few packets and more, for clients that take gzip; a body that is already
         // encoded (a kept transaction list) passes as it is.
         .layer(CompressionLayer::new().compress_when(SizeAbove::new(COMPRESS_FROM)))
@@ -213,6 +224,14 @@ const CORS_HEADERS: [(header::HeaderName, &str); 3] = [
     (header::ACCESS_CONTROL_ALLOW_HEADERS, "Authorization, Content-Type, Accept, Origin, X-Requested-With"),
     (header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST, PUT, PATCH, DELETE, OPTIONS"),
 ];
+
+/// `/metrics` alone, for its own listener (`DONKIES_METRICS_LISTEN=ADDR`).
+pub fn metrics_app(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", axum::routing::get(metrics::render))
+        .fallback(|| async { ApiError::NotFound })
+        .with_state(state)
+}
 
 /// Front ends preflight every call: answer any OPTIONS with 200, and mark every response.
 async fn cors(req: Request, next: Next) -> Response {

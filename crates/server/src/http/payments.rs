@@ -129,10 +129,10 @@ pub struct CustomerRequestBody {
     #[schema(value_type = Option<String>)]
     city: Field<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>, pattern = "^[A-Z]{2}$")]
+    #[schema(value_type = Option<String>, pattern = "^([A-Z]{2})?$")]
     state: Field<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>, pattern = "^[0-9]{5}$")]
+    #[schema(value_type = Option<String>, pattern = "^([0-9]{5})?$")]
     postal_code: Field<String>,
     #[serde(default)]
     #[schema(value_type = Option<String>, format = Date)]

@@ -205,7 +205,7 @@ impl RequestBody for ProfileRequest {
 }
 
 /// Fill in the profile. Once every field is present the profile is complete and frozen.
-#[utoipa::path(put, path = "/v1/user", tag = "user", security(("token" = [])), request_body = ProfileRequest,
+#[utoipa::path(put, path = "/v1/user", tag = "user", security(("token" = [])), request_body = Option<ProfileRequest>,
     responses((status = 200, body = UserView), (status = 400, description = "field errors, or the profile is complete")))]
 async fn update_user(
     State(state): State<AppState>,
@@ -309,7 +309,7 @@ async fn get_user_settings(auth: AuthUser) -> axum::Json<UserSettings> {
 }
 
 /// Change the round-up settings; only the fields sent change.
-#[utoipa::path(patch, path = "/v1/user_settings", tag = "user", security(("token" = [])), request_body = SettingsRequest,
+#[utoipa::path(patch, path = "/v1/user_settings", tag = "user", security(("token" = [])), request_body = Option<SettingsRequest>,
     responses((status = 200, body = UserSettings), (status = 400, description = "field errors")))]
 async fn update_user_settings(
     State(state): State<AppState>,

@@ -6,6 +6,7 @@ mod banking;
 mod edge;
 mod helpers;
 mod jobs;
+mod metrics;
 mod money;
 mod openapi;
 mod payments;

@@ -9,6 +9,10 @@ use crate::helpers::{Backend, TestApp};
 const ENDPOINTS: &[(&str, &str)] = &[
     ("get", "/healthz"),
     ("get", "/readyz"),
+    ("get", "/metrics"),
+    ("get", "/v1/openapi.json"),
+    ("get", "/docs"),
+    ("get", "/docs/"),
     ("post", "/v1/auth/signup"),
     ("post", "/v1/auth/signup/confirm"),
     ("post", "/v1/auth/login"),
@@ -110,6 +114,40 @@ async fn openapi_document_lists_every_endpoint() {
             res.status()
         );
     }
+}
+
+/// `/docs` is Swagger UI over `/v1/openapi.json`, served from the binary: the page and every
+/// file it loads answer 200 with their content types, and it points at the document.
+#[tokio::test]
+async fn docs_page_and_its_assets_load_from_the_binary() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let res = app.client.get(app.url("/docs")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.url().path(), "/docs/", "/docs leads to the page");
+    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let page = res.text().await.unwrap();
+    assert!(page.contains("swagger-ui"), "{page}");
+    let assets: Vec<&str> = page
+        .split(['"', '\''])
+        .filter(|part| part.starts_with("./") && (part.ends_with(".js") || part.ends_with(".css")))
+        .collect();
+    assert!(assets.iter().any(|a| a.ends_with(".js")) && assets.iter().any(|a| a.ends_with(".css")), "{page}");
+    let mut initializer = String::new();
+    for asset in &assets {
+        let res = app.client.get(app.url(&format!("/docs/{}", &asset[2..]))).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{asset}");
+        let content_type = res.headers()["content-type"].to_str().unwrap().to_owned();
+        let expected = if asset.ends_with(".css") { "text/css" } else { "javascript" };
+        assert!(content_type.contains(expected), "{asset}: {content_type}");
+        let body = res.text().await.unwrap();
+        assert!(!body.is_empty(), "{asset}");
+        if asset.contains("initializer") {
+            initializer = body;
+        }
+    }
+    assert!(initializer.contains("/v1/openapi.json"), "the page loads this API's document: {initializer}");
+    let res = app.client.get(app.url("/docs/no-such-file.js")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
 }
 
 /// The document is part of the contract: any change to it shows up in review as a change of
