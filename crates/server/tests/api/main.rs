@@ -6,6 +6,7 @@ mod banking;
 mod edge;
 mod helpers;
 mod jobs;
+mod money_model;
 mod openapi;
 mod payments;
 mod process;
