@@ -565,10 +565,16 @@ impl Services {
         Ok(outcomes)
     }
 
-    /// The periodic check: on the payout day (UTC), the day's payouts.
+    /// The periodic check: on the payout day (UTC), the day's payouts; on any day, what a
+    /// closed account still holds (money a collection brought in after the close).
     pub async fn scheduled_payouts(&self) -> ServiceResult<()> {
         let today = now().date_naive();
         if today.day() != self.settings.payout_day {
+            for (user_id, _) in ml::users_with_held_money(&self.db).await? {
+                if users::find_by_id(&self.db, user_id).await?.is_some_and(|u| u.is_closed_account) {
+                    self.final_payout(user_id).await?;
+                }
+            }
             return Ok(());
         }
         let outcomes = self.payout_all(today, false, |_, _| {}).await?;

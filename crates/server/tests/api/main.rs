@@ -8,6 +8,7 @@ mod helpers;
 mod jobs;
 mod metrics;
 mod money;
+mod money_model;
 mod openapi;
 mod payments;
 mod process;
