@@ -84,8 +84,10 @@ pub fn split_into(total: Cents, shares: &[u32], out: &mut Vec<Cents>) {
 /// a chunk at a time by passes over columns with no branch on the amounts:
 /// with `K` known every loop over the parts unrolls, and the narrow arithmetic
 /// (the floors of the hundredths, the remainders and their ranking, all below
-/// 10,000) runs in u16 vectors across users; one 64-bit division by 100 per
-/// user and the 64-bit multiply per part stay scalar on a baseline x86-64.
+/// 10,000) runs in 16-bit vectors across users. A chunk whose totals all fit
+/// in i32 (within ±$21 million) does the rest in 32-bit vectors too; any
+/// other chunk takes one scalar 64-bit division per user and one multiply
+/// per part (SSE2 has neither for 64 bits).
 /// A payout run groups its users by their number of shares (one to five as
 /// a rule) and calls this once per group. Users whose shares are not such
 /// percentages are noticed on the way and split again afterwards the way
@@ -156,27 +158,52 @@ fn split_chunk<const K: usize>(totals: &[Cents], shares: &[[u32; K]], out: &mut 
     // The signs are kept as all ones for a negative total, else zero, so that
     // (x ^ sign) − sign is x or −x without a branch; `whole` is kept signed.
     let mut whole = [0_i64; BATCH_CHUNK];
+    let mut hundreds = [0_i32; BATCH_CHUNK];
     let mut rest = [0_u16; BATCH_CHUNK];
     let mut signs = [0_i16; BATCH_CHUNK];
-    for (((total, whole), rest), sign) in totals.iter().zip(&mut whole).zip(&mut rest).zip(&mut signs) {
-        let total = total.get();
-        let negative = total >> 63;
-        let magnitude = total.unsigned_abs();
-        let hundreds = magnitude / 100;
-        *rest = (magnitude - hundreds * 100) as u16;
-        // Below 2^63 / 100: it fits, and so does −it.
-        *whole = (hundreds as i64 ^ negative).wrapping_sub(negative);
-        *sign = negative as i16;
+    // A total fits in i32 when adding 2^31 leaves the top half clear (no
+    // compare: SSE2 has none for 64 bits).
+    let high_bits = totals.iter().fold(0, |high, total| high | ((total.get() as u64).wrapping_add(1 << 31) >> 32));
+    let all_fit_i32 = high_bits == 0;
+    if all_fit_i32 {
+        // Every total within ±$21 million, as a rule: a 32-bit division of the
+        // magnitude by a constant, which vectorizes where the 64-bit one does
+        // not. In short loops of one width each, over whole columns, which
+        // the compiler vectorizes more readily than one loop of mixed widths.
+        let mut narrow = [0_i32; BATCH_CHUNK];
+        for (narrow, total) in narrow.iter_mut().zip(totals) {
+            *narrow = total.get() as i32;
+        }
+        for ((hundreds, &total), (rest, sign)) in hundreds.iter_mut().zip(&narrow).zip(rest.iter_mut().zip(&mut signs))
+        {
+            let negative = total >> 31;
+            let magnitude = total.unsigned_abs();
+            let whole = magnitude / 100;
+            *rest = (magnitude - whole * 100) as u16;
+            // At most 2^31 / 100: it fits, and so does −it.
+            *hundreds = (whole as i32 ^ negative).wrapping_sub(negative);
+            *sign = negative as i16;
+        }
+    } else {
+        for (((total, whole), rest), sign) in totals.iter().zip(&mut whole).zip(&mut rest).zip(&mut signs) {
+            let total = total.get();
+            let negative = total >> 63;
+            let magnitude = total.unsigned_abs();
+            let hundreds = magnitude / 100;
+            *rest = (magnitude - hundreds * 100) as u16;
+            // Below 2^63 / 100: it fits, and so does −it.
+            *whole = (hundreds as i64 ^ negative).wrapping_sub(negative);
+            *sign = negative as i16;
+        }
     }
 
     // The shares as one column per account, in u16 (a percentage fits); the
     // check below catches any share that did not.
-    let mut out_of_range = false;
+    let out_of_range = shares.as_flattened().iter().fold(false, |out, &share| out | (share > Share::MAX));
     let mut columns = [[0_u16; BATCH_CHUNK]; K];
-    for (user, row) in (0..BATCH_CHUNK).zip(shares) {
-        for (column, &share) in columns.iter_mut().zip(row) {
-            out_of_range |= share > Share::MAX;
-            column[user] = share as u16;
+    for (index, column) in columns.iter_mut().enumerate() {
+        for (share, row) in column.iter_mut().zip(shares) {
+            *share = row[index] as u16;
         }
     }
     let mut sums = [0_u32; BATCH_CHUNK];
@@ -188,17 +215,18 @@ fn split_chunk<const K: usize>(totals: &[Cents], shares: &[[u32; K]], out: &mut 
     let all_percentages = !out_of_range & sums[..users].iter().fold(true, |all, &sum| all & (sum == 100));
 
     // The small term of every part: its floor and its remainder, and the
-    // cents the floors leave over (fewer than the parts).
-    let mut fractions = [[0_u16; BATCH_CHUNK]; K];
-    let mut remainders = [[0_u16; BATCH_CHUNK]; K];
-    let mut leftover = rest;
+    // cents the floors leave over (fewer than the parts). The remainders and
+    // the leftovers (below 100) are kept in i16, which SSE2 compares natively.
+    let mut fractions = [[0_i16; BATCH_CHUNK]; K];
+    let mut remainders = [[0_i16; BATCH_CHUNK]; K];
+    let mut leftover = rest.map(|rest| rest as i16);
     for ((column, fractions), remainders) in columns.iter().zip(&mut fractions).zip(&mut remainders) {
         for user in 0..BATCH_CHUNK {
             let scaled = rest[user].wrapping_mul(column[user]);
             let fraction = scaled / 100;
-            fractions[user] = fraction;
-            remainders[user] = scaled - fraction * 100;
-            leftover[user] = leftover[user].wrapping_sub(fraction);
+            fractions[user] = fraction as i16;
+            remainders[user] = (scaled - fraction * 100) as i16;
+            leftover[user] = leftover[user].wrapping_sub(fraction as i16);
         }
     }
 
@@ -211,12 +239,12 @@ fn split_chunk<const K: usize>(totals: &[Cents], shares: &[[u32; K]], out: &mut 
     for (index, (fractions, small)) in fractions.iter().zip(&mut small).enumerate() {
         for user in 0..BATCH_CHUNK {
             let mine = remainders[index][user];
-            let mut ahead = 0_u16;
+            let mut ahead = 0_i16;
             for (other, theirs) in remainders.iter().enumerate() {
                 let theirs = theirs[user];
-                ahead += u16::from((theirs > mine) | ((theirs == mine) & (other < index)));
+                ahead += i16::from((theirs > mine) | ((theirs == mine) & (other < index)));
             }
-            let magnitude = (fractions[user] + u16::from(ahead < leftover[user])) as i16;
+            let magnitude = fractions[user] + i16::from(ahead < leftover[user]);
             small[user] = (magnitude ^ signs[user]).wrapping_sub(signs[user]);
         }
     }
@@ -224,9 +252,27 @@ fn split_chunk<const K: usize>(totals: &[Cents], shares: &[[u32; K]], out: &mut 
     // Whole × share plus the small term, both signed already. For
     // percentages nothing overflows, a part being at most the total's
     // magnitude (−2^63 included); only the users redone afterwards wrap.
-    for (user, parts) in (0..BATCH_CHUNK).zip(out.iter_mut()) {
-        for ((part, column), small) in parts.iter_mut().zip(&columns).zip(&small) {
-            *part = Cents::new(whole[user].wrapping_mul(i64::from(column[user])).wrapping_add(i64::from(small[user])));
+    if all_fit_i32 {
+        // Every part fits in i32 like its total: the sums in i32 over the
+        // columns, which vectorize, and only the stores widen.
+        let mut narrow_parts = [[0_i32; BATCH_CHUNK]; K];
+        for ((narrow_parts, column), small) in narrow_parts.iter_mut().zip(&columns).zip(&small) {
+            for user in 0..BATCH_CHUNK {
+                narrow_parts[user] =
+                    hundreds[user].wrapping_mul(i32::from(column[user])).wrapping_add(i32::from(small[user]));
+            }
+        }
+        for (user, parts) in (0..BATCH_CHUNK).zip(out.iter_mut()) {
+            for (part, narrow_parts) in parts.iter_mut().zip(&narrow_parts) {
+                *part = Cents::new(i64::from(narrow_parts[user]));
+            }
+        }
+    } else {
+        for (user, parts) in (0..BATCH_CHUNK).zip(out.iter_mut()) {
+            for ((part, column), small) in parts.iter_mut().zip(&columns).zip(&small) {
+                *part =
+                    Cents::new(whole[user].wrapping_mul(i64::from(column[user])).wrapping_add(i64::from(small[user])));
+            }
         }
     }
     all_percentages
@@ -407,6 +453,18 @@ mod tests {
             assert_eq!(parts.to_vec(), split_by_shares(total, shares), "{total} by {shares:?}");
         }
         assert_eq!(out[0], [Cents::new(100), Cents::new(451), Cents::new(450)]);
+        // At and just past the ends of i32, alone (the narrow path) and beside a larger total.
+        let edges = [i64::from(i32::MIN), i64::from(i32::MAX), i64::from(i32::MIN) - 1, i64::from(i32::MAX) + 1];
+        for total in edges {
+            for totals in [cents(&[total]), cents(&[total, i64::MAX])] {
+                let shares = vec![[1, 33, 66]; totals.len()];
+                let mut out = vec![[Cents::ZERO; 3]; totals.len()];
+                split_batch(&totals, &shares, &mut out);
+                for ((&total, shares), parts) in totals.iter().zip(&shares).zip(&out) {
+                    assert_eq!(parts.to_vec(), split_by_shares(total, shares), "{total} by {shares:?}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -530,6 +530,29 @@ proptest! {
         batch_is_split_by_shares_for(count, &users)?;
     }
 
+    // Totals that fit in i32 (within ±$21 million, the usual case), which the batch splits in
+    // narrower arithmetic, up to both ends.
+    #[test]
+    fn split_batch_is_split_by_shares_for_totals_within_i32(
+        count in 1_usize..=5,
+        users in prop::collection::vec(
+            (
+                prop_oneof![
+                    i64::from(i32::MIN)..=i64::from(i32::MAX),
+                    -100_000_i64..100_000,
+                    Just(i64::from(i32::MIN)),
+                    Just(i64::from(i32::MAX)),
+                ],
+                prop::collection::vec(0_u32..=100, 4),
+                prop::collection::vec(prop_oneof![0_u32..=100, any::<u32>()], 5),
+                prop::bool::weighted(0.95),
+            ),
+            0..300,
+        ),
+    ) {
+        batch_is_split_by_shares_for(count, &users)?;
+    }
+
     #[test]
     fn split_batch_is_split_by_shares_for_any_total_and_any_shares(
         count in 1_usize..=5,
