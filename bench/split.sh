@@ -7,6 +7,12 @@
 #   a per-user walk that adds up each user's total and shares without splitting;
 #   split_into over every user with one reused buffer, and split_by_shares (a new Vec each);
 # with users/s and the ratios to the baseline and to the walk (goal: split_into < 3x the baseline).
+# Then the same users laid out as a payout run reads them, grouped by share count (1 to 5) with
+# each group in columns (built untimed), and with the ratios to that layout's own baseline:
+#   a plain sum over the columns (every total + every share): the columnar baseline;
+#   storing every part without splitting (each user's total into each of their parts);
+#   split_batch over every group into one output array for all the parts (goal: < 3x);
+#   split_batch a 4096-user chunk at a time into one reused buffer (the parts stay in cache).
 #
 #   bash bench/split.sh
 #   bash bench/split.sh 100000

@@ -1,7 +1,9 @@
 //! Times splitting every user's held total by their debt shares, for a million users, against a
 //! plain sum over the same data (the least any pass over it can cost) and against a walk that
 //! visits each user's total and shares in turn without splitting (the least any per-user pass
-//! costs: the varying number of shares makes each user's loop end unpredictable). Run by
+//! costs: the varying number of shares makes each user's loop end unpredictable). Then the same
+//! users laid out as a payout run reads them, grouped by their number of shares with each group
+//! in columns: `split_batch` over every group against a plain sum over those columns. Run by
 //! `bench/split.sh`:
 //!
 //!     cargo run --release -p donkies-domain --example split_bench [-- USERS]
@@ -9,13 +11,15 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use donkies_domain::{Cents, split_by_shares, split_into};
+use donkies_domain::{Cents, split_batch, split_by_shares, split_into};
 
 const DEFAULT_USERS: usize = 1_000_000;
 const RUNS: usize = 5;
 const SEED: u64 = 0x5eed_d0e5_0000_0001;
 /// The goal: splitting costs less than this many plain sums.
 const GOAL_RATIO: f64 = 3.0;
+/// The users per call in the chunked batch pass.
+const CHUNK_USERS: usize = 4096;
 
 /// The users laid out as the payout job would read them: one held total and a share count per
 /// user, and everyone's shares back to back.
@@ -23,6 +27,140 @@ struct Users {
     totals: Vec<Cents>,
     share_counts: Vec<u8>,
     shares: Vec<u32>,
+}
+
+/// The users who have `K` debt accounts, in columns: their held totals, their shares, and room
+/// for their parts (made once, outside the timing, as a payout run would keep it).
+struct Group<const K: usize> {
+    totals: Vec<Cents>,
+    shares: Vec<[u32; K]>,
+    parts: Vec<[Cents; K]>,
+}
+
+impl<const K: usize> Group<K> {
+    fn of(users: &Users) -> Self {
+        let mut group = Group { totals: Vec::new(), shares: Vec::new(), parts: Vec::new() };
+        for_each_user(users, |total, shares| {
+            if let Ok(shares) = <[u32; K]>::try_from(shares) {
+                group.totals.push(total);
+                group.shares.push(shares);
+            }
+        });
+        group.parts = vec![[Cents::ZERO; K]; group.totals.len()];
+        group
+    }
+
+    fn plain_sum(&self) -> u64 {
+        let totals: i64 = self.totals.iter().map(|total| total.get()).sum();
+        let shares: u64 = self.shares.as_flattened().iter().map(|&share| u64::from(share)).sum();
+        totals.unsigned_abs() + shares
+    }
+
+    fn split(&mut self) {
+        split_batch(&self.totals, &self.shares, &mut self.parts);
+        // After the loop, not inside it: every part must be written, and the loop stays free to
+        // vectorize.
+        black_box(&mut self.parts);
+    }
+
+    /// Writes every user's total into all their parts: no split, only the stores a split makes.
+    fn store(&mut self) {
+        for (parts, &total) in self.parts.iter_mut().zip(&self.totals) {
+            *parts = [total; K];
+        }
+        black_box(&mut self.parts);
+    }
+
+    /// The split a chunk of users at a time into one small buffer, as a payout run that turns
+    /// each chunk's parts into transfers before the next would: the parts stay in the cache.
+    fn split_in_chunks(&mut self) {
+        let mut parts = [[Cents::ZERO; K]; CHUNK_USERS];
+        for (totals, shares) in self.totals.chunks(CHUNK_USERS).zip(self.shares.chunks(CHUNK_USERS)) {
+            let parts = &mut parts[..totals.len()];
+            split_batch(totals, shares, parts);
+            black_box(parts);
+        }
+    }
+
+    /// Outside the timing: every user's parts are split_by_shares'.
+    fn check(&mut self) {
+        self.split();
+        for ((&total, shares), parts) in self.totals.iter().zip(&self.shares).zip(&self.parts) {
+            assert_eq!(parts.as_slice(), split_by_shares(total, shares), "batch split of {total} by {shares:?}");
+        }
+    }
+}
+
+/// The same users grouped by their number of shares (1 to 5), each group in columns.
+struct Columns {
+    one: Group<1>,
+    two: Group<2>,
+    three: Group<3>,
+    four: Group<4>,
+    five: Group<5>,
+}
+
+impl Columns {
+    fn of(users: &Users) -> Self {
+        let columns = Columns {
+            one: Group::of(users),
+            two: Group::of(users),
+            three: Group::of(users),
+            four: Group::of(users),
+            five: Group::of(users),
+        };
+        let grouped = columns.one.totals.len()
+            + columns.two.totals.len()
+            + columns.three.totals.len()
+            + columns.four.totals.len()
+            + columns.five.totals.len();
+        assert_eq!(grouped, users.totals.len(), "every user has 1 to 5 shares");
+        columns
+    }
+
+    /// Every total and every share, all added up.
+    fn plain_sum(&self) -> u64 {
+        self.one.plain_sum()
+            + self.two.plain_sum()
+            + self.three.plain_sum()
+            + self.four.plain_sum()
+            + self.five.plain_sum()
+    }
+
+    fn split(&mut self) -> u64 {
+        self.one.split();
+        self.two.split();
+        self.three.split();
+        self.four.split();
+        self.five.split();
+        0
+    }
+
+    fn store(&mut self) -> u64 {
+        self.one.store();
+        self.two.store();
+        self.three.store();
+        self.four.store();
+        self.five.store();
+        0
+    }
+
+    fn split_in_chunks(&mut self) -> u64 {
+        self.one.split_in_chunks();
+        self.two.split_in_chunks();
+        self.three.split_in_chunks();
+        self.four.split_in_chunks();
+        self.five.split_in_chunks();
+        0
+    }
+
+    fn check(&mut self) {
+        self.one.check();
+        self.two.check();
+        self.three.check();
+        self.four.check();
+        self.five.check();
+    }
 }
 
 /// SplitMix64: a seeded generator small enough to write here, so the data is the same on every
@@ -117,10 +255,14 @@ fn split_allocating(users: &Users) -> u64 {
 
 /// The fastest of [`RUNS`] runs: the one least disturbed by whatever else shares the machine.
 fn best_of(users: &Users, pass: fn(&Users) -> u64) -> Duration {
+    best_of_runs(|| pass(black_box(users)))
+}
+
+fn best_of_runs(mut pass: impl FnMut() -> u64) -> Duration {
     (0..RUNS)
         .map(|_| {
             let started = Instant::now();
-            black_box(pass(black_box(users)));
+            black_box(pass());
             started.elapsed()
         })
         .min()
@@ -169,4 +311,32 @@ fn main() {
     let ratio = rows[2].1.as_secs_f64() / plain.as_secs_f64();
     let verdict = if ratio < GOAL_RATIO { "met" } else { "NOT met" };
     println!("goal: split_into / plain sum < {GOAL_RATIO}x: {verdict} ({ratio:.2}x)");
+
+    // The layout is built outside the timing: a payout run reads its users grouped this way.
+    let mut columns = Columns::of(&users);
+    columns.check();
+    let columnar_plain = best_of_runs(|| black_box(&columns).plain_sum());
+    let batch = best_of_runs(|| black_box(&mut columns).split());
+    let rows = [
+        ("plain sum, columnar (base)", columnar_plain),
+        ("store parts only, no split", best_of_runs(|| black_box(&mut columns).store())),
+        ("split_batch, columnar", batch),
+        ("split_batch, 4096-user chunks", best_of_runs(|| black_box(&mut columns).split_in_chunks())),
+    ];
+    println!();
+    println!("columnar layout: users grouped by share count (1 to 5), each group in columns");
+    println!("{:<30} {:>7} {:>13} {:>9}", "pass", "ms", "users/s", "vs plain");
+    for (name, time) in rows {
+        let seconds = time.as_secs_f64();
+        println!(
+            "{:<30} {:>7.2} {:>13.0} {:>8.2}x",
+            name,
+            seconds * 1e3,
+            count as f64 / seconds,
+            seconds / columnar_plain.as_secs_f64(),
+        );
+    }
+    let ratio = batch.as_secs_f64() / columnar_plain.as_secs_f64();
+    let verdict = if ratio < GOAL_RATIO { "met" } else { "NOT met" };
+    println!("goal: split_batch / columnar plain sum < {GOAL_RATIO}x: {verdict} ({ratio:.2}x)");
 }

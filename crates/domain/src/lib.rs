@@ -37,7 +37,7 @@ pub use projection::{MAX_PAYOFF_MONTHS, PayoffMonth, PayoffSchedule, Projection,
 pub use rules::{Cap, Multiplier, RoundUpRules};
 pub use secret::SecretString;
 pub use settings::TransferAmount;
-pub use share::{Share, ShareError, split_by_shares, split_into, validate_shares};
+pub use share::{Share, ShareError, split_batch, split_by_shares, split_into, validate_shares};
 
 #[cfg(test)]
 mod test_support;

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use donkies_domain::{
     AccountFamily, Cents, DateOfBirth, DebtShares, DebtSharesError, Direction, Email, EmailError, MoneyError, Password,
     PasswordError, Phone, PostalCode, ProfileError, Share, ShareError, Ssn, TransferAmount, UsState, roundup,
-    split_by_shares, split_into, validate_shares,
+    split_batch, split_by_shares, split_into, validate_shares,
 };
 use proptest::prelude::*;
 
@@ -464,6 +464,109 @@ proptest! {
         let mut buffer: Vec<Cents> = stale.into_iter().map(Cents::new).collect();
         split_into(Cents::new(total), &shares, &mut buffer);
         prop_assert_eq!(values(&buffer), reference_split(total, &shares));
+    }
+}
+
+// ---------------------------------------------------------------- the batch split against split_by_shares
+
+/// `K` shares summing to 100, cut from the first `K − 1` of `cuts` (each in 0..=100).
+fn shares_from_cuts<const K: usize>(cuts: &[u32]) -> [u32; K] {
+    let mut cuts = cuts[..K - 1].to_vec();
+    cuts.sort_unstable();
+    let mut shares = [0; K];
+    let mut previous = 0;
+    for (share, &cut) in shares.iter_mut().zip(&cuts) {
+        *share = cut - previous;
+        previous = cut;
+    }
+    shares[K - 1] = 100 - previous;
+    shares
+}
+
+/// One user of a batch: a total, and either shares summing to 100 (cut from `cuts`) or the
+/// first `K` of `raw` as they come.
+type BatchUser = (i64, Vec<u32>, Vec<u32>, bool);
+
+/// Splits `users`, all with `K` shares, in one batch (into a buffer of stale values), and checks
+/// every user's parts against split_by_shares.
+fn batch_is_split_by_shares<const K: usize>(users: &[BatchUser]) -> Result<(), TestCaseError> {
+    let totals: Vec<Cents> = users.iter().map(|&(total, ..)| Cents::new(total)).collect();
+    let shares: Vec<[u32; K]> = users
+        .iter()
+        .map(
+            |(_, cuts, raw, percentages)| {
+                if *percentages { shares_from_cuts(cuts) } else { <[u32; K]>::try_from(&raw[..K]).unwrap() }
+            },
+        )
+        .collect();
+    let mut parts = vec![[Cents::new(-7); K]; users.len()];
+    split_batch(&totals, &shares, &mut parts);
+    for ((&total, shares), parts) in totals.iter().zip(&shares).zip(&parts) {
+        prop_assert_eq!(parts.to_vec(), split_by_shares(total, shares), "{} by {:?}", total, shares);
+    }
+    Ok(())
+}
+
+fn batch_is_split_by_shares_for(count: usize, users: &[BatchUser]) -> Result<(), TestCaseError> {
+    match count {
+        1 => batch_is_split_by_shares::<1>(users),
+        2 => batch_is_split_by_shares::<2>(users),
+        3 => batch_is_split_by_shares::<3>(users),
+        4 => batch_is_split_by_shares::<4>(users),
+        _ => batch_is_split_by_shares::<5>(users),
+    }
+}
+
+proptest! {
+    // Up to 300 users, so that a batch spans more than one of the chunks it works in.
+    #[test]
+    fn split_batch_is_split_by_shares_for_every_user(
+        count in 1_usize..=5,
+        users in prop::collection::vec(
+            (0_i64..=1_000_000_000_000, prop::collection::vec(0_u32..=100, 4), Just(Vec::new()), Just(true)),
+            0..300,
+        ),
+    ) {
+        batch_is_split_by_shares_for(count, &users)?;
+    }
+
+    // Totals that fit in i32 (within ±$21 million, the usual case), which the batch splits in
+    // narrower arithmetic, up to both ends.
+    #[test]
+    fn split_batch_is_split_by_shares_for_totals_within_i32(
+        count in 1_usize..=5,
+        users in prop::collection::vec(
+            (
+                prop_oneof![
+                    i64::from(i32::MIN)..=i64::from(i32::MAX),
+                    -100_000_i64..100_000,
+                    Just(i64::from(i32::MIN)),
+                    Just(i64::from(i32::MAX)),
+                ],
+                prop::collection::vec(0_u32..=100, 4),
+                prop::collection::vec(prop_oneof![0_u32..=100, any::<u32>()], 5),
+                prop::bool::weighted(0.95),
+            ),
+            0..300,
+        ),
+    ) {
+        batch_is_split_by_shares_for(count, &users)?;
+    }
+
+    #[test]
+    fn split_batch_is_split_by_shares_for_any_total_and_any_shares(
+        count in 1_usize..=5,
+        users in prop::collection::vec(
+            (
+                prop_oneof![any::<i64>(), -100_000_i64..100_000, Just(i64::MIN), Just(i64::MAX)],
+                prop::collection::vec(0_u32..=100, 4),
+                prop::collection::vec(prop_oneof![0_u32..=100, Just(0_u32), any::<u32>()], 5),
+                prop::bool::weighted(0.8),
+            ),
+            0..300,
+        ),
+    ) {
+        batch_is_split_by_shares_for(count, &users)?;
     }
 }
 
