@@ -133,6 +133,174 @@ pub async fn record(tx: &mut Tx, movement: &Movement) -> Result<Recorded, Ledger
     finish(tx, result).await
 }
 
+/// Record many movements, all of them or none, with the guarantees of [`record`] for each: a
+/// movement recorded before is a no-op, a key naming another entry is refused, and no user
+/// account is left below zero. When every step only posts (round-ups, contributions) the
+/// entries go in together — one insert for all of them, one look for their keys among the
+/// pending entries, one write per balance they touch — where [`record`] of each takes several
+/// statements per entry; the limits are then checked on the balances the batch leaves (its
+/// entries apply together, so no one sees a state in between). Other movements are recorded
+/// step by step, in order. [`Recorded::New`] when anything was new.
+pub async fn record_all(tx: &mut Tx, movements: &[Movement]) -> Result<Recorded, LedgerError> {
+    let mut steps = Vec::new();
+    for movement in movements {
+        steps.extend(movement.steps()?);
+    }
+    if steps.is_empty() {
+        return Ok(Recorded::AlreadyRecorded);
+    }
+    let posts: Vec<&Entry> = steps
+        .iter()
+        .filter_map(|step| match step {
+            Step::Post(entry) => Some(entry),
+            _ => None,
+        })
+        .collect();
+    savepoint(tx).await?;
+    let result = if posts.len() == steps.len() { post_all_in(tx, &posts).await } else { record_in(tx, &steps).await };
+    finish(tx, result).await
+}
+
+/// Rows per multi-row statement: 9 parameters each stays under SQLite's oldest limit of 999.
+const BATCH_ROWS: usize = 100;
+
+async fn post_all_in(tx: &mut Tx, entries: &[&Entry]) -> Result<Recorded, LedgerError> {
+    if let Some(entry) = entries.iter().find(|e| e.kind().is_two_phase()) {
+        return Err(LedgerRefusal::WrongPhase { kind: entry.kind() }.into());
+    }
+    let at = now();
+    let ids: Vec<i64> = entries.iter().map(|_| new_id()).collect();
+    let mut inserted_ids: Vec<i64> = Vec::with_capacity(entries.len());
+    for (chunk, chunk_ids) in entries.chunks(BATCH_ROWS).zip(ids.chunks(BATCH_ROWS)) {
+        let mut sql = String::from(
+            "INSERT INTO ledger_entries (id, key, kind, debit_account, credit_account, amount, user_id, pending_id, \
+               created_at) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            let p = i * 7;
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!(
+                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, NULL, $1)",
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5,
+                p + 6,
+                p + 7,
+                p + 8
+            ));
+        }
+        sql.push_str(" ON CONFLICT (key) DO NOTHING RETURNING id");
+        let got = on_tx!(tx, conn => {
+            let mut q = sqlx::query_scalar::<_, i64>(&sql).bind(at);
+            for (entry, id) in chunk.iter().zip(chunk_ids) {
+                q = q
+                    .bind(*id)
+                    .bind(entry.key())
+                    .bind(entry.kind().as_str())
+                    .bind(entry.debit().code())
+                    .bind(entry.credit().code())
+                    .bind(entry.amount().get())
+                    .bind(entry.user_id());
+            }
+            q.fetch_all(conn).await
+        })?;
+        inserted_ids.extend(got);
+    }
+    let inserted_set: std::collections::BTreeSet<i64> = inserted_ids.into_iter().collect();
+    let mut inserted: Vec<&Entry> = Vec::with_capacity(inserted_set.len());
+    for (entry, id) in entries.iter().zip(&ids) {
+        if inserted_set.contains(id) {
+            inserted.push(entry);
+        } else {
+            // Its key was taken (before, or earlier in this batch): fine when it names this entry.
+            same_as_recorded(tx, entry).await?;
+        }
+    }
+    if inserted.is_empty() {
+        return Ok(Recorded::AlreadyRecorded);
+    }
+    for chunk in inserted.chunks(BATCH_ROWS * 5) {
+        let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!("SELECT key FROM ledger_pending WHERE key IN ({}) LIMIT 1", placeholders.join(", "));
+        let taken = on_tx!(tx, conn => {
+            let mut q = sqlx::query_scalar::<_, String>(&sql);
+            for entry in chunk {
+                q = q.bind(entry.key());
+            }
+            q.fetch_optional(conn).await
+        })?;
+        if let Some(key) = taken {
+            return Err(LedgerRefusal::KeyConflict { key }.into());
+        }
+    }
+    // What the entries change, per account, applied in account order (as `shift` does).
+    struct Net {
+        account: LedgerAccount,
+        posted: i64,
+        /// A user account being debited: it must stay at or above zero available.
+        limited: bool,
+        credited: bool,
+        debited: i64,
+    }
+    let mut nets: BTreeMap<String, Net> = BTreeMap::new();
+    for entry in &inserted {
+        let amount = entry.amount().get();
+        let net = |account: LedgerAccount| Net { account, posted: 0, limited: false, credited: false, debited: 0 };
+        let debit = nets.entry(entry.debit().code()).or_insert_with(|| net(entry.debit()));
+        debit.posted = debit.posted.checked_sub(amount).ok_or(LedgerRefusal::Overflow)?;
+        debit.debited = debit.debited.checked_add(amount).ok_or(LedgerRefusal::Overflow)?;
+        debit.limited |= !entry.debit().may_go_negative();
+        let credit = nets.entry(entry.credit().code()).or_insert_with(|| net(entry.credit()));
+        credit.posted = credit.posted.checked_add(amount).ok_or(LedgerRefusal::Overflow)?;
+        credit.credited = true;
+    }
+    for (code, net) in &nets {
+        if !net.limited {
+            on_tx!(tx, conn => sqlx::query(
+                "INSERT INTO ledger_balances (account, posted) VALUES ($1, $2) \
+                 ON CONFLICT (account) DO UPDATE SET posted = ledger_balances.posted + excluded.posted",
+            )
+            .bind(code)
+            .bind(net.posted)
+            .execute(conn)
+            .await
+            .map(|_| ()))?;
+            continue;
+        }
+        if net.credited {
+            on_tx!(tx, conn => sqlx::query(
+                "INSERT INTO ledger_balances (account) VALUES ($1) ON CONFLICT (account) DO NOTHING",
+            )
+            .bind(code)
+            .execute(conn)
+            .await
+            .map(|_| ()))?;
+        }
+        let applied = on_tx!(tx, conn => sqlx::query(
+            "UPDATE ledger_balances SET posted = posted + $2 WHERE account = $1 AND (posted + $2) - pending_debits >= 0",
+        )
+        .bind(code)
+        .bind(net.posted)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected() == 1))?;
+        if !applied {
+            let balance = balance_in(tx, code).await?;
+            let available = balance.available().ok_or(LedgerRefusal::Overflow)?;
+            return Err(LedgerRefusal::InsufficientBalance {
+                account: net.account,
+                available,
+                amount: Cents::new(net.debited),
+            }
+            .into());
+        }
+    }
+    Ok(Recorded::New)
+}
+
 async fn record_in(tx: &mut Tx, steps: &[Step]) -> Result<Recorded, LedgerError> {
     let mut recorded = Recorded::AlreadyRecorded;
     for step in steps {

@@ -2332,6 +2332,7 @@ contract!(
     ledger_movements_of_the_money_loop_balance,
     ledger_check_finds_a_hand_corrupted_balance_row,
     ledger_entries_cannot_be_changed_or_deleted,
+    ledger_record_all_posts_many_at_once_with_the_same_guarantees,
 );
 
 mod ledger_support {
@@ -2364,6 +2365,13 @@ mod ledger_support {
     pub async fn record(db: &Db, movement: &Movement) -> Result<Recorded, LedgerError> {
         let mut tx = db.begin().await?;
         let recorded = ledger::record(&mut tx, movement).await?;
+        tx.commit().await?;
+        Ok(recorded)
+    }
+
+    pub async fn record_all(db: &Db, movements: &[Movement]) -> Result<Recorded, LedgerError> {
+        let mut tx = db.begin().await?;
+        let recorded = ledger::record_all(&mut tx, movements).await?;
         tx.commit().await?;
         Ok(recorded)
     }
@@ -2638,5 +2646,52 @@ async fn ledger_entries_cannot_be_changed_or_deleted(db: Db) {
     assert!(change("UPDATE ledger_pending SET state = 'voided'").await.is_err(), "a posted entry stays posted");
     assert!(change("UPDATE ledger_pending SET state = 'pending', resolved_at = NULL").await.is_err());
     assert_eq!(ledger::entries_of_user(&db, USER).await.unwrap().len(), 3);
+    assert_eq!(ledger::check(&db).await.unwrap(), vec![]);
+}
+
+async fn ledger_record_all_posts_many_at_once_with_the_same_guarantees(db: Db) {
+    use donkies_domain::{Balance, Cents, LedgerAccount, LedgerRefusal, Movement, Recorded};
+    use donkies_store::ledger;
+    use ledger_support::*;
+    let roundup =
+        |transaction_id, cents| Movement::RoundUp { user_id: USER, transaction_id, amount: Cents::new(cents) };
+    let posted = |cents| Balance { posted: Cents::new(cents), ..Balance::default() };
+    let entries = || async { ledger::entries_of_user(&db, USER).await.unwrap().len() };
+    assert_eq!(record_all(&db, &[]).await.unwrap(), Recorded::AlreadyRecorded);
+
+    let contribution = Movement::Contribution { user_id: USER, contribution_id: 1, amount: Cents::new(25) };
+    let first = [roundup(1, 30), roundup(2, 45), contribution];
+    assert_eq!(record_all(&db, &first).await.unwrap(), Recorded::New);
+    assert_eq!(ledger::balance(&db, &pending()).await.unwrap(), posted(100));
+    assert_eq!(ledger::balance(&db, &LedgerAccount::RoundUpSource).await.unwrap(), posted(-75));
+    assert_eq!(ledger::balance(&db, &LedgerAccount::ContributionSource).await.unwrap(), posted(-25));
+    assert_eq!(entries().await, 3);
+    // A replay is a no-op; so is the part of a batch recorded before, and a repeat inside one.
+    assert_eq!(record_all(&db, &first).await.unwrap(), Recorded::AlreadyRecorded);
+    assert_eq!(record_all(&db, &[roundup(1, 30), roundup(3, 5)]).await.unwrap(), Recorded::New);
+    assert_eq!(record_all(&db, &[roundup(4, 7), roundup(4, 7)]).await.unwrap(), Recorded::New);
+    assert_eq!(ledger::balance(&db, &pending()).await.unwrap(), posted(112));
+    assert_eq!(entries().await, 5);
+    // A key naming another entry refuses the whole batch, and the caller's transaction goes on.
+    let mut tx = db.begin().await.unwrap();
+    let err = ledger::record_all(&mut tx, &[roundup(5, 9), roundup(1, 31)]).await.unwrap_err();
+    assert!(matches!(err.refusal(), Some(LedgerRefusal::KeyConflict { .. })), "{err:?}");
+    ledger::record_all(&mut tx, &[roundup(6, 100)]).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(entries().await, 6, "nothing of the refused batch");
+    assert_eq!(ledger::balance(&db, &pending()).await.unwrap(), posted(212));
+
+    // Other movements are recorded step by step, with their limits, all or none.
+    let start =
+        |collection_id, cents| Movement::CollectStart { user_id: USER, collection_id, amount: Cents::new(cents) };
+    let err = record_all(&db, &[roundup(7, 1), start(1, 214)]).await.unwrap_err();
+    assert!(matches!(err.refusal(), Some(LedgerRefusal::InsufficientBalance { .. })), "{err:?}");
+    assert_eq!(entries().await, 6, "the round-up of the refused batch is not kept");
+    assert_eq!(record_all(&db, &[roundup(7, 1), start(1, 213)]).await.unwrap(), Recorded::New);
+    assert_eq!(record_all(&db, &[roundup(7, 1), start(1, 213)]).await.unwrap(), Recorded::AlreadyRecorded);
+    assert_eq!(ledger::balance(&db, &pending()).await.unwrap(), posted(0));
+    let in_collection = LedgerAccount::InCollection { user_id: USER };
+    let reserved = Balance { posted: Cents::new(213), pending_debits: Cents::new(213), ..Balance::default() };
+    assert_eq!(ledger::balance(&db, &in_collection).await.unwrap(), reserved);
     assert_eq!(ledger::check(&db).await.unwrap(), vec![]);
 }

@@ -1,0 +1,65 @@
+//! The collection run of `donkies collect`, timed, for `bench/money.sh`: builds the services the
+//! way the operator commands do (the same settings from the environment, the same
+//! `build_context`, the same log lines) and runs `Services::collect_all(false, ..)` once. It does
+//! not ask for a running worker nor follow the transfers to Dwolla as `donkies collect` does:
+//! only the collection itself is timed. Prints one line for the script:
+//!
+//!   users=N sent=N below=N skipped=N amount_cents=N seconds=S
+//!
+//!   DATABASE_URL=postgres://... DONKIES_DWOLLA_URL=... DONKIES_DWOLLA_KEY=... \
+//!     DONKIES_DWOLLA_SECRET=... cargo run --release -p donkies-server --example collect_run
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::Parser;
+use donkies_server::config::{CommonArgs, FileValues, Settings};
+use donkies_server::services::money::Collected;
+
+#[derive(Parser)]
+struct Args {
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,hyper=warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(false).try_init();
+
+    let listen = std::env::var("DONKIES_LISTEN").ok().filter(|l| !l.is_empty());
+    let settings = Arc::new(Settings::resolve(listen, &args.common, &FileValues::default())?);
+    let db = donkies_server::open_database(&settings).await?;
+    let api = settings.listen;
+    let (ctx, _simulators) = donkies_server::build_context(settings, db, api, false).await?;
+    let services = ctx.services;
+
+    let started = Instant::now();
+    let outcomes = services.collect_all(false, |_, _| {}).await?;
+    let seconds = started.elapsed().as_secs_f64();
+
+    let (mut sent, mut below, mut skipped, mut amount) = (0usize, 0usize, 0usize, 0i64);
+    for (user, outcome) in &outcomes {
+        match outcome {
+            Collected::Sent { amount: a, .. } => {
+                sent += 1;
+                amount += a.get();
+            }
+            Collected::BelowMinimum { .. } => below += 1,
+            Collected::Would { .. } => {}
+            Collected::Skipped(why) => {
+                skipped += 1;
+                if skipped <= 3 {
+                    eprintln!("user {user}: skipped: {why}");
+                }
+            }
+        }
+    }
+    println!(
+        "users={} sent={sent} below={below} skipped={skipped} amount_cents={amount} seconds={seconds:.3}",
+        outcomes.len()
+    );
+    Ok(())
+}
