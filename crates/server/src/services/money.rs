@@ -241,17 +241,15 @@ impl Services {
             .collect();
         let inserted = ml::insert_roundups(work, user.id, &rows, now()).await?;
         let by_id: BTreeMap<i64, &NewRoundUp> = rows.iter().map(|r| (r.id, r)).collect();
-        let mut gave = 0;
-        for id in inserted {
-            let Some(row) = by_id.get(&id) else { continue };
-            if row.amount > Cents::ZERO {
-                let movement =
-                    Movement::RoundUp { user_id: user.id, transaction_id: row.transaction_id, amount: row.amount };
-                ledger::record(work, &movement).await.map_err(ledger_error)?;
-                gave += 1;
-            }
-        }
-        Ok(gave)
+        // One batch of ledger entries for all of them, not a round trip each.
+        let movements: Vec<Movement> = inserted
+            .iter()
+            .filter_map(|id| by_id.get(id))
+            .filter(|row| row.amount > Cents::ZERO)
+            .map(|row| Movement::RoundUp { user_id: user.id, transaction_id: row.transaction_id, amount: row.amount })
+            .collect();
+        ledger::record_all(work, &movements).await.map_err(ledger_error)?;
+        Ok(movements.len())
     }
 
     /// Collect one user's round-ups: gather new ones, and when what waits (within the caps)

@@ -749,6 +749,14 @@ impl Services {
         status: TransferStatus,
         failure: Option<(String, String)>,
     ) -> ServiceResult<()> {
+        // What an ACH return does to the bank and the customer is in place before anyone sees
+        // the transfer failed (doing it twice changes nothing).
+        if let Some((code, _)) = &failure {
+            let current = payments::transfer_by_id(&self.db, transfer.id).await?;
+            if current.is_some_and(|t| !t.status.is_final()) {
+                self.apply_return(&transfer.source_funding_source, code).await?;
+            }
+        }
         let mut work = self.begin().await?;
         let changed = payments::set_transfer_status_in(
             &mut work,
@@ -764,9 +772,6 @@ impl Services {
         self.settle_money(&mut work, transfer, &status, failure.as_ref().map(|(c, _)| c.as_str())).await?;
         work.commit().await?;
         tracing::info!(transfer = transfer.id, status = status.as_str(), "transfer resolved");
-        if let Some((code, _)) = &failure {
-            self.apply_return(&transfer.source_funding_source, code).await?;
-        }
         if let Some(user_id) = transfer.user_id {
             let (subject, line) = match (&status, &failure) {
                 (TransferStatus::Processed, _) => {
