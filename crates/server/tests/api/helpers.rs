@@ -169,6 +169,26 @@ impl TestApp {
         }
     }
 
+    /// Run `donkies ARGS` beside this server, as an operator would in a second terminal: the
+    /// same database and the same simulated providers.
+    pub async fn operator(&self, args: &[&str]) -> std::process::Output {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_donkies"))
+            .args(args)
+            .env("DATABASE_URL", &self.test_db.url)
+            .env("DONKIES_SECRET_KEY", "test secret key, not for production")
+            .env("DONKIES_DATA_DIR", std::env::temp_dir())
+            .env("DONKIES_ATRIUM_URL", self.atrium.base_url().as_str())
+            .env("DONKIES_ATRIUM_CLIENT_ID", SANDBOX_CLIENT_ID)
+            .env("DONKIES_ATRIUM_KEY", SANDBOX_API_KEY)
+            .env("DONKIES_DWOLLA_URL", self.dwolla.base_url().as_str())
+            .env("DONKIES_DWOLLA_KEY", SANDBOX_DWOLLA_KEY)
+            .env("DONKIES_DWOLLA_SECRET", SANDBOX_DWOLLA_SECRET)
+            .env("RUST_LOG", "warn")
+            .output()
+            .await
+            .unwrap()
+    }
+
     pub fn db(&self) -> &donkies_store::Db {
         &self.test_db.db
     }

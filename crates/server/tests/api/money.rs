@@ -527,21 +527,7 @@ async fn the_payoff_projection_is_for_the_users_own_debt_accounts(backend: Backe
 
 /// Run `donkies ARGS` beside the test's server, as an operator would in a second terminal.
 async fn donkies(app: &TestApp, args: &[&str]) -> (bool, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_donkies"))
-        .args(args)
-        .env("DATABASE_URL", &app.test_db.url)
-        .env("DONKIES_SECRET_KEY", "test secret key, not for production")
-        .env("DONKIES_DATA_DIR", std::env::temp_dir())
-        .env("DONKIES_ATRIUM_URL", app.atrium.base_url().as_str())
-        .env("DONKIES_ATRIUM_CLIENT_ID", donkies_sandbox::SANDBOX_CLIENT_ID)
-        .env("DONKIES_ATRIUM_KEY", donkies_sandbox::SANDBOX_API_KEY)
-        .env("DONKIES_DWOLLA_URL", app.dwolla.base_url().as_str())
-        .env("DONKIES_DWOLLA_KEY", donkies_sandbox::SANDBOX_DWOLLA_KEY)
-        .env("DONKIES_DWOLLA_SECRET", donkies_sandbox::SANDBOX_DWOLLA_SECRET)
-        .env("RUST_LOG", "warn")
-        .output()
-        .await
-        .unwrap();
+    let out = app.operator(args).await;
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
 }

@@ -356,21 +356,8 @@ async fn the_operator_records_several_transfers_at_once(backend: Backend) {
     assert_eq!(app.post(&path, Some(&token), json!({})).await.0, StatusCode::CREATED);
 
     // `donkies payments transfer --count 3`, run beside the server as an operator would.
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_donkies"))
-        .args(["payments", "transfer", "--user", "ada@example.com", "--amount", "1.25", "--count", "3"])
-        .env("DATABASE_URL", &app.test_db.url)
-        .env("DONKIES_SECRET_KEY", "test secret key, not for production")
-        .env("DONKIES_DATA_DIR", std::env::temp_dir())
-        .env("DONKIES_ATRIUM_URL", app.atrium.base_url().as_str())
-        .env("DONKIES_ATRIUM_CLIENT_ID", donkies_sandbox::SANDBOX_CLIENT_ID)
-        .env("DONKIES_ATRIUM_KEY", donkies_sandbox::SANDBOX_API_KEY)
-        .env("DONKIES_DWOLLA_URL", app.dwolla.base_url().as_str())
-        .env("DONKIES_DWOLLA_KEY", donkies_sandbox::SANDBOX_DWOLLA_KEY)
-        .env("DONKIES_DWOLLA_SECRET", donkies_sandbox::SANDBOX_DWOLLA_SECRET)
-        .env("RUST_LOG", "warn")
-        .output()
-        .await
-        .unwrap();
+    let out =
+        app.operator(&["payments", "transfer", "--user", "ada@example.com", "--amount", "1.25", "--count", "3"]).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(stdout.lines().filter(|l| l.contains("of 1.25 recorded")).count(), 3, "{stdout}");
