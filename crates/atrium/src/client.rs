@@ -9,7 +9,6 @@ use serde::de::DeserializeOwned;
 use url::Url;
 
 use crate::aggregator::{Aggregator, DateRange, Page, PageRequest, Result};
-use crate::metered;
 use crate::wire::{self, *};
 use crate::{AtriumError, SecretString};
 
@@ -106,10 +105,15 @@ impl AtriumClient {
         let request = request.build().map_err(|e| AtriumError::from_transport(&e))?;
         let method = request.method().clone();
         let path = request.url().path().to_owned();
-        let operation = metered::operation(&method, &self.base_url, request.url());
+        let operation = donkies_outbound::rest_operation(&method, &self.base_url, request.url());
         let started = Instant::now();
         let sent = self.http.execute(request).await;
-        metered::record(operation, metered::outcome(sent.as_ref().map(Response::status)), started);
+        donkies_outbound::record(
+            "atrium",
+            operation,
+            donkies_outbound::outcome(sent.as_ref().map(Response::status)),
+            started,
+        );
         let response = match sent {
             Ok(response) => response,
             Err(error) => {

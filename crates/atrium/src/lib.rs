@@ -9,7 +9,6 @@
 mod aggregator;
 mod client;
 mod error;
-mod metered;
 pub mod wire;
 
 pub use aggregator::{Aggregator, DateRange, Page, PageRequest, Result, collect_pages};

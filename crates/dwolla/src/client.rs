@@ -13,7 +13,6 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Mutex;
 use url::Url;
 
-use crate::metered;
 use crate::rail::{Page, PaymentRail, Result, TransferDestination, TransferRequest};
 use crate::wire::{self, *};
 use crate::{DwollaError, SecretString};
@@ -229,10 +228,15 @@ impl DwollaClient {
     /// Every request to Dwolla goes out here, counted and timed by operation and outcome.
     async fn execute_metered(&self, request: RequestBuilder) -> reqwest::Result<Response> {
         let request = request.build()?;
-        let operation = metered::operation(request.method(), &self.base_url, request.url());
+        let operation = donkies_outbound::rest_operation(request.method(), &self.base_url, request.url());
         let started = Instant::now();
         let sent = self.http.execute(request).await;
-        metered::record(operation, metered::outcome(sent.as_ref().map(Response::status)), started);
+        donkies_outbound::record(
+            "dwolla",
+            operation,
+            donkies_outbound::outcome(sent.as_ref().map(Response::status)),
+            started,
+        );
         sent
     }
 

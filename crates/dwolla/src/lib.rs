@@ -10,7 +10,6 @@
 
 mod client;
 mod error;
-mod metered;
 mod rail;
 mod webhook;
 pub mod wire;

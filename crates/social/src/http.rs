@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use reqwest::{RequestBuilder, StatusCode};
+use reqwest::RequestBuilder;
 use serde::de::DeserializeOwned;
 use url::Url;
 
@@ -89,7 +89,12 @@ pub(crate) async fn send(provider: &str, http: &reqwest::Client, request: Reques
     let started = Instant::now();
     let elapsed_ms = || u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let sent = http.execute(request).await;
-    record(provider, operation, outcome(sent.as_ref().map(reqwest::Response::status)), started);
+    donkies_outbound::record(
+        provider,
+        operation,
+        donkies_outbound::outcome(sent.as_ref().map(reqwest::Response::status)),
+        started,
+    );
     let response = match sent {
         Ok(response) => response,
         Err(error) => {
@@ -110,31 +115,6 @@ pub(crate) async fn send(provider: &str, http: &reqwest::Client, request: Reques
 fn operation(method: &reqwest::Method, url: &Url) -> String {
     let endpoint = url.path_segments().and_then(|mut segments| segments.rfind(|s| !s.is_empty())).unwrap_or("");
     format!("{method} {endpoint}")
-}
-
-/// What became of a call: `ok`, `rate_limited`, `client_error`, `server_error`, `timeout` or
-/// `unreachable`.
-fn outcome(result: std::result::Result<StatusCode, &reqwest::Error>) -> &'static str {
-    match result {
-        Ok(status) if status == StatusCode::TOO_MANY_REQUESTS => "rate_limited",
-        Ok(status) if status.is_client_error() => "client_error",
-        Ok(status) if status.is_server_error() => "server_error",
-        Ok(_) => "ok",
-        Err(error) if error.is_timeout() => "timeout",
-        Err(_) => "unreachable",
-    }
-}
-
-/// Count and time one call in the process's metrics (the `metrics` facade: a no-op unless the
-/// process installed a recorder, as `donkies serve` does).
-fn record(provider: &str, operation: String, outcome: &'static str, started: Instant) {
-    let elapsed = started.elapsed().as_secs_f64();
-    let provider = provider.to_owned();
-    metrics::counter!("donkies_outside_calls_total",
-        "provider" => provider.clone(), "operation" => operation.clone(), "outcome" => outcome)
-    .increment(1);
-    metrics::histogram!("donkies_outside_call_duration_seconds", "provider" => provider, "operation" => operation)
-        .record(elapsed);
 }
 
 #[cfg(test)]
