@@ -21,7 +21,7 @@ read -r -a backends <<<"${backends[*]}"
 
 if [ ! -x "$venv/bin/schemathesis" ]; then
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check 'schemathesis>=4.3,<5'
+  "$venv/bin/pip" install --quiet --disable-pip-version-check 'schemathesis==4.32.5'
 fi
 cargo build --release --locked --bin donkies
 bin="target/release/donkies"
@@ -108,6 +108,9 @@ fuzz() {
   echo "fuzzing on $backend as a user with a linked bank (member $member)"
 
   local started=$SECONDS
+  # One worker: CPython 3.11 can fail to parse source when two threads compile at once
+  # ("SystemError: AST constructor recursion depth mismatch"), which schemathesis's coverage phase
+  # does with several workers.
   # Excluded: the two logout operations, which would end the session every other request is
   # made with (their 401 for a missing token is still covered by every secured operation); and
   # the check positive_data_acceptance, which wants a 2xx for every schema-valid request: no
@@ -124,7 +127,7 @@ fuzz() {
     --phases examples,coverage,fuzzing \
     --max-examples "$examples" \
     --exclude-path /v1/auth/logout \
-    --workers 2 \
+    --workers 1 \
     --seed 1 \
     --generation-database none \
     --request-timeout 30 \
