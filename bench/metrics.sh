@@ -38,7 +38,9 @@ one_round() {
     run_wrk "$DATA/wrk/$label" -t2 -c64 -d"$DURATION" -H "Authorization: Token $token" "$BASE/v1/user"
     check_wrk "$label" "GET /v1/user" "$DATA/wrk/$label"
     if [[ "$label" == on* ]]; then
-        curl -fsS "$BASE/metrics" | grep -q '^donkies_http_requests_total' || surprise "$label: /metrics shows no requests"
+        local scrape
+        scrape="$(curl -fsS "$BASE/metrics")"
+        grep -q '^donkies_http_requests_total' <<<"$scrape" || surprise "$label: /metrics shows no requests"
     else
         [[ "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/metrics")" == 404 ]] || surprise "$label: /metrics answered"
     fi
