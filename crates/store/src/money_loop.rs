@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use donkies_domain::{AccountFamily, Cents, Direction};
 
 use crate::column::{Col, Stored};
-use crate::{Backend, Db, StoreError, Tx, on_db, on_tx};
+use crate::{Db, StoreError, Tx, on_db, on_tx};
 
 // ---------------------------------------------------------------------------------------------
 // Serialising one user's money work
@@ -171,19 +171,6 @@ pub async fn release_waiting(tx: &mut Tx, collection_id: i64) -> Result<(), Stor
         on_tx!(tx, conn => sqlx::query(&sql).bind(collection_id).execute(conn).await.map(|r| r.rows_affected()))?;
     }
     Ok(())
-}
-
-/// The sum of the user's waiting round-ups and contributions.
-pub async fn waiting_total(db: &Db, user_id: i64) -> Result<Cents, StoreError> {
-    let total = on_db!(db, pool => sqlx::query_scalar::<_, Option<i64>>(
-        "SELECT CAST(SUM(amount) AS BIGINT) FROM ( \
-           SELECT amount FROM roundups WHERE user_id = $1 AND collection_id IS NULL \
-           UNION ALL SELECT amount FROM contributions WHERE user_id = $1 AND collection_id IS NULL) AS w",
-    )
-    .bind(user_id)
-    .fetch_one(pool)
-    .await)?;
-    Ok(Cents::new(total.unwrap_or(0)))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -375,12 +362,6 @@ pub async fn collected_since(tx: &mut Tx, user_id: i64, since: DateTime<Utc>) ->
 pub async fn collections_of_user(db: &Db, user_id: i64) -> Result<Vec<Collection>, StoreError> {
     let sql = format!("{COLLECTION} WHERE user_id = $1 ORDER BY created_at DESC, id DESC");
     Ok(on_db!(db, pool => sqlx::query_as::<_, Collection>(&sql).bind(user_id).fetch_all(pool).await)?)
-}
-
-/// Collections still waiting on their transfer.
-pub async fn pending_collections(db: &Db) -> Result<Vec<Collection>, StoreError> {
-    let sql = format!("{COLLECTION} WHERE status = 'pending' ORDER BY created_at, id");
-    Ok(on_db!(db, pool => sqlx::query_as::<_, Collection>(&sql).fetch_all(pool).await)?)
 }
 
 /// What one collection gathered from one debit account (transfers_prepare).
@@ -643,11 +624,6 @@ pub async fn workers_seen_since(db: &Db, since: DateTime<Utc>) -> Result<i64, St
         .bind(since)
         .fetch_one(pool)
         .await)?)
-}
-
-/// Which engine `db` is (the operator's messages name it).
-pub fn engine(db: &Db) -> Backend {
-    db.backend()
 }
 
 // ---------------------------------------------------------------------------------------------
