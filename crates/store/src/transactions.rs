@@ -1,6 +1,7 @@
 //! Transactions of linked accounts. Refreshes upsert by aggregator guid, so a re-sync never
 //! duplicates a transaction.
 
+use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -112,14 +113,26 @@ const ROW_COLUMNS: &[&str] = &[
 /// statement of this many rows is reused for every full chunk of an ingest.
 const SQLITE_BATCH: usize = 200;
 
-/// The columns an upsert may change: everything but the row's identity and creation time.
-fn on_conflict() -> String {
-    let updates: Vec<String> = ROW_COLUMNS
+/// The columns an upsert may change (everything but the row's identity and creation time), and
+/// only when one of them differs: a re-sync of unchanged transactions writes nothing.
+/// `distinct` is the engine's null-safe "differs": `IS NOT` on SQLite, `IS DISTINCT FROM` on
+/// PostgreSQL.
+fn on_conflict(distinct: &str) -> String {
+    let changeable: Vec<&str> = ROW_COLUMNS
         .iter()
-        .filter(|c| !matches!(**c, "user_id" | "created_at" | "id" | "guid" | "uid"))
-        .map(|c| format!("{c} = excluded.{c}"))
+        .copied()
+        .filter(|c| !matches!(*c, "user_id" | "created_at" | "updated_at" | "id" | "guid" | "uid"))
         .collect();
-    format!(" ON CONFLICT (user_id, guid) DO UPDATE SET {}", updates.join(", "))
+    let updates: Vec<String> =
+        changeable.iter().chain(["updated_at"].iter()).map(|c| format!("{c} = excluded.{c}")).collect();
+    let ours: Vec<String> = changeable.iter().map(|c| format!("transactions.{c}")).collect();
+    let theirs: Vec<String> = changeable.iter().map(|c| format!("excluded.{c}")).collect();
+    format!(
+        " ON CONFLICT (user_id, guid) DO UPDATE SET {} WHERE ({}) {distinct} ({})",
+        updates.join(", "),
+        ours.join(", "),
+        theirs.join(", ")
+    )
 }
 
 fn sqlite_sql(rows: usize) -> String {
@@ -128,7 +141,7 @@ fn sqlite_sql(rows: usize) -> String {
         "INSERT INTO transactions ({}) VALUES {}{}",
         ROW_COLUMNS.join(", "),
         vec![row.as_str(); rows].join(", "),
-        on_conflict()
+        on_conflict("IS NOT")
     )
 }
 
@@ -137,25 +150,38 @@ static SQLITE_FULL_CHUNK: LazyLock<String> = LazyLock::new(|| sqlite_sql(SQLITE_
 /// A staging table of this transaction, dropped again before it ends.
 const PG_STAGING: &str = "CREATE TEMP TABLE transactions_staging (LIKE transactions) ON COMMIT DROP";
 
-static PG_COPY: LazyLock<String> =
-    LazyLock::new(|| format!("COPY transactions_staging ({}) FROM STDIN", ROW_COLUMNS.join(", ")));
+/// `COPY … FROM STDIN` in PostgreSQL's binary format into `table`, in [`ROW_COLUMNS`] order.
+fn pg_copy(table: &str) -> String {
+    format!("COPY {table} ({}) FROM STDIN WITH (FORMAT binary)", ROW_COLUMNS.join(", "))
+}
+
+static PG_COPY_NEW: LazyLock<String> = LazyLock::new(|| pg_copy("transactions"));
+static PG_COPY_STAGING: LazyLock<String> = LazyLock::new(|| pg_copy("transactions_staging"));
 
 static PG_MERGE: LazyLock<String> = LazyLock::new(|| {
     let columns = ROW_COLUMNS.join(", ");
-    format!("INSERT INTO transactions ({columns}) SELECT {columns} FROM transactions_staging{}", on_conflict())
+    format!(
+        "INSERT INTO transactions ({columns}) SELECT {columns} FROM transactions_staging{}",
+        on_conflict("IS DISTINCT FROM")
+    )
 });
 
-/// Bytes of COPY text sent to the server at a time.
+/// Ingests of one user wait for each other (PostgreSQL): the guids one of them found stored
+/// stay the guids stored until it commits.
+const PG_LOCK_USER: &str = "SELECT pg_advisory_xact_lock(hashtextextended('transactions ingest', $1))";
+
+/// Bytes of COPY data sent to the server at a time.
 const PG_COPY_CHUNK: usize = 1 << 20;
 
-/// Insert or refresh transactions by (user, aggregator guid). On PostgreSQL the rows travel by
-/// `COPY` into a staging table and one `INSERT … SELECT … ON CONFLICT` merges them; on SQLite
-/// one prepared multi-row statement is reused inside the caller's transaction. Both apply the
+/// Insert or refresh transactions by (user, aggregator guid). On SQLite one prepared multi-row
+/// statement is reused inside the caller's transaction. On PostgreSQL the rows travel by binary
+/// `COPY`: those whose guid the user has no row for yet go straight into `transactions`, the
+/// others into a staging table that one `INSERT … SELECT … ON CONFLICT` merges. Both apply the
 /// same conflict rule.
 pub async fn upsert(tx: &mut Tx, user_id: i64, rows: &[TransactionData], now: DateTime<Utc>) -> Result<(), StoreError> {
     // One statement cannot update the same row twice: keep the last of repeated guids.
     let mut seen = std::collections::HashSet::with_capacity(rows.len());
-    let mut unique: Vec<&TransactionData> = rows.iter().rev().filter(|t| seen.insert(t.guid.as_str())).collect();
+    let mut unique: Vec<&TransactionData> = rows.iter().rev().filter(|t| seen.insert(storable(&t.guid))).collect();
     unique.reverse();
     if unique.is_empty() {
         return Ok(());
@@ -178,16 +204,16 @@ pub async fn upsert(tx: &mut Tx, user_id: i64, rows: &[TransactionData], now: Da
                         .bind(now)
                         .bind(crate::new_id())
                         .bind(t.account_id)
-                        .bind(t.guid.as_str())
+                        .bind(storable(&t.guid))
                         .bind(crate::new_hex_id())
                         .bind(t.amount.get())
                         .bind(t.kind.as_str())
-                        .bind(t.status.as_deref())
-                        .bind(t.category.as_deref())
-                        .bind(t.top_level_category.as_deref())
-                        .bind(t.description.as_deref())
-                        .bind(t.original_description.as_deref())
-                        .bind(t.memo.as_deref())
+                        .bind(t.status.as_deref().map(storable))
+                        .bind(t.category.as_deref().map(storable))
+                        .bind(t.top_level_category.as_deref().map(storable))
+                        .bind(t.description.as_deref().map(storable))
+                        .bind(t.original_description.as_deref().map(storable))
+                        .bind(t.memo.as_deref().map(storable))
                         .bind(t.date)
                         .bind(t.transacted_at)
                         .bind(t.posted_at)
@@ -207,63 +233,131 @@ pub async fn upsert(tx: &mut Tx, user_id: i64, rows: &[TransactionData], now: Da
             }
         }
         Tx::Postgres(conn) => {
-            sqlx::query(PG_STAGING).persistent(false).execute(&mut **conn).await?;
-            let mut copy = conn.copy_in_raw(&PG_COPY).await?;
-            let stamp = copy_timestamp(now);
-            let mut buf = String::with_capacity(PG_COPY_CHUNK + 4096);
-            for t in unique {
-                copy_row(&mut buf, user_id, &stamp, t);
-                if buf.len() >= PG_COPY_CHUNK {
-                    if let Err(err) = copy.send(buf.as_bytes()).await {
-                        let _ = copy.abort("send failed").await;
-                        return Err(err.into());
-                    }
-                    buf.clear();
-                }
+            sqlx::query(PG_LOCK_USER).bind(user_id).execute(&mut **conn).await?;
+            let stored: std::collections::HashSet<String> =
+                sqlx::query_scalar("SELECT guid FROM transactions WHERE user_id = $1")
+                    .bind(user_id)
+                    .fetch_all(&mut **conn)
+                    .await?
+                    .into_iter()
+                    .collect();
+            let (known, new): (Vec<&TransactionData>, Vec<&TransactionData>) =
+                unique.into_iter().partition(|t| stored.contains(storable(&t.guid).as_ref()));
+            if !new.is_empty() {
+                copy_binary(conn, &PG_COPY_NEW, user_id, now, &new).await?;
             }
-            if !buf.is_empty()
-                && let Err(err) = copy.send(buf.as_bytes()).await
-            {
-                let _ = copy.abort("send failed").await;
-                return Err(err.into());
+            if !known.is_empty() {
+                sqlx::query(PG_STAGING).persistent(false).execute(&mut **conn).await?;
+                copy_binary(conn, &PG_COPY_STAGING, user_id, now, &known).await?;
+                sqlx::query(&PG_MERGE).persistent(false).execute(&mut **conn).await?;
+                sqlx::query("DROP TABLE transactions_staging").persistent(false).execute(&mut **conn).await?;
             }
-            copy.finish().await?;
-            sqlx::query(&PG_MERGE).persistent(false).execute(&mut **conn).await?;
-            sqlx::query("DROP TABLE transactions_staging").persistent(false).execute(&mut **conn).await?;
         }
     }
     Ok(())
 }
 
-fn copy_timestamp(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+/// A provider's text as stored: without NUL characters, which PostgreSQL text cannot hold (a
+/// stray one is dropped on both engines rather than failing the whole sync).
+fn storable(text: &str) -> Cow<'_, str> {
+    if text.contains('\0') { Cow::Owned(text.replace('\0', "")) } else { Cow::Borrowed(text) }
 }
 
-/// One line of PostgreSQL's COPY text format, in [`ROW_COLUMNS`] order.
-fn copy_row(out: &mut String, user_id: i64, now: &str, t: &TransactionData) {
-    use std::fmt::Write;
-    let _ = write!(out, "{user_id}\t{now}\t{now}\t{}\t{}\t", crate::new_id(), t.account_id);
-    copy_text(out, Some(&t.guid));
-    let _ = write!(out, "\t{}\t{}\t{}\t", crate::new_hex_id(), t.amount.get(), t.kind.as_str());
-    for text in [&t.status, &t.category, &t.top_level_category, &t.description, &t.original_description, &t.memo] {
-        copy_text(out, text.as_deref());
-        out.push('\t');
-    }
-    let _ = write!(out, "{}\t", t.date);
-    for at in [t.transacted_at, t.posted_at] {
-        match at {
-            Some(at) => out.push_str(&copy_timestamp(at)),
-            None => out.push_str("\\N"),
+/// Send `rows` through `statement` (a binary `COPY … FROM STDIN`), new ids and uids drawn here.
+async fn copy_binary(
+    conn: &mut sqlx::PgConnection,
+    statement: &str,
+    user_id: i64,
+    now: DateTime<Utc>,
+    rows: &[&TransactionData],
+) -> Result<(), StoreError> {
+    let mut copy = conn.copy_in_raw(statement).await?;
+    let mut buf = Vec::with_capacity(PG_COPY_CHUNK + 4096);
+    buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+    buf.extend_from_slice(&0i32.to_be_bytes()); // flags
+    buf.extend_from_slice(&0i32.to_be_bytes()); // header extension length
+    let now = pg_micros(now);
+    for (i, t) in rows.iter().enumerate() {
+        binary_row(&mut buf, user_id, now, t);
+        if i + 1 == rows.len() {
+            buf.extend_from_slice(&(-1i16).to_be_bytes());
         }
-        out.push('\t');
+        if buf.len() >= PG_COPY_CHUNK || i + 1 == rows.len() {
+            if let Err(err) = copy.send(buf.as_slice()).await {
+                let _ = copy.abort("send failed").await;
+                return Err(err.into());
+            }
+            buf.clear();
+        }
     }
-    for n in [t.check_number, t.merchant_category_code] {
-        copy_display(out, n);
+    copy.finish().await?;
+    Ok(())
+}
+
+/// Microseconds since PostgreSQL's epoch (2000-01-01 00:00 UTC), as binary `timestamptz`.
+fn pg_micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros() - PG_EPOCH_UNIX_MICROS
+}
+
+const PG_EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
+
+/// Days since PostgreSQL's epoch, as binary `date`.
+fn pg_days(d: NaiveDate) -> i32 {
+    let epoch = NaiveDate::from_ymd_opt(2000, 1, 1).unwrap_or_default();
+    i32::try_from((d - epoch).num_days()).unwrap_or(i32::MAX)
+}
+
+/// One tuple of PostgreSQL's binary COPY format, in [`ROW_COLUMNS`] order.
+fn binary_row(out: &mut Vec<u8>, user_id: i64, now: i64, t: &TransactionData) {
+    fn int8(out: &mut Vec<u8>, v: i64) {
+        out.extend_from_slice(&8i32.to_be_bytes());
+        out.extend_from_slice(&v.to_be_bytes());
     }
-    for x in [t.latitude, t.longitude] {
-        copy_display(out, x);
+    fn null(out: &mut Vec<u8>) {
+        out.extend_from_slice(&(-1i32).to_be_bytes());
     }
-    let flags = [
+    fn text(out: &mut Vec<u8>, v: Option<&str>) {
+        let Some(v) = v.map(storable) else { return null(out) };
+        out.extend_from_slice(&i32::try_from(v.len()).unwrap_or(i32::MAX).to_be_bytes());
+        out.extend_from_slice(v.as_bytes());
+    }
+    fn opt_int8(out: &mut Vec<u8>, v: Option<i64>) {
+        match v {
+            Some(v) => int8(out, v),
+            None => null(out),
+        }
+    }
+    fn opt_float8(out: &mut Vec<u8>, v: Option<f64>) {
+        match v {
+            Some(v) => {
+                out.extend_from_slice(&8i32.to_be_bytes());
+                out.extend_from_slice(&v.to_bits().to_be_bytes());
+            }
+            None => null(out),
+        }
+    }
+    out.extend_from_slice(&(ROW_COLUMNS.len() as i16).to_be_bytes());
+    int8(out, user_id);
+    int8(out, now);
+    int8(out, now);
+    int8(out, crate::new_id());
+    int8(out, t.account_id);
+    text(out, Some(&t.guid));
+    text(out, Some(&crate::new_hex_id()));
+    int8(out, t.amount.get());
+    text(out, Some(t.kind.as_str()));
+    for v in [&t.status, &t.category, &t.top_level_category, &t.description, &t.original_description, &t.memo] {
+        text(out, v.as_deref());
+    }
+    out.extend_from_slice(&4i32.to_be_bytes());
+    out.extend_from_slice(&pg_days(t.date).to_be_bytes());
+    opt_int8(out, t.transacted_at.map(pg_micros));
+    opt_int8(out, t.posted_at.map(pg_micros));
+    opt_int8(out, t.check_number);
+    opt_int8(out, t.merchant_category_code);
+    opt_float8(out, t.latitude);
+    opt_float8(out, t.longitude);
+    for flag in [
         t.is_bill_pay,
         t.is_direct_deposit,
         t.is_expense,
@@ -271,38 +365,9 @@ fn copy_row(out: &mut String, user_id: i64, now: &str, t: &TransactionData) {
         t.is_income,
         t.is_overdraft_fee,
         t.is_payroll_advance,
-    ];
-    for (i, flag) in flags.iter().enumerate() {
-        out.push(if *flag { 't' } else { 'f' });
-        out.push(if i + 1 == flags.len() { '\n' } else { '\t' });
-    }
-}
-
-fn copy_display(out: &mut String, value: Option<impl std::fmt::Display>) {
-    use std::fmt::Write;
-    match value {
-        Some(v) => {
-            let _ = write!(out, "{v}");
-        }
-        None => out.push_str("\\N"),
-    }
-    out.push('\t');
-}
-
-/// A text value (or NULL) escaped for COPY's text format.
-fn copy_text(out: &mut String, value: Option<&str>) {
-    let Some(value) = value else {
-        out.push_str("\\N");
-        return;
-    };
-    for ch in value.chars() {
-        match ch {
-            '\\' => out.push_str("\\\\"),
-            '\t' => out.push_str("\\t"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            c => out.push(c),
-        }
+    ] {
+        out.extend_from_slice(&1i32.to_be_bytes());
+        out.push(u8::from(flag));
     }
 }
 

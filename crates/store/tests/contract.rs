@@ -73,6 +73,7 @@ contract!(
     accounts_are_scoped_hidden_and_counted,
     accounts_shares_replace_each_other,
     transactions_upsert_in_batches_without_duplicates,
+    transactions_drop_nul_characters_from_provider_text,
     transactions_large_ingest_round_trips_every_field_and_reingest_updates_in_place,
     transactions_list_newest_first_scoped_and_visible,
     social_link_find_and_refresh,
@@ -1223,6 +1224,24 @@ macro_rules! assert_fields_eq {
     )*};
 }
 
+/// A provider's stray NUL character (which PostgreSQL text cannot hold) is dropped, on both
+/// engines alike, instead of failing the whole sync; a re-sync finds the same row.
+async fn transactions_drop_nul_characters_from_provider_text(db: Db) {
+    let ada = make_user(&db, "ada@example.com").await;
+    let m = make_member(&db, ada, make_institution(&db, "chase", "Chase").await).await;
+    let acct = make_account(&db, ada, m, "ACT-1", "Checking", AccountFamily::Debit, now()).await;
+    let mut t = txn("TRN-\0nul", acct, -100, day(2024, 6, 1));
+    t.description = Some("Coffee\0 shop".into());
+    t.memo = Some("\0".into());
+    upsert_txns(&db, ada, &[t.clone(), txn("TRN-plain", acct, -5, day(2024, 6, 2))]).await;
+    t.amount = Cents::new(-250);
+    upsert_txns(&db, ada, &[t]).await;
+    let stored = transactions::list_for_user(&db, ada, None, None, 0).await.unwrap();
+    assert_eq!(stored.len(), 2, "the re-sync updated the row in place");
+    let t = stored.iter().find(|t| t.guid == "TRN-nul").expect("stored under its guid without the NUL");
+    assert_eq!((t.description.as_deref(), t.memo.as_deref(), t.amount.get()), (Some("Coffee shop"), Some(""), -250));
+}
+
 async fn transactions_large_ingest_round_trips_every_field_and_reingest_updates_in_place(db: Db) {
     let ada = make_user(&db, "ada@example.com").await;
     let bob = make_user(&db, "bob@example.com").await;
@@ -1282,6 +1301,18 @@ async fn transactions_large_ingest_round_trips_every_field_and_reingest_updates_
     assert_eq!(after[&format!("TRN-{N:06}")].created_at, t2);
     let bobs_list = transactions::list_for_user(&db, bob, None, None, 0).await.unwrap();
     assert_eq!(bobs_list.iter().map(|t| (t.guid.as_str(), t.amount.get())).collect::<Vec<_>>(), [("TRN-000001", -1)]);
+
+    // The same sync again, one transaction changed: only that one is written.
+    let mut third = second.clone();
+    third[7].memo = Some("edited".into());
+    let t3 = t2 + Duration::seconds(5);
+    let mut tx = db.begin().await.unwrap();
+    transactions::upsert(&mut tx, ada, &third, t3).await.unwrap();
+    tx.commit().await.unwrap();
+    let later = by_guid(transactions::list_for_user(&db, ada, None, None, 0).await.unwrap());
+    compare(&later, &third);
+    let touched: Vec<&str> = later.values().filter(|t| t.updated_at == t3).map(|t| t.guid.as_str()).collect();
+    assert_eq!(touched, [third[7].guid.as_str()], "an unchanged transaction keeps its updated_at");
 
     // A failed ingest leaves nothing behind, and the next one works.
     let mut tx = db.begin().await.unwrap();

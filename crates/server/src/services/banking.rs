@@ -522,7 +522,7 @@ impl Services {
         let mut work = self.begin().await?;
         let ids: HashMap<String, i64> = accounts::ids_by_guid(&mut work, member.user_id).await?.into_iter().collect();
         let rows: Vec<TransactionData> = live
-            .iter()
+            .into_iter()
             .filter_map(|t| {
                 let account_id = *ids.get(t.account_guid.as_deref()?)?;
                 Some(transaction_data(t, account_id))
@@ -629,18 +629,18 @@ fn account_data(a: &wire::Account) -> AccountData {
     }
 }
 
-fn transaction_data(t: &wire::Transaction, account_id: i64) -> TransactionData {
+fn transaction_data(t: wire::Transaction, account_id: i64) -> TransactionData {
     TransactionData {
-        guid: t.guid.clone(),
+        guid: t.guid,
         account_id,
         amount: Cents::new(t.amount.cents().abs()),
         kind: Direction::parse(t.transaction_type.as_str()).unwrap_or(Direction::Credit),
         status: Some(t.status.as_str().to_owned()),
-        category: t.category.clone(),
-        top_level_category: t.top_level_category.clone(),
-        description: Some(t.description.clone()),
-        original_description: t.original_description.clone(),
-        memo: t.memo.clone(),
+        category: t.category,
+        top_level_category: t.top_level_category,
+        description: Some(t.description),
+        original_description: t.original_description,
+        memo: t.memo,
         date: t.date,
         transacted_at: t.transacted_at,
         posted_at: t.posted_at,
