@@ -6,11 +6,13 @@
 #   GET /v1/transactions (all rows) at 8 connections: req/s, p99, response size, as a full 200,
 #   as a 304 (If-None-Match with its ETag) and gzip-encoded (Accept-Encoding: gzip), against the
 #   limit of this machine: the same bytes as a static body from a tiny server on the same
-#   runtime and HTTP stack (crates/server/examples/static_body.rs), measured in the same run.
-# Then, on each engine, the ingest of a 100000-transaction member: rows/s of the server's sync
-# (store part and end to end, from its "transactions synced" log line) against the engine's
+#   runtime and HTTP stack (crates/server/examples/static_body.rs), the two taking 3 turns
+#   (medians, and the worst turn's p99).
+# Then, on each engine, 3 ingests of a 100000-transaction member, each followed by the engine's
 # bulk loader with the same rows into a table shaped like `transactions` (indexes included):
-# psql \copy on PostgreSQL, the sqlite3 shell's .import on SQLite.
+# psql \copy on PostgreSQL (also with the foreign key `transactions` has), the sqlite3 shell's
+# .import on SQLite. Rows/s of the server's sync (store part and end to end, from its
+# "transactions synced" log line) against the loader, medians.
 #
 #   bash bench/banking.sh
 #   BENCH_POSTGRES_URL=postgres://USER@HOST:5432/postgres bash bench/banking.sh
@@ -20,6 +22,9 @@ PASSWORD='bench password 1'
 TX_PER_MEMBER=5000
 INGEST_ROWS=100000
 SIM_STEP_MS=20
+# Turns of the list against the yardstick, and ingests against the bulk loader: medians are
+# reported (this machine is noisy).
+ROUNDS=3
 
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -41,6 +46,7 @@ STATIC_BIN="$ROOT/target/release/examples/static_body"
 
 declare -a ROWS=()
 declare -a TX_ROWS=()
+declare -a ROUND_LINES=()
 INGEST_LINES=()
 
 # ---------------------------------------------------------------------------- simulator
@@ -188,32 +194,45 @@ bench_backend() {
     log "$name: GET /v1/members/<identifier>"
     run_wrk "$out/member" -t2 -c64 -d"$DURATION" --latency -H "$auth" "$member_url"
     check_wrk "$name" "GET /v1/members/<identifier>" "$out/member"
-    log "$name: GET /v1/transactions ($count rows, $bytes bytes)"
+    log "$name: GET /v1/transactions ($count rows, $bytes bytes) and the same bytes as a static body (the yardstick), taking turns"
+    start_static "$list"
     run_wrk "$out/warm-tx" -t2 -c8 -d2s -H "$auth" "$BASE/v1/transactions"
-    run_wrk "$out/tx" -t2 -c8 -d"$DURATION" --latency -H "$auth" "$BASE/v1/transactions"
-    check_wrk "$name" "GET /v1/transactions" "$out/tx"
+    run_wrk "$out/warm-static" -t2 -c8 -d2s "$STATIC_URL/"
+    local r
+    for ((r = 1; r <= ROUNDS; r++)); do
+        log "$name: round $r of $ROUNDS: the yardstick, then GET /v1/transactions"
+        run_wrk "$out/static$r" -t2 -c8 -d"$DURATION" --latency "$STATIC_URL/"
+        check_wrk yardstick "static body" "$out/static$r"
+        run_wrk "$out/tx$r" -t2 -c8 -d"$DURATION" --latency -H "$auth" "$BASE/v1/transactions"
+        check_wrk "$name" "GET /v1/transactions" "$out/tx$r"
+    done
+    stop_static
     log "$name: GET /v1/transactions with If-None-Match (304)"
     run_wrk "$out/tx304" -t2 -c8 -d"$DURATION" --latency -H "$auth" -H "If-None-Match: $etag" "$BASE/v1/transactions"
     check_wrk "$name" "GET /v1/transactions (304)" "$out/tx304"
     log "$name: GET /v1/transactions with Accept-Encoding: gzip ($gz_bytes bytes)"
     run_wrk "$out/txgz" -t2 -c8 -d"$DURATION" --latency -H "$auth" -H 'Accept-Encoding: gzip' "$BASE/v1/transactions"
     check_wrk "$name" "GET /v1/transactions (gzip)" "$out/txgz"
-    log "$name: the same $bytes bytes as a static body (the yardstick)"
-    static_body "$list" "$out/static"
 
-    local h_rps h_p99 m_rps m_p99 t_rps t_p99
+    local h_rps h_p99 m_rps m_p99 t_rps t_p99 s_rps s_p99
     h_rps="$(wrk_rps "$out/healthz")"
     h_p99="$(wrk_p99 "$out/healthz")"
     m_rps="$(wrk_rps "$out/member")"
     m_p99="$(wrk_p99 "$out/member")"
-    t_rps="$(wrk_rps "$out/tx")"
-    t_p99="$(wrk_p99 "$out/tx")"
+    # Medians of the rounds' rates; the worst round's p99.
+    t_rps="$(median $(for ((r = 1; r <= ROUNDS; r++)); do wrk_rps "$out/tx$r"; done))"
+    t_p99="$(worst_ms $(for ((r = 1; r <= ROUNDS; r++)); do wrk_p99 "$out/tx$r"; done))"
+    s_rps="$(median $(for ((r = 1; r <= ROUNDS; r++)); do wrk_rps "$out/static$r"; done))"
+    s_p99="$(worst_ms $(for ((r = 1; r <= ROUNDS; r++)); do wrk_p99 "$out/static$r"; done))"
     ROWS+=("$(printf '%-10s %12s %9s %12s %9s %8s %8s %9s %9s %10s' \
         "$name" "$h_rps" "$h_p99" "$m_rps" "$m_p99" "$(ratio_pct "$m_rps" "$h_rps")" \
         "$count" "$t_rps" "$t_p99" "$bytes")")
-    local s_rps s_p99 n_rps n_p99 g_rps g_p99
-    s_rps="$(wrk_rps "$out/static")"
-    s_p99="$(wrk_p99 "$out/static")"
+    for ((r = 1; r <= ROUNDS; r++)); do
+        ROUND_LINES+=("$(printf '%-10s round %d: static %s r/s (p99 %s), 200 %s r/s (p99 %s): %s' "$name" "$r" \
+            "$(wrk_rps "$out/static$r")" "$(wrk_p99 "$out/static$r")" "$(wrk_rps "$out/tx$r")" \
+            "$(wrk_p99 "$out/tx$r")" "$(ratio_pct "$(wrk_rps "$out/tx$r")" "$(wrk_rps "$out/static$r")")")")
+    done
+    local n_rps n_p99 g_rps g_p99
     n_rps="$(wrk_rps "$out/tx304")"
     n_p99="$(wrk_p99 "$out/tx304")"
     g_rps="$(wrk_rps "$out/txgz")"
@@ -223,72 +242,94 @@ bench_backend() {
         "$n_rps" "$n_p99" "$(ratio_pct "$t_rps" "$n_rps")" "$g_rps" "$g_p99")")
 }
 
-# static_body FILE OUTFILE: wrk -c8 against the yardstick serving FILE (started and stopped here).
-static_body() {
-    local file=$1 outf=$2 slog="$WORK/static.log" addr="" i
+# start_static FILE -> STATIC_URL, STATIC_PID: the yardstick serving FILE.
+start_static() {
+    local file=$1 slog="$WORK/static.log" addr="" i
     "$STATIC_BIN" "$file" 127.0.0.1:0 >"$slog" 2>&1 &
-    local pid=$!
+    STATIC_PID=$!
+    track_pid "$STATIC_PID"
     for ((i = 0; i < 100; i++)); do
         addr="$(grep -o 'listening on http://[0-9.:]*' "$slog" | head -n1 | sed 's/.*http:\/\///')" || true
         [[ -n "$addr" ]] && break
         sleep 0.1
     done
     [[ -n "$addr" ]] || { cat "$slog" >&2; die "the static-body yardstick did not start"; }
-    cmp -s "$file" <(curl -fsS "http://$addr/") || die "the yardstick serves other bytes than $file"
-    run_wrk "$outf.warm" -t2 -c8 -d2s "http://$addr/"
-    run_wrk "$outf" -t2 -c8 -d"$DURATION" --latency "http://$addr/"
-    check_wrk yardstick "static body" "$outf"
-    kill -TERM "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true # it has no shutdown of its own: SIGTERM is its normal end
+    STATIC_URL="http://$addr"
+    cmp -s "$file" <(curl -fsS "$STATIC_URL/") || die "the yardstick serves other bytes than $file"
+}
+
+stop_static() {
+    kill -TERM "$STATIC_PID" 2>/dev/null || true
+    wait "$STATIC_PID" 2>/dev/null || true # it has no shutdown of its own: SIGTERM is its normal end
 }
 
 # ingest NAME DATA_DIR EMAIL_N  (server of bench_backend still running; PG_URL set on PostgreSQL)
+# ROUNDS turns, each a new user's member synced by the server and then the same rows through the
+# engine's bulk loader; medians are reported.
 ingest() {
     local name=$1 data_dir=$2 n=$3 logf="$2/server.log"
     log "$name ingest: simulator to $INGEST_ROWS transactions per member"
     sim_settings "{\"transactions_per_member\": $INGEST_ROWS}" >&2
-    signup_one "$BASE" "$n" "$PASSWORD" || die "$name ingest: sign-up failed"
-    local token
-    token="$(login "$BASE" "bench$n@example.com" "$PASSWORD")"
-    [[ -n "$token" ]] || die "$name ingest: login returned no token"
-    local t0=$SECONDS
-    link_mxbank ingest "$BASE" "$token"
-    log "$name ingest: member $MEMBER_IDENT (id $MEMBER_ID) SUCCESS after $((SECONDS - t0)) s"
-    wait_until 300 "$name ingest: transactions synced rows=$INGEST_ROWS for $MEMBER_ID" \
-        eval '[[ -n "$(synced_line "$logf" "$MEMBER_ID")" ]]'
-    local line rows fetch_ms store_ms
-    line="$(synced_line "$logf" "$MEMBER_ID")"
-    rows="$(field "$line" rows)"
-    fetch_ms="$(field "$line" fetch_ms)"
-    store_ms="$(field "$line" store_ms)"
-    log "$name ingest: synced after $((SECONDS - t0)) s: rows=$rows fetch_ms=$fetch_ms store_ms=$store_ms"
-    [[ "$rows" == "$INGEST_ROWS" ]] || surprise "$name ingest: synced rows=$rows, simulator set to $INGEST_ROWS"
+    local label r user token t0 line rows fetch_ms store_ms
+    local -a stores=() fetches=() bases=() fks=()
+    case "$name" in
+    postgres) label='psql \copy' ;;
+    sqlite) label='sqlite3 .import' ;;
+    esac
+    for ((r = 0; r < ROUNDS; r++)); do
+        user=$((n + r))
+        signup_one "$BASE" "$user" "$PASSWORD" || die "$name ingest: sign-up failed"
+        token="$(login "$BASE" "bench$user@example.com" "$PASSWORD")"
+        [[ -n "$token" ]] || die "$name ingest: login returned no token"
+        t0=$SECONDS
+        link_mxbank ingest "$BASE" "$token"
+        log "$name ingest $((r + 1))/$ROUNDS: member $MEMBER_IDENT (id $MEMBER_ID) SUCCESS after $((SECONDS - t0)) s"
+        wait_until 300 "$name ingest: transactions synced rows=$INGEST_ROWS for $MEMBER_ID" \
+            eval '[[ -n "$(synced_line "$logf" "$MEMBER_ID")" ]]'
+        line="$(synced_line "$logf" "$MEMBER_ID")"
+        rows="$(field "$line" rows)"
+        fetch_ms="$(field "$line" fetch_ms)"
+        store_ms="$(field "$line" store_ms)"
+        log "$name ingest $((r + 1))/$ROUNDS: synced after $((SECONDS - t0)) s: rows=$rows fetch_ms=$fetch_ms store_ms=$store_ms"
+        [[ "$rows" == "$INGEST_ROWS" ]] || surprise "$name ingest: synced rows=$rows, simulator set to $INGEST_ROWS"
+        case "$name" in
+        postgres) baseline_copy "bench$user@example.com" ;;
+        sqlite) baseline_import "$data_dir/donkies.db" "bench$user@example.com" ;;
+        esac
+        log "$name ingest $((r + 1))/$ROUNDS: $label of $BASE_ROWS rows took $BASE_MS ms"
+        [[ "$BASE_ROWS" == "$rows" ]] || surprise "$name ingest: the baseline loaded $BASE_ROWS rows, the server $rows"
+        stores+=("$store_ms")
+        fetches+=("$fetch_ms")
+        bases+=("$BASE_MS")
+        [[ -z "${FK_MS:-}" ]] || fks+=("$FK_MS")
+        INGEST_LINES+=("$(printf '%-10s turn %d: ours %s ms, %s %s ms%s' "$name" "$((r + 1))" "$store_ms" "$label" "$BASE_MS" \
+            "$([[ -n "${FK_MS:-}" ]] && echo ", with FK $FK_MS ms")")")
+    done
     check_log "$name (after ingest)" "$logf"
 
-    local label
-    case "$name" in
-    postgres) label='psql \copy'; baseline_copy "bench$n@example.com" ;;
-    sqlite) label='sqlite3 .import'; baseline_import "$data_dir/donkies.db" "bench$n@example.com" ;;
-    esac
-    log "$name ingest: $label of $BASE_ROWS rows took $BASE_MS ms"
-
+    store_ms="$(median "${stores[@]}")"
+    fetch_ms="$(median "${fetches[@]}")"
+    BASE_MS="$(median "${bases[@]}")"
     local ours e2e base ratio
     ours="$(awk -v r="$rows" -v ms="$store_ms" 'BEGIN { if (ms > 0) printf "%.0f", r / (ms / 1000); else print "n/a" }')"
     e2e="$(awk -v r="$rows" -v a="$fetch_ms" -v b="$store_ms" 'BEGIN { if (a + b > 0) printf "%.0f", r / ((a + b) / 1000); else print "n/a" }')"
     base="$(awk -v r="$BASE_ROWS" -v ms="$BASE_MS" 'BEGIN { if (ms > 0) printf "%.0f", r / (ms / 1000); else print "n/a" }')"
     ratio="$(ratio_pct "$ours" "$base")"
-    if [[ $name == postgres && -n "${FK_MS:-}" ]]; then
-        local fk
-        fk="$(awk -v r="$BASE_ROWS" -v ms="$FK_MS" 'BEGIN { if (ms > 0) printf "%.0f", r / (ms / 1000); else print "n/a" }')"
+    INGEST_LINES+=(
+        "$(printf '%-10s ours (store):    %8s rows in %6s ms = %8s rows/s  (median)' "$name" "$rows" "$store_ms" "$ours")"
+        "$(printf '%-10s ours (e2e):      %8s rows in %6s ms = %8s rows/s  (fetch_ms=%s)' "$name" "$rows" "$(awk -v a="$fetch_ms" -v b="$store_ms" 'BEGIN { print a + b }')" "$e2e" "$fetch_ms")"
+        "$(printf '%-10s %-16s %8s rows in %6s ms = %8s rows/s  (median)' "$name" "$label:" "$BASE_ROWS" "$BASE_MS" "$base")"
+    )
+    if ((${#fks[@]} > 0)); then
+        local fk_ms fk
+        fk_ms="$(median "${fks[@]}")"
+        fk="$(awk -v r="$BASE_ROWS" -v ms="$fk_ms" 'BEGIN { if (ms > 0) printf "%.0f", r / (ms / 1000); else print "n/a" }')"
         INGEST_LINES+=(
-            "$(printf '%-10s %-16s %8s rows in %6s ms = %8s rows/s' "$name" '\copy with FK:' "$BASE_ROWS" "$FK_MS" "$fk")"
+            "$(printf '%-10s %-16s %8s rows in %6s ms = %8s rows/s  (median)' "$name" '\copy with FK:' "$BASE_ROWS" "$fk_ms" "$fk")"
             "$(printf '%-10s ours/(\copy with the foreign key transactions has): %s' "$name" "$(ratio_pct "$ours" "$fk")")"
         )
     fi
     INGEST_LINES+=(
-        "$(printf '%-10s ours (store):    %8s rows in %6s ms = %8s rows/s' "$name" "$rows" "$store_ms" "$ours")"
-        "$(printf '%-10s ours (e2e):      %8s rows in %6s ms = %8s rows/s  (fetch_ms=%s)' "$name" "$rows" "$((fetch_ms + store_ms))" "$e2e" "$fetch_ms")"
-        "$(printf '%-10s %-16s %8s rows in %6s ms = %8s rows/s' "$name" "$label:" "$BASE_ROWS" "$BASE_MS" "$base")"
         "$(printf '%-10s ours/%s: %s  (goal >= %s)' "$name" "$label" "$ratio" "$([[ $name == postgres ]] && echo 80% || echo 50%)")"
     )
 }
@@ -322,6 +363,7 @@ baseline_copy() {
 # statement in one transaction) of the user's rows into a table shaped like `transactions`
 # (same columns and indexes), in the same database file.
 baseline_import() {
+    FK_MS=""
     local db=$1 uid csv="$WORK/ingest-sqlite.csv" schema t0 t1
     uid="$(sqlite3 -cmd ".timeout 10000" "$db" "SELECT id FROM users WHERE email = '$2'")"
     [[ -n "$uid" ]] || die "ingest: no user id for $2"
@@ -372,6 +414,8 @@ echo "GET /v1/transactions at 8 connections: the full 200 against the same bytes
 printf '%-10s %11s %9s %11s %9s %9s %11s %9s %10s %11s %9s\n' \
     backend "static r/s" "p99" "200 r/s" "p99" "200/stat" "304 r/s" "p99" "200/304" "gzip r/s" "p99"
 for row in "${TX_ROWS[@]}"; do echo "$row"; done
+echo "(medians of $ROUNDS turns, the worst turn's p99; the turns:)"
+for line in "${ROUND_LINES[@]}"; do echo "$line"; done
 echo
 for line in "${INGEST_LINES[@]}"; do echo "$line"; done
 [[ -z "$PG_SKIPPED" ]] || echo "postgres   skipped: $PG_SKIPPED"

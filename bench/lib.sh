@@ -148,6 +148,19 @@ check_wrk() {
     [[ -z "$e" ]] || surprise "$1 $2: $e"
 }
 
+# median N... -> the median of the numbers.
+median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+
+# worst_ms LATENCY... -> the largest of wrk latencies (850.00us, 16.38ms, 1.02s), in ms.
+worst_ms() {
+    printf '%s\n' "$@" | awk '
+        /us$/ { v = substr($0, 1, length($0) - 2) / 1000 }
+        /ms$/ { v = substr($0, 1, length($0) - 2) + 0 }
+        /[0-9]s$/ { v = substr($0, 1, length($0) - 1) * 1000 }
+        v > worst { worst = v }
+        END { printf "%.2fms", worst }'
+}
+
 # ratio_pct A B -> "12.3%" (A/B) or n/a
 ratio_pct() {
     awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1f%%", 100 * a / b; else print "n/a" }'

@@ -56,7 +56,6 @@ for ((r = 1; r <= ROUNDS; r++)); do
     OFF+=("$(one_round "off$r" DONKIES_METRICS_LISTEN=off)")
 done
 
-median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 on_median="$(median "${ON[@]}")"
 off_median="$(median "${OFF[@]}")"
 

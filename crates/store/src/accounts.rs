@@ -156,7 +156,7 @@ pub async fn upsert(
         .await
         .map(|r| r.rows_affected()))?;
     }
-    Ok(())
+    crate::transactions::list_changed(tx, user_id).await
 }
 
 /// Give the user's first debt account the whole share when no active debt account has any.
@@ -227,6 +227,9 @@ pub async fn hide(db: &Db, user_id: i64, id: i64, now: DateTime<Utc>) -> Result<
     .execute(conn)
     .await
     .map(|r| r.rows_affected()))?;
+    if n == 1 {
+        crate::transactions::list_changed(&mut tx, user_id).await?;
+    }
     tx.commit().await?;
     Ok(n == 1)
 }
@@ -281,6 +284,9 @@ pub async fn set_account_number(
     .execute(conn)
     .await
     .map(|r| r.rows_affected()))?;
+    if n == 1 {
+        crate::transactions::list_changed(&mut tx, user_id).await?;
+    }
     tx.commit().await?;
     Ok(n == 1)
 }

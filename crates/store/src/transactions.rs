@@ -9,7 +9,7 @@ use donkies_domain::{AccountFamily, Cents, Direction};
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 
 use crate::column::Col;
-use crate::{Db, StoreError, Tx, on_db};
+use crate::{Db, StoreError, Tx, on_db, on_tx};
 
 #[derive(Debug, Clone)]
 pub struct TransactionData {
@@ -254,7 +254,32 @@ pub async fn upsert(tx: &mut Tx, user_id: i64, rows: &[TransactionData], now: Da
             }
         }
     }
+    list_changed(tx, user_id).await
+}
+
+/// Raise the version of what `user_id`'s transaction list shows, in the caller's transaction:
+/// every change to the user's transactions or to the accounts they belong to calls this.
+pub async fn list_changed(tx: &mut Tx, user_id: i64) -> Result<(), StoreError> {
+    on_tx!(tx, conn => sqlx::query(
+        "INSERT INTO transaction_list_versions (user_id, version) VALUES ($1, 1) \
+         ON CONFLICT (user_id) DO UPDATE SET version = transaction_list_versions.version + 1",
+    )
+    .bind(user_id)
+    .execute(conn)
+    .await
+    .map(|r| r.rows_affected()))?;
     Ok(())
+}
+
+/// The version of what `user_id`'s transaction list shows: equal versions, equal lists (for
+/// the same settings and query).
+pub async fn list_version(db: &Db, user_id: i64) -> Result<i64, StoreError> {
+    Ok(on_db!(db, pool => sqlx::query_scalar::<_, i64>(
+        "SELECT COALESCE((SELECT version FROM transaction_list_versions WHERE user_id = $1), 0)",
+    )
+    .bind(user_id)
+    .fetch_one(pool)
+    .await)?)
 }
 
 /// A provider's text as stored: without NUL characters, which PostgreSQL text cannot hold (a

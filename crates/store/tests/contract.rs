@@ -74,6 +74,7 @@ contract!(
     accounts_shares_replace_each_other,
     transactions_upsert_in_batches_without_duplicates,
     transactions_drop_nul_characters_from_provider_text,
+    transactions_list_version_follows_every_change_to_the_list,
     transactions_large_ingest_round_trips_every_field_and_reingest_updates_in_place,
     transactions_list_newest_first_scoped_and_visible,
     social_link_find_and_refresh,
@@ -1240,6 +1241,39 @@ async fn transactions_drop_nul_characters_from_provider_text(db: Db) {
     assert_eq!(stored.len(), 2, "the re-sync updated the row in place");
     let t = stored.iter().find(|t| t.guid == "TRN-nul").expect("stored under its guid without the NUL");
     assert_eq!((t.description.as_deref(), t.memo.as_deref(), t.amount.get()), (Some("Coffee shop"), Some(""), -250));
+}
+
+/// The list's version rises with every change to what the list shows, for that user only, and
+/// only once the change commits.
+async fn transactions_list_version_follows_every_change_to_the_list(db: Db) {
+    let ada = make_user(&db, "ada@example.com").await;
+    let bob = make_user(&db, "bob@example.com").await;
+    let chase = make_institution(&db, "chase", "Chase").await;
+    let m = make_member(&db, ada, chase).await;
+    let version = |user| {
+        let db = db.clone();
+        async move { transactions::list_version(&db, user).await.unwrap() }
+    };
+    assert_eq!((version(ada).await, version(bob).await), (0, 0));
+    let acct = make_account(&db, ada, m, "ACT-1", "Checking", AccountFamily::Debit, now()).await;
+    let v1 = version(ada).await;
+    assert!(v1 > 0, "accounts refreshed");
+    let mut tx = db.begin().await.unwrap();
+    transactions::upsert(&mut tx, ada, &[txn("TRN-1", acct, -100, day(2024, 6, 1))], now()).await.unwrap();
+    drop(tx);
+    assert_eq!(version(ada).await, v1, "a rolled-back ingest changes nothing");
+    upsert_txns(&db, ada, &[txn("TRN-1", acct, -100, day(2024, 6, 1))]).await;
+    let v2 = version(ada).await;
+    assert!(v2 > v1, "transactions ingested");
+    assert!(accounts::hide(&db, ada, acct, now()).await.unwrap());
+    let v3 = version(ada).await;
+    assert!(v3 > v2, "account hidden");
+    let other = make_account(&db, ada, m, "ACT-2", "Card", AccountFamily::Debt, now()).await;
+    let v4 = version(ada).await;
+    assert!(v4 > v3 && other > 0);
+    members::mark_deleted(&db, m, now()).await.unwrap();
+    assert!(version(ada).await > v4, "member deleted");
+    assert_eq!(version(bob).await, 0, "another user's list is untouched");
 }
 
 async fn transactions_large_ingest_round_trips_every_field_and_reingest_updates_in_place(db: Db) {

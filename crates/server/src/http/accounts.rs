@@ -22,7 +22,7 @@ use super::extract::{AuthUser, Body, IdPath, QueryParams, parse_id};
 use super::input::{Check, Field, RequestBody, Valid};
 use super::members::{DATETIME, InstitutionView, MemberView, datetime, member_view};
 use super::page::Page;
-use super::rendered::Rendered;
+use super::rendered::{Loaded, Rendered};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -439,17 +439,26 @@ async fn list_transactions(
     let user_id = auth.user.id;
     let account = q.account()?;
     let key = format!("{user_id}/{}/{}/{account:?}/{}", rules.even_roundup, rules.multiplier.get(), page.cache_key());
-    let renderer = state.clone();
+    let loader = state.clone();
     let body = state
         .transaction_lists
-        .get_or_render(user_id, key, move || render_transactions(renderer, user_id, rules, account, page))
+        .get_or_render(user_id, key, move |known| async move {
+            // The version is read before the rows: a change between the two shows as a newer
+            // version at the next check, never as an older body kept as current.
+            let version = loader.services.transaction_list_version(user_id).await?;
+            if known == Some(version) {
+                return Ok(Loaded::Current);
+            }
+            let body = render_transactions(&loader, user_id, rules, account, page).await?;
+            Ok(Loaded::New { version, body })
+        })
         .await?;
     body.respond(&headers).await
 }
 
 /// The list (or page) as JSON, written row by row as the database yields them.
 async fn render_transactions(
-    state: AppState,
+    state: &AppState,
     user_id: i64,
     rules: RoundUpRules,
     account: Option<i64>,

@@ -1,10 +1,13 @@
 //! Rendered response bodies kept per user and query, for reads that are large, asked for often
 //! and change rarely (the transaction list).
 //!
-//! A body lives at most `ttl` (DONKIES_CACHE_MS): a change committed in this process drops the
-//! user's bodies at once (through the change hook), another process's change shows within
-//! `ttl`. Requests that arrive while a body is being rendered wait for that one rendering
-//! instead of starting their own. A zero `ttl` renders every request.
+//! A body is kept with the version of the data it was rendered from. A change committed in this
+//! process drops the user's bodies at once (through the change hook); another process's change
+//! shows within `ttl` (DONKIES_CACHE_MS): a body past half of it is checked against the data's
+//! version in the background while it is still served, one past all of it before it is served,
+//! and either is rendered again only when the version moved. Requests that arrive while a body
+//! is being loaded wait for that one load instead of starting their own. A zero `ttl` renders
+//! every request.
 //!
 //! Each body carries a strong `ETag` (a digest of its bytes, so every process gives the same
 //! tag to the same content) and, made once when a client first asks for it, its gzip form.
@@ -115,12 +118,27 @@ fn accepts_gzip(request: &HeaderMap) -> bool {
     )
 }
 
+/// What a load found: the kept body is still current, or a new rendering of `version`.
+pub enum Loaded {
+    Current,
+    New { version: i64, body: Rendered },
+}
+
+/// A rendered body and the version of the data it was rendered from.
+struct Kept {
+    version: i64,
+    body: Arc<Rendered>,
+}
+
+type Cell = Arc<OnceCell<Arc<Kept>>>;
+
 struct Slot {
     user_id: i64,
+    /// When the kept body was last known current (taken before its version was read).
     born: Instant,
-    body: Arc<OnceCell<Arc<Rendered>>>,
-    /// A newer rendering of this body is under way.
-    refreshing: bool,
+    body: Cell,
+    /// A check of the kept body's version is under way.
+    checking: bool,
 }
 
 type Slots = Arc<Mutex<HashMap<String, Slot>>>;
@@ -136,31 +154,43 @@ impl RenderedBodies {
         RenderedBodies { ttl, slots: Arc::default() }
     }
 
-    /// The user's body under `key`: kept, being rendered by another request, or rendered now.
-    /// A body past half its life is rendered again in the background while it is still
-    /// served, so readers wait for a rendering only when there is none to show.
-    pub async fn get_or_render<F, Fut>(&self, user_id: i64, key: String, render: F) -> ApiResult<Arc<Rendered>>
+    /// The user's body under `key`: kept, being loaded by another request, or loaded now.
+    ///
+    /// `load(known)` reads the data's version and, unless it is `known` (the kept body's),
+    /// renders the body anew. A kept body past half its life is checked that way in the
+    /// background while it is still served; one past its whole life is checked before it is
+    /// served. So readers wait only when there is nothing current to show, and a body is
+    /// rendered again only when its data changed.
+    pub async fn get_or_render<F, Fut>(&self, user_id: i64, key: String, load: F) -> ApiResult<Arc<Rendered>>
     where
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = ApiResult<Rendered>> + Send + 'static,
+        F: FnOnce(Option<i64>) -> Fut + Send + 'static,
+        Fut: Future<Output = ApiResult<Loaded>> + Send + 'static,
     {
+        let nothing_kept = || ApiError::Internal(anyhow::anyhow!("a kept body was current, but none is kept"));
         if self.ttl.is_zero() {
-            return render().await.map(Arc::new);
+            return match load(None).await? {
+                Loaded::New { body, .. } => Ok(Arc::new(body)),
+                Loaded::Current => Err(nothing_kept()),
+            };
         }
         let lock_failed = || ApiError::Internal(anyhow::anyhow!("cache lock"));
-        let mut render = Some(render);
-        let cell = {
+        let mut load = Some(load);
+        let (cell, known) = {
             let mut slots = self.slots.lock().map_err(|_| lock_failed())?;
-            match slots.get_mut(&key) {
-                Some(slot) if slot.born.elapsed() < self.ttl => {
-                    if slot.born.elapsed() >= self.ttl / 2 && !slot.refreshing && slot.body.initialized() {
-                        slot.refreshing = true;
-                        let job = render.take().ok_or_else(lock_failed)?;
-                        tokio::spawn(refresh(self.slots.clone(), key, slot.body.clone(), job));
+            let kept = slots.get(&key).and_then(|slot| slot.body.get().cloned().map(|kept| (slot.born, kept)));
+            match (slots.get_mut(&key), kept) {
+                (Some(slot), kept) if slot.born.elapsed() < self.ttl => {
+                    if let Some((born, kept)) = kept
+                        && born.elapsed() >= self.ttl / 2
+                        && !slot.checking
+                    {
+                        slot.checking = true;
+                        let load = load.take().ok_or_else(lock_failed)?;
+                        tokio::spawn(check(self.slots.clone(), key, slot.body.clone(), kept, load));
                     }
-                    slot.body.clone()
+                    (slot.body.clone(), None)
                 }
-                _ => {
+                (_, kept) => {
                     if slots.len() >= MAX_BODIES {
                         let ttl = self.ttl;
                         slots.retain(|_, s| s.born.elapsed() < ttl);
@@ -168,22 +198,24 @@ impl RenderedBodies {
                             slots.clear();
                         }
                     }
-                    let body = Arc::new(OnceCell::new());
-                    slots.insert(key, Slot { user_id, born: Instant::now(), body: body.clone(), refreshing: false });
-                    body
+                    let body: Cell = Arc::new(OnceCell::new());
+                    slots.insert(key, Slot { user_id, born: Instant::now(), body: body.clone(), checking: false });
+                    (body, kept.map(|(_, kept)| kept))
                 }
             }
         };
         // A change published meanwhile removed the slot, not this cell: whoever waits on it got
-        // here before the change and may see the body as it was; later requests render anew.
-        cell.get_or_try_init(|| async move {
-            match render {
-                Some(render) => render().await.map(Arc::new),
-                None => Err(ApiError::Internal(anyhow::anyhow!("a refreshed body was never rendered"))),
-            }
-        })
-        .await
-        .cloned()
+        // here before the change and may see the body as it was; later requests load anew.
+        let kept = cell
+            .get_or_try_init(|| async move {
+                let load = load.ok_or_else(lock_failed)?;
+                match load(known.as_ref().map(|k| k.version)).await? {
+                    Loaded::Current => known.ok_or_else(nothing_kept),
+                    Loaded::New { version, body } => Ok(Arc::new(Kept { version, body: Arc::new(body) })),
+                }
+            })
+            .await?;
+        Ok(kept.body.clone())
     }
 
     /// Drop every body of the user (their transactions or round-up settings changed).
@@ -194,24 +226,26 @@ impl RenderedBodies {
     }
 }
 
-/// Render `key` again and put it in place of `old`, unless a change dropped `old` meanwhile
-/// (then this rendering may predate the change and is thrown away).
-async fn refresh<F, Fut>(slots: Slots, key: String, old: Arc<OnceCell<Arc<Rendered>>>, render: F)
+/// Check whether `kept` (the body in `old`) is still current, rendering it anew if not, and
+/// keep the answer unless a change dropped `old` meanwhile (then this answer may predate the
+/// change and is thrown away).
+async fn check<F, Fut>(slots: Slots, key: String, old: Cell, kept: Arc<Kept>, load: F)
 where
-    F: FnOnce() -> Fut,
-    Fut: Future<Output = ApiResult<Rendered>>,
+    F: FnOnce(Option<i64>) -> Fut,
+    Fut: Future<Output = ApiResult<Loaded>>,
 {
     let started = Instant::now();
-    let rendered = render().await;
+    let loaded = load(Some(kept.version)).await;
     let Ok(mut slots) = slots.lock() else { return };
     let Some(slot) = slots.get_mut(&key).filter(|slot| Arc::ptr_eq(&slot.body, &old)) else { return };
-    slot.refreshing = false;
-    match rendered {
-        Ok(body) => {
-            slot.body = Arc::new(OnceCell::new_with(Some(Arc::new(body))));
+    slot.checking = false;
+    match loaded {
+        Ok(Loaded::Current) => slot.born = started,
+        Ok(Loaded::New { version, body }) => {
+            slot.body = Arc::new(OnceCell::new_with(Some(Arc::new(Kept { version, body: Arc::new(body) }))));
             slot.born = started;
         }
-        Err(err) => tracing::warn!(error = %format!("{err:?}"), "a kept body could not be rendered again"),
+        Err(err) => tracing::warn!(error = %format!("{err:?}"), "a kept body could not be checked"),
     }
 }
 
@@ -247,53 +281,94 @@ mod tests {
         assert_eq!(Rendered::new(b"[1,2,3]".to_vec()).tag, body.tag, "the same bytes get the same tag");
     }
 
-    #[tokio::test]
-    async fn concurrent_misses_render_once_and_a_forgotten_user_renders_again() {
-        let bodies = Arc::new(RenderedBodies::new(Duration::from_secs(60)));
-        let renders = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let get = |user: i64| {
-            let (bodies, renders) = (bodies.clone(), renders.clone());
-            async move {
-                bodies
-                    .get_or_render(user, format!("{user}/all"), move || async move {
-                        renders.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        Ok(Rendered::new(format!("[{user}]").into_bytes()))
-                    })
-                    .await
-                    .unwrap()
+    use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+
+    /// Data whose version a test moves, and how often it was rendered and checked.
+    #[derive(Default)]
+    struct Source {
+        version: AtomicI64,
+        renders: AtomicUsize,
+        checks: AtomicUsize,
+    }
+
+    impl Source {
+        fn loader(self: &Arc<Self>, user: i64) -> impl FnOnce(Option<i64>) -> BoxLoad + Send + 'static {
+            let source = self.clone();
+            move |known| {
+                Box::pin(async move {
+                    source.checks.fetch_add(1, Ordering::SeqCst);
+                    let version = source.version.load(Ordering::SeqCst);
+                    if known == Some(version) {
+                        return Ok(Loaded::Current);
+                    }
+                    source.renders.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(80)).await;
+                    Ok(Loaded::New { version, body: Rendered::new(format!("[{user},{version}]").into_bytes()) })
+                })
             }
-        };
-        let all = futures::future::join_all((0..8).map(|_| get(1))).await;
-        assert!(all.iter().all(|b| b.json == "[1]"));
-        assert_eq!(renders.load(std::sync::atomic::Ordering::SeqCst), 1);
-        get(2).await;
-        bodies.forget_user(1);
-        get(1).await;
-        get(2).await;
-        assert_eq!(renders.load(std::sync::atomic::Ordering::SeqCst), 3, "user 2 kept, user 1 rendered again");
+        }
+        fn renders(&self) -> usize {
+            self.renders.load(Ordering::SeqCst)
+        }
+    }
+
+    type BoxLoad = std::pin::Pin<Box<dyn Future<Output = ApiResult<Loaded>> + Send>>;
+
+    async fn get(bodies: &RenderedBodies, source: &Arc<Source>, user: i64) -> Bytes {
+        bodies.get_or_render(user, format!("{user}/all"), source.loader(user)).await.unwrap().json.clone()
     }
 
     #[tokio::test]
-    async fn a_body_past_half_its_life_is_served_while_rendered_again() {
+    async fn concurrent_misses_render_once_and_a_forgotten_user_renders_again() {
+        let bodies = RenderedBodies::new(Duration::from_secs(60));
+        let source = Arc::new(Source::default());
+        let all = futures::future::join_all((0..8).map(|_| get(&bodies, &source, 1))).await;
+        assert!(all.iter().all(|b| b == "[1,0]"));
+        assert_eq!(source.renders(), 1);
+        get(&bodies, &source, 2).await;
+        bodies.forget_user(1);
+        get(&bodies, &source, 1).await;
+        get(&bodies, &source, 2).await;
+        assert_eq!(source.renders(), 3, "user 2 kept, user 1 rendered again");
+    }
+
+    #[tokio::test]
+    async fn a_kept_body_is_checked_and_rendered_again_only_when_its_data_changed() {
         let bodies = RenderedBodies::new(Duration::from_millis(400));
-        let version = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let get = || {
-            let version = version.clone();
-            bodies.get_or_render(1, "1/all".into(), move || async move {
-                let v = version.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                Ok(Rendered::new(format!("[{v}]").into_bytes()))
-            })
-        };
-        assert_eq!(get().await.unwrap().json, "[0]");
+        let source = Arc::new(Source::default());
+        assert_eq!(get(&bodies, &source, 1).await, "[1,0]");
+        // Past half its life, unchanged: served at once, checked in the background, not rendered.
         tokio::time::sleep(Duration::from_millis(250)).await;
         let started = Instant::now();
-        assert_eq!(get().await.unwrap().json, "[0]", "the kept body, at once");
-        assert!(started.elapsed() < Duration::from_millis(40));
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(get().await.unwrap().json, "[1]", "the body rendered in the background");
-        bodies.forget_user(1);
-        assert_eq!(get().await.unwrap().json, "[2]");
+        assert_eq!(get(&bodies, &source, 1).await, "[1,0]", "the kept body, at once");
+        assert!(started.elapsed() < Duration::from_millis(60));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!((source.renders(), source.checks.load(Ordering::SeqCst)), (1, 2), "checked, not rendered");
+        // Past its whole life, unchanged: checked first, still not rendered.
+        tokio::time::sleep(Duration::from_millis(450)).await;
+        assert_eq!(get(&bodies, &source, 1).await, "[1,0]");
+        assert_eq!(source.renders(), 1);
+        // Changed (by another process: nothing forgot it here): past half its life the kept
+        // body is served while the new one renders; then the new one is served.
+        source.version.store(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(get(&bodies, &source, 1).await, "[1,0]");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(get(&bodies, &source, 1).await, "[1,1]", "rendered in the background");
+        assert_eq!(source.renders(), 2);
+        // Changed, and the kept body past its whole life: the request waits for the new one.
+        source.version.store(2, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(450)).await;
+        assert_eq!(get(&bodies, &source, 1).await, "[1,2]");
+        assert_eq!(source.renders(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_zero_ttl_renders_every_request() {
+        let bodies = RenderedBodies::new(Duration::ZERO);
+        let source = Arc::new(Source::default());
+        get(&bodies, &source, 1).await;
+        get(&bodies, &source, 1).await;
+        assert_eq!(source.renders(), 2);
     }
 }

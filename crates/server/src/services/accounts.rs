@@ -121,6 +121,12 @@ impl Services {
         Ok(())
     }
 
+    /// The version of what the user's transaction list shows: it rises with every change to
+    /// the user's transactions or their accounts, in whichever process made it.
+    pub async fn transaction_list_version(&self, user_id: i64) -> ServiceResult<i64> {
+        Ok(transactions::list_version(&self.db, user_id).await?)
+    }
+
     /// The user's visible transactions, newest first, optionally of one account; a page of
     /// them (with the count of all) when `limit` is given. Rows stream, so a caller can render
     /// them without holding the list.

@@ -38,6 +38,7 @@ both_databases!(
     a_member_whose_polling_is_parked_shows_other_error,
     the_transaction_list_is_tagged_answers_304_and_gzip_and_follows_syncs_and_settings,
     transaction_pages_put_together_are_the_full_list,
+    a_kept_list_follows_another_process_within_the_cache_setting,
 );
 
 const MXBANK: &str = "mxbank";
@@ -1629,6 +1630,46 @@ async fn the_transaction_list_is_tagged_answers_304_and_gzip_and_follows_syncs_a
     let eve = banking_user(&app, "eve@example.com").await;
     let (status, _, body) = get_raw(&app, "/v1/transactions", &eve, &[("If-None-Match", &etag)]).await;
     assert_eq!((status, serde_json::from_slice::<Value>(&body).unwrap()), (StatusCode::OK, json!([])));
+}
+
+/// A change made by another process (here: straight through the store, so this server hears
+/// nothing of it) reaches a kept list within the cache setting, though no request renders it
+/// again until the data's version moves.
+async fn a_kept_list_follows_another_process_within_the_cache_setting(backend: Backend) {
+    let mut options = Options::default();
+    options.args.cache_ms = Some("400".into());
+    let app = TestApp::spawn_with(backend, options).await;
+    app.atrium.set_transactions_per_member(Some(60));
+    let api = Api::of(&app);
+    let token = banking_user(&app, "ada@example.com").await;
+    link_completed(&api, &token).await;
+    let listed = wait_transactions(&api, &token).await;
+    let accounts = api.accounts(&token).await;
+    let user_id = api.get("/v1/user", &token).await.1["id"].as_i64().unwrap();
+    let card: i64 = id_of(account_by_type(&accounts, "CREDIT_CARD")).parse().unwrap();
+    let (etag, body) = tagged_list(&app, &token).await;
+    assert_eq!(body.as_array().unwrap().len(), listed.len());
+    let on_card =
+        |list: &Value| list.as_array().unwrap().iter().filter(|t| integer_id(&t["account_id"]) == Some(card)).count();
+    assert!(on_card(&body) > 0, "the card has transactions");
+
+    // Past the cache setting, unchanged: the same tag.
+    tokio::time::sleep(std::time::Duration::from_millis(900)).await;
+    assert_eq!(tagged_list(&app, &token).await.0, etag);
+
+    assert!(donkies_store::accounts::hide(app.db(), user_id, card, donkies_store::now()).await.unwrap());
+    let started = std::time::Instant::now();
+    let (new_tag, shown) = loop {
+        let (tag, shown) = tagged_list(&app, &token).await;
+        if tag != etag {
+            break (tag, shown);
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(3), "the kept list never followed the change");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_ne!(new_tag, etag);
+    assert_eq!(on_card(&shown), 0, "the hidden card's rows are gone");
+    assert!(!shown.as_array().unwrap().is_empty());
 }
 
 async fn transaction_pages_put_together_are_the_full_list(backend: Backend) {
