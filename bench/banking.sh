@@ -278,6 +278,7 @@ ingest() {
     esac
     for ((r = 0; r < ROUNDS; r++)); do
         user=$((n + r))
+        [[ $name != postgres ]] || settle_pg
         signup_one "$BASE" "$user" "$PASSWORD" || die "$name ingest: sign-up failed"
         token="$(login "$BASE" "bench$user@example.com" "$PASSWORD")"
         [[ -n "$token" ]] || die "$name ingest: login returned no token"
@@ -334,6 +335,13 @@ ingest() {
     )
 }
 
+# settle_pg: vacuum and analyze what the earlier turns wrote and write every dirty page out, so
+# that each timed load (ours and the baseline's) starts from the same state, not in the middle
+# of an autovacuum or a checkpoint that an earlier one caused.
+settle_pg() {
+    psql "$PG_URL" -qAt -v ON_ERROR_STOP=1 -c "VACUUM ANALYZE" -c "CHECKPOINT" >/dev/null
+}
+
 # baseline_copy EMAIL -> BASE_ROWS, BASE_MS: psql \copy of the user's rows into a table shaped like
 # `transactions` (its indexes included).
 baseline_copy() {
@@ -346,6 +354,7 @@ baseline_copy() {
     psql "$PG_URL" -qAt -v ON_ERROR_STOP=1 \
         -c "SET client_min_messages = warning" -c "DROP TABLE IF EXISTS copy_baseline" \
         -c "CREATE TABLE copy_baseline (LIKE transactions INCLUDING ALL)" >/dev/null
+    settle_pg
     out="$(psql "$PG_URL" -qAt -v ON_ERROR_STOP=1 -c '\timing on' \
         -c "\\copy copy_baseline FROM '$csv' WITH (FORMAT csv)")"
     BASE_MS="$(sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' <<<"$out" | tail -n1)"
@@ -353,6 +362,7 @@ baseline_copy() {
     # The same with the foreign key to accounts that `transactions` has (checked row by row).
     psql "$PG_URL" -qAt -v ON_ERROR_STOP=1 -c "TRUNCATE copy_baseline" \
         -c "ALTER TABLE copy_baseline ADD FOREIGN KEY (account_id) REFERENCES accounts (id)" >/dev/null
+    settle_pg
     out="$(psql "$PG_URL" -qAt -v ON_ERROR_STOP=1 -c '\timing on' \
         -c "\\copy copy_baseline FROM '$csv' WITH (FORMAT csv)")"
     FK_MS="$(sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' <<<"$out" | tail -n1)"
