@@ -284,9 +284,6 @@ pub async fn set_account_number(
     .execute(conn)
     .await
     .map(|r| r.rows_affected()))?;
-    if n == 1 {
-        crate::transactions::list_changed(&mut tx, user_id).await?;
-    }
     tx.commit().await?;
     Ok(n == 1)
 }
