@@ -334,54 +334,36 @@ fn pg_days(d: NaiveDate) -> i32 {
 
 /// One tuple of PostgreSQL's binary COPY format, in [`ROW_COLUMNS`] order.
 fn binary_row(out: &mut Vec<u8>, user_id: i64, now: i64, t: &TransactionData) {
-    fn int8(out: &mut Vec<u8>, v: i64) {
-        out.extend_from_slice(&8i32.to_be_bytes());
-        out.extend_from_slice(&v.to_be_bytes());
-    }
-    fn null(out: &mut Vec<u8>) {
-        out.extend_from_slice(&(-1i32).to_be_bytes());
-    }
-    fn text(out: &mut Vec<u8>, v: Option<&str>) {
-        let Some(v) = v.map(storable) else { return null(out) };
-        out.extend_from_slice(&i32::try_from(v.len()).unwrap_or(i32::MAX).to_be_bytes());
-        out.extend_from_slice(v.as_bytes());
-    }
-    fn opt_int8(out: &mut Vec<u8>, v: Option<i64>) {
-        match v {
-            Some(v) => int8(out, v),
-            None => null(out),
-        }
-    }
-    fn opt_float8(out: &mut Vec<u8>, v: Option<f64>) {
-        match v {
-            Some(v) => {
-                out.extend_from_slice(&8i32.to_be_bytes());
-                out.extend_from_slice(&v.to_bits().to_be_bytes());
+    /// One field: its length, then its bytes; `None` is NULL.
+    fn field(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
+        match bytes {
+            Some(bytes) => {
+                out.extend_from_slice(&i32::try_from(bytes.len()).unwrap_or(i32::MAX).to_be_bytes());
+                out.extend_from_slice(bytes);
             }
-            None => null(out),
+            None => out.extend_from_slice(&(-1i32).to_be_bytes()),
         }
     }
+    let int8 = |out: &mut Vec<u8>, v: Option<i64>| field(out, v.map(i64::to_be_bytes).as_ref().map(|b| &b[..]));
+    let text = |out: &mut Vec<u8>, v: Option<&str>| field(out, v.map(storable).as_deref().map(str::as_bytes));
     out.extend_from_slice(&(ROW_COLUMNS.len() as i16).to_be_bytes());
-    int8(out, user_id);
-    int8(out, now);
-    int8(out, now);
-    int8(out, crate::new_id());
-    int8(out, t.account_id);
+    for v in [user_id, now, now, crate::new_id(), t.account_id] {
+        int8(out, Some(v));
+    }
     text(out, Some(&t.guid));
     text(out, Some(&crate::new_hex_id()));
-    int8(out, t.amount.get());
+    int8(out, Some(t.amount.get()));
     text(out, Some(t.kind.as_str()));
     for v in [&t.status, &t.category, &t.top_level_category, &t.description, &t.original_description, &t.memo] {
         text(out, v.as_deref());
     }
-    out.extend_from_slice(&4i32.to_be_bytes());
-    out.extend_from_slice(&pg_days(t.date).to_be_bytes());
-    opt_int8(out, t.transacted_at.map(pg_micros));
-    opt_int8(out, t.posted_at.map(pg_micros));
-    opt_int8(out, t.check_number);
-    opt_int8(out, t.merchant_category_code);
-    opt_float8(out, t.latitude);
-    opt_float8(out, t.longitude);
+    field(out, Some(&pg_days(t.date).to_be_bytes()));
+    for v in [t.transacted_at.map(pg_micros), t.posted_at.map(pg_micros), t.check_number, t.merchant_category_code] {
+        int8(out, v);
+    }
+    for v in [t.latitude, t.longitude] {
+        field(out, v.map(|v| v.to_bits().to_be_bytes()).as_ref().map(|b| &b[..]));
+    }
     for flag in [
         t.is_bill_pay,
         t.is_direct_deposit,
@@ -391,8 +373,7 @@ fn binary_row(out: &mut Vec<u8>, user_id: i64, now: i64, t: &TransactionData) {
         t.is_overdraft_fee,
         t.is_payroll_advance,
     ] {
-        out.extend_from_slice(&1i32.to_be_bytes());
-        out.push(u8::from(flag));
+        field(out, Some(&[u8::from(flag)]));
     }
 }
 
