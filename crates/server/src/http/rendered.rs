@@ -177,20 +177,20 @@ impl RenderedBodies {
         let mut load = Some(load);
         let (cell, known) = {
             let mut slots = self.slots.lock().map_err(|_| lock_failed())?;
-            let kept = slots.get(&key).and_then(|slot| slot.body.get().cloned().map(|kept| (slot.born, kept)));
-            match (slots.get_mut(&key), kept) {
-                (Some(slot), kept) if slot.born.elapsed() < self.ttl => {
-                    if let Some((born, kept)) = kept
-                        && born.elapsed() >= self.ttl / 2
+            match slots.get_mut(&key) {
+                Some(slot) if slot.born.elapsed() < self.ttl => {
+                    if let Some(kept) = slot.body.get()
+                        && slot.born.elapsed() >= self.ttl / 2
                         && !slot.checking
                     {
                         slot.checking = true;
                         let load = load.take().ok_or_else(lock_failed)?;
-                        tokio::spawn(check(self.slots.clone(), key, slot.body.clone(), kept, load));
+                        tokio::spawn(check(self.slots.clone(), key, slot.body.clone(), kept.clone(), load));
                     }
                     (slot.body.clone(), None)
                 }
-                (_, kept) => {
+                expired => {
+                    let kept = expired.and_then(|slot| slot.body.get().cloned());
                     if slots.len() >= MAX_BODIES {
                         let ttl = self.ttl;
                         slots.retain(|_, s| s.born.elapsed() < ttl);
@@ -200,7 +200,7 @@ impl RenderedBodies {
                     }
                     let body: Cell = Arc::new(OnceCell::new());
                     slots.insert(key, Slot { user_id, born: Instant::now(), body: body.clone(), checking: false });
-                    (body, kept.map(|(_, kept)| kept))
+                    (body, kept)
                 }
             }
         };
