@@ -74,6 +74,7 @@ contract!(
     accounts_shares_replace_each_other,
     transactions_upsert_in_batches_without_duplicates,
     transactions_drop_nul_characters_from_provider_text,
+    transactions_belong_to_an_existing_account_of_their_user,
     transactions_list_version_follows_every_change_to_the_list,
     transactions_large_ingest_round_trips_every_field_and_reingest_updates_in_place,
     transactions_list_newest_first_scoped_and_visible,
@@ -1241,6 +1242,91 @@ async fn transactions_drop_nul_characters_from_provider_text(db: Db) {
     assert_eq!(stored.len(), 2, "the re-sync updated the row in place");
     let t = stored.iter().find(|t| t.guid == "TRN-nul").expect("stored under its guid without the NUL");
     assert_eq!((t.description.as_deref(), t.memo.as_deref(), t.amount.get()), (Some("Coffee shop"), Some(""), -250));
+}
+
+/// A transaction names an existing account of its own user, whichever way it is written (a few
+/// rows, a bulk ingest of new rows, a re-sync of stored ones); a refused write stores nothing;
+/// deleting an account deletes its transactions; an account with transactions keeps its user.
+async fn transactions_belong_to_an_existing_account_of_their_user(db: Db) {
+    let chase = make_institution(&db, "chase", "Chase").await;
+    let ada = make_user(&db, "ada@example.com").await;
+    let bob = make_user(&db, "bob@example.com").await;
+    let ada_m = make_member(&db, ada, chase).await;
+    let bob_m = make_member(&db, bob, chase).await;
+    let ada_checking = make_account(&db, ada, ada_m, "ACT-1", "Checking", AccountFamily::Debit, now()).await;
+    let ada_savings = make_account(&db, ada, ada_m, "ACT-2", "Savings", AccountFamily::Debit, now()).await;
+    let bob_checking = make_account(&db, bob, bob_m, "ACT-1", "Checking", AccountFamily::Debit, now()).await;
+    let try_upsert = |rows: Vec<TransactionData>| {
+        let db = db.clone();
+        async move {
+            let mut tx = db.begin().await.unwrap();
+            transactions::upsert(&mut tx, ada, &rows, now()).await?;
+            tx.commit().await
+        }
+    };
+    // Enough rows to take the bulk path on both engines, the bad one last.
+    let bulk = |bad_account: i64| -> Vec<TransactionData> {
+        let mut rows: Vec<_> =
+            (0..10_500).map(|i| txn(&format!("TRN-{i:05}"), ada_checking, -(i + 1), day(2024, 1, 1))).collect();
+        rows.last_mut().unwrap().account_id = bad_account;
+        rows
+    };
+    for bad in [bob_checking, 999_999] {
+        let err = try_upsert(vec![txn("TRN-one", bad, -100, day(2024, 1, 1))]).await.unwrap_err();
+        assert!(matches!(err, StoreError::Database(_)), "account {bad} refused for one row: {err:?}");
+        let err = try_upsert(bulk(bad)).await.unwrap_err();
+        assert!(matches!(err, StoreError::Database(_)), "account {bad} refused in a bulk ingest: {err:?}");
+        assert_eq!(transactions::count_for_user(&db, ada).await.unwrap(), 0, "a refused ingest stores nothing");
+    }
+    assert_eq!(transactions::count_for_user(&db, bob).await.unwrap(), 0);
+
+    // A re-sync that moves stored rows to another user's account is refused the same way.
+    let mut rows = bulk(ada_savings);
+    upsert_txns(&db, ada, &rows).await;
+    rows.last_mut().unwrap().account_id = bob_checking;
+    let err = try_upsert(rows.clone()).await.unwrap_err();
+    assert!(matches!(err, StoreError::Database(_)), "re-sync onto bob's account refused: {err:?}");
+    assert_eq!(txn_guids(&db, ada, Some(ada_savings)).await, ["TRN-10499"], "the stored row kept its account");
+
+    let err = donkies_store::on_db!(&db, pool => sqlx::query("UPDATE accounts SET user_id = $1 WHERE id = $2")
+        .bind(bob).bind(ada_savings).execute(pool).await.map(|_| ()))
+    .unwrap_err();
+    assert!(err.to_string().contains("FOREIGN KEY") || err.to_string().contains("transactions"), "{err}");
+    assert_eq!(account(&db, ada, ada_savings).await.user_id, ada, "an account with transactions keeps its user");
+
+    donkies_store::on_db!(&db, pool => sqlx::query("DELETE FROM accounts WHERE id = $1").bind(ada_savings).execute(pool).await.map(|_| ()))
+        .unwrap();
+    assert_eq!(
+        transactions::count_for_user(&db, ada).await.unwrap(),
+        10_499,
+        "the account's transactions went with it"
+    );
+    assert!(txn_guids(&db, ada, Some(ada_checking)).await.len() == 10_499);
+
+    if let Db::Postgres(pool) = &db {
+        // An account whose transactions are being written cannot be deleted until that write ends.
+        let mut writing = db.begin().await.unwrap();
+        transactions::upsert(&mut writing, ada, &[txn("TRN-late", ada_checking, -1, day(2024, 2, 1))], now())
+            .await
+            .unwrap();
+        let mut other = pool.acquire().await.unwrap();
+        sqlx::query("SET lock_timeout = '200ms'").execute(&mut *other).await.unwrap();
+        let err = sqlx::query("DELETE FROM accounts WHERE id = $1").bind(ada_checking).execute(&mut *other).await;
+        let err = err.unwrap_err().into_database_error().expect("a database error");
+        assert_eq!(err.code().as_deref(), Some("55P03"), "the delete waits for the writer: {err}");
+        writing.commit().await.unwrap();
+        sqlx::query("DELETE FROM accounts WHERE id = $1").bind(ada_checking).execute(&mut *other).await.unwrap();
+        other.detach();
+        assert_eq!(transactions::count_for_user(&db, ada).await.unwrap(), 0, "then the delete takes them all");
+
+        // Truncating accounts while transactions remain is refused.
+        let bob_m2 = make_member(&db, bob, make_institution(&db, "wells", "Wells").await).await;
+        let bob_savings = make_account(&db, bob, bob_m2, "ACT-9", "Savings", AccountFamily::Debit, now()).await;
+        upsert_txns(&db, bob, &[txn("TRN-bob", bob_savings, -7, day(2024, 3, 1))]).await;
+        let err = sqlx::query("TRUNCATE accounts CASCADE").execute(pool).await.unwrap_err();
+        assert!(err.to_string().contains("transactions refer to the account"), "{err}");
+        assert_eq!(transactions::count_for_user(&db, bob).await.unwrap(), 1);
+    }
 }
 
 /// The list's version rises with every change to what the list shows, for that user only, and
