@@ -238,15 +238,20 @@ pub fn main() -> ExitCode {
 /// Log lines for people (the default) or, with `DONKIES_LOG_FORMAT=json`, one JSON object per
 /// line for a log shipper (the request and job spans, with their ids, on every line).
 fn init_tracing() {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,hyper=warn"));
     let json = std::env::var("DONKIES_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
-    let _ = if json {
-        builder.json().with_current_span(true).with_span_list(true).try_init()
+    let lines = tracing_subscriber::fmt::layer().with_target(false);
+    let lines = if json {
+        lines.json().with_current_span(true).with_span_list(true).boxed()
     } else {
-        builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout())).try_init()
+        lines.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout())).boxed()
     };
+    let waits = crate::http::metrics::DbWaits.with_filter(crate::http::metrics::DbWaits::filter());
+    let _ = tracing_subscriber::registry().with(lines.with_filter(filter)).with(waits).try_init();
 }
 
 fn settings(config: &Option<PathBuf>, listen: Option<String>, common: &CommonArgs) -> anyhow::Result<Settings> {

@@ -1,6 +1,6 @@
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::migrate::Migrator;
@@ -51,6 +51,15 @@ impl StoreError {
         matches!(self, StoreError::Conflict(constraint) if constraint == name)
     }
 }
+
+/// Waits for the database, reported as `tracing` events (DEBUG) that carry the seconds waited:
+/// every pool checkout, by sqlx (target [`POOL_WAIT_TARGET`], field [`POOL_WAIT_FIELD`]), and on
+/// SQLite the queue for its one writer (target [`WRITER_WAIT_TARGET`], field `waited_secs`).
+pub const POOL_WAIT_TARGET: &str = "sqlx::pool::acquire";
+/// sqlx's own spelling.
+pub const POOL_WAIT_FIELD: &str = "aquired_after_secs";
+pub const WRITER_WAIT_TARGET: &str = "donkies_store::writer";
+pub const WRITER_WAIT_FIELD: &str = "waited_secs";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -127,7 +136,12 @@ impl Db {
             // connection instead.
             let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
             let max = u32::try_from(cores).unwrap_or(8).clamp(2, 8);
-            let pool = SqlitePoolOptions::new().max_connections(max).min_connections(1).connect_with(options).await?;
+            let pool = SqlitePoolOptions::new()
+                .max_connections(max)
+                .min_connections(1)
+                .acquire_time_level(log::LevelFilter::Debug)
+                .connect_with(options)
+                .await?;
             Ok(Db::Sqlite { pool, writer: Arc::new(Mutex::new(())) })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let mut options = PgConnectOptions::from_str(url)?;
@@ -137,6 +151,7 @@ impl Db {
             let pool = PgPoolOptions::new()
                 .max_connections(16)
                 .acquire_timeout(Duration::from_secs(10))
+                .acquire_time_level(log::LevelFilter::Debug)
                 .connect_with(options)
                 .await?;
             Ok(Db::Postgres(pool))
@@ -176,7 +191,9 @@ impl Db {
     pub async fn begin(&self) -> Result<Tx, StoreError> {
         match self {
             Db::Sqlite { pool, writer } => {
+                let queued = Instant::now();
                 let guard = writer.clone().lock_owned().await;
+                tracing::debug!(target: WRITER_WAIT_TARGET, waited_secs = queued.elapsed().as_secs_f64(), "took the write lock");
                 let tx = pool.begin_with("BEGIN IMMEDIATE").await?;
                 Ok(Tx::Sqlite(tx, guard))
             }

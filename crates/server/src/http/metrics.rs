@@ -1,7 +1,7 @@
 //! `/metrics` in the Prometheus text format: requests by route pattern (never a concrete path),
 //! method and status with latency histograms and the requests in flight; jobs by kind and
 //! outcome, the queue's depth and the age of its oldest due job; sign-in failures and rate-limit
-//! rejections; the database pool.
+//! rejections; the database pool and the waits for it.
 
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -45,6 +45,10 @@ fn describe() {
     describe_counter!("donkies_sign_in_failures_total", "Failed sign-ins.");
     describe_counter!("donkies_rate_limited_total", "Requests refused by a rate limit.");
     describe_gauge!("donkies_db_pool_connections", "Database pool connections by state.");
+    describe_histogram!(
+        "donkies_db_wait_seconds",
+        "Waits for the database: for a pool connection, and on SQLite for its one writer."
+    );
     describe_counter!("donkies_outside_calls_total", "Calls to outside services by provider, operation and outcome.");
     describe_histogram!("donkies_outside_call_duration_seconds", "Latency of calls to outside services.");
 }
@@ -79,4 +83,48 @@ pub async fn render(State(state): State<AppState>) -> ApiResult<Response> {
     metrics::gauge!("donkies_db_pool_connections", "state" => "idle").set(idle as f64);
     let body = handle().render();
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response())
+}
+
+/// A `tracing` layer that turns the store's wait events (see [`donkies_store::POOL_WAIT_TARGET`])
+/// into `donkies_db_wait_seconds{wait="pool"|"writer"}`. Install it with [`DbWaits::filter`].
+pub struct DbWaits;
+
+impl DbWaits {
+    /// Only the wait events reach the layer, whatever the log filter lets through.
+    pub fn filter() -> tracing_subscriber::filter::Targets {
+        tracing_subscriber::filter::Targets::new()
+            .with_target(donkies_store::POOL_WAIT_TARGET, tracing::Level::DEBUG)
+            .with_target(donkies_store::WRITER_WAIT_TARGET, tracing::Level::DEBUG)
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for DbWaits {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        let (wait, field) = match event.metadata().target() {
+            donkies_store::POOL_WAIT_TARGET => ("pool", donkies_store::POOL_WAIT_FIELD),
+            donkies_store::WRITER_WAIT_TARGET => ("writer", donkies_store::WRITER_WAIT_FIELD),
+            _ => return,
+        };
+        let mut seconds = Seconds { field, value: None };
+        event.record(&mut seconds);
+        if let Some(value) = seconds.value {
+            metrics::histogram!("donkies_db_wait_seconds", "wait" => wait).record(value);
+        }
+    }
+}
+
+/// The one `f64` field of a wait event.
+struct Seconds {
+    field: &'static str,
+    value: Option<f64>,
+}
+
+impl tracing::field::Visit for Seconds {
+    fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
+        if field.name() == self.field {
+            self.value = Some(value);
+        }
+    }
+
+    fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
 }

@@ -307,6 +307,15 @@ async fn nul_characters_and_bad_utf8_anywhere_get_a_400_or_404_never_a_500(backe
 /// and pool families — requests by route pattern, never a concrete path with an id.
 #[tokio::test]
 async fn metrics_show_requests_by_route_jobs_and_the_pool() {
+    {
+        // What `donkies serve` installs to time the waits for the database (here for the whole
+        // test process: the other tests' servers only add to the same histograms).
+        use donkies_server::http::metrics::DbWaits;
+        use tracing_subscriber::Layer;
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        let _ = tracing_subscriber::registry().with(DbWaits.with_filter(DbWaits::filter())).try_init();
+    }
     let app = TestApp::spawn(Backend::Sqlite).await;
     let token = app.signed_up_user("ada@example.com").await;
     app.get("/v1/accounts/12345", Some(&token)).await;
@@ -335,4 +344,6 @@ async fn metrics_show_requests_by_route_jobs_and_the_pool() {
     assert!(has("donkies_jobs_oldest_due_seconds", None));
     assert!(has("donkies_sign_in_failures_total", None));
     assert!(has("donkies_db_pool_connections", Some(("state", "open"))));
+    assert!(has("donkies_db_wait_seconds", Some(("wait", "pool"))), "{text}");
+    assert!(has("donkies_db_wait_seconds", Some(("wait", "writer"))), "{text}");
 }
