@@ -24,6 +24,8 @@ pub fn handle() -> &'static PrometheusHandle {
         match builder.install_recorder() {
             Ok(handle) => {
                 describe();
+                let wait = |kind: &'static str| metrics::histogram!("donkies_db_wait_seconds", "wait" => kind);
+                let _ = DB_WAITS.set([wait("pool"), wait("writer")]);
                 handle
             }
             // Another recorder is the process's already: render an empty one of our own.
@@ -31,6 +33,10 @@ pub fn handle() -> &'static PrometheusHandle {
         }
     })
 }
+
+/// `donkies_db_wait_seconds` for the pool and for SQLite's writer, registered with the recorder
+/// once it is the process's (a wait is recorded on nearly every request: no lookup by name).
+static DB_WAITS: OnceLock<[metrics::Histogram; 2]> = OnceLock::new();
 
 /// The help text of every family (Prometheus' lint wants one for each).
 fn describe() {
@@ -100,15 +106,18 @@ impl DbWaits {
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for DbWaits {
     fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
-        let (wait, field) = match event.metadata().target() {
-            donkies_store::POOL_WAIT_TARGET => ("pool", donkies_store::POOL_WAIT_FIELD),
-            donkies_store::WRITER_WAIT_TARGET => ("writer", donkies_store::WRITER_WAIT_FIELD),
+        let Some([pool, writer]) = DB_WAITS.get() else {
+            return; // metrics are off
+        };
+        let (histogram, field) = match event.metadata().target() {
+            donkies_store::POOL_WAIT_TARGET => (pool, donkies_store::POOL_WAIT_FIELD),
+            donkies_store::WRITER_WAIT_TARGET => (writer, donkies_store::WRITER_WAIT_FIELD),
             _ => return,
         };
         let mut seconds = Seconds { field, value: None };
         event.record(&mut seconds);
         if let Some(value) = seconds.value {
-            metrics::histogram!("donkies_db_wait_seconds", "wait" => wait).record(value);
+            histogram.record(value);
         }
     }
 }
