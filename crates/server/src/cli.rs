@@ -250,7 +250,7 @@ fn init_tracing() {
     } else {
         lines.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout())).boxed()
     };
-    let waits = crate::http::metrics::DbWaits.with_filter(crate::http::metrics::DbWaits::filter());
+    let waits = crate::http::metrics::DbWaits::layer();
     let _ = tracing_subscriber::registry().with(lines.with_filter(filter)).with(waits).try_init();
 }
 

@@ -93,6 +93,13 @@ contract!(
 // A database as release 0003 (text ids) left it, then the rest of the migrations.
 contract!(at migration 3; integer_ids_migration_keeps_every_row_and_relation);
 
+/// Run one statement with positional arguments on whichever engine `db` is.
+macro_rules! raw {
+    ($db:expr, $sql:expr $(, $arg:expr)* $(,)?) => {
+        donkies_store::on_db!($db, pool => sqlx::query($sql)$(.bind($arg))*.execute(pool).await.map(|_| ())).unwrap()
+    };
+}
+
 async fn make_user(db: &Db, email: &str) -> i64 {
     make_user_result(db, email).await.unwrap()
 }
@@ -1294,8 +1301,7 @@ async fn transactions_belong_to_an_existing_account_of_their_user(db: Db) {
     assert!(err.to_string().contains("FOREIGN KEY") || err.to_string().contains("transactions"), "{err}");
     assert_eq!(account(&db, ada, ada_savings).await.user_id, ada, "an account with transactions keeps its user");
 
-    donkies_store::on_db!(&db, pool => sqlx::query("DELETE FROM accounts WHERE id = $1").bind(ada_savings).execute(pool).await.map(|_| ()))
-        .unwrap();
+    raw!(&db, "DELETE FROM accounts WHERE id = $1", ada_savings);
     assert_eq!(
         transactions::count_for_user(&db, ada).await.unwrap(),
         10_499,
@@ -1732,13 +1738,6 @@ async fn ids_are_program_chosen_integers(db: Db) {
     assert_eq!(stored, [("ACT-1".to_owned(), account)]);
     let a = accounts::get(&db, first, account).await.unwrap().unwrap();
     assert!(a.uid.len() == 32 && a.uid.bytes().all(|b| b.is_ascii_hexdigit()), "uid stays 32 hex: {}", a.uid);
-}
-
-/// Run one statement with positional arguments on whichever engine `db` is.
-macro_rules! raw {
-    ($db:expr, $sql:expr $(, $arg:expr)* $(,)?) => {
-        donkies_store::on_db!($db, pool => sqlx::query($sql)$(.bind($arg))*.execute(pool).await.map(|_| ())).unwrap()
-    };
 }
 
 fn hex(n: u32) -> String {

@@ -92,15 +92,21 @@ pub async fn render(State(state): State<AppState>) -> ApiResult<Response> {
 }
 
 /// A `tracing` layer that turns the store's wait events (see [`donkies_store::POOL_WAIT_TARGET`])
-/// into `donkies_db_wait_seconds{wait="pool"|"writer"}`. Install it with [`DbWaits::filter`].
+/// into `donkies_db_wait_seconds{wait="pool"|"writer"}`. Install it with [`DbWaits::layer`].
 pub struct DbWaits;
 
 impl DbWaits {
-    /// Only the wait events reach the layer, whatever the log filter lets through.
-    pub fn filter() -> tracing_subscriber::filter::Targets {
-        tracing_subscriber::filter::Targets::new()
+    /// The layer behind its own filter: only the wait events reach it, whatever the log filter
+    /// lets through.
+    pub fn layer<S>() -> tracing_subscriber::filter::Filtered<DbWaits, tracing_subscriber::filter::Targets, S>
+    where
+        S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    {
+        use tracing_subscriber::Layer;
+        let targets = tracing_subscriber::filter::Targets::new()
             .with_target(donkies_store::POOL_WAIT_TARGET, tracing::Level::DEBUG)
-            .with_target(donkies_store::WRITER_WAIT_TARGET, tracing::Level::DEBUG)
+            .with_target(donkies_store::WRITER_WAIT_TARGET, tracing::Level::DEBUG);
+        DbWaits.with_filter(targets)
     }
 }
 

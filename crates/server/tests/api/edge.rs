@@ -310,11 +310,10 @@ async fn metrics_show_requests_by_route_jobs_and_the_pool() {
     {
         // What `donkies serve` installs to time the waits for the database (here for the whole
         // test process: the other tests' servers only add to the same histograms).
-        use donkies_server::http::metrics::DbWaits;
-        use tracing_subscriber::Layer;
         use tracing_subscriber::layer::SubscriberExt;
         use tracing_subscriber::util::SubscriberInitExt;
-        let _ = tracing_subscriber::registry().with(DbWaits.with_filter(DbWaits::filter())).try_init();
+        let waits = donkies_server::http::metrics::DbWaits::layer();
+        let _ = tracing_subscriber::registry().with(waits).try_init();
     }
     let app = TestApp::spawn(Backend::Sqlite).await;
     let token = app.signed_up_user("ada@example.com").await;
