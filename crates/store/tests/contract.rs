@@ -4,6 +4,9 @@
 /// The ledger against its in-memory model (one test binary per crate).
 #[path = "model/ledger.rs"]
 mod ledger_model;
+/// The two migration trees against each other, and released migrations against their checksums.
+#[path = "schema/parity.rs"]
+mod schema_parity;
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use donkies_domain::{
