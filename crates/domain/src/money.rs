@@ -104,6 +104,62 @@ fn digits_value(digits: &str) -> Option<i128> {
     digits.bytes().try_fold(0_i128, |value, byte| value.checked_mul(10)?.checked_add(i128::from(byte - b'0')))
 }
 
+/// Sums and differences of money are checked: an amount that does not fit in 64-bit cents (over
+/// 92 quadrillion dollars) is a bug, never a silently wrapped balance. Input that could be that
+/// large is parsed by [`Cents::parse`] (which refuses it) or added with [`Cents::checked_add`].
+impl std::ops::Add for Cents {
+    type Output = Cents;
+    fn add(self, rhs: Cents) -> Cents {
+        self.checked_add(rhs).unwrap_or_else(|| panic!("money overflow: {self} + {rhs}"))
+    }
+}
+
+impl std::ops::Sub for Cents {
+    type Output = Cents;
+    fn sub(self, rhs: Cents) -> Cents {
+        self.checked_sub(rhs).unwrap_or_else(|| panic!("money overflow: {self} - {rhs}"))
+    }
+}
+
+impl std::ops::AddAssign for Cents {
+    fn add_assign(&mut self, rhs: Cents) {
+        *self = *self + rhs;
+    }
+}
+
+impl std::ops::SubAssign for Cents {
+    fn sub_assign(&mut self, rhs: Cents) {
+        *self = *self - rhs;
+    }
+}
+
+impl std::ops::Neg for Cents {
+    type Output = Cents;
+    fn neg(self) -> Cents {
+        Cents(self.0.checked_neg().unwrap_or_else(|| panic!("money overflow: -{self}")))
+    }
+}
+
+/// A whole multiple of an amount (a round-up multiplier, a count).
+impl std::ops::Mul<i64> for Cents {
+    type Output = Cents;
+    fn mul(self, factor: i64) -> Cents {
+        Cents(self.0.checked_mul(factor).unwrap_or_else(|| panic!("money overflow: {self} * {factor}")))
+    }
+}
+
+impl std::iter::Sum for Cents {
+    fn sum<I: Iterator<Item = Cents>>(iter: I) -> Cents {
+        iter.fold(Cents::ZERO, |total, amount| total + amount)
+    }
+}
+
+impl<'a> std::iter::Sum<&'a Cents> for Cents {
+    fn sum<I: Iterator<Item = &'a Cents>>(iter: I) -> Cents {
+        iter.copied().sum()
+    }
+}
+
 impl fmt::Display for Cents {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let sign = if self.0 < 0 { "-" } else { "" };
@@ -236,6 +292,28 @@ mod tests {
             MoneyError::TooManyDecimalPlaces.to_string(),
             "Ensure that there are no more than 2 decimal places."
         );
+    }
+
+    #[test]
+    fn arithmetic_is_exact_and_overflow_is_refused_not_wrapped() {
+        let amounts = [Cents::new(1230), Cents::new(-5), Cents::new(75)];
+        assert_eq!(amounts.iter().sum::<Cents>(), Cents::new(1300));
+        assert_eq!(amounts.into_iter().sum::<Cents>(), Cents::new(1300));
+        let mut total = Cents::new(100) - Cents::new(250);
+        assert_eq!(total, Cents::new(-150));
+        total += Cents::new(200);
+        total -= Cents::new(1);
+        assert_eq!((total, -total, total * 3), (Cents::new(49), Cents::new(-49), Cents::new(147)));
+        let max = Cents::new(i64::MAX);
+        assert_eq!(max.checked_add(Cents::new(1)), None);
+        for overflow in [
+            std::panic::catch_unwind(|| max + Cents::new(1)),
+            std::panic::catch_unwind(|| Cents::new(i64::MIN) - Cents::new(1)),
+            std::panic::catch_unwind(|| max * 2),
+            std::panic::catch_unwind(|| [max, Cents::new(1)].into_iter().sum::<Cents>()),
+        ] {
+            assert!(overflow.is_err(), "an overflow must not wrap");
+        }
     }
 
     #[test]

@@ -57,7 +57,7 @@ pub fn project_payoff(
         months_with: with.map(|payoff| payoff.months),
         interest_without: without.map(|payoff| payoff.interest),
         interest_with: with.map(|payoff| payoff.interest),
-        interest_saved: both.map(|(without, with)| Cents::new(without.interest.get() - with.interest.get())),
+        interest_saved: both.map(|(without, with)| without.interest - with.interest),
         months_saved: both.map(|(without, with)| without.months.saturating_sub(with.months)),
     }
 }

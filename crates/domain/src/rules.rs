@@ -114,7 +114,7 @@ impl RoundUpRules {
         }
         let spare_change = roundup(direction, family, amount, self.even_roundup);
         // At most a dollar times ten: far from overflowing.
-        Cents::new(spare_change.get() * self.multiplier.get())
+        spare_change * self.multiplier.get()
     }
 
     /// Which of the user's pending items (round-ups and contributions, oldest first) one

@@ -367,9 +367,9 @@ fn split_any(total: Cents, shares: &[u32], out: &mut Vec<Cents>) {
     }
     // Largest remainder first; the sort is stable, so ties keep index order.
     remainders.sort_by_key(|&(remainder, _)| std::cmp::Reverse(remainder));
-    let step = if negative { -1 } else { 1 };
+    let step = Cents::new(if negative { -1 } else { 1 });
     for &(_, index) in remainders.iter().take(usize::try_from(leftover).unwrap_or(usize::MAX)) {
-        out[index] = Cents::new(out[index].get() + step);
+        out[index] += step;
     }
 }
 

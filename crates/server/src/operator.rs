@@ -122,18 +122,18 @@ pub async fn payout(services: &Services, day: NaiveDate, dry_run: bool) -> anyho
     let outcomes = services.payout_all(day, dry_run, |done, _| bar.set_position(done as u64)).await?;
     bar.finish_and_clear();
     let mut transfers = Vec::new();
-    let mut total = 0i64;
+    let mut total = Cents::ZERO;
     for (user, outcome) in &outcomes {
         match outcome {
             PaidOut::Sent { payout_id, amount, parts } => {
-                total += amount.get();
+                total += *amount;
                 println!("user {user}: payout {payout_id} of {amount}");
                 for (account, part, method) in parts {
                     println!("    {part} to account {account} ({})", method.as_str());
                 }
             }
             PaidOut::Would { amount, parts } => {
-                total += amount.get();
+                total += *amount;
                 println!("user {user}: would pay out {amount}");
                 for (account, part) in parts {
                     println!("    {part} to account {account}");
@@ -154,7 +154,7 @@ pub async fn payout(services: &Services, day: NaiveDate, dry_run: bool) -> anyho
         }
     }
     let verb = if dry_run { "would pay out" } else { "paid out" };
-    println!("{} user(s) hold money; {verb} {} for {day}", outcomes.len(), Cents::new(total));
+    println!("{} user(s) hold money; {verb} {} for {day}", outcomes.len(), total);
     follow(services, &transfers).await
 }
 

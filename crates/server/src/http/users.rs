@@ -91,7 +91,7 @@ impl UserView {
             minimum_transfer_amount: u.minimum_transfer_amount.get(),
             is_even_roundup: u.is_even_roundup,
             is_closed_account: u.is_closed_account,
-            total_debt: total_debt.get() as f64 / 100.0,
+            total_debt: total_debt.to_f64_dollars(),
             signup_steps: None,
             is_signup_completed: true,
             profile_image_url: u.profile_image_url,

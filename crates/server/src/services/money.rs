@@ -277,9 +277,9 @@ impl Services {
         let chosen =
             rules_of(&user).select_for_collection(&amounts, today, this_month, self.settings.collection_minimum);
         let taken: Vec<Waiting> = chosen.iter().filter_map(|&i| waiting.get(i).cloned()).collect();
-        let amount = Cents::new(taken.iter().map(|w| w.amount.get()).sum());
+        let amount: Cents = taken.iter().map(|w| w.amount).sum();
         if taken.is_empty() {
-            let waiting = Cents::new(amounts.iter().map(|a| a.get()).sum());
+            let waiting: Cents = amounts.iter().sum();
             if !dry_run {
                 work.commit().await?;
             }
@@ -300,11 +300,11 @@ impl Services {
         };
         let collection_id = new_id();
         let transfer_id = self.record_transfer(&mut work, &format!("collection:{collection_id}"), &prepared).await?;
-        let mut parts: BTreeMap<i64, i64> = BTreeMap::new();
+        let mut parts: BTreeMap<i64, Cents> = BTreeMap::new();
         for item in &taken {
-            *parts.entry(item.account_id.unwrap_or(source.account_id)).or_default() += item.amount.get();
+            *parts.entry(item.account_id.unwrap_or(source.account_id)).or_default() += item.amount;
         }
-        let parts: Vec<(i64, Cents)> = parts.into_iter().map(|(a, c)| (a, Cents::new(c))).collect();
+        let parts: Vec<(i64, Cents)> = parts.into_iter().collect();
         let collection = Collection {
             id: collection_id,
             user_id: user.id,
@@ -673,8 +673,8 @@ impl Services {
         let rules = rules_of(user);
         let since = (now() - chrono::Duration::days(90)).date_naive();
         let recent = transactions::purchases_since(&self.db, user.id, since).await?;
-        let total: i64 = recent.iter().map(|(kind, family, amount)| rules.roundup(*kind, *family, *amount).get()).sum();
-        let monthly = Cents::new(total / 3 * i64::from(account.transfer_share.get()) / 100);
+        let total: Cents = recent.iter().map(|(kind, family, amount)| rules.roundup(*kind, *family, *amount)).sum();
+        let monthly = Cents::new(total.get() / 3 * i64::from(account.transfer_share.get()) / 100);
         let balance = account.balance.unwrap_or_default();
         let apr_bp = account.apr.map_or(0, apr_basis_points);
         let minimum = account.minimum_payment.unwrap_or_default();
@@ -715,7 +715,7 @@ impl Services {
         let balances = ledger::balances(&self.db).await?;
         let posted = ledger::posted_by_user_and_kind(&self.db).await?;
         report.entries_checked = posted.len();
-        let mut per_user: BTreeMap<i64, [i64; 7]> = BTreeMap::new();
+        let mut per_user: BTreeMap<i64, [Cents; 7]> = BTreeMap::new();
         for (account, balance) in &balances {
             let slot = match account {
                 LedgerAccount::RoundUpsPending { .. } => 1,
@@ -726,38 +726,30 @@ impl Services {
                 _ => continue,
             };
             if let Some(user) = account.user_id() {
-                per_user.entry(user).or_default()[slot] += balance.posted.get();
+                per_user.entry(user).or_default()[slot] += balance.posted;
             }
         }
         for (user, kind, sum) in &posted {
             let row = per_user.entry(*user).or_default();
             match kind {
-                EntryKind::RoundUp | EntryKind::Contribution => row[0] += sum.get(),
-                EntryKind::Collect => row[6] += sum.get(),
+                EntryKind::RoundUp | EntryKind::Contribution => row[0] += *sum,
+                EntryKind::Collect => row[6] += *sum,
                 _ => {}
             }
         }
         for (user, [gathered, pending, in_collection, held, paid, refunded, collected]) in &per_user {
-            if *gathered != pending + in_collection + collected {
+            if *gathered != *pending + *in_collection + *collected {
                 report.problems.push(format!(
-                    "user {user}: round-ups {} != pending {} + in collection {} + collected {}",
-                    Cents::new(*gathered),
-                    Cents::new(*pending),
-                    Cents::new(*in_collection),
-                    Cents::new(*collected)
+                    "user {user}: round-ups {gathered} != pending {pending} + in collection {in_collection} + collected {collected}"
                 ));
             }
-            if *collected != held + paid + refunded {
+            if *collected != *held + *paid + *refunded {
                 report.problems.push(format!(
-                    "user {user}: collected {} != held {} + paid out {} + refunded {}",
-                    Cents::new(*collected),
-                    Cents::new(*held),
-                    Cents::new(*paid),
-                    Cents::new(*refunded)
+                    "user {user}: collected {collected} != held {held} + paid out {paid} + refunded {refunded}"
                 ));
             }
             for (i, v) in [gathered, pending, in_collection, held, paid, refunded].into_iter().enumerate() {
-                report.totals[i] = Cents::new(report.totals[i].get() + v);
+                report.totals[i] += *v;
             }
         }
         report.users = per_user.len();
@@ -765,10 +757,10 @@ impl Services {
         let waiting: BTreeMap<i64, Cents> = ml::waiting_totals(&self.db).await?.into_iter().collect();
         for (user, row) in &per_user {
             let records = waiting.get(user).copied().unwrap_or_default();
-            if records.get() != row[1] {
+            if records != row[1] {
                 report.problems.push(format!(
                     "user {user}: waiting round-ups and contributions {records} != ledger pending {}",
-                    Cents::new(row[1])
+                    row[1]
                 ));
             }
         }
