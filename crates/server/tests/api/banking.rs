@@ -1501,6 +1501,7 @@ async fn a_member_whose_polling_is_parked_shows_other_error(backend: Backend) {
     // The aggregator goes down for good while the member is polled: the poll job runs out of
     // attempts and is parked.
     app.atrium.set_faults(Faults::outage(503));
+    app.expect_parked("poll_member");
     let member = wait_member_status(&api, &token, &identifier, "OTHER_ERROR").await;
     assert_status_info(&member, "ERROR", "Other error.", true);
     let parked = donkies_store::jobs::list(app.db(), true).await.unwrap();

@@ -57,6 +57,8 @@ pub struct TestApp {
     pub twitter: TwitterSim,
     /// The Dwolla simulator, its webhooks subscribed to this server.
     pub dwolla: DwollaSim,
+    /// Job kinds the test expects to end parked; any other parked job fails the test.
+    pub parked_ok: std::sync::Mutex<Vec<String>>,
 }
 
 pub struct Options {
@@ -149,7 +151,20 @@ impl TestApp {
             google,
             twitter,
             dwolla,
+            parked_ok: Default::default(),
         }
+    }
+
+    /// The test means a job of `kind` to end parked (a refused request, a relay that never
+    /// answers); without this, a parked job fails the test when the app is dropped.
+    pub fn expect_parked(&self, kind: &str) {
+        self.parked_ok.lock().unwrap().push(kind.to_owned());
+    }
+
+    /// Parked jobs the test did not say it expects.
+    async fn unexpected_parked(db: &donkies_store::Db, expected: &[String]) -> Vec<donkies_store::jobs::Job> {
+        let jobs = donkies_store::jobs::list(db, true).await.unwrap_or_default();
+        jobs.into_iter().filter(|j| j.status == "failed" && !expected.contains(&j.kind)).collect()
     }
 
     /// Wait until the worker has run every job that requests so far caused (the periodic ones
@@ -162,6 +177,9 @@ impl TestApp {
             let pending: Vec<_> =
                 jobs.iter().filter(|j| j.status != "failed" && !periodic.contains(&j.kind.as_str())).collect();
             if pending.is_empty() {
+                let expected = self.parked_ok.lock().unwrap().clone();
+                let parked = Self::unexpected_parked(self.db(), &expected).await;
+                assert!(parked.is_empty(), "jobs parked: {parked:?}");
                 return;
             }
             assert!(tokio::time::Instant::now() < deadline, "jobs still pending: {pending:?}");
@@ -260,5 +278,31 @@ impl TestApp {
         let (status, body) = self.confirm(&id, &token).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         body["token"].as_str().unwrap().to_owned()
+    }
+}
+
+/// A test that leaves a job parked, without saying it expects that, fails: a parked job is work
+/// the server gave up on.
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let expected = self.parked_ok.lock().map(|k| k.clone()).unwrap_or_default();
+        let db = self.test_db.db.clone();
+        // The test's runtime may be single-threaded and busy dropping us: use a private one.
+        let parked = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(TestApp::unexpected_parked(&db, &expected))
+        })
+        .join()
+        .unwrap_or_default();
+        if !parked.is_empty() {
+            let list: Vec<String> = parked
+                .iter()
+                .map(|j| format!("{} ({}): {}", j.kind, j.id, j.last_error.as_deref().unwrap_or("")))
+                .collect();
+            panic!("the test left jobs parked (call app.expect_parked(kind) if it means to):\n{}", list.join("\n"));
+        }
     }
 }

@@ -164,6 +164,7 @@ async fn a_job_that_cannot_succeed_is_parked_at_once_and_one_that_may_is_retried
     worker.run_until_idle().await.unwrap(); // the start-up jobs
     // A payload that does not parse will never parse: parked on its first attempt of 12.
     let mut tx = app.db().begin().await.unwrap();
+    app.expect_parked("poll_member");
     let payload = serde_json::json!({"member_id": "not an id", "generation": 1});
     let job = jobs::NewJob {
         kind: "poll_member",

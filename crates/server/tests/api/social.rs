@@ -609,6 +609,7 @@ async fn spawn_without_facebook(backend: Backend) -> TestApp {
         google,
         twitter,
         dwolla: donkies_sandbox::DwollaSim::start(loopback(), Default::default()).await.unwrap(),
+        parked_ok: Default::default(),
     }
 }
 
