@@ -46,16 +46,22 @@ impl Row {
 }
 
 /// Records changed since the last write, in the order first changed (so
-/// records load back in the order they were created).
+/// records load back in the order they were created). Off (marking nothing)
+/// for a simulator that keeps nothing.
 #[derive(Debug, Default)]
 pub(crate) struct Dirty {
+    on: bool,
     seen: HashSet<(&'static str, String)>,
     order: Vec<(&'static str, String)>,
 }
 
 impl Dirty {
+    pub fn new(on: bool) -> Self {
+        Self { on, ..Self::default() }
+    }
+
     pub fn mark(&mut self, kind: &'static str, id: &str) {
-        if self.seen.insert((kind, id.to_owned())) {
+        if self.on && self.seen.insert((kind, id.to_owned())) {
             self.order.push((kind, id.to_owned()));
         }
     }
@@ -136,6 +142,11 @@ impl Journal {
         .await
         .map_err(io)?;
         Ok(Self { sim, pool: Some(pool), writer: tokio::sync::Mutex::new(()) })
+    }
+
+    /// Whether this journal keeps anything.
+    pub fn keeps(&self) -> bool {
+        self.pool.is_some()
     }
 
     /// Every record of this simulator, in the order first written.

@@ -256,7 +256,7 @@ impl SimState {
     async fn open(config: AtriumSimConfig) -> std::io::Result<Self> {
         let catalog: Arc<[CatalogEntry]> = catalog::catalog().into();
         let journal = Journal::open("atrium", config.data.as_deref()).await?;
-        let db = Db::load(catalog.clone(), config.seed, journal.load().await?)?;
+        let db = Db::load(catalog.clone(), config.seed, journal.load().await?, journal.keeps())?;
         Ok(Self {
             client_id: config.client_id,
             api_key: config.api_key,

@@ -401,13 +401,15 @@ impl Db {
             identifiers: HashMap::new(),
             members: HashMap::new(),
             rng: StdRng::seed_from_u64(seed),
-            dirty: Dirty::default(),
+            dirty: Dirty::new(false),
         }
     }
 
-    /// The users and members the journal kept.
-    pub fn load(catalog: Arc<[CatalogEntry]>, seed: u64, stored: Vec<Stored>) -> std::io::Result<Self> {
+    /// The users and members the journal kept; changes are marked for the
+    /// journal when it `keeps` them.
+    pub fn load(catalog: Arc<[CatalogEntry]>, seed: u64, stored: Vec<Stored>, keeps: bool) -> std::io::Result<Self> {
         let mut db = Self::new(catalog, seed);
+        db.dirty = Dirty::new(keeps);
         for record in &stored {
             match record.kind.as_str() {
                 USER => {

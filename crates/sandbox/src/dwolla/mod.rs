@@ -233,7 +233,7 @@ impl SimState {
                 idempotency.insert(answer.id, remembered);
             }
         }
-        let db = Db::load(&base, &config.account_name, config.account_balance, stored)?;
+        let db = Db::load(&base, &config.account_name, config.account_balance, stored, journal.keeps())?;
         let state = Self {
             key: config.key,
             secret: config.secret,
@@ -264,8 +264,10 @@ impl SimState {
     }
 
     /// Keeps an answer given under an idempotency key with the next write.
-    pub(crate) fn stage(&self, row: Row) {
-        lock(&self.staged).push(row);
+    pub(crate) fn stage(&self, row: impl FnOnce() -> Row) {
+        if self.journal.keeps() {
+            lock(&self.staged).push(row());
+        }
     }
 
     /// Writes what changed, then sends the webhooks of the events it

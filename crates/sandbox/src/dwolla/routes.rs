@@ -175,7 +175,7 @@ async fn idempotency(State(sim): Shared, request: Request, next: Next) -> Respon
         remembered.remove(&key);
     } else {
         let location = parts.headers.get(header::LOCATION).cloned();
-        sim.stage(Row::put(IDEMPOTENCY, key.clone(), &StoredAnswer::new(parts.status, location.as_ref(), &body)));
+        sim.stage(|| Row::put(IDEMPOTENCY, key.clone(), &StoredAnswer::new(parts.status, location.as_ref(), &body)));
         remembered
             .insert(key, Remembered::Done { at: Instant::now(), status: parts.status, location, body: body.clone() });
     }

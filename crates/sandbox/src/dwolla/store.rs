@@ -190,7 +190,7 @@ impl Db {
             subscriptions: Vec::new(),
             events: Vec::new(),
             outbox: Vec::new(),
-            dirty: Dirty::default(),
+            dirty: Dirty::new(true),
         };
         db.dirty.mark(ACCOUNT, "");
         let balance = db.add_balance(Owner::Account);
@@ -213,13 +213,23 @@ impl Db {
         db
     }
 
-    /// The state the journal kept, or a new Account when it kept none.
-    pub fn load(base: &str, account_name: &str, account_balance: Cents, stored: Vec<Stored>) -> std::io::Result<Self> {
+    /// The state the journal kept, or a new Account when it kept none;
+    /// changes are marked for the journal when it `keeps` them.
+    pub fn load(
+        base: &str,
+        account_name: &str,
+        account_balance: Cents,
+        stored: Vec<Stored>,
+        keeps: bool,
+    ) -> std::io::Result<Self> {
         let mut db = Self::new(base, account_name, account_balance);
         if stored.is_empty() {
+            if !keeps {
+                db.dirty = Dirty::new(false);
+            }
             return Ok(db);
         }
-        db.dirty.take();
+        db.dirty = Dirty::new(keeps);
         db.sources.clear();
         db.source_order.clear();
         for record in &stored {
