@@ -63,6 +63,11 @@ async fn dwolla_started_again_on_its_data_knows_customers_banks_and_transfers() 
     let (customer, bank) = customer_with_verified_bank(&sim, &client, "jane@example.com").await;
     let collection = TransferRequest::between(&bank, &balance, Cents::new(1_234));
     let transfer = client.create_transfer(&collection, "collect-1").await.unwrap();
+    // Kept before the answer: a second simulator on the data, while the first still runs (as
+    // after a crash that gave it no time to save), knows the transfer.
+    let (twin, twin_client) = dwolla_on(Some(&dir)).await;
+    assert_eq!(twin_client.transfer(&transfer).await.unwrap().status, TransferStatus::Pending);
+    twin.shutdown().await.unwrap();
     sim.shutdown().await.unwrap();
     assert!(dir.0.join(SANDBOX_DB_FILE).exists(), "the state is kept in the data directory");
 
@@ -138,6 +143,9 @@ async fn atrium_started_again_on_its_data_knows_users_and_members() {
     let mut busy = new.clone();
     busy.credentials[1] = CredentialValue::new(MXBANK_PASSWORD_GUID, "other password");
     let running = client.create_member(&user.guid, &busy).await.unwrap();
+    let (twin, twin_client) = atrium_on(&dir).await;
+    assert_eq!(twin_client.read_member(&user.guid, &running.guid).await.unwrap().guid, running.guid, "kept at once");
+    twin.shutdown().await.unwrap();
     sim.shutdown().await.unwrap();
 
     let (sim, client) = atrium_on(&dir).await;
