@@ -9,6 +9,7 @@
 
 pub mod atrium;
 pub mod dwolla;
+mod journal;
 pub mod social;
 
 pub use atrium::{
@@ -18,6 +19,7 @@ pub use dwolla::{
     DWOLLA_WEBHOOK_RETRIES, DwollaSim, DwollaSimConfig, DwollaSimHandle, DwollaSimStats, SANDBOX_DWOLLA_KEY,
     SANDBOX_DWOLLA_SECRET, SANDBOX_ROUTING_NUMBER,
 };
+pub use journal::SANDBOX_DB_FILE;
 pub use social::{
     FacebookSim, FacebookSimConfig, GoogleSim, GoogleSimConfig, SANDBOX_FACEBOOK_APP_ID, SANDBOX_FACEBOOK_APP_SECRET,
     SANDBOX_GOOGLE_CLIENT_ID, SANDBOX_GOOGLE_CLIENT_SECRET, SANDBOX_TWITTER_CONSUMER_KEY,

@@ -94,7 +94,8 @@ pub enum Command {
 
 #[derive(Subcommand, Debug)]
 pub enum SandboxCommand {
-    /// The MX Atrium simulator (state in memory). Point the server at it with
+    /// The MX Atrium simulator (state in memory, or kept in DIR/sandbox.db with --data DIR).
+    /// Point the server at it with
     /// DONKIES_ATRIUM_URL=http://ADDR, DONKIES_ATRIUM_CLIENT_ID=donkies-sandbox-client,
     /// DONKIES_ATRIUM_KEY=donkies-sandbox-key.
     Atrium {
@@ -104,8 +105,13 @@ pub enum SandboxCommand {
         /// Time a member spends in each aggregation status, in milliseconds.
         #[arg(long, default_value_t = 500, value_name = "MS")]
         step_ms: u64,
+        /// Keep users and members in DIR/sandbox.db, to find them again after a restart
+        /// [default: in memory only, forgotten on exit].
+        #[arg(long, value_name = "DIR")]
+        data: Option<std::path::PathBuf>,
     },
-    /// The Dwolla simulator (state in memory). Point the server at it with
+    /// The Dwolla simulator (state in memory, or kept in DIR/sandbox.db with --data DIR).
+    /// Point the server at it with
     /// DONKIES_DWOLLA_URL=http://ADDR, DONKIES_DWOLLA_KEY=donkies-sandbox-dwolla-key,
     /// DONKIES_DWOLLA_SECRET=donkies-sandbox-dwolla-secret.
     Dwolla {
@@ -116,6 +122,11 @@ pub enum SandboxCommand {
         /// (0: only on POST /sandbox-simulations).
         #[arg(long, default_value_t = 0, value_name = "MS")]
         processing_ms: u64,
+        /// Keep the Account, customers, funding sources, transfers, subscriptions, events and
+        /// idempotency keys in DIR/sandbox.db, to find them again after a restart [default: in
+        /// memory only, forgotten on exit].
+        #[arg(long, value_name = "DIR")]
+        data: Option<std::path::PathBuf>,
     },
 }
 
@@ -297,16 +308,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             open_database(&settings).await?;
             println!("migrations applied");
         }
-        Command::Sandbox { command: SandboxCommand::Atrium { listen, step_ms } } => {
+        Command::Sandbox { command: SandboxCommand::Atrium { listen, step_ms, data } } => {
             let addr: std::net::SocketAddr =
                 listen.parse().map_err(|e| ConfigError::new("--listen", format!("invalid address {listen:?}: {e}")))?;
             let config = donkies_sandbox::AtriumSimConfig {
                 step: std::time::Duration::from_millis(step_ms),
+                data,
                 ..Default::default()
             };
             let sim = donkies_sandbox::AtriumSim::start(addr, config)
                 .await
-                .map_err(|e| ConfigError::new("--listen", format!("cannot listen on {addr}: {e}")))?;
+                .map_err(|e| ConfigError::new("--listen", format!("cannot start on {addr}: {e}")))?;
             tracing::info!(
                 "Atrium simulator listening on {} (client id {}, API key {}; fault knobs at /__sim/faults)",
                 sim.base_url(),
@@ -316,16 +328,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             crate::wait_for_signal().await;
             let _ = sim.shutdown().await;
         }
-        Command::Sandbox { command: SandboxCommand::Dwolla { listen, processing_ms } } => {
+        Command::Sandbox { command: SandboxCommand::Dwolla { listen, processing_ms, data } } => {
             let addr: std::net::SocketAddr =
                 listen.parse().map_err(|e| ConfigError::new("--listen", format!("invalid address {listen:?}: {e}")))?;
             let config = donkies_sandbox::DwollaSimConfig {
                 processing_interval: (processing_ms > 0).then(|| std::time::Duration::from_millis(processing_ms)),
+                data,
                 ..Default::default()
             };
             let sim = donkies_sandbox::DwollaSim::start(addr, config)
                 .await
-                .map_err(|e| ConfigError::new("--listen", format!("cannot listen on {addr}: {e}")))?;
+                .map_err(|e| ConfigError::new("--listen", format!("cannot start on {addr}: {e}")))?;
             tracing::info!(
                 "Dwolla simulator listening on {} (key {}, secret {}; IAV at /__sim/iav/{{token}}, fault knobs at /__sim/faults)",
                 sim.base_url(),

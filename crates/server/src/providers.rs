@@ -72,16 +72,18 @@ pub struct DwollaSandbox {
 }
 
 impl DwollaSandbox {
-    fn new(base: &Url, settings: &Settings) -> DwollaSandbox {
+    /// The simulator on the state it keeps in the data directory.
+    async fn open(base: &Url, settings: &Settings) -> anyhow::Result<DwollaSandbox> {
         let config = DwollaSimConfig {
             public_url: Some(base.clone()),
             // Dwolla retries a failed delivery for days; the sandbox for a minute.
             webhook_retries: [1, 2, 4, 8, 15, 30].map(Duration::from_secs).to_vec(),
+            data: Some(settings.data_dir.clone()),
             ..Default::default()
         };
-        let handle = DwollaSimHandle::new(config);
+        let handle = DwollaSimHandle::open(config).await.context("opening the in-process Dwolla simulator")?;
         let processor = settings.dwolla.sandbox_processing.map(|every| handle.spawn_processor(every));
-        DwollaSandbox { handle, processor }
+        Ok(DwollaSandbox { handle, processor })
     }
 }
 
@@ -98,8 +100,11 @@ pub struct Simulators {
 
 impl Simulators {
     pub async fn shutdown(self) {
-        if let Some(processor) = self.dwolla.and_then(|d| d.processor) {
-            processor.abort();
+        if let Some(dwolla) = self.dwolla {
+            if let Some(processor) = dwolla.processor {
+                processor.abort();
+            }
+            dwolla.handle.close().await;
         }
         if let Some(s) = self.atrium {
             s.stop().await;
@@ -138,7 +143,7 @@ pub fn loopback_of(addr: SocketAddr) -> SocketAddr {
 
 /// The payment rail: Dwolla at its configured address, or in sandbox mode the simulator that
 /// `serve` at `api` serves (started here when `serve_sandbox`).
-fn payment_rail(
+async fn payment_rail(
     settings: &Settings,
     api: SocketAddr,
     serve_sandbox: bool,
@@ -151,7 +156,7 @@ fn payment_rail(
             let base = dwolla_sandbox_url(api);
             if serve_sandbox {
                 tracing::info!(url = %base, "no DONKIES_DWOLLA_URL: serving a Dwolla simulator");
-                sims.dwolla = Some(DwollaSandbox::new(&base, settings));
+                sims.dwolla = Some(DwollaSandbox::open(&base, settings).await?);
             }
             DwollaConfig::new(base, donkies_sandbox::SANDBOX_DWOLLA_KEY, donkies_sandbox::SANDBOX_DWOLLA_SECRET)
         }
@@ -166,14 +171,17 @@ fn payment_rail(
 /// sandbox mode uses.
 pub async fn connect(settings: &Settings, api: SocketAddr, serve_sandbox: bool) -> anyhow::Result<Providers> {
     let mut sims = Simulators::default();
-    let rail = payment_rail(settings, api, serve_sandbox, &mut sims)?;
+    let rail = payment_rail(settings, api, serve_sandbox, &mut sims).await?;
     let timeout = settings.atrium_timeout;
     let step = settings.sandbox_step;
+    // `serve` keeps its simulator's members in the data directory; a worker or an operator
+    // command beside it has one of its own, in memory.
+    let data = serve_sandbox.then(|| settings.data_dir.clone());
     let (atrium, sims_atrium) = build(
         &settings.atrium,
         |r| AtriumConfig::new(r.url.clone(), r.client_id.clone(), r.key.expose_secret().to_owned()),
         || async move {
-            let sim = AtriumSim::start(loopback(), AtriumSimConfig { step, ..Default::default() })
+            let sim = AtriumSim::start(loopback(), AtriumSimConfig { step, data, ..Default::default() })
                 .await
                 .context("starting the in-process Atrium simulator")?;
             tracing::info!(url = %sim.base_url(), "no DONKIES_ATRIUM_URL: using the in-process Atrium simulator");

@@ -4,12 +4,14 @@
 //! [`donkies_atrium::wire`], the `mxbank` test institution and its password
 //! triggers, MFA challenges, member statuses that advance one per
 //! [`AtriumSimConfig::step`], deterministic accounts and transactions, and
-//! fault knobs. State lives in memory only (see `store`).
+//! fault knobs. State lives in memory, and with [`AtriumSimConfig::data`]
+//! also in `sandbox.db` in that directory, written before each answer (see
+//! `store`).
 //!
 //! Control endpoints (no API key, never subject to faults):
 //! - `GET|POST /__sim/faults` — read or replace [`Faults`] (JSON below).
 //! - `GET|POST /__sim/settings` — read or patch [`SimSettings`].
-//! - `POST /__sim/reset` — forget all users and members.
+//! - `POST /__sim/reset` — forget all users and members (on disk too).
 //!
 //! `Faults` JSON: `{"latency_ms": 0, "error_rate": 0.0, "rate_limit_rate": 0.0,
 //! "outage": null}`; missing fields take their defaults.
@@ -23,6 +25,7 @@ mod store;
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -39,6 +42,7 @@ pub use catalog::{MXBANK_CODE, MXBANK_LOGIN_GUID, MXBANK_PASSWORD_GUID};
 pub use data::HISTORY_DAYS as ATRIUM_HISTORY_DAYS;
 pub use store::{CORRECT_ANSWER, VALID_USERNAMES};
 
+use crate::journal::Journal;
 use catalog::CatalogEntry;
 use store::{Db, Timing};
 
@@ -179,6 +183,9 @@ pub struct AtriumSimConfig {
     pub faults: Faults,
     /// Seed of the guids and of the fault draws.
     pub seed: u64,
+    /// The directory whose `sandbox.db` keeps users and members across
+    /// restarts; `None`: in memory only.
+    pub data: Option<PathBuf>,
 }
 
 impl Default for AtriumSimConfig {
@@ -191,6 +198,7 @@ impl Default for AtriumSimConfig {
             transactions_per_member: None,
             faults: Faults::default(),
             seed: 0x00d0_4b1e_5a4d_b0c5,
+            data: None,
         }
     }
 }
@@ -205,6 +213,7 @@ impl fmt::Debug for AtriumSimConfig {
             .field("transactions_per_member", &self.transactions_per_member)
             .field("faults", &self.faults)
             .field("seed", &self.seed)
+            .field("data", &self.data)
             .finish()
     }
 }
@@ -235,6 +244,7 @@ pub(crate) struct SimState {
     catalog: Arc<[CatalogEntry]>,
     knobs: Mutex<Knobs>,
     db: Mutex<Db>,
+    journal: Journal,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -243,12 +253,15 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl SimState {
-    fn new(config: AtriumSimConfig) -> Self {
+    async fn open(config: AtriumSimConfig) -> std::io::Result<Self> {
         let catalog: Arc<[CatalogEntry]> = catalog::catalog().into();
-        Self {
+        let journal = Journal::open("atrium", config.data.as_deref()).await?;
+        let db = Db::load(catalog.clone(), config.seed, journal.load().await?, journal.keeps())?;
+        Ok(Self {
             client_id: config.client_id,
             api_key: config.api_key,
-            db: Mutex::new(Db::new(catalog.clone(), config.seed)),
+            db: Mutex::new(db),
+            journal,
             catalog,
             knobs: Mutex::new(Knobs {
                 settings: SimSettings {
@@ -259,7 +272,17 @@ impl SimState {
                 faults: config.faults.sanitized(),
                 fault_rng: StdRng::seed_from_u64(config.seed ^ 0xfa17),
             }),
-        }
+        })
+    }
+
+    /// Writes the users and members changed so far.
+    pub(crate) async fn flush(&self) -> std::io::Result<()> {
+        self.journal.write(|| self.db().take_rows()).await
+    }
+
+    /// Forgets every user and member, in memory and on disk.
+    pub(crate) async fn reset(&self) -> std::io::Result<()> {
+        self.journal.clear(|| self.db().reset()).await
     }
 
     pub(crate) fn db(&self) -> MutexGuard<'_, Db> {
@@ -288,8 +311,10 @@ pub struct AtriumSimHandle {
 }
 
 impl AtriumSimHandle {
-    pub fn new(config: AtriumSimConfig) -> Self {
-        Self { state: Arc::new(SimState::new(config)) }
+    /// A simulator on the users and members kept in
+    /// [`AtriumSimConfig::data`], or in memory only.
+    pub async fn open(config: AtriumSimConfig) -> std::io::Result<Self> {
+        Ok(Self { state: Arc::new(SimState::open(config).await?) })
     }
 
     /// The app serving this simulator, to run or to nest in another router.
@@ -320,15 +345,15 @@ impl AtriumSimHandle {
         self.state.knobs().settings.transactions_per_member = count;
     }
 
-    /// Forgets every user and member.
-    pub fn reset(&self) {
-        self.state.db().reset();
+    /// Forgets every user and member, in memory and on disk.
+    pub async fn reset(&self) -> std::io::Result<()> {
+        self.state.reset().await
     }
 }
 
 /// The simulator's app with its own state, for embedding in another server.
-pub fn atrium_router(config: AtriumSimConfig) -> Router {
-    AtriumSimHandle::new(config).router()
+pub async fn atrium_router(config: AtriumSimConfig) -> std::io::Result<Router> {
+    Ok(AtriumSimHandle::open(config).await?.router())
 }
 
 /// A simulator serving on a TCP port until [`AtriumSim::shutdown`] or drop.
@@ -348,7 +373,7 @@ impl AtriumSim {
     pub async fn start(addr: SocketAddr, config: AtriumSimConfig) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let handle = AtriumSimHandle::new(config);
+        let handle = AtriumSimHandle::open(config).await?;
         let app = handle.router();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -401,14 +426,16 @@ impl AtriumSim {
         let Some(mut task) = self.task.take() else {
             return Ok(());
         };
-        match tokio::time::timeout(Self::SHUTDOWN_GRACE, &mut task).await {
+        let served = match tokio::time::timeout(Self::SHUTDOWN_GRACE, &mut task).await {
             Ok(Ok(result)) => result,
             Ok(Err(join_error)) => Err(std::io::Error::other(join_error)),
             Err(_) => {
                 task.abort();
                 Ok(())
             }
-        }
+        };
+        self.handle.state.journal.close().await;
+        served
     }
 }
 

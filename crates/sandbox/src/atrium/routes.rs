@@ -109,7 +109,15 @@ async fn guard(State(sim): Shared, request: Request, next: Next) -> Response {
         )
         .into_response();
     }
-    next.run(request).await
+    let response = next.run(request).await;
+    // What the request changed is kept before the answer leaves.
+    match sim.flush().await {
+        Ok(()) => response,
+        Err(e) => {
+            tracing::error!("atrium simulator: {e}");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error").into_response()
+        }
+    }
 }
 
 async fn unknown_path() -> ApiError {
@@ -483,9 +491,12 @@ async fn change_settings(State(sim): Shared, AtriumJson(change): AtriumJson<Sett
     Json(knobs.settings.clone())
 }
 
-async fn reset(State(sim): Shared) -> StatusCode {
-    sim.db().reset();
-    StatusCode::NO_CONTENT
+async fn reset(State(sim): Shared) -> Result<StatusCode, ApiError> {
+    sim.reset().await.map_err(|e| {
+        tracing::error!("atrium simulator: {e}");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
+    })?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[cfg(test)]

@@ -1,8 +1,12 @@
-//! The simulator's state, all in memory.
+//! The simulator's state.
 //!
 //! One [`Db`] holds users, members and the data generated for them. It sits
-//! behind a `std::sync::Mutex` that no handler holds across an `.await`;
-//! nothing is persisted, and a restart (or `POST /__sim/reset`) forgets all.
+//! behind a `std::sync::Mutex` that no handler holds across an `.await`.
+//! Users and members changed by a request are marked dirty and written to
+//! the journal before the answer ([`Db::take_rows`]); a simulator started on
+//! the same data directory loads them back ([`Db::load`]), each run going on
+//! where the wall clock says it is. Generated data is not kept: it is drawn
+//! again, the same, from the member. `POST /__sim/reset` forgets all.
 //!
 //! A member's status is not moved by timers. Each create, credential update,
 //! aggregate or resume starts a [`Run`]: a fixed list of statuses and the
@@ -22,11 +26,16 @@ use donkies_atrium::wire::{
 };
 use rand::SeedableRng;
 use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
 
 use super::catalog::CatalogEntry;
 use super::data::{self, Owner};
 use super::error::ApiError;
 use super::guid::random_guid;
+use crate::journal::{Dirty, Row, Stored};
+
+const USER: &str = "user";
+const MEMBER: &str = "member";
 
 /// Usernames mxbank accepts (Decisions); any other ends DENIED.
 pub const VALID_USERNAMES: &[&str] = &["test_atrium", "mxuser"];
@@ -52,7 +61,7 @@ impl Now {
 }
 
 /// Pace of the member runs, copied into each run when it starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Timing {
     pub step: Duration,
     pub challenge_timeout: Duration,
@@ -123,8 +132,10 @@ fn challenge(kind: ChallengeKind, guid: String) -> Challenge {
 }
 
 /// One aggregation attempt: the statuses it walks through, one per step.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Run {
+    /// Kept as `started_at`; set again from it when loaded.
+    #[serde(skip, default = "Instant::now")]
     started: Instant,
     started_at: DateTime<Utc>,
     timing: Timing,
@@ -228,7 +239,7 @@ impl Run {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct UserRecord {
     seq: u64,
     user: User,
@@ -245,7 +256,7 @@ struct MemberData {
     transactions: Arc<Vec<Transaction>>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct MemberRecord {
     guid: String,
     user_guid: String,
@@ -257,6 +268,7 @@ struct MemberRecord {
     run: Run,
     earlier_success: Option<DateTime<Utc>>,
     earlier_authenticated: bool,
+    #[serde(skip)]
     data: Option<MemberData>,
 }
 
@@ -367,6 +379,17 @@ pub(crate) struct Db {
     identifiers: HashMap<String, String>,
     members: HashMap<String, MemberRecord>,
     rng: StdRng,
+    /// Users and members changed since the journal last wrote.
+    dirty: Dirty,
+}
+
+/// The instant that was `wall` by the wall clock.
+fn instant_at(wall: DateTime<Utc>) -> Instant {
+    let now = Instant::now();
+    match (Utc::now() - wall).to_std() {
+        Ok(ago) => now.checked_sub(ago).unwrap_or(now),
+        Err(_) => now + (wall - Utc::now()).to_std().unwrap_or_default(),
+    }
 }
 
 impl Db {
@@ -378,7 +401,50 @@ impl Db {
             identifiers: HashMap::new(),
             members: HashMap::new(),
             rng: StdRng::seed_from_u64(seed),
+            dirty: Dirty::new(false),
         }
+    }
+
+    /// The users and members the journal kept; changes are marked for the
+    /// journal when it `keeps` them.
+    pub fn load(catalog: Arc<[CatalogEntry]>, seed: u64, stored: Vec<Stored>, keeps: bool) -> std::io::Result<Self> {
+        let mut db = Self::new(catalog, seed);
+        db.dirty = Dirty::new(keeps);
+        for record in &stored {
+            match record.kind.as_str() {
+                USER => {
+                    let user: UserRecord = record.parse()?;
+                    if let Some(identifier) = &user.user.identifier {
+                        db.identifiers.insert(identifier.clone(), record.id.clone());
+                    }
+                    db.next_seq = db.next_seq.max(user.seq);
+                    db.users.insert(record.id.clone(), user);
+                }
+                MEMBER => {
+                    let mut member: MemberRecord = record.parse()?;
+                    member.run.started = instant_at(member.run.started_at);
+                    db.members.insert(record.id.clone(), member);
+                }
+                _ => {}
+            }
+        }
+        // Guids drawn after a restart must not repeat those drawn before it.
+        if !stored.is_empty() {
+            db.rng = StdRng::from_entropy();
+        }
+        Ok(db)
+    }
+
+    /// The rows of the users and members changed since the last call.
+    pub fn take_rows(&mut self) -> Vec<Row> {
+        let dirty = self.dirty.take();
+        dirty
+            .into_iter()
+            .map(|(kind, id)| match kind {
+                USER => Row::of(kind, id.clone(), self.users.get(&id)),
+                _ => Row::of(kind, id.clone(), self.members.get(&id)),
+            })
+            .collect()
     }
 
     /// Forgets every user and member.
@@ -386,6 +452,7 @@ impl Db {
         self.users.clear();
         self.identifiers.clear();
         self.members.clear();
+        self.dirty.take();
     }
 
     pub fn institution(&self, code: &str) -> Result<&CatalogEntry, ApiError> {
@@ -414,6 +481,7 @@ impl Db {
             self.identifiers.insert(identifier.clone(), guid.clone());
         }
         self.next_seq += 1;
+        self.dirty.mark(USER, &guid);
         self.users.insert(guid, UserRecord { seq: self.next_seq, user: user.clone(), members: Vec::new() });
         Ok(user)
     }
@@ -439,6 +507,7 @@ impl Db {
         {
             return Err(ApiError::conflict("object with given attributes already exists"));
         }
+        self.dirty.mark(USER, user_guid);
         let record = self.users.get_mut(user_guid).ok_or_else(|| ApiError::not_found("user"))?;
         if let Some(identifier) = update.identifier {
             if let Some(old) = record.user.identifier.replace(identifier.clone()) {
@@ -457,11 +526,13 @@ impl Db {
 
     pub fn delete_user(&mut self, user_guid: &str) -> Result<(), ApiError> {
         let record = self.users.remove(user_guid).ok_or_else(|| ApiError::not_found("user"))?;
+        self.dirty.mark(USER, user_guid);
         if let Some(identifier) = &record.user.identifier {
             self.identifiers.remove(identifier);
         }
         for member in &record.members {
             self.members.remove(member);
+            self.dirty.mark(MEMBER, member);
         }
         Ok(())
     }
@@ -539,6 +610,8 @@ impl Db {
             data: None,
         };
         let member = record.to_member(now.instant);
+        self.dirty.mark(MEMBER, &guid);
+        self.dirty.mark(USER, user_guid);
         self.members.insert(guid.clone(), record);
         if let Some(user) = self.users.get_mut(user_guid) {
             user.members.push(guid);
@@ -589,6 +662,7 @@ impl Db {
             Self::check_credentials(&entry, values)?;
         }
         let challenge_guid = random_guid("CRD", &mut self.rng);
+        self.dirty.mark(MEMBER, member_guid);
         let member = self.member_record_mut(user_guid, member_guid)?;
         if let Some(identifier) = update.identifier {
             member.identifier = Some(identifier);
@@ -627,6 +701,7 @@ impl Db {
         let code = self.member_record(user_guid, member_guid)?.institution_code.clone();
         let entry = self.institution(&code)?.clone();
         let challenge_guid = random_guid("CRD", &mut self.rng);
+        self.dirty.mark(MEMBER, member_guid);
         let member = self.member_record_mut(user_guid, member_guid)?;
         if !member.run.position(now.instant).at_end {
             return Ok((StatusCode::ACCEPTED, member.to_member(now.instant)));
@@ -657,6 +732,8 @@ impl Db {
         timing: Timing,
         now: Now,
     ) -> Result<Member, ApiError> {
+        self.member_record(user_guid, member_guid)?;
+        self.dirty.mark(MEMBER, member_guid);
         let member = self.member_record_mut(user_guid, member_guid)?;
         if answers.is_empty() {
             return Err(ApiError::bad_request("no challenge answers given"));
@@ -681,6 +758,8 @@ impl Db {
     pub fn delete_member(&mut self, user_guid: &str, member_guid: &str) -> Result<(), ApiError> {
         self.member_record(user_guid, member_guid)?;
         self.members.remove(member_guid);
+        self.dirty.mark(MEMBER, member_guid);
+        self.dirty.mark(USER, user_guid);
         if let Some(user) = self.users.get_mut(user_guid) {
             user.members.retain(|guid| guid != member_guid);
         }

@@ -68,6 +68,20 @@ const RETURN_CODES: &[ReturnCodeRule] = &[
     rule("R51", "Item related to RCK entry is ineligible", true, true, SUSPEND),
 ];
 
+/// A rule is stored by its code.
+impl serde::Serialize for &'static ReturnCodeRule {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.code)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for &'static ReturnCodeRule {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let code = String::deserialize(deserializer)?;
+        return_code(&code).ok_or_else(|| serde::de::Error::custom(format!("unknown return code {code}")))
+    }
+}
+
 pub(crate) fn return_code(code: &str) -> Option<&'static ReturnCodeRule> {
     RETURN_CODES.iter().find(|rule| rule.code.eq_ignore_ascii_case(code))
 }

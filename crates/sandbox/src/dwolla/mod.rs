@@ -7,7 +7,12 @@
 //! checksum, duplicates, removal and the R-code name sentinels,
 //! micro-deposits, IAV, transfers under the permission matrix, idempotency
 //! keys, signed webhooks with Dwolla's retry schedule, events, and
-//! `POST /sandbox-simulations`. State lives in memory only.
+//! `POST /sandbox-simulations`. State lives in memory, and with
+//! [`DwollaSimConfig::data`] also in `sandbox.db` in that directory, written
+//! before each answer: a simulator started again on the same directory knows
+//! the Account, customers, funding sources, transfers, subscriptions, events
+//! and idempotency keys of the last one (issued tokens and webhook
+//! deliveries still to retry are not kept).
 //!
 //! Control endpoints (no token, never subject to faults):
 //! - `GET|POST /__sim/faults` — read or replace [`Faults`] (as the Atrium
@@ -28,6 +33,7 @@ mod webhooks;
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -43,6 +49,7 @@ use url::Url;
 
 use crate::atrium::FaultSwitch;
 pub use crate::atrium::Faults;
+use crate::journal::{Journal, Row};
 use crate::social::Served;
 use store::Db;
 
@@ -95,6 +102,9 @@ pub struct DwollaSimConfig {
     /// The URL links point at; [`DwollaSim::start`] uses its own address
     /// when unset.
     pub public_url: Option<Url>,
+    /// The directory whose `sandbox.db` keeps the state across restarts;
+    /// `None`: in memory only.
+    pub data: Option<PathBuf>,
 }
 
 impl Default for DwollaSimConfig {
@@ -111,6 +121,7 @@ impl Default for DwollaSimConfig {
             faults: Faults::default(),
             seed: 0x00d0_a11a,
             public_url: None,
+            data: None,
         }
     }
 }
@@ -126,6 +137,7 @@ impl fmt::Debug for DwollaSimConfig {
             .field("webhook_retries", &self.webhook_retries)
             .field("faults", &self.faults)
             .field("public_url", &self.public_url.as_ref().map(Url::as_str))
+            .field("data", &self.data)
             .finish_non_exhaustive()
     }
 }
@@ -135,6 +147,40 @@ impl fmt::Debug for DwollaSimConfig {
 pub(crate) enum Remembered {
     InFlight,
     Done { at: Instant, status: StatusCode, location: Option<HeaderValue>, body: Bytes },
+}
+
+/// A remembered response as stored: when, by wall clock.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct StoredAnswer {
+    at: chrono::DateTime<chrono::Utc>,
+    status: u16,
+    location: Option<String>,
+    body: String,
+}
+
+pub(crate) const IDEMPOTENCY: &str = "idempotency";
+
+impl StoredAnswer {
+    pub(crate) fn new(status: StatusCode, location: Option<&HeaderValue>, body: &Bytes) -> Self {
+        Self {
+            at: chrono::Utc::now(),
+            status: status.as_u16(),
+            location: location.and_then(|value| value.to_str().ok()).map(str::to_owned),
+            body: String::from_utf8_lossy(body).into_owned(),
+        }
+    }
+
+    /// The answer again, unless it is older than the keys live.
+    fn remembered(self) -> Option<Remembered> {
+        let age = (chrono::Utc::now() - self.at).to_std().unwrap_or_default();
+        Some(Remembered::Done {
+            at: Instant::now().checked_sub(age)?,
+            status: StatusCode::from_u16(self.status).ok()?,
+            location: self.location.and_then(|location| HeaderValue::from_str(&location).ok()),
+            body: Bytes::from(self.body),
+        })
+        .filter(|_| age < IDEMPOTENCY_LIFETIME)
+    }
 }
 
 /// The simulator's counters since it started (`GET /__sim/stats`).
@@ -160,6 +206,9 @@ pub(crate) struct SimState {
     db: Mutex<Db>,
     tokens: Mutex<HashMap<String, Instant>>,
     idempotency: Mutex<HashMap<String, Remembered>>,
+    /// Rows to write besides the records of `db` (remembered answers).
+    staged: Mutex<Vec<Row>>,
+    journal: Journal,
     token_requests: AtomicU64,
     rejected_tokens: AtomicU64,
     webhook_attempts: AtomicU64,
@@ -173,18 +222,30 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl SimState {
-    fn new(config: DwollaSimConfig) -> Self {
+    async fn open(config: DwollaSimConfig) -> std::io::Result<Self> {
         let base = config.public_url.as_ref().map_or("http://localhost".to_owned(), |url| url.to_string());
-        Self {
+        let journal = Journal::open("dwolla", config.data.as_deref()).await?;
+        let (answers, stored): (Vec<_>, Vec<_>) =
+            journal.load().await?.into_iter().partition(|record| record.kind == IDEMPOTENCY);
+        let mut idempotency = HashMap::new();
+        for answer in answers {
+            if let Some(remembered) = answer.parse::<StoredAnswer>()?.remembered() {
+                idempotency.insert(answer.id, remembered);
+            }
+        }
+        let db = Db::load(&base, &config.account_name, config.account_balance, stored, journal.keeps())?;
+        let state = Self {
             key: config.key,
             secret: config.secret,
             token_lifetime: config.token_lifetime,
             webhook_retries: config.webhook_retries,
             webhook_timeout: config.webhook_timeout,
             faults: FaultSwitch::new(config.faults, config.seed),
-            db: Mutex::new(Db::new(&base, &config.account_name, config.account_balance)),
+            db: Mutex::new(db),
             tokens: Mutex::new(HashMap::new()),
-            idempotency: Mutex::new(HashMap::new()),
+            idempotency: Mutex::new(idempotency),
+            staged: Mutex::new(Vec::new()),
+            journal,
             token_requests: AtomicU64::new(0),
             rejected_tokens: AtomicU64::new(0),
             webhook_attempts: AtomicU64::new(0),
@@ -192,23 +253,45 @@ impl SimState {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap_or_else(|_| reqwest::Client::new()),
-        }
+        };
+        // A new Account is kept at once.
+        state.journal.write(|| state.db().take_rows()).await?;
+        Ok(state)
     }
 
     pub(crate) fn db(&self) -> MutexGuard<'_, Db> {
         lock(&self.db)
     }
 
-    /// Sends the webhooks of the events the last change emitted.
-    pub(crate) fn flush(self: &Arc<Self>) {
-        let deliveries = self.db().take_outbox();
-        webhooks::dispatch(self, deliveries);
+    /// Keeps an answer given under an idempotency key with the next write.
+    pub(crate) fn stage(&self, row: impl FnOnce() -> Row) {
+        if self.journal.keeps() {
+            lock(&self.staged).push(row());
+        }
     }
 
-    fn simulate(self: &Arc<Self>) -> u64 {
+    /// Writes what changed, then sends the webhooks of the events it
+    /// emitted. Once this returns, what any earlier answer told is kept.
+    pub(crate) async fn flush(self: &Arc<Self>) -> std::io::Result<()> {
+        let mut deliveries = Vec::new();
+        let written = self
+            .journal
+            .write(|| {
+                let mut db = self.db();
+                deliveries = db.take_outbox();
+                let mut rows = db.take_rows();
+                rows.append(&mut lock(&self.staged));
+                rows
+            })
+            .await;
+        webhooks::dispatch(self, deliveries);
+        written
+    }
+
+    async fn simulate(self: &Arc<Self>) -> std::io::Result<u64> {
         let total = self.db().simulate();
-        self.flush();
-        total
+        self.flush().await?;
+        Ok(total)
     }
 }
 
@@ -220,8 +303,10 @@ pub struct DwollaSimHandle {
 }
 
 impl DwollaSimHandle {
-    pub fn new(config: DwollaSimConfig) -> Self {
-        Self { state: Arc::new(SimState::new(config)) }
+    /// A simulator on the state kept in [`DwollaSimConfig::data`] (new when
+    /// there is none), or in memory only.
+    pub async fn open(config: DwollaSimConfig) -> std::io::Result<Self> {
+        Ok(Self { state: Arc::new(SimState::open(config).await?) })
     }
 
     /// The Dwolla app of this simulator, to serve or to nest in a server.
@@ -240,9 +325,13 @@ impl DwollaSimHandle {
     }
 
     /// Processes pending transfers and micro-deposits now, as
-    /// `POST /sandbox-simulations` does.
+    /// `POST /sandbox-simulations` does (the changes are written in the
+    /// background; [`DwollaSimHandle::close`] waits for them).
     pub fn simulate(&self) -> u64 {
-        self.state.simulate()
+        let total = self.state.db().simulate();
+        let state = self.state.clone();
+        tokio::spawn(async move { state.flush().await.inspect_err(|e| tracing::error!("dwolla simulator: {e}")) });
+        total
     }
 
     /// Processes by itself every `interval` until the task is aborted.
@@ -251,9 +340,19 @@ impl DwollaSimHandle {
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(interval).await;
-                state.simulate();
+                if let Err(e) = state.simulate().await {
+                    tracing::error!("dwolla simulator: {e}");
+                }
             }
         })
+    }
+
+    /// Waits for the last changes to be written and closes the state file.
+    pub async fn close(&self) {
+        if let Err(e) = self.state.flush().await {
+            tracing::error!("dwolla simulator: {e}");
+        }
+        self.state.journal.close().await;
     }
 
     /// How many tokens `POST /token` has issued.
@@ -307,7 +406,7 @@ impl DwollaSim {
             .get_or_insert_with(|| Url::parse(&format!("http://{addr}/")).expect("a socket address makes a valid url"))
             .clone();
         let interval = config.processing_interval;
-        let handle = DwollaSimHandle::new(config);
+        let handle = DwollaSimHandle::open(config).await?;
         let served = Served::serve(listener, handle.router(), "dwolla")?;
         let processor = interval.map(|interval| Processor(handle.spawn_processor(interval)));
         Ok(Self { served, base_url, handle, processor })
@@ -334,7 +433,9 @@ impl DwollaSim {
     /// seconds) for the requests in flight to finish.
     pub async fn shutdown(self) -> std::io::Result<()> {
         drop(self.processor);
-        self.served.shutdown().await
+        let served = self.served.shutdown().await;
+        self.handle.close().await;
+        served
     }
 }
 

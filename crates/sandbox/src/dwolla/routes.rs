@@ -20,7 +20,8 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use super::error::{ApiError, hal, oauth_error};
-use super::{DwollaSimStats, Faults, IDEMPOTENCY_LIFETIME, Remembered, SimState, lock};
+use super::{DwollaSimStats, Faults, IDEMPOTENCY, IDEMPOTENCY_LIFETIME, Remembered, SimState, StoredAnswer, lock};
+use crate::journal::Row;
 
 type Shared = State<Arc<SimState>>;
 type Reply = Result<Response, ApiError>;
@@ -95,8 +96,17 @@ async fn faults_then_webhooks(State(sim): Shared, request: Request, next: Next) 
         None => {}
     }
     let response = next.run(request).await;
-    sim.flush();
-    response
+    match sim.flush().await {
+        Ok(()) => response,
+        Err(e) => unsaved(&e),
+    }
+}
+
+/// The answer when what a request changed could not be kept.
+fn unsaved(error: &std::io::Error) -> Response {
+    tracing::error!("dwolla simulator: {error}");
+    let message = format!("A server error occurred. Error ID: {}.", Uuid::new_v4());
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "ServerError", message).into_response()
 }
 
 /// The API version in `Accept` (406 otherwise), then the bearer token (401).
@@ -165,6 +175,7 @@ async fn idempotency(State(sim): Shared, request: Request, next: Next) -> Respon
         remembered.remove(&key);
     } else {
         let location = parts.headers.get(header::LOCATION).cloned();
+        sim.stage(|| Row::put(IDEMPOTENCY, key.clone(), &StoredAnswer::new(parts.status, location.as_ref(), &body)));
         remembered
             .insert(key, Remembered::Done { at: Instant::now(), status: parts.status, location, body: body.clone() });
     }
@@ -414,7 +425,10 @@ async fn read_transfer_failure(State(sim): Shared, Path(id): Path<String>) -> Re
 }
 
 async fn simulate(State(sim): Shared) -> Reply {
-    let total = sim.simulate();
+    let total = sim.simulate().await.map_err(|e| {
+        tracing::error!("dwolla simulator: {e}");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "ServerError", "A server error occurred.")
+    })?;
     let href = sim.db().href(&["sandbox-simulations"]);
     ok(&SandboxSimulation { links: Links::from([("self".to_owned(), Link::typed(href, "sandbox-simulation"))]), total })
 }
@@ -488,6 +502,8 @@ async fn complete_iav(State(sim): Shared, Path(token): Path<String>, body: Bytes
         serde_json::from_slice(&body).map_err(|_| ApiError::bad_request())?
     };
     let completion = sim.db().complete_iav(&token, login)?;
-    sim.flush();
+    if let Err(e) = sim.flush().await {
+        return Ok(unsaved(&e));
+    }
     ok(&completion)
 }

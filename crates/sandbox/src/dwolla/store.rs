@@ -2,6 +2,10 @@
 //! sources, micro-deposits, transfers, webhook subscriptions and events, with
 //! the sandbox rules of PROVIDERS.md Part B. Every method answers the wire
 //! type or the [`ApiError`] Dwolla would answer.
+//!
+//! Every record a method changes is marked dirty; [`Db::take_rows`] turns
+//! the marks into the rows the journal writes, and [`Db::load`] builds the
+//! state back from them.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -9,10 +13,12 @@ use chrono::{DateTime, Datelike, NaiveDate, SubsecRound, Utc};
 use donkies_dwolla::Cents;
 use donkies_dwolla::wire::*;
 use donkies_dwolla::{SecretString, wire};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::bank::{self, ReturnCodeRule};
 use super::error::{ApiError, field_error};
+use crate::journal::{Dirty, Row, Stored};
 
 /// Timestamps as Dwolla writes them: UTC with milliseconds.
 pub(crate) fn now() -> DateTime<Utc> {
@@ -24,7 +30,7 @@ fn new_id() -> String {
 }
 
 /// Who owns a funding source.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Owner {
     Account,
     Customer(String),
@@ -40,7 +46,7 @@ enum Party {
     Restricted,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct CustomerRec {
     id: String,
     first_name: String,
@@ -54,14 +60,14 @@ struct CustomerRec {
     correlation_id: Option<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct MicroDepositRec {
     created: DateTime<Utc>,
     status: MicroDepositStatus,
     failed_attempts: u8,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct SourceRec {
     id: String,
     owner: Owner,
@@ -77,7 +83,7 @@ struct SourceRec {
     micro_deposits: Option<MicroDepositRec>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct TransferRec {
     id: String,
     source: String,
@@ -96,16 +102,17 @@ struct TransferRec {
     late_return: Option<(&'static ReturnCodeRule, String)>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct SubscriptionRec {
     pub id: String,
     pub url: String,
+    #[serde(serialize_with = "expose")]
     pub secret: SecretString,
     pub paused: bool,
     pub created: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct EventRec {
     id: String,
     topic: String,
@@ -143,7 +150,29 @@ pub(crate) struct Db {
     events: Vec<EventRec>,
     /// Deliveries waiting to be sent once the lock is released.
     outbox: Vec<Delivery>,
+    /// Records changed since the journal last wrote.
+    dirty: Dirty,
 }
+
+/// The webhook secret as stored (the state file holds it as Dwolla does).
+fn expose<S: serde::Serializer>(secret: &SecretString, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(secret.expose_secret())
+}
+
+/// The master Account as stored.
+#[derive(Debug, Serialize, Deserialize)]
+struct AccountRec {
+    id: String,
+    name: String,
+}
+
+const ACCOUNT: &str = "account";
+const CUSTOMER: &str = "customer";
+const SOURCE: &str = "source";
+const TRANSFER: &str = "transfer";
+const IAV: &str = "iav";
+const SUBSCRIPTION: &str = "subscription";
+const EVENT: &str = "event";
 
 impl Db {
     pub fn new(base: &str, account_name: &str, account_balance: Cents) -> Self {
@@ -161,7 +190,9 @@ impl Db {
             subscriptions: Vec::new(),
             events: Vec::new(),
             outbox: Vec::new(),
+            dirty: Dirty::new(true),
         };
+        db.dirty.mark(ACCOUNT, "");
         let balance = db.add_balance(Owner::Account);
         db.source_mut(&balance).balance = account_balance;
         let bank = SourceRec {
@@ -180,6 +211,74 @@ impl Db {
         };
         db.insert_source(bank);
         db
+    }
+
+    /// The state the journal kept, or a new Account when it kept none;
+    /// changes are marked for the journal when it `keeps` them.
+    pub fn load(
+        base: &str,
+        account_name: &str,
+        account_balance: Cents,
+        stored: Vec<Stored>,
+        keeps: bool,
+    ) -> std::io::Result<Self> {
+        let mut db = Self::new(base, account_name, account_balance);
+        if stored.is_empty() {
+            if !keeps {
+                db.dirty = Dirty::new(false);
+            }
+            return Ok(db);
+        }
+        db.dirty = Dirty::new(keeps);
+        db.sources.clear();
+        db.source_order.clear();
+        for record in &stored {
+            match record.kind.as_str() {
+                ACCOUNT => {
+                    let account: AccountRec = record.parse()?;
+                    (db.account_id, db.account_name) = (account.id, account.name);
+                }
+                CUSTOMER => {
+                    db.customers.insert(record.id.clone(), record.parse()?);
+                    db.customer_order.push(record.id.clone());
+                }
+                SOURCE => {
+                    db.sources.insert(record.id.clone(), record.parse()?);
+                    db.source_order.push(record.id.clone());
+                }
+                TRANSFER => {
+                    db.transfers.insert(record.id.clone(), record.parse()?);
+                    db.transfer_order.push(record.id.clone());
+                }
+                IAV => {
+                    db.iav_tokens.insert(record.id.clone(), record.parse()?);
+                }
+                SUBSCRIPTION => db.subscriptions.push(record.parse()?),
+                EVENT => db.events.push(record.parse()?),
+                _ => {}
+            }
+        }
+        Ok(db)
+    }
+
+    /// The rows of the records changed since the last call.
+    pub fn take_rows(&mut self) -> Vec<Row> {
+        let dirty = self.dirty.take();
+        dirty
+            .into_iter()
+            .map(|(kind, id)| match kind {
+                ACCOUNT => {
+                    let account = AccountRec { id: self.account_id.clone(), name: self.account_name.clone() };
+                    Row::put(ACCOUNT, id, &account)
+                }
+                CUSTOMER => Row::of(kind, id.clone(), self.customers.get(&id)),
+                SOURCE => Row::of(kind, id.clone(), self.sources.get(&id)),
+                TRANSFER => Row::of(kind, id.clone(), self.transfers.get(&id)),
+                IAV => Row::of(kind, id.clone(), self.iav_tokens.get(&id)),
+                SUBSCRIPTION => Row::of(kind, id.clone(), self.subscriptions.iter().find(|s| s.id == id)),
+                _ => Row::of(kind, id.clone(), self.events.iter().rev().find(|e| e.id == id)),
+            })
+            .collect()
     }
 
     pub fn account_id(&self) -> &str {
@@ -237,6 +336,7 @@ impl Db {
                 body: bytes.clone(),
             });
         }
+        self.dirty.mark(EVENT, &event.id);
         self.events.push(event);
     }
 
@@ -311,6 +411,7 @@ impl Db {
     }
 
     fn customer_mut(&mut self, id: &str) -> &mut CustomerRec {
+        self.dirty.mark(CUSTOMER, id);
         self.customers.get_mut(id).expect("the customer was looked up first")
     }
 
@@ -389,6 +490,7 @@ impl Db {
             address: if is_verified_type(customer_type) { body.details.address } else { Address::default() },
             correlation_id: body.correlation_id,
         };
+        self.dirty.mark(CUSTOMER, &id);
         self.customers.insert(id.clone(), rec);
         self.customer_order.push(id.clone());
         let href = self.href(&["customers", &id]);
@@ -529,6 +631,7 @@ impl Db {
     pub fn iav_token(&mut self, customer_id: &str) -> Result<IavToken, ApiError> {
         let id = self.customer_rec(customer_id)?.id.clone();
         let token = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
+        self.dirty.mark(IAV, &token);
         self.iav_tokens.insert(token.clone(), (id.clone(), false));
         Ok(IavToken {
             links: Links::from([("self".to_owned(), self.link(&["customers", &id, "iav-token"], "iav-token"))]),
@@ -556,6 +659,7 @@ impl Db {
             name: login.name.unwrap_or_else(|| "Sandbox Checking".into()),
         };
         let id = self.create_source(&customer, body)?;
+        self.dirty.mark(IAV, token);
         if let Some(entry) = self.iav_tokens.get_mut(token) {
             entry.1 = true;
         }
@@ -570,6 +674,7 @@ impl Db {
 
     fn insert_source(&mut self, source: SourceRec) -> String {
         let id = source.id.clone();
+        self.dirty.mark(SOURCE, &id);
         self.sources.insert(id.clone(), source);
         self.source_order.push(id.clone());
         id
@@ -602,6 +707,7 @@ impl Db {
     }
 
     fn source_mut(&mut self, id: &str) -> &mut SourceRec {
+        self.dirty.mark(SOURCE, id);
         self.sources.get_mut(id).expect("the funding source was looked up first")
     }
 
@@ -984,6 +1090,7 @@ impl Db {
             self.source_mut(&source.id).balance = source.balance.checked_sub(amount).unwrap_or(Cents::ZERO);
         }
         let id = new_id();
+        self.dirty.mark(TRANSFER, &id);
         self.transfers.insert(
             id.clone(),
             TransferRec {
@@ -1120,6 +1227,7 @@ impl Db {
     }
 
     fn transfer_mut(&mut self, id: &str) -> &mut TransferRec {
+        self.dirty.mark(TRANSFER, id);
         self.transfers.get_mut(id).expect("the transfer was looked up first")
     }
 
@@ -1282,6 +1390,7 @@ impl Db {
             return Err(ApiError::validation(errors));
         }
         let id = new_id();
+        self.dirty.mark(SUBSCRIPTION, &id);
         self.subscriptions.push(SubscriptionRec {
             id: id.clone(),
             url: body.url,
@@ -1310,12 +1419,14 @@ impl Db {
     pub fn pause_subscription(&mut self, id: &str, paused: bool) -> Result<WebhookSubscription, ApiError> {
         let index = self.subscription_index(id)?;
         self.subscriptions[index].paused = paused;
+        self.dirty.mark(SUBSCRIPTION, &self.subscriptions[index].id.clone());
         Ok(self.subscription(&self.subscriptions[index]))
     }
 
     pub fn delete_subscription(&mut self, id: &str) -> Result<WebhookSubscription, ApiError> {
         let index = self.subscription_index(id)?;
         let removed = self.subscriptions.remove(index);
+        self.dirty.mark(SUBSCRIPTION, &removed.id);
         Ok(self.subscription(&removed))
     }
 }

@@ -20,6 +20,12 @@
 //! for the user named by `user=` (default `alice`, see [`TestUser::named`])
 //! and redirect back with the code (or verifier) and `state`.
 //!
+//! Their state lives in memory only, unlike the Atrium and Dwolla
+//! simulators': a [`TestUser`] is the same account on every run, codes and
+//! tokens serve one sign-in (which a client simply begins again after a
+//! restart), and the Google signing key is fetched anew by the server that
+//! starts with the simulator.
+//!
 //! Each simulator also serves `POST /__sim/outage` with `{"status": 503}`
 //! (or `null` to end it): every provider route then answers that status.
 

@@ -63,6 +63,9 @@ pub struct TestApp {
 
 pub struct Options {
     pub with_worker: bool,
+    /// Zero-config sandbox mode: the server runs its own Atrium and Dwolla simulators (not
+    /// the test's), keeping them in a data directory of the test's own.
+    pub sandbox: bool,
     pub smtp_mode: Mode,
     pub args: CommonArgs,
     pub atrium: AtriumSimConfig,
@@ -73,6 +76,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             with_worker: true,
+            sandbox: false,
             smtp_mode: Mode::Accept,
             args: CommonArgs::default(),
             atrium: AtriumSimConfig { step: Duration::from_millis(40), ..Default::default() },
@@ -128,13 +132,23 @@ impl TestApp {
         args.twitter_url.get_or_insert_with(|| twitter.base_url().to_string());
         args.twitter_key.get_or_insert_with(|| SANDBOX_TWITTER_CONSUMER_KEY.into());
         args.twitter_secret.get_or_insert_with(|| SANDBOX_TWITTER_CONSUMER_SECRET.into());
-        args.atrium_url.get_or_insert_with(|| atrium.base_url().to_string());
-        args.atrium_client_id.get_or_insert_with(|| SANDBOX_CLIENT_ID.into());
-        args.atrium_key.get_or_insert_with(|| SANDBOX_API_KEY.into());
         args.member_poll_ms.get_or_insert_with(|| "40".into());
-        args.dwolla_url.get_or_insert_with(|| dwolla.base_url().to_string());
-        args.dwolla_key.get_or_insert_with(|| SANDBOX_DWOLLA_KEY.into());
-        args.dwolla_secret.get_or_insert_with(|| SANDBOX_DWOLLA_SECRET.into());
+        if options.sandbox {
+            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let data = std::env::temp_dir().join(format!("donkies-test-{}-{n}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&data);
+            args.data_dir.get_or_insert(data);
+            args.sandbox_step_ms.get_or_insert_with(|| "40".into());
+            args.dwolla_sandbox_processing_ms.get_or_insert_with(|| "0".into());
+        } else {
+            args.atrium_url.get_or_insert_with(|| atrium.base_url().to_string());
+            args.atrium_client_id.get_or_insert_with(|| SANDBOX_CLIENT_ID.into());
+            args.atrium_key.get_or_insert_with(|| SANDBOX_API_KEY.into());
+            args.dwolla_url.get_or_insert_with(|| dwolla.base_url().to_string());
+            args.dwolla_key.get_or_insert_with(|| SANDBOX_DWOLLA_KEY.into());
+            args.dwolla_secret.get_or_insert_with(|| SANDBOX_DWOLLA_SECRET.into());
+        }
         let args = test_args(&test_db.url, &smtp, args);
         let settings = Settings::resolve(Some("127.0.0.1:0".into()), &args, &FileValues::default()).unwrap();
         let server = Server::start_with_db(settings, test_db.db.clone(), options.with_worker).await.unwrap();
@@ -167,6 +181,34 @@ impl TestApp {
         jobs.into_iter().filter(|j| j.status == "failed" && !expected.contains(&j.kind)).collect()
     }
 
+    /// Whether the server runs its own simulators (`Options::sandbox`).
+    pub fn is_sandbox(&self) -> bool {
+        self.settings().dwolla.rail.is_sandbox()
+    }
+
+    /// Process the transfers and micro-deposits pending at the Dwolla this server talks to.
+    pub async fn simulate_dwolla(&self) {
+        if self.is_sandbox() {
+            let url = self.url("/__sandbox/dwolla/__sim/simulate");
+            let response = self.client.post(url).send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+        } else {
+            self.dwolla.handle().simulate();
+        }
+    }
+
+    /// Stop the server and start it again on the same address, database and data directory,
+    /// as an operator restarting `serve` would.
+    pub async fn restart(&mut self) {
+        let server = self.server.take().unwrap();
+        let mut settings = (*server.settings).clone();
+        settings.listen = server.addr;
+        server.shutdown().await;
+        let server = Server::start_with_db(settings, self.test_db.db.clone(), true).await.unwrap();
+        assert_eq!(server.base_url(), self.base);
+        self.server = Some(server);
+    }
+
     /// Wait until the worker has run every job that requests so far caused (the periodic ones
     /// aside), so that a check for something that must not happen is not made too early.
     pub async fn wait_jobs_idle(&self) {
@@ -190,21 +232,26 @@ impl TestApp {
     /// Run `donkies ARGS` beside this server, as an operator would in a second terminal: the
     /// same database and the same simulated providers.
     pub async fn operator(&self, args: &[&str]) -> std::process::Output {
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_donkies"))
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_donkies"));
+        command
             .args(args)
             .env("DATABASE_URL", &self.test_db.url)
             .env("DONKIES_SECRET_KEY", "test secret key, not for production")
-            .env("DONKIES_DATA_DIR", std::env::temp_dir())
-            .env("DONKIES_ATRIUM_URL", self.atrium.base_url().as_str())
-            .env("DONKIES_ATRIUM_CLIENT_ID", SANDBOX_CLIENT_ID)
-            .env("DONKIES_ATRIUM_KEY", SANDBOX_API_KEY)
-            .env("DONKIES_DWOLLA_URL", self.dwolla.base_url().as_str())
-            .env("DONKIES_DWOLLA_KEY", SANDBOX_DWOLLA_KEY)
-            .env("DONKIES_DWOLLA_SECRET", SANDBOX_DWOLLA_SECRET)
-            .env("RUST_LOG", "warn")
-            .output()
-            .await
-            .unwrap()
+            .env("DONKIES_DATA_DIR", &self.settings().data_dir)
+            .env("RUST_LOG", "warn");
+        if self.is_sandbox() {
+            // Sandbox mode: the simulators of the `serve` listening there.
+            command.env("DONKIES_LISTEN", self.base.trim_start_matches("http://"));
+        } else {
+            command
+                .env("DONKIES_ATRIUM_URL", self.atrium.base_url().as_str())
+                .env("DONKIES_ATRIUM_CLIENT_ID", SANDBOX_CLIENT_ID)
+                .env("DONKIES_ATRIUM_KEY", SANDBOX_API_KEY)
+                .env("DONKIES_DWOLLA_URL", self.dwolla.base_url().as_str())
+                .env("DONKIES_DWOLLA_KEY", SANDBOX_DWOLLA_KEY)
+                .env("DONKIES_DWOLLA_SECRET", SANDBOX_DWOLLA_SECRET);
+        }
+        command.output().await.unwrap()
     }
 
     pub fn db(&self) -> &donkies_store::Db {

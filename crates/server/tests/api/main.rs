@@ -12,6 +12,7 @@ mod money_model;
 mod openapi;
 mod payments;
 mod process;
+mod restart;
 mod smtp;
 mod social;
 mod users;

@@ -96,7 +96,7 @@ async fn process_at_dwolla(app: &TestApp) {
         assert!(Instant::now() < deadline, "the worker never sent {waiting:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    app.dwolla.handle().simulate();
+    app.simulate_dwolla().await;
 }
 
 async fn assert_ledger_balanced(app: &TestApp) {
@@ -108,7 +108,7 @@ async fn assert_ledger_balanced(app: &TestApp) {
 
 /// A user whose purchases give nothing (round-ups paused before the first gathering), so that
 /// only contributions move money: exact figures.
-async fn paused_user(app: &TestApp, email: &str) -> (String, Vec<Value>) {
+pub(crate) async fn paused_user(app: &TestApp, email: &str) -> (String, Vec<Value>) {
     let (token, debit) = money_user(app, email).await;
     let (status, body) = patch(app, "/v1/user_settings", &token, json!({"roundups_paused": true})).await;
     assert_eq!((status, body["roundups_paused"].as_bool()), (StatusCode::OK, Some(true)), "{body}");
@@ -116,7 +116,7 @@ async fn paused_user(app: &TestApp, email: &str) -> (String, Vec<Value>) {
 }
 
 /// Collect `amount` of contributions for the user and see it processed; the collection's id.
-async fn collected(app: &TestApp, token: &str, amount: &str) -> i64 {
+pub(crate) async fn collected(app: &TestApp, token: &str, amount: &str) -> i64 {
     contribute(app, token, amount).await;
     let outcomes = collect(app).await;
     let Collected::Sent { collection_id, amount: sent, .. } = only(&outcomes).clone() else {
