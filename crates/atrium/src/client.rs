@@ -10,7 +10,7 @@ use url::Url;
 
 use crate::aggregator::{Aggregator, DateRange, Page, PageRequest, Result};
 use crate::wire::{self, *};
-use crate::{AtriumError, SecretString};
+use crate::{AtriumError, ExposeSecret, SecretString};
 
 /// Where Atrium is and how we identify ourselves to it.
 #[derive(Clone, Debug)]

@@ -13,5 +13,5 @@ pub mod wire;
 
 pub use aggregator::{Aggregator, DateRange, Page, PageRequest, Result, collect_pages};
 pub use client::{AtriumClient, AtriumConfig};
-pub use donkies_domain::SecretString;
+pub use donkies_domain::{ExposeSecret, SecretString};
 pub use error::AtriumError;

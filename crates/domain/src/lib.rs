@@ -15,7 +15,6 @@ mod payments;
 mod profile;
 mod projection;
 mod rules;
-mod secret;
 mod settings;
 mod share;
 
@@ -35,7 +34,9 @@ pub use payments::{
 pub use profile::{DateOfBirth, Phone, PostalCode, ProfileError, Ssn, UsState};
 pub use projection::{MAX_PAYOFF_MONTHS, PayoffMonth, PayoffSchedule, Projection, payoff_schedule, project_payoff};
 pub use rules::{Cap, Multiplier, RoundUpRules};
-pub use secret::SecretString;
+/// Keys, tokens and account numbers: `Debug` shows `[REDACTED]`, there is no `Display`, and the
+/// value is read with `expose_secret` only where it leaves the process or is compared.
+pub use secrecy::{ExposeSecret, SecretString};
 pub use settings::TransferAmount;
 pub use share::{Share, ShareError, split_batch, split_by_shares, split_into, validate_shares};
 

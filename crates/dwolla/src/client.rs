@@ -15,7 +15,7 @@ use url::Url;
 
 use crate::rail::{Page, PaymentRail, Result, TransferDestination, TransferRequest};
 use crate::wire::{self, *};
-use crate::{DwollaError, SecretString};
+use crate::{DwollaError, ExposeSecret, SecretString};
 
 /// Where Dwolla is and the application key and secret we authenticate with.
 #[derive(Clone, Debug)]
@@ -142,7 +142,7 @@ impl DwollaClient {
     async fn renew_token(&self, rejected: &SecretString) -> Result<SecretString> {
         let mut slot = self.token.lock().await;
         if let Some(token) = slot.as_ref()
-            && token.value != *rejected
+            && token.value.expose_secret() != rejected.expose_secret()
         {
             return Ok(token.value.clone());
         }

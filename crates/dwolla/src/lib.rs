@@ -15,7 +15,7 @@ mod webhook;
 pub mod wire;
 
 pub use client::{DwollaClient, DwollaConfig};
-pub use donkies_domain::{Cents, SecretString};
+pub use donkies_domain::{Cents, ExposeSecret, SecretString};
 pub use error::DwollaError;
 pub use rail::{Page, PaymentRail, Result, TransferDestination, TransferRequest};
 pub use webhook::{WebhookError, WebhookVerifier, sign_webhook};

@@ -4,8 +4,8 @@
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::SecretString;
 use crate::wire::Event;
+use crate::{ExposeSecret, SecretString};
 
 type HmacSha256 = Hmac<Sha256>;
 

@@ -26,7 +26,7 @@ pub const USD: &str = "USD";
 /// Serializes a [`SecretString`] as its plain text: only for bodies that
 /// leave the process (a request, or the simulator's answer).
 pub mod exposed {
-    use donkies_domain::SecretString;
+    use donkies_domain::{ExposeSecret, SecretString};
     use serde::Serializer;
 
     pub fn serialize<S: Serializer>(secret: &SecretString, serializer: S) -> Result<S::Ok, S::Error> {
@@ -34,7 +34,7 @@ pub mod exposed {
     }
 
     pub mod option {
-        use donkies_domain::SecretString;
+        use donkies_domain::{ExposeSecret, SecretString};
         use serde::Serializer;
 
         pub fn serialize<S: Serializer>(secret: &Option<SecretString>, serializer: S) -> Result<S::Ok, S::Error> {
@@ -47,7 +47,7 @@ pub mod exposed {
 }
 
 fn empty_secret() -> SecretString {
-    SecretString::new("")
+    SecretString::from("")
 }
 
 /// A HAL link (B1.3). Current responses add the media and resource types.
@@ -511,7 +511,7 @@ impl NewFundingSource {
     pub fn bank(routing_number: &str, account_number: &str, bank_account_type: BankAccountType, name: &str) -> Self {
         Self {
             routing_number: routing_number.to_owned(),
-            account_number: SecretString::new(account_number),
+            account_number: SecretString::from(account_number),
             bank_account_type: Some(bank_account_type),
             name: name.to_owned(),
         }

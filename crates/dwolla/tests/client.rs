@@ -13,8 +13,8 @@ use donkies_dwolla::wire::{
     SIGNATURE_HEADER, TOPIC_HEADER, TransferStatus,
 };
 use donkies_dwolla::{
-    Cents, DwollaClient, DwollaConfig, DwollaError, PaymentRail, SecretString, TransferDestination, TransferRequest,
-    WebhookError, WebhookVerifier,
+    Cents, DwollaClient, DwollaConfig, DwollaError, ExposeSecret, PaymentRail, SecretString, TransferDestination,
+    TransferRequest, WebhookError, WebhookVerifier,
 };
 use donkies_sandbox::{
     DwollaSim, DwollaSimConfig, DwollaSimStats, Faults, SANDBOX_DWOLLA_KEY, SANDBOX_DWOLLA_SECRET,
@@ -47,7 +47,7 @@ fn details() -> PersonalDetails {
         state: "IA".into(),
         postal_code: "50309".into(),
         date_of_birth: NaiveDate::from_ymd_opt(1980, 1, 1).unwrap(),
-        ssn: SecretString::new("1234"),
+        ssn: SecretString::from("1234"),
         phone: None,
     }
 }
@@ -381,7 +381,7 @@ async fn a_retry_customer_verifies_only_with_all_nine_ssn_digits() {
     let mut retry = CustomerUpdate::upgrade(body);
     let error = app.dwolla.update_customer(&id, &retry).await.unwrap_err();
     assert!(error.has_error_at("/ssn"), "{error:?}");
-    retry.details.ssn = Some(SecretString::new("123456789"));
+    retry.details.ssn = Some(SecretString::from("123456789"));
     let customer = app.dwolla.update_customer(&id, &retry).await.unwrap();
     assert_eq!(customer.status, CustomerStatus::Verified);
 }
@@ -871,7 +871,7 @@ impl Subscriber {
 async fn webhooks_are_signed_so_the_verifier_accepts_them_and_rejects_tampering() {
     let app = TestApp::start().await;
     let hooks = subscriber(0).await;
-    let secret = SecretString::new("webhook-secret");
+    let secret = SecretString::from("webhook-secret");
     app.dwolla.create_webhook_subscription(&hooks.url, &secret, &key()).await.unwrap();
     let customer = app.unverified().await;
 
@@ -897,7 +897,7 @@ async fn a_refused_webhook_is_delivered_again_on_the_retry_schedule() {
     let retries = vec![Duration::from_millis(20); 3];
     let app = TestApp::start_with(DwollaSimConfig { webhook_retries: retries, ..DwollaSimConfig::default() }).await;
     let hooks = subscriber(2).await;
-    app.dwolla.create_webhook_subscription(&hooks.url, &SecretString::new("s"), &key()).await.unwrap();
+    app.dwolla.create_webhook_subscription(&hooks.url, &SecretString::from("s"), &key()).await.unwrap();
     app.unverified().await;
     let deliveries = hooks.wait_for(3).await;
     let ids: Vec<String> = deliveries
@@ -914,7 +914,7 @@ async fn a_refused_webhook_is_delivered_again_on_the_retry_schedule() {
 async fn a_paused_subscription_gets_no_deliveries_until_resumed() {
     let app = TestApp::start().await;
     let hooks = subscriber(0).await;
-    let id = app.dwolla.create_webhook_subscription(&hooks.url, &SecretString::new("s"), &key()).await.unwrap();
+    let id = app.dwolla.create_webhook_subscription(&hooks.url, &SecretString::from("s"), &key()).await.unwrap();
     assert!(app.dwolla.pause_webhook_subscription(&id, true).await.unwrap().paused);
     app.unverified().await;
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -929,7 +929,7 @@ async fn webhook_subscriptions_are_listed_and_deleted() {
     let app = TestApp::start().await;
     let id = app
         .dwolla
-        .create_webhook_subscription("https://donkies.example/v1/dwolla/webhooks", &SecretString::new("s"), &key())
+        .create_webhook_subscription("https://donkies.example/v1/dwolla/webhooks", &SecretString::from("s"), &key())
         .await
         .unwrap();
     let listed = app.dwolla.webhook_subscriptions().await.unwrap();
@@ -940,7 +940,8 @@ async fn webhook_subscriptions_are_listed_and_deleted() {
     assert!(app.dwolla.webhook_subscriptions().await.unwrap().is_empty());
     let error = app.dwolla.delete_webhook_subscription(&id).await.unwrap_err();
     assert!(matches!(error, DwollaError::NotFound { .. }));
-    let error = app.dwolla.create_webhook_subscription("not a url", &SecretString::new("s"), &key()).await.unwrap_err();
+    let error =
+        app.dwolla.create_webhook_subscription("not a url", &SecretString::from("s"), &key()).await.unwrap_err();
     assert!(error.has_error_at("/url"), "{error:?}");
 }
 

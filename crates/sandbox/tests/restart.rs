@@ -2,6 +2,7 @@
 //! still know what they were told: over real HTTP, with the production
 //! clients.
 
+use donkies_dwolla::ExposeSecret;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -4,6 +4,7 @@
 //! config file (TOML, or JSON in the shape of the original `settings/data.json`), then to the
 //! built-in default. A bad value stops start-up with one line naming the setting.
 
+use donkies_domain::ExposeSecret;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
@@ -583,7 +584,7 @@ impl Settings {
                         "expected smtp://HOST[:PORT] or smtps://USER:PASSWORD@HOST[:PORT]",
                     ));
                 }
-                Some(SecretString::new(url))
+                Some(SecretString::from(url))
             }
             None => None,
         };
@@ -647,15 +648,15 @@ impl Settings {
         let provider = |k: &str| file.get(k);
         let providers = ProviderKeys {
             facebook_key: provider("facebook_key"),
-            facebook_secret: provider("facebook_secret").map(SecretString::new),
+            facebook_secret: provider("facebook_secret").map(SecretString::from),
             google_key: provider("google_key"),
-            google_secret: provider("google_secret").map(SecretString::new),
+            google_secret: provider("google_secret").map(SecretString::from),
             twitter_key: provider("twitter_key"),
-            twitter_secret: provider("twitter_secret").map(SecretString::new),
+            twitter_secret: provider("twitter_secret").map(SecretString::from),
             atrium_client_id_dev: provider("atrium_client_id_dev"),
-            atrium_key_dev: provider("atrium_key_dev").map(SecretString::new),
+            atrium_key_dev: provider("atrium_key_dev").map(SecretString::from),
             atrium_client_id_prod: provider("atrium_client_id_prod"),
-            atrium_key_prod: provider("atrium_key_prod").map(SecretString::new),
+            atrium_key_prod: provider("atrium_key_prod").map(SecretString::from),
         };
 
         let atrium_setting = "DONKIES_ATRIUM_URL (--atrium-url)";
@@ -686,7 +687,7 @@ impl Settings {
                             "required when DONKIES_ATRIUM_URL is set",
                         )
                     })?;
-                let key = pick(&args.atrium_key, file, "atrium_key").map(SecretString::new).or(mode_key).ok_or_else(
+                let key = pick(&args.atrium_key, file, "atrium_key").map(SecretString::from).or(mode_key).ok_or_else(
                     || ConfigError::new("DONKIES_ATRIUM_KEY (--atrium-key)", "required when DONKIES_ATRIUM_URL is set"),
                 )?;
                 ProviderSetting::Remote(AtriumRemote { url, client_id, key })
@@ -736,7 +737,7 @@ impl Settings {
             pick(&args.facebook_url, file, "facebook_url"),
             pick(&args.facebook_key, file, "facebook_key").or(providers.facebook_key.clone()),
             pick(&args.facebook_secret, file, "facebook_secret")
-                .map(SecretString::new)
+                .map(SecretString::from)
                 .or(providers.facebook_secret.clone()),
             sandbox_mode,
         )?;
@@ -744,7 +745,9 @@ impl Settings {
             "google",
             pick(&args.google_url, file, "google_url"),
             pick(&args.google_key, file, "google_key").or(providers.google_key.clone()),
-            pick(&args.google_secret, file, "google_secret").map(SecretString::new).or(providers.google_secret.clone()),
+            pick(&args.google_secret, file, "google_secret")
+                .map(SecretString::from)
+                .or(providers.google_secret.clone()),
             sandbox_mode,
         )?;
         let twitter = resolve_social(
@@ -752,7 +755,7 @@ impl Settings {
             pick(&args.twitter_url, file, "twitter_url"),
             pick(&args.twitter_key, file, "twitter_key").or(providers.twitter_key.clone()),
             pick(&args.twitter_secret, file, "twitter_secret")
-                .map(SecretString::new)
+                .map(SecretString::from)
                 .or(providers.twitter_secret.clone()),
             sandbox_mode,
         )?;
@@ -775,8 +778,8 @@ impl Settings {
             payout_day,
             listen,
             data_dir,
-            database_url: SecretString::new(database_url),
-            secret_key: SecretString::new(secret_key),
+            database_url: SecretString::from(database_url),
+            secret_key: SecretString::from(secret_key),
             frontend_url,
             smtp_url,
             mail_from,
@@ -820,14 +823,14 @@ fn resolve_dwolla(args: &CommonArgs, file: &FileValues, secret_key: &str) -> Res
                         "required when DONKIES_DWOLLA_URL is set",
                     )
                 })?;
-            ProviderSetting::Remote(DwollaRemote { url, key, secret: SecretString::new(secret) })
+            ProviderSetting::Remote(DwollaRemote { url, key, secret: SecretString::from(secret) })
         }
         None => ProviderSetting::Sandbox,
     };
     let webhook_secret =
         match pick(&args.dwolla_webhook_secret, file, "dwolla_webhook_secret").filter(|s| !s.is_empty()) {
-            Some(secret) => SecretString::new(secret),
-            None => SecretString::new(crate::crypto::derive_secret(secret_key, "dwolla webhooks")),
+            Some(secret) => SecretString::from(secret),
+            None => SecretString::from(crate::crypto::derive_secret(secret_key, "dwolla webhooks")),
         };
     let public_url = match pick(&args.public_url, file, "public_url").filter(|u| !u.is_empty()) {
         Some(url) => Some(parse_url("DONKIES_PUBLIC_URL (--public-url)", url)?),
@@ -926,7 +929,7 @@ mod tests {
         let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key_file).unwrap().permissions());
         assert_eq!(mode & 0o777, 0o600);
         let again = Settings::resolve(None, &args, &f).unwrap();
-        assert_eq!(again.secret_key, s.secret_key, "the generated key is kept");
+        assert_eq!(again.secret_key.expose_secret(), s.secret_key.expose_secret(), "the generated key is kept");
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -11,6 +11,7 @@ pub mod operator;
 pub mod providers;
 pub mod services;
 
+use donkies_domain::ExposeSecret;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

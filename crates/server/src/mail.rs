@@ -1,6 +1,7 @@
 //! Outgoing mail: templates, and delivery over SMTP (or to the log when no relay
 //! is configured).
 
+use donkies_domain::ExposeSecret;
 use std::time::Duration;
 
 use lettre::message::{Mailbox, MultiPart};

@@ -1,6 +1,7 @@
 //! The outside services this process talks to, built from the settings: each provider is
 //! remote (its real address, or one given), a simulator started here (sandbox mode), or off.
 
+use donkies_domain::ExposeSecret;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;

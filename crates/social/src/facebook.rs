@@ -11,7 +11,7 @@ use std::time::Duration;
 use url::Url;
 
 use crate::http::{self, Reply, Result};
-use crate::{SecretString, SocialError};
+use crate::{ExposeSecret, SecretString, SocialError};
 use wire::{
     API_VERSION, AccessTokenQuery, AccessTokenResponse, DialogQuery, ErrorBody, FacebookProfile, LOGIN_SCOPE,
     PROFILE_FIELDS, TRANSIENT_ERROR_CODES,
@@ -110,7 +110,7 @@ impl FacebookClient {
         if token.access_token.is_empty() {
             return Err(SocialError::invalid("facebook: empty access token"));
         }
-        Ok(SecretString::new(token.access_token))
+        Ok(SecretString::from(token.access_token))
     }
 
     /// The profile of the user the token belongs to.

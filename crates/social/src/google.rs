@@ -28,7 +28,7 @@ use tokio::sync::Mutex;
 use url::Url;
 
 use crate::http::{self, Reply, Result};
-use crate::{SecretString, SocialError};
+use crate::{ExposeSecret, SecretString, SocialError};
 use wire::{
     AuthQuery, ErrorBody, GRANT_TYPE_AUTHORIZATION_CODE, ID_TOKEN_ALG, IdTokenClaims, Jwk, Jwks, JwtHeader,
     LOGIN_SCOPE, TRANSIENT_ERRORS, TokenRequest, TokenResponse,
@@ -199,8 +199,8 @@ impl GoogleClient {
             .filter(|t| !t.is_empty())
             .ok_or_else(|| SocialError::invalid("google: the token response has no id_token (openid scope?)"))?;
         Ok(GoogleTokens {
-            access_token: SecretString::new(tokens.access_token),
-            id_token: SecretString::new(id_token),
+            access_token: SecretString::from(tokens.access_token),
+            id_token: SecretString::from(id_token),
             expires_in: tokens.expires_in,
         })
     }

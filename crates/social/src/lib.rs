@@ -16,7 +16,7 @@ pub mod twitter;
 
 mod error;
 
-pub use donkies_domain::SecretString;
+pub use donkies_domain::{ExposeSecret, SecretString};
 pub use error::SocialError;
 pub use facebook::wire::FacebookProfile;
 pub use facebook::{FacebookClient, FacebookConfig};

@@ -17,7 +17,7 @@ use url::Url;
 
 use crate::http::{self, Reply, Result};
 use crate::oauth1::{self, Credentials};
-use crate::{SecretString, SocialError};
+use crate::{ExposeSecret, SecretString, SocialError};
 use wire::{AccessTokenResponse, ErrorsBody, RequestTokenResponse, User, VerifyCredentialsQuery};
 
 const PROVIDER: &str = "twitter";
@@ -117,7 +117,7 @@ impl TwitterClient {
         }
         Ok(RequestToken {
             oauth_token: token.oauth_token,
-            oauth_token_secret: SecretString::new(token.oauth_token_secret),
+            oauth_token_secret: SecretString::from(token.oauth_token_secret),
         })
     }
 
@@ -147,7 +147,7 @@ impl TwitterClient {
         }
         Ok(TwitterAccessToken {
             oauth_token: token.oauth_token,
-            oauth_token_secret: SecretString::new(token.oauth_token_secret),
+            oauth_token_secret: SecretString::from(token.oauth_token_secret),
             user_id: token.user_id,
             screen_name: token.screen_name,
         })

@@ -7,7 +7,8 @@ use donkies_sandbox::social::{FacebookSimConfig, GoogleSimConfig, TwitterSimConf
 use donkies_sandbox::{FacebookSim, GoogleSim, TestUser, TokenFault, TwitterSim};
 use donkies_social::oauth1::{self, Credentials};
 use donkies_social::{
-    FacebookClient, FacebookConfig, GoogleClient, GoogleConfig, SecretString, SocialError, TwitterClient, TwitterConfig,
+    ExposeSecret, FacebookClient, FacebookConfig, GoogleClient, GoogleConfig, SecretString, SocialError, TwitterClient,
+    TwitterConfig,
 };
 use url::Url;
 

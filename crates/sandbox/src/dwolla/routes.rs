@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use donkies_dwolla::ExposeSecret;
 use donkies_dwolla::wire::*;
 use serde::Serialize;
 use serde::de::DeserializeOwned;

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Datelike, NaiveDate, SubsecRound, Utc};
 use donkies_dwolla::Cents;
 use donkies_dwolla::wire::*;
-use donkies_dwolla::{SecretString, wire};
+use donkies_dwolla::{ExposeSecret, SecretString, wire};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -635,7 +635,7 @@ impl Db {
         self.iav_tokens.insert(token.clone(), (id.clone(), false));
         Ok(IavToken {
             links: Links::from([("self".to_owned(), self.link(&["customers", &id, "iav-token"], "iav-token"))]),
-            token: SecretString::new(token),
+            token: SecretString::from(token),
         })
     }
 
@@ -654,7 +654,7 @@ impl Db {
             .unwrap_or_else(|| (Uuid::new_v4().as_u128() % 10_000_000_000_000).to_string());
         let body = NewFundingSource {
             routing_number: login.routing_number.unwrap_or_else(|| "222222226".into()),
-            account_number: SecretString::new(format!("{account_number:0>4}")),
+            account_number: SecretString::from(format!("{account_number:0>4}")),
             bank_account_type: Some(login.bank_account_type.unwrap_or(BankAccountType::Checking)),
             name: login.name.unwrap_or_else(|| "Sandbox Checking".into()),
         };

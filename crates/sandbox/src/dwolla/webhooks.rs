@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::http::header;
-use donkies_dwolla::sign_webhook;
 use donkies_dwolla::wire::{SIGNATURE_HEADER, TOPIC_HEADER};
+use donkies_dwolla::{ExposeSecret, sign_webhook};
 
 use super::SimState;
 use super::store::Delivery;

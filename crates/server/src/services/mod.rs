@@ -12,6 +12,7 @@ pub mod profile;
 pub mod queue;
 pub mod social;
 
+use donkies_domain::ExposeSecret;
 use std::collections::BTreeMap;
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, RwLock};

@@ -1,6 +1,7 @@
 //! Payments through Dwolla: the user's customer, funding sources (micro-deposits and IAV), the
 //! round-up source, transfers tracked to their end, and Dwolla's webhooks.
 
+use donkies_domain::ExposeSecret;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -268,7 +269,7 @@ impl Services {
                     state: customer.state.clone().unwrap_or_default(),
                     postal_code: customer.postal_code.clone().unwrap_or_default(),
                     date_of_birth: customer.date_of_birth.context("personal customer without a birth date")?,
-                    ssn: SecretString::new(ssn),
+                    ssn: SecretString::from(ssn),
                     phone: customer.phone.clone(),
                 };
                 wire::NewCustomer::personal(&customer.first_name, &customer.last_name, &customer.email, details)

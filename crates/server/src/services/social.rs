@@ -2,6 +2,7 @@
 //! the user behind a provider account (through the one `create_user`).
 
 use donkies_domain::Email;
+use donkies_domain::ExposeSecret;
 use donkies_social::{FacebookClient, GoogleClient, SocialError, TwitterClient};
 use donkies_store::social::NewIdentity;
 use donkies_store::{now, social, tokens, users};

@@ -1,6 +1,7 @@
 //! Payments through Dwolla, black-box: customers appear by themselves, funding sources by
 //! micro-deposits and by IAV, the round-up source, transfers tracked to their end, webhooks.
 
+use donkies_domain::ExposeSecret;
 use std::time::{Duration, Instant};
 
 use donkies_server::services::payments::Endpoint;

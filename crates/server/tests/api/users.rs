@@ -1,5 +1,6 @@
 //! Sign-up, sign-in and the user resource.
 
+use donkies_domain::ExposeSecret;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
