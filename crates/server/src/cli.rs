@@ -215,7 +215,10 @@ pub enum JobsCommand {
 /// Parse the command line, run the command, and turn failures into one line and an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    // The processes that run log what they do; an operator command prints its answer, and only
+    // warnings and errors beside it (RUST_LOG overrides both).
+    let runs = matches!(cli.command, Command::Serve { .. } | Command::Worker { .. } | Command::Sandbox { .. });
+    init_tracing(if runs { "info" } else { "warn" });
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -237,12 +240,12 @@ pub fn main() -> ExitCode {
 
 /// Log lines for people (the default) or, with `DONKIES_LOG_FORMAT=json`, one JSON object per
 /// line for a log shipper (the request and job spans, with their ids, on every line).
-fn init_tracing() {
+fn init_tracing(level: &str) {
     use tracing_subscriber::Layer;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,hyper=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},sqlx=warn,hyper=warn")));
     let json = std::env::var("DONKIES_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     let lines = tracing_subscriber::fmt::layer().with_target(false);
     let lines = if json {

@@ -12,6 +12,7 @@ mod money_model;
 mod openapi;
 mod payments;
 mod process;
+mod sessions;
 mod smtp;
 mod social;
 mod users;
