@@ -1,56 +1,43 @@
-//! A small time-bounded, in-process read cache.
+//! A time-bounded, in-process read cache over `moka`.
 //!
 //! Entries live at most `ttl` (DONKIES_CACHE_MS, default 1 s). Whoever changes the data in this
 //! process forgets the affected entries right after committing; other processes' changes show
 //! within `ttl`. A zero `ttl` turns the cache off.
 
-use std::collections::HashMap;
-use std::sync::RwLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// Entries beyond this are dropped wholesale rather than grow without bound.
-const MAX_ENTRIES: usize = 100_000;
+/// Entries beyond this are evicted, least recently used first.
+const MAX_ENTRIES: u64 = 100_000;
 
-pub struct TtlCache<V> {
-    ttl: Duration,
-    entries: RwLock<HashMap<String, (V, Instant)>>,
-}
+pub struct ReadCache<V>(Option<moka::sync::Cache<String, V>>);
 
-impl<V: Clone> TtlCache<V> {
-    pub fn new(ttl: Duration) -> TtlCache<V> {
-        TtlCache { ttl, entries: RwLock::new(HashMap::new()) }
+impl<V: Clone + Send + Sync + 'static> ReadCache<V> {
+    pub fn new(ttl: Duration) -> ReadCache<V> {
+        ReadCache((!ttl.is_zero()).then(|| {
+            moka::sync::Cache::builder()
+                .max_capacity(MAX_ENTRIES)
+                .time_to_live(ttl)
+                .support_invalidation_closures()
+                .build()
+        }))
     }
 
     /// The value under `key`, if fresh.
     pub fn get(&self, key: &str) -> Option<V> {
-        if self.ttl.is_zero() {
-            return None;
-        }
-        let entries = self.entries.read().ok()?;
-        let (value, at) = entries.get(key)?;
-        (at.elapsed() < self.ttl).then(|| value.clone())
+        self.0.as_ref()?.get(key)
     }
 
     pub fn put(&self, key: &str, value: V) {
-        if self.ttl.is_zero() {
-            return;
-        }
-        if let Ok(mut entries) = self.entries.write() {
-            if entries.len() >= MAX_ENTRIES {
-                let ttl = self.ttl;
-                entries.retain(|_, (_, at)| at.elapsed() < ttl);
-                if entries.len() >= MAX_ENTRIES {
-                    entries.clear();
-                }
-            }
-            entries.insert(key.to_owned(), (value, Instant::now()));
+        if let Some(cache) = &self.0 {
+            cache.insert(key.to_owned(), value);
         }
     }
 
-    /// Forget every entry whose value matches.
-    pub fn forget_where(&self, matches: impl Fn(&V) -> bool) {
-        if let Ok(mut entries) = self.entries.write() {
-            entries.retain(|_, (value, _)| !matches(value));
+    /// Forget every entry whose value matches: no later `get` answers one of them.
+    pub fn forget_where(&self, matches: impl Fn(&V) -> bool + Send + Sync + 'static) {
+        if let Some(cache) = &self.0 {
+            // Only fails when the cache was built without invalidation closures, which it is not.
+            let _ = cache.invalidate_entries_if(move |_, value| matches(value));
         }
     }
 }
@@ -61,7 +48,7 @@ mod tests {
 
     #[test]
     fn entries_expire_and_are_forgotten_by_value() {
-        let cache: TtlCache<(&str, u32)> = TtlCache::new(Duration::from_millis(50));
+        let cache: ReadCache<(&str, u32)> = ReadCache::new(Duration::from_millis(50));
         cache.put("t1", ("ada", 1));
         cache.put("t2", ("ada", 2));
         cache.put("t3", ("bob", 3));
@@ -69,9 +56,11 @@ mod tests {
         cache.forget_where(|(user, _)| *user == "ada");
         assert_eq!((cache.get("t1"), cache.get("t2")), (None, None));
         assert_eq!(cache.get("t3"), Some(("bob", 3)));
+        cache.put("t1", ("ada", 4));
+        assert_eq!(cache.get("t1"), Some(("ada", 4)), "an entry put after the forgetting stays");
         std::thread::sleep(Duration::from_millis(60));
         assert_eq!(cache.get("t3"), None, "stale after the ttl");
-        let off: TtlCache<u32> = TtlCache::new(Duration::ZERO);
+        let off: ReadCache<u32> = ReadCache::new(Duration::ZERO);
         off.put("t", 1);
         assert_eq!(off.get("t"), None, "a zero ttl turns the cache off");
     }

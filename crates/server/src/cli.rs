@@ -226,7 +226,10 @@ pub enum JobsCommand {
 /// Parse the command line, run the command, and turn failures into one line and an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    // The processes that run log what they do; an operator command prints its answer, and only
+    // warnings and errors beside it (RUST_LOG overrides both).
+    let runs = matches!(cli.command, Command::Serve { .. } | Command::Worker { .. } | Command::Sandbox { .. });
+    init_tracing(if runs { "info" } else { "warn" });
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -248,12 +251,12 @@ pub fn main() -> ExitCode {
 
 /// Log lines for people (the default) or, with `DONKIES_LOG_FORMAT=json`, one JSON object per
 /// line for a log shipper (the request and job spans, with their ids, on every line).
-fn init_tracing() {
+fn init_tracing(level: &str) {
     use tracing_subscriber::Layer;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,hyper=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},sqlx=warn,hyper=warn")));
     let json = std::env::var("DONKIES_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     let lines = tracing_subscriber::fmt::layer().with_target(false);
     let lines = if json {
@@ -350,29 +353,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Payments { command } => payments(&cli.config, command).await?,
         Command::Collect { dry_run, common } => {
-            let services = operator_services(&cli.config, &common).await?;
+            let services = operator_services(&cli.config, &common, Payments::Used).await?;
             crate::operator::collect(&services, dry_run).await?;
         }
         Command::Payout { date, dry_run, common } => {
             let day = chrono::NaiveDate::parse_from_str(date.trim(), "%Y-%m-%d")
                 .map_err(|e| ConfigError::new("--date", format!("{date:?} is not YYYY-MM-DD: {e}")))?;
-            let services = operator_services(&cli.config, &common).await?;
+            let services = operator_services(&cli.config, &common, Payments::Used).await?;
             crate::operator::payout(&services, day, dry_run).await?;
         }
         Command::Payouts { command: PayoutsCommand::Manual { common } } => {
-            let services = operator_services(&cli.config, &common).await?;
+            let services = operator_services(&cli.config, &common, Payments::NotUsed).await?;
             crate::operator::manual_parts(&services).await?;
         }
         Command::Payouts { command: PayoutsCommand::MarkPaid { part, reference, common } } => {
-            let services = operator_services(&cli.config, &common).await?;
+            let services = operator_services(&cli.config, &common, Payments::NotUsed).await?;
             crate::operator::mark_paid(&services, part, &reference).await?;
         }
         Command::Ledger { command: LedgerCommand::Check { no_provider, common } } => {
-            let services = operator_services(&cli.config, &common).await?;
+            let payments = if no_provider { Payments::NotUsed } else { Payments::Used };
+            let services = operator_services(&cli.config, &common, payments).await?;
             crate::operator::ledger_check(&services, !no_provider).await?;
         }
         Command::Ledger { command: LedgerCommand::User { email, common } } => {
-            let services = operator_services(&cli.config, &common).await?;
+            let services = operator_services(&cli.config, &common, Payments::NotUsed).await?;
             crate::operator::ledger_user(&services, &email).await?;
         }
         Command::Jobs { command: JobsCommand::List { failed, common } } => {
@@ -409,8 +413,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// The services of a process that runs beside `serve` (same database, same providers — in
 /// sandbox mode, the simulators `serve` runs).
-async fn operator_services(config: &Option<PathBuf>, common: &CommonArgs) -> anyhow::Result<crate::services::Services> {
+/// Whether an operator command reaches the payment service.
+#[derive(PartialEq)]
+enum Payments {
+    Used,
+    NotUsed,
+}
+
+async fn operator_services(
+    config: &Option<PathBuf>,
+    common: &CommonArgs,
+    payments: Payments,
+) -> anyhow::Result<crate::services::Services> {
     let settings = Arc::new(settings(config, serve_listen(), common)?);
+    if payments == Payments::Used {
+        serve_is_running_if_needed(&settings).await?;
+    }
     let db = open_database(&settings).await?;
     let api = settings.listen;
     let (ctx, _simulators) = crate::build_context(settings, db, api, false).await?;
@@ -421,7 +439,7 @@ async fn payments(config: &Option<PathBuf>, command: PaymentsCommand) -> anyhow:
     use donkies_domain::{Cents, TransferStatus};
     match command {
         PaymentsCommand::Transfers { status, common } => {
-            let services = operator_services(config, &common).await?;
+            let services = operator_services(config, &common, Payments::NotUsed).await?;
             let status = status.as_deref().map(TransferStatus::parse);
             let transfers = services.list_transfers(status.as_ref()).await?;
             println!(
@@ -446,7 +464,7 @@ async fn payments(config: &Option<PathBuf>, command: PaymentsCommand) -> anyhow:
             println!("{} transfer(s)", transfers.len());
         }
         PaymentsCommand::Customers { common } => {
-            let services = operator_services(config, &common).await?;
+            let services = operator_services(config, &common, Payments::NotUsed).await?;
             let customers = services.list_customers().await?;
             println!("{:<16}  {:<16}  {:<12}  {:<12}  {:<38}  email", "id", "user", "type", "status", "dwolla id");
             for c in &customers {
@@ -465,7 +483,7 @@ async fn payments(config: &Option<PathBuf>, command: PaymentsCommand) -> anyhow:
         PaymentsCommand::Transfer { user, amount, count, common } => {
             let amount =
                 Cents::parse(amount.trim()).map_err(|e| ConfigError::new("--amount", format!("{amount:?}: {e}")))?;
-            let services = operator_services(config, &common).await?;
+            let services = operator_services(config, &common, Payments::Used).await?;
             for _ in 0..count {
                 let transfer = services.collect_by_hand(&user, amount).await.map_err(|e| anyhow::anyhow!("{e}"))?;
                 println!(
@@ -475,10 +493,27 @@ async fn payments(config: &Option<PathBuf>, command: PaymentsCommand) -> anyhow:
             }
         }
         PaymentsCommand::Simulate { common } => {
-            let services = operator_services(config, &common).await?;
+            let services = operator_services(config, &common, Payments::Used).await?;
             let processed = services.simulate_processing().await.map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("{processed} transfer(s) processed");
         }
+    }
+    Ok(())
+}
+
+/// In sandbox mode (no DONKIES_DWOLLA_URL) the payment service is the simulator inside `serve`:
+/// when no `serve` answers, say that, rather than that the payment service is unavailable.
+async fn serve_is_running_if_needed(settings: &Settings) -> anyhow::Result<()> {
+    if matches!(settings.dwolla.rail, crate::config::ProviderSetting::Remote(_)) {
+        return Ok(());
+    }
+    let api = crate::providers::loopback_of(settings.listen);
+    if tokio::net::TcpStream::connect(api).await.is_err() {
+        anyhow::bail!(
+            "`donkies serve` is not running at {api}: with no DONKIES_DWOLLA_URL, operator commands use the \
+             simulated payment service it serves. Start `donkies serve` (with the same DONKIES_LISTEN), or set \
+             DONKIES_DWOLLA_URL."
+        );
     }
     Ok(())
 }

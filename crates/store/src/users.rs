@@ -176,6 +176,27 @@ pub async fn set_confirmation_token(
     Ok(())
 }
 
+/// Replace the password hash only if it is still `old_hash`; false when it changed meanwhile.
+pub async fn replace_password_hash(
+    tx: &mut Tx,
+    user_id: i64,
+    old_hash: &str,
+    new_hash: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let replaced = on_tx!(tx, conn => sqlx::query(
+        "UPDATE users SET password_hash = $3, updated_at = $4 WHERE id = $1 AND password_hash = $2",
+    )
+    .bind(user_id)
+    .bind(old_hash)
+    .bind(new_hash)
+    .bind(now)
+    .execute(conn)
+    .await
+    .map(|r| r.rows_affected()))?;
+    Ok(replaced == 1)
+}
+
 pub async fn set_password_hash(
     tx: &mut Tx,
     user_id: i64,

@@ -63,14 +63,57 @@ impl<S: Send + Sync> FromRequest<S> for Body {
                 }
             }
             "application/json" | "" => Ok(Body::default()),
-            "application/x-www-form-urlencoded" => {
-                let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes)
-                    .map_err(|e| ApiError::non_field(format!("Form parse error - {e}")))?;
-                Ok(Body(pairs.into_iter().map(|(k, v)| (k, Value::String(v))).collect()))
-            }
-            other => Err(ApiError::non_field(format!("Unsupported media type \"{other}\" in request."))),
+            "application/x-www-form-urlencoded" => form(&bytes).map(Body),
+            other => Err(ApiError::non_field(format!("Unsupported media type \"{other}\" in request. {ACCEPTED}"))),
         }
     }
+}
+
+/// What a body may be sent as, said wherever one is refused for its type.
+const ACCEPTED: &str =
+    "Send application/json, application/x-www-form-urlencoded or multipart/form-data (Content-Type header).";
+
+/// A form body, every pair of which must decode: `name=value` with a name, valid `%XX` escapes
+/// and UTF-8 text. Empty pieces (`a=1&&b=2`) are skipped, as browsers do.
+fn form(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    let trimmed = bytes.trim_ascii_start();
+    if trimmed.starts_with(b"{") || trimmed.starts_with(b"[") {
+        // `curl -d '{...}'` without a Content-Type header sends JSON labelled as a form.
+        return Err(ApiError::non_field(format!(
+            "The body is JSON but its Content-Type is application/x-www-form-urlencoded. {ACCEPTED}"
+        )));
+    }
+    let bad = |piece: &[u8]| {
+        ApiError::non_field(format!(
+            "Form parse error - \"{}\" is not a name=value pair.",
+            String::from_utf8_lossy(piece)
+        ))
+    };
+    let mut map = Map::new();
+    for piece in bytes.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
+        let Some(eq) = piece.iter().position(|b| *b == b'=') else { return Err(bad(piece)) };
+        let (name, value) =
+            (decode(&piece[..eq]).ok_or_else(|| bad(piece))?, decode(&piece[eq + 1..]).ok_or_else(|| bad(piece))?);
+        if name.is_empty() {
+            return Err(bad(piece));
+        }
+        map.insert(name, Value::String(value));
+    }
+    Ok(map)
+}
+
+/// One form-encoded name or value; `None` for a bad `%` escape or text that is not UTF-8.
+fn decode(raw: &[u8]) -> Option<String> {
+    let escapes_ok = raw
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'%')
+        .all(|(i, _)| raw.get(i + 1..i + 3).is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)));
+    if !escapes_ok {
+        return None;
+    }
+    let spaced: Vec<u8> = raw.iter().map(|b| if *b == b'+' { b' ' } else { *b }).collect();
+    percent_encoding::percent_decode(&spaced).decode_utf8().ok().map(|text| text.into_owned())
 }
 
 fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
@@ -92,7 +135,7 @@ fn json_kind(v: &Value) -> &'static str {
     }
 }
 
-/// The user behind a valid `Authorization: Token <key>` header.
+/// The user behind a valid `Authorization: Token <key>` (or `Bearer <key>`) header.
 pub struct AuthUser {
     pub user: User,
     pub token_hash: String,
@@ -107,29 +150,19 @@ impl FromRequestParts<AppState> for AuthUser {
         };
         let header = header.to_str().map_err(|_| ApiError::BadToken("Invalid token."))?;
         let mut words = header.split_whitespace();
+        // `Token <key>` as the original API spelt it, or the usual `Bearer <key>`.
+        let ours = |scheme: &str| scheme.eq_ignore_ascii_case("token") || scheme.eq_ignore_ascii_case("bearer");
         let key = match (words.next(), words.next(), words.next()) {
-            (Some(scheme), Some(key), None) if scheme.eq_ignore_ascii_case("token") => key,
-            (Some(scheme), None, None) if scheme.eq_ignore_ascii_case("token") => {
-                return Err(ApiError::BadToken("Invalid token."));
-            }
-            (Some(scheme), _, _) if !scheme.eq_ignore_ascii_case("token") => {
-                return Err(ApiError::Unauthenticated);
-            }
+            (Some(scheme), Some(key), None) if ours(scheme) => key,
+            (Some(scheme), _, _) if !ours(scheme) => return Err(ApiError::Unauthenticated),
             _ => return Err(ApiError::BadToken("Invalid token.")),
         };
         if key.len() != 32 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(ApiError::BadToken("Invalid token."));
         }
         let hash = token_hash(&key.to_ascii_lowercase());
-        let (user, expires_at) = match state.sessions.get(&hash) {
-            Some(hit) => hit,
-            None => {
-                let Some((user, expires_at)) = state.services.session(&hash).await? else {
-                    return Err(ApiError::BadToken("Invalid token."));
-                };
-                state.sessions.put(&hash, &user, expires_at);
-                (user, expires_at)
-            }
+        let Some((user, expires_at)) = state.sessions.check(&hash, state.services.session(&hash)).await? else {
+            return Err(ApiError::BadToken("Invalid token."));
         };
         if expires_at <= donkies_store::now() {
             return Err(ApiError::BadToken("Token expired."));

@@ -38,7 +38,7 @@ use tower_http::compression::predicate::SizeAbove;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::cache::TtlCache;
+use crate::cache::ReadCache;
 use crate::config::MetricsEndpoint;
 use crate::services::{Change, Services};
 use error::ApiError;
@@ -59,7 +59,7 @@ pub struct AppInner {
     /// Member ids whose stored state just changed (wakes `?wait=` requests in this process).
     pub member_events: broadcast::Sender<i64>,
     /// Rendered member reads by `user id/identifier`, with the member id they show.
-    pub member_reads: TtlCache<(i64, Bytes)>,
+    pub member_reads: ReadCache<(i64, Bytes)>,
     /// Rendered transaction lists by user and query.
     pub transaction_lists: rendered::RenderedBodies,
 }
@@ -79,8 +79,8 @@ impl AppState {
             metrics::handle();
         }
         let limits = RateLimits::new(settings.login_rate_per_minute, settings.reset_rate_per_hour);
-        let sessions = sessions::SessionCache::new(settings.cache_ttl);
-        let member_reads = TtlCache::new(settings.cache_ttl);
+        let sessions = sessions::SessionCache::new(services.db.backend(), settings.cache_ttl);
+        let member_reads = ReadCache::new(settings.cache_ttl);
         let transaction_lists = rendered::RenderedBodies::new(settings.cache_ttl);
         let (member_events, _) = broadcast::channel(1024);
         let state =
@@ -97,8 +97,9 @@ impl AppState {
                 }
                 Change::Transactions(user_id) => state.transaction_lists.forget_user(*user_id),
                 Change::Member(id) => {
-                    state.member_reads.forget_where(|(member, _)| member == id);
-                    let _ = state.member_events.send(*id);
+                    let id = *id;
+                    state.member_reads.forget_where(move |(member, _)| *member == id);
+                    let _ = state.member_events.send(id);
                 }
             }
         });
@@ -182,7 +183,11 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     doc.components.get_or_insert_with(Default::default).add_security_scheme(
         "token",
         utoipa::openapi::security::SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Header(
-            utoipa::openapi::security::ApiKeyValue::with_description("Authorization", "Token <key>"),
+            utoipa::openapi::security::ApiKeyValue::with_description(
+                "Authorization",
+                "`Token <key>`: in the Authorize box, type the word Token, a space, then the token from \
+                 sign-in (`Bearer <key>` is accepted too).",
+            ),
         )),
     );
     docs::document(&mut doc);

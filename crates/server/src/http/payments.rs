@@ -10,8 +10,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use donkies_domain::{BankAccountType, Cents, CustomerKind, DateOfBirth, Phone, PostalCode, Ssn, UsState};
-use donkies_dwolla::WebhookVerifier;
 use donkies_dwolla::wire::SIGNATURE_HEADER;
+use donkies_dwolla::{WebhookError, WebhookVerifier};
 use donkies_store::now;
 use donkies_store::payments::{Customer, FundingSource};
 
@@ -457,7 +457,11 @@ async fn dwolla_webhook(
     let verifier = WebhookVerifier::new(state.services.settings.dwolla.webhook_secret.clone());
     let event = verifier.verify(&body, signature).map_err(|e| {
         tracing::warn!(error = %e, "Dwolla webhook refused");
-        ApiError::BadSignature
+        match e {
+            WebhookError::MissingSignature | WebhookError::BadSignature => ApiError::BadSignature,
+            // Signed by Dwolla's secret, so not forged: a body that is not an event is a bad request.
+            WebhookError::UnreadableEvent(why) => ApiError::non_field(format!("The body is not a Dwolla event: {why}")),
+        }
     })?;
     let fresh = state.services.receive_dwolla_event(&event).await?;
     Ok(axum::Json(serde_json::json!({ "received": event.id, "duplicate": !fresh })))

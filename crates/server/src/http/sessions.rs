@@ -1,31 +1,72 @@
-//! Checked sessions kept in memory briefly, so that the token check of every request does not
-//! cost a database round trip (see [`crate::cache`] for the freshness rules).
+//! Which user a session token belongs to, checked on every request.
+//!
+//! A session ends the moment the change that ends it (sign-out, password change or reset) is
+//! answered, in every process: the first request after that answer, to any process, is refused.
+//! So a session can be kept in memory only where this process sees every change to it: on
+//! SQLite, whose database one `serve` process answers for. There a checked session is kept for
+//! at most `ttl` and forgotten the moment a change to its user commits. On PostgreSQL, where
+//! several processes share the database, every request checks the token in the database (one
+//! indexed lookup).
 
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use donkies_store::Backend;
 use donkies_store::users::User;
 
-use crate::cache::TtlCache;
+use crate::cache::ReadCache;
 
-pub struct SessionCache(TtlCache<(User, DateTime<Utc>)>);
+/// A checked session: its user and when the token expires.
+pub type Session = (User, DateTime<Utc>);
+
+pub struct SessionCache {
+    entries: ReadCache<Session>,
+    /// Counts the users forgotten so far: a session read from the database before a user was
+    /// forgotten may be stale, so it is not kept.
+    forgotten: Mutex<u64>,
+}
 
 impl SessionCache {
-    pub fn new(ttl: Duration) -> SessionCache {
-        SessionCache(TtlCache::new(ttl))
+    pub fn new(backend: Backend, ttl: Duration) -> SessionCache {
+        let ttl = match backend {
+            Backend::Sqlite => ttl,
+            Backend::Postgres => Duration::ZERO,
+        };
+        SessionCache { entries: ReadCache::new(ttl), forgotten: Mutex::new(0) }
     }
 
-    /// The user and token expiry behind a token hash, if recently checked.
-    pub fn get(&self, token_hash: &str) -> Option<(User, DateTime<Utc>)> {
-        self.0.get(token_hash)
-    }
-
-    pub fn put(&self, token_hash: &str, user: &User, token_expires_at: DateTime<Utc>) {
-        self.0.put(token_hash, (user.clone(), token_expires_at));
+    /// The session behind a token hash: from memory, or else from `load`, kept unless a user was
+    /// forgotten while it loaded.
+    pub async fn check<E>(
+        &self,
+        token_hash: &str,
+        load: impl Future<Output = Result<Option<Session>, E>>,
+    ) -> Result<Option<Session>, E> {
+        if let Some(hit) = self.entries.get(token_hash) {
+            return Ok(Some(hit));
+        }
+        let before = *self.forgotten();
+        let loaded = load.await?;
+        if let Some(session) = &loaded {
+            // Under the lock, so that no forgetting slips in between the check and the put.
+            let forgotten = self.forgotten();
+            if *forgotten == before {
+                self.entries.put(token_hash, session.clone());
+            }
+        }
+        Ok(loaded)
     }
 
     /// Forget every session of a user (after a change to the user or their tokens).
     pub fn forget_user(&self, user_id: i64) {
-        self.0.forget_where(|(user, _)| user.id == user_id);
+        let mut forgotten = self.forgotten();
+        *forgotten = forgotten.wrapping_add(1);
+        self.entries.forget_where(move |(user, _)| user.id == user_id);
+    }
+
+    fn forgotten(&self) -> MutexGuard<'_, u64> {
+        // The count stays meaningful whatever panicked while holding it.
+        self.forgotten.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

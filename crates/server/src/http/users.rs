@@ -404,7 +404,7 @@ async fn change_password(
     auth: AuthUser,
     Valid((current, new)): Valid<ChangePasswordRequest>,
 ) -> ApiResult<axum::Json<Message>> {
-    state.services.change_password(&auth.user, &auth.token_hash, current, new).await?;
+    state.services.change_password(auth.user.id, &auth.token_hash, current, new).await?;
     Ok(message("Your password has been changed."))
 }
 

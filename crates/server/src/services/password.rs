@@ -55,22 +55,29 @@ impl Services {
         Ok(())
     }
 
-    /// Change the password; the session `keep_token_hash` stays, the others end.
+    /// Change the password; the session `keep_token_hash` stays, the others end. The current
+    /// password is checked against the stored hash as it is now, and the new one is written only
+    /// if that hash is still the stored one when the change commits: of two changes made at once
+    /// with the same current password, one wins and the other is refused.
     pub async fn change_password(
         &self,
-        user: &User,
+        user_id: i64,
         keep_token_hash: &str,
         current: String,
         new: Password,
     ) -> ServiceResult<()> {
-        if !crypto::verify_password(current, Some(user.password_hash.clone())).await? {
-            return Err(ServiceError::field("current_password", "Current password is not correct."));
+        const WRONG: &str = "Current password is not correct.";
+        let stored = users::find_by_id(&self.db, user_id).await?.ok_or(ServiceError::NotFound)?.password_hash;
+        if !crypto::verify_password(current, Some(stored.clone())).await? {
+            return Err(ServiceError::field("current_password", WRONG));
         }
         let hash = crypto::hash_password(new.expose().to_owned()).await?;
         let mut work = self.begin().await?;
-        users::set_password_hash(&mut work, user.id, &hash, now()).await?;
-        tokens::delete_other_sessions(&mut work, user.id, keep_token_hash).await?;
-        work.changed(Change::User(user.id));
+        if !users::replace_password_hash(&mut work, user_id, &stored, &hash, now()).await? {
+            return Err(ServiceError::field("current_password", WRONG));
+        }
+        tokens::delete_other_sessions(&mut work, user_id, keep_token_hash).await?;
+        work.changed(Change::User(user_id));
         work.commit().await?;
         Ok(())
     }

@@ -506,16 +506,17 @@ impl Services {
     ) -> ServiceResult<FundingSource> {
         let account = self.debit_account(user_id, account_id).await?;
         let (customer, customer_dwolla) = self.dwolla_customer(user_id).await?;
+        // Someone else's funding source gets the same answer as one that does not exist: the
+        // answer must not tell that an id is in use.
+        let unknown = || ServiceError::field("dwolla_id", "No such funding source at Dwolla.");
         let found = match self.rail.funding_source(dwolla_id).await {
             Ok(f) => f,
-            Err(DwollaError::NotFound { .. }) => {
-                return Err(ServiceError::field("dwolla_id", "No such funding source at Dwolla."));
-            }
+            Err(DwollaError::NotFound { .. }) => return Err(unknown()),
             Err(e) => return Err(e.into()),
         };
         let owner = found.links.get("customer").and_then(|l| l.id()).map(str::to_owned);
         if owner.as_deref() != Some(customer_dwolla.as_str()) || found.removed {
-            return Err(ServiceError::field("dwolla_id", "This funding source does not belong to you."));
+            return Err(unknown());
         }
         let id = new_id();
         let status = FundingSourceStatus::parse(&wire_text(&found.status)).unwrap_or(FundingSourceStatus::Unverified);

@@ -16,6 +16,8 @@ both_databases!(
     health_and_readiness,
     lists_page_with_limit_and_offset,
     nul_characters_and_bad_utf8_anywhere_get_a_400_or_404_never_a_500,
+    json_labelled_as_a_form_and_forms_that_do_not_decode_are_refused,
+    a_bearer_token_works_like_a_token,
 );
 
 async fn raw(
@@ -51,7 +53,11 @@ async fn malformed_json_and_wrong_types_get_the_documented_shape(backend: Backen
     let (status, _, body) = raw(&app, Method::POST, "/v1/auth/login", Some("text/xml"), "<login/>").await;
     assert_eq!(
         (status, body),
-        (StatusCode::BAD_REQUEST, json!({"non_field_errors": ["Unsupported media type \"text/xml\" in request."]}))
+        (
+            StatusCode::BAD_REQUEST,
+            json!({"non_field_errors": ["Unsupported media type \"text/xml\" in request. Send application/json, \
+            application/x-www-form-urlencoded or multipart/form-data (Content-Type header)."]})
+        )
     );
     let (status, _, body) = raw(&app, Method::POST, "/v1/auth/login", Some("application/json"), "").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -345,4 +351,73 @@ async fn metrics_show_requests_by_route_jobs_and_the_pool() {
     assert!(has("donkies_db_pool_connections", Some(("state", "open"))));
     assert!(has("donkies_db_wait_seconds", Some(("wait", "pool"))), "{text}");
     assert!(has("donkies_db_wait_seconds", Some(("wait", "writer"))), "{text}");
+}
+
+async fn json_labelled_as_a_form_and_forms_that_do_not_decode_are_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let token = app.signed_up_user("ada@example.com").await;
+    let form = "application/x-www-form-urlencoded";
+    // `curl -d '{...}'` without `-H 'Content-Type: application/json'`.
+    let json_body = r#"{"email": "ada@example.com", "password": "correct horse battery"}"#;
+    let (status, _, body) = raw(&app, Method::POST, "/v1/auth/login", Some(form), json_body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let message = body["non_field_errors"][0].as_str().unwrap_or_default();
+    assert!(message.contains("application/json") && message.contains("Content-Type"), "{body}");
+
+    let patch = |body: &'static str| {
+        app.client
+            .patch(app.url("/v1/user_settings"))
+            .header("Authorization", format!("Token {token}"))
+            .header("Content-Type", form)
+            .body(body)
+            .send()
+    };
+    for bad in ["a=%zz&&=&b", "minimum_transfer_amount=20&=1", "is_even_roundup", "a=%ff%fe"] {
+        let res = patch(bad).await.unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{bad}");
+        let body: Value = res.json().await.unwrap();
+        assert!(body["non_field_errors"][0].as_str().unwrap().starts_with("Form parse error"), "{bad}: {body}");
+    }
+    let res = patch("minimum_transfer_amount=20&&is_even_roundup=true&note=a+b%21").await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!((body["minimum_transfer_amount"].clone(), body["is_even_roundup"].clone()), (json!(20), json!(true)));
+}
+
+async fn a_bearer_token_works_like_a_token(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let token = app.signed_up_user("ada@example.com").await;
+    let get = |header: String| app.client.get(app.url("/v1/user")).header("Authorization", header).send();
+    for scheme in ["Token", "Bearer", "bearer"] {
+        assert_eq!(get(format!("{scheme} {token}")).await.unwrap().status(), StatusCode::OK, "{scheme}");
+    }
+    let res = get("Bearer".into()).await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(res.json::<Value>().await.unwrap()["detail"], "Invalid token.");
+    let res = get(format!("Basic {token}")).await.unwrap();
+    assert_eq!(res.json::<Value>().await.unwrap()["detail"], "Authentication credentials were not provided.");
+}
+
+/// Following the README literally works: no block signs out before a later one uses the token.
+#[test]
+fn the_readme_signs_out_only_after_the_last_use_of_the_token() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let mut in_block = false;
+    let mut signed_out_at = None;
+    for (n, line) in readme.lines().enumerate() {
+        if line.starts_with("```") {
+            in_block = !in_block;
+            continue;
+        }
+        if !in_block {
+            continue;
+        }
+        if line.contains("/v1/auth/logout") {
+            signed_out_at = Some(n + 1);
+        } else if let Some(at) = signed_out_at
+            && (line.contains("$TOKEN") || line.contains("\"$H\""))
+        {
+            panic!("README line {} uses the token that line {at} signed out", n + 1);
+        }
+    }
 }

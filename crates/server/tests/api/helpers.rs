@@ -61,6 +61,12 @@ pub struct TestApp {
     pub parked_ok: std::sync::Mutex<Vec<String>>,
 }
 
+/// A `donkies serve` process beside a [`TestApp`]; stopped when dropped.
+pub struct ApiProcess {
+    pub base: String,
+    _child: tokio::process::Child,
+}
+
 pub struct Options {
     pub with_worker: bool,
     /// Zero-config sandbox mode: the server runs its own Atrium and Dwolla simulators (not
@@ -232,6 +238,10 @@ impl TestApp {
     /// Run `donkies ARGS` beside this server, as an operator would in a second terminal: the
     /// same database and the same simulated providers.
     pub async fn operator(&self, args: &[&str]) -> std::process::Output {
+        self.operator_command(args).output().await.unwrap()
+    }
+
+    fn operator_command(&self, args: &[&str]) -> tokio::process::Command {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_donkies"));
         command
             .args(args)
@@ -251,7 +261,34 @@ impl TestApp {
                 .env("DONKIES_DWOLLA_KEY", SANDBOX_DWOLLA_KEY)
                 .env("DONKIES_DWOLLA_SECRET", SANDBOX_DWOLLA_SECRET);
         }
-        command.output().await.unwrap()
+        command
+    }
+
+    /// Start a second API process (`donkies serve --no-worker`) on this server's database and
+    /// providers, as a deployment with several API processes runs them.
+    pub async fn second_process(&self) -> ApiProcess {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = self
+            .operator_command(&["serve", "--no-worker", "--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "info")
+            .env("DONKIES_LOGIN_RATE_PER_MINUTE", "1000")
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let wait = async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if let Some(i) = line.find("listening on http://") {
+                    return format!("http://{}", line[i + "listening on http://".len()..].trim());
+                }
+            }
+            panic!("the second process stopped before listening")
+        };
+        let base = tokio::time::timeout(Duration::from_secs(60), wait).await.expect("the second process listens");
+        // Keep reading its output, so that it never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        ApiProcess { base, _child: child }
     }
 
     pub fn db(&self) -> &donkies_store::Db {
@@ -274,7 +311,19 @@ impl TestApp {
         token: Option<&str>,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let mut req = self.client.request(method, self.url(path));
+        self.call_on(&self.base, method, path, token, body).await
+    }
+
+    /// As [`TestApp::call`], to the server at `base` (another process on the same database).
+    pub async fn call_on(
+        &self,
+        base: &str,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.client.request(method, format!("{base}{path}"));
         if let Some(token) = token {
             req = req.header("Authorization", format!("Token {token}"));
         }

@@ -13,6 +13,7 @@ mod openapi;
 mod payments;
 mod process;
 mod restart;
+mod sessions;
 mod smtp;
 mod social;
 mod users;

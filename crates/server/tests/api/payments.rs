@@ -310,6 +310,9 @@ async fn another_users_funding_source_or_customer_cannot_be_used(backend: Backen
     let (status, answer) = app.post("/v1/create_funding_source_by_iav", Some(&bob), body).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
     assert!(answer["dwolla_id"].is_array(), "{answer}");
+    // The same answer as for an id that does not exist: nothing tells Bob that Ada's is in use.
+    let unknown = json!({"account_id": bob_debit[0]["id"], "dwolla_id": "0b8e8b43-7a2b-4e8a-9d6e-000000000000"});
+    assert_eq!(app.post("/v1/create_funding_source_by_iav", Some(&bob), unknown).await, (status, answer));
     let (status, _) = app.post(&format!("/v1/get_iav_token/{ada_customer}"), Some(&bob), json!({})).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (_, list) = app.get("/v1/funding_sources", Some(&bob)).await;
@@ -528,6 +531,13 @@ async fn webhooks_are_verified_and_a_replay_has_one_effect(backend: Backend) {
     tampered[10] ^= 1;
     let signature = donkies_dwolla::sign_webhook(secret.expose_secret(), &body);
     assert_eq!(post(tampered, Some(signature.clone())).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    // Correctly signed but not an event: a bad request, not a bad signature.
+    let not_an_event = b"{\"hello\": 1}".to_vec();
+    let signed = donkies_dwolla::sign_webhook(secret.expose_secret(), &not_an_event);
+    let res = post(not_an_event, Some(signed)).await.unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let answer: Value = res.json().await.unwrap();
+    assert!(answer["non_field_errors"][0].as_str().is_some_and(|m| m.contains("not a Dwolla event")), "{answer}");
     let mut duplicates = Vec::new();
     for _ in 0..2 {
         let res = post(body.clone(), Some(signature.clone())).await.unwrap();

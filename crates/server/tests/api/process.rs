@@ -161,3 +161,32 @@ fn sigterm_finishes_in_flight_requests_and_exits_zero() {
     assert!(std::net::TcpStream::connect(&addr).is_err(), "no longer accepting");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Zero configuration, no `serve` running: an operator command prints its answer alone, and one
+/// that needs the payment service says that `serve`, which simulates it, is not running.
+#[test]
+fn operator_commands_print_their_answer_and_say_when_serve_is_not_running() {
+    let dir = temp_dir();
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let operator = |args: &[&str]| {
+        donkies()
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env("DONKIES_DATA_DIR", &dir)
+            .env("DONKIES_LISTEN", free.to_string())
+            .output()
+            .unwrap()
+    };
+    let out = operator(&["payments", "customers"]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.starts_with("id "), "the answer comes first:\n{stdout}");
+    assert_eq!(stderr, "", "nothing beside the answer");
+    let out = operator(&["payments", "simulate"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let lines: Vec<_> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(lines[0].contains(&format!("`donkies serve` is not running at {free}")), "{stderr}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
