@@ -89,10 +89,14 @@ pub enum Collected {
     Sent { collection_id: i64, transfer_id: i64, amount: Cents },
     /// A dry run: this much would be collected.
     Would { amount: Cents },
-    /// What waits is below the minimum (or the caps leave too little room).
+    /// What waits is below the collection minimum.
     BelowMinimum { waiting: Cents },
+    /// Enough waits, but the daily or monthly cap leaves too little room for the minimum.
+    HeldByCap { waiting: Cents },
     /// Not collected, and why (closed, no round-up source, refused, busy).
     Skipped(String),
+    /// Not collected because something failed (e.g. the payment service): try again.
+    Failed(String),
 }
 
 /// What one user's payout did (or would do).
@@ -286,10 +290,15 @@ impl Services {
         let amount = Cents::new(taken.iter().map(|w| w.amount.get()).sum());
         if taken.is_empty() {
             let waiting = Cents::new(amounts.iter().map(|a| a.get()).sum());
+            let collectable = Cents::new(amounts.iter().map(|a| a.get().max(0)).sum());
             if !dry_run {
                 work.commit().await?;
             }
-            return Ok(Collected::BelowMinimum { waiting });
+            return Ok(if collectable >= self.settings.collection_minimum {
+                Collected::HeldByCap { waiting }
+            } else {
+                Collected::BelowMinimum { waiting }
+            });
         }
         let Some(route) = route else {
             return Ok(Collected::Would { amount });
@@ -347,8 +356,8 @@ impl Services {
                 Ok(o) => o,
                 Err(ServiceError::Store(e)) => return Err(ServiceError::Store(e)),
                 Err(e) => {
-                    tracing::warn!(user = user_id, error = %e, "collection skipped");
-                    Collected::Skipped(e.to_string())
+                    tracing::warn!(user = user_id, error = %e, "collection failed");
+                    Collected::Failed(e.to_string())
                 }
             };
             outcomes.push((*user_id, outcome));
