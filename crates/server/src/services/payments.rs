@@ -564,15 +564,14 @@ impl Services {
             now: now(),
         };
         let mut work = self.begin().await?;
-        if let Err(e) = payments::insert_funding_source(&mut work, &new).await {
-            return Err(if e.on_constraint(constraints::FUNDING_SOURCES_ACCOUNT_ID) {
+        payments::insert_funding_source(&mut work, &new)
+            .await
+            .on_constraint(constraints::FUNDING_SOURCES_ACCOUNT_ID, || {
                 ServiceError::field("account_id", "This account has a funding source already.")
-            } else if e.on_constraint(constraints::FUNDING_SOURCES_DWOLLA_ID) {
+            })
+            .on_constraint(constraints::FUNDING_SOURCES_DWOLLA_ID, || {
                 ServiceError::field("dwolla_id", "This funding source is linked already.")
-            } else {
-                e.into()
-            });
-        }
+            })?;
         accounts::set_dwolla_created(&mut work, user_id, account.id, true, now()).await?;
         work.commit().await?;
         self.funding_source(user_id, id).await
