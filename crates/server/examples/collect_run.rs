@@ -47,9 +47,9 @@ async fn main() -> anyhow::Result<()> {
                 sent += 1;
                 amount += a.get();
             }
-            Collected::BelowMinimum { .. } => below += 1,
+            Collected::BelowMinimum { .. } | Collected::HeldByCap { .. } => below += 1,
             Collected::Would { .. } => {}
-            Collected::Skipped(why) => {
+            Collected::Skipped(why) | Collected::Failed(why) => {
                 skipped += 1;
                 if skipped <= 3 {
                     eprintln!("user {user}: skipped: {why}");

@@ -79,38 +79,67 @@ pub async fn collect(services: &Services, dry_run: bool) -> anyhow::Result<()> {
     let bar = bar(users.len(), if dry_run { "looking" } else { "collecting" });
     let outcomes = services.collect_all(dry_run, |done, _| bar.set_position(done as u64)).await?;
     bar.finish_and_clear();
-    let mut transfers = Vec::new();
-    let (mut total, mut below) = (0i64, 0usize);
-    for (user, outcome) in &outcomes {
-        match outcome {
+    let report = collect_report(&outcomes, services.settings.collection_minimum, dry_run);
+    print!("{}", report.text);
+    follow(services, &report.transfers).await?;
+    if !report.failed.is_empty() {
+        bail!("the collection failed for {} user(s): {:?}; run it again", report.failed.len(), report.failed);
+    }
+    Ok(())
+}
+
+/// What a collection run tells the operator: a line per user and a summary that counts every
+/// outcome; the transfers to follow and the users it failed for.
+struct CollectReport {
+    text: String,
+    transfers: Vec<i64>,
+    failed: Vec<i64>,
+}
+
+fn collect_report(outcomes: &[(i64, Collected)], minimum: Cents, dry_run: bool) -> CollectReport {
+    let mut text = String::new();
+    let (mut transfers, mut failed) = (Vec::new(), Vec::new());
+    let (mut total, mut would, mut below, mut capped, mut skipped) = (0i64, 0usize, 0usize, 0usize, 0usize);
+    for (user, outcome) in outcomes {
+        let line = match outcome {
             Collected::Sent { collection_id, transfer_id, amount } => {
-                println!("user {user}: collection {collection_id} of {amount} (transfer {transfer_id})");
                 transfers.push(*transfer_id);
                 total += amount.get();
+                format!("collection {collection_id} of {amount} (transfer {transfer_id})")
             }
             Collected::Would { amount } => {
-                println!("user {user}: would collect {amount}");
+                would += 1;
                 total += amount.get();
+                format!("would collect {amount}")
             }
             Collected::BelowMinimum { waiting } => {
                 below += 1;
-                println!("user {user}: {waiting} waits, below the minimum of {}", services.settings.collection_minimum);
+                format!("{waiting} waits, below the minimum of {minimum}")
             }
-            Collected::Skipped(why) => println!("user {user}: skipped: {why}"),
-        }
+            Collected::HeldByCap { waiting } => {
+                capped += 1;
+                format!("{waiting} waits, held by the daily or monthly cap")
+            }
+            Collected::Skipped(why) => {
+                skipped += 1;
+                format!("skipped: {why}")
+            }
+            Collected::Failed(why) => {
+                failed.push(*user);
+                format!("failed: {why}")
+            }
+        };
+        text.push_str(&format!("user {user}: {line}\n"));
     }
-    let verb = if dry_run { "would collect" } else { "collected" };
-    println!(
-        "{} user(s) looked at; {verb} {} in {} transfer(s); {below} below the minimum",
+    let (verb, sent) = if dry_run { ("would collect", would) } else { ("collected", transfers.len()) };
+    text.push_str(&format!(
+        "{} user(s) looked at; {verb} {} in {sent} transfer(s); {below} below the minimum; {capped} held by a cap; \
+         {skipped} skipped; {} failed\n",
         outcomes.len(),
         Cents::new(total),
-        if dry_run {
-            outcomes.iter().filter(|(_, o)| matches!(o, Collected::Would { .. })).count()
-        } else {
-            transfers.len()
-        }
-    );
-    follow(services, &transfers).await
+        failed.len(),
+    ));
+    CollectReport { text, transfers, failed }
 }
 
 pub async fn payout(services: &Services, day: NaiveDate, dry_run: bool) -> anyhow::Result<()> {
@@ -264,4 +293,36 @@ pub async fn ledger_user(services: &Services, email: &str) -> anyhow::Result<()>
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_collect_summary_counts_and_names_every_outcome() {
+        let outcomes = vec![
+            (1, Collected::Sent { collection_id: 10, transfer_id: 20, amount: Cents::new(700) }),
+            (2, Collected::BelowMinimum { waiting: Cents::new(120) }),
+            (3, Collected::HeldByCap { waiting: Cents::new(86_802) }),
+            (4, Collected::Skipped("no round-up source".into())),
+            (5, Collected::Failed("The payment service is unavailable".into())),
+        ];
+        let report = collect_report(&outcomes, Cents::new(500), false);
+        let lines: Vec<&str> = report.text.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "user 1: collection 10 of 7.00 (transfer 20)",
+                "user 2: 1.20 waits, below the minimum of 5.00",
+                "user 3: 868.02 waits, held by the daily or monthly cap",
+                "user 4: skipped: no round-up source",
+                "user 5: failed: The payment service is unavailable",
+                "5 user(s) looked at; collected 7.00 in 1 transfer(s); 1 below the minimum; 1 held by a cap; \
+                 1 skipped; 1 failed",
+            ]
+        );
+        assert_eq!(report.transfers, [20]);
+        assert_eq!(report.failed, [5], "a failed user makes the command fail");
+    }
 }

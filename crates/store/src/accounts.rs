@@ -4,7 +4,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use donkies_domain::{AccountFamily, Cents, DebtShares, Share};
 
 use crate::column::Col;
-use crate::{Db, StoreError, Tx, on_db, on_tx};
+use crate::{Conn, Db, StoreError, Tx, on_db, on_tx};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Account {
@@ -176,8 +176,8 @@ pub async fn ensure_debt_share(tx: &mut Tx, user_id: i64) -> Result<(), StoreErr
 }
 
 /// The user's active debt accounts, oldest first, with their shares as stored.
-pub async fn debt_shares(db: &Db, user_id: i64) -> Result<DebtShares, StoreError> {
-    let rows = on_db!(db, pool => sqlx::query_as::<_, (i64, Col<Share>)>(
+pub async fn debt_shares(db: impl Into<Conn<'_>>, user_id: i64) -> Result<DebtShares, StoreError> {
+    let rows = crate::on_conn!(db.into(), pool => sqlx::query_as::<_, (i64, Col<Share>)>(
         "SELECT id, transfer_share FROM accounts \
          WHERE user_id = $1 AND type_ds = 'debt' AND is_active = TRUE AND is_deleted = FALSE ORDER BY created_at, id",
     )
@@ -210,15 +210,16 @@ pub async fn ids_by_guid(tx: &mut Tx, user_id: i64) -> Result<Vec<(String, i64)>
         .await)?)
 }
 
-pub async fn get(db: &Db, user_id: i64, id: i64) -> Result<Option<Account>, StoreError> {
+pub async fn get(db: impl Into<Conn<'_>>, user_id: i64, id: i64) -> Result<Option<Account>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM accounts WHERE user_id = $1 AND id = $2 AND is_deleted = FALSE");
-    Ok(on_db!(db, pool => sqlx::query_as::<_, Account>(&sql).bind(user_id).bind(id).fetch_optional(pool).await)?)
+    Ok(
+        crate::on_conn!(db.into(), pool => sqlx::query_as::<_, Account>(&sql).bind(user_id).bind(id).fetch_optional(pool).await)?,
+    )
 }
 
 /// Hide one account (the user removed it); a refresh keeps it hidden.
-pub async fn hide(db: &Db, user_id: i64, id: i64, now: DateTime<Utc>) -> Result<bool, StoreError> {
-    let mut tx = db.begin().await?;
-    let n = on_tx!(&mut tx, conn => sqlx::query(
+pub async fn hide(tx: &mut Tx, user_id: i64, id: i64, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    let n = on_tx!(tx, conn => sqlx::query(
         "UPDATE accounts SET is_deleted = TRUE, transfer_share = 0, updated_at = $3 WHERE user_id = $1 AND id = $2 AND is_deleted = FALSE",
     )
     .bind(user_id)
@@ -228,9 +229,8 @@ pub async fn hide(db: &Db, user_id: i64, id: i64, now: DateTime<Utc>) -> Result<
     .await
     .map(|r| r.rows_affected()))?;
     if n == 1 {
-        crate::transactions::list_changed(&mut tx, user_id).await?;
+        crate::transactions::list_changed(tx, user_id).await?;
     }
-    tx.commit().await?;
     Ok(n == 1)
 }
 
@@ -264,15 +264,14 @@ pub async fn count_active_in_member(tx: &mut Tx, member_id: i64) -> Result<i64, 
 
 /// Store the (sealed) account number once; false when one is already set.
 pub async fn set_account_number(
-    db: &Db,
+    tx: &mut Tx,
     user_id: i64,
     id: i64,
     sealed: &str,
     last4: &str,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
-    let mut tx = db.begin().await?;
-    let n = on_tx!(&mut tx, conn => sqlx::query(
+    let n = on_tx!(tx, conn => sqlx::query(
         "UPDATE accounts SET account_number_encrypted = $3, account_number_last4 = $4, updated_at = $5 \
          WHERE user_id = $1 AND id = $2 AND account_number_encrypted IS NULL",
     )
@@ -284,7 +283,6 @@ pub async fn set_account_number(
     .execute(conn)
     .await
     .map(|r| r.rows_affected()))?;
-    tx.commit().await?;
     Ok(n == 1)
 }
 
@@ -354,14 +352,13 @@ pub async fn set_funding_source_for_transfer(
 
 /// Whether the account's bank is known to Dwolla as a funding source.
 pub async fn set_dwolla_created(
-    db: &Db,
+    tx: &mut Tx,
     user_id: i64,
     account_id: i64,
     created: bool,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let mut tx = db.begin().await?;
-    on_tx!(&mut tx, conn => sqlx::query(
+    on_tx!(tx, conn => sqlx::query(
         "UPDATE accounts SET is_dwolla_created = $3, updated_at = $4 WHERE user_id = $1 AND id = $2",
     )
     .bind(user_id)
@@ -371,6 +368,5 @@ pub async fn set_dwolla_created(
     .execute(conn)
     .await
     .map(|r| r.rows_affected()))?;
-    tx.commit().await?;
     Ok(())
 }

@@ -85,6 +85,37 @@ pub enum Tx {
     Postgres(sqlx::Transaction<'static, Postgres>),
 }
 
+/// Where a read runs: on the pool, or inside an open transaction (to see what it wrote). A read
+/// takes `impl Into<Conn>`, so callers pass `&Db` or `&mut Tx` alike; writes take `&mut Tx` only,
+/// so the use case that begins the transaction decides what commits together.
+pub enum Conn<'a> {
+    Db(&'a Db),
+    Tx(&'a mut Tx),
+}
+
+impl<'a> From<&'a Db> for Conn<'a> {
+    fn from(db: &'a Db) -> Self {
+        Conn::Db(db)
+    }
+}
+
+impl<'a> From<&'a mut Tx> for Conn<'a> {
+    fn from(tx: &'a mut Tx) -> Self {
+        Conn::Tx(tx)
+    }
+}
+
+/// Run the same expression against whichever typed pool or connection a [`Conn`] holds.
+#[macro_export]
+macro_rules! on_conn {
+    ($conn:expr, $executor:ident => $body:expr) => {
+        match $conn {
+            $crate::Conn::Db(db) => $crate::on_db!(db, $executor => $body),
+            $crate::Conn::Tx(tx) => $crate::on_tx!(tx, $executor => $body),
+        }
+    };
+}
+
 /// Run the same expression against whichever typed pool `db` holds.
 #[macro_export]
 macro_rules! on_db {

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::{Db, StoreError, on_db, on_tx};
+use crate::{Db, StoreError, Tx, on_db, on_tx};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Institution {
@@ -29,10 +29,9 @@ pub struct CatalogEntry {
 }
 
 /// Insert or refresh institutions by code; existing ids stay.
-pub async fn upsert(db: &Db, entries: &[CatalogEntry], now: DateTime<Utc>) -> Result<(), StoreError> {
-    let mut tx = db.begin().await?;
+pub async fn upsert(tx: &mut Tx, entries: &[CatalogEntry], now: DateTime<Utc>) -> Result<(), StoreError> {
     for e in entries {
-        on_tx!(&mut tx, conn => sqlx::query(
+        on_tx!(tx, conn => sqlx::query(
             "INSERT INTO institutions (id, code, name, url, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5) \
              ON CONFLICT (code) DO UPDATE SET name = excluded.name, url = excluded.url, updated_at = excluded.updated_at",
         )
@@ -45,19 +44,22 @@ pub async fn upsert(db: &Db, entries: &[CatalogEntry], now: DateTime<Utc>) -> Re
         .await
         .map(|r| r.rows_affected()))?;
     }
-    tx.commit().await
+    Ok(())
 }
 
 /// Replace the stored credentials of an institution.
-pub async fn replace_credentials(db: &Db, institution_id: i64, credentials: &[Credential]) -> Result<(), StoreError> {
-    let mut tx = db.begin().await?;
-    on_tx!(&mut tx, conn => sqlx::query("DELETE FROM institution_credentials WHERE institution_id = $1")
+pub async fn replace_credentials(
+    tx: &mut Tx,
+    institution_id: i64,
+    credentials: &[Credential],
+) -> Result<(), StoreError> {
+    on_tx!(tx, conn => sqlx::query("DELETE FROM institution_credentials WHERE institution_id = $1")
         .bind(institution_id)
         .execute(conn)
         .await
         .map(|r| r.rows_affected()))?;
     for c in credentials {
-        on_tx!(&mut tx, conn => sqlx::query(
+        on_tx!(tx, conn => sqlx::query(
             "INSERT INTO institution_credentials (institution_id, guid, field_name, label, kind, display_order) \
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
         )
@@ -71,7 +73,7 @@ pub async fn replace_credentials(db: &Db, institution_id: i64, credentials: &[Cr
         .await
         .map(|r| r.rows_affected()))?;
     }
-    tx.commit().await
+    Ok(())
 }
 
 /// Institutions by name, optionally those whose name contains `search` (any case, Unicode

@@ -22,6 +22,6 @@ pub mod transactions;
 pub mod users;
 
 pub use db::{
-    Backend, Db, POOL_WAIT_FIELD, POOL_WAIT_TARGET, StoreError, Tx, WRITER_WAIT_FIELD, WRITER_WAIT_TARGET, now,
+    Backend, Conn, Db, POOL_WAIT_FIELD, POOL_WAIT_TARGET, StoreError, Tx, WRITER_WAIT_FIELD, WRITER_WAIT_TARGET, now,
 };
 pub use ids::{MAX_ID, id_time_ms, new_hex_id, new_id};

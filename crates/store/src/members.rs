@@ -227,9 +227,8 @@ pub async fn challenges(db: &Db, member_id: i64) -> Result<Vec<Challenge>, Store
 }
 
 /// Hide a member and everything read through it.
-pub async fn mark_deleted(db: &Db, member_id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
-    let mut tx = db.begin().await?;
-    let user_id = on_tx!(&mut tx, conn => sqlx::query_scalar::<_, i64>(
+pub async fn mark_deleted(tx: &mut Tx, member_id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
+    let user_id = on_tx!(tx, conn => sqlx::query_scalar::<_, i64>(
         "UPDATE members SET is_deleted = TRUE, poll_generation = poll_generation + 1, updated_at = $2 WHERE id = $1 \
          RETURNING user_id",
     )
@@ -237,16 +236,16 @@ pub async fn mark_deleted(db: &Db, member_id: i64, now: DateTime<Utc>) -> Result
         .bind(now)
         .fetch_optional(conn)
         .await)?;
-    on_tx!(&mut tx, conn => sqlx::query("UPDATE accounts SET is_deleted = TRUE, transfer_share = 0, updated_at = $2 WHERE member_id = $1")
+    on_tx!(tx, conn => sqlx::query("UPDATE accounts SET is_deleted = TRUE, transfer_share = 0, updated_at = $2 WHERE member_id = $1")
         .bind(member_id)
         .bind(now)
         .execute(conn)
         .await
         .map(|r| r.rows_affected()))?;
     if let Some(user_id) = user_id {
-        crate::transactions::list_changed(&mut tx, user_id).await?;
+        crate::transactions::list_changed(tx, user_id).await?;
     }
-    tx.commit().await
+    Ok(())
 }
 
 /// Status of a member, for cheap change detection.

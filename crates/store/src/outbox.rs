@@ -45,9 +45,8 @@ pub async fn get(db: &Db, id: i64) -> Result<Option<Mail>, StoreError> {
 }
 
 /// Record the delivery and drop the bodies: a sent mail's links stay out of the database.
-pub async fn mark_sent(db: &Db, id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
-    let mut tx = db.begin().await?;
-    on_tx!(&mut tx, conn => sqlx::query(
+pub async fn mark_sent(tx: &mut Tx, id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
+    on_tx!(tx, conn => sqlx::query(
         "UPDATE outbox SET sent_at = $2, text_body = '', html_body = '' WHERE id = $1 AND sent_at IS NULL",
     )
         .bind(id)
@@ -55,7 +54,7 @@ pub async fn mark_sent(db: &Db, id: i64, now: DateTime<Utc>) -> Result<(), Store
         .execute(conn)
         .await
         .map(|r| r.rows_affected()))?;
-    tx.commit().await
+    Ok(())
 }
 
 /// Mail addressed to `to_address`, oldest first.

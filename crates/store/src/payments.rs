@@ -13,20 +13,13 @@ use donkies_domain::{
 };
 
 use crate::column::Col;
-use crate::{Db, StoreError, Tx, on_db, on_tx};
+use crate::{Conn, Db, StoreError, Tx, on_db, on_tx};
 
-/// Run one write statement in a transaction of its own (on SQLite it queues behind this
-/// process's other writers) and answer how many rows it touched; a unique-constraint violation
-/// becomes a [`StoreError::Conflict`].
-macro_rules! write_alone {
-    ($db:expr, $conn:ident => $body:expr) => {
-        async {
-            let mut tx = $db.begin().await?;
-            let affected = on_tx!(&mut tx, $conn => $body).map_err(StoreError::from_write)?;
-            tx.commit().await?;
-            Ok::<u64, StoreError>(affected)
-        }
-        .await
+/// Run one write statement in the caller's transaction and answer how many rows it touched; a
+/// unique-constraint violation becomes a [`StoreError::Conflict`].
+macro_rules! write_in {
+    ($tx:expr, $conn:ident => $body:expr) => {
+        on_tx!($tx, $conn => $body).map_err(StoreError::from_write)
     };
 }
 
@@ -115,14 +108,16 @@ pub async fn insert_customer(tx: &mut Tx, c: &NewCustomer<'_>) -> Result<(), Sto
     Ok(())
 }
 
-pub async fn customer_of_user(db: &Db, user_id: i64) -> Result<Option<Customer>, StoreError> {
+pub async fn customer_of_user(db: impl Into<Conn<'_>>, user_id: i64) -> Result<Option<Customer>, StoreError> {
     let sql = format!("{CUSTOMER} WHERE user_id = $1");
-    Ok(on_db!(db, pool => sqlx::query_as::<_, Customer>(&sql).bind(user_id).fetch_optional(pool).await)?)
+    Ok(
+        crate::on_conn!(db.into(), pool => sqlx::query_as::<_, Customer>(&sql).bind(user_id).fetch_optional(pool).await)?,
+    )
 }
 
-pub async fn customer_by_id(db: &Db, id: i64) -> Result<Option<Customer>, StoreError> {
+pub async fn customer_by_id(db: impl Into<Conn<'_>>, id: i64) -> Result<Option<Customer>, StoreError> {
     let sql = format!("{CUSTOMER} WHERE id = $1");
-    Ok(on_db!(db, pool => sqlx::query_as::<_, Customer>(&sql).bind(id).fetch_optional(pool).await)?)
+    Ok(crate::on_conn!(db.into(), pool => sqlx::query_as::<_, Customer>(&sql).bind(id).fetch_optional(pool).await)?)
 }
 
 pub async fn customer_by_dwolla_id(db: &Db, dwolla_id: &str) -> Result<Option<Customer>, StoreError> {
@@ -144,12 +139,12 @@ pub async fn set_customer_dwolla(
 
 /// Follow Dwolla's status for the customer; whether it changed.
 pub async fn set_customer_status(
-    db: &Db,
+    tx: &mut Tx,
     id: i64,
     status: &CustomerStatus,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
-    follow_status(db, "customers", id, status.as_str(), now).await
+    follow_status(tx, "customers", id, status.as_str(), now).await
 }
 
 /// Store the id Dwolla gave the row `id` of `table` (customers or funding sources), with the
@@ -180,7 +175,7 @@ async fn record_dwolla_id(
 
 /// Set the status of the row `id` of `table` (customers or funding sources); whether it changed.
 async fn follow_status(
-    db: &Db,
+    tx: &mut Tx,
     table: &'static str,
     id: i64,
     status: &str,
@@ -188,7 +183,7 @@ async fn follow_status(
 ) -> Result<bool, StoreError> {
     let sql =
         format!("UPDATE {table} SET status = $2, updated_at = $3 WHERE id = $1 AND (status IS NULL OR status <> $2)");
-    let n = write_alone!(db, conn => sqlx::query(&sql)
+    let n = write_in!(tx, conn => sqlx::query(&sql)
         .bind(id)
         .bind(status)
         .bind(now)
@@ -306,19 +301,32 @@ pub async fn insert_funding_source(tx: &mut Tx, f: &NewFundingSource<'_>) -> Res
 }
 
 /// The user's funding source `id` (removed ones too); another user's finds nothing.
-pub async fn funding_source(db: &Db, user_id: i64, id: i64) -> Result<Option<FundingSource>, StoreError> {
+pub async fn funding_source(
+    db: impl Into<Conn<'_>>,
+    user_id: i64,
+    id: i64,
+) -> Result<Option<FundingSource>, StoreError> {
     let sql = format!("{FUNDING_SOURCE} WHERE user_id = $1 AND id = $2");
-    Ok(on_db!(db, pool => sqlx::query_as::<_, FundingSource>(&sql).bind(user_id).bind(id).fetch_optional(pool).await)?)
+    Ok(
+        crate::on_conn!(db.into(), pool => sqlx::query_as::<_, FundingSource>(&sql).bind(user_id).bind(id).fetch_optional(pool).await)?,
+    )
 }
 
-pub async fn funding_source_by_id(db: &Db, id: i64) -> Result<Option<FundingSource>, StoreError> {
+pub async fn funding_source_by_id(db: impl Into<Conn<'_>>, id: i64) -> Result<Option<FundingSource>, StoreError> {
     let sql = format!("{FUNDING_SOURCE} WHERE id = $1");
-    Ok(on_db!(db, pool => sqlx::query_as::<_, FundingSource>(&sql).bind(id).fetch_optional(pool).await)?)
+    Ok(
+        crate::on_conn!(db.into(), pool => sqlx::query_as::<_, FundingSource>(&sql).bind(id).fetch_optional(pool).await)?,
+    )
 }
 
-pub async fn funding_source_by_dwolla_id(db: &Db, dwolla_id: &str) -> Result<Option<FundingSource>, StoreError> {
+pub async fn funding_source_by_dwolla_id(
+    db: impl Into<Conn<'_>>,
+    dwolla_id: &str,
+) -> Result<Option<FundingSource>, StoreError> {
     let sql = format!("{FUNDING_SOURCE} WHERE dwolla_id = $1");
-    Ok(on_db!(db, pool => sqlx::query_as::<_, FundingSource>(&sql).bind(dwolla_id).fetch_optional(pool).await)?)
+    Ok(
+        crate::on_conn!(db.into(), pool => sqlx::query_as::<_, FundingSource>(&sql).bind(dwolla_id).fetch_optional(pool).await)?,
+    )
 }
 
 /// The user's funding sources: those not removed first, oldest first within each.
@@ -329,13 +337,13 @@ pub async fn funding_sources_of_user(db: &Db, user_id: i64) -> Result<Vec<Fundin
 
 /// The funding source of the user's account that is not removed.
 pub async fn funding_source_of_account(
-    db: &Db,
+    db: impl Into<Conn<'_>>,
     user_id: i64,
     account_id: i64,
 ) -> Result<Option<FundingSource>, StoreError> {
     let sql = format!("{FUNDING_SOURCE} WHERE user_id = $1 AND account_id = $2 AND is_removed = FALSE");
     Ok(
-        on_db!(db, pool => sqlx::query_as::<_, FundingSource>(&sql).bind(user_id).bind(account_id).fetch_optional(pool).await)?,
+        crate::on_conn!(db.into(), pool => sqlx::query_as::<_, FundingSource>(&sql).bind(user_id).bind(account_id).fetch_optional(pool).await)?,
     )
 }
 
@@ -353,24 +361,24 @@ pub async fn set_funding_source_dwolla(
 
 /// Follow Dwolla's status for the funding source; whether it changed.
 pub async fn set_funding_source_status(
-    db: &Db,
+    tx: &mut Tx,
     id: i64,
     status: FundingSourceStatus,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
-    follow_status(db, "funding_sources", id, status.as_str(), now).await
+    follow_status(tx, "funding_sources", id, status.as_str(), now).await
 }
 
 /// Follow what Dwolla reported for a funding source, except that a read older than our own
 /// verification never takes a verified source back to unverified (an ACH return does that,
 /// through [`set_funding_source_status`]). Whether it changed.
 pub async fn refresh_funding_source_status(
-    db: &Db,
+    tx: &mut Tx,
     id: i64,
     status: FundingSourceStatus,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
-    let n = write_alone!(db, conn => sqlx::query(
+    let n = write_in!(tx, conn => sqlx::query(
         "UPDATE funding_sources SET status = $2, updated_at = $3 \
          WHERE id = $1 AND status <> $2 AND NOT (status = 'verified' AND $2 = 'unverified')",
     )
@@ -385,13 +393,13 @@ pub async fn refresh_funding_source_status(
 
 /// Where the micro-deposits stand and how many verification attempts failed.
 pub async fn set_micro_deposits(
-    db: &Db,
+    tx: &mut Tx,
     id: i64,
     md_status: Option<&MicroDepositStatus>,
     attempts: i64,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    write_alone!(db, conn => sqlx::query(
+    write_in!(tx, conn => sqlx::query(
         "UPDATE funding_sources SET md_status = $2, md_attempts = $3, updated_at = $4 WHERE id = $1",
     )
     .bind(id)
@@ -406,8 +414,8 @@ pub async fn set_micro_deposits(
 
 /// Remove the funding source (kept for the record); its account may then get a new one.
 /// Whether it was not removed before.
-pub async fn mark_funding_source_removed(db: &Db, id: i64, now: DateTime<Utc>) -> Result<bool, StoreError> {
-    let n = write_alone!(db, conn => sqlx::query(
+pub async fn mark_funding_source_removed(tx: &mut Tx, id: i64, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    let n = write_in!(tx, conn => sqlx::query(
         "UPDATE funding_sources SET is_removed = TRUE, updated_at = $2 WHERE id = $1 AND is_removed = FALSE",
     )
     .bind(id)
@@ -507,9 +515,9 @@ pub async fn transfer_by_reference(db: &Db, reference: &str) -> Result<Option<Tr
     Ok(on_db!(db, pool => sqlx::query_as::<_, Transfer>(&sql).bind(reference).fetch_optional(pool).await)?)
 }
 
-pub async fn transfer_by_id(db: &Db, id: i64) -> Result<Option<Transfer>, StoreError> {
+pub async fn transfer_by_id(db: impl Into<Conn<'_>>, id: i64) -> Result<Option<Transfer>, StoreError> {
     let sql = format!("{TRANSFER} WHERE id = $1");
-    Ok(on_db!(db, pool => sqlx::query_as::<_, Transfer>(&sql).bind(id).fetch_optional(pool).await)?)
+    Ok(crate::on_conn!(db.into(), pool => sqlx::query_as::<_, Transfer>(&sql).bind(id).fetch_optional(pool).await)?)
 }
 
 pub async fn transfer_by_dwolla_id(db: &Db, dwolla_id: &str) -> Result<Option<Transfer>, StoreError> {
@@ -521,7 +529,7 @@ pub async fn transfer_by_dwolla_id(db: &Db, dwolla_id: &str) -> Result<Option<Tr
 /// resolved keeps its status; the Dwolla id of another transfer is a Conflict on
 /// [`crate::constraints::TRANSFERS_DWOLLA_ID`].
 pub async fn set_transfer_dwolla_id(
-    db: &Db,
+    tx: &mut Tx,
     id: i64,
     dwolla_id: &str,
     status: &TransferStatus,
@@ -534,7 +542,7 @@ pub async fn set_transfer_dwolla_id(
          WHERE id = $1",
         not_final = *NOT_FINAL
     );
-    let n = write_alone!(db, conn => sqlx::query(&sql)
+    let n = write_in!(tx, conn => sqlx::query(&sql)
         .bind(id)
         .bind(dwolla_id)
         .bind(status.as_str())
@@ -552,21 +560,6 @@ pub async fn set_transfer_dwolla_id(
 /// description)` when it failed. Whether it moved: a transfer resolves at most once, so a
 /// repeated webhook or poll changes nothing.
 pub async fn set_transfer_status(
-    db: &Db,
-    id: i64,
-    status: &TransferStatus,
-    failure: Option<(&str, &str)>,
-    now: DateTime<Utc>,
-) -> Result<bool, StoreError> {
-    let mut tx = db.begin().await?;
-    let changed = set_transfer_status_in(&mut tx, id, status, failure, now).await?;
-    tx.commit().await?;
-    Ok(changed)
-}
-
-/// [`set_transfer_status`] inside the caller's transaction, so what the end of the transfer
-/// means for the money it moved commits with it.
-pub async fn set_transfer_status_in(
     tx: &mut Tx,
     id: i64,
     status: &TransferStatus,

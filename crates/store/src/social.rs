@@ -69,20 +69,19 @@ pub async fn count_for_user(db: &Db, user_id: i64) -> Result<i64, StoreError> {
 
 /// Remember a pending request token and its (sealed) secret until `expires_at`.
 pub async fn save_request(
-    db: &Db,
+    tx: &mut Tx,
     token: &str,
     provider: &str,
     secret_sealed: &str,
     now: DateTime<Utc>,
     expires_at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let mut tx = db.begin().await?;
-    on_tx!(&mut tx, conn => sqlx::query("DELETE FROM oauth_requests WHERE expires_at <= $1")
+    on_tx!(tx, conn => sqlx::query("DELETE FROM oauth_requests WHERE expires_at <= $1")
         .bind(now)
         .execute(conn)
         .await
         .map(|r| r.rows_affected()))?;
-    on_tx!(&mut tx, conn => sqlx::query(
+    on_tx!(tx, conn => sqlx::query(
         "INSERT INTO oauth_requests (token, provider, secret_sealed, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(token)
@@ -94,18 +93,17 @@ pub async fn save_request(
     .await
     .map(|r| r.rows_affected()))
     .map_err(StoreError::from_write)?;
-    tx.commit().await
+    Ok(())
 }
 
 /// Take a pending request token (once, before it expires); returns its sealed secret.
 pub async fn take_request(
-    db: &Db,
+    tx: &mut Tx,
     token: &str,
     provider: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<String>, StoreError> {
-    let mut tx = db.begin().await?;
-    let secret = on_tx!(&mut tx, conn => sqlx::query_scalar::<_, String>(
+    let secret = on_tx!(tx, conn => sqlx::query_scalar::<_, String>(
         "DELETE FROM oauth_requests WHERE token = $1 AND provider = $2 AND expires_at > $3 RETURNING secret_sealed",
     )
     .bind(token)
@@ -113,6 +111,5 @@ pub async fn take_request(
     .bind(now)
     .fetch_optional(conn)
     .await)?;
-    tx.commit().await?;
     Ok(secret)
 }

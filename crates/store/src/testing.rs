@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 
-use crate::{Db, new_hex_id};
+use crate::{Backend, Db, new_hex_id};
 
 pub const POSTGRES_URL_ENV: &str = "DONKIES_TEST_POSTGRES_URL";
 
@@ -63,6 +63,55 @@ impl TestDb {
         let sep = if admin_url.contains('?') { '&' } else { '?' };
         let url = format!("{admin_url}{sep}options=-c%20search_path%3D{schema}");
         TestDb { db, url, cleanup: Cleanup::Schema { admin_url, schema } }
+    }
+}
+
+/// A write that fails as a crash or a full disk would fail that step of a use case: a trigger
+/// that refuses `op` (`INSERT` or `UPDATE`) on `table`, for the rows `when` (an SQL condition
+/// over `NEW` and `OLD`, the same text on both engines) or for every row.
+#[derive(Debug, Clone, Copy)]
+pub struct Fault<'a> {
+    pub op: &'a str,
+    pub table: &'a str,
+    pub when: Option<&'a str>,
+}
+
+/// The message a [`Fault`] fails with.
+pub const INJECTED: &str = "injected fault";
+
+impl TestDb {
+    /// Install `fault` until [`TestDb::heal`].
+    pub async fn inject(&self, fault: Fault<'_>) {
+        let Fault { op, table, when } = fault;
+        let name = format!("fault_{table}");
+        let statements = match self.db.backend() {
+            Backend::Sqlite => vec![format!(
+                "CREATE TRIGGER {name} BEFORE {op} ON {table} {} BEGIN SELECT RAISE(ABORT, '{INJECTED}'); END",
+                when.map(|w| format!("WHEN {w}")).unwrap_or_default()
+            )],
+            Backend::Postgres => vec![
+                format!(
+                    "CREATE OR REPLACE FUNCTION injected_fault() RETURNS trigger LANGUAGE plpgsql AS \
+                     $$ BEGIN RAISE EXCEPTION '{INJECTED}'; END $$"
+                ),
+                format!(
+                    "CREATE TRIGGER {name} BEFORE {op} ON {table} FOR EACH ROW {} EXECUTE FUNCTION injected_fault()",
+                    when.map(|w| format!("WHEN ({w})")).unwrap_or_default()
+                ),
+            ],
+        };
+        for sql in statements {
+            crate::on_db!(&self.db, pool => sqlx::query(&sql).execute(pool).await.map(|_| ())).expect("install fault");
+        }
+    }
+
+    /// Remove the fault installed on `table`.
+    pub async fn heal(&self, table: &str) {
+        let sql = match self.db.backend() {
+            Backend::Sqlite => format!("DROP TRIGGER fault_{table}"),
+            Backend::Postgres => format!("DROP TRIGGER fault_{table} ON {table}"),
+        };
+        crate::on_db!(&self.db, pool => sqlx::query(&sql).execute(pool).await.map(|_| ())).expect("remove fault");
     }
 }
 

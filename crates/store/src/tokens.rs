@@ -6,21 +6,20 @@ use chrono::{DateTime, Utc};
 use crate::{Db, StoreError, Tx, on_db, on_tx};
 
 pub async fn insert_session(
-    db: &Db,
+    tx: &mut Tx,
     token_hash: &str,
     user_id: i64,
     now: DateTime<Utc>,
     expires_at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let mut tx = db.begin().await?;
     // Expired tokens of this user are of no further use.
-    on_tx!(&mut tx, conn => sqlx::query("DELETE FROM auth_tokens WHERE user_id = $1 AND expires_at <= $2")
+    on_tx!(tx, conn => sqlx::query("DELETE FROM auth_tokens WHERE user_id = $1 AND expires_at <= $2")
         .bind(user_id)
         .bind(now)
         .execute(conn)
         .await
         .map(|r| r.rows_affected()))?;
-    on_tx!(&mut tx, conn => sqlx::query(
+    on_tx!(tx, conn => sqlx::query(
         "INSERT INTO auth_tokens (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
     )
     .bind(token_hash)
@@ -31,7 +30,7 @@ pub async fn insert_session(
     .await
         .map(|r| r.rows_affected()))
     .map_err(StoreError::from_write)?;
-    tx.commit().await
+    Ok(())
 }
 
 /// Revoke every session token of the user; returns how many were revoked.
@@ -126,18 +125,16 @@ pub async fn delete_other_sessions(tx: &mut Tx, user_id: i64, keep_hash: &str) -
 }
 
 /// Remove expired session tokens and spent or expired action tokens.
-pub async fn delete_expired(db: &Db, now: DateTime<Utc>) -> Result<u64, StoreError> {
-    let mut tx = db.begin().await?;
-    let sessions = on_tx!(&mut tx, conn => sqlx::query("DELETE FROM auth_tokens WHERE expires_at <= $1")
+pub async fn delete_expired(tx: &mut Tx, now: DateTime<Utc>) -> Result<u64, StoreError> {
+    let sessions = on_tx!(tx, conn => sqlx::query("DELETE FROM auth_tokens WHERE expires_at <= $1")
         .bind(now)
         .execute(conn)
         .await
         .map(|r| r.rows_affected()))?;
-    let actions = on_tx!(&mut tx, conn => sqlx::query("DELETE FROM action_tokens WHERE expires_at <= $1 OR used_at IS NOT NULL")
+    let actions = on_tx!(tx, conn => sqlx::query("DELETE FROM action_tokens WHERE expires_at <= $1 OR used_at IS NOT NULL")
         .bind(now)
         .execute(conn)
         .await
         .map(|r| r.rows_affected()))?;
-    tx.commit().await?;
     Ok(sessions + actions)
 }

@@ -4,7 +4,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use donkies_domain::TransferAmount;
 
 use crate::column::Col;
-use crate::{Db, StoreError, Tx, on_db, on_tx};
+use crate::{Conn, Db, StoreError, Tx, on_db, on_tx};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct User {
@@ -105,9 +105,9 @@ async fn find_by(db: &Db, column: &str, value: &str) -> Result<Option<User>, Sto
     Ok(on_db!(db, pool => sqlx::query_as::<_, User>(&sql).bind(value).fetch_optional(pool).await)?)
 }
 
-pub async fn find_by_id(db: &Db, id: i64) -> Result<Option<User>, StoreError> {
+pub async fn find_by_id(db: impl Into<Conn<'_>>, id: i64) -> Result<Option<User>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM users WHERE id = $1");
-    Ok(on_db!(db, pool => sqlx::query_as::<_, User>(&sql).bind(id).fetch_optional(pool).await)?)
+    Ok(crate::on_conn!(db.into(), pool => sqlx::query_as::<_, User>(&sql).bind(id).fetch_optional(pool).await)?)
 }
 
 pub async fn find_by_email(db: &Db, email: &str) -> Result<Option<User>, StoreError> {
@@ -140,9 +140,8 @@ pub async fn find_by_token_hash(db: &Db, token_hash: &str) -> Result<Option<(Use
 }
 
 /// Mark the user confirmed if `token_hash` matches; returns false when it does not.
-pub async fn confirm(db: &Db, user_id: i64, token_hash: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
-    let mut tx = db.begin().await?;
-    let done = on_tx!(&mut tx, conn => sqlx::query(
+pub async fn confirm(tx: &mut Tx, user_id: i64, token_hash: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    let done = on_tx!(tx, conn => sqlx::query(
         "UPDATE users SET is_confirmed = TRUE, confirmation_token_hash = NULL, updated_at = $3 \
          WHERE id = $1 AND confirmation_token_hash = $2 AND is_confirmed = FALSE",
     )
@@ -153,7 +152,6 @@ pub async fn confirm(db: &Db, user_id: i64, token_hash: &str, now: DateTime<Utc>
     .await
         .map(|r| r.rows_affected()))?
         == 1;
-    tx.commit().await?;
     Ok(done)
 }
 
@@ -229,13 +227,12 @@ pub async fn set_email(tx: &mut Tx, user_id: i64, email: &str, now: DateTime<Utc
 /// Apply a profile update unless the profile is already complete; marks it complete when every
 /// required field is present afterwards. Returns `Ok(None)` when the profile was already complete.
 pub async fn update_profile(
-    db: &Db,
+    tx: &mut Tx,
     user_id: i64,
     update: &ProfileUpdate,
     now: DateTime<Utc>,
 ) -> Result<Option<User>, StoreError> {
-    let mut tx = db.begin().await?;
-    let changed = on_tx!(&mut tx, conn => sqlx::query(
+    let changed = on_tx!(tx, conn => sqlx::query(
         "UPDATE users SET \
            first_name = COALESCE($2, first_name), last_name = COALESCE($3, last_name), \
            phone = COALESCE($4, phone), address1 = COALESCE($5, address1), \
@@ -265,7 +262,7 @@ pub async fn update_profile(
     if changed == 0 {
         return Ok(None);
     }
-    on_tx!(&mut tx, conn => sqlx::query(
+    on_tx!(tx, conn => sqlx::query(
         "UPDATE users SET is_profile_completed = TRUE WHERE id = $1 \
          AND first_name <> '' AND last_name <> '' AND phone IS NOT NULL \
          AND address1 IS NOT NULL AND city IS NOT NULL AND state IS NOT NULL \
@@ -275,8 +272,7 @@ pub async fn update_profile(
     .execute(conn)
     .await
         .map(|r| r.rows_affected()))?;
-    tx.commit().await?;
-    find_by_id(db, user_id).await
+    find_by_id(tx, user_id).await
 }
 
 /// Round-up settings written by `PATCH /v1/user_settings`; `None` leaves a setting as it is.
@@ -292,13 +288,12 @@ pub struct SettingsUpdate {
 }
 
 pub async fn update_settings(
-    db: &Db,
+    tx: &mut Tx,
     user_id: i64,
     update: &SettingsUpdate,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let mut tx = db.begin().await?;
-    on_tx!(&mut tx, conn => sqlx::query(
+    on_tx!(tx, conn => sqlx::query(
         "UPDATE users SET minimum_transfer_amount = COALESCE($2, minimum_transfer_amount), \
          is_even_roundup = COALESCE($3, is_even_roundup), roundups_paused = COALESCE($4, roundups_paused), \
          roundup_multiplier = COALESCE($5, roundup_multiplier), \
@@ -318,12 +313,11 @@ pub async fn update_settings(
     .execute(conn)
     .await
         .map(|r| r.rows_affected()))?;
-    tx.commit().await
+    Ok(())
 }
 
-pub async fn close_account(db: &Db, user_id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
-    let mut tx = db.begin().await?;
-    on_tx!(&mut tx, conn => sqlx::query(
+pub async fn close_account(tx: &mut Tx, user_id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
+    on_tx!(tx, conn => sqlx::query(
         "UPDATE users SET is_closed_account = TRUE, closed_at = COALESCE(closed_at, $2), \
          updated_at = $2 WHERE id = $1",
     )
@@ -332,20 +326,19 @@ pub async fn close_account(db: &Db, user_id: i64, now: DateTime<Utc>) -> Result<
     .execute(conn)
     .await
         .map(|r| r.rows_affected()))?;
-    tx.commit().await
+    Ok(())
 }
 
 /// Record the aggregator's id for the user.
-pub async fn set_guid(db: &Db, user_id: i64, guid: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
-    let mut tx = db.begin().await?;
-    on_tx!(&mut tx, conn => sqlx::query("UPDATE users SET guid = $2, updated_at = $3 WHERE id = $1")
+pub async fn set_guid(tx: &mut Tx, user_id: i64, guid: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+    on_tx!(tx, conn => sqlx::query("UPDATE users SET guid = $2, updated_at = $3 WHERE id = $1")
         .bind(user_id)
         .bind(guid)
         .bind(now)
         .execute(conn)
         .await
         .map(|r| r.rows_affected()))?;
-    tx.commit().await
+    Ok(())
 }
 
 /// Users not yet known to the aggregator.

@@ -25,6 +25,18 @@ use donkies_store::{
     transactions, users,
 };
 
+/// Run one store write in a transaction of its own, committed when the write succeeds.
+macro_rules! alone {
+    ($db:expr, $write:path, $($arg:expr),* $(,)?) => {{
+        let mut tx = $db.begin().await.unwrap();
+        let result = $write(&mut tx, $($arg),*).await;
+        if result.is_ok() {
+            tx.commit().await.unwrap();
+        }
+        result
+    }};
+}
+
 macro_rules! contract {
     (at migration $version:expr; $($case:ident),* $(,)?) => {$(
         mod $case {
@@ -141,7 +153,7 @@ async fn user_insert_and_lookups(db: Db) {
     let by_enc = users::find_by_encrypted_id(&db, &by_id.encrypted_id).await.unwrap().unwrap();
     assert_eq!(by_enc.id, id);
     assert!(users::find_by_email(&db, "nobody@example.com").await.unwrap().is_none());
-    users::set_guid(&db, id, "USR-1", now()).await.unwrap();
+    alone!(&db, users::set_guid, id, "USR-1", now()).unwrap();
     assert_eq!(users::find_by_id(&db, id).await.unwrap().unwrap().guid.as_deref(), Some("USR-1"));
 }
 
@@ -169,16 +181,16 @@ async fn taken_email_is_a_conflict(db: Db) {
 
 async fn confirm_needs_the_right_token_once(db: Db) {
     let id = make_user(&db, "ada@example.com").await;
-    assert!(!users::confirm(&db, id, "wrong", now()).await.unwrap());
-    assert!(users::confirm(&db, id, "confirm-hash", now()).await.unwrap());
-    assert!(!users::confirm(&db, id, "confirm-hash", now()).await.unwrap());
+    assert!(!alone!(&db, users::confirm, id, "wrong", now()).unwrap());
+    assert!(alone!(&db, users::confirm, id, "confirm-hash", now()).unwrap());
+    assert!(!alone!(&db, users::confirm, id, "confirm-hash", now()).unwrap());
     assert!(users::find_by_id(&db, id).await.unwrap().unwrap().is_confirmed);
 }
 
 async fn profile_completes_and_then_freezes(db: Db) {
     let id = make_user(&db, "ada@example.com").await;
     let partial = ProfileUpdate { city: Some("Boston".into()), ..Default::default() };
-    let user = users::update_profile(&db, id, &partial, now()).await.unwrap().unwrap();
+    let user = alone!(&db, users::update_profile, id, &partial, now()).unwrap().unwrap();
     assert_eq!(user.city.as_deref(), Some("Boston"));
     assert!(!user.is_profile_completed);
     let rest = ProfileUpdate {
@@ -191,12 +203,12 @@ async fn profile_completes_and_then_freezes(db: Db) {
         ssn_last4: Some("6789".into()),
         ..Default::default()
     };
-    let user = users::update_profile(&db, id, &rest, now()).await.unwrap().unwrap();
+    let user = alone!(&db, users::update_profile, id, &rest, now()).unwrap().unwrap();
     assert!(user.is_profile_completed);
     assert_eq!(user.city.as_deref(), Some("Boston"), "earlier fields are kept");
     assert_eq!(user.date_of_birth, NaiveDate::from_ymd_opt(1990, 5, 17));
     let again = ProfileUpdate { city: Some("Paris".into()), ..Default::default() };
-    assert!(users::update_profile(&db, id, &again, now()).await.unwrap().is_none());
+    assert!(alone!(&db, users::update_profile, id, &again, now()).unwrap().is_none());
     assert_eq!(users::find_by_id(&db, id).await.unwrap().unwrap().city.as_deref(), Some("Boston"));
 }
 
@@ -208,7 +220,7 @@ async fn settings_and_close(db: Db) {
         monthly_cap: Some(Some(200)),
         ..Default::default()
     };
-    users::update_settings(&db, id, &minimum, now()).await.unwrap();
+    alone!(&db, users::update_settings, id, &minimum, now()).unwrap();
     let rules = users::SettingsUpdate {
         is_even_roundup: Some(true),
         roundups_paused: Some(true),
@@ -216,12 +228,12 @@ async fn settings_and_close(db: Db) {
         daily_cap: Some(None),
         ..Default::default()
     };
-    users::update_settings(&db, id, &rules, now()).await.unwrap();
+    alone!(&db, users::update_settings, id, &rules, now()).unwrap();
     let user = users::find_by_id(&db, id).await.unwrap().unwrap();
     assert_eq!((user.minimum_transfer_amount.get(), user.is_even_roundup), (50, true));
     assert_eq!((user.roundups_paused, user.roundup_multiplier), (true, 5));
     assert_eq!((user.daily_cap, user.monthly_cap), (None, Some(200)), "a cap removed, the other kept");
-    users::close_account(&db, id, now()).await.unwrap();
+    alone!(&db, users::close_account, id, now()).unwrap();
     let user = users::find_by_id(&db, id).await.unwrap().unwrap();
     assert!(user.is_closed_account);
     assert!(user.closed_at.is_some());
@@ -231,9 +243,9 @@ async fn session_tokens_resolve_and_revoke(db: Db) {
     let ada = make_user(&db, "ada@example.com").await;
     let bob = make_user(&db, "bob@example.com").await;
     let t = now();
-    tokens::insert_session(&db, "tok-a1", ada, t, t + Duration::minutes(10)).await.unwrap();
-    tokens::insert_session(&db, "tok-a2", ada, t, t + Duration::minutes(10)).await.unwrap();
-    tokens::insert_session(&db, "tok-b", bob, t, t + Duration::minutes(10)).await.unwrap();
+    alone!(&db, tokens::insert_session, "tok-a1", ada, t, t + Duration::minutes(10)).unwrap();
+    alone!(&db, tokens::insert_session, "tok-a2", ada, t, t + Duration::minutes(10)).unwrap();
+    alone!(&db, tokens::insert_session, "tok-b", bob, t, t + Duration::minutes(10)).unwrap();
     let (user, expires) = users::find_by_token_hash(&db, "tok-a2").await.unwrap().unwrap();
     assert_eq!(user.id, ada);
     assert_eq!(expires, t + Duration::minutes(10));
@@ -318,7 +330,7 @@ async fn outbox_keeps_mail_until_sent(db: Db) {
     tx.commit().await.unwrap();
     let stored = outbox::get(&db, mail.id).await.unwrap().unwrap();
     assert_eq!((stored.subject.as_str(), stored.sent_at), ("Confirm", None));
-    outbox::mark_sent(&db, mail.id, now()).await.unwrap();
+    alone!(&db, outbox::mark_sent, mail.id, now()).unwrap();
     assert!(outbox::get(&db, mail.id).await.unwrap().unwrap().sent_at.is_some());
     assert_eq!(outbox::list_to(&db, "ada@example.com").await.unwrap().len(), 1);
 }
@@ -475,7 +487,7 @@ fn catalog(code: &str, name: &str, url: Option<&str>) -> CatalogEntry {
 }
 
 async fn make_institution(db: &Db, code: &str, name: &str) -> i64 {
-    institutions::upsert(db, &[catalog(code, name, None)], now()).await.unwrap();
+    alone!(db, institutions::upsert, &[catalog(code, name, None)], now()).unwrap();
     institutions::get_by_code(db, code).await.unwrap().unwrap().id
 }
 
@@ -700,19 +712,19 @@ async fn txn_guids(db: &Db, user_id: i64, account_id: Option<i64>) -> Vec<String
 
 async fn institutions_upsert_refreshes_by_code_keeping_the_id(db: Db) {
     assert_eq!(institutions::count(&db).await.unwrap(), 0);
-    institutions::upsert(
+    alone!(
         &db,
+        institutions::upsert,
         &[catalog("chase", "Chase", Some("https://chase.example")), catalog("wells", "Wells Fargo", None)],
-        now(),
+        now()
     )
-    .await
     .unwrap();
     assert_eq!(institutions::count(&db).await.unwrap(), 2);
     let chase = institutions::get_by_code(&db, "chase").await.unwrap().unwrap();
     assert_eq!((chase.name.as_str(), chase.url.as_deref()), ("Chase", Some("https://chase.example")));
     assert_eq!(institutions::get(&db, chase.id).await.unwrap(), Some(chase.clone()));
 
-    institutions::upsert(&db, &[catalog("chase", "Chase Bank", None)], now()).await.unwrap();
+    alone!(&db, institutions::upsert, &[catalog("chase", "Chase Bank", None)], now()).unwrap();
     let refreshed = Institution { id: chase.id, code: "chase".into(), name: "Chase Bank".into(), url: None };
     assert_eq!(
         institutions::get_by_code(&db, "chase").await.unwrap(),
@@ -727,17 +739,17 @@ async fn institutions_upsert_refreshes_by_code_keeping_the_id(db: Db) {
 }
 
 async fn institutions_list_searches_any_case_within_the_limit(db: Db) {
-    institutions::upsert(
+    alone!(
         &db,
+        institutions::upsert,
         &[
             catalog("wells", "Wells Fargo", None),
             catalog("boa", "Bank of America", None),
             catalog("chase", "Chase", None),
             catalog("afcu", "America First Credit Union", None),
         ],
-        now(),
+        now()
     )
-    .await
     .unwrap();
     let names = |list: Vec<Institution>| list.into_iter().map(|i| i.name).collect::<Vec<_>>();
     assert_eq!(
@@ -768,21 +780,21 @@ async fn institutions_credentials_are_replaced_and_ordered(db: Db) {
         kind: if field == "password" { "PASSWORD" } else { "TEXT" }.into(),
         display_order: order,
     };
-    institutions::replace_credentials(
+    alone!(
         &db,
+        institutions::replace_credentials,
         chase,
-        &[cred(chase, "CRD-a", "password", 2), cred(chase, "CRD-b", "username", 1)],
+        &[cred(chase, "CRD-a", "password", 2), cred(chase, "CRD-b", "username", 1)]
     )
-    .await
     .unwrap();
-    institutions::replace_credentials(&db, wells, &[cred(wells, "CRD-w", "pin", 1)]).await.unwrap();
+    alone!(&db, institutions::replace_credentials, wells, &[cred(wells, "CRD-w", "pin", 1)]).unwrap();
     assert_eq!(
         institutions::credentials(&db, chase).await.unwrap(),
         [cred(chase, "CRD-b", "username", 1), cred(chase, "CRD-a", "password", 2)],
         "by display order"
     );
 
-    institutions::replace_credentials(&db, chase, &[cred(chase, "CRD-c", "pin", 1)]).await.unwrap();
+    alone!(&db, institutions::replace_credentials, chase, &[cred(chase, "CRD-c", "pin", 1)]).unwrap();
     assert_eq!(
         institutions::credentials(&db, chase).await.unwrap(),
         [cred(chase, "CRD-c", "pin", 1)],
@@ -793,7 +805,7 @@ async fn institutions_credentials_are_replaced_and_ordered(db: Db) {
         [cred(wells, "CRD-w", "pin", 1)],
         "other institutions keep theirs"
     );
-    institutions::replace_credentials(&db, chase, &[]).await.unwrap();
+    alone!(&db, institutions::replace_credentials, chase, &[]).unwrap();
     assert!(institutions::credentials(&db, chase).await.unwrap().is_empty());
 }
 
@@ -809,7 +821,7 @@ async fn members_one_live_member_per_user_and_institution(db: Db) {
     make_member(&db, bob, chase).await;
     make_member(&db, ada, wells).await;
 
-    members::mark_deleted(&db, first, now()).await.unwrap();
+    alone!(&db, members::mark_deleted, first, now()).unwrap();
     let second = make_member(&db, ada, chase).await;
     assert_ne!(first, second);
     assert_eq!(members::find_for_institution(&db, ada, chase).await.unwrap().unwrap().id, second);
@@ -846,7 +858,7 @@ async fn members_lookups_are_scoped_to_the_user_and_hide_deleted(db: Db) {
     assert_eq!(ids(members::list_for_user(&db, ada).await.unwrap()), [at_chase, at_wells]);
     assert_eq!(ids(members::list_for_user(&db, bob).await.unwrap()), [bobs]);
 
-    members::mark_deleted(&db, at_chase, now()).await.unwrap();
+    alone!(&db, members::mark_deleted, at_chase, now()).unwrap();
     assert!(members::find_by_identifier(&db, ada, &m.identifier).await.unwrap().is_none());
     assert!(members::find_for_institution(&db, ada, chase).await.unwrap().is_none());
     assert_eq!(ids(members::list_for_user(&db, ada).await.unwrap()), [at_wells]);
@@ -901,7 +913,7 @@ async fn members_restart_retires_older_poll_generations(db: Db) {
         "an absent time keeps the stored one"
     );
 
-    members::mark_deleted(&db, id, now()).await.unwrap();
+    alone!(&db, members::mark_deleted, id, now()).unwrap();
     assert!(!save_status(&db, id, generation, &status_update("FAILED")).await, "a deleted member is no longer polled");
     assert_eq!(member(&db, id).await.status, MemberStatus::Completed);
 }
@@ -968,7 +980,7 @@ async fn members_completed_list_and_status(db: Db) {
     assert_eq!(members::status_of(&db, ada_wells).await.unwrap(), Some((MemberStatus::Failed, true)));
     assert!(members::status_of(&db, -1).await.unwrap().is_none());
 
-    members::mark_deleted(&db, bob_chase, now()).await.unwrap();
+    alone!(&db, members::mark_deleted, bob_chase, now()).unwrap();
     assert_eq!(members::list_completed(&db).await.unwrap().into_iter().map(|m| m.id).collect::<Vec<_>>(), [ada_chase]);
 }
 
@@ -987,7 +999,7 @@ async fn members_deleting_hides_accounts_until_relinked(db: Db) {
     assert_eq!(visible_account_ids(&db, ada).await.len(), 3);
     assert_eq!(txn_guids(&db, ada, None).await, ["TRN-1"]);
 
-    members::mark_deleted(&db, m, now()).await.unwrap();
+    alone!(&db, members::mark_deleted, m, now()).unwrap();
     assert_eq!(visible_account_ids(&db, ada).await, [kept]);
     assert!(accounts::get(&db, ada, card).await.unwrap().is_none());
     assert!(txn_guids(&db, ada, None).await.is_empty(), "their transactions are hidden too");
@@ -1030,9 +1042,9 @@ async fn accounts_refresh_keeps_what_the_user_set(db: Db) {
 
     set_active(&db, ada, id, false).await;
     set_shares(&db, ada, &[(id, 100)]).await;
-    assert!(!accounts::set_account_number(&db, bob, id, "sealed-bob", "0000", now()).await.unwrap(), "not bob's");
-    assert!(accounts::set_account_number(&db, ada, id, "sealed-1", "4321", now()).await.unwrap());
-    assert!(!accounts::set_account_number(&db, ada, id, "sealed-2", "9999", now()).await.unwrap(), "only once");
+    assert!(!alone!(&db, accounts::set_account_number, bob, id, "sealed-bob", "0000", now()).unwrap(), "not bob's");
+    assert!(alone!(&db, accounts::set_account_number, ada, id, "sealed-1", "4321", now()).unwrap());
+    assert!(!alone!(&db, accounts::set_account_number, ada, id, "sealed-2", "9999", now()).unwrap(), "only once");
     assert_eq!(accounts::sealed_account_number(&db, ada, id).await.unwrap().as_deref(), Some("sealed-1"));
     assert!(accounts::sealed_account_number(&db, bob, id).await.unwrap().is_none());
 
@@ -1090,9 +1102,9 @@ async fn accounts_are_scoped_hidden_and_counted(db: Db) {
     assert!(account(&db, ada, a1).await.is_active, "bob cannot change ada's");
 
     set_shares(&db, ada, &[(a3, 100)]).await;
-    assert!(!accounts::hide(&db, bob, a3, now()).await.unwrap(), "not bob's");
-    assert!(accounts::hide(&db, ada, a3, now()).await.unwrap());
-    assert!(!accounts::hide(&db, ada, a3, now()).await.unwrap(), "already hidden");
+    assert!(!alone!(&db, accounts::hide, bob, a3, now()).unwrap(), "not bob's");
+    assert!(alone!(&db, accounts::hide, ada, a3, now()).unwrap());
+    assert!(!alone!(&db, accounts::hide, ada, a3, now()).unwrap(), "already hidden");
     assert!(accounts::get(&db, ada, a3).await.unwrap().is_none());
     assert_eq!(visible_account_ids(&db, ada).await, [a1, a2]);
     assert_eq!(count_active(&db, m).await, 1);
@@ -1360,13 +1372,13 @@ async fn transactions_list_version_follows_every_change_to_the_list(db: Db) {
     upsert_txns(&db, ada, &[txn("TRN-1", acct, -100, day(2024, 6, 1))]).await;
     let v2 = version(ada).await;
     assert!(v2 > v1, "transactions ingested");
-    assert!(accounts::hide(&db, ada, acct, now()).await.unwrap());
+    assert!(alone!(&db, accounts::hide, ada, acct, now()).unwrap());
     let v3 = version(ada).await;
     assert!(v3 > v2, "account hidden");
     let other = make_account(&db, ada, m, "ACT-2", "Card", AccountFamily::Debt, now()).await;
     let v4 = version(ada).await;
     assert!(v4 > v3 && other > 0);
-    members::mark_deleted(&db, m, now()).await.unwrap();
+    alone!(&db, members::mark_deleted, m, now()).unwrap();
     assert!(version(ada).await > v4, "member deleted");
     assert_eq!(version(bob).await, 0, "another user's list is untouched");
 }
@@ -1551,7 +1563,7 @@ async fn transactions_list_newest_first_scoped_and_visible(db: Db) {
     assert!(txn_guids(&db, ada, Some(bobs)).await.is_empty());
     assert!(txn_guids(&db, bob, Some(chk)).await.is_empty());
 
-    assert!(accounts::hide(&db, ada, card, now()).await.unwrap());
+    assert!(alone!(&db, accounts::hide, ada, card, now()).unwrap());
     assert_eq!(txn_guids(&db, ada, None).await, ["TRN-3", "TRN-1"], "a hidden account's transactions are hidden");
     assert!(txn_guids(&db, ada, Some(card)).await.is_empty());
     assert_eq!(txn_guids(&db, ada, Some(chk)).await, ["TRN-3", "TRN-1"]);
@@ -1620,35 +1632,35 @@ async fn social_identity_of_another_user_is_a_conflict(db: Db) {
 async fn social_request_tokens_are_taken_once_before_expiry(db: Db) {
     let t = now();
     let ten = t + Duration::minutes(10);
-    social::save_request(&db, "rt-1", "twitter", "sealed-1", t, ten).await.unwrap();
-    assert!(social::take_request(&db, "rt-1", "google", t).await.unwrap().is_none(), "another provider");
-    assert!(social::take_request(&db, "rt-1", "twitter", ten).await.unwrap().is_none(), "expired");
-    assert!(social::take_request(&db, "rt-9", "twitter", t).await.unwrap().is_none(), "unknown");
+    alone!(&db, social::save_request, "rt-1", "twitter", "sealed-1", t, ten).unwrap();
+    assert!(alone!(&db, social::take_request, "rt-1", "google", t).unwrap().is_none(), "another provider");
+    assert!(alone!(&db, social::take_request, "rt-1", "twitter", ten).unwrap().is_none(), "expired");
+    assert!(alone!(&db, social::take_request, "rt-9", "twitter", t).unwrap().is_none(), "unknown");
     assert_eq!(
-        social::take_request(&db, "rt-1", "twitter", t + Duration::minutes(9)).await.unwrap().as_deref(),
+        alone!(&db, social::take_request, "rt-1", "twitter", t + Duration::minutes(9)).unwrap().as_deref(),
         Some("sealed-1")
     );
-    assert!(social::take_request(&db, "rt-1", "twitter", t).await.unwrap().is_none(), "taken once");
+    assert!(alone!(&db, social::take_request, "rt-1", "twitter", t).unwrap().is_none(), "taken once");
 
-    social::save_request(&db, "rt-2", "twitter", "sealed-2", t, t + Duration::minutes(1)).await.unwrap();
-    social::save_request(&db, "rt-3", "twitter", "sealed-3", t + Duration::minutes(2), ten).await.unwrap();
-    assert!(social::take_request(&db, "rt-2", "twitter", t).await.unwrap().is_none(), "expired requests are purged");
-    let err = social::save_request(&db, "rt-3", "twitter", "again", t, ten).await.unwrap_err();
+    alone!(&db, social::save_request, "rt-2", "twitter", "sealed-2", t, t + Duration::minutes(1)).unwrap();
+    alone!(&db, social::save_request, "rt-3", "twitter", "sealed-3", t + Duration::minutes(2), ten).unwrap();
+    assert!(alone!(&db, social::take_request, "rt-2", "twitter", t).unwrap().is_none(), "expired requests are purged");
+    let err = alone!(&db, social::save_request, "rt-3", "twitter", "again", t, ten).unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
-    assert_eq!(social::take_request(&db, "rt-3", "twitter", t).await.unwrap().as_deref(), Some("sealed-3"));
+    assert_eq!(alone!(&db, social::take_request, "rt-3", "twitter", t).unwrap().as_deref(), Some("sealed-3"));
 }
 
 async fn engines_agree_on_search_case_wildcards_and_missing_times(db: Db) {
-    institutions::upsert(
+    alone!(
         &db,
+        institutions::upsert,
         &[
             catalog("ecole", "École Credit Union", None),
             catalog("ab", "A_B Bank", None),
             catalog("axb", "AXB Bank", None),
         ],
-        now(),
+        now()
     )
-    .await
     .unwrap();
     let names = |list: Vec<institutions::Institution>| list.into_iter().map(|i| i.name).collect::<Vec<_>>();
     assert_eq!(names(institutions::list(&db, Some("ÉCOLE"), 10).await.unwrap()), ["École Credit Union"]);
@@ -1692,7 +1704,7 @@ async fn transactions_page_by_limit_and_offset(db: Db) {
     assert_eq!(transactions::count_visible(&db, user, Some(savings)).await.unwrap(), 3);
     let saved = transactions::list_for_user(&db, user, Some(savings), Some(2), 1).await.unwrap();
     assert_eq!(guids(saved), ["TRN-6", "TRN-3"]);
-    accounts::hide(&db, user, savings, now()).await.unwrap();
+    alone!(&db, accounts::hide, user, savings, now()).unwrap();
     assert_eq!(transactions::count_visible(&db, user, None).await.unwrap(), 6, "hidden accounts do not count");
 }
 
@@ -1716,8 +1728,8 @@ async fn conflicts_name_the_same_constraint_on_both_engines(db: Db) {
     assert!(err.on_constraint(constraints::MEMBERS_USER_INSTITUTION), "{err:?}");
 
     let t = now();
-    social::save_request(&db, "rt-1", "twitter", "sealed", t, t + Duration::minutes(5)).await.unwrap();
-    let err = social::save_request(&db, "rt-1", "twitter", "again", t, t + Duration::minutes(5)).await.unwrap_err();
+    alone!(&db, social::save_request, "rt-1", "twitter", "sealed", t, t + Duration::minutes(5)).unwrap();
+    let err = alone!(&db, social::save_request, "rt-1", "twitter", "again", t, t + Duration::minutes(5)).unwrap_err();
     assert!(err.on_constraint(constraints::OAUTH_REQUESTS_TOKEN), "{err:?}");
 
     let bob = users::find_by_email(&db, "bob@example.com").await.unwrap().unwrap().id;
@@ -1927,7 +1939,7 @@ async fn integer_ids_migration_keeps_every_row_and_relation(db: Db) {
     // Sign-in and the queue.
     let identity = social::find(&db, "google", "g-1").await.unwrap().unwrap();
     assert_eq!((identity.id, identity.user_id), (1, bob_row.id));
-    assert_eq!(social::take_request(&db, "rt-1", "twitter", later(12)).await.unwrap().as_deref(), Some("sealed"));
+    assert_eq!(alone!(&db, social::take_request, "rt-1", "twitter", later(12)).unwrap().as_deref(), Some("sealed"));
     let queued = jobs::list(&db, false).await.unwrap();
     let payloads: Vec<serde_json::Value> = queued.iter().map(|j| serde_json::from_str(&j.payload).unwrap()).collect();
     assert_eq!(queued.iter().map(|j| j.id).collect::<Vec<_>>(), [1, 2, 3, 4]);
@@ -2189,14 +2201,14 @@ async fn payments_one_customer_per_user_found_by_user_id_and_dwolla_id(db: Db) {
 async fn payments_customer_status_follows_dwolla_and_keeps_unknown_words(db: Db) {
     let ada = make_user(&db, "ada@example.com").await;
     let id = make_customer(&db, ada).await;
-    assert!(payments::set_customer_status(&db, id, &CustomerStatus::Retry, now()).await.unwrap(), "from null");
-    assert!(!payments::set_customer_status(&db, id, &CustomerStatus::Retry, now()).await.unwrap(), "no change");
-    assert!(payments::set_customer_status(&db, id, &CustomerStatus::Verified, now()).await.unwrap());
+    assert!(alone!(&db, payments::set_customer_status, id, &CustomerStatus::Retry, now()).unwrap(), "from null");
+    assert!(!alone!(&db, payments::set_customer_status, id, &CustomerStatus::Retry, now()).unwrap(), "no change");
+    assert!(alone!(&db, payments::set_customer_status, id, &CustomerStatus::Verified, now()).unwrap());
     assert_eq!(customer(&db, id).await.status, Some(CustomerStatus::Verified));
     let unknown = CustomerStatus::parse("under-review");
-    assert!(payments::set_customer_status(&db, id, &unknown, now()).await.unwrap());
+    assert!(alone!(&db, payments::set_customer_status, id, &unknown, now()).unwrap());
     assert_eq!(customer(&db, id).await.status, Some(unknown), "an unknown status keeps its text");
-    assert!(!payments::set_customer_status(&db, new_id(), &CustomerStatus::Verified, now()).await.unwrap());
+    assert!(!alone!(&db, payments::set_customer_status, new_id(), &CustomerStatus::Verified, now()).unwrap());
 }
 
 async fn payments_one_live_funding_source_per_account(db: Db) {
@@ -2224,8 +2236,8 @@ async fn payments_one_live_funding_source_per_account(db: Db) {
 
     set_funding_source_dwolla(&db, first, "fs-1").await.unwrap();
     assert_eq!(payments::funding_source_by_dwolla_id(&db, "fs-1").await.unwrap().unwrap().id, first);
-    assert!(payments::mark_funding_source_removed(&db, first, now()).await.unwrap());
-    assert!(!payments::mark_funding_source_removed(&db, first, now()).await.unwrap(), "removed once");
+    assert!(alone!(&db, payments::mark_funding_source_removed, first, now()).unwrap());
+    assert!(!alone!(&db, payments::mark_funding_source_removed, first, now()).unwrap(), "removed once");
     assert!(payments::funding_source_of_account(&db, ada, account).await.unwrap().is_none());
 
     let second = insert_funding_source(
@@ -2252,13 +2264,13 @@ async fn payments_one_live_funding_source_per_account(db: Db) {
     .await
     .unwrap_err();
     assert!(err.on_constraint(constraints::FUNDING_SOURCES_DWOLLA_ID), "{err:?}");
-    payments::mark_funding_source_removed(&db, second, now()).await.unwrap();
+    alone!(&db, payments::mark_funding_source_removed, second, now()).unwrap();
     let third = insert_funding_source(&db, &new_funding_source(ada, account, customer_id)).await.unwrap();
     let err = set_funding_source_dwolla(&db, third, "fs-2").await.unwrap_err();
     assert!(err.on_constraint(constraints::FUNDING_SOURCES_DWOLLA_ID), "{err:?}");
 
-    assert!(payments::set_funding_source_status(&db, third, FundingSourceStatus::Verified, now()).await.unwrap());
-    assert!(!payments::set_funding_source_status(&db, third, FundingSourceStatus::Verified, now()).await.unwrap());
+    assert!(alone!(&db, payments::set_funding_source_status, third, FundingSourceStatus::Verified, now()).unwrap());
+    assert!(!alone!(&db, payments::set_funding_source_status, third, FundingSourceStatus::Verified, now()).unwrap());
     assert_eq!(funding_source(&db, third).await.status, FundingSourceStatus::Verified);
 }
 
@@ -2289,12 +2301,12 @@ async fn payments_micro_deposits_wait_for_a_dwolla_id_and_are_initiated_once(db:
     set_funding_source_dwolla(&db, id, "fs-1").await.unwrap();
     assert_eq!(needing(db.clone()).await, [id]);
 
-    payments::set_micro_deposits(&db, id, Some(&MicroDepositStatus::Pending), 0, now()).await.unwrap();
+    alone!(&db, payments::set_micro_deposits, id, Some(&MicroDepositStatus::Pending), 0, now()).unwrap();
     assert!(needing(db.clone()).await.is_empty(), "initiated once");
-    payments::set_micro_deposits(&db, id, Some(&MicroDepositStatus::MaxAttempts), 3, now()).await.unwrap();
+    alone!(&db, payments::set_micro_deposits, id, Some(&MicroDepositStatus::MaxAttempts), 3, now()).unwrap();
     let f = funding_source(&db, id).await;
     assert_eq!((f.md_status, f.md_attempts), (Some(MicroDepositStatus::MaxAttempts), 3));
-    payments::set_micro_deposits(&db, id, None, 0, now()).await.unwrap();
+    alone!(&db, payments::set_micro_deposits, id, None, 0, now()).unwrap();
     assert_eq!(needing(db.clone()).await, [id], "cleared, they may be initiated again");
 
     let (bob, bob_account, bob_customer) = banked_user(&db, "bob@example.com").await;
@@ -2309,7 +2321,7 @@ async fn payments_micro_deposits_wait_for_a_dwolla_id_and_are_initiated_once(db:
     .await
     .unwrap();
     assert!(!needing(db.clone()).await.contains(&iav), "IAV sources need no micro-deposits");
-    payments::mark_funding_source_removed(&db, id, now()).await.unwrap();
+    alone!(&db, payments::mark_funding_source_removed, id, now()).unwrap();
     assert!(needing(db.clone()).await.is_empty(), "removed sources need none");
 }
 
@@ -2332,14 +2344,15 @@ async fn payments_a_reference_moves_money_at_most_once(db: Db) {
     assert_eq!((t.failure_code, t.failure_description, t.processed_at), (None, None, None));
     assert!(payments::transfer_by_reference(&db, "collection:2").await.unwrap().is_none());
 
-    payments::set_transfer_dwolla_id(&db, id, "tr-1", &TransferStatus::Pending, now()).await.unwrap();
+    alone!(&db, payments::set_transfer_dwolla_id, id, "tr-1", &TransferStatus::Pending, now()).unwrap();
     assert_eq!(payments::transfer_by_dwolla_id(&db, "tr-1").await.unwrap().unwrap().id, id);
     assert!(payments::transfer_by_dwolla_id(&db, "tr-2").await.unwrap().is_none());
     let other = make_transfer(&db, "payout:1").await;
-    let err = payments::set_transfer_dwolla_id(&db, other, "tr-1", &TransferStatus::Pending, now()).await.unwrap_err();
+    let err =
+        alone!(&db, payments::set_transfer_dwolla_id, other, "tr-1", &TransferStatus::Pending, now()).unwrap_err();
     assert!(err.on_constraint(constraints::TRANSFERS_DWOLLA_ID), "{err:?}");
     let err =
-        payments::set_transfer_dwolla_id(&db, new_id(), "tr-9", &TransferStatus::Pending, now()).await.unwrap_err();
+        alone!(&db, payments::set_transfer_dwolla_id, new_id(), "tr-9", &TransferStatus::Pending, now()).unwrap_err();
     assert!(matches!(err, StoreError::NotFound), "{err:?}");
 
     raw!(&db, "DELETE FROM users WHERE id = $1", ada);
@@ -2349,14 +2362,17 @@ async fn payments_a_reference_moves_money_at_most_once(db: Db) {
 async fn payments_a_transfer_resolves_at_most_once(db: Db) {
     let id = make_transfer(&db, "collection:1").await;
     let failed = TransferStatus::Failed;
-    assert!(!payments::set_transfer_status(&db, id, &TransferStatus::Pending, None, now()).await.unwrap(), "no change");
+    assert!(
+        !alone!(&db, payments::set_transfer_status, id, &TransferStatus::Pending, None, now()).unwrap(),
+        "no change"
+    );
     let resolved = now();
     assert!(
-        payments::set_transfer_status(&db, id, &failed, Some(("R01", "Insufficient Funds")), resolved).await.unwrap()
+        alone!(&db, payments::set_transfer_status, id, &failed, Some(("R01", "Insufficient Funds")), resolved).unwrap()
     );
-    assert!(!payments::set_transfer_status(&db, id, &failed, Some(("R03", "No Account")), now()).await.unwrap());
-    assert!(!payments::set_transfer_status(&db, id, &TransferStatus::Processed, None, now()).await.unwrap());
-    assert!(!payments::set_transfer_status(&db, id, &TransferStatus::Pending, None, now()).await.unwrap());
+    assert!(!alone!(&db, payments::set_transfer_status, id, &failed, Some(("R03", "No Account")), now()).unwrap());
+    assert!(!alone!(&db, payments::set_transfer_status, id, &TransferStatus::Processed, None, now()).unwrap());
+    assert!(!alone!(&db, payments::set_transfer_status, id, &TransferStatus::Pending, None, now()).unwrap());
     let t = transfer(&db, id).await;
     assert_eq!(
         (t.status, t.failure_code.as_deref(), t.failure_description.as_deref()),
@@ -2364,26 +2380,28 @@ async fn payments_a_transfer_resolves_at_most_once(db: Db) {
     );
     assert_eq!((t.updated_at, t.processed_at), (resolved, None));
 
-    payments::set_transfer_dwolla_id(&db, id, "tr-1", &TransferStatus::Pending, now()).await.unwrap();
+    alone!(&db, payments::set_transfer_dwolla_id, id, "tr-1", &TransferStatus::Pending, now()).unwrap();
     assert_eq!(transfer(&db, id).await.status, TransferStatus::Failed, "recording the Dwolla id keeps a resolution");
 
     let instant = make_transfer(&db, "collection:2").await;
     let at_dwolla = now();
-    payments::set_transfer_dwolla_id(&db, instant, "tr-2", &TransferStatus::Processed, at_dwolla).await.unwrap();
+    alone!(&db, payments::set_transfer_dwolla_id, instant, "tr-2", &TransferStatus::Processed, at_dwolla).unwrap();
     let t = transfer(&db, instant).await;
     assert_eq!(
         (t.status, t.processed_at),
         (TransferStatus::Processed, Some(at_dwolla)),
         "a balance transfer resolves at once"
     );
-    assert!(!payments::set_transfer_status(&db, instant, &TransferStatus::Cancelled, None, now()).await.unwrap());
+    assert!(!alone!(&db, payments::set_transfer_status, instant, &TransferStatus::Cancelled, None, now()).unwrap());
 
     let unknown = make_transfer(&db, "collection:3").await;
-    assert!(payments::set_transfer_status(&db, unknown, &TransferStatus::parse("on-hold"), None, now()).await.unwrap());
+    assert!(
+        alone!(&db, payments::set_transfer_status, unknown, &TransferStatus::parse("on-hold"), None, now()).unwrap()
+    );
     assert_eq!(transfer(&db, unknown).await.status, TransferStatus::parse("on-hold"), "kept as Dwolla spelled it");
     let processed = now();
     assert!(
-        payments::set_transfer_status(&db, unknown, &TransferStatus::Processed, None, processed).await.unwrap(),
+        alone!(&db, payments::set_transfer_status, unknown, &TransferStatus::Processed, None, processed).unwrap(),
         "an unknown status is not final"
     );
     assert_eq!(transfer(&db, unknown).await.processed_at, Some(processed));
@@ -2399,9 +2417,9 @@ async fn payments_transfers_in_flight_and_listed_by_status(db: Db) {
         made.push(insert_transfer(&db, &t).await.unwrap());
     }
     let [a, b, c, d] = made[..] else { unreachable!() };
-    payments::set_transfer_status(&db, b, &TransferStatus::Processed, None, now()).await.unwrap();
-    payments::set_transfer_status(&db, c, &TransferStatus::Cancelled, None, now()).await.unwrap();
-    payments::set_transfer_status(&db, d, &TransferStatus::parse("reclaimed"), None, now()).await.unwrap();
+    alone!(&db, payments::set_transfer_status, b, &TransferStatus::Processed, None, now()).unwrap();
+    alone!(&db, payments::set_transfer_status, c, &TransferStatus::Cancelled, None, now()).unwrap();
+    alone!(&db, payments::set_transfer_status, d, &TransferStatus::parse("reclaimed"), None, now()).unwrap();
     assert_eq!(ids(payments::transfers_in_flight(&db).await.unwrap()), [a], "reclaimed is final too");
     assert_eq!(ids(payments::list_transfers(&db, None).await.unwrap()), [d, c, b, a], "newest first");
     assert_eq!(ids(payments::list_transfers(&db, Some(&TransferStatus::Processed)).await.unwrap()), [b]);
@@ -2452,12 +2470,12 @@ async fn payments_one_funding_account_per_user_and_dwolla_created_is_scoped(db: 
     choose(db.clone(), ada, bobs).await;
     assert!(funding(db.clone(), bob, bobs).await, "another user's account is not touched");
 
-    accounts::set_dwolla_created(&db, ada, checking, true, now()).await.unwrap();
-    accounts::set_dwolla_created(&db, ada, bobs, true, now()).await.unwrap();
+    alone!(&db, accounts::set_dwolla_created, ada, checking, true, now()).unwrap();
+    alone!(&db, accounts::set_dwolla_created, ada, bobs, true, now()).unwrap();
     assert!(account(&db, ada, checking).await.is_dwolla_created);
     assert!(!account(&db, ada, savings).await.is_dwolla_created);
     assert!(!account(&db, bob, bobs).await.is_dwolla_created, "scoped to the user");
-    accounts::set_dwolla_created(&db, ada, checking, false, now()).await.unwrap();
+    alone!(&db, accounts::set_dwolla_created, ada, checking, false, now()).unwrap();
     assert!(!account(&db, ada, checking).await.is_dwolla_created);
 }
 

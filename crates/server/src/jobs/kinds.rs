@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use donkies_store::{now, outbox, tokens};
+use donkies_store::outbox;
 use serde::{Deserialize, Serialize};
 
 use super::{Job, JobContext, JobError, Registry};
@@ -74,7 +74,7 @@ impl Job for SendMail {
         let readable =
             outbox::Mail { text_body: open(&mail.text_body), html_body: open(&mail.html_body), ..mail.clone() };
         ctx.mailer.deliver(&readable).await.map_err(JobError::retry)?;
-        outbox::mark_sent(db, self.outbox_id, now()).await?;
+        ctx.services.mark_mail_sent(self.outbox_id).await?;
         tracing::info!(outbox_id = %self.outbox_id, template = %mail.template, "mail delivered");
         Ok(())
     }
@@ -82,7 +82,7 @@ impl Job for SendMail {
 
 impl Job for Cleanup {
     async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
-        let removed = tokens::delete_expired(&ctx.services.db, now()).await?;
+        let removed = ctx.services.remove_expired_tokens().await?;
         tracing::info!(removed, "expired tokens removed");
         Ok(())
     }

@@ -9,7 +9,7 @@ use donkies_store::transactions::{self, Transaction};
 use donkies_store::{StoreError, members, now};
 use futures::stream::BoxStream;
 
-use super::{Change, ServiceError, ServiceResult, Services};
+use super::{Change, ServiceError, ServiceResult, Services, Work};
 
 /// A user's transactions as the database yields them, and, for a page, how many there are in all.
 pub struct TransactionPage<'a> {
@@ -44,11 +44,14 @@ impl Services {
 
     /// Remove an account from the user's view; the debt shares are rebalanced.
     pub async fn hide_account(&self, user_id: i64, id: i64) -> ServiceResult<()> {
-        if !accounts::hide(&self.db, user_id, id, now()).await? {
+        let mut work = self.begin().await?;
+        if !accounts::hide(&mut work, user_id, id, now()).await? {
             return Err(ServiceError::NotFound);
         }
-        self.changes.publish(&Change::Transactions(user_id));
-        self.rebalance_debt_shares(user_id).await
+        self.rebalance_debt_shares(&mut work, user_id).await?;
+        work.changed(Change::Transactions(user_id));
+        work.commit().await?;
+        Ok(())
     }
 
     /// Switch an account on or off; each institution keeps at least one active account.
@@ -61,12 +64,10 @@ impl Services {
         }
         if !active && account.transfer_share > Share::default() {
             accounts::set_shares(&mut work, user_id, &DebtShares::default(), now()).await?;
+            // Give the share back to the remaining debt accounts.
+            self.rebalance_debt_shares(&mut work, user_id).await?;
         }
         work.commit().await?;
-        if !active && account.transfer_share > Share::default() {
-            // Give the share back to the remaining debt accounts.
-            self.rebalance_debt_shares(user_id).await?;
-        }
         Ok(())
     }
 
@@ -75,9 +76,11 @@ impl Services {
         let account = self.account(user_id, id).await?;
         let sealed = self.sealer.seal(digits);
         let last4 = &digits[digits.len().saturating_sub(4)..];
-        if !accounts::set_account_number(&self.db, user_id, account.id, &sealed, last4, now()).await? {
+        let mut work = self.begin().await?;
+        if !accounts::set_account_number(&mut work, user_id, account.id, &sealed, last4, now()).await? {
             return Err(ServiceError::invalid("The account number is already set."));
         }
+        work.commit().await?;
         Ok(())
     }
 
@@ -109,15 +112,14 @@ impl Services {
         Ok(())
     }
 
-    /// Keep the active debt accounts' shares summing to 100 (see [`DebtShares::rebalanced`]).
-    pub async fn rebalance_debt_shares(&self, user_id: i64) -> ServiceResult<()> {
-        let current = accounts::debt_shares(&self.db, user_id).await?;
+    /// Keep the active debt accounts' shares summing to 100 (see [`DebtShares::rebalanced`]),
+    /// as part of the change that unbalanced them.
+    pub async fn rebalance_debt_shares(&self, work: &mut Work, user_id: i64) -> ServiceResult<()> {
+        let current = accounts::debt_shares(&mut **work, user_id).await?;
         if current.is_empty() || current.is_balanced() {
             return Ok(());
         }
-        let mut work = self.begin().await?;
-        accounts::set_shares(&mut work, user_id, &current.rebalanced(), now()).await?;
-        work.commit().await?;
+        accounts::set_shares(work, user_id, &current.rebalanced(), now()).await?;
         Ok(())
     }
 

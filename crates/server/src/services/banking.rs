@@ -127,8 +127,10 @@ impl Services {
             Err(AtriumError::Conflict { .. }) => self.find_aggregator_user(&user.identifier).await?,
             Err(err) => return Err(err.into()),
         };
-        users::set_guid(&self.db, user_id, &guid, now()).await?;
-        self.changes.publish(&Change::User(user_id));
+        let mut work = self.begin().await?;
+        users::set_guid(&mut work, user_id, &guid, now()).await?;
+        work.changed(Change::User(user_id));
+        work.commit().await?;
         Ok(guid)
     }
 
@@ -162,7 +164,9 @@ impl Services {
             .iter()
             .map(|i| CatalogEntry { code: i.code.clone(), name: i.name.clone(), url: i.url.clone() })
             .collect();
-        institutions::upsert(&self.db, &entries, now()).await?;
+        let mut work = self.begin().await?;
+        institutions::upsert(&mut work, &entries, now()).await?;
+        work.commit().await?;
         for inst in &catalog {
             self.refresh_credentials(&inst.code).await?;
         }
@@ -187,7 +191,9 @@ impl Services {
                 display_order: c.display_order.map_or(i as i64 + 1, i64::from),
             })
             .collect();
-        institutions::replace_credentials(&self.db, inst.id, &creds).await?;
+        let mut work = self.begin().await?;
+        institutions::replace_credentials(&mut work, inst.id, &creds).await?;
+        work.commit().await?;
         Ok(creds)
     }
 
@@ -325,10 +331,13 @@ impl Services {
                 Err(err) => return Err(err.into()),
             }
         }
-        members::mark_deleted(&self.db, member.id, now()).await?;
-        self.changes.publish(&Change::Member(member.id));
-        self.changes.publish(&Change::Transactions(user_id));
-        self.rebalance_debt_shares(user_id).await
+        let mut work = self.begin().await?;
+        members::mark_deleted(&mut work, member.id, now()).await?;
+        self.rebalance_debt_shares(&mut work, user_id).await?;
+        work.changed(Change::Member(member.id));
+        work.changed(Change::Transactions(user_id));
+        work.commit().await?;
+        Ok(())
     }
 
     /// Answer a CHALLENGED member's questions; polling starts again.
@@ -505,10 +514,11 @@ impl Services {
         let data: Vec<AccountData> = live.iter().map(account_data).collect();
         let mut work = self.begin().await?;
         accounts::upsert(&mut work, member.user_id, member.id, &data, now()).await?;
+        self.rebalance_debt_shares(&mut work, member.user_id).await?;
         work.changed(Change::Member(member.id));
         work.changed(Change::Transactions(member.user_id));
         work.commit().await?;
-        self.rebalance_debt_shares(member.user_id).await
+        Ok(())
     }
 
     /// Upsert the member's transactions (all pages).

@@ -100,12 +100,14 @@ impl Services {
         if user.is_confirmed {
             return Err(ServiceError::invalid("Registration already has been confirmed."));
         }
-        let confirmed = users::confirm(&self.db, user.id, &token_hash(token), now()).await?;
-        self.changes.publish(&Change::User(user.id));
-        if !confirmed {
+        let mut work = self.begin().await?;
+        if !users::confirm(&mut work, user.id, &token_hash(token), now()).await? {
             return Err(ServiceError::invalid("Provided confirmation token is not correct"));
         }
-        self.issue_token(user.id).await
+        let session = self.start_session(&mut work, user.id).await?;
+        work.changed(Change::User(user.id));
+        work.commit().await?;
+        Ok(session)
     }
 
     /// Sign in with email and password: a new session token. Unknown email and wrong password
@@ -121,9 +123,17 @@ impl Services {
 
     /// Start a session: a new random token, of which only the hash is stored.
     pub async fn issue_token(&self, user_id: i64) -> ServiceResult<String> {
+        let mut work = self.begin().await?;
+        let token = self.start_session(&mut work, user_id).await?;
+        work.commit().await?;
+        Ok(token)
+    }
+
+    /// [`Services::issue_token`] as part of `work`.
+    async fn start_session(&self, work: &mut Work, user_id: i64) -> ServiceResult<String> {
         let token = new_token();
         let t = now();
-        tokens::insert_session(&self.db, &token_hash(&token), user_id, t, t + self.settings.token_ttl).await?;
+        tokens::insert_session(work, &token_hash(&token), user_id, t, t + self.settings.token_ttl).await?;
         Ok(token)
     }
 

@@ -210,7 +210,8 @@ pub enum ServiceError {
 pub type ServiceResult<T> = Result<T, ServiceError>;
 
 /// Insert, then translate the unique constraint that refused it (never check first: that
-/// races). `name` is one of [`donkies_store::constraints`].
+/// races). `name` is one of [`donkies_store::constraints`]. Calls chain, one per constraint
+/// a write may meet: `.on_constraint(A, || …).on_constraint(B, || …)?`.
 pub trait OnConstraint<T> {
     fn on_constraint(self, name: &str, error: impl FnOnce() -> ServiceError) -> ServiceResult<T>;
 }
@@ -218,6 +219,15 @@ pub trait OnConstraint<T> {
 impl<T> OnConstraint<T> for Result<T, StoreError> {
     fn on_constraint(self, name: &str, error: impl FnOnce() -> ServiceError) -> ServiceResult<T> {
         self.map_err(|e| if e.on_constraint(name) { error() } else { e.into() })
+    }
+}
+
+impl<T> OnConstraint<T> for ServiceResult<T> {
+    fn on_constraint(self, name: &str, error: impl FnOnce() -> ServiceError) -> ServiceResult<T> {
+        self.map_err(|e| match e {
+            ServiceError::Store(store) if store.on_constraint(name) => error(),
+            other => other,
+        })
     }
 }
 
@@ -232,5 +242,22 @@ impl ServiceError {
 
     pub fn invalid(message: impl Into<String>) -> ServiceError {
         ServiceError::Invalid(message.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constraint_translations_chain() {
+        let translate = |refused: &str| {
+            Err::<(), _>(StoreError::Conflict(refused.to_owned()))
+                .on_constraint("first", || ServiceError::invalid("first"))
+                .on_constraint("second", || ServiceError::invalid("second"))
+        };
+        assert!(matches!(translate("first"), Err(ServiceError::Invalid(m)) if m == "first"));
+        assert!(matches!(translate("second"), Err(ServiceError::Invalid(m)) if m == "second"));
+        assert!(matches!(translate("third"), Err(ServiceError::Store(StoreError::Conflict(c))) if c == "third"));
     }
 }

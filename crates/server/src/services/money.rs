@@ -89,10 +89,14 @@ pub enum Collected {
     Sent { collection_id: i64, transfer_id: i64, amount: Cents },
     /// A dry run: this much would be collected.
     Would { amount: Cents },
-    /// What waits is below the minimum (or the caps leave too little room).
+    /// What waits is below the collection minimum.
     BelowMinimum { waiting: Cents },
+    /// Enough waits, but the daily or monthly cap leaves too little room for the minimum.
+    HeldByCap { waiting: Cents },
     /// Not collected, and why (closed, no round-up source, refused, busy).
     Skipped(String),
+    /// Not collected because something failed (e.g. the payment service): try again.
+    Failed(String),
 }
 
 /// What one user's payout did (or would do).
@@ -183,10 +187,12 @@ impl Services {
             daily_cap: change.daily_cap.map(|c| c.map(Cap::dollars)),
             monthly_cap: change.monthly_cap.map(|c| c.map(Cap::dollars)),
         };
-        users::update_settings(&self.db, user.id, &update, now()).await?;
-        self.changes.publish(&Change::User(user.id));
-        self.changes.publish(&Change::Transactions(user.id));
-        let user = users::find_by_id(&self.db, user.id).await?.ok_or(ServiceError::NotFound)?;
+        let mut work = self.begin().await?;
+        users::update_settings(&mut work, user.id, &update, now()).await?;
+        let user = users::find_by_id(&mut *work, user.id).await?.ok_or(ServiceError::NotFound)?;
+        work.changed(Change::User(user.id));
+        work.changed(Change::Transactions(user.id));
+        work.commit().await?;
         Ok(settings_of(&user))
     }
 
@@ -266,6 +272,10 @@ impl Services {
         if source.is_removed || source.status != FundingSourceStatus::Verified {
             return Ok(Collected::Skipped("the round-up source is not verified".into()));
         }
+        // Where the money goes is asked of Dwolla before the transaction opens: no provider call
+        // while it holds the user's lock (and on SQLite the writer). A dry run asks nothing.
+        let route =
+            if dry_run { None } else { Some(self.route(Endpoint::FundingSource(source.id), Endpoint::Donkies).await) };
         let mut work = self.begin().await?;
         ml::lock_user(&mut work, user.id).await?;
         self.gather_roundups(&mut work, &user).await?;
@@ -280,17 +290,21 @@ impl Services {
         let amount: Cents = taken.iter().map(|w| w.amount).sum();
         if taken.is_empty() {
             let waiting: Cents = amounts.iter().sum();
+            let collectable: Cents = amounts.iter().map(|a| (*a).max(Cents::ZERO)).sum();
             if !dry_run {
                 work.commit().await?;
             }
-            return Ok(Collected::BelowMinimum { waiting });
+            return Ok(if collectable >= self.settings.collection_minimum {
+                Collected::HeldByCap { waiting }
+            } else {
+                Collected::BelowMinimum { waiting }
+            });
         }
-        if dry_run {
+        let Some(route) = route else {
             return Ok(Collected::Would { amount });
-        }
-        let prepared = match self.prepare_transfer(Endpoint::FundingSource(source.id), Endpoint::Donkies, amount).await
-        {
-            Ok(p) => p,
+        };
+        let prepared = match route {
+            Ok(route) => route.carrying(amount),
             Err(ServiceError::Invalid(why)) => {
                 // Keep what was gathered; the money waits for a source that may send.
                 work.commit().await?;
@@ -342,8 +356,8 @@ impl Services {
                 Ok(o) => o,
                 Err(ServiceError::Store(e)) => return Err(ServiceError::Store(e)),
                 Err(e) => {
-                    tracing::warn!(user = user_id, error = %e, "collection skipped");
-                    Collected::Skipped(e.to_string())
+                    tracing::warn!(user = user_id, error = %e, "collection failed");
+                    Collected::Failed(e.to_string())
                 }
             };
             outcomes.push((*user_id, outcome));
@@ -383,7 +397,7 @@ impl Services {
             };
             ledger::record(work, &movement).await.map_err(ledger_error)?;
             work.changed(Change::User(c.user_id));
-            if processed && users::find_by_id(&self.db, c.user_id).await?.is_some_and(|u| u.is_closed_account) {
+            if processed && users::find_by_id(&mut **work, c.user_id).await?.is_some_and(|u| u.is_closed_account) {
                 work.enqueue(&FinalPayout { user_id: c.user_id }, Duration::ZERO).await?;
             }
             return Ok(());
@@ -605,8 +619,8 @@ impl Services {
     /// Close the account: round-ups stop, nothing more is collected, what is held is paid out
     /// (ignoring the minimum) by a job; the user can still sign in and read.
     pub async fn close_account(&self, user_id: i64) -> ServiceResult<()> {
-        users::close_account(&self.db, user_id, now()).await?;
         let mut work = self.begin().await?;
+        users::close_account(&mut work, user_id, now()).await?;
         work.enqueue(&FinalPayout { user_id }, Duration::ZERO).await?;
         work.changed(Change::User(user_id));
         work.commit().await?;

@@ -7,7 +7,7 @@ use donkies_store::outbox::{self, Mail};
 use donkies_store::{StoreError, new_id, now};
 use serde::{Deserialize, Serialize};
 
-use super::{Task, Work};
+use super::{Services, Task, Work};
 use crate::crypto::Sealer;
 use crate::mail::Rendered;
 
@@ -43,4 +43,21 @@ pub async fn queue_mail(
     };
     outbox::insert(work, &mail).await?;
     work.enqueue(&SendMail { outbox_id: mail.id }, Duration::ZERO).await
+}
+
+impl Services {
+    /// Record that the outbox message went out (its bodies are dropped).
+    pub async fn mark_mail_sent(&self, outbox_id: i64) -> Result<(), StoreError> {
+        let mut work = self.begin().await?;
+        outbox::mark_sent(&mut work, outbox_id, now()).await?;
+        work.commit().await
+    }
+
+    /// Remove expired sessions and spent or expired action tokens; how many.
+    pub async fn remove_expired_tokens(&self) -> Result<u64, StoreError> {
+        let mut work = self.begin().await?;
+        let removed = donkies_store::tokens::delete_expired(&mut work, now()).await?;
+        work.commit().await?;
+        Ok(removed)
+    }
 }

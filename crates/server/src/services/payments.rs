@@ -116,6 +116,21 @@ impl Task for EnsureWebhookSubscription {
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct PollPayments {}
 
+/// Where a transfer may go, found before its amount is known: [`Services::route`].
+#[derive(Debug, Clone)]
+pub struct Route {
+    from: String,
+    to: String,
+    user_id: Option<i64>,
+}
+
+impl Route {
+    /// The transfer of `amount` (positive) along this route.
+    pub fn carrying(self, amount: Cents) -> PreparedTransfer {
+        PreparedTransfer { from: self.from, to: self.to, user_id: self.user_id, amount }
+    }
+}
+
 /// A transfer whose parties were checked, ready to record.
 #[derive(Debug, Clone)]
 pub struct PreparedTransfer {
@@ -177,10 +192,10 @@ impl Services {
         Ok(payments::customer_of_user(&self.db, user_id).await?)
     }
 
-    /// After a profile change: a user whose profile is complete gets a personal (verified)
-    /// customer, created at Dwolla by a job — as the original system did.
-    pub async fn ensure_personal_customer(&self, user: &User) -> ServiceResult<()> {
-        if !user.is_profile_completed || payments::customer_of_user(&self.db, user.id).await?.is_some() {
+    /// After a profile change, inside its `work`: a user whose profile is complete gets a
+    /// personal (verified) customer, created at Dwolla by a job — as the original system did.
+    pub async fn ensure_personal_customer(&self, work: &mut Work, user: &User) -> ServiceResult<()> {
+        if !user.is_profile_completed || payments::customer_of_user(&mut **work, user.id).await?.is_some() {
             return Ok(());
         }
         let ssn = match &user.ssn_encrypted {
@@ -200,15 +215,21 @@ impl Services {
             ssn,
             phone: user.phone.clone(),
         };
-        match self.create_customer(user, CustomerRequest { kind: CustomerKind::Personal, profile: Some(profile) }).await
-        {
-            Ok(_) | Err(ServiceError::Invalid(_)) => Ok(()),
-            Err(e) => Err(e),
-        }
+        let request = CustomerRequest { kind: CustomerKind::Personal, profile: Some(profile) };
+        self.record_customer(work, user, request).await?;
+        Ok(())
     }
 
     /// Record a customer for the user and create it at Dwolla in the background.
     pub async fn create_customer(&self, user: &User, request: CustomerRequest) -> ServiceResult<Customer> {
+        let mut work = self.begin().await?;
+        let id = self.record_customer(&mut work, user, request).await?;
+        work.commit().await?;
+        payments::customer_by_id(&self.db, id).await?.ok_or(ServiceError::NotFound)
+    }
+
+    /// Record a customer for the user in `work`, with the job that creates it at Dwolla; its id.
+    async fn record_customer(&self, work: &mut Work, user: &User, request: CustomerRequest) -> ServiceResult<i64> {
         let id = new_id();
         let profile = request.profile.as_ref();
         let sealed = profile.map(|p| self.sealer.seal(&p.ssn));
@@ -231,14 +252,12 @@ impl Services {
             phone: profile.and_then(|p| p.phone.as_deref()),
             now: now(),
         };
-        let mut work = self.begin().await?;
-        payments::insert_customer(&mut work, &new)
+        payments::insert_customer(work, &new)
             .await
             .on_constraint(constraints::CUSTOMERS_USER_ID, || ServiceError::invalid("The customer already exists."))?;
         work.enqueue(&CreateDwollaCustomer { customer_id: id }, Duration::ZERO).await?;
-        work.commit().await?;
         tracing::info!(user = user.id, customer = id, kind = request.kind.as_str(), "customer recorded");
-        payments::customer_by_id(&self.db, id).await?.ok_or(ServiceError::NotFound)
+        Ok(id)
     }
 
     /// The `create_dwolla_customer` job: create (or find, by email) the customer at Dwolla.
@@ -419,8 +438,10 @@ impl Services {
                 Ok(()) | Err(DwollaError::InvalidResourceState { .. }) => {}
                 Err(e) => return Err(dwolla_job_error(e)),
             }
-            payments::set_micro_deposits(&self.db, funding_source_id, Some(&MicroDepositStatus::Pending), 0, now())
+            let mut work = self.begin().await?;
+            payments::set_micro_deposits(&mut work, funding_source_id, Some(&MicroDepositStatus::Pending), 0, now())
                 .await?;
+            work.commit().await?;
         }
         Ok(())
     }
@@ -445,21 +466,26 @@ impl Services {
         };
         match self.rail.verify_micro_deposits(&dwolla_id, amount1, amount2).await {
             Ok(()) => {
-                payments::set_funding_source_status(&self.db, id, FundingSourceStatus::Verified, now()).await?;
+                // The bank is verified and its micro-deposits done, together.
+                let mut work = self.begin().await?;
+                payments::set_funding_source_status(&mut work, id, FundingSourceStatus::Verified, now()).await?;
                 payments::set_micro_deposits(
-                    &self.db,
+                    &mut work,
                     id,
                     Some(&MicroDepositStatus::Processed),
                     source.md_attempts + 1,
                     now(),
                 )
                 .await?;
+                work.commit().await?;
                 self.funding_source(user_id, id).await
             }
             Err(DwollaError::Validation { .. }) => {
                 let attempts = source.md_attempts + 1;
                 let status = if attempts >= 3 { MicroDepositStatus::MaxAttempts } else { MicroDepositStatus::Failed };
-                payments::set_micro_deposits(&self.db, id, Some(&status), attempts, now()).await?;
+                let mut work = self.begin().await?;
+                payments::set_micro_deposits(&mut work, id, Some(&status), attempts, now()).await?;
+                work.commit().await?;
                 Err(if attempts >= 3 {
                     ServiceError::invalid(
                         "The amounts are not correct, and that was the last attempt: remove the bank and add it again.",
@@ -470,14 +496,16 @@ impl Services {
             }
             Err(DwollaError::InvalidResourceState { message, .. }) => {
                 if message.to_ascii_lowercase().contains("attempts") {
+                    let mut work = self.begin().await?;
                     payments::set_micro_deposits(
-                        &self.db,
+                        &mut work,
                         id,
                         Some(&MicroDepositStatus::MaxAttempts),
                         source.md_attempts.max(3),
                         now(),
                     )
                     .await?;
+                    work.commit().await?;
                 }
                 Err(ServiceError::invalid(message))
             }
@@ -538,17 +566,16 @@ impl Services {
             now: now(),
         };
         let mut work = self.begin().await?;
-        if let Err(e) = payments::insert_funding_source(&mut work, &new).await {
-            return Err(if e.on_constraint(constraints::FUNDING_SOURCES_ACCOUNT_ID) {
+        payments::insert_funding_source(&mut work, &new)
+            .await
+            .on_constraint(constraints::FUNDING_SOURCES_ACCOUNT_ID, || {
                 ServiceError::field("account_id", "This account has a funding source already.")
-            } else if e.on_constraint(constraints::FUNDING_SOURCES_DWOLLA_ID) {
+            })
+            .on_constraint(constraints::FUNDING_SOURCES_DWOLLA_ID, || {
                 ServiceError::field("dwolla_id", "This funding source is linked already.")
-            } else {
-                e.into()
-            });
-        }
+            })?;
+        accounts::set_dwolla_created(&mut work, user_id, account.id, true, now()).await?;
         work.commit().await?;
-        accounts::set_dwolla_created(&self.db, user_id, account.id, true, now()).await?;
         self.funding_source(user_id, id).await
     }
 
@@ -647,13 +674,19 @@ impl Services {
         if amount <= Cents::ZERO {
             return Err(ServiceError::invalid("A transfer moves a positive amount."));
         }
+        Ok(self.route(source, destination).await?.carrying(amount))
+    }
+
+    /// Check that `source` may send money to `destination` and find both at Dwolla (which may
+    /// ask Dwolla: call it before a transaction opens); nothing is written.
+    pub async fn route(&self, source: Endpoint, destination: Endpoint) -> ServiceResult<Route> {
         let (from, from_id, from_user) = self.party(&source).await?;
         let (to, to_id, to_user) = self.party(&destination).await?;
         if let Err(refusal) = check_transfer(&from, &to) {
             tracing::warn!(%refusal, "transfer refused before reaching Dwolla");
             return Err(ServiceError::invalid(format!("Transfer refused: {refusal}")));
         }
-        Ok(PreparedTransfer { from: from_id, to: to_id, user_id: from_user.or(to_user), amount })
+        Ok(Route { from: from_id, to: to_id, user_id: from_user.or(to_user) })
     }
 
     /// Record a prepared transfer in `work` and queue the job that sends it; its id. A
@@ -705,7 +738,9 @@ impl Services {
         };
         let found = self.rail.transfer(&dwolla_id).await.map_err(dwolla_job_error)?;
         let status = TransferStatus::parse(&wire_text(&found.status));
-        payments::set_transfer_dwolla_id(&self.db, transfer_id, &dwolla_id, &TransferStatus::Pending, now()).await?;
+        let mut work = self.begin().await?;
+        payments::set_transfer_dwolla_id(&mut work, transfer_id, &dwolla_id, &TransferStatus::Pending, now()).await?;
+        work.commit().await?;
         if status.is_final() {
             self.resolve_transfer(&transfer, &dwolla_id, status).await?;
         }
@@ -751,16 +786,10 @@ impl Services {
         status: TransferStatus,
         failure: Option<(String, String)>,
     ) -> ServiceResult<()> {
-        // What an ACH return does to the bank and the customer is in place before anyone sees
-        // the transfer failed (doing it twice changes nothing).
-        if let Some((code, _)) = &failure {
-            let current = payments::transfer_by_id(&self.db, transfer.id).await?;
-            if current.is_some_and(|t| !t.status.is_final()) {
-                self.apply_return(&transfer.source_funding_source, code).await?;
-            }
-        }
+        // The status, what an ACH return does to the bank and the customer, what the end means
+        // for the money, and the mail that tells the user: one transaction.
         let mut work = self.begin().await?;
-        let changed = payments::set_transfer_status_in(
+        let changed = payments::set_transfer_status(
             &mut work,
             transfer.id,
             &status,
@@ -771,9 +800,10 @@ impl Services {
         if !changed {
             return Ok(());
         }
+        if let Some((code, _)) = &failure {
+            self.apply_return(&mut work, &transfer.source_funding_source, code).await?;
+        }
         self.settle_money(&mut work, transfer, &status, failure.as_ref().map(|(c, _)| c.as_str())).await?;
-        work.commit().await?;
-        tracing::info!(transfer = transfer.id, status = status.as_str(), "transfer resolved");
         if let Some(user_id) = transfer.user_id {
             let (subject, line) = match (&status, &failure) {
                 (TransferStatus::Processed, _) => {
@@ -788,39 +818,47 @@ impl Services {
                 }
                 _ => ("Your transfer failed", format!("The transfer of ${} failed.", transfer.amount)),
             };
-            self.notify_user(user_id, "transfer", subject, &line).await?;
+            self.notify_user(&mut work, user_id, "transfer", subject, &line).await?;
         }
+        work.commit().await?;
+        tracing::info!(transfer = transfer.id, status = status.as_str(), "transfer resolved");
         Ok(())
     }
 
     /// What an ACH return does to the bank and the customer (PROVIDERS.md B4.4).
-    async fn apply_return(&self, dwolla_funding_source: &str, code: &str) -> ServiceResult<()> {
+    /// In the transaction that records the failed transfer.
+    async fn apply_return(&self, work: &mut Work, dwolla_funding_source: &str, code: &str) -> ServiceResult<()> {
         let consequences = return_consequences(code);
-        let Some(source) = payments::funding_source_by_dwolla_id(&self.db, dwolla_funding_source).await? else {
+        let Some(source) = payments::funding_source_by_dwolla_id(&mut **work, dwolla_funding_source).await? else {
             return Ok(());
         };
         if consequences.unverify_funding_source {
-            payments::set_funding_source_status(&self.db, source.id, FundingSourceStatus::Unverified, now()).await?;
+            payments::set_funding_source_status(work, source.id, FundingSourceStatus::Unverified, now()).await?;
         }
         if consequences.remove_funding_source {
-            payments::mark_funding_source_removed(&self.db, source.id, now()).await?;
+            payments::mark_funding_source_removed(work, source.id, now()).await?;
         }
         if let Some(status) = consequences.customer {
-            payments::set_customer_status(&self.db, source.customer_id, &status, now()).await?;
+            payments::set_customer_status(work, source.customer_id, &status, now()).await?;
         }
         Ok(())
     }
 
-    /// Mail the user about something that happened to their money.
-    async fn notify_user(&self, user_id: i64, template: &'static str, subject: &str, line: &str) -> ServiceResult<()> {
-        let Some(user) = users::find_by_id(&self.db, user_id).await? else {
+    /// Mail the user about something that happened to their money, as part of `work`.
+    async fn notify_user(
+        &self,
+        work: &mut Work,
+        user_id: i64,
+        template: &'static str,
+        subject: &str,
+        line: &str,
+    ) -> ServiceResult<()> {
+        let Some(user) = users::find_by_id(&mut **work, user_id).await? else {
             return Ok(());
         };
         let link = self.settings.frontend_link("accounts", &[]);
         let message = mail::payment_notice(template, subject, &user.first_name, line, link.trim_end_matches('?'));
-        let mut work = self.begin().await?;
-        queue_mail(&mut work, &self.sealer, Some(user.id), &user.email, message).await?;
-        work.commit().await?;
+        queue_mail(work, &self.sealer, Some(user.id), &user.email, message).await?;
         Ok(())
     }
 
@@ -870,7 +908,8 @@ impl Services {
         };
         let found = self.rail.customer(dwolla_id).await?;
         let status = CustomerStatus::parse(&wire_text(&found.status));
-        if payments::set_customer_status(&self.db, customer.id, &status, now()).await? {
+        let mut work = self.begin().await?;
+        if payments::set_customer_status(&mut work, customer.id, &status, now()).await? {
             let line = match status {
                 CustomerStatus::Verified => {
                     Some(("Your Donkies payments are verified", "Your identity is verified: you can now add a bank."))
@@ -885,9 +924,10 @@ impl Services {
                 _ => None,
             };
             if let Some((subject, line)) = line {
-                self.notify_user(customer.user_id, "customer", subject, line).await?;
+                self.notify_user(&mut work, customer.user_id, "customer", subject, line).await?;
             }
         }
+        work.commit().await?;
         Ok(())
     }
 
@@ -898,9 +938,10 @@ impl Services {
         let found = self.rail.funding_source(dwolla_id).await?;
         let status = FundingSourceStatus::parse(&wire_text(&found.status)).unwrap_or(FundingSourceStatus::Unverified);
         // The read may be older than a verification that just happened here.
-        payments::refresh_funding_source_status(&self.db, source.id, status, now()).await?;
+        let mut work = self.begin().await?;
+        payments::refresh_funding_source_status(&mut work, source.id, status, now()).await?;
         if found.removed && !source.is_removed {
-            payments::mark_funding_source_removed(&self.db, source.id, now()).await?;
+            payments::mark_funding_source_removed(&mut work, source.id, now()).await?;
         }
         let line = match topic {
             "funding_source_added" => Some(("A bank was added", "A bank account was added to your Donkies payments.")),
@@ -923,8 +964,9 @@ impl Services {
             _ => None,
         };
         if let Some((subject, line)) = line {
-            self.notify_user(source.user_id, "funding_source", subject, line).await?;
+            self.notify_user(&mut work, source.user_id, "funding_source", subject, line).await?;
         }
+        work.commit().await?;
         Ok(())
     }
 

@@ -43,11 +43,15 @@ impl Services {
             ssn_encrypted: profile.ssn.as_ref().map(|s| self.sealer.seal(s.digits())),
             ssn_last4: profile.ssn.as_ref().map(|s| s.last4().to_owned()),
         };
-        let updated = users::update_profile(&self.db, user.id, &update, now()).await?;
-        self.changes.publish(&Change::User(user.id));
-        let updated = updated.ok_or_else(|| ServiceError::invalid(PROFILE_COMPLETE))?;
-        // A complete profile makes the user a personal (verified) customer at Dwolla.
-        self.ensure_personal_customer(&updated).await?;
+        let mut work = self.begin().await?;
+        let updated = users::update_profile(&mut work, user.id, &update, now())
+            .await?
+            .ok_or_else(|| ServiceError::invalid(PROFILE_COMPLETE))?;
+        // A complete profile makes the user a personal (verified) customer at Dwolla: the
+        // customer row and the job that creates it commit with the profile that freezes.
+        self.ensure_personal_customer(&mut work, &updated).await?;
+        work.changed(Change::User(user.id));
+        work.commit().await?;
         Ok(updated)
     }
 }

@@ -150,7 +150,9 @@ impl Services {
         let sealed = self.sealer.seal(token.oauth_token_secret.expose_secret());
         let t = now();
         let expires = t + chrono::Duration::minutes(TWITTER_REQUEST_TTL_MINUTES);
-        social::save_request(&self.db, &token.oauth_token, "twitter", &sealed, t, expires).await?;
+        let mut work = self.begin().await?;
+        social::save_request(&mut work, &token.oauth_token, "twitter", &sealed, t, expires).await?;
+        work.commit().await?;
         Ok(TwitterStart { authorize_url: client.authorize_url(&token.oauth_token), oauth_token: token.oauth_token })
     }
 
@@ -162,7 +164,10 @@ impl Services {
         typed_email: Option<&Email>,
     ) -> ServiceResult<String> {
         let client = self.social.twitter.as_ref().ok_or_else(|| not_configured("Twitter"))?;
-        let Some(sealed) = social::take_request(&self.db, token, "twitter", now()).await? else {
+        let mut work = self.begin().await?;
+        let taken = social::take_request(&mut work, token, "twitter", now()).await?;
+        work.commit().await?;
+        let Some(sealed) = taken else {
             return Err(ServiceError::invalid("This Twitter sign-in has expired or was already used; start again."));
         };
         let secret = self

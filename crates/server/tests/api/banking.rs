@@ -1658,7 +1658,12 @@ async fn a_kept_list_follows_another_process_within_the_cache_setting(backend: B
     tokio::time::sleep(std::time::Duration::from_millis(900)).await;
     assert_eq!(tagged_list(&app, &token).await.0, etag);
 
-    assert!(donkies_store::accounts::hide(app.db(), user_id, card, donkies_store::now()).await.unwrap());
+    assert!({
+        let mut tx = app.db().begin().await.unwrap();
+        let hidden = donkies_store::accounts::hide(&mut tx, user_id, card, donkies_store::now()).await.unwrap();
+        tx.commit().await.unwrap();
+        hidden
+    });
     let started = std::time::Instant::now();
     let (new_tag, shown) = loop {
         let (tag, shown) = tagged_list(&app, &token).await;

@@ -3,6 +3,7 @@
 //! listener, and HTTP.
 
 mod banking;
+mod crash;
 mod edge;
 mod helpers;
 mod jobs;

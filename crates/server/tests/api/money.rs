@@ -29,6 +29,7 @@ both_databases!(
     the_payoff_projection_is_for_the_users_own_debt_accounts,
     operator_commands_collect_pay_out_and_prove_the_ledger_beside_the_server,
     operator_commands_say_so_when_no_worker_runs,
+    a_collection_that_fails_for_a_user_says_so_and_exits_non_zero,
 );
 
 const WAIT: Duration = Duration::from_secs(40);
@@ -446,7 +447,7 @@ async fn the_daily_cap_limits_what_one_day_collects(backend: Backend) {
     }
     let Collected::Sent { amount, .. } = only(&collect(&app).await).clone() else { panic!() };
     assert_eq!(amount.get(), 600, "only what fits under $10 today");
-    assert!(matches!(only(&collect(&app).await), Collected::BelowMinimum { waiting } if waiting.get() == 1200));
+    assert!(matches!(only(&collect(&app).await), Collected::HeldByCap { waiting } if waiting.get() == 1200));
     // Lifting the cap lets the rest go.
     let (status, body) = patch(&app, "/v1/user_settings", &token, json!({"daily_cap": 0})).await;
     assert_eq!((status, &body["daily_cap"]), (StatusCode::OK, &Value::Null), "{body}");
@@ -565,4 +566,17 @@ async fn operator_commands_say_so_when_no_worker_runs(backend: Backend) {
     }
     let (ok, out) = donkies(&app, &["collect", "--dry-run"]).await;
     assert!(ok, "a dry run needs no worker: {out}");
+}
+
+async fn a_collection_that_fails_for_a_user_says_so_and_exits_non_zero(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (token, _) = paused_user(&app, "ada@example.com").await;
+    contribute(&app, &token, "25.00").await;
+    app.dwolla.set_faults(donkies_sandbox::Faults::outage(503));
+    let (ok, out) = donkies(&app, &["collect"]).await;
+    app.dwolla.set_faults(donkies_sandbox::Faults::default());
+    assert!(!ok, "a failed user fails the command: {out}");
+    assert!(out.contains(": failed: ") && out.contains("; 0 skipped; 1 failed"), "{out}");
+    let (ok, out) = donkies(&app, &["collect"]).await;
+    assert!(ok && out.contains("of 25.00") && out.contains("; 0 failed"), "run again, it collects: {out}");
 }

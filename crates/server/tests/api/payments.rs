@@ -232,15 +232,14 @@ async fn a_bank_added_by_numbers_verifies_with_its_micro_deposits_within_three_a
     assert_eq!((status, body), (StatusCode::NOT_FOUND, json!({"detail": "Not found."})));
 }
 
-async fn a_bank_added_by_iav_becomes_the_round_up_source(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    let (token, debit) = payments_user(&app, "ada@example.com").await;
-    let (_, user) = app.get("/v1/user", Some(&token)).await;
+/// A bank the user adds in Dwolla's IAV window (dwolla.js hands the page the JSON the
+/// simulator answers); its Dwolla id.
+pub(crate) async fn bank_through_iav(app: &TestApp, token: &str) -> String {
+    let (_, user) = app.get("/v1/user", Some(token)).await;
     let customer = user["dwolla_customer"]["dwolla_id"].as_str().unwrap().to_owned();
-    let (status, body) = app.post(&format!("/v1/get_iav_token/{customer}"), Some(&token), json!({})).await;
+    let (status, body) = app.post(&format!("/v1/get_iav_token/{customer}"), Some(token), json!({})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let iav = body["token"].as_str().unwrap();
-    // What the user does in Dwolla's IAV window; dwolla.js hands this JSON to the page.
     let finished: Value = app
         .client
         .post(app.dwolla.base_url().join(&format!("__sim/iav/{iav}")).unwrap())
@@ -252,7 +251,13 @@ async fn a_bank_added_by_iav_becomes_the_round_up_source(backend: Backend) {
         .await
         .unwrap();
     let href = finished["_links"]["funding-source"]["href"].as_str().unwrap();
-    let dwolla_id = href.rsplit('/').next().unwrap();
+    href.rsplit('/').next().unwrap().to_owned()
+}
+
+async fn a_bank_added_by_iav_becomes_the_round_up_source(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (token, debit) = payments_user(&app, "ada@example.com").await;
+    let dwolla_id = &bank_through_iav(&app, &token).await;
 
     // Not the round-up source before it is verified and linked.
     let path = format!("/v1/accounts/set_funding_source/{}", debit[0]["id"]);
