@@ -6,19 +6,32 @@ use serde_json::{Value, json};
 use crate::both_databases;
 use crate::helpers::{ApiProcess, Backend, Options, PASSWORD, TestApp};
 
-both_databases!(a_password_change_or_sign_out_ends_the_other_sessions_in_every_process);
+both_databases!(
+    a_password_change_or_sign_out_ends_the_other_sessions_in_every_process,
+    of_two_password_changes_made_at_once_with_the_old_password_one_wins,
+);
 
-/// On PostgreSQL a second `donkies serve` process on the same database; on SQLite, whose
-/// database one process answers for, the same server.
-async fn other_process(app: &TestApp, backend: Backend) -> (String, Option<ApiProcess>) {
+/// A signed-up user, `EMAIL`, and two API processes on one database: on PostgreSQL this server
+/// and a second `donkies serve` process (A's base, B's base, B); on SQLite, whose database one
+/// process answers for, this server twice.
+async fn two_processes(backend: Backend) -> (TestApp, String, String, Option<ApiProcess>) {
+    let mut options = Options::default();
+    // Sign-ins here are many, and all from one address.
+    options.args.login_rate_per_minute = Some("1000".into());
+    let app = TestApp::spawn_with(backend, options).await;
+    app.signed_up_user(EMAIL).await;
+    let a = app.base.clone();
     match backend {
-        Backend::Sqlite => (app.base.clone(), None),
+        Backend::Sqlite => (app, a.clone(), a, None),
         Backend::Postgres => {
             let process = app.second_process().await;
-            (process.base.clone(), Some(process))
+            let b = process.base.clone();
+            (app, a, b, Some(process))
         }
     }
 }
+
+const EMAIL: &str = "ada@example.com";
 
 async fn call(app: &TestApp, base: &str, method: Method, path: &str, token: &str, body: Option<Value>) -> StatusCode {
     app.call_on(base, method, path, Some(token), body).await.0
@@ -36,14 +49,8 @@ fn change(current: &str, new: &str) -> Option<Value> {
 }
 
 async fn a_password_change_or_sign_out_ends_the_other_sessions_in_every_process(backend: Backend) {
-    let mut options = Options::default();
-    // Sign-ins here are many, and all from one address.
-    options.args.login_rate_per_minute = Some("1000".into());
-    let app = TestApp::spawn_with(backend, options).await;
-    let (b, _process) = other_process(&app, backend).await;
-    let a = app.base.clone();
-    let email = "ada@example.com";
-    app.signed_up_user(email).await;
+    let (app, a, b, _process) = two_processes(backend).await;
+    let email = EMAIL;
     let mut password = PASSWORD.to_owned();
     for round in 1..=3 {
         // A session on each process, both just used (and so remembered wherever they may be).
@@ -82,5 +89,33 @@ async fn a_password_change_or_sign_out_ends_the_other_sessions_in_every_process(
         for token in [&on_a, &on_b] {
             assert_eq!(call(&app, base, Method::GET, "/v1/user", token, None).await, StatusCode::UNAUTHORIZED);
         }
+    }
+}
+
+async fn of_two_password_changes_made_at_once_with_the_old_password_one_wins(backend: Backend) {
+    let (app, a, b, _process) = two_processes(backend).await;
+    let email = EMAIL;
+    let path = "/v1/user/change/password";
+    let mut password = PASSWORD.to_owned();
+    for round in 1..=3 {
+        let on_a = log_in(&app, &a, email, &password).await;
+        let on_b = log_in(&app, &b, email, &password).await;
+        let (new_a, new_b) = (format!("a's password {round}"), format!("b's password {round}"));
+        let (answer_a, answer_b) = tokio::join!(
+            call(&app, &a, Method::POST, path, &on_a, change(&password, &new_a)),
+            call(&app, &b, Method::POST, path, &on_b, change(&password, &new_b)),
+        );
+        let winners: Vec<_> = [(answer_a, new_a, on_b), (answer_b, new_b, on_a)]
+            .into_iter()
+            .filter(|(answer, _, _)| *answer == StatusCode::OK)
+            .collect();
+        assert_eq!(winners.len(), 1, "round {round}: {answer_a} and {answer_b}");
+        // The winner's password holds, and the loser's session is over.
+        let [(_, new, loser)] = <[_; 1]>::try_from(winners).unwrap();
+        log_in(&app, &b, email, &new).await;
+        for base in [&a, &b] {
+            assert_eq!(call(&app, base, Method::GET, "/v1/user", &loser, None).await, StatusCode::UNAUTHORIZED);
+        }
+        password = new;
     }
 }
