@@ -312,7 +312,7 @@ impl GoogleClient {
         if !reply.is_success() {
             let message = format!("google: signing keys: {}", reply.text_excerpt());
             return Err(match reply.status {
-                429 | 500..=599 => SocialError::Unavailable { message },
+                429 | 500..=599 => SocialError::from_status(&reply, message),
                 _ => SocialError::Invalid { message },
             });
         }
@@ -360,7 +360,7 @@ fn unix_now() -> i64 {
 /// (`invalid_grant`, `invalid_client` …) is `Rejected`.
 fn token_error(reply: &Reply) -> SocialError {
     let Ok(body) = serde_json::from_slice::<ErrorBody>(&reply.body) else {
-        return SocialError::from_status(reply.status, format!("google: {}", reply.text_excerpt()));
+        return SocialError::from_status(reply, format!("google: {}", reply.text_excerpt()));
     };
     let message = match &body.error_description {
         Some(description) => format!("google: {}: {description}", body.error),
@@ -369,7 +369,7 @@ fn token_error(reply: &Reply) -> SocialError {
     if TRANSIENT_ERRORS.contains(&body.error.as_str()) {
         SocialError::Unavailable { message }
     } else {
-        SocialError::from_status(reply.status, message)
+        SocialError::from_status(reply, message)
     }
 }
 
