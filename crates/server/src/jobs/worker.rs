@@ -269,8 +269,11 @@ fn jitter(delay: Duration) -> Duration {
     delay / 2 + delay.mul_f64(rand::thread_rng().gen_range(0.0..=0.5))
 }
 
-/// A delay a provider asked for, spread by up to a quarter more (never less: it said when).
+/// A delay a provider asked for, at least a second (`Retry-After`'s unit: a `0` or a date
+/// already past must not make a busy loop), spread by up to a quarter more (never less: it
+/// said when).
 fn spread(delay: Duration) -> Duration {
+    let delay = delay.max(Duration::from_secs(1));
     delay + delay.mul_f64(rand::thread_rng().gen_range(0.0..=0.25))
 }
 
@@ -310,6 +313,7 @@ mod tests {
         assert!(jittered.iter().all(|d| *d >= delay / 2 && *d <= delay), "{jittered:?}");
         assert!(jittered.iter().any(|d| *d != jittered[0]), "jitter varies");
         assert!((0..200).map(|_| spread(delay)).all(|d| d >= delay && d <= delay + delay / 4));
+        assert!(spread(Duration::ZERO) >= Duration::from_secs(1));
     }
 
     #[test]
