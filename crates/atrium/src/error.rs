@@ -1,4 +1,10 @@
+//! Atrium's failures, each classified into the one [`ProviderFailure`] model: a new variant
+//! cannot compile until it is classified (no catch-all arms here).
+#![deny(clippy::wildcard_enum_match_arm)]
+
 use std::time::Duration;
+
+use donkies_outbound::ProviderFailure;
 
 /// What went wrong talking to Atrium, classified so callers know whether to
 /// retry (A8). Messages carry the server's error text, never our secrets.
@@ -16,25 +22,46 @@ pub enum AtriumError {
     /// 429: slow down; `retry_after` comes from the `Retry-After` header.
     #[error("atrium rate-limited the request")]
     RateLimited { retry_after: Option<Duration> },
-    /// 5xx, a timeout or a connection failure: worth trying again later.
+    /// 5xx, a timeout or a connection failure: worth trying again later, after `retry_after`
+    /// when a `Retry-After` header said.
     #[error("atrium is unavailable{}: {message}", status.map(|s| format!(" ({s})")).unwrap_or_default())]
-    Retryable { status: Option<u16>, message: String },
+    Retryable { status: Option<u16>, message: String, retry_after: Option<Duration> },
     /// Anything else: 400, 405, 406, 422, an unreadable body, a bad config.
     #[error("atrium request failed{}: {message}", status.map(|s| format!(" ({s})")).unwrap_or_default())]
     Other { status: Option<u16>, message: String },
 }
 
 impl AtriumError {
-    /// Whether the same request may succeed if sent again later.
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Retryable { .. } | Self::RateLimited { .. })
+    /// What the failure means for the caller, in the model every provider shares.
+    pub fn failure(&self) -> ProviderFailure {
+        match self {
+            Self::Auth { .. } => ProviderFailure::Auth,
+            Self::NotFound { .. } => ProviderFailure::NotFound,
+            Self::Conflict { .. } | Self::Other { .. } => ProviderFailure::Refused,
+            Self::RateLimited { retry_after } => ProviderFailure::RateLimited { retry_after: *retry_after },
+            Self::Retryable { retry_after, .. } => ProviderFailure::Transient { retry_after: *retry_after },
+        }
     }
 
-    /// How long Atrium asked us to wait before trying again (`Retry-After` of a 429).
+    /// Whether the same request may succeed if sent again later.
+    pub fn is_retryable(&self) -> bool {
+        self.failure().is_retryable()
+    }
+
+    /// How long Atrium asked us to wait before trying again (`Retry-After`).
     pub fn retry_after(&self) -> Option<Duration> {
+        self.failure().retry_after()
+    }
+
+    /// Atrium's own words for what went wrong (empty for a rate limit, which has none).
+    pub fn message(&self) -> &str {
         match self {
-            Self::RateLimited { retry_after } => *retry_after,
-            _ => None,
+            Self::Auth { message, .. }
+            | Self::NotFound { message }
+            | Self::Conflict { message }
+            | Self::Retryable { message, .. }
+            | Self::Other { message, .. } => message,
+            Self::RateLimited { .. } => "",
         }
     }
 
@@ -56,7 +83,7 @@ impl AtriumError {
             404 => Self::NotFound { message },
             409 => Self::Conflict { message },
             429 => Self::RateLimited { retry_after },
-            500..=599 => Self::Retryable { status: Some(status), message },
+            500..=599 => Self::Retryable { status: Some(status), message, retry_after },
             _ => Self::Other { status: Some(status), message },
         }
     }
@@ -65,7 +92,7 @@ impl AtriumError {
     pub(crate) fn from_transport(error: &reqwest::Error) -> Self {
         let message = error_chain(error);
         if error.is_timeout() || error.is_connect() || error.is_request() || error.is_body() {
-            Self::Retryable { status: None, message }
+            Self::Retryable { status: None, message, retry_after: None }
         } else {
             Self::Other { status: error.status().map(|s| s.as_u16()), message }
         }
@@ -104,5 +131,20 @@ mod tests {
         let limited = AtriumError::from_status(429, "m".into(), Some(Duration::from_secs(7)));
         assert_eq!(limited.retry_after(), Some(Duration::from_secs(7)));
         assert_eq!(class(503).retry_after(), None);
+    }
+
+    #[test]
+    fn every_class_is_one_provider_failure() {
+        let wait = Some(Duration::from_secs(2));
+        let failure = |status| AtriumError::from_status(status, "m".into(), wait).failure();
+        assert_eq!(failure(401), ProviderFailure::Auth);
+        assert_eq!(failure(403), ProviderFailure::Auth);
+        assert_eq!(failure(404), ProviderFailure::NotFound);
+        assert_eq!(failure(409), ProviderFailure::Refused);
+        assert_eq!(failure(422), ProviderFailure::Refused);
+        assert_eq!(failure(400), ProviderFailure::Refused);
+        assert_eq!(failure(429), ProviderFailure::RateLimited { retry_after: wait });
+        assert_eq!(failure(503), ProviderFailure::Transient { retry_after: wait });
+        assert_eq!(failure(500), ProviderFailure::Transient { retry_after: wait });
     }
 }

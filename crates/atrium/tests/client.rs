@@ -8,7 +8,7 @@ use donkies_atrium::wire::{
     ChallengeAnswer, ChallengeType, ConnectionStatus, CredentialValue, MEDIA_TYPE, Member, MemberConnectionStatus,
     MemberStatus, MemberUpdate, NewMember, NewUser, TransactionType,
 };
-use donkies_atrium::{Aggregator, AtriumClient, AtriumConfig, AtriumError, DateRange, PageRequest};
+use donkies_atrium::{Aggregator, AtriumClient, AtriumConfig, AtriumError, DateRange, PageRequest, ProviderFailure};
 use donkies_sandbox::atrium::{CORRECT_ANSWER, MXBANK_CODE, MXBANK_LOGIN_GUID, MXBANK_PASSWORD_GUID, MXBANK_USERNAME};
 use donkies_sandbox::{AtriumSim, AtriumSimConfig, Faults, SANDBOX_API_KEY, SANDBOX_CLIENT_ID};
 use serde_json::{Value, json};
@@ -701,6 +701,7 @@ async fn rate_limited_requests_carry_retry_after() {
         "{error:?}"
     );
     assert!(error.is_retryable());
+    assert_eq!(error.failure(), ProviderFailure::RateLimited { retry_after: Some(Duration::from_secs(1)) });
 }
 
 #[tokio::test]
@@ -716,6 +717,7 @@ async fn server_errors_and_outages_are_retryable() {
         let error = app.atrium.list_users(PageRequest::default()).await.unwrap_err();
         assert_eq!(error.status(), Some(status));
         assert!(error.is_retryable(), "{error:?}");
+        assert_eq!(error.failure(), ProviderFailure::Transient { retry_after: None });
     }
 
     app.sim.set_faults(Faults::default());

@@ -1,4 +1,10 @@
+//! Dwolla's failures, each classified into the one [`ProviderFailure`] model: a new variant
+//! cannot compile until it is classified (no catch-all arms over enums here).
+#![deny(clippy::wildcard_enum_match_arm)]
+
 use std::time::Duration;
+
+use donkies_outbound::ProviderFailure;
 
 use crate::wire::{ErrorBody, FieldError, OAuthError};
 
@@ -29,9 +35,10 @@ pub enum DwollaError {
     #[error("dwolla rate-limited the request")]
     RateLimited { retry_after: Option<Duration> },
     /// 5xx, 409 (an idempotent request still running), 202 `TryAgainLater`,
-    /// a timeout or a connection failure: worth sending again later.
+    /// a timeout or a connection failure: worth sending again later, after
+    /// `retry_after` when a `Retry-After` header said.
     #[error("dwolla is unavailable{}: {message}", status.map(|s| format!(" ({s})")).unwrap_or_default())]
-    Retryable { status: Option<u16>, message: String },
+    Retryable { status: Option<u16>, message: String, retry_after: Option<Duration> },
     /// Anything else: 400 `BadRequest`, 405, 406, an unreadable body, a bad
     /// configuration.
     #[error("dwolla request failed{}: {message}", status.map(|s| format!(" ({s})")).unwrap_or_default())]
@@ -46,26 +53,49 @@ fn describe(errors: &[FieldError]) -> String {
 }
 
 impl DwollaError {
+    /// What the failure means for the caller, in the model every provider shares.
+    pub fn failure(&self) -> ProviderFailure {
+        match self {
+            Self::Validation { .. }
+            | Self::Duplicate { .. }
+            | Self::InvalidResourceState { .. }
+            | Self::Other { .. } => ProviderFailure::Refused,
+            Self::NotFound { .. } => ProviderFailure::NotFound,
+            Self::Auth { .. } => ProviderFailure::Auth,
+            Self::RateLimited { retry_after } => ProviderFailure::RateLimited { retry_after: *retry_after },
+            Self::Retryable { retry_after, .. } => ProviderFailure::Transient { retry_after: *retry_after },
+        }
+    }
+
     /// Whether the same request (with the same idempotency key) may succeed
     /// if sent again later.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Retryable { .. } | Self::RateLimited { .. })
+        self.failure().is_retryable()
     }
 
-    /// How long Dwolla asked us to wait, when it said.
+    /// How long Dwolla asked us to wait (`Retry-After`), when it said.
     pub fn retry_after(&self) -> Option<Duration> {
+        self.failure().retry_after()
+    }
+
+    /// Dwolla's own words for what went wrong: the first field error of a validation error,
+    /// else the message (empty for a rate limit, which has none).
+    pub fn message(&self) -> &str {
         match self {
-            Self::RateLimited { retry_after } => *retry_after,
-            _ => None,
+            Self::Validation { errors, message } => errors.first().map_or(message, |error| &error.message),
+            Self::Duplicate { message, .. }
+            | Self::InvalidResourceState { message, .. }
+            | Self::NotFound { message }
+            | Self::Auth { message, .. }
+            | Self::Retryable { message, .. }
+            | Self::Other { message, .. } => message,
+            Self::RateLimited { .. } => "",
         }
     }
 
     /// The embedded field errors of a validation error; empty otherwise.
     pub fn field_errors(&self) -> &[FieldError] {
-        match self {
-            Self::Validation { errors, .. } => errors,
-            _ => &[],
-        }
+        if let Self::Validation { errors, .. } = self { errors } else { &[] }
     }
 
     /// Whether the error names `path` (a JSON pointer such as `/email`).
@@ -85,7 +115,7 @@ impl DwollaError {
     pub fn from_response(status: u16, body: &[u8], retry_after: Option<Duration>) -> Self {
         let Ok(parsed) = serde_json::from_slice::<ErrorBody>(body) else {
             if let Ok(oauth) = serde_json::from_slice::<OAuthError>(body) {
-                return Self::from_oauth(status, oauth);
+                return Self::from_oauth(status, oauth, retry_after);
             }
             let text = String::from_utf8_lossy(body).trim().chars().take(200).collect::<String>();
             return Self::from_status(status, None, text, retry_after);
@@ -104,16 +134,18 @@ impl DwollaError {
             "invalidresourcestate" | "maxnumberofresources" => {
                 Self::InvalidResourceState { code: parsed.code, message: parsed.message }
             }
-            "tryagainlater" => Self::Retryable { status: Some(status), message: parsed.message },
+            "tryagainlater" => Self::Retryable { status: Some(status), message: parsed.message, retry_after },
             _ => Self::from_status(status, Some(parsed.code), parsed.message, retry_after),
         }
     }
 
-    fn from_oauth(status: u16, oauth: OAuthError) -> Self {
+    fn from_oauth(status: u16, oauth: OAuthError, retry_after: Option<Duration>) -> Self {
         let message = oauth.error_description.unwrap_or_else(|| oauth.error.clone());
         match (status, oauth.error.as_str()) {
-            (500..=599, _) | (_, "temporarily_unavailable") => Self::Retryable { status: Some(status), message },
-            (429, _) => Self::RateLimited { retry_after: None },
+            (500..=599, _) | (_, "temporarily_unavailable") => {
+                Self::Retryable { status: Some(status), message, retry_after }
+            }
+            (429, _) => Self::RateLimited { retry_after },
             (400 | 401 | 403, _) => Self::Auth { status, code: oauth.error, message },
             _ => Self::Other { status: Some(status), code: Some(oauth.error), message },
         }
@@ -124,7 +156,7 @@ impl DwollaError {
             401 | 403 => Self::Auth { status, code: code.unwrap_or_default(), message },
             404 => Self::NotFound { message },
             429 => Self::RateLimited { retry_after },
-            202 | 409 | 500..=599 => Self::Retryable { status: Some(status), message },
+            202 | 409 | 500..=599 => Self::Retryable { status: Some(status), message, retry_after },
             _ => Self::Other { status: Some(status), code, message },
         }
     }
@@ -133,7 +165,7 @@ impl DwollaError {
     pub(crate) fn from_transport(error: &reqwest::Error) -> Self {
         let message = error_chain(error);
         if error.is_timeout() || error.is_connect() || error.is_request() || error.is_body() {
-            Self::Retryable { status: None, message }
+            Self::Retryable { status: None, message, retry_after: None }
         } else {
             Self::Other { status: error.status().map(|s| s.as_u16()), code: None, message }
         }
@@ -177,6 +209,40 @@ mod tests {
         assert!(classify(503, "<html>down</html>").is_retryable());
         assert!(classify(409, r#"{"code":"Conflict","message":"m"}"#).is_retryable());
         assert!(!classify(406, r#"{"code":"InvalidVersion","message":"m"}"#).is_retryable());
+    }
+
+    #[test]
+    fn every_class_is_one_provider_failure() {
+        let wait = Some(Duration::from_secs(4));
+        let failure = |status: u16, body: &str| DwollaError::from_response(status, body.as_bytes(), wait).failure();
+        let refused = [
+            (400, r#"{"code":"ValidationError","message":"m","_embedded":{"errors":[]}}"#),
+            (400, r#"{"code":"DuplicateResource","message":"m"}"#),
+            (403, r#"{"code":"InvalidResourceState","message":"m"}"#),
+            (400, r#"{"code":"BadRequest","message":"m"}"#),
+            (406, r#"{"code":"InvalidVersion","message":"m"}"#),
+        ];
+        for (status, body) in refused {
+            assert_eq!(failure(status, body), ProviderFailure::Refused, "{status} {body}");
+        }
+        assert_eq!(failure(404, r#"{"code":"NotFound","message":"m"}"#), ProviderFailure::NotFound);
+        assert_eq!(failure(401, r#"{"code":"InvalidAccessToken","message":"m"}"#), ProviderFailure::Auth);
+        assert_eq!(failure(403, r#"{"code":"Forbidden","message":"m"}"#), ProviderFailure::Auth);
+        assert_eq!(failure(401, r#"{"error":"invalid_client"}"#), ProviderFailure::Auth);
+        assert_eq!(
+            failure(429, r#"{"code":"TooManyRequests","message":"m"}"#),
+            ProviderFailure::RateLimited { retry_after: wait }
+        );
+        assert_eq!(failure(429, r#"{"error":"slow_down"}"#), ProviderFailure::RateLimited { retry_after: wait });
+        assert_eq!(failure(503, "<html>down</html>"), ProviderFailure::Transient { retry_after: wait });
+        assert_eq!(
+            failure(409, r#"{"code":"Conflict","message":"m"}"#),
+            ProviderFailure::Transient { retry_after: wait }
+        );
+        assert_eq!(
+            failure(202, r#"{"code":"TryAgainLater","message":"m"}"#),
+            ProviderFailure::Transient { retry_after: wait }
+        );
     }
 
     #[test]

@@ -13,8 +13,8 @@ use donkies_dwolla::wire::{
     SIGNATURE_HEADER, TOPIC_HEADER, TransferStatus,
 };
 use donkies_dwolla::{
-    Cents, DwollaClient, DwollaConfig, DwollaError, ExposeSecret, PaymentRail, SecretString, TransferDestination,
-    TransferRequest, WebhookError, WebhookVerifier,
+    Cents, DwollaClient, DwollaConfig, DwollaError, ExposeSecret, PaymentRail, ProviderFailure, SecretString,
+    TransferDestination, TransferRequest, WebhookError, WebhookVerifier,
 };
 use donkies_sandbox::{
     DwollaSim, DwollaSimConfig, DwollaSimStats, Faults, SANDBOX_DWOLLA_KEY, SANDBOX_DWOLLA_SECRET,
@@ -797,10 +797,17 @@ async fn fault_knobs_set_over_http_produce_retryable_errors() {
     let error = app.dwolla.root().await.unwrap_err();
     assert!(matches!(error, DwollaError::Retryable { status: Some(500), .. }), "{error:?}");
 
+    assert_eq!(error.failure(), ProviderFailure::Transient { retry_after: None });
+
+    // A 429 keeps Dwolla's `Retry-After`, on the token endpoint and the API alike.
     set(json!({"rate_limit_rate": 1.0})).await.unwrap();
     let error = app.dwolla.root().await.unwrap_err();
     assert!(error.is_retryable());
     assert_eq!(error.retry_after(), Some(Duration::from_secs(1)));
+    assert_eq!(error.failure(), ProviderFailure::RateLimited { retry_after: Some(Duration::from_secs(1)) });
+    let fresh = client_for(&app.sim, SANDBOX_DWOLLA_SECRET, Duration::from_secs(5));
+    let error = fresh.root().await.unwrap_err();
+    assert_eq!(error.failure(), ProviderFailure::RateLimited { retry_after: Some(Duration::from_secs(1)) });
 
     set(json!({"latency_ms": 400})).await.unwrap();
     let impatient = client_for(&app.sim, SANDBOX_DWOLLA_SECRET, Duration::from_millis(100));

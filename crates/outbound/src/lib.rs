@@ -1,6 +1,11 @@
 //! Every call a provider client makes (Atrium, Dwolla, the sign-in providers), counted and timed
 //! in the process's metrics — the `metrics` facade: a no-op unless the process installed a
 //! recorder, as `donkies serve` does. One place, so every client labels its calls alike.
+//! And the one model of their failures, [`ProviderFailure`], with the `Retry-After` they send.
+
+mod failure;
+
+pub use failure::{ProviderFailure, parse_retry_after, retry_after};
 
 use std::time::Instant;
 

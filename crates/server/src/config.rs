@@ -91,6 +91,12 @@ pub struct CommonArgs {
     #[arg(long, env = "DONKIES_JOB_RETRY_BASE_MS", value_name = "MS")]
     pub job_retry_base_ms: Option<String>,
 
+    /// How long a job keeps waiting out a provider that is down, rate-limiting or refusing our
+    /// credentials (such waits use up no attempts) before it is parked, in seconds
+    /// [default: 21600, six hours]
+    #[arg(long, env = "DONKIES_JOB_WAIT_LIMIT_SECONDS", value_name = "SECONDS")]
+    pub job_wait_limit_seconds: Option<String>,
+
     /// How often an idle worker looks for due jobs, in milliseconds [default: 1000]
     #[arg(long, env = "DONKIES_JOB_POLL_MS", value_name = "MS")]
     pub job_poll_ms: Option<String>,
@@ -253,6 +259,7 @@ pub struct Settings {
     pub job_lease: Duration,
     pub job_max_attempts: i64,
     pub job_retry_base: Duration,
+    pub job_wait_limit: Duration,
     pub job_poll: Duration,
     /// Keys of the original data.json kept for the integrations that use them.
     pub providers: ProviderKeys,
@@ -398,6 +405,7 @@ const FILE_KEYS: &[&str] = &[
     "job_lease_seconds",
     "job_max_attempts",
     "job_retry_base_ms",
+    "job_wait_limit_seconds",
     "job_poll_ms",
     "atrium_url",
     "atrium_client_id",
@@ -642,6 +650,11 @@ impl Settings {
             "DONKIES_JOB_RETRY_BASE_MS (--job-retry-base-ms)",
             2000,
         )?;
+        let wait_limit_seconds: u64 = parse_num(
+            pick(&args.job_wait_limit_seconds, file, "job_wait_limit_seconds"),
+            "DONKIES_JOB_WAIT_LIMIT_SECONDS (--job-wait-limit-seconds)",
+            21_600,
+        )?;
         let poll_ms: u64 =
             parse_num(pick(&args.job_poll_ms, file, "job_poll_ms"), "DONKIES_JOB_POLL_MS (--job-poll-ms)", 1000)?;
 
@@ -790,6 +803,7 @@ impl Settings {
             job_lease: Duration::from_secs(lease.max(1)),
             job_max_attempts: max_attempts,
             job_retry_base: Duration::from_millis(retry_ms),
+            job_wait_limit: Duration::from_secs(wait_limit_seconds),
             job_poll: Duration::from_millis(poll_ms.max(10)),
             providers,
         })

@@ -1,3 +1,13 @@
+//! The sign-in providers' failures, each classified into the one [`ProviderFailure`] model: a
+//! new variant cannot compile until it is classified (no catch-all arms here).
+#![deny(clippy::wildcard_enum_match_arm)]
+
+use std::time::Duration;
+
+use donkies_outbound::ProviderFailure;
+
+use crate::http::Reply;
+
 /// What went wrong signing someone in with a provider. Messages carry the
 /// provider's own error text and never our secrets or the user's tokens.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -8,9 +18,13 @@ pub enum SocialError {
     #[error("sign-in rejected: {message}")]
     Rejected { message: String },
     /// The provider could not be reached or is failing (connection error,
-    /// timeout, 5xx, rate limit). The same request may work later.
+    /// timeout, 5xx). The same request may work later.
     #[error("sign-in provider unavailable: {message}")]
     Unavailable { message: String },
+    /// 429 (or the provider's own throttling code): slow down; `retry_after`
+    /// from the `Retry-After` header.
+    #[error("sign-in provider rate-limited the request: {message}")]
+    RateLimited { message: String, retry_after: Option<Duration> },
     /// The provider answered something we cannot read, or our own
     /// configuration is unusable.
     #[error("sign-in provider answered something unexpected: {message}")]
@@ -30,16 +44,28 @@ impl SocialError {
         Self::Invalid { message: message.into() }
     }
 
-    /// Whether the same request may succeed if sent again later.
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Unavailable { .. })
+    /// What the failure means for the caller, in the model every provider
+    /// shares. A rejection is the provider refusing this sign-in (the user's
+    /// code or token), not our credentials, so it is `Refused`.
+    pub fn failure(&self) -> ProviderFailure {
+        match self {
+            Self::Rejected { .. } | Self::Invalid { .. } => ProviderFailure::Refused,
+            Self::Unavailable { .. } => ProviderFailure::Transient { retry_after: None },
+            Self::RateLimited { retry_after, .. } => ProviderFailure::RateLimited { retry_after: *retry_after },
+        }
     }
 
-    /// Classifies an error response by its status: 5xx and 429 are
-    /// outages, every other status is the provider refusing.
-    pub(crate) fn from_status(status: u16, message: String) -> Self {
-        match status {
-            429 | 500..=599 => Self::Unavailable { message },
+    /// Whether the same request may succeed if sent again later.
+    pub fn is_retryable(&self) -> bool {
+        self.failure().is_retryable()
+    }
+
+    /// Classifies an error response by its status: 429 is a rate limit, 5xx
+    /// an outage, every other status the provider refusing.
+    pub(crate) fn from_status(reply: &Reply, message: String) -> Self {
+        match reply.status {
+            429 => Self::RateLimited { message, retry_after: reply.retry_after },
+            500..=599 => Self::Unavailable { message },
             _ => Self::Rejected { message },
         }
     }
@@ -81,12 +107,20 @@ mod tests {
 
     #[test]
     fn statuses_map_to_their_classes() {
-        let class = |status| SocialError::from_status(status, "m".into());
+        let wait = Some(Duration::from_secs(5));
+        let class =
+            |status| SocialError::from_status(&Reply { status, body: "".into(), retry_after: wait }, "m".into());
         assert!(matches!(class(400), SocialError::Rejected { .. }));
         assert!(matches!(class(401), SocialError::Rejected { .. }));
-        assert!(matches!(class(429), SocialError::Unavailable { .. }));
+        assert!(matches!(class(429), SocialError::RateLimited { .. }));
         assert!(matches!(class(503), SocialError::Unavailable { .. }));
         assert!(class(500).is_retryable());
+        assert!(class(429).is_retryable());
         assert!(!class(400).is_retryable());
+        assert_eq!(class(400).failure(), ProviderFailure::Refused);
+        assert_eq!(class(401).failure(), ProviderFailure::Refused);
+        assert_eq!(class(429).failure(), ProviderFailure::RateLimited { retry_after: wait });
+        assert_eq!(class(503).failure(), ProviderFailure::Transient { retry_after: None });
+        assert_eq!(SocialError::invalid("m").failure(), ProviderFailure::Refused);
     }
 }

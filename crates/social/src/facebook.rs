@@ -141,14 +141,14 @@ impl FacebookClient {
 /// other error (bad code, bad secret, bad token) is `Rejected`.
 fn error(reply: &Reply) -> SocialError {
     let Ok(body) = serde_json::from_slice::<ErrorBody>(&reply.body) else {
-        return SocialError::from_status(reply.status, format!("facebook: {}", reply.text_excerpt()));
+        return SocialError::from_status(reply, format!("facebook: {}", reply.text_excerpt()));
     };
     let detail = body.error;
     let message = format!("facebook: {} ({} {})", detail.message, detail.kind, detail.code);
     if reply.status >= 500 || TRANSIENT_ERROR_CODES.contains(&detail.code) {
         SocialError::Unavailable { message }
     } else {
-        SocialError::from_status(reply.status, message)
+        SocialError::from_status(reply, message)
     }
 }
 
@@ -182,7 +182,7 @@ mod tests {
 
     #[test]
     fn graph_errors_are_classified() {
-        let reply = |status, body: &str| Reply { status, body: body.to_owned().into() };
+        let reply = |status, body: &str| Reply { status, body: body.to_owned().into(), retry_after: None };
         let used =
             r#"{"error":{"message":"This authorization code has been used.","type":"OAuthException","code":100}}"#;
         assert!(

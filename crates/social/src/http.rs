@@ -45,6 +45,8 @@ pub(crate) fn join(base: &Url, segments: &[&str]) -> Url {
 pub(crate) struct Reply {
     pub status: u16,
     pub body: bytes::Bytes,
+    /// The answer's `Retry-After`, as a delay from when it came.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl Reply {
@@ -104,9 +106,10 @@ pub(crate) async fn send(provider: &str, http: &reqwest::Client, request: Reques
         }
     };
     let status = response.status().as_u16();
+    let retry_after = donkies_outbound::retry_after(response.headers());
     let body = response.bytes().await.map_err(|e| SocialError::from_transport(provider, &e))?;
     tracing::debug!(provider, %method, %path, status, elapsed_ms = elapsed_ms(), "sign-in provider request");
-    Ok(Reply { status, body })
+    Ok(Reply { status, body, retry_after })
 }
 
 /// `METHOD endpoint`, the endpoint being the last segment of the path: every URL these flows

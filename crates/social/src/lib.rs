@@ -17,6 +17,8 @@ pub mod twitter;
 mod error;
 
 pub use donkies_domain::{ExposeSecret, SecretString};
+/// The one model every provider's failures are classified into.
+pub use donkies_outbound::ProviderFailure;
 pub use error::SocialError;
 pub use facebook::wire::FacebookProfile;
 pub use facebook::{FacebookClient, FacebookConfig};

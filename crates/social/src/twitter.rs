@@ -198,7 +198,7 @@ impl TwitterClient {
     }
 }
 
-/// A Twitter error answer: 5xx and 429 are `Unavailable`, the rest
+/// A Twitter error answer: 5xx are `Unavailable`, 429 `RateLimited`, the rest
 /// (401 "Could not authenticate you", invalid tokens …) `Rejected`.
 fn error(reply: &Reply) -> SocialError {
     let message = match serde_json::from_slice::<ErrorsBody>(&reply.body) {
@@ -207,7 +207,7 @@ fn error(reply: &Reply) -> SocialError {
         }
         _ => reply.text_excerpt(),
     };
-    SocialError::from_status(reply.status, format!("twitter: {message}"))
+    SocialError::from_status(reply, format!("twitter: {message}"))
 }
 
 #[cfg(test)]
@@ -223,12 +223,12 @@ mod tests {
 
     #[test]
     fn twitter_errors_are_classified() {
-        let reply = |status, body: &str| Reply { status, body: body.to_owned().into() };
+        let reply = |status, body: &str| Reply { status, body: body.to_owned().into(), retry_after: None };
         let bad = r#"{"errors":[{"code":32,"message":"Could not authenticate you."}]}"#;
         assert!(
             matches!(error(&reply(401, bad)), SocialError::Rejected { message } if message.contains("Could not authenticate you. (32)"))
         );
         assert!(matches!(error(&reply(503, "Over capacity")), SocialError::Unavailable { .. }));
-        assert!(matches!(error(&reply(429, "")), SocialError::Unavailable { .. }));
+        assert!(matches!(error(&reply(429, "")), SocialError::RateLimited { .. }));
     }
 }

@@ -1,5 +1,6 @@
 //! The durable job queue: enqueue inside the caller's transaction, claim with a lease, retry
-//! with backoff, park as failed after the last attempt, and periodic slots run once.
+//! with backoff, park as failed after the last attempt (waits for an unavailable provider do not
+//! count as attempts), and periodic slots run once.
 
 use chrono::{DateTime, Utc};
 
@@ -23,10 +24,12 @@ pub struct Job {
     pub last_error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Since when the job has been waiting out an unavailable provider (see [`wait`]).
+    pub waiting_since: Option<DateTime<Utc>>,
 }
 
 const COLUMNS: &str = "id, kind, payload, status, attempts, max_attempts, run_at, locked_by, \
-    locked_until, last_error, created_at, updated_at";
+    locked_until, last_error, created_at, updated_at, waiting_since";
 
 pub struct NewJob<'a> {
     pub kind: &'a str,
@@ -133,14 +136,43 @@ pub async fn fail(
     retry_at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let (status, run_at) = match retry_at {
-        Some(at) => (QUEUED, at),
-        None => (FAILED, now),
-    };
+    match retry_at {
+        Some(at) => release(db, id, worker, error, (QUEUED, at), false, now).await,
+        None => release(db, id, worker, error, (FAILED, now), false, now).await,
+    }
+}
+
+/// Record an attempt that met an unavailable provider (an outage, a rate limit): back to the
+/// queue at `retry_at` without using up an attempt (the claim's count is given back), and the
+/// time the job started waiting kept, so that the worker can give up by elapsed time.
+pub async fn wait(
+    db: &Db,
+    id: i64,
+    worker: &str,
+    error: &str,
+    retry_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    release(db, id, worker, error, (QUEUED, retry_at), true, now).await
+}
+
+/// The worker lets go of its job: `status` from `run_at` on; `waiting` gives the attempt back
+/// and keeps when the wait began. A parked job gives its dedupe key up.
+async fn release(
+    db: &Db,
+    id: i64,
+    worker: &str,
+    error: &str,
+    (status, run_at): (&str, DateTime<Utc>),
+    waiting: bool,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
     let mut tx = db.begin().await?;
     on_tx!(&mut tx, conn => sqlx::query(
         "UPDATE jobs SET status = $3, run_at = $4, last_error = $5, locked_by = NULL, \
          locked_until = NULL, updated_at = $6, \
+         attempts = CASE WHEN $7 THEN attempts - 1 ELSE attempts END, \
+         waiting_since = CASE WHEN $7 THEN COALESCE(waiting_since, $6) ELSE waiting_since END, \
          dedupe_key = CASE WHEN $3 = 'failed' THEN NULL ELSE dedupe_key END \
          WHERE id = $1 AND locked_by = $2",
     )
@@ -150,6 +182,7 @@ pub async fn fail(
     .bind(run_at)
     .bind(error)
     .bind(now)
+    .bind(waiting)
     .execute(conn)
     .await
         .map(|r| r.rows_affected()))?;
@@ -160,7 +193,7 @@ pub async fn fail(
 pub async fn retry(db: &Db, id: i64, now: DateTime<Utc>) -> Result<bool, StoreError> {
     let mut tx = db.begin().await?;
     let n = on_tx!(&mut tx, conn => sqlx::query(
-        "UPDATE jobs SET status = 'queued', attempts = 0, run_at = $2, updated_at = $2 \
+        "UPDATE jobs SET status = 'queued', attempts = 0, run_at = $2, updated_at = $2, waiting_since = NULL \
          WHERE id = $1 AND status = 'failed'",
     )
     .bind(id)

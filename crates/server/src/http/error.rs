@@ -57,10 +57,8 @@ impl From<ServiceError> for ApiError {
             ServiceError::Fields(fields) => ApiError::Fields(fields),
             ServiceError::Invalid(message) => ApiError::NonField(message),
             ServiceError::NotFound => ApiError::NotFound,
-            ServiceError::Unavailable { message, cause } => {
-                if let Some(cause) = cause {
-                    tracing::warn!(error = %cause, "outside service unavailable");
-                }
+            ServiceError::Unavailable { message, cause, .. } => {
+                tracing::warn!(error = %cause, "outside service unavailable");
                 ApiError::Unavailable(message)
             }
             ServiceError::Store(e) => ApiError::Internal(e.into()),

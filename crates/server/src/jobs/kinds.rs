@@ -152,7 +152,7 @@ impl Job for SendTransfer {
 
 impl Job for ApplyDwollaEvent {
     async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
-        Ok(ctx.services.apply_dwolla_event(&self.topic, &self.resource_id).await?)
+        Ok(ctx.services.apply_dwolla_event(&donkies_dwolla::Topic::parse(&self.topic), &self.resource_id).await?)
     }
 }
 

@@ -1,6 +1,7 @@
 //! Background jobs as types. Each job is a [`Task`] (its kind and payload, defined beside the
 //! service that enqueues it) that also implements [`Job`]: how it runs, calling the same
-//! services as the API. Its error says whether to try again and when.
+//! services as the API. Its error says whether to try again and when: a provider's failure is
+//! carried as the one [`ProviderFailure`] model, and the worker decides from it alone.
 
 mod kinds;
 pub mod worker;
@@ -8,9 +9,8 @@ pub mod worker;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::time::Duration;
 
-use donkies_atrium::AtriumError;
+use donkies_outbound::ProviderFailure;
 use donkies_store::StoreError;
 use serde::de::DeserializeOwned;
 
@@ -29,10 +29,15 @@ pub struct JobContext {
 /// Why a job did not finish, and what the worker should do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
-    /// Worth trying again: after `after` when the cause says so (e.g. `Retry-After`), else
-    /// after the worker's exponential backoff.
+    /// A provider failed; the worker acts on `failure` (see `worker::Policy`): an outage, a
+    /// rate limit or refused credentials are waited out without using up attempts, a refused
+    /// request or a missing resource parks the job.
     #[error("{cause:#}")]
-    Retry { after: Option<Duration>, cause: anyhow::Error },
+    Provider { failure: ProviderFailure, cause: anyhow::Error },
+    /// Worth trying again (our own database, a mail relay): after the worker's exponential
+    /// backoff, counting an attempt.
+    #[error("{cause:#}")]
+    Retry { cause: anyhow::Error },
     /// Trying again cannot help (a refused request, a payload that does not parse): the job is
     /// parked for an operator at once.
     #[error("{0:#}")]
@@ -41,21 +46,11 @@ pub enum JobError {
 
 impl JobError {
     pub fn retry(cause: impl Into<anyhow::Error>) -> JobError {
-        JobError::Retry { after: None, cause: cause.into() }
+        JobError::Retry { cause: cause.into() }
     }
 
     pub fn permanent(cause: impl Into<anyhow::Error>) -> JobError {
         JobError::Permanent(cause.into())
-    }
-}
-
-impl From<AtriumError> for JobError {
-    fn from(err: AtriumError) -> Self {
-        if err.is_retryable() {
-            JobError::Retry { after: err.retry_after(), cause: err.into() }
-        } else {
-            JobError::Permanent(err.into())
-        }
     }
 }
 
@@ -78,8 +73,9 @@ impl From<anyhow::Error> for JobError {
 impl From<ServiceError> for JobError {
     fn from(err: ServiceError) -> Self {
         match err {
-            ServiceError::Unavailable { cause: Some(cause), .. } => cause.into(),
-            ServiceError::Unavailable { message, cause: None } => JobError::retry(anyhow::anyhow!(message)),
+            ServiceError::Unavailable { failure, cause, .. } => {
+                JobError::Provider { failure, cause: anyhow::Error::from_boxed(cause) }
+            }
             ServiceError::Store(e) => e.into(),
             ServiceError::Internal(e) => JobError::retry(e),
             other @ (ServiceError::Fields(_) | ServiceError::Invalid(_) | ServiceError::NotFound) => {

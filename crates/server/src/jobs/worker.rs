@@ -1,11 +1,15 @@
 //! The job worker: claims due jobs from the database, runs them through the [`Registry`],
-//! retries what may succeed later with exponential backoff (or the delay the cause asked for),
-//! parks what cannot or ran out of attempts, and enqueues periodic work once per slot.
+//! retries what may succeed later with jittered exponential backoff (or the delay a provider
+//! asked for), parks what cannot or ran out of attempts, and enqueues periodic work once per
+//! slot. Waiting out a provider (an outage, a rate limit, refused credentials) never uses up a
+//! job's attempts: such a job gives up by elapsed time instead (`job_wait_limit`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use donkies_outbound::ProviderFailure;
 use donkies_store::{jobs, now};
+use rand::Rng;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -60,22 +64,40 @@ impl Worker {
         let result = tracing::Instrument::instrument(result, span).await;
         heartbeat.abort();
         let (id, kind) = (job.id, job.kind.clone());
-        let (error, retry_after) = match result {
+        let error = match result {
             Ok(()) => {
                 jobs::complete(db, job.id, &self.name).await?;
                 metrics::counter!("donkies_jobs_total", "kind" => job.kind.clone(), "outcome" => "succeeded")
                     .increment(1);
                 return Ok(Some(Outcome::Done { id, kind }));
             }
-            Err(JobError::Permanent(cause)) => (format!("{cause:#}"), None),
-            Err(JobError::Retry { cause, .. }) if job.attempts >= job.max_attempts => (format!("{cause:#}"), None),
-            Err(JobError::Retry { after, cause }) => {
-                // The provider's own Retry-After wins over the backoff.
-                let delay = after.unwrap_or_else(|| backoff(settings.job_retry_base, job.attempts));
-                (format!("{cause:#}"), Some(delay))
+            Err(error) => error,
+        };
+        let policy = Policy::of(&error);
+        let mut error = error.to_string();
+        let retry = match policy {
+            Policy::Park => None,
+            Policy::Count if job.attempts >= job.max_attempts => None,
+            Policy::Count => Some(jitter(backoff(settings.job_retry_base, job.attempts))),
+            Policy::Wait { after } => {
+                let waited =
+                    job.waiting_since.map_or(Duration::ZERO, |since| (now() - since).to_std().unwrap_or_default());
+                if waited >= settings.job_wait_limit {
+                    error = format!("gave up after waiting {}s for the provider: {error}", waited.as_secs());
+                    None
+                } else {
+                    // The provider's own Retry-After wins over the backoff.
+                    let delay = after.map_or_else(|| jitter(wait_backoff(settings.job_retry_base, waited)), spread);
+                    tracing::warn!(job = %job.id, kind = %job.kind, waited_s = waited.as_secs(), retry_in_ms = delay.as_millis() as u64, %error, "provider unavailable; the job waits without using an attempt");
+                    jobs::wait(db, job.id, &self.name, &error, now() + chrono::Duration::from_std(delay)?, now())
+                        .await?;
+                    metrics::counter!("donkies_jobs_total", "kind" => job.kind.clone(), "outcome" => "waiting")
+                        .increment(1);
+                    return Ok(Some(Outcome::Retrying { id, kind, error }));
+                }
             }
         };
-        match retry_after {
+        match retry {
             Some(delay) => {
                 tracing::warn!(job = %job.id, kind = %job.kind, attempts = job.attempts, retry_in_ms = delay.as_millis() as u64, %error, "job failed; will retry");
                 let retry_at = now() + chrono::Duration::from_std(delay)?;
@@ -196,10 +218,63 @@ pub async fn schedule_periodic(ctx: &JobContext, kinds: &[&'static str]) -> anyh
     Ok(taken)
 }
 
+/// What the worker does with a job that failed, decided from its error alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Policy {
+    /// A provider is unavailable to us for now: try again after `after` (its `Retry-After`)
+    /// or a backoff, without using up an attempt, until the job has waited `job_wait_limit`.
+    Wait { after: Option<Duration> },
+    /// Try again after the backoff, using up an attempt; parked after the last one.
+    Count,
+    /// Trying again cannot help: park the job now.
+    Park,
+}
+
+impl Policy {
+    /// Refused credentials are waited out like an outage (an operator fixes the keys, and the
+    /// work then goes on by itself); the services log them as errors each time.
+    #[deny(clippy::wildcard_enum_match_arm)]
+    fn of(error: &JobError) -> Policy {
+        match error {
+            JobError::Provider { failure, .. } => match *failure {
+                ProviderFailure::Transient { retry_after } | ProviderFailure::RateLimited { retry_after } => {
+                    Policy::Wait { after: retry_after }
+                }
+                ProviderFailure::Auth => Policy::Wait { after: None },
+                ProviderFailure::NotFound | ProviderFailure::Refused => Policy::Park,
+            },
+            JobError::Retry { .. } => Policy::Count,
+            JobError::Permanent(_) => Policy::Park,
+        }
+    }
+}
+
 /// Delay before retry number `attempts` (1-based): base · 2^(attempts−1), at most one hour.
 pub fn backoff(base: Duration, attempts: i64) -> Duration {
     let exp = u32::try_from(attempts.saturating_sub(1).clamp(0, 30)).unwrap_or(30);
-    base.saturating_mul(2u32.saturating_pow(exp)).min(Duration::from_secs(3600))
+    base.saturating_mul(2u32.saturating_pow(exp)).min(MAX_BACKOFF)
+}
+
+/// Delay before the next try of a job that has been waiting out a provider for `waited`: as long
+/// again as it has waited (so the delays double), at least `base`, at most one hour.
+pub fn wait_backoff(base: Duration, waited: Duration) -> Duration {
+    waited.max(base).min(MAX_BACKOFF)
+}
+
+const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+/// A backoff delay with "equal jitter": between half of it and all of it, so that jobs that
+/// failed together (an outage) do not all come back together.
+fn jitter(delay: Duration) -> Duration {
+    delay / 2 + delay.mul_f64(rand::thread_rng().gen_range(0.0..=0.5))
+}
+
+/// A delay a provider asked for, at least a second (`Retry-After`'s unit: a `0` or a date
+/// already past must not make a busy loop), spread by up to a quarter more (never less: it
+/// said when).
+fn spread(delay: Duration) -> Duration {
+    let delay = delay.max(Duration::from_secs(1));
+    delay + delay.mul_f64(rand::thread_rng().gen_range(0.0..=0.25))
 }
 
 fn hostname() -> String {
@@ -221,5 +296,39 @@ mod tests {
         assert_eq!(backoff(base, 2), Duration::from_secs(4));
         assert_eq!(backoff(base, 4), Duration::from_secs(16));
         assert_eq!(backoff(base, 40), Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn waits_double_with_the_time_waited_and_cap() {
+        let base = Duration::from_secs(2);
+        assert_eq!(wait_backoff(base, Duration::ZERO), base);
+        assert_eq!(wait_backoff(base, Duration::from_secs(30)), Duration::from_secs(30));
+        assert_eq!(wait_backoff(base, Duration::from_secs(9000)), Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn jitter_stays_between_half_and_all_and_a_retry_after_is_never_shortened() {
+        let delay = Duration::from_secs(8);
+        let jittered: Vec<Duration> = (0..200).map(|_| jitter(delay)).collect();
+        assert!(jittered.iter().all(|d| *d >= delay / 2 && *d <= delay), "{jittered:?}");
+        assert!(jittered.iter().any(|d| *d != jittered[0]), "jitter varies");
+        assert!((0..200).map(|_| spread(delay)).all(|d| d >= delay && d <= delay + delay / 4));
+        assert!(spread(Duration::ZERO) >= Duration::from_secs(1));
+    }
+
+    #[test]
+    fn outages_rate_limits_and_refused_keys_wait_refusals_park_and_the_rest_count() {
+        let provider = |failure| JobError::Provider { failure, cause: anyhow::anyhow!("x") };
+        let after = Some(Duration::from_secs(1));
+        assert_eq!(Policy::of(&provider(ProviderFailure::RateLimited { retry_after: after })), Policy::Wait { after });
+        assert_eq!(
+            Policy::of(&provider(ProviderFailure::Transient { retry_after: None })),
+            Policy::Wait { after: None }
+        );
+        assert_eq!(Policy::of(&provider(ProviderFailure::Auth)), Policy::Wait { after: None });
+        assert_eq!(Policy::of(&provider(ProviderFailure::NotFound)), Policy::Park);
+        assert_eq!(Policy::of(&provider(ProviderFailure::Refused)), Policy::Park);
+        assert_eq!(Policy::of(&JobError::retry(anyhow::anyhow!("db"))), Policy::Count);
+        assert_eq!(Policy::of(&JobError::permanent(anyhow::anyhow!("bad"))), Policy::Park);
     }
 }

@@ -84,18 +84,13 @@ impl Task for ResyncMembers {
 /// An aggregator failure in the terms of a use case.
 impl From<AtriumError> for ServiceError {
     fn from(err: AtriumError) -> Self {
-        match err {
-            AtriumError::Retryable { .. } | AtriumError::RateLimited { .. } | AtriumError::Auth { .. } => {
-                ServiceError::Unavailable {
-                    message: "The bank aggregator is unavailable. Please try again later.".into(),
-                    cause: Some(err),
-                }
-            }
-            AtriumError::NotFound { .. } => ServiceError::NotFound,
-            AtriumError::Conflict { message } | AtriumError::Other { message, .. } => {
-                ServiceError::invalid(format!("The bank refused the request: {message}"))
-            }
-        }
+        let refused = format!("The bank refused the request: {}", err.message());
+        ServiceError::provider(
+            err.failure(),
+            "The bank aggregator is unavailable. Please try again later.",
+            refused,
+            err,
+        )
     }
 }
 

@@ -17,8 +17,9 @@ use std::collections::BTreeMap;
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, RwLock};
 
-use donkies_atrium::{Aggregator, AtriumError};
+use donkies_atrium::Aggregator;
 use donkies_dwolla::PaymentRail;
+use donkies_outbound::ProviderFailure;
 use donkies_store::{Db, StoreError, Tx};
 
 use crate::config::Settings;
@@ -194,12 +195,14 @@ pub enum ServiceError {
     Invalid(String),
     #[error("not found")]
     NotFound,
-    /// An outside service is down or refused our credentials: try again later.
+    /// An outside service is unavailable to us for now (down, rate-limiting, or refusing our
+    /// credentials): try again later. `failure` says which, and how long it asked us to wait.
     #[error("{message}")]
     Unavailable {
         message: String,
+        failure: ProviderFailure,
         #[source]
-        cause: Option<AtriumError>,
+        cause: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -242,6 +245,30 @@ impl ServiceError {
 
     pub fn invalid(message: impl Into<String>) -> ServiceError {
         ServiceError::Invalid(message.into())
+    }
+
+    /// A provider's failure in the terms of a use case, the one place that decides it for every
+    /// provider: no such resource is not found, a refused request is invalid (`refused` says
+    /// why, in the user's terms), and the rest (an outage, a rate limit, our credentials
+    /// refused) make the service unavailable for now (`unavailable` says which service).
+    #[deny(clippy::wildcard_enum_match_arm)]
+    pub fn provider(
+        failure: ProviderFailure,
+        unavailable: &str,
+        refused: String,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> ServiceError {
+        let unavailable = |cause| ServiceError::Unavailable { message: unavailable.to_owned(), failure, cause };
+        match failure {
+            ProviderFailure::NotFound => ServiceError::NotFound,
+            ProviderFailure::Refused => ServiceError::Invalid(refused),
+            ProviderFailure::Auth => {
+                // Only an operator can fix this; say it where they look, every time.
+                tracing::error!(error = %cause, "a provider refused our credentials; check its keys");
+                unavailable(Box::new(cause))
+            }
+            ProviderFailure::Transient { .. } | ProviderFailure::RateLimited { .. } => unavailable(Box::new(cause)),
+        }
     }
 }
 

@@ -10,7 +10,8 @@ use donkies_domain::{
     MicroDepositStatus, TransferParty, TransferStatus, VerificationType, check_transfer, return_consequences,
 };
 use donkies_dwolla::wire::{self, PersonalDetails};
-use donkies_dwolla::{DwollaError, SecretString, TransferRequest};
+use donkies_dwolla::{DwollaError, SecretString, Topic, TransferRequest};
+use donkies_outbound::ProviderFailure;
 use donkies_store::payments::{self, Customer, FundingSource, NewCustomer, NewFundingSource, NewTransfer, Transfer};
 use donkies_store::users::User;
 use donkies_store::{accounts, constraints, new_id, now, users};
@@ -23,24 +24,13 @@ use crate::mail;
 /// A Dwolla failure in the terms of a use case.
 impl From<DwollaError> for ServiceError {
     fn from(err: DwollaError) -> Self {
-        match err {
-            DwollaError::NotFound { .. } => ServiceError::NotFound,
-            ref e if e.is_retryable() || matches!(e, DwollaError::Auth { .. }) => {
-                tracing::warn!(error = %e, "Dwolla unavailable");
-                ServiceError::Unavailable {
-                    message: "The payment service is unavailable. Please try again later.".into(),
-                    cause: None,
-                }
-            }
-            DwollaError::Validation { errors, message } => {
-                let text = errors.first().map_or(message, |e| e.message.clone());
-                ServiceError::invalid(text)
-            }
-            DwollaError::Duplicate { message, .. }
-            | DwollaError::InvalidResourceState { message, .. }
-            | DwollaError::Other { message, .. } => ServiceError::invalid(message),
-            other => ServiceError::Internal(other.into()),
-        }
+        let refused = err.message().to_owned();
+        ServiceError::provider(
+            err.failure(),
+            "The payment service is unavailable. Please try again later.",
+            refused,
+            err,
+        )
     }
 }
 
@@ -298,16 +288,11 @@ impl Services {
             Ok(id) => id,
             // The email is known at Dwolla already: that customer is this user's.
             Err(DwollaError::Duplicate { .. }) => {
-                self.rail
-                    .customer_by_email(&customer.email)
-                    .await
-                    .map_err(dwolla_job_error)?
-                    .context("duplicate email but no customer found")?
-                    .id
+                self.rail.customer_by_email(&customer.email).await?.context("duplicate email but no customer found")?.id
             }
-            Err(e) => return Err(dwolla_job_error(e)),
+            Err(e) => return Err(e.into()),
         };
-        let found = self.rail.customer(&dwolla_id).await.map_err(dwolla_job_error)?;
+        let found = self.rail.customer(&dwolla_id).await?;
         let status = CustomerStatus::parse(&wire_text(&found.status));
         let mut work = self.begin().await?;
         payments::set_customer_dwolla(&mut work, customer_id, &dwolla_id, &status, now()).await?;
@@ -417,9 +402,9 @@ impl Services {
                     Err(DwollaError::Duplicate { existing: Some(href), .. }) => {
                         wire::id_from_href(&href).context("duplicate bank link without id")?.to_owned()
                     }
-                    Err(e) => return Err(dwolla_job_error(e)),
+                    Err(e) => return Err(e.into()),
                 };
-                let found = self.rail.funding_source(&id).await.map_err(dwolla_job_error)?;
+                let found = self.rail.funding_source(&id).await?;
                 let status =
                     FundingSourceStatus::parse(&wire_text(&found.status)).unwrap_or(FundingSourceStatus::Unverified);
                 let mut work = self.begin().await?;
@@ -436,7 +421,7 @@ impl Services {
             let key = format!("micro-deposits-{funding_source_id}");
             match self.rail.initiate_micro_deposits(&dwolla_id, &key).await {
                 Ok(()) | Err(DwollaError::InvalidResourceState { .. }) => {}
-                Err(e) => return Err(dwolla_job_error(e)),
+                Err(e) => return Err(e.into()),
             }
             let mut work = self.begin().await?;
             payments::set_micro_deposits(&mut work, funding_source_id, Some(&MicroDepositStatus::Pending), 0, now())
@@ -727,16 +712,9 @@ impl Services {
             .with_metadata("reference", &transfer.reference);
         let dwolla_id = match self.rail.create_transfer(&request, &transfer.idempotency_key).await {
             Ok(id) => id,
-            Err(e) if !e.is_retryable() && !matches!(e, DwollaError::Auth { .. } | DwollaError::RateLimited { .. }) => {
-                // Dwolla refused it for good (e.g. an unverified source): the transfer failed.
-                let text = e.to_string();
-                tracing::error!(transfer = transfer_id, error = %text, "Dwolla refused the transfer");
-                self.end_transfer(&transfer, TransferStatus::Failed, Some(("refused".to_owned(), text))).await?;
-                return Ok(());
-            }
-            Err(e) => return Err(dwolla_job_error(e)),
+            Err(e) => return self.transfer_not_sent(&transfer, e).await,
         };
-        let found = self.rail.transfer(&dwolla_id).await.map_err(dwolla_job_error)?;
+        let found = self.rail.transfer(&dwolla_id).await?;
         let status = TransferStatus::parse(&wire_text(&found.status));
         let mut work = self.begin().await?;
         payments::set_transfer_dwolla_id(&mut work, transfer_id, &dwolla_id, &TransferStatus::Pending, now()).await?;
@@ -745,6 +723,22 @@ impl Services {
             self.resolve_transfer(&transfer, &dwolla_id, status).await?;
         }
         Ok(())
+    }
+
+    /// Dwolla did not take the transfer: refused for good (e.g. an unverified source, or a
+    /// source it does not know), the transfer failed; unavailable for now, it is sent again.
+    #[deny(clippy::wildcard_enum_match_arm)]
+    async fn transfer_not_sent(&self, transfer: &Transfer, e: DwollaError) -> ServiceResult<()> {
+        match e.failure() {
+            ProviderFailure::Refused | ProviderFailure::NotFound => {
+                let text = e.to_string();
+                tracing::error!(transfer = transfer.id, error = %text, "Dwolla refused the transfer");
+                self.end_transfer(transfer, TransferStatus::Failed, Some(("refused".to_owned(), text))).await
+            }
+            ProviderFailure::Transient { .. } | ProviderFailure::RateLimited { .. } | ProviderFailure::Auth => {
+                Err(e.into())
+            }
+        }
     }
 
     /// Read a transfer from Dwolla and record how it ended.
@@ -880,26 +874,31 @@ impl Services {
     }
 
     /// The `apply_dwolla_event` job: read the resource the event is about and update ours.
-    pub async fn apply_dwolla_event(&self, topic: &str, resource_id: &str) -> ServiceResult<()> {
-        let topic = topic.trim_start_matches("customer_");
-        if topic.starts_with("transfer_") || topic.starts_with("bank_transfer_") {
-            if let Some(transfer) = payments::transfer_by_dwolla_id(&self.db, resource_id).await? {
-                self.track_transfer(&transfer).await?;
+    #[deny(clippy::wildcard_enum_match_arm)]
+    pub async fn apply_dwolla_event(&self, topic: &Topic, resource_id: &str) -> ServiceResult<()> {
+        match topic {
+            Topic::Transfer(_) => {
+                if let Some(transfer) = payments::transfer_by_dwolla_id(&self.db, resource_id).await? {
+                    self.track_transfer(&transfer).await?;
+                }
+                Ok(())
             }
-            return Ok(());
+            Topic::FundingSourceAdded
+            | Topic::FundingSourceRemoved
+            | Topic::FundingSourceVerified
+            | Topic::FundingSourceUnverified
+            | Topic::FundingSourceUpdated
+            | Topic::FundingSourceNegative
+            | Topic::MicroDepositsAdded
+            | Topic::MicroDepositsCompleted
+            | Topic::MicroDepositsFailed
+            | Topic::MicroDepositsMaxAttempts => self.refresh_funding_source(resource_id, topic).await,
+            Topic::Customer(_) => self.refresh_customer(resource_id).await,
+            Topic::Unknown(name) => {
+                tracing::debug!(topic = %name, "Dwolla event of no interest");
+                Ok(())
+            }
         }
-        if topic.starts_with("funding_source_") || topic.starts_with("microdeposits_") {
-            return self.refresh_funding_source(resource_id, topic).await;
-        }
-        if topic == "created"
-            || topic.starts_with("verification_")
-            || topic.starts_with("reverification_")
-            || matches!(topic, "verified" | "suspended" | "activated" | "deactivated" | "updated")
-        {
-            return self.refresh_customer(resource_id).await;
-        }
-        tracing::debug!(topic, "Dwolla event of no interest");
-        Ok(())
     }
 
     async fn refresh_customer(&self, dwolla_id: &str) -> ServiceResult<()> {
@@ -931,7 +930,7 @@ impl Services {
         Ok(())
     }
 
-    async fn refresh_funding_source(&self, dwolla_id: &str, topic: &str) -> ServiceResult<()> {
+    async fn refresh_funding_source(&self, dwolla_id: &str, topic: &Topic) -> ServiceResult<()> {
         let Some(source) = payments::funding_source_by_dwolla_id(&self.db, dwolla_id).await? else {
             return Ok(());
         };
@@ -944,24 +943,32 @@ impl Services {
             payments::mark_funding_source_removed(&mut work, source.id, now()).await?;
         }
         let line = match topic {
-            "funding_source_added" => Some(("A bank was added", "A bank account was added to your Donkies payments.")),
-            "funding_source_removed" => {
+            Topic::FundingSourceAdded => {
+                Some(("A bank was added", "A bank account was added to your Donkies payments."))
+            }
+            Topic::FundingSourceRemoved => {
                 Some(("A bank was removed", "A bank account was removed from your Donkies payments."))
             }
-            "funding_source_verified" => Some(("Your bank is verified", "Your bank account is verified.")),
-            "microdeposits_added" => Some((
+            Topic::FundingSourceVerified => Some(("Your bank is verified", "Your bank account is verified.")),
+            Topic::MicroDepositsAdded => Some((
                 "Micro-deposits are on their way",
                 "Two small deposits are on their way to your bank: enter their amounts to verify it.",
             )),
-            "microdeposits_completed" => Some((
+            Topic::MicroDepositsCompleted => Some((
                 "Micro-deposits arrived",
                 "The two small deposits have reached your bank: enter their amounts to verify it.",
             )),
-            "microdeposits_failed" => Some((
+            Topic::MicroDepositsFailed => Some((
                 "Micro-deposits failed",
                 "The small deposits to your bank failed: please check the account and routing numbers.",
             )),
-            _ => None,
+            Topic::FundingSourceUnverified
+            | Topic::FundingSourceUpdated
+            | Topic::FundingSourceNegative
+            | Topic::MicroDepositsMaxAttempts
+            | Topic::Customer(_)
+            | Topic::Transfer(_)
+            | Topic::Unknown(_) => None,
         };
         if let Some((subject, line)) = line {
             self.notify_user(&mut work, source.user_id, "funding_source", subject, line).await?;
@@ -1019,15 +1026,6 @@ impl Services {
             .ok_or_else(|| ServiceError::invalid("The user has no round-up source."))?;
         let reference = format!("manual:{}", crate::crypto::new_token());
         self.transfer(&reference, Endpoint::FundingSource(source.id), Endpoint::Donkies, amount).await
-    }
-}
-
-/// A Dwolla failure inside a job: retried when it may pass, else given up.
-fn dwolla_job_error(e: DwollaError) -> ServiceError {
-    if e.is_retryable() || matches!(e, DwollaError::RateLimited { .. }) {
-        ServiceError::Internal(anyhow::Error::new(e))
-    } else {
-        ServiceError::from(e)
     }
 }
 

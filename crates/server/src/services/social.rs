@@ -3,6 +3,7 @@
 
 use donkies_domain::Email;
 use donkies_domain::ExposeSecret;
+use donkies_outbound::ProviderFailure;
 use donkies_social::{FacebookClient, GoogleClient, SocialError, TwitterClient};
 use donkies_store::social::NewIdentity;
 use donkies_store::{now, social, tokens, users};
@@ -45,12 +46,24 @@ pub struct LoginUrls {
     pub google: Option<String>,
 }
 
+/// A sign-in provider's failure, told to the user who is signing in (always a 400: the sign-in
+/// is theirs to try again).
+#[deny(clippy::wildcard_enum_match_arm)]
 fn provider_error(provider: &str, err: SocialError) -> ServiceError {
     tracing::info!(provider, error = %err, "sign-in provider refused or failed");
-    ServiceError::invalid(match err {
-        SocialError::Unavailable { .. } => format!("{provider} could not be reached. Please try again in a moment."),
-        SocialError::Rejected { message } => format!("{provider} did not accept the sign-in: {message}"),
-        SocialError::Invalid { .. } => format!("{provider} sent an answer we could not read."),
+    ServiceError::invalid(match (err.failure(), err) {
+        (ProviderFailure::Transient { .. } | ProviderFailure::RateLimited { .. } | ProviderFailure::Auth, _) => {
+            format!("{provider} could not be reached. Please try again in a moment.")
+        }
+        (ProviderFailure::Refused | ProviderFailure::NotFound, SocialError::Invalid { .. }) => {
+            format!("{provider} sent an answer we could not read.")
+        }
+        (
+            ProviderFailure::Refused | ProviderFailure::NotFound,
+            SocialError::Rejected { message }
+            | SocialError::Unavailable { message }
+            | SocialError::RateLimited { message, .. },
+        ) => format!("{provider} did not accept the sign-in: {message}"),
     })
 }
 

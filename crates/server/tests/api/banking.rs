@@ -36,6 +36,7 @@ both_databases!(
     every_id_is_an_integer_the_2017_web_client_can_parse_and_compare,
     total_debt_is_the_sum_of_the_active_debt_balances,
     a_member_whose_polling_is_parked_shows_other_error,
+    a_member_links_while_the_aggregator_rate_limits_half_the_calls,
     the_transaction_list_is_tagged_answers_304_and_gzip_and_follows_syncs_and_settings,
     transaction_pages_put_together_are_the_full_list,
     a_kept_list_follows_another_process_within_the_cache_setting,
@@ -1492,14 +1493,14 @@ async fn total_debt_is_the_sum_of_the_active_debt_balances(backend: Backend) {
 
 async fn a_member_whose_polling_is_parked_shows_other_error(backend: Backend) {
     let mut options = crate::helpers::Options::default();
-    options.args.job_max_attempts = Some("2".into());
+    options.args.job_wait_limit_seconds = Some("1".into());
     options.args.job_retry_base_ms = Some("1".into());
     let app = TestApp::spawn_with(backend, options).await;
     let api = Api::of(&app);
     let token = banking_user(&app, "ada@example.com").await;
     let identifier = link(&api, &token, "password").await;
-    // The aggregator goes down for good while the member is polled: the poll job runs out of
-    // attempts and is parked.
+    // The aggregator goes down for good while the member is polled: the poll job waits it out
+    // for as long as it may wait, then is parked.
     app.atrium.set_faults(Faults::outage(503));
     app.expect_parked("poll_member");
     let member = wait_member_status(&api, &token, &identifier, "OTHER_ERROR").await;
@@ -1507,6 +1508,32 @@ async fn a_member_whose_polling_is_parked_shows_other_error(backend: Backend) {
     let parked = donkies_store::jobs::list(app.db(), true).await.unwrap();
     assert!(parked.iter().any(|j| j.kind == "poll_member"), "{parked:?}");
     app.atrium.set_faults(Faults::default());
+}
+
+async fn a_member_links_while_the_aggregator_rate_limits_half_the_calls(backend: Backend) {
+    // One attempt per job: a rate limit must not use it up.
+    let mut options = crate::helpers::Options::default();
+    options.args.job_max_attempts = Some("1".into());
+    let app = TestApp::spawn_with(backend, options).await;
+    let api = Api::of(&app);
+    let token = banking_user(&app, "ada@example.com").await;
+    let identifier = link(&api, &token, "password").await;
+    // Atrium answers half the calls 429 with `Retry-After: 1` while the member is polled.
+    app.atrium.set_faults(Faults { rate_limit_rate: 0.5, ..Faults::default() });
+    let member = wait_member(
+        &api,
+        &token,
+        &identifier,
+        "SUCCESS",
+        |m| m["member_status"] != "PROCESSING",
+        Duration::from_secs(90),
+    )
+    .await;
+    app.atrium.set_faults(Faults::default());
+    assert_eq!(member["member_status"], "SUCCESS", "{member}");
+    assert_success(&member);
+    let parked = donkies_store::jobs::list(app.db(), true).await.unwrap();
+    assert!(parked.is_empty(), "{parked:?}");
 }
 
 // ---------------------------------------------------------------------------------------------

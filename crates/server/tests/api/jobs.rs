@@ -16,6 +16,7 @@ both_databases!(
     a_job_out_of_attempts_is_parked_and_can_be_retried_from_the_cli,
     a_worker_killed_mid_job_leaves_the_job_to_run_again,
     a_job_that_cannot_succeed_is_parked_at_once_and_one_that_may_is_retried,
+    a_rate_limited_job_waits_without_using_up_its_attempts,
     a_job_with_a_dedupe_key_is_queued_once_until_it_has_run,
     a_running_job_keeps_its_lease_so_no_second_worker_takes_it,
     mail_bodies_are_sealed_at_rest_and_dropped_once_delivered,
@@ -191,6 +192,54 @@ async fn a_job_that_cannot_succeed_is_parked_at_once_and_one_that_may_is_retried
     assert!(matches!(aggregator.first(), Some(Outcome::Retrying { .. })), "{outcomes:?}");
     assert!(!aggregator.iter().any(|o| matches!(o, Outcome::Parked { .. })), "{outcomes:?}");
     app.atrium.set_faults(donkies_sandbox::Faults::default());
+}
+
+async fn a_rate_limited_job_waits_without_using_up_its_attempts(backend: Backend) {
+    let mut options = Options { with_worker: false, ..Default::default() };
+    options.args.job_max_attempts = Some("1".into());
+    let app = TestApp::spawn_with(backend, options).await;
+    let server = app.server.as_ref().unwrap();
+    let worker = Worker::new(server.job_context(), Default::default());
+    worker.run_until_idle().await.unwrap(); // the start-up jobs
+    // Atrium answers every call 429 with `Retry-After: 1`.
+    app.atrium.set_faults(donkies_sandbox::Faults { rate_limit_rate: 1.0, ..Default::default() });
+    assert_eq!(app.signup("ada@example.com").await, StatusCode::NO_CONTENT);
+    let aggregator_job = || async {
+        let all = jobs::list(app.db(), false).await.unwrap();
+        all.into_iter().find(|j| j.kind == "create_aggregator_user").expect("the job is still there")
+    };
+    let mut first_wait = None;
+    for round in 0..3 {
+        let started = std::time::Instant::now();
+        let outcome = loop {
+            match worker.run_next().await.unwrap() {
+                Some(outcome) if outcome.kind() == "create_aggregator_user" => break outcome,
+                Some(_) => {}
+                None => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+            assert!(started.elapsed() < Duration::from_secs(5), "the job never came back");
+        };
+        assert!(matches!(&outcome, Outcome::Retrying { error, .. } if error.contains("rate-limited")), "{outcome:?}");
+        let job = aggregator_job().await;
+        assert_eq!((job.status.as_str(), job.attempts, job.max_attempts), ("queued", 0, 1), "round {round}: {job:?}");
+        // Atrium's Retry-After is honoured: the next try is a second or a little more away.
+        let delay = job.run_at - donkies_store::now();
+        assert!(
+            delay > chrono::Duration::milliseconds(700) && delay <= chrono::Duration::milliseconds(1300),
+            "{delay}"
+        );
+        let since = job.waiting_since.expect("the wait is timed");
+        assert_eq!(*first_wait.get_or_insert(since), since, "waiting since the first refusal");
+    }
+    // Once Atrium answers again, the one attempt is still there and the job succeeds.
+    app.atrium.set_faults(donkies_sandbox::Faults::default());
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let outcomes = worker.run_until_idle().await.unwrap();
+    assert!(
+        outcomes.iter().any(|o| matches!(o, Outcome::Done { kind, .. } if kind == "create_aggregator_user")),
+        "{outcomes:?}"
+    );
+    assert!(jobs::list(app.db(), true).await.unwrap().is_empty());
 }
 
 async fn a_job_with_a_dedupe_key_is_queued_once_until_it_has_run(backend: Backend) {
