@@ -228,9 +228,13 @@ impl SimState {
         let (answers, stored): (Vec<_>, Vec<_>) =
             journal.load().await?.into_iter().partition(|record| record.kind == IDEMPOTENCY);
         let mut idempotency = HashMap::new();
+        let mut expired = Vec::new();
         for answer in answers {
-            if let Some(remembered) = answer.parse::<StoredAnswer>()?.remembered() {
-                idempotency.insert(answer.id, remembered);
+            match answer.parse::<StoredAnswer>()?.remembered() {
+                Some(remembered) => {
+                    idempotency.insert(answer.id, remembered);
+                }
+                None => expired.push(Row::Delete { kind: IDEMPOTENCY, id: answer.id }),
             }
         }
         let db = Db::load(&base, &config.account_name, config.account_balance, stored, journal.keeps())?;
@@ -244,7 +248,7 @@ impl SimState {
             db: Mutex::new(db),
             tokens: Mutex::new(HashMap::new()),
             idempotency: Mutex::new(idempotency),
-            staged: Mutex::new(Vec::new()),
+            staged: Mutex::new(expired),
             journal,
             token_requests: AtomicU64::new(0),
             rejected_tokens: AtomicU64::new(0),
@@ -254,13 +258,23 @@ impl SimState {
                 .build()
                 .unwrap_or_else(|_| reqwest::Client::new()),
         };
-        // A new Account is kept at once.
-        state.journal.write(|| state.db().take_rows()).await?;
+        // A new Account is kept at once, and answers past their lifetime are forgotten.
+        state.journal.write(|| state.take_rows(&mut Vec::new())).await?;
         Ok(state)
     }
 
     pub(crate) fn db(&self) -> MutexGuard<'_, Db> {
         lock(&self.db)
+    }
+
+    /// The rows of what changed since the last write, and the webhooks of
+    /// the events it emitted (into `deliveries`).
+    fn take_rows(&self, deliveries: &mut Vec<store::Delivery>) -> Vec<Row> {
+        let mut db = self.db();
+        *deliveries = db.take_outbox();
+        let mut rows = db.take_rows();
+        rows.append(&mut lock(&self.staged));
+        rows
     }
 
     /// Keeps an answer given under an idempotency key with the next write.
@@ -274,16 +288,7 @@ impl SimState {
     /// emitted. Once this returns, what any earlier answer told is kept.
     pub(crate) async fn flush(self: &Arc<Self>) -> std::io::Result<()> {
         let mut deliveries = Vec::new();
-        let written = self
-            .journal
-            .write(|| {
-                let mut db = self.db();
-                deliveries = db.take_outbox();
-                let mut rows = db.take_rows();
-                rows.append(&mut lock(&self.staged));
-                rows
-            })
-            .await;
+        let written = self.journal.write(|| self.take_rows(&mut deliveries)).await;
         webhooks::dispatch(self, deliveries);
         written
     }
