@@ -98,7 +98,7 @@ pub fn test_args(db_url: &str, smtp: &SmtpSink, mut args: CommonArgs) -> CommonA
     args.frontend_url.get_or_insert_with(|| "http://front.test".into());
     args.job_poll_ms.get_or_insert_with(|| "50".into());
     args.job_retry_base_ms.get_or_insert_with(|| "100".into());
-    args.data_dir.get_or_insert_with(std::env::temp_dir);
+    args.data_dir.get_or_insert_with(|| std::env::temp_dir().display().to_string());
     args
 }
 
