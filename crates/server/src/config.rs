@@ -72,25 +72,12 @@ macro_rules! settings {
         impl Setting {
             pub const ALL: &[Setting] = &[$(Setting::$sname,)+ $(Setting::$cname,)+];
 
-            fn row(self) -> Row {
-                match self {
-                    $(Setting::$sname => Row {
-                        name: stringify!($sname),
-                        value_name: $svalue,
-                        help: &[$($sdoc),+],
-                        default: settings!(@opt $($sdefault)?),
-                        unset: settings!(@opt $($sunset)?),
-                        env: settings!(@opt $($senv)?),
-                    },)+
-                    $(Setting::$cname => Row {
-                        name: stringify!($cname),
-                        value_name: $cvalue,
-                        help: &[$($cdoc),+],
-                        default: settings!(@opt $($cdefault)?),
-                        unset: settings!(@opt $($cunset)?),
-                        env: settings!(@opt $($cenv)?),
-                    },)+
-                }
+            fn row(self) -> &'static Row {
+                const ROWS: &[Row] = &[
+                    $(settings!(@row $sname [$svalue] [$($sdoc),+] $(= $sdefault)? $(, unset $sunset)? $(, env $senv)?),)+
+                    $(settings!(@row $cname [$cvalue] [$($cdoc),+] $(= $cdefault)? $(, unset $cunset)? $(, env $cenv)?),)+
+                ];
+                &ROWS[self as usize]
             }
         }
 
@@ -110,6 +97,17 @@ macro_rules! settings {
                     $($cname: settings!(@value $cty, Setting::$cname, &common.$cname, file $(, $cdefault)?)?,)+
                 })
             }
+        }
+    };
+    (@row $name:ident [$value:literal] [$($doc:literal),+] $(= $default:literal)? $(, unset $unset:literal)?
+        $(, env $env:literal)?) => {
+        Row {
+            name: stringify!($name),
+            value_name: $value,
+            help: &[$($doc),+],
+            default: settings!(@opt $($default)?),
+            unset: settings!(@opt $($unset)?),
+            env: settings!(@opt $($env)?),
         }
     };
     (@opt) => { None };
@@ -367,23 +365,17 @@ macro_rules! parsed_as {
 
 parsed_as!(SocketAddr => "address", Url => "URL", Mailbox => "mailbox", u32 => "number", u64 => "number", i64 => "number");
 
-impl SettingValue for String {
-    fn parse(text: &str) -> Result<Self, String> {
-        Ok(text.to_owned())
-    }
+macro_rules! taken_as_is {
+    ($($ty:ty),+) => {$(
+        impl SettingValue for $ty {
+            fn parse(text: &str) -> Result<Self, String> {
+                Ok(<$ty>::from(text))
+            }
+        }
+    )+};
 }
 
-impl SettingValue for SecretString {
-    fn parse(text: &str) -> Result<Self, String> {
-        Ok(SecretString::from(text))
-    }
-}
-
-impl SettingValue for PathBuf {
-    fn parse(text: &str) -> Result<Self, String> {
-        Ok(PathBuf::from(text))
-    }
-}
+taken_as_is!(String, SecretString, PathBuf);
 
 impl SettingValue for Cents {
     fn parse(text: &str) -> Result<Self, String> {
@@ -647,26 +639,23 @@ pub struct AtriumRemote {
     pub key: SecretString,
 }
 
-/// A sign-in provider's three settings, as given.
-struct Social {
-    url: (Setting, Option<Url>),
-    key: (Setting, Option<String>),
-    secret: (Setting, Option<SecretString>),
-}
-
-impl Social {
-    fn resolve(self, sandbox_mode: bool) -> Result<ProviderSetting<SocialRemote>, ConfigError> {
-        let Social { url: (url_setting, url), key: (key_setting, key), secret: (secret_setting, secret) } = self;
-        match (key, secret) {
-            (Some(key), Some(secret)) => Ok(ProviderSetting::Remote(SocialRemote { url, key, secret })),
-            (Some(_), None) | (None, Some(_)) => Err(ConfigError::new(
-                format!("{} / {}", key_setting.env(), secret_setting.env()),
-                "give both the key and the secret, or neither",
-            )),
-            (None, None) if url.is_some() => Err(ConfigError::required_with(key_setting, url_setting)),
-            (None, None) if sandbox_mode => Ok(ProviderSetting::Sandbox),
-            (None, None) => Ok(ProviderSetting::Off),
-        }
+/// A sign-in provider from its three settings: `[url, key, secret]`.
+fn social(
+    [url_setting, key_setting, secret_setting]: [Setting; 3],
+    url: Option<Url>,
+    key: Option<String>,
+    secret: Option<SecretString>,
+    sandbox_mode: bool,
+) -> Result<ProviderSetting<SocialRemote>, ConfigError> {
+    match (key, secret) {
+        (Some(key), Some(secret)) => Ok(ProviderSetting::Remote(SocialRemote { url, key, secret })),
+        (Some(_), None) | (None, Some(_)) => Err(ConfigError::new(
+            format!("{} / {}", key_setting.env(), secret_setting.env()),
+            "give both the key and the secret, or neither",
+        )),
+        (None, None) if url.is_some() => Err(ConfigError::required_with(key_setting, url_setting)),
+        (None, None) if sandbox_mode => Ok(ProviderSetting::Sandbox),
+        (None, None) => Ok(ProviderSetting::Off),
     }
 }
 
@@ -752,24 +741,14 @@ impl Settings {
 
         // Simulated sign-in providers only when the whole server runs on simulators.
         let sandbox_mode = atrium.is_sandbox();
-        let facebook = Social {
-            url: (Setting::facebook_url, v.facebook_url),
-            key: (Setting::facebook_key, v.facebook_key),
-            secret: (Setting::facebook_secret, v.facebook_secret),
-        }
-        .resolve(sandbox_mode)?;
-        let google = Social {
-            url: (Setting::google_url, v.google_url),
-            key: (Setting::google_key, v.google_key),
-            secret: (Setting::google_secret, v.google_secret),
-        }
-        .resolve(sandbox_mode)?;
-        let twitter = Social {
-            url: (Setting::twitter_url, v.twitter_url),
-            key: (Setting::twitter_key, v.twitter_key),
-            secret: (Setting::twitter_secret, v.twitter_secret),
-        }
-        .resolve(sandbox_mode)?;
+        use Setting::{facebook_key, facebook_secret, facebook_url, google_key, google_secret, google_url};
+        use Setting::{twitter_key, twitter_secret, twitter_url};
+        let facebook = [facebook_url, facebook_key, facebook_secret];
+        let facebook = social(facebook, v.facebook_url, v.facebook_key, v.facebook_secret, sandbox_mode)?;
+        let google = [google_url, google_key, google_secret];
+        let google = social(google, v.google_url, v.google_key, v.google_secret, sandbox_mode)?;
+        let twitter = [twitter_url, twitter_key, twitter_secret];
+        let twitter = social(twitter, v.twitter_url, v.twitter_key, v.twitter_secret, sandbox_mode)?;
 
         let rail = match v.dwolla_url {
             Some(url) => {
