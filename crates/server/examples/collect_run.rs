@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Parser;
-use donkies_server::config::{CommonArgs, FileValues, Settings};
+use donkies_server::config::{CommonArgs, FileValues, ServeArgs, Settings};
 use donkies_server::services::money::Collected;
 
 #[derive(Parser)]
@@ -29,7 +29,7 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,hyper=warn"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(false).try_init();
 
-    let listen = std::env::var("DONKIES_LISTEN").ok().filter(|l| !l.is_empty());
+    let listen = ServeArgs::from_environment().listen;
     let settings = Arc::new(Settings::resolve(listen, &args.common, &FileValues::default())?);
     let db = donkies_server::open_database(&settings).await?;
     let api = settings.listen;

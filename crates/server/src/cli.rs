@@ -7,7 +7,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{CommonArgs, ConfigError, FileValues, Settings};
+use crate::config::{CommonArgs, ConfigError, FileValues, ServeArgs, Settings};
 use crate::{Server, jobs, open_database};
 
 #[derive(Parser, Debug)]
@@ -26,9 +26,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the HTTP API (and, unless --no-worker, the job worker in the same process).
     Serve {
-        /// Address to listen on [default: 127.0.0.1:8000]
-        #[arg(long, env = "DONKIES_LISTEN", value_name = "ADDR")]
-        listen: Option<String>,
+        #[command(flatten)]
+        serve: ServeArgs,
         /// Do not run the job worker in this process (run `donkies worker` separately).
         #[arg(long)]
         no_worker: bool,
@@ -281,8 +280,8 @@ fn settings(config: &Option<PathBuf>, listen: Option<String>, common: &CommonArg
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { listen, no_worker, common } => {
-            let settings = settings(&cli.config, listen, &common)?;
+        Command::Serve { serve, no_worker, common } => {
+            let settings = settings(&cli.config, serve.listen, &common)?;
             let server = Server::start(settings, !no_worker).await?;
             server.run_until_signal().await;
         }
@@ -520,5 +519,5 @@ async fn serve_is_running_if_needed(settings: &Settings) -> anyhow::Result<()> {
 
 /// Where `serve` listens, for processes beside it (their sandbox simulators are that serve's).
 fn serve_listen() -> Option<String> {
-    std::env::var("DONKIES_LISTEN").ok().filter(|l| !l.is_empty())
+    ServeArgs::from_environment().listen
 }
