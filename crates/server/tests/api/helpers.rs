@@ -110,8 +110,17 @@ pub fn test_args(db_url: &str, smtp: &SmtpSink, mut args: CommonArgs) -> CommonA
     args.frontend_url.get_or_insert_with(|| "http://front.test".into());
     args.job_poll_ms.get_or_insert_with(|| "50".into());
     args.job_retry_base_ms.get_or_insert_with(|| "100".into());
-    args.data_dir.get_or_insert_with(|| std::env::temp_dir().display().to_string());
+    args.data_dir.get_or_insert_with(|| test_data_dir().display().to_string());
     args
+}
+
+/// A data directory of the test's own (a server in sandbox mode keeps its simulators there).
+pub fn test_data_dir() -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let data = std::env::temp_dir().join(format!("donkies-test-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    data
 }
 
 impl TestApp {
@@ -140,11 +149,7 @@ impl TestApp {
         args.twitter_secret.get_or_insert_with(|| SANDBOX_TWITTER_CONSUMER_SECRET.into());
         args.member_poll_ms.get_or_insert_with(|| "40".into());
         if options.sandbox {
-            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let data = std::env::temp_dir().join(format!("donkies-test-{}-{n}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&data);
-            args.data_dir.get_or_insert(data.display().to_string());
+            args.data_dir.get_or_insert(test_data_dir().display().to_string());
             args.sandbox_step_ms.get_or_insert_with(|| "40".into());
             args.dwolla_sandbox_processing_ms.get_or_insert_with(|| "0".into());
         } else {
