@@ -194,7 +194,7 @@ async fn a_job_that_cannot_succeed_is_parked_at_once_and_one_that_may_is_retried
 }
 
 async fn a_job_with_a_dedupe_key_is_queued_once_until_it_has_run(backend: Backend) {
-    use donkies_server::services::banking::CreateAggregatorUser;
+    use donkies_server::jobs::banking::CreateAggregatorUser;
     let app = TestApp::spawn_with(backend, Options { with_worker: false, ..Default::default() }).await;
     let server = app.server.as_ref().unwrap();
     assert_eq!(app.signup("ada@example.com").await, StatusCode::NO_CONTENT);
