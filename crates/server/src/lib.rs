@@ -55,8 +55,8 @@ pub async fn build_context(
 /// They take this time slot of their periodic schedule, so a worker starting now does not run
 /// them a second time; when an earlier start already took the slot, they run again anyway.
 pub async fn enqueue_startup_jobs(ctx: &JobContext) -> anyhow::Result<()> {
+    use jobs::banking::{BackfillAggregatorUsers, SyncInstitutions};
     use services::Task;
-    use services::banking::{BackfillAggregatorUsers, SyncInstitutions};
     let kinds = [SyncInstitutions::KIND, BackfillAggregatorUsers::KIND];
     let already = jobs::schedule_periodic(ctx, &kinds).await?;
     if !already.is_empty() {
@@ -111,8 +111,7 @@ impl Server {
         };
         if let Some(base) = public.and_then(|b| b.join("v1/dwolla/webhooks").ok()) {
             let mut work = context.services.begin().await?;
-            work.enqueue(&services::payments::EnsureWebhookSubscription { url: base.to_string() }, Duration::ZERO)
-                .await?;
+            work.enqueue(&jobs::payments::EnsureWebhookSubscription { url: base.to_string() }, Duration::ZERO).await?;
             work.commit().await?;
         }
         let state = http::AppState::new(context.services.clone());

@@ -1,14 +1,21 @@
-//! Background jobs as types. Each job is a [`Task`] (its kind and payload, defined beside the
-//! service that enqueues it) that also implements [`Job`]: how it runs, calling the same
-//! services as the API. Its error says whether to try again and when: a provider's failure is
+//! Background jobs as types. Each job is a [`Task`] (its kind and payload) that also implements
+//! [`Job`]: how it runs, calling the same services as the API, and how often the clock runs it
+//! if it is periodic. Both live in one file per area below; the services import the tasks they
+//! enqueue from there. Its error says whether to try again and when: a provider's failure is
 //! carried as the one [`ProviderFailure`] model, and the worker decides from it alone.
 
-mod kinds;
+pub mod banking;
+pub mod cleanup;
+pub mod mail;
+pub mod money;
+pub mod payments;
 pub mod worker;
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::LazyLock;
+use std::time::Duration;
 
 use donkies_outbound::ProviderFailure;
 use donkies_store::StoreError;
@@ -16,7 +23,6 @@ use serde::de::DeserializeOwned;
 
 use crate::mail::Mailer;
 use crate::services::{ServiceError, Services, Task};
-pub use kinds::PERIODIC;
 pub use worker::{Outcome, Worker, backoff, schedule_periodic};
 
 /// What a job runs with: the services, and the mailer (only jobs deliver mail).
@@ -87,6 +93,10 @@ impl From<ServiceError> for JobError {
 
 /// How a task runs.
 pub trait Job: Task + DeserializeOwned + 'static {
+    /// How often the clock enqueues this job (one run per slot of this length); `None` for a
+    /// job that only runs when something enqueues it.
+    const EVERY: Option<Duration> = None;
+
     fn run(self, ctx: &JobContext) -> impl Future<Output = Result<(), JobError>> + Send;
 
     /// The job will not run again (parked): record what that means for whoever waits on it.
@@ -118,9 +128,16 @@ fn runner<'a, J: Job>(ctx: &'a JobContext, payload: &'a str) -> BoxFuture<'a> {
     })
 }
 
+/// How a registered kind runs, runs when parked, and how often the clock enqueues it.
+struct Entry {
+    run: Runner,
+    parked: Runner,
+    every: Option<Duration>,
+}
+
 /// Every job kind this build runs, by kind.
 pub struct Registry {
-    runners: HashMap<&'static str, (Runner, Runner)>,
+    runners: HashMap<&'static str, Entry>,
 }
 
 impl Registry {
@@ -128,16 +145,43 @@ impl Registry {
         Registry { runners: HashMap::new() }
     }
 
+    /// Add `J`. Two jobs with one kind would run each other's payloads: that panics.
     pub fn register<J: Job>(&mut self) -> &mut Registry {
-        self.runners.insert(J::KIND, (runner::<J>, parked_runner::<J>));
+        let entry = Entry { run: runner::<J>, parked: parked_runner::<J>, every: J::EVERY };
+        let previous = self.runners.insert(J::KIND, entry);
+        assert!(previous.is_none(), "two jobs share the kind {:?}", J::KIND);
         self
     }
 
     /// Every kind of this crate.
     pub fn all() -> Registry {
         let mut r = Registry::empty();
-        kinds::register_all(&mut r);
+        r.register::<mail::SendMail>()
+            .register::<cleanup::Cleanup>()
+            .register::<banking::CreateAggregatorUser>()
+            .register::<banking::BackfillAggregatorUsers>()
+            .register::<banking::SyncInstitutions>()
+            .register::<banking::PollMember>()
+            .register::<banking::SyncMemberTransactions>()
+            .register::<banking::ResyncMembers>()
+            .register::<payments::CreateDwollaCustomer>()
+            .register::<payments::CreateDwollaFundingSource>()
+            .register::<payments::SendTransfer>()
+            .register::<payments::ApplyDwollaEvent>()
+            .register::<payments::EnsureWebhookSubscription>()
+            .register::<payments::PollPayments>()
+            .register::<money::CollectRoundUps>()
+            .register::<money::RunPayouts>()
+            .register::<money::FinalPayout>();
         r
+    }
+
+    /// The registered kinds the clock enqueues, with their period, by kind.
+    pub fn periodic(&self) -> Vec<(&'static str, Duration)> {
+        let mut periodic: Vec<_> =
+            self.runners.iter().filter_map(|(kind, entry)| entry.every.map(|every| (*kind, every))).collect();
+        periodic.sort_unstable();
+        periodic
     }
 
     pub fn knows(&self, kind: &str) -> bool {
@@ -146,15 +190,97 @@ impl Registry {
 
     pub(crate) async fn run(&self, ctx: &JobContext, kind: &str, payload: &str) -> Result<(), JobError> {
         match self.runners.get(kind) {
-            Some((run, _)) => run(ctx, payload).await,
+            Some(entry) => (entry.run)(ctx, payload).await,
             None => Err(JobError::permanent(anyhow::anyhow!("unknown job kind {kind:?}"))),
         }
     }
 
     pub(crate) async fn parked(&self, ctx: &JobContext, kind: &str, payload: &str) -> Result<(), JobError> {
         match self.runners.get(kind) {
-            Some((_, parked)) => parked(ctx, payload).await,
+            Some(entry) => (entry.parked)(ctx, payload).await,
             None => Ok(()),
         }
+    }
+}
+
+/// Work scheduled by the clock: (job kind, period) of every registered periodic job, by kind.
+pub fn periodic() -> &'static [(&'static str, Duration)] {
+    static PERIODIC: LazyLock<Vec<(&'static str, Duration)>> = LazyLock::new(|| Registry::all().periodic());
+    &PERIODIC
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::{Deserialize, Serialize};
+
+    use super::*;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn every_periodic_kind_is_registered_with_its_period() {
+        let registry = Registry::all();
+        for (kind, every) in periodic() {
+            assert!(registry.knows(kind), "{kind} is periodic but not registered");
+            assert!(!every.is_zero(), "{kind} has no period");
+        }
+        let expected = [
+            ("backfill_aggregator_users", 6 * HOUR),
+            ("cleanup", HOUR),
+            ("collect_roundups", HOUR),
+            ("poll_payments", Duration::from_secs(300)),
+            ("resync_members", HOUR),
+            ("run_payouts", HOUR),
+            ("sync_institutions", 6 * HOUR),
+        ];
+        assert_eq!(periodic(), expected);
+    }
+
+    /// Kinds are stored with queued jobs: renaming one strands what is queued under it.
+    #[test]
+    fn registered_kinds_are_distinct_and_unchanged() {
+        let registry = Registry::all();
+        let mut kinds: Vec<&str> = registry.runners.keys().copied().collect();
+        kinds.sort_unstable();
+        let expected = [
+            "apply_dwolla_event",
+            "backfill_aggregator_users",
+            "cleanup",
+            "collect_roundups",
+            "create_aggregator_user",
+            "create_dwolla_customer",
+            "create_dwolla_funding_source",
+            "ensure_dwolla_webhook",
+            "final_payout",
+            "poll_member",
+            "poll_payments",
+            "resync_members",
+            "run_payouts",
+            "send_mail",
+            "send_transfer",
+            "sync_institutions",
+            "sync_member_transactions",
+        ];
+        assert_eq!(kinds, expected);
+        assert!(!registry.knows("no_such_kind"));
+    }
+
+    #[derive(Serialize, Deserialize)]
+    struct AnotherCleanup {}
+
+    impl Task for AnotherCleanup {
+        const KIND: &'static str = cleanup::Cleanup::KIND;
+    }
+
+    impl Job for AnotherCleanup {
+        async fn run(self, _: &JobContext) -> Result<(), JobError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "two jobs share the kind \"cleanup\"")]
+    fn two_jobs_with_one_kind_are_refused() {
+        Registry::all().register::<AnotherCleanup>();
     }
 }

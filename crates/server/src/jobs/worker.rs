@@ -13,7 +13,7 @@ use rand::Rng;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::{JobContext, JobError, PERIODIC, Registry};
+use super::{JobContext, JobError, Registry, periodic};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -146,7 +146,7 @@ impl Worker {
 
     /// Enqueue each periodic job for the current slot unless another worker already has.
     pub async fn schedule_periodic(&self) -> anyhow::Result<()> {
-        let kinds: Vec<&'static str> = PERIODIC.iter().map(|(kind, _)| *kind).collect();
+        let kinds: Vec<&'static str> = periodic().iter().map(|(kind, _)| *kind).collect();
         schedule_periodic(&self.ctx, &kinds).await.map(|_| ())
     }
 
@@ -206,7 +206,7 @@ pub async fn schedule_periodic(ctx: &JobContext, kinds: &[&'static str]) -> anyh
     let t = now();
     let mut taken = Vec::new();
     for &kind in kinds {
-        let Some((_, period)) = PERIODIC.iter().find(|(k, _)| *k == kind) else {
+        let Some((_, period)) = periodic().iter().find(|(k, _)| *k == kind) else {
             anyhow::bail!("{kind} is not a periodic job");
         };
         let slot = t.timestamp() / period.as_secs() as i64;

@@ -12,74 +12,13 @@ use donkies_store::institutions::{self, CatalogEntry, Credential, Institution};
 use donkies_store::members::{self, Challenge, Member, StatusUpdate};
 use donkies_store::transactions::{self, TransactionData};
 use donkies_store::{constraints, new_id, now, users};
-use serde::{Deserialize, Serialize};
 
-use super::{Change, OnConstraint, ServiceError, ServiceResult, Services, Task, Work};
+use super::{Change, OnConstraint, ServiceError, ServiceResult, Services, Work};
 use crate::crypto::new_token;
+use crate::jobs::banking::{PollMember, SyncMemberTransactions};
 
 /// HALTED aggregations are retried with `aggregate` this many times before giving up.
 pub const HALTED_RETRIES: i64 = 2;
-
-/// Create the user at the aggregator.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct CreateAggregatorUser {
-    pub user_id: i64,
-}
-
-impl Task for CreateAggregatorUser {
-    const KIND: &'static str = "create_aggregator_user";
-    fn dedupe_key(&self) -> Option<String> {
-        Some(format!("{}:{}", Self::KIND, self.user_id))
-    }
-}
-
-/// Periodic: create aggregator users for everyone who has none.
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct BackfillAggregatorUsers {}
-
-impl Task for BackfillAggregatorUsers {
-    const KIND: &'static str = "backfill_aggregator_users";
-}
-
-/// Periodic (and at start-up): refresh the institution catalog and credentials.
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct SyncInstitutions {}
-
-impl Task for SyncInstitutions {
-    const KIND: &'static str = "sync_institutions";
-}
-
-/// One poll of a linking member; `generation` retires polls of an older round.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct PollMember {
-    pub member_id: i64,
-    pub generation: i64,
-}
-
-impl Task for PollMember {
-    const KIND: &'static str = "poll_member";
-}
-
-/// Pull a member's transactions (when they were not ready with its accounts).
-#[derive(Debug, Serialize, Deserialize)]
-pub struct SyncMemberTransactions {
-    pub member_id: i64,
-}
-
-impl Task for SyncMemberTransactions {
-    const KIND: &'static str = "sync_member_transactions";
-    fn dedupe_key(&self) -> Option<String> {
-        Some(format!("{}:{}", Self::KIND, self.member_id))
-    }
-}
-
-/// Periodic: refresh accounts and transactions of every completed member.
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct ResyncMembers {}
-
-impl Task for ResyncMembers {
-    const KIND: &'static str = "resync_members";
-}
 
 /// An aggregator failure in the terms of a use case.
 impl From<AtriumError> for ServiceError {

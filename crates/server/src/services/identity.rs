@@ -7,10 +7,10 @@ use donkies_domain::{Email, Password};
 use donkies_store::users::{NewUser, User};
 use donkies_store::{constraints, new_id, now, tokens, users};
 
-use super::banking::CreateAggregatorUser;
 use super::outbox::queue_mail;
 use super::{Change, ServiceError, ServiceResult, Services, Work};
 use crate::crypto::{self, new_token, token_hash};
+use crate::jobs::banking::CreateAggregatorUser;
 use crate::mail;
 
 pub const EMAIL_TAKEN: &str = "User with this email already exists.";

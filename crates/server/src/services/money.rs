@@ -19,45 +19,11 @@ use donkies_store::money_loop::{
 use donkies_store::payments::{self, Transfer};
 use donkies_store::users::{self, SettingsUpdate, User};
 use donkies_store::{accounts, constraints, new_id, now, transactions};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::payments::{Endpoint, PreparedTransfer};
-use super::{Change, ServiceError, ServiceResult, Services, Task, Work};
-
-/// The periodic collection run.
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct CollectRoundUps {}
-
-impl Task for CollectRoundUps {
-    const KIND: &'static str = "collect_roundups";
-    fn dedupe_key(&self) -> Option<String> {
-        Some(Self::KIND.to_owned())
-    }
-}
-
-/// The periodic payout check: on the payout day, pays out every user's held money.
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct RunPayouts {}
-
-impl Task for RunPayouts {
-    const KIND: &'static str = "run_payouts";
-    fn dedupe_key(&self) -> Option<String> {
-        Some(Self::KIND.to_owned())
-    }
-}
-
-/// Pay out everything a closed account holds.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct FinalPayout {
-    pub user_id: i64,
-}
-
-impl Task for FinalPayout {
-    const KIND: &'static str = "final_payout";
-    fn dedupe_key(&self) -> Option<String> {
-        Some(format!("final_payout:{}", self.user_id))
-    }
-}
+use super::{Change, ServiceError, ServiceResult, Services, Work};
+use crate::jobs::money::FinalPayout;
 
 /// The round-up settings a user sees and changes.
 #[derive(Debug, Clone, Serialize)]

@@ -5,21 +5,11 @@ use std::time::Duration;
 
 use donkies_store::outbox::{self, Mail};
 use donkies_store::{StoreError, new_id, now};
-use serde::{Deserialize, Serialize};
 
-use super::{Services, Task, Work};
+use super::{Services, Work};
 use crate::crypto::Sealer;
+use crate::jobs::mail::SendMail;
 use crate::mail::Rendered;
-
-/// Deliver one outbox message.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct SendMail {
-    pub outbox_id: i64,
-}
-
-impl Task for SendMail {
-    const KIND: &'static str = "send_mail";
-}
 
 /// Store `message` for `to` in the outbox and enqueue its delivery, both inside `work`. The
 /// bodies (which carry sign-in and reset links) are sealed at rest and dropped once delivered.

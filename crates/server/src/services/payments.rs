@@ -15,10 +15,11 @@ use donkies_outbound::ProviderFailure;
 use donkies_store::payments::{self, Customer, FundingSource, NewCustomer, NewFundingSource, NewTransfer, Transfer};
 use donkies_store::users::User;
 use donkies_store::{accounts, constraints, new_id, now, users};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::outbox::queue_mail;
-use super::{OnConstraint, ServiceError, ServiceResult, Services, Task, Work};
+use super::{OnConstraint, ServiceError, ServiceResult, Services, Work};
+use crate::jobs::payments::{ApplyDwollaEvent, CreateDwollaCustomer, CreateDwollaFundingSource, SendTransfer};
 use crate::mail;
 
 /// A Dwolla failure in the terms of a use case.
@@ -33,78 +34,6 @@ impl From<DwollaError> for ServiceError {
         )
     }
 }
-
-/// Create the customer at Dwolla.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct CreateDwollaCustomer {
-    pub customer_id: i64,
-}
-
-impl Task for CreateDwollaCustomer {
-    const KIND: &'static str = "create_dwolla_customer";
-    fn dedupe_key(&self) -> Option<String> {
-        Some(format!("{}:{}", Self::KIND, self.customer_id))
-    }
-}
-
-/// Create a bank funding source at Dwolla and start its micro-deposits.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct CreateDwollaFundingSource {
-    pub funding_source_id: i64,
-}
-
-impl Task for CreateDwollaFundingSource {
-    const KIND: &'static str = "create_dwolla_funding_source";
-    fn dedupe_key(&self) -> Option<String> {
-        Some(format!("{}:{}", Self::KIND, self.funding_source_id))
-    }
-}
-
-/// Create a transfer at Dwolla (exactly once, by its idempotency key).
-#[derive(Debug, Serialize, Deserialize)]
-pub struct SendTransfer {
-    pub transfer_id: i64,
-}
-
-impl Task for SendTransfer {
-    const KIND: &'static str = "send_transfer";
-    fn dedupe_key(&self) -> Option<String> {
-        Some(format!("{}:{}", Self::KIND, self.transfer_id))
-    }
-}
-
-/// Apply a Dwolla event (received by webhook) to what it is about.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ApplyDwollaEvent {
-    pub event_id: String,
-    pub topic: String,
-    pub resource_id: String,
-}
-
-impl Task for ApplyDwollaEvent {
-    const KIND: &'static str = "apply_dwolla_event";
-    fn dedupe_key(&self) -> Option<String> {
-        Some(format!("{}:{}", Self::KIND, self.event_id))
-    }
-}
-
-/// Subscribe Dwolla's webhooks to `url` unless already subscribed.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct EnsureWebhookSubscription {
-    pub url: String,
-}
-
-impl Task for EnsureWebhookSubscription {
-    const KIND: &'static str = "ensure_dwolla_webhook";
-    fn dedupe_key(&self) -> Option<String> {
-        Some(Self::KIND.to_owned())
-    }
-}
-
-/// Periodic: the backup for lost webhooks — customers not yet settled and transfers in flight
-/// are read from Dwolla.
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct PollPayments {}
 
 /// Where a transfer may go, found before its amount is known: [`Services::route`].
 #[derive(Debug, Clone)]
@@ -129,10 +58,6 @@ pub struct PreparedTransfer {
     pub to: String,
     pub user_id: Option<i64>,
     pub amount: Cents,
-}
-
-impl Task for PollPayments {
-    const KIND: &'static str = "poll_payments";
 }
 
 /// A customer requested with `POST /v1/customer`.

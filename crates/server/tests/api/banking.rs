@@ -360,7 +360,7 @@ fn check_roundups(transactions: &[Value], accounts: &[Value], even: bool) -> usi
 async fn resync(app: &TestApp) {
     let services = app.server.as_ref().unwrap().services();
     let mut work = services.begin().await.unwrap();
-    work.enqueue(&donkies_server::services::banking::ResyncMembers {}, Duration::ZERO).await.unwrap();
+    work.enqueue(&donkies_server::jobs::banking::ResyncMembers {}, Duration::ZERO).await.unwrap();
     work.commit().await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

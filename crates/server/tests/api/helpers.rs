@@ -223,7 +223,7 @@ impl TestApp {
     /// Wait until the worker has run every job that requests so far caused (the periodic ones
     /// aside), so that a check for something that must not happen is not made too early.
     pub async fn wait_jobs_idle(&self) {
-        let periodic: Vec<&str> = donkies_server::jobs::PERIODIC.iter().map(|(kind, _)| *kind).collect();
+        let periodic: Vec<&str> = donkies_server::jobs::periodic().iter().map(|(kind, _)| *kind).collect();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             let jobs = donkies_store::jobs::list(self.db(), false).await.unwrap();

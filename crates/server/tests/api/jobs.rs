@@ -243,7 +243,7 @@ async fn a_rate_limited_job_waits_without_using_up_its_attempts(backend: Backend
 }
 
 async fn a_job_with_a_dedupe_key_is_queued_once_until_it_has_run(backend: Backend) {
-    use donkies_server::services::banking::CreateAggregatorUser;
+    use donkies_server::jobs::banking::CreateAggregatorUser;
     let app = TestApp::spawn_with(backend, Options { with_worker: false, ..Default::default() }).await;
     let server = app.server.as_ref().unwrap();
     assert_eq!(app.signup("ada@example.com").await, StatusCode::NO_CONTENT);

@@ -496,7 +496,7 @@ async fn a_transfer_survives_an_outage_and_a_crash_after_dwollas_answer_without_
         now: donkies_store::now(),
     };
     donkies_store::payments::insert_transfer(&mut work, &new).await.unwrap();
-    work.enqueue(&donkies_server::services::payments::SendTransfer { transfer_id: id }, Duration::ZERO).await.unwrap();
+    work.enqueue(&donkies_server::jobs::payments::SendTransfer { transfer_id: id }, Duration::ZERO).await.unwrap();
     work.commit().await.unwrap();
     let sent = wait_transfer(&app, id, "sent after the crash", |t| t.dwolla_id.is_some()).await;
     assert_eq!(sent.dwolla_id.as_deref(), Some(first.as_str()), "the same transfer, not a second one");

@@ -1,0 +1,26 @@
+//! Housekeeping jobs.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Job, JobContext, JobError};
+use crate::services::Task;
+
+/// Housekeeping: expired tokens.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Cleanup {}
+
+impl Task for Cleanup {
+    const KIND: &'static str = "cleanup";
+}
+
+impl Job for Cleanup {
+    const EVERY: Option<Duration> = Some(Duration::from_secs(3600));
+
+    async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
+        let removed = ctx.services.remove_expired_tokens().await?;
+        tracing::info!(removed, "expired tokens removed");
+        Ok(())
+    }
+}

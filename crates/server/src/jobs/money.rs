@@ -1,0 +1,68 @@
+//! Jobs that move money: collections, payouts, the final payout of a closed account.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Job, JobContext, JobError};
+use crate::services::Task;
+
+/// The periodic collection run.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct CollectRoundUps {}
+
+impl Task for CollectRoundUps {
+    const KIND: &'static str = "collect_roundups";
+    fn dedupe_key(&self) -> Option<String> {
+        Some(Self::KIND.to_owned())
+    }
+}
+
+impl Job for CollectRoundUps {
+    const EVERY: Option<Duration> = Some(Duration::from_secs(3600));
+
+    async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
+        let outcomes = ctx.services.collect_all(false, |_, _| {}).await?;
+        let sent = outcomes.iter().filter(|(_, o)| matches!(o, crate::services::money::Collected::Sent { .. })).count();
+        tracing::info!(users = outcomes.len(), sent, "collection run");
+        Ok(())
+    }
+}
+
+/// The periodic payout check: on the payout day, pays out every user's held money.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct RunPayouts {}
+
+impl Task for RunPayouts {
+    const KIND: &'static str = "run_payouts";
+    fn dedupe_key(&self) -> Option<String> {
+        Some(Self::KIND.to_owned())
+    }
+}
+
+impl Job for RunPayouts {
+    const EVERY: Option<Duration> = Some(Duration::from_secs(3600));
+
+    async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
+        Ok(ctx.services.scheduled_payouts().await?)
+    }
+}
+
+/// Pay out everything a closed account holds.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FinalPayout {
+    pub user_id: i64,
+}
+
+impl Task for FinalPayout {
+    const KIND: &'static str = "final_payout";
+    fn dedupe_key(&self) -> Option<String> {
+        Some(format!("final_payout:{}", self.user_id))
+    }
+}
+
+impl Job for FinalPayout {
+    async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
+        Ok(ctx.services.final_payout(self.user_id).await?)
+    }
+}
