@@ -924,9 +924,9 @@ async fn a_resync_keeps_user_choices_and_never_duplicates_transactions(backend: 
     )
     .await;
     assert_success(&member);
-    // Give any follow-up transaction import time to land, then look twice.
-    for _ in 0..2 {
-        tokio::time::sleep(Duration::from_millis(750)).await;
+    // Once any follow-up transaction import ran, look.
+    app.wait_jobs_idle().await;
+    {
         let after = api.transactions(&token).await;
         let uids = sorted_uids(&after);
         let mut unique = uids.clone();

@@ -2,7 +2,7 @@
 //! trigger refuses that write, as a crash or a full disk would), nothing it did before that
 //! step is left behind, and trying again completes it once.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use donkies_domain::Cents;
 use donkies_server::services::payments::Endpoint;
@@ -29,19 +29,6 @@ const WAIT: Duration = Duration::from_secs(40);
 
 fn fault<'a>(op: &'a str, table: &'a str, when: Option<&'a str>) -> Fault<'a> {
     Fault { op, table, when }
-}
-
-/// Wait until a job of `kind` failed an attempt on the injected fault.
-async fn wait_failed_attempt(app: &TestApp, kind: &str) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let jobs = donkies_store::jobs::list(app.db(), false).await.unwrap();
-        if jobs.iter().any(|j| j.kind == kind && j.last_error.as_deref().is_some_and(|e| e.contains(INJECTED))) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "no {kind} attempt failed on the fault: {jobs:?}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 async fn completing_the_profile_commits_with_the_customer_and_its_job(backend: Backend) {
@@ -109,7 +96,7 @@ async fn an_ach_return_commits_with_the_transfers_end_and_its_mail(backend: Back
         let mails_before = app.smtp.wait_for("ada@example.com", 0, Duration::ZERO).await.len();
         app.test_db.inject(step).await;
         app.dwolla.handle().simulate();
-        wait_failed_attempt(&app, "apply_dwolla_event").await;
+        app.wait_failed_attempt("apply_dwolla_event", INJECTED).await;
         let stored = donkies_store::payments::transfer_by_id(app.db(), t.id).await.unwrap().unwrap();
         assert_eq!(stored.status.as_str(), "pending", "{step:?}: {stored:?}");
         let bank = donkies_store::payments::funding_source_by_id(app.db(), id).await.unwrap().unwrap();
