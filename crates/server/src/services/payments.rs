@@ -374,7 +374,20 @@ impl Services {
         let Some(dwolla_id) = source.dwolla_id.clone() else {
             return Err(ServiceError::invalid("The micro-deposits have not been sent yet; try again in a moment."));
         };
-        match self.rail.verify_micro_deposits(&dwolla_id, amount1, amount2).await {
+        let verified = match self.rail.verify_micro_deposits(&dwolla_id, amount1, amount2).await {
+            // A verification Dwolla took whose record here failed: the retry finds the bank
+            // verified there, and records it now.
+            Err(DwollaError::InvalidResourceState { message, code }) => {
+                let found = self.rail.funding_source(&dwolla_id).await?;
+                if FundingSourceStatus::parse(&wire_text(&found.status)) == Some(FundingSourceStatus::Verified) {
+                    Ok(())
+                } else {
+                    Err(DwollaError::InvalidResourceState { message, code })
+                }
+            }
+            other => other,
+        };
+        match verified {
             Ok(()) => {
                 // The bank is verified and its micro-deposits done, together.
                 let mut work = self.begin().await?;

@@ -2,7 +2,7 @@
 //! trigger refuses that write, as a crash or a full disk would), nothing it did before that
 //! step is left behind, and trying again completes it once.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use donkies_domain::Cents;
 use donkies_server::services::payments::Endpoint;
@@ -13,7 +13,8 @@ use serde_json::{Value, json};
 use crate::both_databases;
 use crate::helpers::{Backend, TestApp};
 use crate::payments::{
-    bank_through_iav, complete_profile, payments_user, put, services, verified_bank, wait_for, wait_transfer,
+    add_bank, bank_through_iav, complete_profile, payments_user, put, services, verified_bank, verify, wait_for,
+    wait_transfer,
 };
 
 both_databases!(
@@ -21,25 +22,13 @@ both_databases!(
     closing_the_account_commits_with_its_final_payout,
     an_ach_return_commits_with_the_transfers_end_and_its_mail,
     an_iav_link_commits_with_its_account,
+    verifying_micro_deposits_commits_the_bank_with_its_deposits,
 );
 
 const WAIT: Duration = Duration::from_secs(40);
 
 fn fault<'a>(op: &'a str, table: &'a str, when: Option<&'a str>) -> Fault<'a> {
     Fault { op, table, when }
-}
-
-/// Wait until a job of `kind` failed an attempt on the injected fault.
-async fn wait_failed_attempt(app: &TestApp, kind: &str) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let jobs = donkies_store::jobs::list(app.db(), false).await.unwrap();
-        if jobs.iter().any(|j| j.kind == kind && j.last_error.as_deref().is_some_and(|e| e.contains(INJECTED))) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "no {kind} attempt failed on the fault: {jobs:?}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 async fn completing_the_profile_commits_with_the_customer_and_its_job(backend: Backend) {
@@ -107,7 +96,7 @@ async fn an_ach_return_commits_with_the_transfers_end_and_its_mail(backend: Back
         let mails_before = app.smtp.wait_for("ada@example.com", 0, Duration::ZERO).await.len();
         app.test_db.inject(step).await;
         app.dwolla.handle().simulate();
-        wait_failed_attempt(&app, "apply_dwolla_event").await;
+        app.wait_failed_attempt("apply_dwolla_event", INJECTED).await;
         let stored = donkies_store::payments::transfer_by_id(app.db(), t.id).await.unwrap().unwrap();
         assert_eq!(stored.status.as_str(), "pending", "{step:?}: {stored:?}");
         let bank = donkies_store::payments::funding_source_by_id(app.db(), id).await.unwrap().unwrap();
@@ -143,4 +132,51 @@ async fn an_iav_link_commits_with_its_account(backend: Backend) {
     let (status, source) = app.post("/v1/create_funding_source_by_iav", Some(&token), link).await;
     assert_eq!(status, StatusCode::CREATED, "{source}");
     assert_eq!((&source["status"], &source["account"]["is_dwolla_created"]), (&json!("verified"), &json!(true)));
+}
+
+/// Pause (or resume) every webhook subscription at Dwolla, so that its own "verified" event
+/// cannot record a verification the fault refused here.
+async fn pause_webhooks(app: &TestApp, paused: bool) {
+    let rail = &services(app).rail;
+    for subscription in rail.webhook_subscriptions().await.unwrap() {
+        rail.pause_webhook_subscription(&subscription.id, paused).await.unwrap();
+    }
+}
+
+async fn verifying_micro_deposits_commits_the_bank_with_its_deposits(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (token, debit) = payments_user(&app, "ada@example.com").await;
+    let steps = [
+        fault("UPDATE", "funding_sources", Some("NEW.status = 'verified' AND OLD.status <> 'verified'")),
+        fault("UPDATE", "funding_sources", Some("NEW.md_status = 'processed'")),
+    ];
+    for (account, step) in debit.iter().zip(steps) {
+        let source = add_bank(&app, &token, account, "Checking").await;
+        pause_webhooks(&app, true).await;
+        app.test_db.inject(step).await;
+        let (status, body) = verify(&app, &token, &source, "0.03", "0.07").await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{step:?}: {body}");
+        let (_, sources) = app.get("/v1/funding_sources", Some(&token)).await;
+        let stored = sources.as_array().unwrap().iter().find(|f| f["id"] == source["id"]).unwrap();
+        assert_eq!(
+            (&stored["status"], &stored["md_status"]),
+            (&json!("unverified"), &json!("pending")),
+            "{step:?}: neither the bank nor its deposits recorded alone: {stored}"
+        );
+        app.test_db.heal(step.table).await;
+        pause_webhooks(&app, false).await;
+        // Dwolla took the first verification: the retry records it, once.
+        let (status, body) = verify(&app, &token, &source, "0.03", "0.07").await;
+        assert_eq!(
+            (status, &body["status"], &body["md_status"]),
+            (StatusCode::OK, &json!("verified"), &json!("processed")),
+            "{step:?}: {body}"
+        );
+        let id = source["id"].as_i64().unwrap();
+        let bank = donkies_store::payments::funding_source_by_id(app.db(), id).await.unwrap().unwrap();
+        assert_eq!(bank.md_attempts, 1, "{step:?}: one attempt counted: {bank:?}");
+        let (status, body) = verify(&app, &token, &source, "0.03", "0.07").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{step:?}: verified once: {body}");
+    }
+    app.wait_jobs_idle().await;
 }

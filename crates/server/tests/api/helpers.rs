@@ -240,6 +240,20 @@ impl TestApp {
         }
     }
 
+    /// Wait until a job of `kind` failed an attempt with an error that contains `error`, so
+    /// that a test checks what a failed attempt left behind as soon as there is one.
+    pub async fn wait_failed_attempt(&self, kind: &str, error: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+        loop {
+            let jobs = donkies_store::jobs::list(self.db(), false).await.unwrap();
+            if jobs.iter().any(|j| j.kind == kind && j.last_error.as_deref().is_some_and(|e| e.contains(error))) {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no {kind} attempt failed with {error:?}: {jobs:?}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
     /// Run `donkies ARGS` beside this server, as an operator would in a second terminal: the
     /// same database and the same simulated providers.
     pub async fn operator(&self, args: &[&str]) -> std::process::Output {

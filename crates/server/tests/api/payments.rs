@@ -508,7 +508,7 @@ async fn a_transfer_survives_an_outage_and_a_crash_after_dwollas_answer_without_
         .transfer("test:outage", from.clone(), Endpoint::Donkies, donkies_domain::Cents::new(300))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.wait_failed_attempt("send_transfer", "").await;
     let waiting = donkies_store::payments::transfer_by_id(app.db(), t.id).await.unwrap().unwrap();
     assert!(waiting.dwolla_id.is_none());
     app.dwolla.set_faults(donkies_sandbox::Faults::default());
