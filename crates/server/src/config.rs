@@ -810,15 +810,6 @@ impl Settings {
             dwolla,
         })
     }
-
-    /// A front-end link: `<frontend>/<page>?id=…&token=…`.
-    pub fn frontend_link(&self, page: &str, query: &[(&str, &str)]) -> String {
-        let mut url = self.frontend_url.clone();
-        let base = url.path().trim_end_matches('/').to_owned();
-        url.set_path(&format!("{base}/{page}"));
-        url.query_pairs_mut().clear().extend_pairs(query);
-        url.to_string()
-    }
 }
 
 fn ensure_dir(dir: &Path) -> Result<(), ConfigError> {
@@ -1012,21 +1003,6 @@ mod tests {
         };
         let err = Settings::resolve(None, &args, &FileValues::default()).unwrap_err();
         assert!(err.to_string().starts_with("DONKIES_SMTP_URL"), "{err}");
-    }
-
-    #[test]
-    fn frontend_links_carry_id_and_token() {
-        let args = CommonArgs {
-            database_url: Some("sqlite://x.db".into()),
-            secret_key: Some("k".repeat(20)),
-            frontend_url: Some("https://app.example/base/".into()),
-            ..Default::default()
-        };
-        let s = Settings::resolve(None, &args, &FileValues::default()).unwrap();
-        assert_eq!(
-            s.frontend_link("confirm", &[("id", "a b"), ("token", "t")]),
-            "https://app.example/base/confirm?id=a+b&token=t"
-        );
     }
 
     #[test]

@@ -23,7 +23,7 @@ use config::{ConfigError, Settings};
 use donkies_store::Db;
 use jobs::JobContext;
 use providers::Simulators;
-use services::{JobQueue, Services};
+use services::{JobQueue, ServiceSettings, Services};
 
 /// Open the database named in the settings and bring its schema up to date.
 pub async fn open_database(settings: &Settings) -> anyhow::Result<Db> {
@@ -46,8 +46,8 @@ pub async fn build_context(
     let providers = providers::connect(&settings, api, serve_sandbox).await?;
     let queue = JobQueue::new(settings.job_max_attempts);
     let clients = (providers.aggregator, providers.rail, providers.social);
-    let services = Services::new(db, settings.clone(), clients, queue);
-    let ctx = JobContext { services, mailer: mail::Mailer::from_settings(&settings)? };
+    let services = Services::new(db, ServiceSettings::from_settings(&settings), clients, queue);
+    let ctx = JobContext { services, mailer: mail::Mailer::from_settings(&settings)?, settings };
     Ok((ctx, providers.simulators))
 }
 
@@ -114,7 +114,7 @@ impl Server {
             work.enqueue(&jobs::payments::EnsureWebhookSubscription { url: base.to_string() }, Duration::ZERO).await?;
             work.commit().await?;
         }
-        let state = http::AppState::new(context.services.clone());
+        let state = http::AppState::new(context.services.clone(), settings.clone());
         let shutdown = CancellationToken::new();
         let mut tasks = Vec::new();
 

@@ -39,7 +39,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::cache::ReadCache;
-use crate::config::MetricsEndpoint;
+use crate::config::{MetricsEndpoint, Settings};
 use crate::services::{Change, Services};
 use error::ApiError;
 
@@ -54,6 +54,8 @@ pub struct AppState(Arc<AppInner>);
 /// of `?wait=` requests, rate limits; and the services every handler calls.
 pub struct AppInner {
     pub services: Services,
+    /// The server's settings (rate limits, caches, metrics, the webhook secret).
+    pub settings: Arc<Settings>,
     pub limits: RateLimits,
     pub sessions: sessions::SessionCache,
     /// Member ids whose stored state just changed (wakes `?wait=` requests in this process).
@@ -72,8 +74,7 @@ impl Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(services: Services) -> AppState {
-        let settings = &services.settings;
+    pub fn new(services: Services, settings: Arc<Settings>) -> AppState {
         if settings.metrics != MetricsEndpoint::Off {
             // Record from the first request on.
             metrics::handle();
@@ -83,8 +84,15 @@ impl AppState {
         let member_reads = ReadCache::new(settings.cache_ttl);
         let transaction_lists = rendered::RenderedBodies::new(settings.cache_ttl);
         let (member_events, _) = broadcast::channel(1024);
-        let state =
-            AppState(Arc::new(AppInner { services, limits, sessions, member_events, member_reads, transaction_lists }));
+        let state = AppState(Arc::new(AppInner {
+            services,
+            settings,
+            limits,
+            sessions,
+            member_events,
+            member_reads,
+            transaction_lists,
+        }));
         // A change committed in this process reaches the caches and waiting requests at once.
         let weak = Arc::downgrade(&state.0);
         state.services.changes.listen(move |change| {
@@ -197,7 +205,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 pub fn app(state: AppState) -> Router {
     let (router, doc) = routes();
     let doc = Arc::new(doc);
-    let endpoint = state.services.settings.metrics;
+    let endpoint = state.settings.metrics;
     let mut router = router.merge(docs::router()).route(
         docs::OPENAPI_PATH,
         axum::routing::get(move || {

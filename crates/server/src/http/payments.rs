@@ -454,7 +454,7 @@ async fn dwolla_webhook(
     body: Bytes,
 ) -> ApiResult<axum::Json<serde_json::Value>> {
     let signature = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
-    let verifier = WebhookVerifier::new(state.services.settings.dwolla.webhook_secret.clone());
+    let verifier = WebhookVerifier::new(state.settings.dwolla.webhook_secret.clone());
     let event = verifier.verify(&body, signature).map_err(|e| {
         tracing::warn!(error = %e, "Dwolla webhook refused");
         match e {

@@ -14,22 +14,25 @@ pub mod worker;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use donkies_outbound::ProviderFailure;
 use donkies_store::StoreError;
 use serde::de::DeserializeOwned;
 
+use crate::config::Settings;
 use crate::mail::Mailer;
 use crate::services::{ServiceError, Services, Task};
 pub use worker::{Outcome, Worker, backoff, schedule_periodic};
 
-/// What a job runs with: the services, and the mailer (only jobs deliver mail).
+/// What a job runs with: the services, the mailer (only jobs deliver mail), and the settings
+/// of the worker (its lease, retries and polling).
 #[derive(Clone)]
 pub struct JobContext {
     pub services: Services,
     pub mailer: Mailer,
+    pub settings: Arc<Settings>,
 }
 
 /// Why a job did not finish, and what the worker should do about it.

@@ -51,7 +51,7 @@ impl Worker {
 
     /// Claim and run one due job, if there is one.
     pub async fn run_next(&self) -> anyhow::Result<Option<Outcome>> {
-        let settings = &self.ctx.services.settings;
+        let settings = &self.ctx.settings;
         let db = &self.ctx.services.db;
         let t = now();
         let lease_until = t + chrono::Duration::from_std(settings.job_lease)?;
@@ -123,7 +123,7 @@ impl Worker {
     fn heartbeat(&self, id: i64) -> tokio::task::JoinHandle<()> {
         let db = self.ctx.services.db.clone();
         let name = self.name.clone();
-        let lease = self.ctx.services.settings.job_lease;
+        let lease = self.ctx.settings.job_lease;
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(lease / 3).await;
@@ -170,7 +170,7 @@ impl Worker {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(self.ctx.services.settings.job_poll) => {}
+                _ = tokio::time::sleep(self.ctx.settings.job_poll) => {}
             }
         }
         alive.abort();
@@ -210,7 +210,7 @@ pub async fn schedule_periodic(ctx: &JobContext, kinds: &[&'static str]) -> anyh
             anyhow::bail!("{kind} is not a periodic job");
         };
         let slot = t.timestamp() / period.as_secs() as i64;
-        let max_attempts = ctx.services.settings.job_max_attempts;
+        let max_attempts = ctx.settings.job_max_attempts;
         if !jobs::enqueue_periodic(&ctx.services.db, kind, slot, max_attempts, t).await? {
             taken.push(kind);
         }

@@ -10,6 +10,7 @@ pub mod password;
 pub mod payments;
 pub mod profile;
 pub mod queue;
+pub mod settings;
 pub mod social;
 
 use donkies_domain::ExposeSecret;
@@ -22,9 +23,9 @@ use donkies_dwolla::PaymentRail;
 use donkies_outbound::ProviderFailure;
 use donkies_store::{Db, StoreError, Tx};
 
-use crate::config::Settings;
 use crate::crypto::Sealer;
 pub use queue::{JobQueue, Task};
+pub use settings::ServiceSettings;
 
 /// Everything a use case needs: storage, the outside services, settings and the job queue.
 #[derive(Clone)]
@@ -32,7 +33,7 @@ pub struct Services(Arc<ServicesInner>);
 
 pub struct ServicesInner {
     pub db: Db,
-    pub settings: Arc<Settings>,
+    pub settings: ServiceSettings,
     pub aggregator: Arc<dyn Aggregator>,
     pub rail: Arc<dyn PaymentRail>,
     pub social: social::SignInProviders,
@@ -55,7 +56,7 @@ impl Services {
     /// sign-in providers.
     pub fn new(
         db: Db,
-        settings: Arc<Settings>,
+        settings: ServiceSettings,
         clients: (Arc<dyn Aggregator>, Arc<dyn PaymentRail>, social::SignInProviders),
         jobs: JobQueue,
     ) -> Services {

@@ -528,7 +528,7 @@ impl Services {
     /// Where money for Donkies lands: the configured funding source, else the Account's
     /// balance.
     pub async fn donkies_funding_source(&self) -> ServiceResult<String> {
-        if let Some(id) = &self.settings.dwolla.account_funding_source {
+        if let Some(id) = &self.settings.account_funding_source {
             return Ok(id.clone());
         }
         let id = self
@@ -936,7 +936,7 @@ impl Services {
             return Ok(());
         }
         let key = format!("webhook-{}", crate::crypto::token_hash(url));
-        self.rail.create_webhook_subscription(url, &self.settings.dwolla.webhook_secret, &key).await?;
+        self.rail.create_webhook_subscription(url, &self.settings.webhook_secret, &key).await?;
         tracing::info!(url, "Dwolla webhooks subscribed");
         Ok(())
     }

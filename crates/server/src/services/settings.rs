@@ -1,0 +1,83 @@
+//! What the use cases read of the configuration, taken once from the command line's
+//! [`Settings`]: nothing about listening, storage, the job worker or the providers' addresses.
+
+use std::time::Duration;
+
+use donkies_domain::{Cents, SecretString};
+use url::Url;
+
+use crate::config::Settings;
+
+#[derive(Debug, Clone)]
+pub struct ServiceSettings {
+    /// Where the front end serves the pages our mails link to.
+    pub frontend_url: Url,
+    /// The server's secret: seals stored secrets and signs the state of a social sign-in.
+    pub secret_key: SecretString,
+    /// How long a session token lasts.
+    pub token_ttl: chrono::Duration,
+    /// How long a mailed link (password reset, email change) lasts.
+    pub link_ttl: chrono::Duration,
+    /// Time between two polls of a member that is still syncing, and how many polls it gets.
+    pub member_poll: Duration,
+    pub member_poll_limit: i64,
+    /// The smallest collection.
+    pub collection_minimum: Cents,
+    /// Day of the month (UTC) of the scheduled payout.
+    pub payout_day: u32,
+    /// Where collections land in Dwolla; `None`: the master Account's balance.
+    pub account_funding_source: Option<String>,
+    /// Signs the webhooks Dwolla sends us.
+    pub webhook_secret: SecretString,
+}
+
+impl ServiceSettings {
+    pub fn from_settings(settings: &Settings) -> ServiceSettings {
+        ServiceSettings {
+            frontend_url: settings.frontend_url.clone(),
+            secret_key: settings.secret_key.clone(),
+            token_ttl: settings.token_ttl,
+            link_ttl: settings.link_ttl,
+            member_poll: settings.member_poll,
+            member_poll_limit: settings.member_poll_limit,
+            collection_minimum: settings.collection_minimum,
+            payout_day: settings.payout_day,
+            account_funding_source: settings.dwolla.account_funding_source.clone(),
+            webhook_secret: settings.dwolla.webhook_secret.clone(),
+        }
+    }
+
+    /// A front-end link: `<frontend>/<page>?id=…&token=…`.
+    pub fn frontend_link(&self, page: &str, query: &[(&str, &str)]) -> String {
+        let mut url = self.frontend_url.clone();
+        let base = url.path().trim_end_matches('/').to_owned();
+        url.set_path(&format!("{base}/{page}"));
+        url.query_pairs_mut().clear().extend_pairs(query);
+        url.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frontend_links_carry_id_and_token() {
+        let settings = ServiceSettings {
+            frontend_url: Url::parse("https://app.example/base/").unwrap(),
+            secret_key: SecretString::from("k".repeat(20)),
+            token_ttl: chrono::Duration::hours(1),
+            link_ttl: chrono::Duration::hours(1),
+            member_poll: Duration::from_secs(1),
+            member_poll_limit: 1,
+            collection_minimum: Cents::new(500),
+            payout_day: 1,
+            account_funding_source: None,
+            webhook_secret: SecretString::from("w".repeat(20)),
+        };
+        assert_eq!(
+            settings.frontend_link("confirm", &[("id", "a b"), ("token", "t")]),
+            "https://app.example/base/confirm?id=a+b&token=t"
+        );
+    }
+}
