@@ -297,7 +297,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
             let shutdown = CancellationToken::new();
-            let w = jobs::Worker::new(ctx.clone(), ctx.services.jobs.wake_signal());
+            let w = jobs::Worker::new(ctx.clone(), ctx.services.store.jobs.wake_signal());
             let task = tokio::spawn(w.run(shutdown.clone()));
             crate::wait_for_signal().await;
             tracing::info!("shutting down: finishing the running job");
@@ -440,7 +440,7 @@ async fn payments(config: &Option<PathBuf>, command: PaymentsCommand) -> anyhow:
         PaymentsCommand::Transfers { status, common } => {
             let services = operator_services(config, &common, Payments::NotUsed).await?;
             let status = status.as_deref().map(TransferStatus::parse);
-            let transfers = services.list_transfers(status.as_ref()).await?;
+            let transfers = services.payments.list_transfers(status.as_ref()).await?;
             println!(
                 "{:<16}  {:<40}  {:>10}  {:<10}  {:<38}  failure",
                 "id", "reference", "amount", "status", "dwolla id"
@@ -464,7 +464,7 @@ async fn payments(config: &Option<PathBuf>, command: PaymentsCommand) -> anyhow:
         }
         PaymentsCommand::Customers { common } => {
             let services = operator_services(config, &common, Payments::NotUsed).await?;
-            let customers = services.list_customers().await?;
+            let customers = services.payments.list_customers().await?;
             println!("{:<16}  {:<16}  {:<12}  {:<12}  {:<38}  email", "id", "user", "type", "status", "dwolla id");
             for c in &customers {
                 println!(
@@ -484,7 +484,8 @@ async fn payments(config: &Option<PathBuf>, command: PaymentsCommand) -> anyhow:
                 Cents::parse(amount.trim()).map_err(|e| ConfigError::new("--amount", format!("{amount:?}: {e}")))?;
             let services = operator_services(config, &common, Payments::Used).await?;
             for _ in 0..count {
-                let transfer = services.collect_by_hand(&user, amount).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                let transfer =
+                    services.payments.collect_by_hand(&user, amount).await.map_err(|e| anyhow::anyhow!("{e}"))?;
                 println!(
                     "transfer {} of {} recorded ({}); a worker sends it to Dwolla",
                     transfer.id, transfer.amount, transfer.reference
@@ -493,7 +494,7 @@ async fn payments(config: &Option<PathBuf>, command: PaymentsCommand) -> anyhow:
         }
         PaymentsCommand::Simulate { common } => {
             let services = operator_services(config, &common, Payments::Used).await?;
-            let processed = services.simulate_processing().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let processed = services.payments.simulate_processing().await.map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("{processed} transfer(s) processed");
         }
     }

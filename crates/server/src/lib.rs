@@ -119,7 +119,7 @@ impl Server {
         let mut tasks = Vec::new();
 
         if with_worker {
-            let w = jobs::Worker::new(context.clone(), context.services.jobs.wake_signal());
+            let w = jobs::Worker::new(context.clone(), context.services.store.jobs.wake_signal());
             tasks.push(tokio::spawn(w.run(shutdown.clone())));
         }
 

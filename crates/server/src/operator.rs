@@ -29,7 +29,7 @@ fn bar(len: usize, what: &str) -> ProgressBar {
 /// Whether some worker said it was alive recently; the command's transfers wait for one.
 async fn require_worker(services: &Services) -> anyhow::Result<()> {
     let since = now() - chrono::Duration::from_std(ALIVE_EVERY * 3)?;
-    let alive = money_loop::workers_seen_since(&services.db, since).await?;
+    let alive = money_loop::workers_seen_since(&services.store.db, since).await?;
     if alive == 0 {
         bail!(
             "no worker is running against this database (start `donkies serve`, or `donkies worker`): \
@@ -50,7 +50,7 @@ async fn follow(services: &Services, transfers: &[i64]) -> anyhow::Result<()> {
     while !waiting.is_empty() {
         let mut still = Vec::new();
         for id in waiting {
-            let t = payments::transfer_by_id(&services.db, id).await?;
+            let t = payments::transfer_by_id(&services.store.db, id).await?;
             if t.is_none_or(|t| t.dwolla_id.is_none() && !t.status.is_final()) {
                 still.push(id);
             } else {
@@ -75,7 +75,7 @@ pub async fn collect(services: &Services, dry_run: bool) -> anyhow::Result<()> {
     if !dry_run {
         require_worker(services).await?;
     }
-    let users = money_loop::users_to_collect(&services.db).await?;
+    let users = money_loop::users_to_collect(&services.store.db).await?;
     let bar = bar(users.len(), if dry_run { "looking" } else { "collecting" });
     let outcomes = services.collect_all(dry_run, |done, _| bar.set_position(done as u64)).await?;
     bar.finish_and_clear();
@@ -146,7 +146,7 @@ pub async fn payout(services: &Services, day: NaiveDate, dry_run: bool) -> anyho
     if !dry_run {
         require_worker(services).await?;
     }
-    let held = money_loop::users_with_held_money(&services.db).await?;
+    let held = money_loop::users_with_held_money(&services.store.db).await?;
     let bar = bar(held.len(), if dry_run { "looking" } else { "paying out" });
     let outcomes = services.payout_all(day, dry_run, |done, _| bar.set_position(done as u64)).await?;
     bar.finish_and_clear();
@@ -174,7 +174,7 @@ pub async fn payout(services: &Services, day: NaiveDate, dry_run: bool) -> anyho
         }
     }
     if !dry_run {
-        for part in money_loop::all_parts(&services.db).await? {
+        for part in money_loop::all_parts(&services.store.db).await? {
             if part.status == "pending"
                 && let Some(t) = part.transfer_id
             {

@@ -80,7 +80,7 @@ impl AppState {
             metrics::handle();
         }
         let limits = RateLimits::new(settings.login_rate_per_minute, settings.reset_rate_per_hour);
-        let sessions = sessions::SessionCache::new(services.db.backend(), settings.cache_ttl);
+        let sessions = sessions::SessionCache::new(services.store.db.backend(), settings.cache_ttl);
         let member_reads = ReadCache::new(settings.cache_ttl);
         let transaction_lists = rendered::RenderedBodies::new(settings.cache_ttl);
         let (member_events, _) = broadcast::channel(1024);
@@ -95,7 +95,7 @@ impl AppState {
         }));
         // A change committed in this process reaches the caches and waiting requests at once.
         let weak = Arc::downgrade(&state.0);
-        state.services.changes.listen(move |change| {
+        state.services.store.changes.listen(move |change| {
             let Some(state) = weak.upgrade() else { return };
             match change {
                 Change::User(id) => {

@@ -110,7 +110,7 @@ impl From<&Customer> for UserCustomer {
 #[utoipa::path(get, path = "/v1/customer", tag = "payments", security(("token" = [])),
     responses((status = 200, body = CustomerView), (status = 404)))]
 async fn get_customer(State(state): State<AppState>, auth: AuthUser) -> ApiResult<axum::Json<CustomerView>> {
-    let customer = state.services.customer(auth.user.id).await?.ok_or(ApiError::NotFound)?;
+    let customer = state.services.payments.customer(auth.user.id).await?.ok_or(ApiError::NotFound)?;
     Ok(axum::Json(customer.into()))
 }
 
@@ -192,7 +192,7 @@ async fn create_customer(
     auth: AuthUser,
     Valid(request): Valid<CustomerRequestBody>,
 ) -> ApiResult<(StatusCode, axum::Json<CustomerView>)> {
-    let customer = state.services.create_customer(&auth.user, request).await?;
+    let customer = state.services.payments.create_customer(&auth.user, request).await?;
     Ok((StatusCode::CREATED, axum::Json(customer.into())))
 }
 
@@ -267,7 +267,7 @@ async fn list_funding_sources(
     auth: AuthUser,
     page: Page,
 ) -> ApiResult<axum::response::Response> {
-    let list = state.services.funding_sources(auth.user.id).await?;
+    let list = state.services.payments.funding_sources(auth.user.id).await?;
     Ok(page.respond(funding_source_views(&state, auth.user.id, list).await?))
 }
 
@@ -339,7 +339,7 @@ async fn create_funding_source(
     auth: AuthUser,
     Valid(bank): Valid<FundingSourceRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<FundingSourceView>)> {
-    let source = state.services.add_bank(auth.user.id, bank).await?;
+    let source = state.services.payments.add_bank(auth.user.id, bank).await?;
     Ok((StatusCode::CREATED, axum::Json(one_view(&state, auth.user.id, source).await?)))
 }
 
@@ -375,7 +375,7 @@ async fn verify_funding_source(
     IdPath(id): IdPath,
     Valid((amount1, amount2)): Valid<VerifyRequest>,
 ) -> ApiResult<axum::Json<FundingSourceView>> {
-    let source = state.services.verify_micro_deposits(auth.user.id, id, amount1, amount2).await?;
+    let source = state.services.payments.verify_micro_deposits(auth.user.id, id, amount1, amount2).await?;
     Ok(axum::Json(one_view(&state, auth.user.id, source).await?))
 }
 
@@ -394,7 +394,7 @@ async fn get_iav_token(
     auth: AuthUser,
     TextPath(dwolla_customer_id): TextPath,
 ) -> ApiResult<axum::Json<IavToken>> {
-    match state.services.iav_token(auth.user.id, &dwolla_customer_id).await {
+    match state.services.payments.iav_token(auth.user.id, &dwolla_customer_id).await {
         Ok(token) => Ok(axum::Json(IavToken { token })),
         Err(ServiceError::Invalid(message)) => Err(ApiError::Message(message)),
         Err(e) => Err(e.into()),
@@ -429,7 +429,7 @@ async fn create_funding_source_by_iav(
     auth: AuthUser,
     Valid((account_id, dwolla_id)): Valid<IavRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<FundingSourceView>)> {
-    let source = state.services.funding_source_from_iav(auth.user.id, account_id, &dwolla_id).await?;
+    let source = state.services.payments.funding_source_from_iav(auth.user.id, account_id, &dwolla_id).await?;
     Ok((StatusCode::CREATED, axum::Json(one_view(&state, auth.user.id, source).await?)))
 }
 
@@ -441,7 +441,7 @@ async fn set_funding_source(
     auth: AuthUser,
     IdPath(id): IdPath,
 ) -> ApiResult<StatusCode> {
-    state.services.set_round_up_source(auth.user.id, id).await?;
+    state.services.payments.set_round_up_source(auth.user.id, id).await?;
     Ok(StatusCode::CREATED)
 }
 
@@ -463,6 +463,6 @@ async fn dwolla_webhook(
             WebhookError::UnreadableEvent(why) => ApiError::non_field(format!("The body is not a Dwolla event: {why}")),
         }
     })?;
-    let fresh = state.services.receive_dwolla_event(&event).await?;
+    let fresh = state.services.payments.receive_dwolla_event(&event).await?;
     Ok(axum::Json(serde_json::json!({ "received": event.id, "duplicate": !fresh })))
 }

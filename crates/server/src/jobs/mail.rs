@@ -20,7 +20,7 @@ impl Job for SendMail {
     /// Deliver the outbox message unless it already went out; a relay that refuses is tried
     /// again later.
     async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
-        let db = &ctx.services.db;
+        let db = &ctx.services.store.db;
         let Some(mail) = outbox::get(db, self.outbox_id).await? else {
             tracing::warn!(outbox_id = %self.outbox_id, "outbox message vanished; nothing to send");
             return Ok(());

@@ -22,7 +22,7 @@ impl Task for CreateDwollaCustomer {
 
 impl Job for CreateDwollaCustomer {
     async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
-        Ok(ctx.services.create_dwolla_customer(self.customer_id).await?)
+        Ok(ctx.services.payments.create_dwolla_customer(self.customer_id).await?)
     }
 }
 
@@ -41,7 +41,7 @@ impl Task for CreateDwollaFundingSource {
 
 impl Job for CreateDwollaFundingSource {
     async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
-        Ok(ctx.services.create_dwolla_funding_source(self.funding_source_id).await?)
+        Ok(ctx.services.payments.create_dwolla_funding_source(self.funding_source_id).await?)
     }
 }
 
@@ -60,7 +60,7 @@ impl Task for SendTransfer {
 
 impl Job for SendTransfer {
     async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
-        Ok(ctx.services.send_transfer(self.transfer_id).await?)
+        Ok(ctx.services.payments.send_transfer(self.transfer_id).await?)
     }
 }
 
@@ -81,7 +81,11 @@ impl Task for ApplyDwollaEvent {
 
 impl Job for ApplyDwollaEvent {
     async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
-        Ok(ctx.services.apply_dwolla_event(&donkies_dwolla::Topic::parse(&self.topic), &self.resource_id).await?)
+        Ok(ctx
+            .services
+            .payments
+            .apply_dwolla_event(&donkies_dwolla::Topic::parse(&self.topic), &self.resource_id)
+            .await?)
     }
 }
 
@@ -100,7 +104,7 @@ impl Task for EnsureWebhookSubscription {
 
 impl Job for EnsureWebhookSubscription {
     async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
-        Ok(ctx.services.ensure_webhook_subscription(&self.url).await?)
+        Ok(ctx.services.payments.ensure_webhook_subscription(&self.url).await?)
     }
 }
 
@@ -117,6 +121,6 @@ impl Job for PollPayments {
     const EVERY: Option<Duration> = Some(Duration::from_secs(300));
 
     async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
-        Ok(ctx.services.poll_payments().await?)
+        Ok(ctx.services.payments.poll_payments().await?)
     }
 }

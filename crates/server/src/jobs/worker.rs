@@ -52,7 +52,7 @@ impl Worker {
     /// Claim and run one due job, if there is one.
     pub async fn run_next(&self) -> anyhow::Result<Option<Outcome>> {
         let settings = &self.ctx.settings;
-        let db = &self.ctx.services.db;
+        let db = &self.ctx.services.store.db;
         let t = now();
         let lease_until = t + chrono::Duration::from_std(settings.job_lease)?;
         let Some(job) = jobs::claim(db, &self.name, t, lease_until).await? else {
@@ -121,7 +121,7 @@ impl Worker {
 
     /// Renew the lease of the running job every third of it, until aborted.
     fn heartbeat(&self, id: i64) -> tokio::task::JoinHandle<()> {
-        let db = self.ctx.services.db.clone();
+        let db = self.ctx.services.store.db.clone();
         let name = self.name.clone();
         let lease = self.ctx.settings.job_lease;
         tokio::spawn(async move {
@@ -174,7 +174,7 @@ impl Worker {
             }
         }
         alive.abort();
-        if let Err(err) = donkies_store::money_loop::worker_gone(&self.ctx.services.db, &self.name).await {
+        if let Err(err) = donkies_store::money_loop::worker_gone(&self.ctx.services.store.db, &self.name).await {
             tracing::warn!(error = %err, "could not record that the worker stopped");
         }
         tracing::info!(worker = %self.name, "job worker stopped");
@@ -183,7 +183,7 @@ impl Worker {
     /// Say every few seconds that this worker is alive, so operator commands know whether
     /// their work will run.
     fn announce(&self) -> tokio::task::JoinHandle<()> {
-        let db = self.ctx.services.db.clone();
+        let db = self.ctx.services.store.db.clone();
         let name = self.name.clone();
         tokio::spawn(async move {
             loop {
@@ -211,7 +211,7 @@ pub async fn schedule_periodic(ctx: &JobContext, kinds: &[&'static str]) -> anyh
         };
         let slot = t.timestamp() / period.as_secs() as i64;
         let max_attempts = ctx.settings.job_max_attempts;
-        if !jobs::enqueue_periodic(&ctx.services.db, kind, slot, max_attempts, t).await? {
+        if !jobs::enqueue_periodic(&ctx.services.store.db, kind, slot, max_attempts, t).await? {
             taken.push(kind);
         }
     }

@@ -19,11 +19,11 @@ pub struct TransactionPage<'a> {
 
 impl Services {
     pub async fn accounts(&self, user_id: i64) -> ServiceResult<Vec<Account>> {
-        Ok(accounts::list_for_user(&self.db, user_id).await?)
+        Ok(accounts::list_for_user(&self.store.db, user_id).await?)
     }
 
     pub async fn account(&self, user_id: i64, id: i64) -> ServiceResult<Account> {
-        accounts::get(&self.db, user_id, id).await?.ok_or(ServiceError::NotFound)
+        accounts::get(&self.store.db, user_id, id).await?.ok_or(ServiceError::NotFound)
     }
 
     /// The members of `list`, each read once.
@@ -31,7 +31,7 @@ impl Services {
         let mut out: HashMap<i64, Member> = HashMap::new();
         for a in list {
             if let std::collections::hash_map::Entry::Vacant(slot) = out.entry(a.member_id) {
-                slot.insert(members::get(&self.db, a.member_id).await?.ok_or(ServiceError::NotFound)?);
+                slot.insert(members::get(&self.store.db, a.member_id).await?.ok_or(ServiceError::NotFound)?);
             }
         }
         Ok(out)
@@ -39,7 +39,7 @@ impl Services {
 
     /// The sum of the balances of the user's active debt accounts.
     pub async fn total_debt(&self, user_id: i64) -> ServiceResult<Cents> {
-        Ok(accounts::total_debt(&self.db, user_id).await?)
+        Ok(accounts::total_debt(&self.store.db, user_id).await?)
     }
 
     /// Remove an account from the user's view; the debt shares are rebalanced.
@@ -92,7 +92,7 @@ impl Services {
 
     /// Set every active debt account's share (by account id); they must sum to 100.
     pub async fn edit_shares(&self, user_id: i64, requested: BTreeMap<i64, i64>) -> ServiceResult<DebtShares> {
-        let current = accounts::debt_shares(&self.db, user_id).await?;
+        let current = accounts::debt_shares(&self.store.db, user_id).await?;
         let shares = current.edit(&requested).map_err(|e| ServiceError::invalid(e.to_string()))?;
         let mut work = self.begin().await?;
         accounts::set_shares(&mut work, user_id, &shares, now()).await?;
@@ -102,7 +102,7 @@ impl Services {
 
     /// Give one debt account `share` percent; the others are rescaled so the total stays 100.
     pub async fn link_debt(&self, user_id: i64, account_id: i64, share: Share) -> ServiceResult<()> {
-        let current = accounts::debt_shares(&self.db, user_id).await?;
+        let current = accounts::debt_shares(&self.store.db, user_id).await?;
         let shares = current
             .carve(account_id, share)
             .map_err(|_| ServiceError::field("account", "Choose one of your active debt accounts."))?;
@@ -126,7 +126,7 @@ impl Services {
     /// The version of what the user's transaction list shows: it rises with every change to
     /// the user's transactions or their accounts, in whichever process made it.
     pub async fn transaction_list_version(&self, user_id: i64) -> ServiceResult<i64> {
-        Ok(transactions::list_version(&self.db, user_id).await?)
+        Ok(transactions::list_version(&self.store.db, user_id).await?)
     }
 
     /// The user's visible transactions, newest first, optionally of one account; a page of
@@ -140,10 +140,11 @@ impl Services {
         offset: usize,
     ) -> ServiceResult<TransactionPage<'_>> {
         let count = match limit {
-            Some(_) => Some(transactions::count_visible(&self.db, user_id, account_id).await? as usize),
+            Some(_) => Some(transactions::count_visible(&self.store.db, user_id, account_id).await? as usize),
             None => None,
         };
-        let rows = transactions::stream_for_user(&self.db, user_id, account_id, limit.map(|l| l as i64), offset as i64);
+        let rows =
+            transactions::stream_for_user(&self.store.db, user_id, account_id, limit.map(|l| l as i64), offset as i64);
         Ok(TransactionPage { rows, count })
     }
 }

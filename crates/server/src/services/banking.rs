@@ -51,7 +51,7 @@ impl Keyed {
 impl Services {
     /// The user's id at the aggregator, created (idempotently, by our identifier) if missing.
     pub async fn ensure_aggregator_user(&self, user_id: i64) -> ServiceResult<String> {
-        let user = users::find_by_id(&self.db, user_id).await?.context("user vanished")?;
+        let user = users::find_by_id(&self.store.db, user_id).await?.context("user vanished")?;
         if let Some(guid) = user.guid {
             return Ok(guid);
         }
@@ -85,7 +85,7 @@ impl Services {
 
     /// Create aggregator users for every user that has none yet.
     pub async fn backfill_aggregator_users(&self) -> ServiceResult<()> {
-        for user_id in users::ids_without_guid(&self.db).await? {
+        for user_id in users::ids_without_guid(&self.store.db).await? {
             self.ensure_aggregator_user(user_id).await?;
         }
         Ok(())
@@ -109,7 +109,7 @@ impl Services {
 
     /// Read an institution's credentials from the aggregator and store them.
     pub async fn refresh_credentials(&self, code: &str) -> ServiceResult<Vec<Credential>> {
-        let Some(inst) = institutions::get_by_code(&self.db, code).await? else {
+        let Some(inst) = institutions::get_by_code(&self.store.db, code).await? else {
             return Ok(Vec::new());
         };
         let live = self.aggregator.list_institution_credentials(code).await?;
@@ -132,15 +132,15 @@ impl Services {
     }
 
     pub async fn list_institutions(&self, search: Option<&str>, limit: i64) -> ServiceResult<Vec<Institution>> {
-        Ok(institutions::list(&self.db, search, limit).await?)
+        Ok(institutions::list(&self.store.db, search, limit).await?)
     }
 
     pub async fn institution(&self, id: i64) -> ServiceResult<Institution> {
-        institutions::get(&self.db, id).await?.ok_or(ServiceError::NotFound)
+        institutions::get(&self.store.db, id).await?.ok_or(ServiceError::NotFound)
     }
 
     pub async fn institution_by_code(&self, code: &str) -> ServiceResult<Institution> {
-        institutions::get_by_code(&self.db, code).await?.ok_or(ServiceError::NotFound)
+        institutions::get_by_code(&self.store.db, code).await?.ok_or(ServiceError::NotFound)
     }
 
     /// The credentials an institution asks for: from the aggregator now when `live`, else the
@@ -149,25 +149,25 @@ impl Services {
         if live {
             return self.refresh_credentials(&inst.code).await;
         }
-        let stored = institutions::credentials(&self.db, inst.id).await?;
+        let stored = institutions::credentials(&self.store.db, inst.id).await?;
         if stored.is_empty() { self.refresh_credentials(&inst.code).await } else { Ok(stored) }
     }
 
     pub async fn members(&self, user_id: i64) -> ServiceResult<Vec<Member>> {
-        Ok(members::list_for_user(&self.db, user_id).await?)
+        Ok(members::list_for_user(&self.store.db, user_id).await?)
     }
 
     pub async fn member(&self, user_id: i64, identifier: &str) -> ServiceResult<Member> {
-        members::find_by_identifier(&self.db, user_id, identifier).await?.ok_or(ServiceError::NotFound)
+        members::find_by_identifier(&self.store.db, user_id, identifier).await?.ok_or(ServiceError::NotFound)
     }
 
     pub async fn member_by_id(&self, member_id: i64) -> ServiceResult<Member> {
-        members::get(&self.db, member_id).await?.ok_or(ServiceError::NotFound)
+        members::get(&self.store.db, member_id).await?.ok_or(ServiceError::NotFound)
     }
 
     /// The stored status of a member and whether polling gave up (a cheap read for waiting).
     pub async fn member_status(&self, member_id: i64) -> ServiceResult<Option<(MemberStatus, bool)>> {
-        Ok(members::status_of(&self.db, member_id).await?)
+        Ok(members::status_of(&self.store.db, member_id).await?)
     }
 
     /// The challenges a member waits on (none unless it is CHALLENGED).
@@ -175,13 +175,13 @@ impl Services {
         if member.status != MemberStatus::Challenged || member.gave_up {
             return Ok(Vec::new());
         }
-        Ok(members::challenges(&self.db, member.id).await?)
+        Ok(members::challenges(&self.store.db, member.id).await?)
     }
 
     /// Link a bank: the member is created at the aggregator (or, when the user already has
     /// one at this institution, its credentials are updated), then polled by a job.
     pub async fn create_member(&self, user_id: i64, code: &str, given: Vec<(Keyed, String)>) -> ServiceResult<Member> {
-        let inst = institutions::get_by_code(&self.db, code)
+        let inst = institutions::get_by_code(&self.store.db, code)
             .await?
             .ok_or_else(|| ServiceError::field("institution_code", "Institution not found."))?;
         let expected = self.institution_credentials(&inst, false).await?;
@@ -211,7 +211,7 @@ impl Services {
             values.into_iter().map(|(guid, value)| CredentialValue::new(guid, value)).collect();
         let user_guid = self.ensure_aggregator_user(user_id).await?;
 
-        if let Some(existing) = members::find_for_institution(&self.db, user_id, inst.id).await? {
+        if let Some(existing) = members::find_for_institution(&self.store.db, user_id, inst.id).await? {
             let member_guid = existing.guid.clone().unwrap_or_default();
             let update = wire::MemberUpdate::credentials(credentials);
             let updated = self.aggregator.update_member(&user_guid, &member_guid, &update).await?;
@@ -286,7 +286,7 @@ impl Services {
         if member.status != MemberStatus::Challenged || member.gave_up {
             return Err(ServiceError::invalid(NOT_CHALLENGED));
         }
-        let challenges = members::challenges(&self.db, member.id).await?;
+        let challenges = members::challenges(&self.store.db, member.id).await?;
         let mut by_guid: HashMap<String, String> = HashMap::new();
         let mut errors = Vec::new();
         for (key, value) in answers {
@@ -339,7 +339,7 @@ impl Services {
 
     /// One poll of a member's aggregation (the `poll_member` job).
     pub async fn poll_member(&self, member_id: i64, generation: i64) -> ServiceResult<()> {
-        let Some(member) = members::get(&self.db, member_id).await? else {
+        let Some(member) = members::get(&self.store.db, member_id).await? else {
             return Ok(());
         };
         if member.poll_generation != generation {
@@ -408,7 +408,7 @@ impl Services {
 
     /// Polling this round cannot go on (its job was parked): the member has given up.
     pub async fn give_up_polling(&self, member_id: i64, generation: i64) -> ServiceResult<()> {
-        let Some(member) = members::get(&self.db, member_id).await? else {
+        let Some(member) = members::get(&self.store.db, member_id).await? else {
             return Ok(());
         };
         let update = StatusUpdate {
@@ -487,7 +487,7 @@ impl Services {
 
     /// The `sync_member_transactions` job.
     pub async fn sync_member_transactions(&self, member_id: i64) -> ServiceResult<()> {
-        let Some(member) = members::get(&self.db, member_id).await? else {
+        let Some(member) = members::get(&self.store.db, member_id).await? else {
             return Ok(());
         };
         let user_guid = self.ensure_aggregator_user(member.user_id).await?;
@@ -497,7 +497,7 @@ impl Services {
 
     /// The hourly job: refresh accounts and transactions of every completed member.
     pub async fn resync_members(&self) -> ServiceResult<()> {
-        let completed = members::list_completed(&self.db).await?;
+        let completed = members::list_completed(&self.store.db).await?;
         let mut failures = 0;
         for member in &completed {
             let result = async {

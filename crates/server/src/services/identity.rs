@@ -63,7 +63,7 @@ impl Services {
         if account.confirmed {
             users::mark_confirmed(work, id, now()).await?;
         } else {
-            let link = self.settings.frontend_link("confirm", &[("id", &encrypted_id), ("token", &confirmation)]);
+            let link = self.settings.frontend.link("confirm", &[("id", &encrypted_id), ("token", &confirmation)]);
             let message = mail::signup_confirmation(account.first_name, &link);
             queue_mail(work, &self.sealer, Some(id), account.email.as_str(), message).await?;
         }
@@ -94,7 +94,7 @@ impl Services {
 
     /// Confirm the address with the mailed link's values; answers a new session token.
     pub async fn confirm_sign_up(&self, encrypted_id: &str, token: &str) -> ServiceResult<String> {
-        let Some(user) = users::find_by_encrypted_id(&self.db, encrypted_id).await? else {
+        let Some(user) = users::find_by_encrypted_id(&self.store.db, encrypted_id).await? else {
             return Err(ServiceError::field("encrypted_id", "Provided id is not correct"));
         };
         if user.is_confirmed {
@@ -113,7 +113,7 @@ impl Services {
     /// Sign in with email and password: a new session token. Unknown email and wrong password
     /// get the same answer, after the same work.
     pub async fn log_in(&self, email: &str, password: String) -> ServiceResult<String> {
-        let user = users::find_by_email(&self.db, email).await?;
+        let user = users::find_by_email(&self.store.db, email).await?;
         let ok = crypto::verify_password(password, user.as_ref().map(|u| u.password_hash.clone())).await?;
         let Some(user) = user.filter(|_| ok) else {
             return Err(ServiceError::invalid(BAD_LOGIN));
@@ -139,11 +139,11 @@ impl Services {
 
     /// The user behind a session token hash and when the token expires.
     pub async fn session(&self, token_hash: &str) -> ServiceResult<Option<(User, chrono::DateTime<chrono::Utc>)>> {
-        Ok(users::find_by_token_hash(&self.db, token_hash).await?)
+        Ok(users::find_by_token_hash(&self.store.db, token_hash).await?)
     }
 
     pub async fn user(&self, user_id: i64) -> ServiceResult<User> {
-        users::find_by_id(&self.db, user_id).await?.ok_or(ServiceError::NotFound)
+        users::find_by_id(&self.store.db, user_id).await?.ok_or(ServiceError::NotFound)
     }
 
     /// Every session of the user ends.

@@ -32,16 +32,14 @@ pub use settings::ServiceSettings;
 pub struct Services(Arc<ServicesInner>);
 
 pub struct ServicesInner {
-    pub db: Db,
+    pub store: Storage,
     pub settings: ServiceSettings,
     pub aggregator: Arc<dyn Aggregator>,
     pub rail: Arc<dyn PaymentRail>,
     pub social: social::SignInProviders,
     pub sealer: Sealer,
-    pub jobs: JobQueue,
-    pub changes: Changes,
-    /// The Dwolla funding source collections land in, once looked up.
-    pub donkies_funding_source: tokio::sync::OnceCell<String>,
+    /// Customers, funding sources and transfers at the payment rail.
+    pub payments: payments::PaymentsService,
 }
 
 impl Deref for Services {
@@ -62,36 +60,44 @@ impl Services {
     ) -> Services {
         let sealer = Sealer::from_secret(settings.secret_key.expose_secret());
         let (aggregator, rail, social) = clients;
-        let changes = Changes::default();
-        let donkies_funding_source = tokio::sync::OnceCell::new();
-        Services(Arc::new(ServicesInner {
-            db,
-            settings,
-            aggregator,
-            rail,
-            social,
-            sealer,
-            jobs,
-            changes,
-            donkies_funding_source,
-        }))
+        let store = Storage { db, jobs, changes: Changes::default() };
+        let payments =
+            payments::PaymentsService::new(store.clone(), rail.clone(), sealer.clone(), settings.payments.clone());
+        Services(Arc::new(ServicesInner { store, settings, aggregator, rail, social, sealer, payments }))
     }
 
     /// The job queue at a glance (for `/metrics`).
     pub async fn queue_stats(&self) -> Result<donkies_store::jobs::QueueStats, StoreError> {
-        donkies_store::jobs::stats(&self.db, donkies_store::now()).await
+        donkies_store::jobs::stats(&self.store.db, donkies_store::now()).await
     }
 
     /// Open and idle connections of the database pool.
     pub fn pool_usage(&self) -> (u32, usize) {
-        self.db.pool_usage()
+        self.store.db.pool_usage()
     }
 
     /// Whether the database answers (readiness).
     pub async fn check_database(&self) -> Result<(), StoreError> {
-        self.db.ping().await
+        self.store.db.ping().await
     }
 
+    /// Start a unit of work: a transaction whose enqueued jobs wake the worker, and whose
+    /// changes reach the listeners, once it commits.
+    pub async fn begin(&self) -> Result<Work, StoreError> {
+        self.store.begin().await
+    }
+}
+
+/// What a use case needs to do a unit of work: the database, the job queue its jobs wake, and
+/// the listeners its changes reach.
+#[derive(Clone)]
+pub struct Storage {
+    pub db: Db,
+    pub jobs: JobQueue,
+    pub changes: Changes,
+}
+
+impl Storage {
     /// Start a unit of work: a transaction whose enqueued jobs wake the worker, and whose
     /// changes reach the listeners, once it commits.
     pub async fn begin(&self) -> Result<Work, StoreError> {

@@ -188,7 +188,7 @@ impl Services {
     }
 
     pub async fn contributions(&self, user_id: i64) -> ServiceResult<Vec<Contribution>> {
-        Ok(ml::contributions_of_user(&self.db, user_id).await?)
+        Ok(ml::contributions_of_user(&self.store.db, user_id).await?)
     }
 
     // -----------------------------------------------------------------------------------------
@@ -228,11 +228,11 @@ impl Services {
     /// reaches the collection minimum, record one transfer from the round-up source to Donkies.
     /// A dry run changes nothing.
     pub async fn collect_user(&self, user_id: i64, dry_run: bool) -> ServiceResult<Collected> {
-        let user = users::find_by_id(&self.db, user_id).await?.ok_or(ServiceError::NotFound)?;
+        let user = users::find_by_id(&self.store.db, user_id).await?.ok_or(ServiceError::NotFound)?;
         if user.is_closed_account {
             return Ok(Collected::Skipped("the account is closed".into()));
         }
-        let Some(source) = self.round_up_source(user.id).await? else {
+        let Some(source) = self.payments.round_up_source(user.id).await? else {
             return Ok(Collected::Skipped("no round-up source".into()));
         };
         if source.is_removed || source.status != FundingSourceStatus::Verified {
@@ -240,8 +240,11 @@ impl Services {
         }
         // Where the money goes is asked of Dwolla before the transaction opens: no provider call
         // while it holds the user's lock (and on SQLite the writer). A dry run asks nothing.
-        let route =
-            if dry_run { None } else { Some(self.route(Endpoint::FundingSource(source.id), Endpoint::Donkies).await) };
+        let route = if dry_run {
+            None
+        } else {
+            Some(self.payments.route(Endpoint::FundingSource(source.id), Endpoint::Donkies).await)
+        };
         let mut work = self.begin().await?;
         ml::lock_user(&mut work, user.id).await?;
         self.gather_roundups(&mut work, &user).await?;
@@ -279,7 +282,8 @@ impl Services {
             Err(e) => return Err(e),
         };
         let collection_id = new_id();
-        let transfer_id = self.record_transfer(&mut work, &format!("collection:{collection_id}"), &prepared).await?;
+        let transfer_id =
+            self.payments.record_transfer(&mut work, &format!("collection:{collection_id}"), &prepared).await?;
         let mut parts: BTreeMap<i64, Cents> = BTreeMap::new();
         for item in &taken {
             *parts.entry(item.account_id.unwrap_or(source.account_id)).or_default() += item.amount;
@@ -315,7 +319,7 @@ impl Services {
         dry_run: bool,
         mut progress: impl FnMut(usize, usize),
     ) -> ServiceResult<Vec<(i64, Collected)>> {
-        let users = ml::users_to_collect(&self.db).await?;
+        let users = ml::users_to_collect(&self.store.db).await?;
         let mut outcomes = Vec::with_capacity(users.len());
         for (i, user_id) in users.iter().enumerate() {
             let outcome = match self.collect_user(*user_id, dry_run).await {
@@ -332,69 +336,6 @@ impl Services {
         Ok(outcomes)
     }
 
-    /// What a transfer's end means for the money loop, inside the transaction that records it.
-    pub(super) async fn settle_money(
-        &self,
-        work: &mut Work,
-        transfer: &Transfer,
-        status: &TransferStatus,
-        failure_code: Option<&str>,
-    ) -> ServiceResult<()> {
-        let processed = *status == TransferStatus::Processed;
-        let failed = matches!(status, TransferStatus::Failed | TransferStatus::Cancelled);
-        if !processed && !failed {
-            return Ok(());
-        }
-        if let Some(c) = ml::collection_by_transfer(work, transfer.id).await? {
-            let to = match status {
-                TransferStatus::Processed => CollectionStatus::Processed,
-                TransferStatus::Cancelled => CollectionStatus::Cancelled,
-                _ => CollectionStatus::Failed,
-            };
-            if !ml::settle_collection(work, c.id, &to, failure_code, now()).await? {
-                return Ok(());
-            }
-            let movement = if processed {
-                Movement::CollectPost { collection_id: c.id }
-            } else {
-                // The round-ups go back to waiting; a later run collects them once.
-                ml::release_waiting(work, c.id).await?;
-                Movement::CollectVoid { collection_id: c.id }
-            };
-            ledger::record(work, &movement).await.map_err(ledger_error)?;
-            work.changed(Change::User(c.user_id));
-            if processed && users::find_by_id(&mut **work, c.user_id).await?.is_some_and(|u| u.is_closed_account) {
-                work.enqueue(&FinalPayout { user_id: c.user_id }, Duration::ZERO).await?;
-            }
-            return Ok(());
-        }
-        if let Some(part) = ml::part_by_transfer(work, transfer.id).await? {
-            self.settle_part(work, &part, processed, None).await?;
-        }
-        Ok(())
-    }
-
-    async fn settle_part(
-        &self,
-        work: &mut Work,
-        part: &PayoutPart,
-        processed: bool,
-        reference: Option<&str>,
-    ) -> ServiceResult<bool> {
-        if !ml::settle_part(work, part.id, processed, reference, now()).await? {
-            return Ok(false);
-        }
-        let movement = match (part.method, processed) {
-            (PartMethod::Refund, true) => Movement::RefundPost { refund_id: part.id },
-            (PartMethod::Refund, false) => Movement::RefundVoid { refund_id: part.id },
-            (_, true) => Movement::PayoutPost { part_id: part.id },
-            (_, false) => Movement::PayoutVoid { part_id: part.id },
-        };
-        ledger::record(work, &movement).await.map_err(ledger_error)?;
-        work.changed(Change::User(part.user_id));
-        Ok(true)
-    }
-
     // -----------------------------------------------------------------------------------------
     // Payout
 
@@ -403,15 +344,16 @@ impl Services {
     /// user's minimum and happens once per day; a final one (`period` = None, closing the
     /// account) pays everything, back to the user's own bank when there is no debt account.
     pub async fn payout_user(&self, user_id: i64, period: Option<NaiveDate>, dry_run: bool) -> ServiceResult<PaidOut> {
-        let user = users::find_by_id(&self.db, user_id).await?.ok_or(ServiceError::NotFound)?;
-        let held = ledger::balance(&self.db, &LedgerAccount::Held { user_id }).await?.available().unwrap_or_default();
+        let user = users::find_by_id(&self.store.db, user_id).await?.ok_or(ServiceError::NotFound)?;
+        let held =
+            ledger::balance(&self.store.db, &LedgerAccount::Held { user_id }).await?.available().unwrap_or_default();
         if held <= Cents::ZERO {
             return Ok(PaidOut::Nothing("nothing held".into()));
         }
         if period.is_some() && held.get() < user.minimum_transfer_amount.get() * 100 {
             return Ok(PaidOut::BelowMinimum { held });
         }
-        let shares: Vec<(i64, u32)> = accounts::debt_shares(&self.db, user_id)
+        let shares: Vec<(i64, u32)> = accounts::debt_shares(&self.store.db, user_id)
             .await?
             .iter()
             .map(|(id, share)| (id, share.get()))
@@ -423,13 +365,13 @@ impl Services {
             if period.is_some() {
                 return Ok(PaidOut::Nothing("no active debt account".into()));
             }
-            let Some(source) = self.round_up_source(user_id).await? else {
+            let Some(source) = self.payments.round_up_source(user_id).await? else {
                 return Ok(PaidOut::Nothing("no debt account and no bank to refund to".into()));
             };
             let prepared = if dry_run {
                 None
             } else {
-                Some(self.prepare_transfer(Endpoint::Donkies, Endpoint::FundingSource(source.id), held).await?)
+                Some(self.payments.prepare_transfer(Endpoint::Donkies, Endpoint::FundingSource(source.id), held).await?)
             };
             plan.push((source.account_id, 100, held, PartMethod::Refund, prepared));
         } else {
@@ -438,13 +380,15 @@ impl Services {
                 if amount <= Cents::ZERO {
                     continue;
                 }
-                let source = payments::funding_source_of_account(&self.db, user_id, *account_id).await?;
+                let source = payments::funding_source_of_account(&self.store.db, user_id, *account_id).await?;
                 let rail = source
                     .filter(|s| !s.is_removed && s.status == FundingSourceStatus::Verified && s.dwolla_id.is_some());
                 let prepared = match (rail, dry_run) {
-                    (Some(s), false) => {
-                        Some(self.prepare_transfer(Endpoint::Donkies, Endpoint::FundingSource(s.id), amount).await?)
-                    }
+                    (Some(s), false) => Some(
+                        self.payments
+                            .prepare_transfer(Endpoint::Donkies, Endpoint::FundingSource(s.id), amount)
+                            .await?,
+                    ),
                     _ => None,
                 };
                 let method = if prepared.is_some() { PartMethod::Dwolla } else { PartMethod::Manual };
@@ -477,7 +421,7 @@ impl Services {
                     } else {
                         format!("payout:{part_id}")
                     };
-                    Some(self.record_transfer(&mut work, &reference, p).await?)
+                    Some(self.payments.record_transfer(&mut work, &reference, p).await?)
                 }
                 None => None,
             };
@@ -524,10 +468,10 @@ impl Services {
         dry_run: bool,
         mut progress: impl FnMut(usize, usize),
     ) -> ServiceResult<Vec<(i64, PaidOut)>> {
-        let users = ml::users_with_held_money(&self.db).await?;
+        let users = ml::users_with_held_money(&self.store.db).await?;
         let mut outcomes = Vec::with_capacity(users.len());
         for (i, (user_id, _)) in users.iter().enumerate() {
-            let closed = users::find_by_id(&self.db, *user_id).await?.is_some_and(|u| u.is_closed_account);
+            let closed = users::find_by_id(&self.store.db, *user_id).await?.is_some_and(|u| u.is_closed_account);
             let period = if closed { None } else { Some(day) };
             let outcome = match self.payout_user(*user_id, period, dry_run).await {
                 Ok(o) => o,
@@ -548,8 +492,8 @@ impl Services {
     pub async fn scheduled_payouts(&self) -> ServiceResult<()> {
         let today = now().date_naive();
         if today.day() != self.settings.payout_day {
-            for (user_id, _) in ml::users_with_held_money(&self.db).await? {
-                if users::find_by_id(&self.db, user_id).await?.is_some_and(|u| u.is_closed_account) {
+            for (user_id, _) in ml::users_with_held_money(&self.store.db).await? {
+                if users::find_by_id(&self.store.db, user_id).await?.is_some_and(|u| u.is_closed_account) {
                     self.final_payout(user_id).await?;
                 }
             }
@@ -563,20 +507,20 @@ impl Services {
 
     /// An operator paid a manual part by hand, with `reference` (e.g. the bank's confirmation).
     pub async fn mark_part_paid(&self, part_id: i64, reference: &str) -> ServiceResult<PayoutPart> {
-        let part = ml::part_by_id(&self.db, part_id).await?.ok_or(ServiceError::NotFound)?;
+        let part = ml::part_by_id(&self.store.db, part_id).await?.ok_or(ServiceError::NotFound)?;
         if part.method != PartMethod::Manual {
             return Err(ServiceError::invalid("This part is paid through the payment provider, not by hand."));
         }
         let mut work = self.begin().await?;
-        if !self.settle_part(&mut work, &part, true, Some(reference)).await? {
+        if !settle_part(&mut work, &part, true, Some(reference)).await? {
             return Err(ServiceError::invalid("This part is not waiting to be paid."));
         }
         work.commit().await?;
-        ml::part_by_id(&self.db, part_id).await?.ok_or(ServiceError::NotFound)
+        ml::part_by_id(&self.store.db, part_id).await?.ok_or(ServiceError::NotFound)
     }
 
     pub async fn manual_parts_waiting(&self) -> ServiceResult<Vec<PayoutPart>> {
-        Ok(ml::manual_parts_waiting(&self.db).await?)
+        Ok(ml::manual_parts_waiting(&self.store.db).await?)
     }
 
     // -----------------------------------------------------------------------------------------
@@ -605,10 +549,10 @@ impl Services {
     // Reading
 
     pub async fn stat(&self, user_id: i64) -> ServiceResult<Stat> {
-        let collections = ml::collections_of_user(&self.db, user_id).await?;
-        let parts = ml::parts_of_user(&self.db, user_id).await?;
-        let payouts = ml::payouts_of_user(&self.db, user_id).await?;
-        let held = ledger::balance(&self.db, &LedgerAccount::Held { user_id }).await?;
+        let collections = ml::collections_of_user(&self.store.db, user_id).await?;
+        let parts = ml::parts_of_user(&self.store.db, user_id).await?;
+        let payouts = ml::payouts_of_user(&self.store.db, user_id).await?;
+        let held = ledger::balance(&self.store.db, &LedgerAccount::Held { user_id }).await?;
         let sum = |amounts: &mut dyn Iterator<Item = Cents>| Cents::new(amounts.map(Cents::get).sum());
         Ok(Stat {
             amount_to_donkies: sum(&mut collections
@@ -622,37 +566,37 @@ impl Services {
     }
 
     pub async fn collection_parts(&self, user_id: i64) -> ServiceResult<Vec<CollectionPart>> {
-        Ok(ml::collection_parts_of_user(&self.db, user_id).await?)
+        Ok(ml::collection_parts_of_user(&self.store.db, user_id).await?)
     }
 
     pub async fn collections(&self, user_id: i64) -> ServiceResult<Vec<Collection>> {
-        Ok(ml::collections_of_user(&self.db, user_id).await?)
+        Ok(ml::collections_of_user(&self.store.db, user_id).await?)
     }
 
     pub async fn payouts(&self, user_id: i64) -> ServiceResult<Vec<Payout>> {
-        Ok(ml::payouts_of_user(&self.db, user_id).await?)
+        Ok(ml::payouts_of_user(&self.store.db, user_id).await?)
     }
 
     pub async fn payout_parts(&self, user_id: i64) -> ServiceResult<Vec<PayoutPart>> {
-        Ok(ml::parts_of_user(&self.db, user_id).await?)
+        Ok(ml::parts_of_user(&self.store.db, user_id).await?)
     }
 
     /// Names of the user's accounts by id, hidden ones included (records outlive a hidden
     /// account).
     pub async fn account_names(&self, user_id: i64) -> ServiceResult<BTreeMap<i64, String>> {
-        Ok(accounts::names_of_user(&self.db, user_id).await?.into_iter().collect())
+        Ok(accounts::names_of_user(&self.store.db, user_id).await?.into_iter().collect())
     }
 
     /// How the debt account is paid off with and without the user's round-ups: the average
     /// monthly round-up of the last 90 days, times the account's share.
     pub async fn projection(&self, user: &User, account_id: i64) -> ServiceResult<(Cents, Projection)> {
-        let account = accounts::get(&self.db, user.id, account_id).await?.ok_or(ServiceError::NotFound)?;
+        let account = accounts::get(&self.store.db, user.id, account_id).await?.ok_or(ServiceError::NotFound)?;
         if account.type_ds != donkies_domain::AccountFamily::Debt {
             return Err(ServiceError::invalid("Only a debt account has a payoff projection."));
         }
         let rules = rules_of(user);
         let since = (now() - chrono::Duration::days(90)).date_naive();
-        let recent = transactions::purchases_since(&self.db, user.id, since).await?;
+        let recent = transactions::purchases_since(&self.store.db, user.id, since).await?;
         let total: Cents = recent.iter().map(|(kind, family, amount)| rules.roundup(*kind, *family, *amount)).sum();
         let monthly = Cents::new(total.get() / 3 * i64::from(account.transfer_share.get()) / 100);
         let balance = account.balance.unwrap_or_default();
@@ -689,11 +633,11 @@ impl Services {
     pub async fn ledger_report(&self, at_provider: bool) -> ServiceResult<LedgerReport> {
         use donkies_domain::EntryKind;
         let mut report = LedgerReport::default();
-        for d in ledger::check(&self.db).await? {
+        for d in ledger::check(&self.store.db).await? {
             report.problems.push(format!("{d:?}"));
         }
-        let balances = ledger::balances(&self.db).await?;
-        let posted = ledger::posted_by_user_and_kind(&self.db).await?;
+        let balances = ledger::balances(&self.store.db).await?;
+        let posted = ledger::posted_by_user_and_kind(&self.store.db).await?;
         report.entries_checked = posted.len();
         let mut per_user: BTreeMap<i64, [Cents; 7]> = BTreeMap::new();
         for (account, balance) in &balances {
@@ -734,7 +678,7 @@ impl Services {
         }
         report.users = per_user.len();
         // What waits is what the ledger holds as pending.
-        let waiting: BTreeMap<i64, Cents> = ml::waiting_totals(&self.db).await?.into_iter().collect();
+        let waiting: BTreeMap<i64, Cents> = ml::waiting_totals(&self.store.db).await?.into_iter().collect();
         for (user, row) in &per_user {
             let records = waiting.get(user).copied().unwrap_or_default();
             if records != row[1] {
@@ -745,7 +689,7 @@ impl Services {
             }
         }
         // Each collection and payout part is one two-phase movement in the matching state.
-        let pending = ledger::all_pending(&self.db).await?;
+        let pending = ledger::all_pending(&self.store.db).await?;
         let mut by_transfer: BTreeMap<i64, (String, Cents, &'static str)> = BTreeMap::new();
         let state_of = |key: &str, amount: Cents, expected: donkies_domain::PendingState| -> Option<String> {
             match pending.get(key) {
@@ -760,7 +704,7 @@ impl Services {
             }
         };
         use donkies_domain::PendingState as S;
-        for c in ml::all_collections(&self.db).await? {
+        for c in ml::all_collections(&self.store.db).await? {
             let expected = match c.status {
                 CollectionStatus::Pending => S::Pending,
                 CollectionStatus::Processed => S::Posted,
@@ -770,7 +714,7 @@ impl Services {
             report.problems.extend(state_of(&key, c.amount, expected));
             by_transfer.insert(c.transfer_id, (key, c.amount, c.status.as_str()));
         }
-        for p in ml::all_parts(&self.db).await? {
+        for p in ml::all_parts(&self.store.db).await? {
             let expected = match p.status.as_str() {
                 "processed" => S::Posted,
                 "failed" => S::Voided,
@@ -788,7 +732,7 @@ impl Services {
             }
         }
         // Every transfer is exactly one movement, and every movement that needs one has it.
-        let transfers = payments::list_transfers(&self.db, None).await?;
+        let transfers = payments::list_transfers(&self.store.db, None).await?;
         report.transfers_checked = transfers.len();
         let mut ours: BTreeMap<String, Cents> = BTreeMap::new();
         for t in &transfers {
@@ -828,7 +772,7 @@ impl Services {
             report.problems.push(format!("{key}: its transfer {transfer_id} does not exist"));
         }
         if at_provider {
-            for customer in payments::customers_with_dwolla_id(&self.db).await? {
+            for customer in payments::customers_with_dwolla_id(&self.store.db).await? {
                 let Some(dwolla_id) = &customer.dwolla_id else { continue };
                 let mut offset = 0u32;
                 loop {
@@ -868,16 +812,77 @@ impl Services {
         Vec<ledger::LedgerEntry>,
         Vec<ledger::PendingEntry>,
     )> {
-        let user = users::find_by_email(&self.db, email).await?.ok_or(ServiceError::NotFound)?;
-        let balances = ledger::balances(&self.db)
+        let user = users::find_by_email(&self.store.db, email).await?.ok_or(ServiceError::NotFound)?;
+        let balances = ledger::balances(&self.store.db)
             .await?
             .into_iter()
             .filter(|(account, _)| account.user_id() == Some(user.id))
             .collect();
-        let entries = ledger::entries_of_user(&self.db, user.id).await?;
-        let pending = ledger::pending_of_user(&self.db, user.id).await?;
+        let entries = ledger::entries_of_user(&self.store.db, user.id).await?;
+        let pending = ledger::pending_of_user(&self.store.db, user.id).await?;
         Ok((user, balances, entries, pending))
     }
+}
+
+/// What a transfer's end means for the money loop, inside the transaction that records it.
+pub(super) async fn settle_money(
+    work: &mut Work,
+    transfer: &Transfer,
+    status: &TransferStatus,
+    failure_code: Option<&str>,
+) -> ServiceResult<()> {
+    let processed = *status == TransferStatus::Processed;
+    let failed = matches!(status, TransferStatus::Failed | TransferStatus::Cancelled);
+    if !processed && !failed {
+        return Ok(());
+    }
+    if let Some(c) = ml::collection_by_transfer(work, transfer.id).await? {
+        let to = match status {
+            TransferStatus::Processed => CollectionStatus::Processed,
+            TransferStatus::Cancelled => CollectionStatus::Cancelled,
+            _ => CollectionStatus::Failed,
+        };
+        if !ml::settle_collection(work, c.id, &to, failure_code, now()).await? {
+            return Ok(());
+        }
+        let movement = if processed {
+            Movement::CollectPost { collection_id: c.id }
+        } else {
+            // The round-ups go back to waiting; a later run collects them once.
+            ml::release_waiting(work, c.id).await?;
+            Movement::CollectVoid { collection_id: c.id }
+        };
+        ledger::record(work, &movement).await.map_err(ledger_error)?;
+        work.changed(Change::User(c.user_id));
+        if processed && users::find_by_id(&mut **work, c.user_id).await?.is_some_and(|u| u.is_closed_account) {
+            work.enqueue(&FinalPayout { user_id: c.user_id }, Duration::ZERO).await?;
+        }
+        return Ok(());
+    }
+    if let Some(part) = ml::part_by_transfer(work, transfer.id).await? {
+        settle_part(work, &part, processed, None).await?;
+    }
+    Ok(())
+}
+
+async fn settle_part(
+    work: &mut Work,
+    part: &PayoutPart,
+    processed: bool,
+    reference: Option<&str>,
+) -> ServiceResult<bool> {
+    if !ml::settle_part(work, part.id, processed, reference, now()).await? {
+        return Ok(false);
+    }
+    let movement = match (part.method, processed) {
+        (PartMethod::Refund, true) => Movement::RefundPost { refund_id: part.id },
+        (PartMethod::Refund, false) => Movement::RefundVoid { refund_id: part.id },
+        (_, true) => Movement::PayoutPost { part_id: part.id },
+        (_, false) => Movement::PayoutVoid { part_id: part.id },
+    };
+    ledger::record(work, &movement).await.map_err(ledger_error)?;
+    work.changed(Change::User(part.user_id));
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use crate::mail;
 impl Services {
     /// Mail a reset link when the address is known; nothing (and no hint) otherwise.
     pub async fn request_password_reset(&self, email: &Email) -> ServiceResult<()> {
-        let Some(user) = users::find_by_email(&self.db, email.as_str()).await? else {
+        let Some(user) = users::find_by_email(&self.store.db, email.as_str()).await? else {
             return Ok(());
         };
         let token = new_token();
@@ -29,7 +29,7 @@ impl Services {
             expires_at: t + self.settings.link_ttl,
         };
         tokens::insert_action(&mut work, &action).await?;
-        let link = self.settings.frontend_link("reset", &[("id", &user.encrypted_id), ("token", &token)]);
+        let link = self.settings.frontend.link("reset", &[("id", &user.encrypted_id), ("token", &token)]);
         let message = mail::password_reset(&user.first_name, &link, self.settings.link_ttl.num_minutes());
         queue_mail(&mut work, &self.sealer, Some(user.id), &user.email, message).await?;
         work.commit().await?;
@@ -38,7 +38,7 @@ impl Services {
 
     /// Set a new password with a reset link's values; the link works once. Every session ends.
     pub async fn reset_password(&self, encrypted_id: &str, token: &str, password: Password) -> ServiceResult<()> {
-        let Some(user) = users::find_by_encrypted_id(&self.db, encrypted_id).await? else {
+        let Some(user) = users::find_by_encrypted_id(&self.store.db, encrypted_id).await? else {
             return Err(ServiceError::field("encrypted_id", "Provided id is not correct"));
         };
         let password_hash = crypto::hash_password(password.expose().to_owned()).await?;
@@ -67,7 +67,7 @@ impl Services {
         new: Password,
     ) -> ServiceResult<()> {
         const WRONG: &str = "Current password is not correct.";
-        let stored = users::find_by_id(&self.db, user_id).await?.ok_or(ServiceError::NotFound)?.password_hash;
+        let stored = users::find_by_id(&self.store.db, user_id).await?.ok_or(ServiceError::NotFound)?.password_hash;
         if !crypto::verify_password(current, Some(stored.clone())).await? {
             return Err(ServiceError::field("current_password", WRONG));
         }
@@ -87,7 +87,7 @@ impl Services {
         if new_email.as_str() == user.email {
             return Err(ServiceError::field("new_email", "This is already your email address."));
         }
-        if users::find_by_email(&self.db, new_email.as_str()).await?.is_some() {
+        if users::find_by_email(&self.store.db, new_email.as_str()).await?.is_some() {
             return Err(ServiceError::field("new_email", EMAIL_TAKEN));
         }
         let token = new_token();
@@ -103,7 +103,7 @@ impl Services {
         };
         tokens::insert_action(&mut work, &action).await?;
         let link =
-            self.settings.frontend_link("change_email_confirm", &[("id", &user.encrypted_id), ("token", &token)]);
+            self.settings.frontend.link("change_email_confirm", &[("id", &user.encrypted_id), ("token", &token)]);
         let message = mail::email_change(&user.first_name, &link, self.settings.link_ttl.num_minutes());
         queue_mail(&mut work, &self.sealer, Some(user.id), new_email.as_str(), message).await?;
         work.commit().await?;
@@ -113,7 +113,7 @@ impl Services {
     /// Follow the emailed link: the new address becomes the account's email.
     pub async fn confirm_email_change(&self, encrypted_id: &str, token: &str) -> ServiceResult<()> {
         const BAD_LINK: &str = "The link is not correct or has expired.";
-        let Some(user) = users::find_by_encrypted_id(&self.db, encrypted_id).await? else {
+        let Some(user) = users::find_by_encrypted_id(&self.store.db, encrypted_id).await? else {
             return Err(ServiceError::invalid(BAD_LINK));
         };
         let mut work = self.begin().await?;
@@ -138,7 +138,7 @@ impl Services {
         let confirmation = new_token();
         let mut work = self.begin().await?;
         users::set_confirmation_token(&mut work, user.id, &token_hash(&confirmation), now()).await?;
-        let link = self.settings.frontend_link("confirm", &[("id", &user.encrypted_id), ("token", &confirmation)]);
+        let link = self.settings.frontend.link("confirm", &[("id", &user.encrypted_id), ("token", &confirmation)]);
         queue_mail(
             &mut work,
             &self.sealer,

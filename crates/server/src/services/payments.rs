@@ -2,6 +2,8 @@
 //! round-up source, transfers tracked to their end, and Dwolla's webhooks.
 
 use donkies_domain::ExposeSecret;
+use std::ops::Deref;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -10,7 +12,7 @@ use donkies_domain::{
     MicroDepositStatus, TransferParty, TransferStatus, VerificationType, check_transfer, return_consequences,
 };
 use donkies_dwolla::wire::{self, PersonalDetails};
-use donkies_dwolla::{DwollaError, SecretString, Topic, TransferRequest};
+use donkies_dwolla::{DwollaError, PaymentRail, SecretString, Topic, TransferRequest};
 use donkies_outbound::ProviderFailure;
 use donkies_store::payments::{self, Customer, FundingSource, NewCustomer, NewFundingSource, NewTransfer, Transfer};
 use donkies_store::users::User;
@@ -18,7 +20,9 @@ use donkies_store::{accounts, constraints, new_id, now, users};
 use serde::Serialize;
 
 use super::outbox::queue_mail;
-use super::{OnConstraint, ServiceError, ServiceResult, Services, Work};
+use super::settings::PaymentsSettings;
+use super::{OnConstraint, ServiceError, ServiceResult, Storage, Work};
+use crate::crypto::Sealer;
 use crate::jobs::payments::{ApplyDwollaEvent, CreateDwollaCustomer, CreateDwollaFundingSource, SendTransfer};
 use crate::mail;
 
@@ -35,7 +39,7 @@ impl From<DwollaError> for ServiceError {
     }
 }
 
-/// Where a transfer may go, found before its amount is known: [`Services::route`].
+/// Where a transfer may go, found before its amount is known: [`PaymentsService::route`].
 #[derive(Debug, Clone)]
 pub struct Route {
     from: String,
@@ -101,10 +105,36 @@ fn verification_failed() -> ServiceError {
     ServiceError::invalid("The micro-deposit amounts are not correct.")
 }
 
-impl Services {
+/// The payments use cases, with what they reach: storage, the payment rail and the sealer,
+/// never the aggregator or the sign-in providers.
+#[derive(Clone)]
+pub struct PaymentsService(Arc<PaymentsInner>);
+
+pub struct PaymentsInner {
+    pub store: Storage,
+    pub rail: Arc<dyn PaymentRail>,
+    pub sealer: Sealer,
+    pub settings: PaymentsSettings,
+    /// The Dwolla funding source collections land in, once looked up.
+    donkies_funding_source: tokio::sync::OnceCell<String>,
+}
+
+impl Deref for PaymentsService {
+    type Target = PaymentsInner;
+    fn deref(&self) -> &PaymentsInner {
+        &self.0
+    }
+}
+
+impl PaymentsService {
+    pub fn new(store: Storage, rail: Arc<dyn PaymentRail>, sealer: Sealer, settings: PaymentsSettings) -> Self {
+        let donkies_funding_source = tokio::sync::OnceCell::new();
+        PaymentsService(Arc::new(PaymentsInner { store, rail, sealer, settings, donkies_funding_source }))
+    }
+
     /// The user's customer, if any.
     pub async fn customer(&self, user_id: i64) -> ServiceResult<Option<Customer>> {
-        Ok(payments::customer_of_user(&self.db, user_id).await?)
+        Ok(payments::customer_of_user(&self.store.db, user_id).await?)
     }
 
     /// After a profile change, inside its `work`: a user whose profile is complete gets a
@@ -137,10 +167,10 @@ impl Services {
 
     /// Record a customer for the user and create it at Dwolla in the background.
     pub async fn create_customer(&self, user: &User, request: CustomerRequest) -> ServiceResult<Customer> {
-        let mut work = self.begin().await?;
+        let mut work = self.store.begin().await?;
         let id = self.record_customer(&mut work, user, request).await?;
         work.commit().await?;
-        payments::customer_by_id(&self.db, id).await?.ok_or(ServiceError::NotFound)
+        payments::customer_by_id(&self.store.db, id).await?.ok_or(ServiceError::NotFound)
     }
 
     /// Record a customer for the user in `work`, with the job that creates it at Dwolla; its id.
@@ -177,7 +207,7 @@ impl Services {
 
     /// The `create_dwolla_customer` job: create (or find, by email) the customer at Dwolla.
     pub async fn create_dwolla_customer(&self, customer_id: i64) -> ServiceResult<()> {
-        let Some(customer) = payments::customer_by_id(&self.db, customer_id).await? else {
+        let Some(customer) = payments::customer_by_id(&self.store.db, customer_id).await? else {
             return Ok(());
         };
         if customer.dwolla_id.is_some() {
@@ -219,7 +249,7 @@ impl Services {
         };
         let found = self.rail.customer(&dwolla_id).await?;
         let status = CustomerStatus::parse(&wire_text(&found.status));
-        let mut work = self.begin().await?;
+        let mut work = self.store.begin().await?;
         payments::set_customer_dwolla(&mut work, customer_id, &dwolla_id, &status, now()).await?;
         work.commit().await?;
         tracing::info!(customer = customer_id, dwolla = %dwolla_id, status = status.as_str(), "customer created at Dwolla");
@@ -228,16 +258,16 @@ impl Services {
 
     /// The user's funding sources.
     pub async fn funding_sources(&self, user_id: i64) -> ServiceResult<Vec<FundingSource>> {
-        Ok(payments::funding_sources_of_user(&self.db, user_id).await?)
+        Ok(payments::funding_sources_of_user(&self.store.db, user_id).await?)
     }
 
     pub async fn funding_source(&self, user_id: i64, id: i64) -> ServiceResult<FundingSource> {
-        payments::funding_source(&self.db, user_id, id).await?.ok_or(ServiceError::NotFound)
+        payments::funding_source(&self.store.db, user_id, id).await?.ok_or(ServiceError::NotFound)
     }
 
     /// A customer at Dwolla is needed before a bank can be added.
     async fn dwolla_customer(&self, user_id: i64) -> ServiceResult<(Customer, String)> {
-        let customer = payments::customer_of_user(&self.db, user_id).await?;
+        let customer = payments::customer_of_user(&self.store.db, user_id).await?;
         match customer {
             Some(c) => match c.dwolla_id.clone() {
                 Some(id) => Ok((c, id)),
@@ -251,7 +281,7 @@ impl Services {
 
     /// A debit account of the user, to take round-ups from.
     async fn debit_account(&self, user_id: i64, account_id: i64) -> ServiceResult<donkies_store::accounts::Account> {
-        let account = accounts::get(&self.db, user_id, account_id)
+        let account = accounts::get(&self.store.db, user_id, account_id)
             .await?
             .ok_or_else(|| ServiceError::field("account_id", "Choose one of your accounts."))?;
         if account.type_ds != AccountFamily::Debit {
@@ -283,7 +313,7 @@ impl Services {
             verification_type: VerificationType::MicroDeposits,
             now: now(),
         };
-        let mut work = self.begin().await?;
+        let mut work = self.store.begin().await?;
         payments::insert_funding_source(&mut work, &new)
             .await
             .on_constraint(constraints::FUNDING_SOURCES_ACCOUNT_ID, || {
@@ -296,14 +326,15 @@ impl Services {
 
     /// The `create_dwolla_funding_source` job: the bank at Dwolla, then its micro-deposits.
     pub async fn create_dwolla_funding_source(&self, funding_source_id: i64) -> ServiceResult<()> {
-        let Some(source) = payments::funding_source_by_id(&self.db, funding_source_id).await? else {
+        let Some(source) = payments::funding_source_by_id(&self.store.db, funding_source_id).await? else {
             return Ok(());
         };
         if source.is_removed {
             return Ok(());
         }
-        let customer =
-            payments::customer_by_id(&self.db, source.customer_id).await?.context("funding source without customer")?;
+        let customer = payments::customer_by_id(&self.store.db, source.customer_id)
+            .await?
+            .context("funding source without customer")?;
         let Some(customer_dwolla) = customer.dwolla_id else {
             return Err(anyhow::anyhow!("customer {} is not at Dwolla yet", customer.id).into());
         };
@@ -332,7 +363,7 @@ impl Services {
                 let found = self.rail.funding_source(&id).await?;
                 let status =
                     FundingSourceStatus::parse(&wire_text(&found.status)).unwrap_or(FundingSourceStatus::Unverified);
-                let mut work = self.begin().await?;
+                let mut work = self.store.begin().await?;
                 payments::set_funding_source_dwolla(&mut work, funding_source_id, &id, status, now())
                     .await
                     .on_constraint(constraints::FUNDING_SOURCES_DWOLLA_ID, || {
@@ -348,7 +379,7 @@ impl Services {
                 Ok(()) | Err(DwollaError::InvalidResourceState { .. }) => {}
                 Err(e) => return Err(e.into()),
             }
-            let mut work = self.begin().await?;
+            let mut work = self.store.begin().await?;
             payments::set_micro_deposits(&mut work, funding_source_id, Some(&MicroDepositStatus::Pending), 0, now())
                 .await?;
             work.commit().await?;
@@ -390,7 +421,7 @@ impl Services {
         match verified {
             Ok(()) => {
                 // The bank is verified and its micro-deposits done, together.
-                let mut work = self.begin().await?;
+                let mut work = self.store.begin().await?;
                 payments::set_funding_source_status(&mut work, id, FundingSourceStatus::Verified, now()).await?;
                 payments::set_micro_deposits(
                     &mut work,
@@ -406,7 +437,7 @@ impl Services {
             Err(DwollaError::Validation { .. }) => {
                 let attempts = source.md_attempts + 1;
                 let status = if attempts >= 3 { MicroDepositStatus::MaxAttempts } else { MicroDepositStatus::Failed };
-                let mut work = self.begin().await?;
+                let mut work = self.store.begin().await?;
                 payments::set_micro_deposits(&mut work, id, Some(&status), attempts, now()).await?;
                 work.commit().await?;
                 Err(if attempts >= 3 {
@@ -419,7 +450,7 @@ impl Services {
             }
             Err(DwollaError::InvalidResourceState { message, .. }) => {
                 if message.to_ascii_lowercase().contains("attempts") {
-                    let mut work = self.begin().await?;
+                    let mut work = self.store.begin().await?;
                     payments::set_micro_deposits(
                         &mut work,
                         id,
@@ -438,7 +469,7 @@ impl Services {
 
     /// A single-use IAV token for the user's own, verified customer.
     pub async fn iav_token(&self, user_id: i64, dwolla_customer_id: &str) -> ServiceResult<String> {
-        let customer = payments::customer_of_user(&self.db, user_id).await?;
+        let customer = payments::customer_of_user(&self.store.db, user_id).await?;
         let Some(customer) = customer.filter(|c| c.dwolla_id.as_deref() == Some(dwolla_customer_id)) else {
             return Err(ServiceError::NotFound);
         };
@@ -488,7 +519,7 @@ impl Services {
             verification_type: VerificationType::Iav,
             now: now(),
         };
-        let mut work = self.begin().await?;
+        let mut work = self.store.begin().await?;
         payments::insert_funding_source(&mut work, &new)
             .await
             .on_constraint(constraints::FUNDING_SOURCES_ACCOUNT_ID, || {
@@ -504,12 +535,12 @@ impl Services {
 
     /// Make the debit account with a verified funding source the one round-ups come from.
     pub async fn set_round_up_source(&self, user_id: i64, account_id: i64) -> ServiceResult<()> {
-        let account = accounts::get(&self.db, user_id, account_id).await?.ok_or(ServiceError::NotFound)?;
-        let source = payments::funding_source_of_account(&self.db, user_id, account.id).await?;
+        let account = accounts::get(&self.store.db, user_id, account_id).await?.ok_or(ServiceError::NotFound)?;
+        let source = payments::funding_source_of_account(&self.store.db, user_id, account.id).await?;
         if !source.is_some_and(|s| s.status == FundingSourceStatus::Verified) {
             return Err(ServiceError::invalid("The account has no verified funding source."));
         }
-        let mut work = self.begin().await?;
+        let mut work = self.store.begin().await?;
         accounts::set_funding_source_for_transfer(&mut work, user_id, account.id, now()).await?;
         work.commit().await?;
         Ok(())
@@ -517,9 +548,9 @@ impl Services {
 
     /// The funding source round-ups are collected from, when the user has set one.
     pub async fn round_up_source(&self, user_id: i64) -> ServiceResult<Option<FundingSource>> {
-        for a in accounts::list_for_user(&self.db, user_id).await? {
+        for a in accounts::list_for_user(&self.store.db, user_id).await? {
             if a.is_funding_source_for_transfer {
-                return Ok(payments::funding_source_of_account(&self.db, user_id, a.id).await?);
+                return Ok(payments::funding_source_of_account(&self.store.db, user_id, a.id).await?);
             }
         }
         Ok(None)
@@ -542,12 +573,14 @@ impl Services {
         match endpoint {
             Endpoint::Donkies => Ok((TransferParty::Account, self.donkies_funding_source().await?, None)),
             Endpoint::FundingSource(id) => {
-                let source = payments::funding_source_by_id(&self.db, *id).await?.ok_or(ServiceError::NotFound)?;
+                let source =
+                    payments::funding_source_by_id(&self.store.db, *id).await?.ok_or(ServiceError::NotFound)?;
                 if source.is_removed || source.status != FundingSourceStatus::Verified {
                     return Err(ServiceError::invalid("The funding source is not verified."));
                 }
-                let customer =
-                    payments::customer_by_id(&self.db, source.customer_id).await?.ok_or(ServiceError::NotFound)?;
+                let customer = payments::customer_by_id(&self.store.db, source.customer_id)
+                    .await?
+                    .ok_or(ServiceError::NotFound)?;
                 let dwolla_id = source
                     .dwolla_id
                     .clone()
@@ -569,21 +602,21 @@ impl Services {
         destination: Endpoint,
         amount: Cents,
     ) -> ServiceResult<Transfer> {
-        if let Some(existing) = payments::transfer_by_reference(&self.db, reference).await? {
+        if let Some(existing) = payments::transfer_by_reference(&self.store.db, reference).await? {
             return Ok(existing);
         }
         let prepared = self.prepare_transfer(source, destination, amount).await?;
-        let mut work = self.begin().await?;
+        let mut work = self.store.begin().await?;
         let inserted = self.record_transfer(&mut work, reference, &prepared).await;
         let id = match inserted {
             Err(ServiceError::Store(e)) if e.on_constraint(constraints::TRANSFERS_REFERENCE) => {
                 drop(work);
-                return payments::transfer_by_reference(&self.db, reference).await?.ok_or(ServiceError::NotFound);
+                return payments::transfer_by_reference(&self.store.db, reference).await?.ok_or(ServiceError::NotFound);
             }
             other => other?,
         };
         work.commit().await?;
-        payments::transfer_by_id(&self.db, id).await?.ok_or(ServiceError::NotFound)
+        payments::transfer_by_id(&self.store.db, id).await?.ok_or(ServiceError::NotFound)
     }
 
     /// Check that `source` may send `amount` to `destination` and find both at Dwolla; nothing
@@ -640,7 +673,7 @@ impl Services {
 
     /// The `send_transfer` job.
     pub async fn send_transfer(&self, transfer_id: i64) -> ServiceResult<()> {
-        let Some(transfer) = payments::transfer_by_id(&self.db, transfer_id).await? else {
+        let Some(transfer) = payments::transfer_by_id(&self.store.db, transfer_id).await? else {
             return Ok(());
         };
         if transfer.dwolla_id.is_some() || transfer.status.is_final() {
@@ -654,7 +687,7 @@ impl Services {
         };
         let found = self.rail.transfer(&dwolla_id).await?;
         let status = TransferStatus::parse(&wire_text(&found.status));
-        let mut work = self.begin().await?;
+        let mut work = self.store.begin().await?;
         payments::set_transfer_dwolla_id(&mut work, transfer_id, &dwolla_id, &TransferStatus::Pending, now()).await?;
         work.commit().await?;
         if status.is_final() {
@@ -720,7 +753,7 @@ impl Services {
     ) -> ServiceResult<()> {
         // The status, what an ACH return does to the bank and the customer, what the end means
         // for the money, and the mail that tells the user: one transaction.
-        let mut work = self.begin().await?;
+        let mut work = self.store.begin().await?;
         let changed = payments::set_transfer_status(
             &mut work,
             transfer.id,
@@ -735,7 +768,7 @@ impl Services {
         if let Some((code, _)) = &failure {
             self.apply_return(&mut work, &transfer.source_funding_source, code).await?;
         }
-        self.settle_money(&mut work, transfer, &status, failure.as_ref().map(|(c, _)| c.as_str())).await?;
+        super::money::settle_money(&mut work, transfer, &status, failure.as_ref().map(|(c, _)| c.as_str())).await?;
         if let Some(user_id) = transfer.user_id {
             let (subject, line) = match (&status, &failure) {
                 (TransferStatus::Processed, _) => {
@@ -788,7 +821,7 @@ impl Services {
         let Some(user) = users::find_by_id(&mut **work, user_id).await? else {
             return Ok(());
         };
-        let link = self.settings.frontend_link("accounts", &[]);
+        let link = self.settings.frontend.link("accounts", &[]);
         let message = mail::payment_notice(template, subject, &user.first_name, line, link.trim_end_matches('?'));
         queue_mail(work, &self.sealer, Some(user.id), &user.email, message).await?;
         Ok(())
@@ -797,7 +830,7 @@ impl Services {
     /// A webhook from Dwolla, its signature already checked: recorded once (a replay is a
     /// no-op) and applied by a job.
     pub async fn receive_dwolla_event(&self, event: &wire::Event) -> ServiceResult<bool> {
-        let mut work = self.begin().await?;
+        let mut work = self.store.begin().await?;
         if !payments::record_event(&mut work, &event.id, &event.topic, &event.resource_id, now()).await? {
             return Ok(false);
         }
@@ -816,7 +849,7 @@ impl Services {
     pub async fn apply_dwolla_event(&self, topic: &Topic, resource_id: &str) -> ServiceResult<()> {
         match topic {
             Topic::Transfer(_) => {
-                if let Some(transfer) = payments::transfer_by_dwolla_id(&self.db, resource_id).await? {
+                if let Some(transfer) = payments::transfer_by_dwolla_id(&self.store.db, resource_id).await? {
                     self.track_transfer(&transfer).await?;
                 }
                 Ok(())
@@ -840,12 +873,12 @@ impl Services {
     }
 
     async fn refresh_customer(&self, dwolla_id: &str) -> ServiceResult<()> {
-        let Some(customer) = payments::customer_by_dwolla_id(&self.db, dwolla_id).await? else {
+        let Some(customer) = payments::customer_by_dwolla_id(&self.store.db, dwolla_id).await? else {
             return Ok(());
         };
         let found = self.rail.customer(dwolla_id).await?;
         let status = CustomerStatus::parse(&wire_text(&found.status));
-        let mut work = self.begin().await?;
+        let mut work = self.store.begin().await?;
         if payments::set_customer_status(&mut work, customer.id, &status, now()).await? {
             let line = match status {
                 CustomerStatus::Verified => {
@@ -869,13 +902,13 @@ impl Services {
     }
 
     async fn refresh_funding_source(&self, dwolla_id: &str, topic: &Topic) -> ServiceResult<()> {
-        let Some(source) = payments::funding_source_by_dwolla_id(&self.db, dwolla_id).await? else {
+        let Some(source) = payments::funding_source_by_dwolla_id(&self.store.db, dwolla_id).await? else {
             return Ok(());
         };
         let found = self.rail.funding_source(dwolla_id).await?;
         let status = FundingSourceStatus::parse(&wire_text(&found.status)).unwrap_or(FundingSourceStatus::Unverified);
         // The read may be older than a verification that just happened here.
-        let mut work = self.begin().await?;
+        let mut work = self.store.begin().await?;
         payments::refresh_funding_source_status(&mut work, source.id, status, now()).await?;
         if found.removed && !source.is_removed {
             payments::mark_funding_source_removed(&mut work, source.id, now()).await?;
@@ -917,13 +950,13 @@ impl Services {
 
     /// The `poll_payments` job: the backup for webhooks.
     pub async fn poll_payments(&self) -> ServiceResult<()> {
-        for customer in payments::customers_with_dwolla_id(&self.db).await? {
+        for customer in payments::customers_with_dwolla_id(&self.store.db).await? {
             let settled = matches!(customer.status, Some(CustomerStatus::Verified | CustomerStatus::Deactivated));
             if let (false, Some(dwolla_id)) = (settled, &customer.dwolla_id) {
                 self.refresh_customer(dwolla_id).await?;
             }
         }
-        for transfer in payments::transfers_in_flight(&self.db).await? {
+        for transfer in payments::transfers_in_flight(&self.store.db).await? {
             self.track_transfer(&transfer).await?;
         }
         Ok(())
@@ -943,11 +976,11 @@ impl Services {
 
     /// Transfers for the operator, optionally of one status.
     pub async fn list_transfers(&self, status: Option<&TransferStatus>) -> ServiceResult<Vec<Transfer>> {
-        Ok(payments::list_transfers(&self.db, status).await?)
+        Ok(payments::list_transfers(&self.store.db, status).await?)
     }
 
     pub async fn list_customers(&self) -> ServiceResult<Vec<Customer>> {
-        Ok(payments::list_customers(&self.db).await?)
+        Ok(payments::list_customers(&self.store.db).await?)
     }
 
     /// Sandbox only: process pending transfers and micro-deposits now.
@@ -957,7 +990,7 @@ impl Services {
 
     /// Operator: move `amount` from the user's round-up source to Donkies.
     pub async fn collect_by_hand(&self, email: &str, amount: Cents) -> ServiceResult<Transfer> {
-        let user = users::find_by_email(&self.db, email).await?.ok_or(ServiceError::NotFound)?;
+        let user = users::find_by_email(&self.store.db, email).await?.ok_or(ServiceError::NotFound)?;
         let source = self
             .round_up_source(user.id)
             .await?

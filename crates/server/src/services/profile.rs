@@ -49,7 +49,7 @@ impl Services {
             .ok_or_else(|| ServiceError::invalid(PROFILE_COMPLETE))?;
         // A complete profile makes the user a personal (verified) customer at Dwolla: the
         // customer row and the job that creates it commit with the profile that freezes.
-        self.ensure_personal_customer(&mut work, &updated).await?;
+        self.payments.ensure_personal_customer(&mut work, &updated).await?;
         work.changed(Change::User(user.id));
         work.commit().await?;
         Ok(updated)

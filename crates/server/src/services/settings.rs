@@ -11,7 +11,7 @@ use crate::config::Settings;
 #[derive(Debug, Clone)]
 pub struct ServiceSettings {
     /// Where the front end serves the pages our mails link to.
-    pub frontend_url: Url,
+    pub frontend: Frontend,
     /// The server's secret: seals stored secrets and signs the state of a social sign-in.
     pub secret_key: SecretString,
     /// How long a session token lasts.
@@ -25,16 +25,40 @@ pub struct ServiceSettings {
     pub collection_minimum: Cents,
     /// Day of the month (UTC) of the scheduled payout.
     pub payout_day: u32,
+    pub payments: PaymentsSettings,
+}
+
+/// What the payments use cases read.
+#[derive(Debug, Clone)]
+pub struct PaymentsSettings {
+    /// Where the mails about a transfer link to.
+    pub frontend: Frontend,
     /// Where collections land in Dwolla; `None`: the master Account's balance.
     pub account_funding_source: Option<String>,
     /// Signs the webhooks Dwolla sends us.
     pub webhook_secret: SecretString,
 }
 
+/// The front end's base URL.
+#[derive(Debug, Clone)]
+pub struct Frontend(pub Url);
+
+impl Frontend {
+    /// A front-end link: `<frontend>/<page>?id=…&token=…`.
+    pub fn link(&self, page: &str, query: &[(&str, &str)]) -> String {
+        let mut url = self.0.clone();
+        let base = url.path().trim_end_matches('/').to_owned();
+        url.set_path(&format!("{base}/{page}"));
+        url.query_pairs_mut().clear().extend_pairs(query);
+        url.to_string()
+    }
+}
+
 impl ServiceSettings {
     pub fn from_settings(settings: &Settings) -> ServiceSettings {
+        let frontend = Frontend(settings.frontend_url.clone());
         ServiceSettings {
-            frontend_url: settings.frontend_url.clone(),
+            frontend: frontend.clone(),
             secret_key: settings.secret_key.clone(),
             token_ttl: settings.token_ttl,
             link_ttl: settings.link_ttl,
@@ -42,18 +66,12 @@ impl ServiceSettings {
             member_poll_limit: settings.member_poll_limit,
             collection_minimum: settings.collection_minimum,
             payout_day: settings.payout_day,
-            account_funding_source: settings.dwolla.account_funding_source.clone(),
-            webhook_secret: settings.dwolla.webhook_secret.clone(),
+            payments: PaymentsSettings {
+                frontend,
+                account_funding_source: settings.dwolla.account_funding_source.clone(),
+                webhook_secret: settings.dwolla.webhook_secret.clone(),
+            },
         }
-    }
-
-    /// A front-end link: `<frontend>/<page>?id=…&token=…`.
-    pub fn frontend_link(&self, page: &str, query: &[(&str, &str)]) -> String {
-        let mut url = self.frontend_url.clone();
-        let base = url.path().trim_end_matches('/').to_owned();
-        url.set_path(&format!("{base}/{page}"));
-        url.query_pairs_mut().clear().extend_pairs(query);
-        url.to_string()
     }
 }
 
@@ -63,20 +81,9 @@ mod tests {
 
     #[test]
     fn frontend_links_carry_id_and_token() {
-        let settings = ServiceSettings {
-            frontend_url: Url::parse("https://app.example/base/").unwrap(),
-            secret_key: SecretString::from("k".repeat(20)),
-            token_ttl: chrono::Duration::hours(1),
-            link_ttl: chrono::Duration::hours(1),
-            member_poll: Duration::from_secs(1),
-            member_poll_limit: 1,
-            collection_minimum: Cents::new(500),
-            payout_day: 1,
-            account_funding_source: None,
-            webhook_secret: SecretString::from("w".repeat(20)),
-        };
+        let frontend = Frontend(Url::parse("https://app.example/base/").unwrap());
         assert_eq!(
-            settings.frontend_link("confirm", &[("id", "a b"), ("token", "t")]),
+            frontend.link("confirm", &[("id", "a b"), ("token", "t")]),
             "https://app.example/base/confirm?id=a+b&token=t"
         );
     }

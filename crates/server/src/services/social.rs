@@ -82,7 +82,7 @@ fn not_configured(provider: &str) -> ServiceError {
 
 impl Services {
     fn redirect_uri(&self, page: &str) -> String {
-        self.settings.frontend_link(page, &[]).trim_end_matches('?').to_owned()
+        self.settings.frontend.link(page, &[]).trim_end_matches('?').to_owned()
     }
 
     /// A `state` sent back from a login URL must be one we signed.
@@ -230,7 +230,7 @@ impl Services {
     ) -> ServiceResult<i64> {
         let profile = account.profile.to_string();
         let identity = |user_id, email| linked_identity(account, &profile, user_id, email);
-        if let Some(found) = social::find(&self.db, account.provider, &account.id).await? {
+        if let Some(found) = social::find(&self.store.db, account.provider, &account.id).await? {
             let mut work = self.begin().await?;
             social::link(&mut work, &identity(found.user_id, account.verified_email.as_deref())).await?;
             work.commit().await?;
@@ -238,7 +238,7 @@ impl Services {
         }
         let verified = account.verified_email.as_deref().and_then(|e| Email::parse(e).ok());
         if let Some(email) = &verified
-            && let Some(user) = users::find_by_email(&self.db, email.as_str()).await?
+            && let Some(user) = users::find_by_email(&self.store.db, email.as_str()).await?
         {
             let mut work = self.begin().await?;
             social::link(&mut work, &identity(user.id, Some(email.as_str()))).await?;

@@ -89,6 +89,7 @@ async fn an_ach_return_commits_with_the_transfers_end_and_its_mail(backend: Back
         let id = source["id"].as_i64().unwrap();
         let reference = format!("test:{}", step.table);
         let t = services(&app)
+            .payments
             .transfer(&reference, Endpoint::FundingSource(id), Endpoint::Donkies, Cents::new(250))
             .await
             .unwrap();

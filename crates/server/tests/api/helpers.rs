@@ -164,7 +164,7 @@ impl TestApp {
         let settings = Settings::resolve(Some("127.0.0.1:0".into()), &args, &FileValues::default()).unwrap();
         let server = Server::start_with_db(settings, test_db.db.clone(), options.with_worker).await.unwrap();
         let webhooks = format!("{}/v1/dwolla/webhooks", server.base_url());
-        server.services().ensure_webhook_subscription(&webhooks).await.unwrap();
+        server.services().payments.ensure_webhook_subscription(&webhooks).await.unwrap();
         TestApp {
             base: server.base_url(),
             server: Some(server),

@@ -339,8 +339,8 @@ async fn a_transfer_is_created_once_and_tracked_to_processed(backend: Backend) {
     let source = verified_bank(&app, &token, &debit[0], "Checking").await;
     let from = Endpoint::FundingSource(source["id"].as_i64().unwrap());
     let amount = donkies_domain::Cents::new(100);
-    let transfer = services(&app).transfer("test:one", from.clone(), Endpoint::Donkies, amount).await.unwrap();
-    let again = services(&app).transfer("test:one", from, Endpoint::Donkies, amount).await.unwrap();
+    let transfer = services(&app).payments.transfer("test:one", from.clone(), Endpoint::Donkies, amount).await.unwrap();
+    let again = services(&app).payments.transfer("test:one", from, Endpoint::Donkies, amount).await.unwrap();
     assert_eq!(again.id, transfer.id, "one reference, one transfer");
     let sent = wait_transfer(&app, transfer.id, "sent", |t| t.dwolla_id.is_some()).await;
     assert_eq!(sent.status.as_str(), "pending");
@@ -399,8 +399,11 @@ async fn ach_returns_fail_the_transfer_and_act_on_the_bank(backend: Backend) {
         let id = source["id"].as_i64().unwrap();
         let reference = format!("test:{code}");
         let amount = donkies_domain::Cents::new(250);
-        let t =
-            services(&app).transfer(&reference, Endpoint::FundingSource(id), Endpoint::Donkies, amount).await.unwrap();
+        let t = services(&app)
+            .payments
+            .transfer(&reference, Endpoint::FundingSource(id), Endpoint::Donkies, amount)
+            .await
+            .unwrap();
         wait_transfer(&app, t.id, "sent", |t| t.dwolla_id.is_some()).await;
         app.dwolla.handle().simulate();
         let failed = wait_transfer(&app, t.id, "failed", |t| t.status.as_str() == "failed").await;
@@ -439,7 +442,7 @@ async fn refused_pairs_never_reach_dwolla(backend: Backend) {
     let carol_user =
         wait_for(&app, "/v1/user", &carol, "carol at Dwolla", |u| u["dwolla_customer"]["dwolla_id"].is_string()).await;
 
-    let s = services(&app);
+    let s = &services(&app).payments;
     let id = |v: &Value| v["id"].as_i64().unwrap();
     let cents = donkies_domain::Cents::new(100);
     // Allowed: unverified → Account, verified → unverified, Account → verified.
@@ -477,7 +480,7 @@ async fn a_transfer_survives_an_outage_and_a_crash_after_dwollas_answer_without_
     let id = donkies_store::new_id();
     let key = format!("transfer-{id}");
     let (fs, _) = (source["dwolla_id"].as_str().unwrap(), ());
-    let donkies = services(&app).donkies_funding_source().await.unwrap();
+    let donkies = services(&app).payments.donkies_funding_source().await.unwrap();
     let request = donkies_dwolla::TransferRequest::between(fs, &donkies, donkies_domain::Cents::new(400));
     let first = services(&app)
         .rail
@@ -505,6 +508,7 @@ async fn a_transfer_survives_an_outage_and_a_crash_after_dwollas_answer_without_
     // Dwolla down while the job runs: retried with the same key, one transfer in the end.
     app.dwolla.set_faults(donkies_sandbox::Faults::outage(503));
     let t = services(&app)
+        .payments
         .transfer("test:outage", from.clone(), Endpoint::Donkies, donkies_domain::Cents::new(300))
         .await
         .unwrap();
