@@ -73,7 +73,7 @@ async fn list_institutions(
     QueryParams(q): QueryParams<SearchQuery>,
     page: Page,
 ) -> ApiResult<axum::response::Response> {
-    let list = state.services.list_institutions(q.search.as_deref(), 10_000).await?;
+    let list = state.services.banking.list_institutions(q.search.as_deref(), 10_000).await?;
     Ok(page.respond(list.into_iter().map(InstitutionView::from).collect()))
 }
 
@@ -85,7 +85,7 @@ async fn get_institution(
     _auth: AuthUser,
     IdPath(id): IdPath,
 ) -> ApiResult<axum::Json<InstitutionView>> {
-    let inst = state.services.institution(id).await?;
+    let inst = state.services.banking.institution(id).await?;
     Ok(axum::Json(inst.into()))
 }
 
@@ -111,7 +111,7 @@ async fn suggest_institutions(
     let Some(value) = q.value.filter(|v| !v.trim().is_empty()) else {
         return Ok(axum::Json(Vec::new()));
     };
-    let list = state.services.list_institutions(Some(value.trim()), 10).await?;
+    let list = state.services.banking.list_institutions(Some(value.trim()), 10).await?;
     Ok(axum::Json(list.into_iter().map(|i| Suggestion { id: i.id, value: i.name }).collect()))
 }
 
@@ -133,7 +133,7 @@ async fn credentials_view(
     live: bool,
 ) -> ApiResult<axum::Json<Vec<CredentialView>>> {
     let inst = inst?;
-    let creds = state.services.institution_credentials(&inst, live).await?;
+    let creds = state.services.banking.institution_credentials(&inst, live).await?;
     Ok(axum::Json(
         creds
             .into_iter()
@@ -157,7 +157,7 @@ async fn credentials_by_code(
     _auth: AuthUser,
     TextPath(code): TextPath,
 ) -> ApiResult<axum::Json<Vec<CredentialView>>> {
-    let inst = state.services.institution_by_code(&code).await;
+    let inst = state.services.banking.institution_by_code(&code).await;
     credentials_view(&state, inst, false).await
 }
 
@@ -169,7 +169,7 @@ async fn credentials_by_code_alias(
     _auth: AuthUser,
     TextPath(code): TextPath,
 ) -> ApiResult<axum::Json<Vec<CredentialView>>> {
-    let inst = state.services.institution_by_code(&code).await;
+    let inst = state.services.banking.institution_by_code(&code).await;
     credentials_view(&state, inst, false).await
 }
 
@@ -181,7 +181,7 @@ async fn credentials_by_id(
     _auth: AuthUser,
     IdPath(id): IdPath,
 ) -> ApiResult<axum::Json<Vec<CredentialView>>> {
-    let inst = state.services.institution(id).await;
+    let inst = state.services.banking.institution(id).await;
     credentials_view(&state, inst, false).await
 }
 
@@ -193,7 +193,7 @@ async fn live_credentials_by_code(
     _auth: AuthUser,
     TextPath(code): TextPath,
 ) -> ApiResult<axum::Json<Vec<CredentialView>>> {
-    let inst = state.services.institution_by_code(&code).await;
+    let inst = state.services.banking.institution_by_code(&code).await;
     credentials_view(&state, inst, true).await
 }
 
@@ -205,7 +205,7 @@ async fn live_credentials_by_id(
     _auth: AuthUser,
     IdPath(id): IdPath,
 ) -> ApiResult<axum::Json<Vec<CredentialView>>> {
-    let inst = state.services.institution(id).await;
+    let inst = state.services.banking.institution(id).await;
     credentials_view(&state, inst, true).await
 }
 
@@ -254,6 +254,7 @@ pub async fn member_view(state: &AppState, m: Member) -> ApiResult<MemberView> {
     let presentation = present_member(&m.status, m.gave_up);
     let challenges = state
         .services
+        .banking
         .member_challenges(&m)
         .await?
         .into_iter()
@@ -297,7 +298,7 @@ async fn list_members(
     page: Page,
 ) -> ApiResult<axum::response::Response> {
     let mut out = Vec::new();
-    for m in state.services.members(auth.user.id).await? {
+    for m in state.services.banking.members(auth.user.id).await? {
         out.push(member_view(&state, m).await?);
     }
     Ok(page.respond(out))
@@ -382,7 +383,7 @@ async fn create_member(
     auth: AuthUser,
     Valid((code, given)): Valid<CreateMemberRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<MemberView>)> {
-    let member = state.services.create_member(auth.user.id, &code, given).await?;
+    let member = state.services.banking.create_member(auth.user.id, &code, given).await?;
     Ok((StatusCode::CREATED, axum::Json(member_view(&state, member).await?)))
 }
 
@@ -417,7 +418,7 @@ async fn get_member(
         return Ok(json_bytes(body));
     }
     let mut events = state.member_events.subscribe();
-    let mut member = state.services.member(auth.user.id, &identifier).await?;
+    let mut member = state.services.banking.member(auth.user.id, &identifier).await?;
     if wait > 0 {
         let seen = (member.status.clone(), member.gave_up);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
@@ -433,12 +434,12 @@ async fn get_member(
                 }
                 _ = tick => {}
             }
-            let now_status = state.services.member_status(member.id).await?;
+            let now_status = state.services.banking.member_status(member.id).await?;
             if now_status.as_ref() != Some(&seen) || tokio::time::Instant::now() >= deadline {
                 break;
             }
         }
-        member = state.services.member(auth.user.id, &identifier).await?;
+        member = state.services.banking.member(auth.user.id, &identifier).await?;
     }
     let member_id = member.id;
     let body =
@@ -458,7 +459,7 @@ async fn delete_member(
     auth: AuthUser,
     TextPath(identifier): TextPath,
 ) -> ApiResult<StatusCode> {
-    state.services.delete_member(auth.user.id, &identifier).await?;
+    state.services.banking.delete_member(auth.user.id, &identifier).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -502,6 +503,6 @@ async fn resume_member(
     TextPath(identifier): TextPath,
     Valid(answers): Valid<ResumeRequest>,
 ) -> ApiResult<StatusCode> {
-    state.services.resume_member(auth.user.id, &identifier, answers).await?;
+    state.services.banking.resume_member(auth.user.id, &identifier, answers).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -23,7 +23,7 @@ impl Task for CreateAggregatorUser {
 
 impl Job for CreateAggregatorUser {
     async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
-        ctx.services.ensure_aggregator_user(self.user_id).await?;
+        ctx.services.banking.ensure_aggregator_user(self.user_id).await?;
         Ok(())
     }
 }
@@ -40,7 +40,7 @@ impl Job for BackfillAggregatorUsers {
     const EVERY: Option<Duration> = Some(Duration::from_secs(6 * 3600));
 
     async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
-        Ok(ctx.services.backfill_aggregator_users().await?)
+        Ok(ctx.services.banking.backfill_aggregator_users().await?)
     }
 }
 
@@ -56,7 +56,7 @@ impl Job for SyncInstitutions {
     const EVERY: Option<Duration> = Some(Duration::from_secs(6 * 3600));
 
     async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
-        let n = ctx.services.sync_institutions().await?;
+        let n = ctx.services.banking.sync_institutions().await?;
         tracing::info!(institutions = n, "institution catalog synced");
         Ok(())
     }
@@ -75,12 +75,12 @@ impl Task for PollMember {
 
 impl Job for PollMember {
     async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
-        Ok(ctx.services.poll_member(self.member_id, self.generation).await?)
+        Ok(ctx.services.banking.poll_member(self.member_id, self.generation).await?)
     }
 
     /// Polling gave up: the member shows OTHER_ERROR instead of PROCESSING for ever.
     async fn parked(self, ctx: &JobContext) -> Result<(), JobError> {
-        Ok(ctx.services.give_up_polling(self.member_id, self.generation).await?)
+        Ok(ctx.services.banking.give_up_polling(self.member_id, self.generation).await?)
     }
 }
 
@@ -99,7 +99,7 @@ impl Task for SyncMemberTransactions {
 
 impl Job for SyncMemberTransactions {
     async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
-        Ok(ctx.services.sync_member_transactions(self.member_id).await?)
+        Ok(ctx.services.banking.sync_member_transactions(self.member_id).await?)
     }
 }
 
@@ -115,6 +115,6 @@ impl Job for ResyncMembers {
     const EVERY: Option<Duration> = Some(Duration::from_secs(3600));
 
     async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
-        Ok(ctx.services.resync_members().await?)
+        Ok(ctx.services.banking.resync_members().await?)
     }
 }

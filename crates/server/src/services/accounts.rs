@@ -48,7 +48,7 @@ impl Services {
         if !accounts::hide(&mut work, user_id, id, now()).await? {
             return Err(ServiceError::NotFound);
         }
-        self.rebalance_debt_shares(&mut work, user_id).await?;
+        rebalance_debt_shares(&mut work, user_id).await?;
         work.changed(Change::Transactions(user_id));
         work.commit().await?;
         Ok(())
@@ -65,7 +65,7 @@ impl Services {
         if !active && account.transfer_share > Share::default() {
             accounts::set_shares(&mut work, user_id, &DebtShares::default(), now()).await?;
             // Give the share back to the remaining debt accounts.
-            self.rebalance_debt_shares(&mut work, user_id).await?;
+            rebalance_debt_shares(&mut work, user_id).await?;
         }
         work.commit().await?;
         Ok(())
@@ -112,17 +112,6 @@ impl Services {
         Ok(())
     }
 
-    /// Keep the active debt accounts' shares summing to 100 (see [`DebtShares::rebalanced`]),
-    /// as part of the change that unbalanced them.
-    pub async fn rebalance_debt_shares(&self, work: &mut Work, user_id: i64) -> ServiceResult<()> {
-        let current = accounts::debt_shares(&mut **work, user_id).await?;
-        if current.is_empty() || current.is_balanced() {
-            return Ok(());
-        }
-        accounts::set_shares(work, user_id, &current.rebalanced(), now()).await?;
-        Ok(())
-    }
-
     /// The version of what the user's transaction list shows: it rises with every change to
     /// the user's transactions or their accounts, in whichever process made it.
     pub async fn transaction_list_version(&self, user_id: i64) -> ServiceResult<i64> {
@@ -147,4 +136,15 @@ impl Services {
             transactions::stream_for_user(&self.store.db, user_id, account_id, limit.map(|l| l as i64), offset as i64);
         Ok(TransactionPage { rows, count })
     }
+}
+
+/// Keep the active debt accounts' shares summing to 100 (see [`DebtShares::rebalanced`]),
+/// as part of the change that unbalanced them.
+pub(super) async fn rebalance_debt_shares(work: &mut Work, user_id: i64) -> ServiceResult<()> {
+    let current = accounts::debt_shares(&mut **work, user_id).await?;
+    if current.is_empty() || current.is_balanced() {
+        return Ok(());
+    }
+    accounts::set_shares(work, user_id, &current.rebalanced(), now()).await?;
+    Ok(())
 }

@@ -2,10 +2,12 @@
 //! resume, delete), their polling, and the sync of accounts and transactions.
 
 use std::collections::HashMap;
+use std::ops::Deref;
+use std::sync::Arc;
 
 use anyhow::Context;
 use donkies_atrium::wire::{self, ChallengeAnswer, CredentialValue};
-use donkies_atrium::{AtriumError, DateRange};
+use donkies_atrium::{Aggregator, AtriumError, DateRange};
 use donkies_domain::{AccountFamily, Cents, Direction, MemberStatus};
 use donkies_store::accounts::{self, AccountData};
 use donkies_store::institutions::{self, CatalogEntry, Credential, Institution};
@@ -13,7 +15,8 @@ use donkies_store::members::{self, Challenge, Member, StatusUpdate};
 use donkies_store::transactions::{self, TransactionData};
 use donkies_store::{constraints, new_id, now, users};
 
-use super::{Change, OnConstraint, ServiceError, ServiceResult, Services, Work};
+use super::settings::BankingSettings;
+use super::{Change, OnConstraint, ServiceError, ServiceResult, Storage, Work};
 use crate::crypto::new_token;
 use crate::jobs::banking::{PollMember, SyncMemberTransactions};
 
@@ -48,7 +51,29 @@ impl Keyed {
     }
 }
 
-impl Services {
+/// The bank-linking use cases, with what they reach: storage and the aggregator, never the
+/// payment rail or the sign-in providers.
+#[derive(Clone)]
+pub struct BankingService(Arc<BankingInner>);
+
+pub struct BankingInner {
+    pub store: Storage,
+    pub aggregator: Arc<dyn Aggregator>,
+    pub settings: BankingSettings,
+}
+
+impl Deref for BankingService {
+    type Target = BankingInner;
+    fn deref(&self) -> &BankingInner {
+        &self.0
+    }
+}
+
+impl BankingService {
+    pub fn new(store: Storage, aggregator: Arc<dyn Aggregator>, settings: BankingSettings) -> Self {
+        BankingService(Arc::new(BankingInner { store, aggregator, settings }))
+    }
+
     /// The user's id at the aggregator, created (idempotently, by our identifier) if missing.
     pub async fn ensure_aggregator_user(&self, user_id: i64) -> ServiceResult<String> {
         let user = users::find_by_id(&self.store.db, user_id).await?.context("user vanished")?;
@@ -61,7 +86,7 @@ impl Services {
             Err(AtriumError::Conflict { .. }) => self.find_aggregator_user(&user.identifier).await?,
             Err(err) => return Err(err.into()),
         };
-        let mut work = self.begin().await?;
+        let mut work = self.store.begin().await?;
         users::set_guid(&mut work, user_id, &guid, now()).await?;
         work.changed(Change::User(user_id));
         work.commit().await?;
@@ -98,7 +123,7 @@ impl Services {
             .iter()
             .map(|i| CatalogEntry { code: i.code.clone(), name: i.name.clone(), url: i.url.clone() })
             .collect();
-        let mut work = self.begin().await?;
+        let mut work = self.store.begin().await?;
         institutions::upsert(&mut work, &entries, now()).await?;
         work.commit().await?;
         for inst in &catalog {
@@ -125,7 +150,7 @@ impl Services {
                 display_order: c.display_order.map_or(i as i64 + 1, i64::from),
             })
             .collect();
-        let mut work = self.begin().await?;
+        let mut work = self.store.begin().await?;
         institutions::replace_credentials(&mut work, inst.id, &creds).await?;
         work.commit().await?;
         Ok(creds)
@@ -215,7 +240,7 @@ impl Services {
             let member_guid = existing.guid.clone().unwrap_or_default();
             let update = wire::MemberUpdate::credentials(credentials);
             let updated = self.aggregator.update_member(&user_guid, &member_guid, &update).await?;
-            let mut work = self.begin().await?;
+            let mut work = self.store.begin().await?;
             self.restart_polling(&mut work, existing.id, status_of(&updated.status)).await?;
             work.commit().await?;
             return self.member_by_id(existing.id).await;
@@ -230,7 +255,7 @@ impl Services {
         };
         let created = self.aggregator.create_member(&user_guid, &request).await?;
         let id = new_id();
-        let mut work = self.begin().await?;
+        let mut work = self.store.begin().await?;
         let new = members::NewMember {
             id,
             user_id,
@@ -265,9 +290,9 @@ impl Services {
                 Err(err) => return Err(err.into()),
             }
         }
-        let mut work = self.begin().await?;
+        let mut work = self.store.begin().await?;
         members::mark_deleted(&mut work, member.id, now()).await?;
-        self.rebalance_debt_shares(&mut work, user_id).await?;
+        super::accounts::rebalance_debt_shares(&mut work, user_id).await?;
         work.changed(Change::Member(member.id));
         work.changed(Change::Transactions(user_id));
         work.commit().await?;
@@ -323,7 +348,7 @@ impl Services {
             Err(AtriumError::Conflict { .. }) => return Err(ServiceError::invalid(NOT_CHALLENGED)),
             Err(err) => return Err(err.into()),
         };
-        let mut work = self.begin().await?;
+        let mut work = self.store.begin().await?;
         self.restart_polling(&mut work, member.id, status_of(&resumed.status)).await?;
         work.commit().await?;
         Ok(())
@@ -361,7 +386,7 @@ impl Services {
             wire::MemberStatus::Challenged => {
                 let challenges = self.aggregator.list_member_challenges(&user_guid, &member_guid).await?;
                 let stored: Vec<Challenge> = challenges.iter().map(stored_challenge).collect();
-                let mut work = self.begin().await?;
+                let mut work = self.store.begin().await?;
                 if members::save_status(&mut work, member_id, generation, &update, now()).await? {
                     members::replace_challenges(&mut work, member_id, &stored).await?;
                 }
@@ -371,7 +396,7 @@ impl Services {
             wire::MemberStatus::Completed => {
                 // Accounts first: front ends fetch them the moment they see SUCCESS.
                 self.pull_accounts(&member, &user_guid).await?;
-                let mut work = self.begin().await?;
+                let mut work = self.store.begin().await?;
                 let saved = members::save_status(&mut work, member_id, generation, &update, now()).await?;
                 if saved {
                     members::clear_challenges(&mut work, member_id).await?;
@@ -380,7 +405,7 @@ impl Services {
                 work.commit().await?;
                 if saved && let Err(err) = self.pull_transactions(&member, &user_guid).await {
                     tracing::warn!(member = %member_id, error = %format!("{err:#}"), "transactions not ready; retrying in a job");
-                    let mut work = self.begin().await?;
+                    let mut work = self.store.begin().await?;
                     let task = SyncMemberTransactions { member_id };
                     work.enqueue(&task, self.settings.member_poll).await?;
                     work.commit().await?;
@@ -431,7 +456,7 @@ impl Services {
         update: &StatusUpdate,
         poll_again: bool,
     ) -> ServiceResult<()> {
-        let mut work = self.begin().await?;
+        let mut work = self.store.begin().await?;
         if members::save_status(&mut work, member_id, generation, update, now()).await? && poll_again {
             let poll = PollMember { member_id, generation };
             work.enqueue(&poll, self.settings.member_poll).await?;
@@ -446,9 +471,9 @@ impl Services {
         let member_guid = member.guid.as_deref().context("member without aggregator guid")?;
         let live = self.aggregator.all_member_accounts(user_guid, member_guid).await?;
         let data: Vec<AccountData> = live.iter().map(account_data).collect();
-        let mut work = self.begin().await?;
+        let mut work = self.store.begin().await?;
         accounts::upsert(&mut work, member.user_id, member.id, &data, now()).await?;
-        self.rebalance_debt_shares(&mut work, member.user_id).await?;
+        super::accounts::rebalance_debt_shares(&mut work, member.user_id).await?;
         work.changed(Change::Member(member.id));
         work.changed(Change::Transactions(member.user_id));
         work.commit().await?;
@@ -463,7 +488,7 @@ impl Services {
         let started = std::time::Instant::now();
         let live = self.aggregator.all_member_transactions(user_guid, member_guid, range).await?;
         let fetched = started.elapsed();
-        let mut work = self.begin().await?;
+        let mut work = self.store.begin().await?;
         let ids: HashMap<String, i64> = accounts::ids_by_guid(&mut work, member.user_id).await?.into_iter().collect();
         let rows: Vec<TransactionData> = live
             .into_iter()

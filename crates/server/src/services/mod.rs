@@ -34,10 +34,11 @@ pub struct Services(Arc<ServicesInner>);
 pub struct ServicesInner {
     pub store: Storage,
     pub settings: ServiceSettings,
-    pub aggregator: Arc<dyn Aggregator>,
     pub rail: Arc<dyn PaymentRail>,
     pub social: social::SignInProviders,
     pub sealer: Sealer,
+    /// The aggregator user, institutions, members and their sync.
+    pub banking: banking::BankingService,
     /// Customers, funding sources and transfers at the payment rail.
     pub payments: payments::PaymentsService,
 }
@@ -61,9 +62,10 @@ impl Services {
         let sealer = Sealer::from_secret(settings.secret_key.expose_secret());
         let (aggregator, rail, social) = clients;
         let store = Storage { db, jobs, changes: Changes::default() };
+        let banking = banking::BankingService::new(store.clone(), aggregator, settings.banking.clone());
         let payments =
             payments::PaymentsService::new(store.clone(), rail.clone(), sealer.clone(), settings.payments.clone());
-        Services(Arc::new(ServicesInner { store, settings, aggregator, rail, social, sealer, payments }))
+        Services(Arc::new(ServicesInner { store, settings, rail, social, sealer, banking, payments }))
     }
 
     /// The job queue at a glance (for `/metrics`).

@@ -18,14 +18,20 @@ pub struct ServiceSettings {
     pub token_ttl: chrono::Duration,
     /// How long a mailed link (password reset, email change) lasts.
     pub link_ttl: chrono::Duration,
-    /// Time between two polls of a member that is still syncing, and how many polls it gets.
-    pub member_poll: Duration,
-    pub member_poll_limit: i64,
+    pub banking: BankingSettings,
     /// The smallest collection.
     pub collection_minimum: Cents,
     /// Day of the month (UTC) of the scheduled payout.
     pub payout_day: u32,
     pub payments: PaymentsSettings,
+}
+
+/// What the bank-linking use cases read.
+#[derive(Debug, Clone)]
+pub struct BankingSettings {
+    /// Time between two polls of a member that is still syncing, and how many polls it gets.
+    pub member_poll: Duration,
+    pub member_poll_limit: i64,
 }
 
 /// What the payments use cases read.
@@ -62,8 +68,10 @@ impl ServiceSettings {
             secret_key: settings.secret_key.clone(),
             token_ttl: settings.token_ttl,
             link_ttl: settings.link_ttl,
-            member_poll: settings.member_poll,
-            member_poll_limit: settings.member_poll_limit,
+            banking: BankingSettings {
+                member_poll: settings.member_poll,
+                member_poll_limit: settings.member_poll_limit,
+            },
             collection_minimum: settings.collection_minimum,
             payout_day: settings.payout_day,
             payments: PaymentsSettings {

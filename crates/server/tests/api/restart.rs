@@ -42,7 +42,7 @@ async fn restarting_serve_keeps_its_simulated_bank_and_dwolla_agreeing_with_the_
     assert!(ok, "{out}");
     // The linked member syncs again: the periodic re-sync, and new credentials that aggregate
     // it again.
-    services(&app).resync_members().await.unwrap();
+    services(&app).banking.resync_members().await.unwrap();
     let credentials = json!([{"field_name": "LOGIN", "value": "test_atrium"},
                              {"field_name": "PASSWORD", "value": "new password"}]);
     let body = json!({"institution_code": "mxbank", "credentials": credentials});
