@@ -37,7 +37,7 @@ async fn main() -> anyhow::Result<()> {
     let services = ctx.services;
 
     let started = Instant::now();
-    let outcomes = services.collect_all(false, |_, _| {}).await?;
+    let outcomes = services.money.collect_all(false, |_, _| {}).await?;
     let seconds = started.elapsed().as_secs_f64();
 
     let (mut sent, mut below, mut skipped, mut amount) = (0usize, 0usize, 0usize, 0i64);

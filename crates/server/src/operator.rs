@@ -77,9 +77,9 @@ pub async fn collect(services: &Services, dry_run: bool) -> anyhow::Result<()> {
     }
     let users = money_loop::users_to_collect(&services.store.db).await?;
     let bar = bar(users.len(), if dry_run { "looking" } else { "collecting" });
-    let outcomes = services.collect_all(dry_run, |done, _| bar.set_position(done as u64)).await?;
+    let outcomes = services.money.collect_all(dry_run, |done, _| bar.set_position(done as u64)).await?;
     bar.finish_and_clear();
-    let report = collect_report(&outcomes, services.settings.collection_minimum, dry_run);
+    let report = collect_report(&outcomes, services.money.settings.collection_minimum, dry_run);
     print!("{}", report.text);
     follow(services, &report.transfers).await?;
     if !report.failed.is_empty() {
@@ -148,7 +148,7 @@ pub async fn payout(services: &Services, day: NaiveDate, dry_run: bool) -> anyho
     }
     let held = money_loop::users_with_held_money(&services.store.db).await?;
     let bar = bar(held.len(), if dry_run { "looking" } else { "paying out" });
-    let outcomes = services.payout_all(day, dry_run, |done, _| bar.set_position(done as u64)).await?;
+    let outcomes = services.money.payout_all(day, dry_run, |done, _| bar.set_position(done as u64)).await?;
     bar.finish_and_clear();
     let mut transfers = Vec::new();
     let mut total = Cents::ZERO;
@@ -188,7 +188,7 @@ pub async fn payout(services: &Services, day: NaiveDate, dry_run: bool) -> anyho
 }
 
 pub async fn manual_parts(services: &Services) -> anyhow::Result<()> {
-    let parts = services.manual_parts_waiting().await?;
+    let parts = services.money.manual_parts_waiting().await?;
     println!("{:<16}  {:<16}  {:<16}  {:>10}  created", "part", "user", "debt account", "amount");
     for p in &parts {
         println!(
@@ -209,7 +209,7 @@ pub async fn mark_paid(services: &Services, part: i64, reference: &str) -> anyho
     if reference.is_empty() || reference.contains('\0') {
         bail!("--reference must name the payment");
     }
-    let paid = services.mark_part_paid(part, reference).await.map_err(|e| anyhow::anyhow!("part {part}: {e}"))?;
+    let paid = services.money.mark_part_paid(part, reference).await.map_err(|e| anyhow::anyhow!("part {part}: {e}"))?;
     debug_assert_eq!(paid.method, PartMethod::Manual);
     println!("part {} of {} to account {} recorded as paid ({reference})", paid.id, paid.amount, paid.account_id);
     Ok(())
@@ -220,7 +220,7 @@ pub async fn ledger_check(services: &Services, at_provider: bool) -> anyhow::Res
     let spinner = ProgressBar::new_spinner();
     spinner.set_message("checking the ledger");
     spinner.enable_steady_tick(Duration::from_millis(120));
-    let report = services.ledger_report(at_provider).await.context("checking the ledger");
+    let report = services.money.ledger_report(at_provider).await.context("checking the ledger");
     spinner.finish_and_clear();
     let report = report?;
     let [gathered, pending, in_collection, held, paid, refunded] = report.totals;
@@ -257,7 +257,7 @@ pub async fn ledger_check(services: &Services, at_provider: bool) -> anyhow::Res
 
 pub async fn ledger_user(services: &Services, email: &str) -> anyhow::Result<()> {
     let (user, balances, entries, pending) =
-        services.ledger_of_user(email).await.map_err(|e| anyhow::anyhow!("{email}: {e}"))?;
+        services.money.ledger_of_user(email).await.map_err(|e| anyhow::anyhow!("{email}: {e}"))?;
     println!("user {} <{}>{}", user.id, user.email, if user.is_closed_account { " (closed)" } else { "" });
     println!("{:<32}  {:>12}  {:>14}  {:>15}", "account", "posted", "pending debits", "pending credits");
     for (account, b) in &balances {

@@ -49,7 +49,7 @@ pub struct StatView {
 #[utoipa::path(get, path = "/v1/stat", tag = "transfers", security(("token" = [])),
     responses((status = 200, body = StatView)))]
 async fn get_stat(State(state): State<AppState>, auth: AuthUser) -> ApiResult<axum::Json<StatView>> {
-    let stat = state.services.stat(auth.user.id).await?;
+    let stat = state.services.money.stat(auth.user.id).await?;
     Ok(axum::Json(StatView {
         amount_to_donkies: stat.amount_to_donkies.to_f64_dollars(),
         amount_to_user: stat.amount_to_user.to_f64_dollars(),
@@ -77,8 +77,8 @@ async fn list_transfers_prepare(
     auth: AuthUser,
     page: Page,
 ) -> ApiResult<axum::response::Response> {
-    let names = state.services.account_names(auth.user.id).await?;
-    let parts = state.services.collection_parts(auth.user.id).await?;
+    let names = state.services.money.account_names(auth.user.id).await?;
+    let parts = state.services.money.collection_parts(auth.user.id).await?;
     let views = parts
         .into_iter()
         .map(|p| PrepareView {
@@ -116,8 +116,8 @@ async fn list_transfers_donkies(
     auth: AuthUser,
     page: Page,
 ) -> ApiResult<axum::response::Response> {
-    let names = state.services.account_names(auth.user.id).await?;
-    let list = state.services.collections(auth.user.id).await?;
+    let names = state.services.money.account_names(auth.user.id).await?;
+    let list = state.services.money.collections(auth.user.id).await?;
     let views = list
         .into_iter()
         .map(|c| DonkiesTransferView {
@@ -150,7 +150,7 @@ async fn list_transfers_user(
     auth: AuthUser,
     page: Page,
 ) -> ApiResult<axum::response::Response> {
-    let list = state.services.payouts(auth.user.id).await?;
+    let list = state.services.money.payouts(auth.user.id).await?;
     let views = list
         .into_iter()
         .map(|p| UserTransferView { id: p.id, amount: p.amount.to_string(), created_at: time(p.created_at) })
@@ -186,8 +186,8 @@ async fn list_transfers_debt(
     auth: AuthUser,
     page: Page,
 ) -> ApiResult<axum::response::Response> {
-    let names = state.services.account_names(auth.user.id).await?;
-    let parts = state.services.payout_parts(auth.user.id).await?;
+    let names = state.services.money.account_names(auth.user.id).await?;
+    let parts = state.services.money.payout_parts(auth.user.id).await?;
     let views = parts
         .into_iter()
         .map(|p| DebtTransferView {
@@ -257,7 +257,7 @@ async fn create_contribution(
     auth: AuthUser,
     Valid(amount): Valid<ContributionRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<ContributionView>)> {
-    let c = state.services.contribute(&auth.user, amount).await?;
+    let c = state.services.money.contribute(&auth.user, amount).await?;
     Ok((StatusCode::CREATED, axum::Json(contribution_view(c))))
 }
 
@@ -269,7 +269,7 @@ async fn list_contributions(
     auth: AuthUser,
     page: Page,
 ) -> ApiResult<axum::response::Response> {
-    let list = state.services.contributions(auth.user.id).await?;
+    let list = state.services.money.contributions(auth.user.id).await?;
     Ok(page.respond(list.into_iter().map(contribution_view).collect()))
 }
 
@@ -302,7 +302,7 @@ async fn get_projection(
     auth: AuthUser,
     IdPath(id): IdPath,
 ) -> ApiResult<axum::Json<ProjectionView>> {
-    let (monthly, p) = state.services.projection(&auth.user, id).await?;
+    let (monthly, p) = state.services.money.projection(&auth.user, id).await?;
     let account = state.services.account(auth.user.id, id).await?;
     let money = |c: Option<Cents>| c.map(|c| c.to_string());
     Ok(axum::Json(ProjectionView {

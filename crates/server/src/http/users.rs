@@ -316,7 +316,7 @@ async fn update_user_settings(
     auth: AuthUser,
     Valid(change): Valid<SettingsRequest>,
 ) -> ApiResult<axum::Json<UserSettings>> {
-    Ok(axum::Json(state.services.update_settings(&auth.user, change).await?.into()))
+    Ok(axum::Json(state.services.money.update_settings(&auth.user, change).await?.into()))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -419,6 +419,6 @@ async fn resend_confirmation_link(State(state): State<AppState>, auth: AuthUser)
 /// Close the account: round-ups stop; the user can still sign in and read.
 #[utoipa::path(post, path = "/v1/user_close_account", tag = "user", security(("token" = [])), responses((status = 204)))]
 async fn close_account(State(state): State<AppState>, auth: AuthUser) -> ApiResult<StatusCode> {
-    state.services.close_account(auth.user.id).await?;
+    state.services.money.close_account(auth.user.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

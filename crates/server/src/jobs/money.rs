@@ -22,7 +22,7 @@ impl Job for CollectRoundUps {
     const EVERY: Option<Duration> = Some(Duration::from_secs(3600));
 
     async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
-        let outcomes = ctx.services.collect_all(false, |_, _| {}).await?;
+        let outcomes = ctx.services.money.collect_all(false, |_, _| {}).await?;
         let sent = outcomes.iter().filter(|(_, o)| matches!(o, crate::services::money::Collected::Sent { .. })).count();
         tracing::info!(users = outcomes.len(), sent, "collection run");
         Ok(())
@@ -44,7 +44,7 @@ impl Job for RunPayouts {
     const EVERY: Option<Duration> = Some(Duration::from_secs(3600));
 
     async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
-        Ok(ctx.services.scheduled_payouts().await?)
+        Ok(ctx.services.money.scheduled_payouts().await?)
     }
 }
 
@@ -63,6 +63,6 @@ impl Task for FinalPayout {
 
 impl Job for FinalPayout {
     async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
-        Ok(ctx.services.final_payout(self.user_id).await?)
+        Ok(ctx.services.money.final_payout(self.user_id).await?)
     }
 }

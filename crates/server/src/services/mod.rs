@@ -34,13 +34,14 @@ pub struct Services(Arc<ServicesInner>);
 pub struct ServicesInner {
     pub store: Storage,
     pub settings: ServiceSettings,
-    pub rail: Arc<dyn PaymentRail>,
     pub social: social::SignInProviders,
     pub sealer: Sealer,
     /// The aggregator user, institutions, members and their sync.
     pub banking: banking::BankingService,
     /// Customers, funding sources and transfers at the payment rail.
     pub payments: payments::PaymentsService,
+    /// Round-ups, collections, payouts and the ledger.
+    pub money: money::MoneyService,
 }
 
 impl Deref for Services {
@@ -63,9 +64,9 @@ impl Services {
         let (aggregator, rail, social) = clients;
         let store = Storage { db, jobs, changes: Changes::default() };
         let banking = banking::BankingService::new(store.clone(), aggregator, settings.banking.clone());
-        let payments =
-            payments::PaymentsService::new(store.clone(), rail.clone(), sealer.clone(), settings.payments.clone());
-        Services(Arc::new(ServicesInner { store, settings, rail, social, sealer, banking, payments }))
+        let payments = payments::PaymentsService::new(store.clone(), rail, sealer.clone(), settings.payments.clone());
+        let money = money::MoneyService::new(store.clone(), payments.clone(), settings.money.clone());
+        Services(Arc::new(ServicesInner { store, settings, social, sealer, banking, payments, money }))
     }
 
     /// The job queue at a glance (for `/metrics`).

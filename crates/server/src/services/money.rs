@@ -4,6 +4,8 @@
 //! caused it and the transfer that carries it, so a crash anywhere leaves either all or none.
 
 use std::collections::BTreeMap;
+use std::ops::Deref;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
@@ -21,8 +23,9 @@ use donkies_store::users::{self, SettingsUpdate, User};
 use donkies_store::{accounts, constraints, new_id, now, transactions};
 use serde::Serialize;
 
-use super::payments::{Endpoint, PreparedTransfer};
-use super::{Change, ServiceError, ServiceResult, Services, Work};
+use super::payments::{Endpoint, PaymentsService, PreparedTransfer};
+use super::settings::MoneySettings;
+use super::{Change, ServiceError, ServiceResult, Storage, Work};
 use crate::jobs::money::FinalPayout;
 
 /// The round-up settings a user sees and changes.
@@ -139,7 +142,31 @@ pub fn settings_of(user: &User) -> RoundUpSettings {
     }
 }
 
-impl Services {
+/// The money loop's use cases: round-ups, collections, payouts and the ledger. They reach the
+/// payment rail only through the payments service, and never the aggregator.
+#[derive(Clone)]
+pub struct MoneyService(Arc<MoneyInner>);
+
+pub struct MoneyInner {
+    pub store: Storage,
+    pub payments: PaymentsService,
+    pub settings: MoneySettings,
+}
+
+impl Deref for MoneyService {
+    type Target = MoneyInner;
+    fn deref(&self) -> &MoneyInner {
+        &self.0
+    }
+}
+
+impl MoneyService {
+    pub fn new(store: Storage, payments: PaymentsService, settings: MoneySettings) -> Self {
+        MoneyService(Arc::new(MoneyInner { store, payments, settings }))
+    }
+}
+
+impl MoneyService {
     // -----------------------------------------------------------------------------------------
     // Settings and contributions
 
@@ -153,7 +180,7 @@ impl Services {
             daily_cap: change.daily_cap.map(|c| c.map(Cap::dollars)),
             monthly_cap: change.monthly_cap.map(|c| c.map(Cap::dollars)),
         };
-        let mut work = self.begin().await?;
+        let mut work = self.store.begin().await?;
         users::update_settings(&mut work, user.id, &update, now()).await?;
         let user = users::find_by_id(&mut *work, user.id).await?.ok_or(ServiceError::NotFound)?;
         work.changed(Change::User(user.id));
@@ -178,7 +205,7 @@ impl Services {
         }
         let id = new_id();
         let created_at = now();
-        let mut work = self.begin().await?;
+        let mut work = self.store.begin().await?;
         ml::insert_contribution(&mut work, id, user.id, amount, created_at).await?;
         let movement = Movement::Contribution { user_id: user.id, contribution_id: id, amount };
         ledger::record(&mut work, &movement).await.map_err(ledger_error)?;
@@ -245,7 +272,7 @@ impl Services {
         } else {
             Some(self.payments.route(Endpoint::FundingSource(source.id), Endpoint::Donkies).await)
         };
-        let mut work = self.begin().await?;
+        let mut work = self.store.begin().await?;
         ml::lock_user(&mut work, user.id).await?;
         self.gather_roundups(&mut work, &user).await?;
         let waiting = ml::waiting(&mut work, user.id).await?;
@@ -404,7 +431,7 @@ impl Services {
             Some(day) => day.to_string(),
             None => format!("close:{payout_id}"),
         };
-        let mut work = self.begin().await?;
+        let mut work = self.store.begin().await?;
         ml::lock_user(&mut work, user_id).await?;
         let payout = Payout { id: payout_id, user_id, amount: held, period: period_text, created_at: t };
         match ml::insert_payout(&mut work, &payout).await {
@@ -511,7 +538,7 @@ impl Services {
         if part.method != PartMethod::Manual {
             return Err(ServiceError::invalid("This part is paid through the payment provider, not by hand."));
         }
-        let mut work = self.begin().await?;
+        let mut work = self.store.begin().await?;
         if !settle_part(&mut work, &part, true, Some(reference)).await? {
             return Err(ServiceError::invalid("This part is not waiting to be paid."));
         }
@@ -529,7 +556,7 @@ impl Services {
     /// Close the account: round-ups stop, nothing more is collected, what is held is paid out
     /// (ignoring the minimum) by a job; the user can still sign in and read.
     pub async fn close_account(&self, user_id: i64) -> ServiceResult<()> {
-        let mut work = self.begin().await?;
+        let mut work = self.store.begin().await?;
         users::close_account(&mut work, user_id, now()).await?;
         work.enqueue(&FinalPayout { user_id }, Duration::ZERO).await?;
         work.changed(Change::User(user_id));
@@ -623,7 +650,7 @@ pub struct LedgerReport {
     pub totals: [Cents; 6],
 }
 
-impl Services {
+impl MoneyService {
     /// Prove the ledger: the store's own check (balances equal their entries, nobody below
     /// zero, every pending entry resolved at most once); for every user, round-ups = pending +
     /// in collection + collected and collected = held + paid out + refunded; the records agree
@@ -777,7 +804,7 @@ impl Services {
                 let mut offset = 0u32;
                 loop {
                     let query = donkies_dwolla::wire::PageQuery { limit: Some(200), offset: Some(offset) };
-                    let page = self.rail.customer_transfers(dwolla_id, query).await?;
+                    let page = self.payments.rail.customer_transfers(dwolla_id, query).await?;
                     let n = page.items.len() as u32;
                     for t in page.items {
                         report.provider_transfers_checked += 1;

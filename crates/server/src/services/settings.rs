@@ -19,10 +19,7 @@ pub struct ServiceSettings {
     /// How long a mailed link (password reset, email change) lasts.
     pub link_ttl: chrono::Duration,
     pub banking: BankingSettings,
-    /// The smallest collection.
-    pub collection_minimum: Cents,
-    /// Day of the month (UTC) of the scheduled payout.
-    pub payout_day: u32,
+    pub money: MoneySettings,
     pub payments: PaymentsSettings,
 }
 
@@ -32,6 +29,15 @@ pub struct BankingSettings {
     /// Time between two polls of a member that is still syncing, and how many polls it gets.
     pub member_poll: Duration,
     pub member_poll_limit: i64,
+}
+
+/// What the money loop reads.
+#[derive(Debug, Clone)]
+pub struct MoneySettings {
+    /// The smallest collection.
+    pub collection_minimum: Cents,
+    /// Day of the month (UTC) of the scheduled payout.
+    pub payout_day: u32,
 }
 
 /// What the payments use cases read.
@@ -72,8 +78,7 @@ impl ServiceSettings {
                 member_poll: settings.member_poll,
                 member_poll_limit: settings.member_poll_limit,
             },
-            collection_minimum: settings.collection_minimum,
-            payout_day: settings.payout_day,
+            money: MoneySettings { collection_minimum: settings.collection_minimum, payout_day: settings.payout_day },
             payments: PaymentsSettings {
                 frontend,
                 account_funding_source: settings.dwolla.account_funding_source.clone(),

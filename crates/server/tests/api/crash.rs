@@ -138,7 +138,7 @@ async fn an_iav_link_commits_with_its_account(backend: Backend) {
 /// Pause (or resume) every webhook subscription at Dwolla, so that its own "verified" event
 /// cannot record a verification the fault refused here.
 async fn pause_webhooks(app: &TestApp, paused: bool) {
-    let rail = &services(app).rail;
+    let rail = &services(app).payments.rail;
     for subscription in rail.webhook_subscriptions().await.unwrap() {
         rail.pause_webhook_subscription(&subscription.id, paused).await.unwrap();
     }

@@ -61,7 +61,7 @@ async fn contribute(app: &TestApp, token: &str, amount: &str) {
 }
 
 async fn collect(app: &TestApp) -> Vec<(i64, Collected)> {
-    services(app).collect_all(false, |_, _| {}).await.unwrap()
+    services(app).money.collect_all(false, |_, _| {}).await.unwrap()
 }
 
 fn only(outcomes: &[(i64, Collected)]) -> &Collected {
@@ -102,7 +102,7 @@ async fn process_at_dwolla(app: &TestApp) {
 
 async fn assert_ledger_balanced(app: &TestApp) {
     app.wait_jobs_idle().await;
-    let report = services(app).ledger_report(true).await.unwrap();
+    let report = services(app).money.ledger_report(true).await.unwrap();
     assert!(report.problems.is_empty(), "ledger off: {:#?}", report.problems);
     assert!(report.users > 0);
 }
@@ -254,10 +254,10 @@ async fn payout_day_splits_57_12_31_exactly_and_manual_parts_are_marked_paid(bac
     let held = 2674;
 
     let day = NaiveDate::from_ymd_opt(2026, 12, 15).unwrap();
-    let outcomes = services(&app).payout_all(day, false, |_, _| {}).await.unwrap();
+    let outcomes = services(&app).money.payout_all(day, false, |_, _| {}).await.unwrap();
     let PaidOut::Sent { amount, parts, .. } = &outcomes[0].1 else { panic!("{outcomes:?}") };
     assert_eq!(amount.get(), held);
-    let again = services(&app).payout_all(day, false, |_, _| {}).await.unwrap();
+    let again = services(&app).money.payout_all(day, false, |_, _| {}).await.unwrap();
     assert!(again.is_empty() || matches!(again[0].1, PaidOut::AlreadyPaid | PaidOut::Nothing(_)), "{again:?}");
     assert_eq!(parts.len(), 3, "no part for a 0 share: {parts:?}");
 
@@ -280,12 +280,12 @@ async fn payout_day_splits_57_12_31_exactly_and_manual_parts_are_marked_paid(bac
     assert_eq!((stat_cents(&stat, "amount_to_user"), &stat["payments"]), (0, &json!(1)), "not paid yet: {stat}");
 
     // The operator pays the manual parts and records the references.
-    let waiting = services(&app).manual_parts_waiting().await.unwrap();
+    let waiting = services(&app).money.manual_parts_waiting().await.unwrap();
     assert_eq!(waiting.len(), 3);
     for part in &waiting {
-        services(&app).mark_part_paid(part.id, "BANK-REF-1").await.unwrap();
+        services(&app).money.mark_part_paid(part.id, "BANK-REF-1").await.unwrap();
     }
-    assert!(services(&app).mark_part_paid(waiting[0].id, "BANK-REF-2").await.is_err(), "paid once");
+    assert!(services(&app).money.mark_part_paid(waiting[0].id, "BANK-REF-2").await.is_err(), "paid once");
     let (_, debt) = app.get("/v1/transfers_debt", Some(&token)).await;
     assert!(debt.as_array().unwrap().iter().all(|r| r["is_processed"] == true && r["processed_at"].is_string()));
     let (_, stat) = app.get("/v1/stat", Some(&token)).await;
@@ -301,14 +301,14 @@ async fn below_the_users_minimum_there_is_no_payout(backend: Backend) {
     assert_eq!(status, StatusCode::OK);
     collected(&app, &token, "19.99").await;
     let day = NaiveDate::from_ymd_opt(2026, 12, 15).unwrap();
-    let outcomes = services(&app).payout_all(day, false, |_, _| {}).await.unwrap();
+    let outcomes = services(&app).money.payout_all(day, false, |_, _| {}).await.unwrap();
     assert_eq!(outcomes[0].1, PaidOut::BelowMinimum { held: Cents::new(1999) });
     let (_, user_transfers) = app.get("/v1/transfers_user", Some(&token)).await;
     assert_eq!(user_transfers, json!([]));
     // More collected reaches the minimum on a later payout day.
     collected(&app, &token, "5.01").await;
     let next = NaiveDate::from_ymd_opt(2027, 1, 15).unwrap();
-    let outcomes = services(&app).payout_all(next, false, |_, _| {}).await.unwrap();
+    let outcomes = services(&app).money.payout_all(next, false, |_, _| {}).await.unwrap();
     assert!(matches!(&outcomes[0].1, PaidOut::Sent { amount, .. } if amount.get() == 2500), "{outcomes:?}");
     assert_ledger_balanced(&app).await;
 }
@@ -392,7 +392,7 @@ async fn a_worker_killed_after_dwolla_created_the_transfer_leaves_one_transfer_a
         transfer.amount,
     )
     .with_metadata("reference", &transfer.reference);
-    let at_dwolla = services(&app).rail.create_transfer(&request, &transfer.idempotency_key).await.unwrap();
+    let at_dwolla = services(&app).payments.rail.create_transfer(&request, &transfer.idempotency_key).await.unwrap();
     assert_eq!(transfers_at_dwolla(&app, &token).await, 1);
 
     // A new worker takes the job over once its lease lapses and finishes it.

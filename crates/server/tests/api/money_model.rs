@@ -273,7 +273,7 @@ impl Harness {
                 gathering.insert(i, self.roundups_shown(i).await);
             }
         }
-        let outcomes = services(&self.app).collect_all(false, |_, _| {}).await.unwrap();
+        let outcomes = services(&self.app).money.collect_all(false, |_, _| {}).await.unwrap();
         let seen: BTreeSet<usize> = outcomes.iter().map(|(id, _)| self.user_index(*id)).collect();
         let open: BTreeSet<usize> = (0..self.users.len()).filter(|i| !self.users[*i].closed).collect();
         assert_eq!(seen, open, "the collection run looks at every open account and no other: {outcomes:?}");
@@ -357,7 +357,7 @@ impl Harness {
 
     async fn payout(&mut self, day: u32) {
         let day = NaiveDate::from_ymd_opt(2030, 1, day).unwrap();
-        let outcomes = services(&self.app).payout_all(day, false, |_, _| {}).await.unwrap();
+        let outcomes = services(&self.app).money.payout_all(day, false, |_, _| {}).await.unwrap();
         let seen: BTreeSet<usize> = outcomes.iter().map(|(id, _)| self.user_index(*id)).collect();
         let holding: BTreeSet<usize> = (0..self.users.len()).filter(|i| self.users[*i].available() > 0).collect();
         assert_eq!(seen, holding, "the payout run looks at every user with money available: {outcomes:?}");
@@ -392,7 +392,7 @@ impl Harness {
     }
 
     async fn pay_manual(&mut self) {
-        let s = services(&self.app);
+        let s = &services(&self.app).money;
         let parts = s.manual_parts_waiting().await.unwrap();
         let mut by_user: BTreeMap<usize, i64> = BTreeMap::new();
         for part in &parts {
@@ -432,7 +432,7 @@ impl Harness {
 
     /// The ledger, its own check, the records and the dashboard agree with the model.
     async fn check(&self, after: &str) {
-        let s = services(&self.app);
+        let s = &services(&self.app).money;
         let log = self.log.join(", ");
         let report = s.ledger_report(true).await.unwrap();
         assert!(report.problems.is_empty(), "after {after} ({log}): the ledger check found {:#?}", report.problems);

@@ -140,7 +140,7 @@ pub(crate) fn services(app: &TestApp) -> &donkies_server::services::Services {
 pub(crate) async fn transfers_at_dwolla(app: &TestApp, token: &str) -> u64 {
     let (_, user) = app.get("/v1/user", Some(token)).await;
     let customer = user["dwolla_customer"]["dwolla_id"].as_str().unwrap().to_owned();
-    let page = services(app).rail.customer_transfers(&customer, Default::default()).await.unwrap();
+    let page = services(app).payments.rail.customer_transfers(&customer, Default::default()).await.unwrap();
     page.total
 }
 
@@ -160,7 +160,7 @@ async fn completing_the_profile_creates_a_verified_customer_by_itself(backend: B
     assert!(customer["id"].as_i64().is_some_and(|id| id > 0), "{customer}");
     assert_eq!((customer["type"].as_str(), customer["dwolla_type"].as_str()), (Some("personal"), Some("personal")));
     let dwolla_id = customer["dwolla_id"].as_str().unwrap();
-    let at_dwolla = services(&app).rail.customer(dwolla_id).await.unwrap();
+    let at_dwolla = services(&app).payments.rail.customer(dwolla_id).await.unwrap();
     assert_eq!(at_dwolla.email, "ada@example.com");
 
     let (status, full) = app.get("/v1/customer", Some(&token)).await;
@@ -483,6 +483,7 @@ async fn a_transfer_survives_an_outage_and_a_crash_after_dwollas_answer_without_
     let donkies = services(&app).payments.donkies_funding_source().await.unwrap();
     let request = donkies_dwolla::TransferRequest::between(fs, &donkies, donkies_domain::Cents::new(400));
     let first = services(&app)
+        .payments
         .rail
         .create_transfer(&request.clone().with_metadata("reference", reference), &key)
         .await
@@ -565,7 +566,7 @@ async fn a_customer_dwolla_already_has_for_the_email_is_linked_not_duplicated(ba
     let app = TestApp::spawn(backend).await;
     // A customer made for this address earlier (an earlier attempt whose answer was lost).
     let earlier = donkies_dwolla::wire::NewCustomer::unverified("Ada", "Lovelace", "ada@example.com");
-    let existing = services(&app).rail.create_customer(&earlier, "earlier-attempt").await.unwrap();
+    let existing = services(&app).payments.rail.create_customer(&earlier, "earlier-attempt").await.unwrap();
     let token = app.signed_up_user("ada@example.com").await;
     let (status, _) = put(&app, "/v1/user", &token, complete_profile()).await;
     assert_eq!(status, StatusCode::OK);
@@ -574,5 +575,9 @@ async fn a_customer_dwolla_already_has_for_the_email_is_linked_not_duplicated(ba
             .await;
     assert_eq!(user["dwolla_customer"]["dwolla_id"].as_str(), Some(existing.as_str()));
     let query = donkies_dwolla::wire::CustomerQuery { email: Some("ada@example.com".into()), ..Default::default() };
-    assert_eq!(services(&app).rail.search_customers(&query).await.unwrap().total, 1, "no second customer at Dwolla");
+    assert_eq!(
+        services(&app).payments.rail.search_customers(&query).await.unwrap().total,
+        1,
+        "no second customer at Dwolla"
+    );
 }
