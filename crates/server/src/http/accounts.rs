@@ -82,7 +82,7 @@ pub struct AccountView {
 
 /// Render accounts, reading each member once.
 pub(super) async fn account_views(state: &AppState, list: Vec<Account>) -> ApiResult<Vec<AccountView>> {
-    let members_by_id = state.services.members_of(&list).await?;
+    let members_by_id = state.services.accounts.members_of(&list).await?;
     let mut out = Vec::with_capacity(list.len());
     for a in list {
         let m = members_by_id.get(&a.member_id).cloned().ok_or(ApiError::NotFound)?;
@@ -134,7 +134,7 @@ async fn list_accounts(
     auth: AuthUser,
     page: Page,
 ) -> ApiResult<axum::response::Response> {
-    let list = state.services.accounts(auth.user.id).await?;
+    let list = state.services.accounts.accounts(auth.user.id).await?;
     Ok(page.respond(account_views(&state, list).await?))
 }
 
@@ -146,7 +146,7 @@ async fn get_account(
     auth: AuthUser,
     IdPath(id): IdPath,
 ) -> ApiResult<axum::Json<AccountView>> {
-    let account = state.services.account(auth.user.id, id).await?;
+    let account = state.services.accounts.account(auth.user.id, id).await?;
     let mut views = account_views(&state, vec![account]).await?;
     Ok(axum::Json(views.remove(0)))
 }
@@ -155,7 +155,7 @@ async fn get_account(
 #[utoipa::path(delete, path = "/v1/accounts/{id}", tag = "accounts", security(("token" = [])),
     params(("id" = i64, Path)), responses((status = 204), (status = 404)))]
 async fn delete_account(State(state): State<AppState>, auth: AuthUser, IdPath(id): IdPath) -> ApiResult<StatusCode> {
-    state.services.hide_account(auth.user.id, id).await?;
+    state.services.accounts.hide_account(auth.user.id, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -182,7 +182,7 @@ async fn set_active(
     IdPath(id): IdPath,
     Valid(active): Valid<SetActiveRequest>,
 ) -> ApiResult<StatusCode> {
-    state.services.set_account_active(auth.user.id, id, active).await?;
+    state.services.accounts.set_account_active(auth.user.id, id, active).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -216,7 +216,7 @@ async fn set_account_number(
     IdPath(id): IdPath,
     Valid(number): Valid<AccountNumberRequest>,
 ) -> ApiResult<StatusCode> {
-    state.services.set_account_number(auth.user.id, id, &number).await?;
+    state.services.accounts.set_account_number(auth.user.id, id, &number).await?;
     Ok(StatusCode::CREATED)
 }
 
@@ -242,7 +242,7 @@ async fn edit_share(State(state): State<AppState>, auth: AuthUser, body: Body) -
             share.ok_or_else(|| ApiError::non_field(DebtSharesError::OutOfRange { account_id: id }.to_string()))?;
         shares.insert(id, share);
     }
-    let shares = state.services.edit_shares(auth.user.id, shares).await?;
+    let shares = state.services.accounts.edit_shares(auth.user.id, shares).await?;
     let out: serde_json::Map<String, Value> =
         shares.iter().map(|(id, s)| (format!("id{id}"), Value::from(s.get()))).collect();
     Ok(axum::Json(Value::Object(out)))
@@ -256,7 +256,7 @@ pub struct DebtLink {
 }
 
 async fn debt_links(state: &AppState, user_id: i64) -> ApiResult<Vec<DebtLink>> {
-    let debts = state.services.active_debts(user_id).await?;
+    let debts = state.services.accounts.active_debts(user_id).await?;
     let views = account_views(state, debts).await?;
     Ok(views.into_iter().map(|v| DebtLink { share: v.transfer_share, account: v }).collect())
 }
@@ -304,7 +304,7 @@ async fn link_debt(
     auth: AuthUser,
     Valid((account, share)): Valid<LinkDebtRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<Vec<DebtLink>>)> {
-    state.services.link_debt(auth.user.id, account, share).await?;
+    state.services.accounts.link_debt(auth.user.id, account, share).await?;
     Ok((StatusCode::CREATED, axum::Json(debt_links(&state, auth.user.id).await?)))
 }
 
@@ -445,7 +445,7 @@ async fn list_transactions(
         .get_or_render(user_id, key, move |known| async move {
             // The version is read before the rows: a change between the two shows as a newer
             // version at the next check, never as an older body kept as current.
-            let version = loader.services.transaction_list_version(user_id).await?;
+            let version = loader.services.accounts.transaction_list_version(user_id).await?;
             if known == Some(version) {
                 return Ok(Loaded::Current);
             }
@@ -464,7 +464,7 @@ async fn render_transactions(
     account: Option<i64>,
     page: Page,
 ) -> ApiResult<Rendered> {
-    let mut found = state.services.transactions(user_id, account, page.limit, page.offset).await?;
+    let mut found = state.services.accounts.transactions(user_id, account, page.limit, page.offset).await?;
     let mut out = Vec::with_capacity(64 * 1024);
     let links = found.count.and_then(|count| page.links(count).map(|links| (count, links)));
     if let Some((count, (next, previous))) = &links {

@@ -303,7 +303,7 @@ async fn get_projection(
     IdPath(id): IdPath,
 ) -> ApiResult<axum::Json<ProjectionView>> {
     let (monthly, p) = state.services.money.projection(&auth.user, id).await?;
-    let account = state.services.account(auth.user.id, id).await?;
+    let account = state.services.accounts.account(auth.user.id, id).await?;
     let money = |c: Option<Cents>| c.map(|c| c.to_string());
     Ok(axum::Json(ProjectionView {
         account_id: id,

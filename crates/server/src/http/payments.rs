@@ -227,7 +227,7 @@ async fn funding_source_views(
     user_id: i64,
     list: Vec<FundingSource>,
 ) -> ApiResult<Vec<FundingSourceView>> {
-    let accounts = state.services.accounts(user_id).await?;
+    let accounts = state.services.accounts.accounts(user_id).await?;
     let wanted: Vec<_> = accounts.into_iter().filter(|a| list.iter().any(|f| f.account_id == a.id)).collect();
     let ids: Vec<i64> = wanted.iter().map(|a| a.id).collect();
     let views = account_views(state, wanted).await?;

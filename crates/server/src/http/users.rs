@@ -111,7 +111,7 @@ fn message(text: &str) -> axum::Json<Message> {
 /// The signed-in user.
 #[utoipa::path(get, path = "/v1/user", tag = "user", security(("token" = [])), responses((status = 200, body = UserView)))]
 async fn get_user(State(state): State<AppState>, auth: AuthUser) -> ApiResult<axum::Json<UserView>> {
-    let total_debt = state.services.total_debt(auth.user.id).await?;
+    let total_debt = state.services.accounts.total_debt(auth.user.id).await?;
     let customer = state.services.payments.customer(auth.user.id).await?;
     Ok(axum::Json(UserView::new(auth.user, total_debt, customer.as_ref())))
 }
@@ -213,7 +213,7 @@ async fn update_user(
     Valid(profile): Valid<ProfileRequest>,
 ) -> ApiResult<axum::Json<UserView>> {
     let user = state.services.update_profile(&auth.user, profile).await?;
-    let total_debt = state.services.total_debt(user.id).await?;
+    let total_debt = state.services.accounts.total_debt(user.id).await?;
     let customer = state.services.payments.customer(user.id).await?;
     Ok(axum::Json(UserView::new(user, total_debt, customer.as_ref())))
 }

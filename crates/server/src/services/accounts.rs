@@ -1,6 +1,8 @@
 //! Accounts, debt shares and transactions of a user.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Deref;
+use std::sync::Arc;
 
 use donkies_domain::{AccountFamily, Cents, DebtShares, Share};
 use donkies_store::accounts::{self, Account};
@@ -9,7 +11,8 @@ use donkies_store::transactions::{self, Transaction};
 use donkies_store::{StoreError, members, now};
 use futures::stream::BoxStream;
 
-use super::{Change, ServiceError, ServiceResult, Services, Work};
+use super::{Change, ServiceError, ServiceResult, Storage, Work};
+use crate::crypto::Sealer;
 
 /// A user's transactions as the database yields them, and, for a page, how many there are in all.
 pub struct TransactionPage<'a> {
@@ -17,7 +20,28 @@ pub struct TransactionPage<'a> {
     pub count: Option<usize>,
 }
 
-impl Services {
+/// The user's accounts, debt shares and transactions, with what they reach: storage and the
+/// sealer for account numbers, never a provider.
+#[derive(Clone)]
+pub struct AccountsService(Arc<AccountsInner>);
+
+pub struct AccountsInner {
+    pub store: Storage,
+    pub sealer: Sealer,
+}
+
+impl Deref for AccountsService {
+    type Target = AccountsInner;
+    fn deref(&self) -> &AccountsInner {
+        &self.0
+    }
+}
+
+impl AccountsService {
+    pub fn new(store: Storage, sealer: Sealer) -> Self {
+        AccountsService(Arc::new(AccountsInner { store, sealer }))
+    }
+
     pub async fn accounts(&self, user_id: i64) -> ServiceResult<Vec<Account>> {
         Ok(accounts::list_for_user(&self.store.db, user_id).await?)
     }
@@ -44,7 +68,7 @@ impl Services {
 
     /// Remove an account from the user's view; the debt shares are rebalanced.
     pub async fn hide_account(&self, user_id: i64, id: i64) -> ServiceResult<()> {
-        let mut work = self.begin().await?;
+        let mut work = self.store.begin().await?;
         if !accounts::hide(&mut work, user_id, id, now()).await? {
             return Err(ServiceError::NotFound);
         }
@@ -57,7 +81,7 @@ impl Services {
     /// Switch an account on or off; each institution keeps at least one active account.
     pub async fn set_account_active(&self, user_id: i64, id: i64, active: bool) -> ServiceResult<()> {
         let account = self.account(user_id, id).await?;
-        let mut work = self.begin().await?;
+        let mut work = self.store.begin().await?;
         accounts::set_active(&mut work, user_id, account.id, active, now()).await?;
         if !active && accounts::count_active_in_member(&mut work, account.member_id).await? == 0 {
             return Err(ServiceError::invalid("At least one account at each institution must stay active."));
@@ -76,7 +100,7 @@ impl Services {
         let account = self.account(user_id, id).await?;
         let sealed = self.sealer.seal(digits);
         let last4 = &digits[digits.len().saturating_sub(4)..];
-        let mut work = self.begin().await?;
+        let mut work = self.store.begin().await?;
         if !accounts::set_account_number(&mut work, user_id, account.id, &sealed, last4, now()).await? {
             return Err(ServiceError::invalid("The account number is already set."));
         }
@@ -94,7 +118,7 @@ impl Services {
     pub async fn edit_shares(&self, user_id: i64, requested: BTreeMap<i64, i64>) -> ServiceResult<DebtShares> {
         let current = accounts::debt_shares(&self.store.db, user_id).await?;
         let shares = current.edit(&requested).map_err(|e| ServiceError::invalid(e.to_string()))?;
-        let mut work = self.begin().await?;
+        let mut work = self.store.begin().await?;
         accounts::set_shares(&mut work, user_id, &shares, now()).await?;
         work.commit().await?;
         Ok(shares)
@@ -106,7 +130,7 @@ impl Services {
         let shares = current
             .carve(account_id, share)
             .map_err(|_| ServiceError::field("account", "Choose one of your active debt accounts."))?;
-        let mut work = self.begin().await?;
+        let mut work = self.store.begin().await?;
         accounts::set_shares(&mut work, user_id, &shares, now()).await?;
         work.commit().await?;
         Ok(())

@@ -36,6 +36,8 @@ pub struct ServicesInner {
     pub settings: ServiceSettings,
     pub social: social::SignInProviders,
     pub sealer: Sealer,
+    /// The user's accounts, debt shares and transactions.
+    pub accounts: accounts::AccountsService,
     /// The aggregator user, institutions, members and their sync.
     pub banking: banking::BankingService,
     /// Customers, funding sources and transfers at the payment rail.
@@ -63,10 +65,11 @@ impl Services {
         let sealer = Sealer::from_secret(settings.secret_key.expose_secret());
         let (aggregator, rail, social) = clients;
         let store = Storage { db, jobs, changes: Changes::default() };
+        let accounts = accounts::AccountsService::new(store.clone(), sealer.clone());
         let banking = banking::BankingService::new(store.clone(), aggregator, settings.banking.clone());
         let payments = payments::PaymentsService::new(store.clone(), rail, sealer.clone(), settings.payments.clone());
         let money = money::MoneyService::new(store.clone(), payments.clone(), settings.money.clone());
-        Services(Arc::new(ServicesInner { store, settings, social, sealer, banking, payments, money }))
+        Services(Arc::new(ServicesInner { store, settings, social, sealer, accounts, banking, payments, money }))
     }
 
     /// The job queue at a glance (for `/metrics`).
