@@ -108,7 +108,7 @@ impl RequestBody for SignupRequest {
 #[utoipa::path(post, path = "/v1/auth/signup", tag = "auth", request_body = SignupRequest,
     responses((status = 204, description = "created; confirmation email sent"), (status = 400, body = ValidationErrors)))]
 async fn signup(State(state): State<AppState>, Valid(s): Valid<SignupRequest>) -> ApiResult<StatusCode> {
-    state.services.sign_up(&s.email, s.password, &s.first_name, &s.last_name).await?;
+    state.services.identity.sign_up(&s.email, s.password, &s.first_name, &s.last_name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -138,7 +138,7 @@ async fn confirm_signup(
     State(state): State<AppState>,
     Valid((encrypted_id, token)): Valid<ConfirmRequest>,
 ) -> ApiResult<Response> {
-    let token = state.services.confirm_sign_up(&encrypted_id, &token).await?;
+    let token = state.services.identity.confirm_sign_up(&encrypted_id, &token).await?;
     Ok((StatusCode::CREATED, axum::Json(TokenResponse { token })).into_response())
 }
 
@@ -174,7 +174,7 @@ async fn login(
         return Err(ApiError::non_field(BAD_LOGIN));
     };
     state.limits.check(Limit::Login, &[format!("ip:{ip}"), format!("email:{email}")])?;
-    let token = state.services.log_in(&email, password).await.inspect_err(|_| {
+    let token = state.services.identity.log_in(&email, password).await.inspect_err(|_| {
         metrics::counter!("donkies_sign_in_failures_total", "method" => "password").increment(1);
     })?;
     Ok(axum::Json(TokenResponse { token }))
@@ -183,7 +183,7 @@ async fn login(
 /// Sign out: every token of the user stops working.
 #[utoipa::path(get, path = "/v1/auth/logout", tag = "auth", security(("token" = [])), responses((status = 204)))]
 async fn logout_get(State(state): State<AppState>, auth: AuthUser) -> ApiResult<StatusCode> {
-    state.services.log_out(auth.user.id).await?;
+    state.services.identity.log_out(auth.user.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -216,7 +216,7 @@ async fn request_password_reset(
     Valid(email): Valid<ResetRequest>,
 ) -> ApiResult<StatusCode> {
     state.limits.check(Limit::PasswordReset, &[format!("ip:{ip}"), format!("email:{email}")])?;
-    state.services.request_password_reset(&email).await?;
+    state.services.identity.request_password_reset(&email).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -268,6 +268,6 @@ impl RequestBody for ResetPasswordRequest {
 #[utoipa::path(post, path = "/v1/password/reset", tag = "auth", request_body = ResetPasswordRequest,
     responses((status = 204), (status = 400, body = ValidationErrors)))]
 async fn reset_password(State(state): State<AppState>, Valid(r): Valid<ResetPasswordRequest>) -> ApiResult<StatusCode> {
-    state.services.reset_password(&r.encrypted_id, &r.token, r.password).await?;
+    state.services.identity.reset_password(&r.encrypted_id, &r.token, r.password).await?;
     Ok(StatusCode::NO_CONTENT)
 }

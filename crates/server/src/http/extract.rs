@@ -161,7 +161,8 @@ impl FromRequestParts<AppState> for AuthUser {
             return Err(ApiError::BadToken("Invalid token."));
         }
         let hash = token_hash(&key.to_ascii_lowercase());
-        let Some((user, expires_at)) = state.sessions.check(&hash, state.services.session(&hash)).await? else {
+        let Some((user, expires_at)) = state.sessions.check(&hash, state.services.identity.session(&hash)).await?
+        else {
             return Err(ApiError::BadToken("Invalid token."));
         };
         if expires_at <= donkies_store::now() {

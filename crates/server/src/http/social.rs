@@ -76,6 +76,7 @@ async fn facebook_sign_in(
 ) -> ApiResult<axum::Json<TokenResponse>> {
     let token = state
         .services
+        .identity
         .facebook_sign_in(&r.code, r.redirect_uri.as_deref(), r.state.as_deref(), r.email.as_ref())
         .await?;
     Ok(axum::Json(TokenResponse { token }))
@@ -88,8 +89,11 @@ async fn google_sign_in(
     State(state): State<AppState>,
     Valid(r): Valid<CodeRequest>,
 ) -> ApiResult<axum::Json<TokenResponse>> {
-    let token =
-        state.services.google_sign_in(&r.code, r.redirect_uri.as_deref(), r.state.as_deref(), r.email.as_ref()).await?;
+    let token = state
+        .services
+        .identity
+        .google_sign_in(&r.code, r.redirect_uri.as_deref(), r.state.as_deref(), r.email.as_ref())
+        .await?;
     Ok(axum::Json(TokenResponse { token }))
 }
 
@@ -104,7 +108,7 @@ pub struct TwitterStart {
 #[utoipa::path(get, path = "/v1/auth/twitter", tag = "auth",
     responses((status = 200, body = TwitterStart), (status = 400, description = "provider down or not configured")))]
 async fn twitter_request_token(State(state): State<AppState>) -> ApiResult<axum::Json<TwitterStart>> {
-    let start = state.services.twitter_request_token().await?;
+    let start = state.services.identity.twitter_request_token().await?;
     Ok(axum::Json(TwitterStart { authorize_url: start.authorize_url, oauth_token: start.oauth_token }))
 }
 
@@ -139,7 +143,7 @@ async fn twitter_sign_in(
     State(state): State<AppState>,
     Valid((token, verifier, email)): Valid<TwitterCallback>,
 ) -> ApiResult<axum::Json<TokenResponse>> {
-    let token = state.services.twitter_sign_in(&token, &verifier, email.as_ref()).await?;
+    let token = state.services.identity.twitter_sign_in(&token, &verifier, email.as_ref()).await?;
     Ok(axum::Json(TokenResponse { token }))
 }
 
@@ -155,6 +159,6 @@ pub struct LoginSettings {
 /// The provider login URLs, redirecting to `<frontend>/login_facebook` and `<frontend>/login_google`.
 #[utoipa::path(get, path = "/v1/settings/login", tag = "auth", responses((status = 200, body = LoginSettings)))]
 async fn login_settings(State(state): State<AppState>) -> axum::Json<LoginSettings> {
-    let urls = state.services.login_urls();
+    let urls = state.services.identity.login_urls();
     axum::Json(LoginSettings { facebook_login_url: urls.facebook, google_login_url: urls.google })
 }

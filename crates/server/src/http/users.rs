@@ -212,7 +212,7 @@ async fn update_user(
     auth: AuthUser,
     Valid(profile): Valid<ProfileRequest>,
 ) -> ApiResult<axum::Json<UserView>> {
-    let user = state.services.update_profile(&auth.user, profile).await?;
+    let user = state.services.identity.update_profile(&auth.user, profile).await?;
     let total_debt = state.services.accounts.total_debt(user.id).await?;
     let customer = state.services.payments.customer(user.id).await?;
     Ok(axum::Json(UserView::new(user, total_debt, customer.as_ref())))
@@ -352,7 +352,7 @@ async fn change_email(
     auth: AuthUser,
     Valid(new_email): Valid<ChangeEmailRequest>,
 ) -> ApiResult<axum::Json<Message>> {
-    state.services.request_email_change(&auth.user, &new_email).await?;
+    state.services.identity.request_email_change(&auth.user, &new_email).await?;
     Ok(message("A confirmation link has been sent to the new email address."))
 }
 
@@ -364,7 +364,7 @@ async fn confirm_email_change(
     State(state): State<AppState>,
     TextPaths(encrypted_id, token): TextPaths,
 ) -> ApiResult<axum::Json<Message>> {
-    state.services.confirm_email_change(&encrypted_id, &token).await?;
+    state.services.identity.confirm_email_change(&encrypted_id, &token).await?;
     Ok(message("Your email address has been changed."))
 }
 
@@ -404,7 +404,7 @@ async fn change_password(
     auth: AuthUser,
     Valid((current, new)): Valid<ChangePasswordRequest>,
 ) -> ApiResult<axum::Json<Message>> {
-    state.services.change_password(auth.user.id, &auth.token_hash, current, new).await?;
+    state.services.identity.change_password(auth.user.id, &auth.token_hash, current, new).await?;
     Ok(message("Your password has been changed."))
 }
 
@@ -412,7 +412,7 @@ async fn change_password(
 #[utoipa::path(get, path = "/v1/user/resend_reg_confirmation_link", tag = "user", security(("token" = [])),
     responses((status = 200, body = Message), (status = 400, description = "already confirmed")))]
 async fn resend_confirmation_link(State(state): State<AppState>, auth: AuthUser) -> ApiResult<axum::Json<Message>> {
-    state.services.resend_confirmation(&auth.user).await?;
+    state.services.identity.resend_confirmation(&auth.user).await?;
     Ok(message("The confirmation link has been sent."))
 }
 

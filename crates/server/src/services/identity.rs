@@ -1,6 +1,8 @@
 //! Accounts and sessions: one `create_user` for sign-ups by email and through a sign-in
 //! provider, confirmation, sign-in and sign-out.
 
+use std::ops::Deref;
+use std::sync::Arc;
 use std::time::Duration;
 
 use donkies_domain::{Email, Password};
@@ -8,7 +10,11 @@ use donkies_store::users::{NewUser, User};
 use donkies_store::{constraints, new_id, now, tokens, users};
 
 use super::outbox::queue_mail;
-use super::{Change, ServiceError, ServiceResult, Services, Work};
+use super::payments::PaymentsService;
+use super::settings::IdentitySettings;
+use super::social::SignInProviders;
+use super::{Change, ServiceError, ServiceResult, Storage, Work};
+use crate::crypto::Sealer;
 use crate::crypto::{self, new_token, token_hash};
 use crate::jobs::banking::CreateAggregatorUser;
 use crate::mail;
@@ -34,7 +40,38 @@ pub enum Created {
     EmailTaken,
 }
 
-impl Services {
+/// Who the user is: sign-up, sign-in (with a password or a social provider), sessions,
+/// passwords and the profile. They reach the sign-in providers, and the payment rail only
+/// through the payments service (a completed profile becomes a customer); never the aggregator.
+#[derive(Clone)]
+pub struct IdentityService(Arc<IdentityInner>);
+
+pub struct IdentityInner {
+    pub store: Storage,
+    pub sealer: Sealer,
+    pub social: SignInProviders,
+    pub payments: PaymentsService,
+    pub settings: IdentitySettings,
+}
+
+impl Deref for IdentityService {
+    type Target = IdentityInner;
+    fn deref(&self) -> &IdentityInner {
+        &self.0
+    }
+}
+
+impl IdentityService {
+    pub fn new(
+        store: Storage,
+        sealer: Sealer,
+        social: SignInProviders,
+        payments: PaymentsService,
+        settings: IdentitySettings,
+    ) -> Self {
+        IdentityService(Arc::new(IdentityInner { store, sealer, social, payments, settings }))
+    }
+
     /// Create a user inside `work`: the confirmation mail (unless confirmed) and the aggregator
     /// user job go with it, whichever way the user signed up.
     pub async fn create_user(&self, work: &mut Work, account: NewAccount<'_>) -> ServiceResult<Created> {
@@ -80,7 +117,7 @@ impl Services {
         last_name: &str,
     ) -> ServiceResult<()> {
         let password_hash = crypto::hash_password(password.expose().to_owned()).await?;
-        let mut work = self.begin().await?;
+        let mut work = self.store.begin().await?;
         let account = NewAccount { email, password_hash, first_name, last_name, confirmed: false };
         match self.create_user(&mut work, account).await? {
             Created::EmailTaken => Err(ServiceError::field("email", EMAIL_TAKEN)),
@@ -100,7 +137,7 @@ impl Services {
         if user.is_confirmed {
             return Err(ServiceError::invalid("Registration already has been confirmed."));
         }
-        let mut work = self.begin().await?;
+        let mut work = self.store.begin().await?;
         if !users::confirm(&mut work, user.id, &token_hash(token), now()).await? {
             return Err(ServiceError::invalid("Provided confirmation token is not correct"));
         }
@@ -123,13 +160,13 @@ impl Services {
 
     /// Start a session: a new random token, of which only the hash is stored.
     pub async fn issue_token(&self, user_id: i64) -> ServiceResult<String> {
-        let mut work = self.begin().await?;
+        let mut work = self.store.begin().await?;
         let token = self.start_session(&mut work, user_id).await?;
         work.commit().await?;
         Ok(token)
     }
 
-    /// [`Services::issue_token`] as part of `work`.
+    /// [`IdentityService::issue_token`] as part of `work`.
     async fn start_session(&self, work: &mut Work, user_id: i64) -> ServiceResult<String> {
         let token = new_token();
         let t = now();
@@ -148,7 +185,7 @@ impl Services {
 
     /// Every session of the user ends.
     pub async fn log_out(&self, user_id: i64) -> ServiceResult<()> {
-        let mut work = self.begin().await?;
+        let mut work = self.store.begin().await?;
         tokens::delete_sessions(&mut work, user_id).await?;
         work.changed(Change::User(user_id));
         work.commit().await?;

@@ -27,15 +27,16 @@ use crate::crypto::Sealer;
 pub use queue::{JobQueue, Task};
 pub use settings::ServiceSettings;
 
-/// Everything a use case needs: storage, the outside services, settings and the job queue.
+/// The use cases, by area: each area's service holds only what it reaches (the payments service
+/// cannot reach the aggregator, banking cannot reach the payment rail).
 #[derive(Clone)]
 pub struct Services(Arc<ServicesInner>);
 
 pub struct ServicesInner {
     pub store: Storage,
-    pub settings: ServiceSettings,
-    pub social: social::SignInProviders,
     pub sealer: Sealer,
+    /// Sign-up, sign-in, sessions, passwords and the profile.
+    pub identity: identity::IdentityService,
     /// The user's accounts, debt shares and transactions.
     pub accounts: accounts::AccountsService,
     /// The aggregator user, institutions, members and their sync.
@@ -62,14 +63,16 @@ impl Services {
         clients: (Arc<dyn Aggregator>, Arc<dyn PaymentRail>, social::SignInProviders),
         jobs: JobQueue,
     ) -> Services {
-        let sealer = Sealer::from_secret(settings.secret_key.expose_secret());
+        let sealer = Sealer::from_secret(settings.identity.secret_key.expose_secret());
         let (aggregator, rail, social) = clients;
         let store = Storage { db, jobs, changes: Changes::default() };
         let accounts = accounts::AccountsService::new(store.clone(), sealer.clone());
         let banking = banking::BankingService::new(store.clone(), aggregator, settings.banking.clone());
         let payments = payments::PaymentsService::new(store.clone(), rail, sealer.clone(), settings.payments.clone());
         let money = money::MoneyService::new(store.clone(), payments.clone(), settings.money.clone());
-        Services(Arc::new(ServicesInner { store, settings, social, sealer, accounts, banking, payments, money }))
+        let identity =
+            identity::IdentityService::new(store.clone(), sealer.clone(), social, payments.clone(), settings.identity);
+        Services(Arc::new(ServicesInner { store, sealer, identity, accounts, banking, payments, money }))
     }
 
     /// The job queue at a glance (for `/metrics`).

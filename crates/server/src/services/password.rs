@@ -7,11 +7,11 @@ use donkies_store::{constraints, now, tokens, users};
 
 use super::identity::EMAIL_TAKEN;
 use super::outbox::queue_mail;
-use super::{Change, OnConstraint, ServiceError, ServiceResult, Services};
+use super::{Change, OnConstraint, ServiceError, ServiceResult, identity::IdentityService};
 use crate::crypto::{self, new_token, token_hash};
 use crate::mail;
 
-impl Services {
+impl IdentityService {
     /// Mail a reset link when the address is known; nothing (and no hint) otherwise.
     pub async fn request_password_reset(&self, email: &Email) -> ServiceResult<()> {
         let Some(user) = users::find_by_email(&self.store.db, email.as_str()).await? else {
@@ -19,7 +19,7 @@ impl Services {
         };
         let token = new_token();
         let t = now();
-        let mut work = self.begin().await?;
+        let mut work = self.store.begin().await?;
         let action = NewActionToken {
             token_hash: &token_hash(&token),
             user_id: user.id,
@@ -42,7 +42,7 @@ impl Services {
             return Err(ServiceError::field("encrypted_id", "Provided id is not correct"));
         };
         let password_hash = crypto::hash_password(password.expose().to_owned()).await?;
-        let mut work = self.begin().await?;
+        let mut work = self.store.begin().await?;
         let used =
             tokens::consume_action(&mut work, &token_hash(token), user.id, Purpose::PasswordReset, now()).await?;
         if used.is_none() {
@@ -72,7 +72,7 @@ impl Services {
             return Err(ServiceError::field("current_password", WRONG));
         }
         let hash = crypto::hash_password(new.expose().to_owned()).await?;
-        let mut work = self.begin().await?;
+        let mut work = self.store.begin().await?;
         if !users::replace_password_hash(&mut work, user_id, &stored, &hash, now()).await? {
             return Err(ServiceError::field("current_password", WRONG));
         }
@@ -92,7 +92,7 @@ impl Services {
         }
         let token = new_token();
         let t = now();
-        let mut work = self.begin().await?;
+        let mut work = self.store.begin().await?;
         let action = NewActionToken {
             token_hash: &token_hash(&token),
             user_id: user.id,
@@ -116,7 +116,7 @@ impl Services {
         let Some(user) = users::find_by_encrypted_id(&self.store.db, encrypted_id).await? else {
             return Err(ServiceError::invalid(BAD_LINK));
         };
-        let mut work = self.begin().await?;
+        let mut work = self.store.begin().await?;
         let Some(Some(new_email)) =
             tokens::consume_action(&mut work, &token_hash(token), user.id, Purpose::EmailChange, now()).await?
         else {
@@ -136,7 +136,7 @@ impl Services {
             return Err(ServiceError::invalid("Registration already has been confirmed."));
         }
         let confirmation = new_token();
-        let mut work = self.begin().await?;
+        let mut work = self.store.begin().await?;
         users::set_confirmation_token(&mut work, user.id, &token_hash(&confirmation), now()).await?;
         let link = self.settings.frontend.link("confirm", &[("id", &user.encrypted_id), ("token", &confirmation)]);
         queue_mail(

@@ -4,7 +4,7 @@ use donkies_domain::{DateOfBirth, Phone, PostalCode, Ssn, UsState};
 use donkies_store::users::{ProfileUpdate, User};
 use donkies_store::{now, users};
 
-use super::{Change, ServiceError, ServiceResult, Services};
+use super::{Change, ServiceError, ServiceResult, identity::IdentityService};
 
 pub const PROFILE_COMPLETE: &str = "Profile is completed and can not be changed.";
 
@@ -23,7 +23,7 @@ pub struct Profile {
     pub ssn: Option<Ssn>,
 }
 
-impl Services {
+impl IdentityService {
     /// Fill in the profile; once every field is present it is complete and frozen. The SSN is
     /// stored encrypted, with its last four digits for display.
     pub async fn update_profile(&self, user: &User, profile: Profile) -> ServiceResult<User> {
@@ -43,7 +43,7 @@ impl Services {
             ssn_encrypted: profile.ssn.as_ref().map(|s| self.sealer.seal(s.digits())),
             ssn_last4: profile.ssn.as_ref().map(|s| s.last4().to_owned()),
         };
-        let mut work = self.begin().await?;
+        let mut work = self.store.begin().await?;
         let updated = users::update_profile(&mut work, user.id, &update, now())
             .await?
             .ok_or_else(|| ServiceError::invalid(PROFILE_COMPLETE))?;

@@ -10,6 +10,15 @@ use crate::config::Settings;
 
 #[derive(Debug, Clone)]
 pub struct ServiceSettings {
+    pub identity: IdentitySettings,
+    pub banking: BankingSettings,
+    pub money: MoneySettings,
+    pub payments: PaymentsSettings,
+}
+
+/// What sign-up, sign-in, sessions, passwords and the profile read.
+#[derive(Debug, Clone)]
+pub struct IdentitySettings {
     /// Where the front end serves the pages our mails link to.
     pub frontend: Frontend,
     /// The server's secret: seals stored secrets and signs the state of a social sign-in.
@@ -18,9 +27,6 @@ pub struct ServiceSettings {
     pub token_ttl: chrono::Duration,
     /// How long a mailed link (password reset, email change) lasts.
     pub link_ttl: chrono::Duration,
-    pub banking: BankingSettings,
-    pub money: MoneySettings,
-    pub payments: PaymentsSettings,
 }
 
 /// What the bank-linking use cases read.
@@ -70,10 +76,12 @@ impl ServiceSettings {
     pub fn from_settings(settings: &Settings) -> ServiceSettings {
         let frontend = Frontend(settings.frontend_url.clone());
         ServiceSettings {
-            frontend: frontend.clone(),
-            secret_key: settings.secret_key.clone(),
-            token_ttl: settings.token_ttl,
-            link_ttl: settings.link_ttl,
+            identity: IdentitySettings {
+                frontend: frontend.clone(),
+                secret_key: settings.secret_key.clone(),
+                token_ttl: settings.token_ttl,
+                link_ttl: settings.link_ttl,
+            },
             banking: BankingSettings {
                 member_poll: settings.member_poll,
                 member_poll_limit: settings.member_poll_limit,

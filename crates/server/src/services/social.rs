@@ -9,7 +9,7 @@ use donkies_store::social::NewIdentity;
 use donkies_store::{now, social, tokens, users};
 
 use super::identity::{Created, NewAccount};
-use super::{Change, ServiceError, ServiceResult, Services};
+use super::{Change, ServiceError, ServiceResult, identity::IdentityService};
 use crate::crypto::unusable_password_hash;
 
 /// How long a Twitter request token waits for the user to come back.
@@ -80,7 +80,7 @@ fn not_configured(provider: &str) -> ServiceError {
     ServiceError::invalid(format!("Sign-in with {provider} is not available."))
 }
 
-impl Services {
+impl IdentityService {
     fn redirect_uri(&self, page: &str) -> String {
         self.settings.frontend.link(page, &[]).trim_end_matches('?').to_owned()
     }
@@ -163,7 +163,7 @@ impl Services {
         let sealed = self.sealer.seal(token.oauth_token_secret.expose_secret());
         let t = now();
         let expires = t + chrono::Duration::minutes(TWITTER_REQUEST_TTL_MINUTES);
-        let mut work = self.begin().await?;
+        let mut work = self.store.begin().await?;
         social::save_request(&mut work, &token.oauth_token, "twitter", &sealed, t, expires).await?;
         work.commit().await?;
         Ok(TwitterStart { authorize_url: client.authorize_url(&token.oauth_token), oauth_token: token.oauth_token })
@@ -177,7 +177,7 @@ impl Services {
         typed_email: Option<&Email>,
     ) -> ServiceResult<String> {
         let client = self.social.twitter.as_ref().ok_or_else(|| not_configured("Twitter"))?;
-        let mut work = self.begin().await?;
+        let mut work = self.store.begin().await?;
         let taken = social::take_request(&mut work, token, "twitter", now()).await?;
         work.commit().await?;
         let Some(sealed) = taken else {
@@ -231,7 +231,7 @@ impl Services {
         let profile = account.profile.to_string();
         let identity = |user_id, email| linked_identity(account, &profile, user_id, email);
         if let Some(found) = social::find(&self.store.db, account.provider, &account.id).await? {
-            let mut work = self.begin().await?;
+            let mut work = self.store.begin().await?;
             social::link(&mut work, &identity(found.user_id, account.verified_email.as_deref())).await?;
             work.commit().await?;
             return Ok(found.user_id);
@@ -240,7 +240,7 @@ impl Services {
         if let Some(email) = &verified
             && let Some(user) = users::find_by_email(&self.store.db, email.as_str()).await?
         {
-            let mut work = self.begin().await?;
+            let mut work = self.store.begin().await?;
             social::link(&mut work, &identity(user.id, Some(email.as_str()))).await?;
             if !user.is_confirmed {
                 // Nobody proved owning this address before: whoever signed up with it may not be
@@ -266,7 +266,7 @@ impl Services {
                 ));
             }
         };
-        let mut work = self.begin().await?;
+        let mut work = self.store.begin().await?;
         let new = NewAccount {
             email: &email,
             password_hash: unusable_password_hash(),
