@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::both_databases;
-use crate::helpers::{Backend, Options, PASSWORD, TestApp};
+use crate::helpers::{Backend, Driver, Options, PASSWORD, TestApp};
 
 both_databases!(
     institutions_can_be_searched_suggested_and_their_credentials_read,
@@ -56,11 +56,35 @@ const LINK_TIMEOUT: Duration = Duration::from_secs(30);
 struct Api {
     client: reqwest::Client,
     base: String,
+    /// Runs the server's jobs while a helper waits; `None` for a server in another process.
+    driver: Option<Driver>,
 }
 
 impl Api {
     fn of(app: &TestApp) -> Api {
-        Api { client: app.client.clone(), base: app.base.clone() }
+        Api { client: app.client.clone(), base: app.base.clone(), driver: Some(app.driver()) }
+    }
+
+    /// Drive the server (or, in another process, look again every [`POLL`]) until `check`
+    /// finds what the test waits for, for at most `timeout`.
+    async fn eventually<T, E: std::fmt::Debug>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut check: impl AsyncFnMut() -> Result<T, E>,
+    ) -> T {
+        if let Some(driver) = &self.driver {
+            let wait = driver.eventually(what, check);
+            return tokio::time::timeout(timeout, wait).await.unwrap_or_else(|_| panic!("{what} never happened within {timeout:?}"));
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            match check().await {
+                Ok(found) => return found,
+                Err(seen) => assert!(Instant::now() < deadline, "{what} never happened within {timeout:?}; last seen: {seen:?}"),
+            }
+            tokio::time::sleep(POLL).await;
+        }
     }
 
     async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
@@ -159,18 +183,13 @@ fn mxbank_credentials(login: &str, password: &str) -> Value {
 
 /// Wait (up to ~15 s) until the institution catalog synced at start-up is non-empty.
 async fn wait_for_institutions(api: &Api, token: &str) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let (status, body) = api.get("/v1/institutions", token).await;
-        if status == StatusCode::OK
-            && let Some(list) = body.as_array()
-            && !list.is_empty()
-        {
-            return list.clone();
+    api.eventually("the institution catalog fills", Duration::from_secs(15), async || {
+        match api.get("/v1/institutions", token).await {
+            (StatusCode::OK, Value::Array(list)) if !list.is_empty() => Ok(list),
+            (status, body) => Err(format!("{status} {body}")),
         }
-        assert!(Instant::now() < deadline, "the institution catalog stayed empty: {status} {body}");
-        tokio::time::sleep(POLL).await;
-    }
+    })
+    .await
 }
 
 /// A signed-up user whose institution catalog is ready.
@@ -198,7 +217,7 @@ async fn link(api: &Api, token: &str, password: &str) -> String {
     identifier
 }
 
-/// Poll the member every 50 ms until `pred` holds; panics with the last state after `timeout`.
+/// Wait until the member satisfies `pred`; panics with the last state after `timeout`.
 async fn wait_member(
     api: &Api,
     token: &str,
@@ -207,15 +226,11 @@ async fn wait_member(
     pred: impl Fn(&Value) -> bool,
     timeout: Duration,
 ) -> Value {
-    let deadline = Instant::now() + timeout;
-    loop {
+    api.eventually(&format!("the member becomes {what}"), timeout, async || {
         let member = api.member(token, identifier).await;
-        if pred(&member) {
-            return member;
-        }
-        assert!(Instant::now() < deadline, "member never became {what} within {timeout:?}; last seen: {member}");
-        tokio::time::sleep(POLL).await;
-    }
+        if pred(&member) { Ok(member) } else { Err(member) }
+    })
+    .await
 }
 
 async fn wait_member_status(api: &Api, token: &str, identifier: &str, member_status: &str) -> Value {
@@ -230,19 +245,29 @@ async fn link_completed(api: &Api, token: &str) -> String {
     identifier
 }
 
-/// Wait until transactions exist and their number stopped changing.
+/// Wait until transactions exist and the sync that brought them is over (in another process:
+/// until their number stopped changing).
 async fn wait_transactions(api: &Api, token: &str) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let timeout = Duration::from_secs(20);
+    if let Some(driver) = &api.driver {
+        return api
+            .eventually("transactions arrive and their sync ends", timeout, async || {
+                let list = api.transactions(token).await;
+                if !list.is_empty() && driver.pending_jobs().await.is_empty() { Ok(list) } else { Err(list.len()) }
+            })
+            .await;
+    }
     let mut last: Option<usize> = None;
-    loop {
+    api.eventually("transactions settle", timeout, async || {
         let list = api.transactions(token).await;
         if !list.is_empty() && last == Some(list.len()) {
-            return list;
+            return Ok(list);
         }
-        assert!(Instant::now() < deadline, "transactions never settled (last count {last:?})");
         last = (!list.is_empty()).then_some(list.len());
-        tokio::time::sleep(Duration::from_millis(if list.is_empty() { 50 } else { 400 })).await;
-    }
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        Err(last)
+    })
+    .await
 }
 
 fn assert_status_info(member: &Value, name: &str, message: &str, is_completed: bool) {
@@ -362,16 +387,12 @@ async fn resync(app: &TestApp) {
     let mut work = services.begin().await.unwrap();
     work.enqueue(&donkies_server::jobs::banking::ResyncMembers {}, Duration::ZERO).await.unwrap();
     work.commit().await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    app.eventually("the re-sync ends", async || {
         let jobs = donkies_store::jobs::list(app.db(), false).await.unwrap();
-        let left: Vec<_> = jobs.iter().filter(|j| j.kind == "resync_members").collect();
-        if left.is_empty() {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the resync job never finished: {left:?}");
-        tokio::time::sleep(POLL).await;
-    }
+        let left: Vec<_> = jobs.into_iter().filter(|j| j.kind == "resync_members").collect();
+        if left.is_empty() { Ok(()) } else { Err(left) }
+    })
+    .await;
 }
 
 fn sorted_uids(transactions: &[Value]) -> Vec<String> {
@@ -1337,6 +1358,7 @@ async fn bank_credentials_never_reach_the_log_of_the_real_binary() {
     let api = Api {
         client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
         base: format!("http://{}", addr.trim_end_matches('/')),
+        driver: None,
     };
 
     let (status, body) = api

@@ -43,6 +43,11 @@ macro_rules! both_databases {
 
 pub const PASSWORD: &str = "correct horse battery";
 
+/// The longest a waiting test goes without looking again, when nothing it can see is due.
+const IDLE: Duration = Duration::from_millis(50);
+/// The same while another worker runs a job.
+const BUSY: Duration = Duration::from_millis(10);
+
 pub struct TestApp {
     pub server: Option<Server>,
     pub base: String,
@@ -59,6 +64,66 @@ pub struct TestApp {
     pub dwolla: DwollaSim,
     /// Job kinds the test expects to end parked; any other parked job fails the test.
     pub parked_ok: std::sync::Mutex<Vec<String>>,
+    /// Signalled when the server commits a change, so that a test waiting
+    /// for something re-checks at once instead of on a clock.
+    pub stirred: std::sync::Arc<tokio::sync::Notify>,
+}
+
+/// Drives a test server's jobs from the test itself, and waits for its changes.
+#[derive(Clone)]
+pub struct Driver {
+    ctx: donkies_server::jobs::JobContext,
+    db: donkies_store::Db,
+    stirred: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl Driver {
+    /// Run, in the test's own task, every job that is due now, until none is left (the
+    /// server's worker may take some of them: each is claimed once); what this call ran.
+    pub async fn run_jobs(&self) -> Vec<donkies_server::jobs::Outcome> {
+        donkies_server::jobs::Worker::new(self.ctx.clone(), Default::default()).run_until_idle().await.unwrap()
+    }
+
+    /// Drive the server until `check` finds what the test waits for: run the jobs that are
+    /// due, and otherwise wait for the next change the server commits or the next job to fall
+    /// due, never on a fixed clock. `check` answers `Err(what it saw)` while it waits; the last
+    /// one is in the failure.
+    pub async fn eventually<T, E: std::fmt::Debug>(&self, what: &str, mut check: impl AsyncFnMut() -> Result<T, E>) -> T {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+        loop {
+            let stirred = self.stirred.notified();
+            tokio::pin!(stirred);
+            stirred.as_mut().enable();
+            let seen = match check().await {
+                Ok(found) => return found,
+                Err(seen) => seen,
+            };
+            assert!(tokio::time::Instant::now() < deadline, "{what} never happened; last seen: {seen:?}");
+            if !self.run_jobs().await.is_empty() {
+                continue;
+            }
+            let _ = tokio::time::timeout(self.until_next_job().await, stirred).await;
+        }
+    }
+
+    /// Jobs queued or running that requests caused (the periodic ones aside).
+    pub async fn pending_jobs(&self) -> Vec<donkies_store::jobs::Job> {
+        let periodic: Vec<&str> = donkies_server::jobs::periodic().iter().map(|(kind, _)| *kind).collect();
+        let jobs = donkies_store::jobs::list(&self.db, false).await.unwrap();
+        jobs.into_iter().filter(|j| j.status != "failed" && !periodic.contains(&j.kind.as_str())).collect()
+    }
+
+    /// How long until the next queued job falls due (a job another worker runs, or one to
+    /// retry later), at most [`IDLE`]: what comes from outside the server (a simulator's webhook
+    /// or clock) is only seen by looking again.
+    async fn until_next_job(&self) -> Duration {
+        let jobs = donkies_store::jobs::list(&self.db, false).await.unwrap();
+        let t = donkies_store::now();
+        let running = jobs.iter().any(|j| j.status == donkies_store::jobs::RUNNING);
+        let next = jobs.iter().filter(|j| j.status == "queued").map(|j| (j.run_at - t).to_std().unwrap_or_default()).min();
+        let idle = if running { BUSY } else { IDLE };
+        next.map_or(idle, |next| next.min(idle))
+    }
 }
 
 /// A `donkies serve` process beside a [`TestApp`]; stopped when dropped.
@@ -165,6 +230,7 @@ impl TestApp {
         let server = Server::start_with_db(settings, test_db.db.clone(), options.with_worker).await.unwrap();
         let webhooks = format!("{}/v1/dwolla/webhooks", server.base_url());
         server.services().payments.ensure_webhook_subscription(&webhooks).await.unwrap();
+        let stirred = Self::stir_on_changes(&server);
         TestApp {
             base: server.base_url(),
             server: Some(server),
@@ -177,7 +243,16 @@ impl TestApp {
             twitter,
             dwolla,
             parked_ok: Default::default(),
+            stirred,
         }
+    }
+
+    /// A signal raised by every change the server commits.
+    pub fn stir_on_changes(server: &Server) -> std::sync::Arc<tokio::sync::Notify> {
+        let stirred = std::sync::Arc::new(tokio::sync::Notify::new());
+        let signal = stirred.clone();
+        server.services().store.changes.listen(move |_| signal.notify_waiters());
+        stirred
     }
 
     /// The test means a job of `kind` to end parked (a refused request, a relay that never
@@ -217,27 +292,37 @@ impl TestApp {
         server.shutdown().await;
         let server = Server::start_with_db(settings, self.test_db.db.clone(), true).await.unwrap();
         assert_eq!(server.base_url(), self.base);
+        self.stirred = Self::stir_on_changes(&server);
         self.server = Some(server);
     }
 
-    /// Wait until the worker has run every job that requests so far caused (the periodic ones
-    /// aside), so that a check for something that must not happen is not made too early.
-    pub async fn wait_jobs_idle(&self) {
-        let periodic: Vec<&str> = donkies_server::jobs::periodic().iter().map(|(kind, _)| *kind).collect();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let jobs = donkies_store::jobs::list(self.db(), false).await.unwrap();
-            let pending: Vec<_> =
-                jobs.iter().filter(|j| j.status != "failed" && !periodic.contains(&j.kind.as_str())).collect();
-            if pending.is_empty() {
-                let expected = self.parked_ok.lock().unwrap().clone();
-                let parked = Self::unexpected_parked(self.db(), &expected).await;
-                assert!(parked.is_empty(), "jobs parked: {parked:?}");
-                return;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "jobs still pending: {pending:?}");
-            tokio::time::sleep(Duration::from_millis(25)).await;
+    /// What drives this server's jobs and sees its changes, for helpers that hold no `TestApp`.
+    pub fn driver(&self) -> Driver {
+        Driver {
+            ctx: self.server.as_ref().unwrap().job_context(),
+            db: self.db().clone(),
+            stirred: self.stirred.clone(),
         }
+    }
+
+    /// See [`Driver::eventually`].
+    pub async fn eventually<T, E: std::fmt::Debug>(&self, what: &str, check: impl AsyncFnMut() -> Result<T, E>) -> T {
+        self.driver().eventually(what, check).await
+    }
+
+    /// Run every job that requests so far caused (the periodic ones aside), so that a check
+    /// for something that must not happen is not made too early; fails on a parked job the
+    /// test does not expect.
+    pub async fn wait_jobs_idle(&self) {
+        let driver = self.driver();
+        self.eventually("the jobs to finish", async || {
+            let pending = driver.pending_jobs().await;
+            if pending.is_empty() { Ok(()) } else { Err(pending) }
+        })
+        .await;
+        let expected = self.parked_ok.lock().unwrap().clone();
+        let parked = Self::unexpected_parked(self.db(), &expected).await;
+        assert!(parked.is_empty(), "jobs parked: {parked:?}");
     }
 
     /// Wait until a job of `kind` failed an attempt with an error that contains `error`, so

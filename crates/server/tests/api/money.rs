@@ -88,15 +88,11 @@ async fn wait_collection(app: &TestApp, token: &str, id: i64, status: &str) -> V
 
 /// Process every transfer Dwolla holds once the worker has sent what was recorded.
 async fn process_at_dwolla(app: &TestApp) {
-    let deadline = Instant::now() + WAIT;
-    loop {
+    app.eventually("the worker sends every transfer", async || {
         let waiting = donkies_store::payments::transfers_in_flight(app.db()).await.unwrap();
-        if waiting.iter().all(|t| t.dwolla_id.is_some()) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the worker never sent {waiting:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        if waiting.iter().all(|t| t.dwolla_id.is_some()) { Ok(()) } else { Err(waiting) }
+    })
+    .await;
     app.simulate_dwolla().await;
 }
 

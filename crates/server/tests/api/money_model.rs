@@ -8,7 +8,6 @@
 //! with it to the cent.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
 use donkies_domain::{Cents, EntryKind, LedgerAccount};
@@ -135,15 +134,15 @@ async fn keep_the_clock_away(app: &TestApp) {
             }
         }
     }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    app.eventually("the periodic jobs run", async || {
         let jobs = donkies_store::jobs::list(app.db(), false).await.unwrap();
-        if !jobs.iter().any(|j| ["collect_roundups", "run_payouts", "resync_members"].contains(&j.kind.as_str())) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the periodic jobs never ran: {jobs:?}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+        let left: Vec<_> = jobs
+            .into_iter()
+            .filter(|j| ["collect_roundups", "run_payouts", "resync_members"].contains(&j.kind.as_str()))
+            .collect();
+        if left.is_empty() { Ok(()) } else { Err(left) }
+    })
+    .await;
 }
 
 /// A user with a linked bank, a verified good bank on the first debit account (the round-up
@@ -314,16 +313,13 @@ impl Harness {
         assert!(in_flight.iter().all(|t| t.dwolla_id.is_some()), "transfers not sent: {in_flight:?}");
         let ids: BTreeSet<i64> = in_flight.iter().map(|t| t.id).collect();
         self.app.dwolla.handle().simulate();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let still = donkies_store::payments::transfers_in_flight(&db).await.unwrap();
-            let waiting: Vec<_> = still.iter().filter(|t| ids.contains(&t.id)).collect();
-            if waiting.is_empty() {
-                break;
-            }
-            assert!(Instant::now() < deadline, "transfers never ended: {waiting:?}");
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        self.app
+            .eventually("the transfers end", async || {
+                let still = donkies_store::payments::transfers_in_flight(&db).await.unwrap();
+                let waiting: Vec<_> = still.into_iter().filter(|t| ids.contains(&t.id)).collect();
+                if waiting.is_empty() { Ok(()) } else { Err(waiting) }
+            })
+            .await;
         for u in &mut self.users {
             // A failed collection gives its round-ups back to waiting.
             u.waiting += u.in_collection_bad;

@@ -2,7 +2,7 @@
 //! micro-deposits and by IAV, the round-up source, transfers tracked to their end, webhooks.
 
 use donkies_domain::ExposeSecret;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use donkies_server::services::payments::Endpoint;
 use reqwest::{Method, StatusCode};
@@ -25,13 +25,11 @@ both_databases!(
     a_customer_dwolla_already_has_for_the_email_is_linked_not_duplicated,
 );
 
-const WAIT: Duration = Duration::from_secs(40);
-
 pub(crate) async fn put(app: &TestApp, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
     app.call(Method::PUT, path, Some(token), Some(body)).await
 }
 
-/// Poll `GET path` until `pred` holds.
+/// Drive the server until `GET path` answers 200 with a body for which `pred` holds.
 pub(crate) async fn wait_for(
     app: &TestApp,
     path: &str,
@@ -39,15 +37,11 @@ pub(crate) async fn wait_for(
     what: &str,
     pred: impl Fn(&Value) -> bool,
 ) -> Value {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let (status, body) = app.get(path, Some(token)).await;
-        if status == StatusCode::OK && pred(&body) {
-            return body;
-        }
-        assert!(Instant::now() < deadline, "{what} never happened; last GET {path}: {status} {body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    app.eventually(what, async || match app.get(path, Some(token)).await {
+        (StatusCode::OK, body) if pred(&body) => Ok(body),
+        (status, body) => Err(format!("GET {path}: {status} {body}")),
+    })
+    .await
 }
 
 pub(crate) fn complete_profile() -> Value {
@@ -114,22 +108,18 @@ pub(crate) async fn verified_bank(app: &TestApp, token: &str, account: &Value, n
     body
 }
 
-/// The stored transfer after its job ran; waits for it to reach Dwolla.
+/// The stored transfer once `pred` holds for it, driving the server until then.
 pub(crate) async fn wait_transfer(
     app: &TestApp,
     id: i64,
     what: &str,
     pred: impl Fn(&donkies_store::payments::Transfer) -> bool,
 ) -> donkies_store::payments::Transfer {
-    let deadline = Instant::now() + WAIT;
-    loop {
+    app.eventually(&format!("the transfer {what}"), async || {
         let t = donkies_store::payments::transfer_by_id(app.db(), id).await.unwrap().unwrap();
-        if pred(&t) {
-            return t;
-        }
-        assert!(Instant::now() < deadline, "transfer never {what}: {t:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        if pred(&t) { Ok(t) } else { Err(t) }
+    })
+    .await
 }
 
 pub(crate) fn services(app: &TestApp) -> &donkies_server::services::Services {
@@ -350,11 +340,11 @@ async fn a_transfer_is_created_once_and_tracked_to_processed(backend: Backend) {
     let done = wait_transfer(&app, transfer.id, "processed", |t| t.status.as_str() == "processed").await;
     assert!(done.processed_at.is_some());
     assert_eq!(transfers_at_dwolla(&app, &token).await, 1);
-    let deadline = Instant::now() + WAIT;
-    while !app.smtp.received().iter().any(|m| m.to == ["ada@example.com"] && m.data.contains("is complete")) {
-        assert!(Instant::now() < deadline, "the user never heard of the transfer");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    app.eventually("the user hears of the transfer", async || {
+        let heard = app.smtp.received().iter().any(|m| m.to == ["ada@example.com"] && m.data.contains("is complete"));
+        if heard { Ok(()) } else { Err(()) }
+    })
+    .await;
 }
 
 async fn the_operator_records_several_transfers_at_once(backend: Backend) {

@@ -599,6 +599,7 @@ async fn spawn_without_facebook(backend: Backend) -> TestApp {
     let settings = Settings::resolve(Some("127.0.0.1:0".into()), &args, &FileValues::default()).unwrap();
     let server = Server::start_with_db(settings, test_db.db.clone(), false).await.unwrap();
     TestApp {
+        stirred: TestApp::stir_on_changes(&server),
         base: server.base_url(),
         server: Some(server),
         client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
