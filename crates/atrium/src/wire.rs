@@ -780,6 +780,10 @@ pub struct Account {
     pub institution_code: Option<String>,
     #[serde(default)]
     pub name: String,
+    /// A later addition to the Atrium account; stable across re-links of
+    /// the same login, unlike the guid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_number: Option<String>,
     #[serde(rename = "type")]
     pub account_type: AccountType,
     #[serde(default)]

@@ -13,7 +13,8 @@ mod journal;
 pub mod social;
 
 pub use atrium::{
-    AtriumSim, AtriumSimConfig, AtriumSimHandle, Faults, SANDBOX_API_KEY, SANDBOX_CLIENT_ID, SimSettings, atrium_router,
+    AtriumSim, AtriumSimConfig, AtriumSimHandle, Faults, SANDBOX_API_KEY, SANDBOX_CLIENT_ID, SimEvent, SimEventError,
+    SimSettings, atrium_router,
 };
 pub use dwolla::{
     DWOLLA_WEBHOOK_RETRIES, DwollaSim, DwollaSimConfig, DwollaSimHandle, DwollaSimStats, SANDBOX_DWOLLA_KEY,

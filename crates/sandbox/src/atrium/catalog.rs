@@ -2,7 +2,8 @@
 //!
 //! `mxbank` and `chase` keep the credential guids of the real 2016 fixtures;
 //! the others get guids derived from their code, stable across runs. Every
-//! institution behaves like mxbank (A6.2).
+//! institution behaves like mxbank (A6.2); `churnbank` also churns its
+//! history on each aggregation.
 
 use donkies_atrium::wire::{Credential, CredentialType, Institution};
 
@@ -13,6 +14,14 @@ pub const MXBANK_CODE: &str = "mxbank";
 pub const MXBANK_LOGIN_GUID: &str = "CRD-9f61fb4c-912c-bd1e-b175-ccc7f0275cc1";
 /// The PASSWORD credential guid of mxbank.
 pub const MXBANK_PASSWORD_GUID: &str = "CRD-e3d7ea81-aac7-05e9-fbdd-4b493c6e474d";
+
+/// An institution like mxbank whose history moves by itself: each
+/// aggregation is a new simulated day (see `ledger`).
+pub const CHURNBANK_CODE: &str = "churnbank";
+/// The LOGIN credential guid of churnbank.
+pub const CHURNBANK_LOGIN_GUID: &str = "CRD-3c1d5e7a-0b2f-4c6d-8e9a-1f3b5d7c9e01";
+/// The PASSWORD credential guid of churnbank.
+pub const CHURNBANK_PASSWORD_GUID: &str = "CRD-3c1d5e7a-0b2f-4c6d-8e9a-1f3b5d7c9e02";
 
 const CHASE_LOGIN_GUID: &str = "CRD-598ec8d4-6200-8cda-345d-3dbb5fc17716";
 const CHASE_PASSWORD_GUID: &str = "CRD-27d0edb8-1d50-5b90-bcbc-be270ca42b9f";
@@ -88,7 +97,7 @@ fn plain_institution(code: &str, name: &str, url: &str) -> Institution {
 }
 
 pub(crate) fn catalog() -> Vec<CatalogEntry> {
-    let mut entries = Vec::with_capacity(BANKS.len() + 1);
+    let mut entries = Vec::with_capacity(BANKS.len() + 2);
     entries.push(CatalogEntry {
         institution: Institution {
             medium_logo_url: Some(format!("{MXBANK_LOGO}/100x100/{MXBANK_LOGO_ID}_100x100.png")),
@@ -102,6 +111,13 @@ pub(crate) fn catalog() -> Vec<CatalogEntry> {
         credentials: vec![
             credential(MXBANK_LOGIN_GUID.into(), "LOGIN", "Username", CredentialType::Login, 1),
             credential(MXBANK_PASSWORD_GUID.into(), "PASSWORD", "Password", CredentialType::Password, 2),
+        ],
+    });
+    entries.push(CatalogEntry {
+        institution: plain_institution(CHURNBANK_CODE, "Churn Bank", "https://churnbank.example.com"),
+        credentials: vec![
+            credential(CHURNBANK_LOGIN_GUID.into(), "LOGIN", "Username", CredentialType::Login, 1),
+            credential(CHURNBANK_PASSWORD_GUID.into(), "PASSWORD", "Password", CredentialType::Password, 2),
         ],
     });
     for &(code, name, url, third) in BANKS {

@@ -1,6 +1,8 @@
 //! Deterministic accounts and transactions of a member (Decisions: mxbank
-//! data). Everything is drawn from a generator seeded by the member guid, so
-//! the same member on the same anchor day always gets the same data.
+//! data). Everything is drawn from a generator seeded by the login (user
+//! guid, institution code and username: [`login_seed`]), so a re-link of the
+//! same login on the same anchor day gets the same data; guids are derived
+//! from the member guid, so a re-link gets new ones.
 
 use chrono::{DateTime, Datelike, Days, Months, NaiveDate, NaiveTime, Utc};
 use donkies_atrium::wire::{Account, AccountType, Amount, Transaction, TransactionStatus, TransactionType};
@@ -12,8 +14,18 @@ use super::guid::{stable_guid, stable_hash};
 /// Days of history a member gets.
 pub const HISTORY_DAYS: u32 = 90;
 
+/// The seed of everything generated for one login: the same user, institution
+/// and username always draw the same accounts, history and churn.
+pub(crate) fn login_seed(user_guid: &str, institution_code: &str, username: &str) -> u64 {
+    stable_hash(&[user_guid, institution_code, username, "login"])
+}
+
 /// Who the data belongs to and when it was aggregated.
 pub(crate) struct Owner<'a> {
+    /// Seed of the data ([`login_seed`]).
+    pub seed: u64,
+    /// Whether purchases of the newest days may still be PENDING.
+    pub pending_tail: bool,
     pub member_guid: &'a str,
     pub user_guid: &'a str,
     pub institution_code: &'a str,
@@ -22,7 +34,7 @@ pub(crate) struct Owner<'a> {
     pub aggregated_at: DateTime<Utc>,
 }
 
-struct Merchant {
+pub(crate) struct Merchant {
     description: &'static str,
     original: &'static str,
     category: &'static str,
@@ -44,7 +56,7 @@ const fn merchant(
     Merchant { description, original, category, top_level, mcc, min_cents, max_cents }
 }
 
-const MERCHANTS: &[Merchant] = &[
+pub(crate) const MERCHANTS: &[Merchant] = &[
     merchant("Starbucks", "STARBUCKS STORE 08123", "Coffee Shops", "Food & Dining", 5814, 250, 1_250),
     merchant("Chipotle", "CHIPOTLE 1142", "Fast Food", "Food & Dining", 5814, 750, 2_600),
     merchant("McDonald's", "MCDONALD'S F3210", "Fast Food", "Food & Dining", 5814, 399, 1_899),
@@ -74,7 +86,8 @@ const MERCHANTS: &[Merchant] = &[
 /// The accounts of a member: a checking, a savings, a credit card and a
 /// student loan.
 pub(crate) fn accounts(owner: &Owner<'_>) -> Vec<Account> {
-    let mut rng = StdRng::seed_from_u64(stable_hash(&[owner.member_guid, "accounts"]));
+    let seed = owner.seed.to_string();
+    let mut rng = StdRng::seed_from_u64(stable_hash(&[&seed, "accounts"]));
     let today = owner.aggregated_at.date_naive();
     let base = |index: usize, name: String, account_type: AccountType| Account {
         guid: stable_guid("ACT", &[owner.member_guid, &index.to_string()]),
@@ -82,6 +95,7 @@ pub(crate) fn accounts(owner: &Owner<'_>) -> Vec<Account> {
         user_guid: Some(owner.user_guid.to_owned()),
         institution_code: Some(owner.institution_code.to_owned()),
         name,
+        account_number: Some(account_number(&seed, index)),
         account_type,
         subtype: None,
         balance: None,
@@ -156,6 +170,12 @@ pub(crate) fn accounts(owner: &Owner<'_>) -> Vec<Account> {
     vec![checking, savings, card, loan]
 }
 
+/// A 10-digit account number, the same for every link of the login.
+fn account_number(seed: &str, index: usize) -> String {
+    let number = stable_hash(&[seed, "account number", &index.to_string()]) % 9_000_000_000 + 1_000_000_000;
+    number.to_string()
+}
+
 fn next_day_of_month(today: NaiveDate, day: u32) -> Option<NaiveDate> {
     let this_month = today.with_day(day)?;
     if this_month > today { Some(this_month) } else { this_month.checked_add_months(Months::new(1)) }
@@ -174,21 +194,32 @@ struct Draft<'a> {
     mcc: Option<i64>,
 }
 
-struct Writer<'a> {
-    owner: &'a Owner<'a>,
-    rng: StdRng,
-    out: Vec<Transaction>,
+/// Writes transactions of one owner; guids come from the member guid, the
+/// `scope` and the position in `out`.
+pub(crate) struct Writer<'a> {
+    pub owner: &'a Owner<'a>,
+    pub scope: Vec<String>,
+    pub rng: StdRng,
+    pub out: Vec<Transaction>,
 }
 
 impl Writer<'_> {
+    fn next_guid(&self) -> String {
+        let seq = self.out.len().to_string();
+        let mut parts: Vec<&str> = vec![self.owner.member_guid];
+        parts.extend(self.scope.iter().map(String::as_str));
+        parts.push(&seq);
+        stable_guid("TRN", &parts)
+    }
+
     fn push(&mut self, draft: Draft<'_>) {
-        let seq = self.out.len();
+        let guid = self.next_guid();
         let minutes = self.rng.gen_range(7 * 60..22 * 60);
         let at = draft.date.and_hms_opt(minutes / 60, minutes % 60, 0).map(|naive| naive.and_utc());
         let debit = draft.transaction_type == TransactionType::Debit;
         let income = !debit && draft.top_level == "Income";
         self.out.push(Transaction {
-            guid: stable_guid("TRN", &[self.owner.member_guid, &seq.to_string()]),
+            guid,
             account_guid: Some(draft.account.guid.clone()),
             member_guid: Some(self.owner.member_guid.to_owned()),
             user_guid: Some(self.owner.user_guid.to_owned()),
@@ -219,7 +250,7 @@ impl Writer<'_> {
         });
     }
 
-    fn purchase(&mut self, account: &Account, date: NaiveDate) {
+    pub fn purchase(&mut self, account: &Account, date: NaiveDate) {
         let merchant = &MERCHANTS[self.rng.gen_range(0..MERCHANTS.len())];
         let mut cents = self.rng.gen_range(merchant.min_cents..=merchant.max_cents);
         // Now and then a whole-dollar purchase, whose round-up is zero.
@@ -296,7 +327,8 @@ pub(crate) fn transactions(owner: &Owner<'_>, accounts: &[Account], count: Optio
     let day = |offset: u32| today - Days::new(u64::from(offset));
     let mut writer = Writer {
         owner,
-        rng: StdRng::seed_from_u64(stable_hash(&[owner.member_guid, "transactions"])),
+        scope: Vec::new(),
+        rng: StdRng::seed_from_u64(stable_hash(&[&owner.seed.to_string(), "transactions"])),
         out: Vec::new(),
     };
 
@@ -367,7 +399,28 @@ pub(crate) fn transactions(owner: &Owner<'_>, accounts: &[Account], count: Optio
             }
         }
     }
+    if owner.pending_tail {
+        hold_newest(owner, checking, today, &mut writer.out);
+    }
     writer.out
+}
+
+/// Marks about half the card purchases of the newest two days on the
+/// checking account PENDING (not yet posted by the bank).
+fn hold_newest(owner: &Owner<'_>, checking: &Account, today: NaiveDate, out: &mut [Transaction]) {
+    let mut rng = StdRng::seed_from_u64(stable_hash(&[&owner.seed.to_string(), "pending"]));
+    let newest = today - Days::new(1);
+    for transaction in out.iter_mut().filter(|t| {
+        t.date >= newest
+            && t.transaction_type == TransactionType::Debit
+            && t.merchant_category_code.is_some()
+            && t.account_guid.as_deref() == Some(checking.guid.as_str())
+    }) {
+        if rng.gen_bool(0.5) {
+            transaction.status = TransactionStatus::Pending;
+            transaction.posted_at = None;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -376,6 +429,8 @@ mod tests {
 
     fn owner(guid: &str) -> Owner<'_> {
         Owner {
+            seed: login_seed("USR-1", "mxbank", guid),
+            pending_tail: false,
             member_guid: guid,
             user_guid: "USR-1",
             institution_code: "mxbank",
@@ -392,6 +447,24 @@ mod tests {
         assert_eq!(first, again);
         let other = owner("MBR-b");
         assert_ne!(first, transactions(&other, &accounts(&other), None));
+    }
+
+    #[test]
+    fn a_relink_of_the_login_gets_the_same_data_under_new_guids() {
+        let first = owner("test_atrium");
+        let relinked = Owner { member_guid: "MBR-relinked", ..owner("test_atrium") };
+        let (accounts, again) = (accounts(&first), accounts(&relinked));
+        let told = |a: &Account| (a.name.clone(), a.account_type.clone(), a.account_number.clone(), a.balance);
+        assert_eq!(accounts.iter().map(told).collect::<Vec<_>>(), again.iter().map(told).collect::<Vec<_>>());
+        assert!(accounts.iter().zip(&again).all(|(a, b)| a.guid != b.guid));
+        let number = accounts[0].account_number.as_deref().unwrap();
+        assert!(number.len() == 10 && number.bytes().all(|b| b.is_ascii_digit()));
+        let (history, history_again) = (transactions(&first, &accounts, None), transactions(&relinked, &again, None));
+        assert_eq!(history.len(), history_again.len());
+        for (a, b) in history.iter().zip(&history_again) {
+            assert_ne!(a.guid, b.guid);
+            assert_eq!((a.date, a.amount, &a.description, &a.status), (b.date, b.amount, &b.description, &b.status));
+        }
     }
 
     #[test]

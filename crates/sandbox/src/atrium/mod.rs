@@ -12,6 +12,16 @@
 //! - `GET|POST /__sim/faults` — read or replace [`Faults`] (JSON below).
 //! - `GET|POST /__sim/settings` — read or patch [`SimSettings`].
 //! - `POST /__sim/reset` — forget all users and members (on disk too).
+//! - `POST /__sim/members/{member_guid}/events` — steer a member's bank with
+//!   a JSON array of [`SimEvent`]s, applied in order and all or none;
+//!   answers a JSON array with the guid each event made, or `null`. The
+//!   member's data shows them from its next completed aggregation on.
+//!
+//! `churnbank` behaves like mxbank but its history moves by itself: each
+//! aggregation is a new simulated day of the login in which pending
+//! purchases post (under new guids, some with a tip) or drop, a recent
+//! purchase may be amended, refunded or removed, and new pending purchases
+//! arrive (see `ledger`).
 //!
 //! `Faults` JSON: `{"latency_ms": 0, "error_rate": 0.0, "rate_limit_rate": 0.0,
 //! "outage": null}`; missing fields take their defaults.
@@ -20,6 +30,7 @@ mod catalog;
 mod data;
 mod error;
 mod guid;
+mod ledger;
 mod routes;
 mod store;
 
@@ -38,13 +49,17 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use url::Url;
 
-pub use catalog::{MXBANK_CODE, MXBANK_LOGIN_GUID, MXBANK_PASSWORD_GUID};
+pub use catalog::{
+    CHURNBANK_CODE, CHURNBANK_LOGIN_GUID, CHURNBANK_PASSWORD_GUID, MXBANK_CODE, MXBANK_LOGIN_GUID, MXBANK_PASSWORD_GUID,
+};
 pub use data::HISTORY_DAYS as ATRIUM_HISTORY_DAYS;
+pub use ledger::SimEvent;
 pub use store::{CORRECT_ANSWER, VALID_USERNAMES};
 
 use crate::journal::Journal;
 use catalog::CatalogEntry;
-use store::{Db, Timing};
+use error::ApiError;
+use store::{Db, Now, Timing};
 
 /// Client id the simulator accepts unless configured otherwise.
 pub const SANDBOX_CLIENT_ID: &str = "donkies-sandbox-client";
@@ -301,7 +316,38 @@ impl SimState {
     pub(crate) fn transactions_per_member(&self) -> Option<u32> {
         self.knobs().settings.transactions_per_member
     }
+
+    /// Applies the events to the member and keeps them before answering.
+    pub(crate) async fn apply_events(
+        &self,
+        member_guid: &str,
+        events: Vec<SimEvent>,
+    ) -> Result<Vec<Option<String>>, ApiError> {
+        let count = self.transactions_per_member();
+        let created = self.db().apply_events(member_guid, events, count, Now::read())?;
+        self.flush().await.map_err(|e| {
+            tracing::error!("atrium simulator: {e}");
+            ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
+        })?;
+        Ok(created)
+    }
 }
+
+/// Why events were refused (nothing of them was applied): `status` 404 for
+/// an unknown member, 400 for an event that does not fit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimEventError {
+    pub status: u16,
+    pub message: String,
+}
+
+impl fmt::Display for SimEventError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.status, self.message)
+    }
+}
+
+impl std::error::Error for SimEventError {}
 
 /// A handle on a simulator's state for changing its knobs in process.
 /// Clones control the same simulator.
@@ -348,6 +394,20 @@ impl AtriumSimHandle {
     /// Forgets every user and member, in memory and on disk.
     pub async fn reset(&self) -> std::io::Result<()> {
         self.state.reset().await
+    }
+
+    /// Applies `events` to a member's bank as
+    /// `POST /__sim/members/{member_guid}/events` does: in order, all or
+    /// none; answers the guid each event made, or `None`.
+    pub async fn apply_events(
+        &self,
+        member_guid: &str,
+        events: Vec<SimEvent>,
+    ) -> Result<Vec<Option<String>>, SimEventError> {
+        self.state
+            .apply_events(member_guid, events)
+            .await
+            .map_err(|e| SimEventError { status: e.status.as_u16(), message: e.message })
     }
 }
 
@@ -415,6 +475,15 @@ impl AtriumSim {
 
     pub fn set_transactions_per_member(&self, count: Option<u32>) {
         self.handle.set_transactions_per_member(count);
+    }
+
+    /// See [`AtriumSimHandle::apply_events`].
+    pub async fn apply_events(
+        &self,
+        member_guid: &str,
+        events: Vec<SimEvent>,
+    ) -> Result<Vec<Option<String>>, SimEventError> {
+        self.handle.apply_events(member_guid, events).await
     }
 
     /// Stops accepting connections and waits (up to a few seconds) for the

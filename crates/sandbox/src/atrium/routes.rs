@@ -23,7 +23,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use super::error::{ApiError, atrium_json};
 use super::store::Now;
-use super::{Faults, SimSettings, SimState};
+use super::{Faults, SimEvent, SimSettings, SimState};
 
 type Shared = State<Arc<SimState>>;
 type Reply = Result<Response, ApiError>;
@@ -61,7 +61,8 @@ pub(crate) fn router(state: Arc<SimState>) -> Router {
     let control = Router::new()
         .route("/__sim/faults", get(read_faults).post(replace_faults))
         .route("/__sim/settings", get(read_settings).post(change_settings))
-        .route("/__sim/reset", post(reset));
+        .route("/__sim/reset", post(reset))
+        .route("/__sim/members/{member_guid}/events", post(apply_member_events));
 
     control.merge(api).with_state(state)
 }
@@ -489,6 +490,15 @@ async fn change_settings(State(sim): Shared, AtriumJson(change): AtriumJson<Sett
         knobs.settings.transactions_per_member = count;
     }
     Json(knobs.settings.clone())
+}
+
+/// `POST /__sim/members/{member_guid}/events`: a JSON array of events
+/// (whatever the content type), answered with the guid each made or `null`.
+async fn apply_member_events(State(sim): Shared, Path(member_guid): Path<String>, body: axum::body::Bytes) -> Reply {
+    let events: Vec<SimEvent> = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("expected a JSON array of events: {e}; no event was applied")))?;
+    let created = sim.apply_events(&member_guid, events).await?;
+    Ok(Json(created).into_response())
 }
 
 async fn reset(State(sim): Shared) -> Result<StatusCode, ApiError> {

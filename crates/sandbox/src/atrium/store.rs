@@ -6,7 +6,9 @@
 //! the journal before the answer ([`Db::take_rows`]); a simulator started on
 //! the same data directory loads them back ([`Db::load`]), each run going on
 //! where the wall clock says it is. Generated data is not kept: it is drawn
-//! again, the same, from the member. `POST /__sim/reset` forgets all.
+//! again, the same, from the login (see `data`), with the member's log of
+//! events and churnbank days replayed over it (see `ledger`); the log is
+//! kept with the member. `POST /__sim/reset` forgets all.
 //!
 //! A member's status is not moved by timers. Each create, credential update,
 //! aggregate or resume starts a [`Run`]: a fixed list of statuses and the
@@ -19,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use donkies_atrium::wire::{
     Account, Challenge, ChallengeAnswer, ChallengeOption, ChallengeType, ConnectionStatus, Credential, CredentialType,
     CredentialValue, Member, MemberConnectionStatus, MemberStatus, MemberUpdate, NewMember, NewUser, Transaction, User,
@@ -28,14 +30,17 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
-use super::catalog::CatalogEntry;
-use super::data::{self, Owner};
+use super::catalog::{CHURNBANK_CODE, CatalogEntry};
+use super::data::{self, Owner, login_seed};
 use super::error::ApiError;
 use super::guid::random_guid;
+use super::ledger::{Change, Entry, Ledger, SimEvent};
 use crate::journal::{Dirty, Row, Stored};
 
 const USER: &str = "user";
 const MEMBER: &str = "member";
+/// The simulated days a churnbank login has lived through, by login seed.
+const LOGIN: &str = "login";
 
 /// Usernames mxbank accepts (Decisions); any other ends DENIED.
 pub const VALID_USERNAMES: &[&str] = &["test_atrium", "mxuser"];
@@ -83,14 +88,21 @@ enum Outcome {
     Halted,
 }
 
+fn credential_value<'a>(entry: &CatalogEntry, credentials: &'a [CredentialValue], kind: CredentialType) -> &'a str {
+    entry
+        .credential_guid(&kind)
+        .and_then(|guid| credentials.iter().find(|c| c.guid == guid))
+        .map(|c| c.value.as_str())
+        .unwrap_or("")
+}
+
+/// The seed of a member's data: its user, institution and username.
+fn seed_of(entry: &CatalogEntry, user_guid: &str, credentials: &[CredentialValue]) -> u64 {
+    login_seed(user_guid, &entry.institution.code, credential_value(entry, credentials, CredentialType::Login))
+}
+
 fn outcome(entry: &CatalogEntry, credentials: &[CredentialValue]) -> Outcome {
-    let value_of = |kind: CredentialType| {
-        entry
-            .credential_guid(&kind)
-            .and_then(|guid| credentials.iter().find(|c| c.guid == guid))
-            .map(|c| c.value.as_str())
-            .unwrap_or("")
-    };
+    let value_of = |kind: CredentialType| credential_value(entry, credentials, kind);
     if !VALID_USERNAMES.contains(&value_of(CredentialType::Login)) {
         return Outcome::Denied(ConnectionStatus::Denied);
     }
@@ -144,6 +156,9 @@ struct Run {
     authenticated_from: Option<usize>,
     /// Outstanding questions when the path ends CHALLENGED.
     challenges: Vec<Challenge>,
+    /// How much of the member's log the data of this run shows.
+    #[serde(default)]
+    log_len: usize,
 }
 
 /// Where a run stands at one instant.
@@ -183,7 +198,7 @@ impl Run {
             Outcome::Denied(connection) => path.push((S::Denied, connection)),
             Outcome::Halted => path.push((S::Halted, ConnectionStatus::Failed)),
         }
-        Self { started: now.instant, started_at: now.wall, timing, path, authenticated_from, challenges }
+        Self { started: now.instant, started_at: now.wall, timing, path, authenticated_from, challenges, log_len: 0 }
     }
 
     fn resumed(correct: bool, timing: Timing, now: Now) -> Self {
@@ -206,6 +221,7 @@ impl Run {
             path,
             authenticated_from: correct.then_some(0),
             challenges: Vec::new(),
+            log_len: 0,
         }
     }
 
@@ -252,6 +268,7 @@ struct UserRecord {
 struct MemberData {
     success_at: DateTime<Utc>,
     count: Option<u32>,
+    log_len: usize,
     accounts: Arc<Vec<Account>>,
     transactions: Arc<Vec<Transaction>>,
 }
@@ -268,6 +285,15 @@ struct MemberRecord {
     run: Run,
     earlier_success: Option<DateTime<Utc>>,
     earlier_authenticated: bool,
+    /// Seed of the generated data (the login's); set again when loaded.
+    #[serde(default)]
+    seed: u64,
+    /// Events applied and churnbank days passed, oldest first.
+    #[serde(default)]
+    log: Vec<Entry>,
+    /// How much of the log the last success before the current run showed.
+    #[serde(default)]
+    earlier_log_len: usize,
     #[serde(skip)]
     data: Option<MemberData>,
 }
@@ -327,6 +353,7 @@ impl MemberRecord {
 
     /// Replaces the current run, keeping what the old one achieved.
     fn start(&mut self, run: Run, now: Instant) {
+        self.earlier_log_len = self.visible_log_len(now);
         let (success, authenticated) = {
             let snapshot = self.snapshot(now);
             (snapshot.successfully_aggregated_at, snapshot.is_authenticated)
@@ -336,24 +363,72 @@ impl MemberRecord {
         self.run = run;
     }
 
+    /// How much of the log the data shows: what the last completed
+    /// aggregation took in.
+    fn visible_log_len(&self, now: Instant) -> usize {
+        let len = if self.run.position(now).completed_at.is_some() { self.run.log_len } else { self.earlier_log_len };
+        len.min(self.log.len())
+    }
+
+    fn churns(&self) -> bool {
+        self.institution_code == CHURNBANK_CODE
+    }
+
+    /// The days of the log, oldest first.
+    fn days(&self) -> Vec<NaiveDate> {
+        self.log
+            .iter()
+            .filter_map(|entry| match entry {
+                Entry::Day { date, .. } => Some(*date),
+                Entry::Event { .. } => None,
+            })
+            .collect()
+    }
+
+    fn owner(&self, aggregated_at: DateTime<Utc>) -> Owner<'_> {
+        Owner {
+            seed: self.seed,
+            pending_tail: self.churns(),
+            member_guid: &self.guid,
+            user_guid: &self.user_guid,
+            institution_code: &self.institution_code,
+            institution_name: &self.institution_name,
+            aggregated_at,
+        }
+    }
+
+    /// The accounts and transactions of the login on `aggregated_at`'s day
+    /// with the first `log_len` entries of the log replayed.
+    fn ledger(
+        &self,
+        aggregated_at: DateTime<Utc>,
+        count: Option<u32>,
+        log_len: usize,
+    ) -> (Vec<Account>, Vec<Transaction>) {
+        let owner = self.owner(aggregated_at);
+        let accounts = data::accounts(&owner);
+        let transactions = data::transactions(&owner, &accounts, count);
+        if log_len == 0 {
+            return (accounts, transactions);
+        }
+        let mut ledger = Ledger::new(&owner, accounts, transactions);
+        ledger.replay(&self.log[..log_len]);
+        ledger.into_parts()
+    }
+
     /// The member's data, generated on first read after a success; `None`
     /// until an aggregation has completed.
     fn data(&mut self, now: Instant, count: Option<u32>) -> Option<&MemberData> {
         let success_at = self.snapshot(now).successfully_aggregated_at?;
-        let fresh = self.data.as_ref().is_some_and(|d| d.success_at == success_at && d.count == count);
+        let log_len = self.visible_log_len(now);
+        let fresh =
+            self.data.as_ref().is_some_and(|d| d.success_at == success_at && d.count == count && d.log_len == log_len);
         if !fresh {
-            let owner = Owner {
-                member_guid: &self.guid,
-                user_guid: &self.user_guid,
-                institution_code: &self.institution_code,
-                institution_name: &self.institution_name,
-                aggregated_at: success_at,
-            };
-            let accounts = data::accounts(&owner);
-            let transactions = data::transactions(&owner, &accounts, count);
+            let (accounts, transactions) = self.ledger(success_at, count, log_len);
             self.data = Some(MemberData {
                 success_at,
                 count,
+                log_len,
                 accounts: Arc::new(accounts),
                 transactions: Arc::new(transactions),
             });
@@ -378,6 +453,9 @@ pub(crate) struct Db {
     /// User identifiers, unique per client (A3.1), to user guids.
     identifiers: HashMap<String, String>,
     members: HashMap<String, MemberRecord>,
+    /// churnbank: the dates of the simulated days each login has lived
+    /// through (by login seed), so that a re-link sees the bank as it is.
+    logins: HashMap<String, Vec<NaiveDate>>,
     rng: StdRng,
     /// Users and members changed since the journal last wrote.
     dirty: Dirty,
@@ -400,6 +478,7 @@ impl Db {
             users: HashMap::new(),
             identifiers: HashMap::new(),
             members: HashMap::new(),
+            logins: HashMap::new(),
             rng: StdRng::seed_from_u64(seed),
             dirty: Dirty::new(false),
         }
@@ -423,7 +502,13 @@ impl Db {
                 MEMBER => {
                     let mut member: MemberRecord = record.parse()?;
                     member.run.started = instant_at(member.run.started_at);
+                    if let Ok(entry) = db.institution(&member.institution_code) {
+                        member.seed = seed_of(entry, &member.user_guid, &member.credentials);
+                    }
                     db.members.insert(record.id.clone(), member);
+                }
+                LOGIN => {
+                    db.logins.insert(record.id.clone(), record.parse()?);
                 }
                 _ => {}
             }
@@ -442,6 +527,7 @@ impl Db {
             .into_iter()
             .map(|(kind, id)| match kind {
                 USER => Row::of(kind, id.clone(), self.users.get(&id)),
+                LOGIN => Row::of(kind, id.clone(), self.logins.get(&id)),
                 _ => Row::of(kind, id.clone(), self.members.get(&id)),
             })
             .collect()
@@ -452,6 +538,7 @@ impl Db {
         self.users.clear();
         self.identifiers.clear();
         self.members.clear();
+        self.logins.clear();
         self.dirty.take();
     }
 
@@ -596,7 +683,8 @@ impl Db {
         let challenge_guid = random_guid("CRD", &mut self.rng);
         let run =
             Run::aggregation(outcome(&entry, &new.credentials), ConnectionStatus::Created, timing, now, challenge_guid);
-        let record = MemberRecord {
+        let seed = seed_of(&entry, user_guid, &new.credentials);
+        let mut record = MemberRecord {
             guid: guid.clone(),
             user_guid: user_guid.to_owned(),
             institution_code: entry.institution.code.clone(),
@@ -607,8 +695,22 @@ impl Db {
             run,
             earlier_success: None,
             earlier_authenticated: false,
+            seed,
+            log: Vec::new(),
+            earlier_log_len: 0,
             data: None,
         };
+        if record.churns() {
+            // A login that has lived through days already is linked as it
+            // is; a new one lives through its first day.
+            match self.logins.get(&login_key(seed)) {
+                Some(dates) if !dates.is_empty() => {
+                    record.log = days_of(dates);
+                    record.run.log_len = record.log.len();
+                }
+                _ => self.advance_day(&mut record, now),
+            }
+        }
         let member = record.to_member(now.instant);
         self.dirty.mark(MEMBER, &guid);
         self.dirty.mark(USER, user_guid);
@@ -684,9 +786,40 @@ impl Db {
                 now,
                 challenge_guid,
             );
+            member.seed = seed_of(&entry, user_guid, &member.credentials);
             member.start(run, now.instant);
+            self.aggregation_started(member_guid, now);
         }
+        let member = self.member_record(user_guid, member_guid)?;
         Ok(member.to_member(now.instant))
+    }
+
+    /// A new simulated day for a churnbank member (and its login), taken
+    /// in by the run that starts now.
+    fn advance_day(&mut self, member: &mut MemberRecord, now: Now) {
+        if member.churns() {
+            let mut dates = member.days();
+            let day = u32::try_from(dates.len() + 1).unwrap_or(u32::MAX);
+            let today = now.wall.date_naive();
+            member.log.push(Entry::Day { day, date: today });
+            dates.push(today);
+            let key = login_key(member.seed);
+            let clock = self.logins.entry(key.clone()).or_default();
+            if clock.len() < dates.len() {
+                *clock = dates;
+                self.dirty.mark(LOGIN, &key);
+            }
+        }
+        member.run.log_len = member.log.len();
+    }
+
+    /// The run just started takes in the events applied so far and, for
+    /// churnbank, a new simulated day.
+    fn aggregation_started(&mut self, member_guid: &str, now: Now) {
+        if let Some(mut member) = self.members.remove(member_guid) {
+            self.advance_day(&mut member, now);
+            self.members.insert(member_guid.to_owned(), member);
+        }
     }
 
     /// Starts an aggregation with the stored credentials; 202 with the
@@ -713,7 +846,8 @@ impl Db {
         };
         let run = Run::aggregation(outcome(&entry, &member.credentials), opening, timing, now, challenge_guid);
         member.start(run, now.instant);
-        Ok((StatusCode::OK, member.to_member(now.instant)))
+        self.aggregation_started(member_guid, now);
+        Ok((StatusCode::OK, self.member_record(user_guid, member_guid)?.to_member(now.instant)))
     }
 
     /// The outstanding challenges (empty when the member is not challenged).
@@ -751,7 +885,10 @@ impl Db {
         let correct = outstanding
             .iter()
             .all(|challenge| answers.iter().any(|a| a.guid == challenge.guid && a.value == CORRECT_ANSWER));
-        member.start(Run::resumed(correct, timing, now), now.instant);
+        // Resuming goes on with the aggregation the challenge interrupted.
+        let mut run = Run::resumed(correct, timing, now);
+        run.log_len = member.run.log_len;
+        member.start(run, now.instant);
         Ok(member.to_member(now.instant))
     }
 
@@ -782,6 +919,43 @@ impl Db {
         })
     }
 
+    /// Applies `events` to the member's bank, in order and all or none,
+    /// answering the guid each made (or `None`). The member's data shows
+    /// them from its next completed aggregation on.
+    pub fn apply_events(
+        &mut self,
+        member_guid: &str,
+        events: Vec<SimEvent>,
+        count: Option<u32>,
+        now: Now,
+    ) -> Result<Vec<Option<String>>, ApiError> {
+        let member = self.members.get(member_guid).ok_or_else(|| ApiError::not_found("member"))?;
+        let anchor = member.snapshot(now.instant).successfully_aggregated_at.unwrap_or(now.wall);
+        let owner = member.owner(anchor);
+        let accounts = data::accounts(&owner);
+        let transactions = data::transactions(&owner, &accounts, count);
+        let mut ledger = Ledger::new(&owner, accounts, transactions);
+        ledger.replay(&member.log);
+        let today = now.wall.date_naive();
+        let mut changes = Vec::with_capacity(events.len());
+        for (index, event) in events.into_iter().enumerate() {
+            let kind = event.kind();
+            let change = ledger
+                .resolve(event, member.log.len() + index, today)
+                .and_then(|change| ledger.apply(&change).map(|()| change))
+                .map_err(|reason| {
+                    ApiError::bad_request(format!("event {index} ({kind}): {reason}; no event was applied"))
+                })?;
+            changes.push(change);
+        }
+        let created = changes.iter().map(Change::created).collect();
+        if let Some(member) = self.members.get_mut(member_guid) {
+            member.log.extend(changes.into_iter().map(|change| Entry::Event { change }));
+            self.dirty.mark(MEMBER, member_guid);
+        }
+        Ok(created)
+    }
+
     /// Data of every member of the user, in member creation order.
     pub fn user_data(&mut self, user_guid: &str, count: Option<u32>, now: Now) -> Result<Vec<Holdings>, ApiError> {
         self.member_guids(user_guid)?
@@ -789,6 +963,15 @@ impl Db {
             .map(|member_guid| self.member_data(user_guid, member_guid, count, now))
             .collect()
     }
+}
+
+/// The journal id of a login's simulated days.
+fn login_key(seed: u64) -> String {
+    format!("{seed:016x}")
+}
+
+fn days_of(dates: &[NaiveDate]) -> Vec<Entry> {
+    (1..).zip(dates).map(|(day, date)| Entry::Day { day, date: *date }).collect()
 }
 
 fn same_values(a: &[CredentialValue], b: &[CredentialValue]) -> bool {

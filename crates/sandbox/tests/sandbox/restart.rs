@@ -3,8 +3,6 @@
 //! clients.
 
 use donkies_dwolla::ExposeSecret;
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use donkies_atrium::wire::{CredentialValue, MemberStatus, NewMember, NewUser};
@@ -17,24 +15,7 @@ use donkies_sandbox::{
     SANDBOX_DWOLLA_KEY, SANDBOX_DWOLLA_SECRET,
 };
 
-fn loopback() -> SocketAddr {
-    "127.0.0.1:0".parse().unwrap()
-}
-
-/// A data directory of its own, removed at the end.
-struct DataDir(PathBuf);
-
-impl DataDir {
-    fn new() -> Self {
-        Self(std::env::temp_dir().join(format!("donkies-sandbox-{}", uuid::Uuid::new_v4())))
-    }
-}
-
-impl Drop for DataDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use crate::helpers::{DataDir, loopback};
 
 async fn dwolla_on(dir: Option<&DataDir>) -> (DwollaSim, DwollaClient) {
     let config = DwollaSimConfig { data: dir.map(|d| d.0.clone()), ..Default::default() };
