@@ -2,7 +2,7 @@
 //!
 //! Modelled on the guarantees of TigerBeetle: an [`Entry`] moves a positive amount from one
 //! account (its *debit*) to another (its *credit*), so the sum over all accounts never changes;
-//! each entry has a key derived from what caused it (`roundup:<transaction id>`), so recording
+//! each entry has a key derived from what caused it (`roundup:r<round-up id>`), so recording
 //! the same movement twice is a no-op; a movement that waits on the bank is *pending* until it is
 //! posted or voided, exactly once; and no user account ever goes below zero, counting what
 //! pending entries have reserved.
@@ -138,6 +138,11 @@ impl fmt::Display for LedgerAccount {
 pub enum EntryKind {
     RoundUp,
     Contribution,
+    /// A waiting round-up whose purchase was removed, amended or went back to pending.
+    RoundUpVoid,
+    /// Round-ups a collection leaves in the user's bank to take back collected ones whose
+    /// purchase was removed or amended (a correction).
+    Offset,
     CollectStart,
     Collect,
     CollectReturn,
@@ -149,6 +154,8 @@ impl EntryKind {
     pub const ALL: &'static [EntryKind] = &[
         EntryKind::RoundUp,
         EntryKind::Contribution,
+        EntryKind::RoundUpVoid,
+        EntryKind::Offset,
         EntryKind::CollectStart,
         EntryKind::Collect,
         EntryKind::CollectReturn,
@@ -160,6 +167,8 @@ impl EntryKind {
         match self {
             EntryKind::RoundUp => "roundup",
             EntryKind::Contribution => "contribution",
+            EntryKind::RoundUpVoid => "roundup_void",
+            EntryKind::Offset => "offset",
             EntryKind::CollectStart => "collect_start",
             EntryKind::Collect => "collect",
             EntryKind::CollectReturn => "collect_return",
@@ -175,7 +184,7 @@ impl EntryKind {
     /// Whether entries of this kind wait on the bank: begun pending, then posted or voided.
     /// The others are posted at once.
     pub const fn is_two_phase(self) -> bool {
-        matches!(self, EntryKind::Collect | EntryKind::Payout | EntryKind::Refund)
+        matches!(self, EntryKind::Offset | EntryKind::Collect | EntryKind::Payout | EntryKind::Refund)
     }
 
     /// Whether an entry of this kind may move money from `debit` to `credit`.
@@ -183,7 +192,8 @@ impl EntryKind {
         use LedgerAccount as A;
         match (self, debit, credit) {
             (EntryKind::RoundUp, A::RoundUpSource, A::RoundUpsPending { .. })
-            | (EntryKind::Contribution, A::ContributionSource, A::RoundUpsPending { .. }) => true,
+            | (EntryKind::Contribution, A::ContributionSource, A::RoundUpsPending { .. })
+            | (EntryKind::RoundUpVoid | EntryKind::Offset, A::RoundUpsPending { .. }, A::RoundUpSource) => true,
             (EntryKind::CollectStart, A::RoundUpsPending { user_id: from }, A::InCollection { user_id: to })
             | (EntryKind::Collect, A::InCollection { user_id: from }, A::Held { user_id: to })
             | (EntryKind::CollectReturn, A::InCollection { user_id: from }, A::RoundUpsPending { user_id: to })
@@ -234,7 +244,7 @@ impl Entry {
         Ok(Entry { key, kind, debit, credit, amount })
     }
 
-    /// The id derived from what caused the entry (`roundup:<transaction id>`).
+    /// The id derived from what caused the entry (`roundup:r<round-up id>`).
     pub fn key(&self) -> &str {
         &self.key
     }
@@ -355,11 +365,30 @@ impl Balance {
 /// operations. Keys come from the record that caused the movement.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Movement {
-    /// New spare change from the transaction `transaction_id`.
+    /// New spare change: the round-up `roundup_id` of a posted purchase.
     RoundUp {
         user_id: i64,
-        transaction_id: i64,
+        roundup_id: i64,
         amount: Cents,
+    },
+    /// A waiting round-up is given up: its purchase was removed, amended or is pending again.
+    RoundUpVoid {
+        user_id: i64,
+        roundup_id: i64,
+        amount: Cents,
+    },
+    /// A collection leaves `amount` of the round-ups it gathers in the user's bank, taking back
+    /// corrections; posted or voided with the collection.
+    OffsetStart {
+        user_id: i64,
+        collection_id: i64,
+        amount: Cents,
+    },
+    OffsetPost {
+        collection_id: i64,
+    },
+    OffsetVoid {
+        collection_id: i64,
     },
     /// A one-time extra contribution.
     Contribution {
@@ -420,8 +449,16 @@ pub enum Step {
 
 /// Keys of the entries each movement records, derived from the record that caused it.
 pub mod keys {
-    pub fn roundup(transaction_id: i64) -> String {
-        format!("roundup:{transaction_id}")
+    /// Round-ups recorded before a purchase could have several were keyed by the transaction;
+    /// since then by the round-up (`roundup:r<id>`).
+    pub fn roundup(roundup_id: i64) -> String {
+        format!("roundup:r{roundup_id}")
+    }
+    pub fn roundup_void(roundup_id: i64) -> String {
+        format!("roundup:r{roundup_id}:void")
+    }
+    pub fn offset(collection_id: i64) -> String {
+        format!("collect:{collection_id}:offset")
     }
     pub fn contribution(contribution_id: i64) -> String {
         format!("contribution:{contribution_id}")
@@ -446,13 +483,29 @@ impl Movement {
     pub fn steps(&self) -> Result<Vec<Step>, LedgerRefusal> {
         use LedgerAccount as A;
         let steps = match *self {
-            Movement::RoundUp { user_id, transaction_id, amount } => vec![Step::Post(Entry::new(
-                keys::roundup(transaction_id),
+            Movement::RoundUp { user_id, roundup_id, amount } => vec![Step::Post(Entry::new(
+                keys::roundup(roundup_id),
                 EntryKind::RoundUp,
                 A::RoundUpSource,
                 A::RoundUpsPending { user_id },
                 amount,
             )?)],
+            Movement::RoundUpVoid { user_id, roundup_id, amount } => vec![Step::Post(Entry::new(
+                keys::roundup_void(roundup_id),
+                EntryKind::RoundUpVoid,
+                A::RoundUpsPending { user_id },
+                A::RoundUpSource,
+                amount,
+            )?)],
+            Movement::OffsetStart { user_id, collection_id, amount } => vec![Step::BeginPending(Entry::new(
+                keys::offset(collection_id),
+                EntryKind::Offset,
+                A::RoundUpsPending { user_id },
+                A::RoundUpSource,
+                amount,
+            )?)],
+            Movement::OffsetPost { collection_id } => vec![Step::PostPending(keys::offset(collection_id))],
+            Movement::OffsetVoid { collection_id } => vec![Step::VoidPending(keys::offset(collection_id))],
             Movement::Contribution { user_id, contribution_id, amount } => vec![Step::Post(Entry::new(
                 keys::contribution(contribution_id),
                 EntryKind::Contribution,
@@ -695,7 +748,7 @@ mod tests {
     const USER: i64 = 7;
 
     fn roundup(transaction_id: i64, cents: i64) -> Movement {
-        Movement::RoundUp { user_id: USER, transaction_id, amount: Cents::new(cents) }
+        Movement::RoundUp { user_id: USER, roundup_id: transaction_id, amount: Cents::new(cents) }
     }
 
     #[test]

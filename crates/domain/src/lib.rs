@@ -5,6 +5,7 @@
 //! Every type here is built by a `parse` (or `new`) that checks its input, so
 //! holding one is proof that the value is acceptable.
 
+pub mod bank_sync;
 mod banking;
 mod debt_shares;
 mod email;

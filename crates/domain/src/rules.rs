@@ -135,8 +135,24 @@ impl RoundUpRules {
         collected_this_month: Cents,
         minimum: Cents,
     ) -> Vec<usize> {
-        let mut daily_room = Room::left_under(self.daily_cap, collected_today);
-        let mut monthly_room = Room::left_under(self.monthly_cap, collected_this_month);
+        self.select_offsetting(items, collected_today, collected_this_month, minimum, Cents::ZERO)
+    }
+
+    /// [`Self::select_for_collection`] for a collection that leaves `offset` of what it takes in
+    /// the user's bank (corrections taken back): the transfer moves the taken items less
+    /// `offset`, so the caps and the minimum apply to that. Nothing is taken while what fits
+    /// less `offset` is below `minimum`.
+    pub fn select_offsetting(
+        &self,
+        items: &[Cents],
+        collected_today: Cents,
+        collected_this_month: Cents,
+        minimum: Cents,
+        offset: Cents,
+    ) -> Vec<usize> {
+        let offset = i128::from(offset.get().max(0));
+        let mut daily_room = Room::left_under(self.daily_cap, collected_today).widened(offset);
+        let mut monthly_room = Room::left_under(self.monthly_cap, collected_this_month).widened(offset);
         let mut taken = Vec::new();
         // i128 because many large items could overflow i64 cents together.
         let mut taken_total: i128 = 0;
@@ -149,7 +165,7 @@ impl RoundUpRules {
                 taken.push(index);
             }
         }
-        if taken_total < i128::from(minimum.get()) {
+        if taken_total - offset < i128::from(minimum.get()) || taken_total <= offset {
             taken.clear();
         }
         taken
@@ -163,6 +179,10 @@ struct Room(Option<i128>);
 impl Room {
     fn left_under(cap: Option<Cap>, already_collected: Cents) -> Room {
         Room(cap.map(|cap| (i128::from(cap.cents().get()) - i128::from(already_collected.get())).max(0)))
+    }
+
+    fn widened(self, by: i128) -> Room {
+        Room(self.0.map(|room| room + by))
     }
 
     fn fits(self, amount: i128) -> bool {

@@ -927,7 +927,7 @@ mod ledger {
         let amount = (1_i64..2_000).prop_map(Cents::new);
         prop_oneof![
             3 => (user.clone(), id.clone(), amount.clone())
-                .prop_map(|(user_id, transaction_id, amount)| Movement::RoundUp { user_id, transaction_id, amount }),
+                .prop_map(|(user_id, transaction_id, amount)| Movement::RoundUp { user_id, roundup_id: transaction_id, amount }),
             1 => (user.clone(), id.clone(), amount.clone()).prop_map(|(user_id, contribution_id, amount)| {
                 Movement::Contribution { user_id, contribution_id, amount }
             }),

@@ -90,6 +90,8 @@ pub struct AccountData {
     pub started_on: Option<NaiveDate>,
     pub total_account_value: Option<Cents>,
     pub is_closed: bool,
+    /// A keyed digest of the account number, where the aggregator gives one.
+    pub number_digest: Option<String>,
 }
 
 /// Insert or refresh accounts by (user, aggregator guid). What the user set — active flag,
@@ -106,9 +108,10 @@ pub async fn upsert(
             "INSERT INTO accounts (id, user_id, member_id, guid, uid, name, kind, type_ds, subtype, balance, \
                available_balance, available_credit, credit_limit, apr, apy, interest_rate, minimum_balance, \
                minimum_payment, original_balance, payoff_balance, last_payment, last_payment_at, payment_due_at, \
-               day_payment_is_due, matures_on, started_on, total_account_value, is_closed, created_at, updated_at) \
+               day_payment_is_due, matures_on, started_on, total_account_value, is_closed, created_at, updated_at, \
+               number_digest) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
-               $21, $22, $23, $24, $25, $26, $27, $28, $29, $29) \
+               $21, $22, $23, $24, $25, $26, $27, $28, $29, $29, $30) \
              ON CONFLICT (user_id, guid) DO UPDATE SET \
                is_deleted = CASE WHEN accounts.member_id = excluded.member_id THEN accounts.is_deleted ELSE FALSE END, \
                member_id = excluded.member_id, name = excluded.name, kind = excluded.kind, \
@@ -121,7 +124,8 @@ pub async fn upsert(
                last_payment_at = excluded.last_payment_at, payment_due_at = excluded.payment_due_at, \
                day_payment_is_due = excluded.day_payment_is_due, matures_on = excluded.matures_on, \
                started_on = excluded.started_on, total_account_value = excluded.total_account_value, \
-               is_closed = excluded.is_closed, updated_at = excluded.updated_at",
+               is_closed = excluded.is_closed, updated_at = excluded.updated_at, \
+               number_digest = COALESCE(excluded.number_digest, accounts.number_digest)",
         )
         .bind(crate::new_id())
         .bind(user_id)
@@ -152,6 +156,7 @@ pub async fn upsert(
         .bind(a.total_account_value.map(Cents::get))
         .bind(a.is_closed)
         .bind(now)
+        .bind(a.number_digest.as_deref())
         .execute(conn)
         .await
         .map(|r| r.rows_affected()))?;
@@ -199,6 +204,56 @@ pub async fn names_of_user(db: &Db, user_id: i64) -> Result<Vec<(i64, String)>, 
     Ok(on_db!(db, pool => sqlx::query_as::<_, (i64, String)>("SELECT id, name FROM accounts WHERE user_id = $1")
         .bind(user_id)
         .fetch_all(pool)
+        .await)?)
+}
+
+/// Recognise accounts of a re-linked bank as the user's earlier accounts there: an account the
+/// user has no row for under its guid takes over the row of an account of a deleted member at
+/// the same institution with the same type and name (and the same account number, where both
+/// have one), so that it keeps its id, funding source and round-up source. The ids re-attached.
+pub async fn reattach(
+    tx: &mut Tx,
+    user_id: i64,
+    institution_id: i64,
+    accounts: &[AccountData],
+    now: DateTime<Utc>,
+) -> Result<Vec<i64>, StoreError> {
+    let known: std::collections::HashSet<String> =
+        ids_by_guid(tx, user_id).await?.into_iter().map(|(g, _)| g).collect();
+    let mut reattached = Vec::new();
+    for a in accounts.iter().filter(|a| !known.contains(&a.guid)) {
+        let earlier = on_tx!(tx, conn => sqlx::query_scalar::<_, i64>(
+            "SELECT a.id FROM accounts a JOIN members m ON m.id = a.member_id \
+             WHERE a.user_id = $1 AND m.institution_id = $2 AND m.is_deleted = TRUE AND a.is_deleted = TRUE \
+               AND a.kind = $3 AND a.name = $4 \
+               AND (a.number_digest IS NULL OR $5 IS NULL OR a.number_digest = $5) \
+             ORDER BY (a.number_digest = $5) DESC, a.updated_at DESC, a.id LIMIT 1",
+        )
+        .bind(user_id)
+        .bind(institution_id)
+        .bind(&a.kind)
+        .bind(&a.name)
+        .bind(a.number_digest.as_deref())
+        .fetch_optional(conn)
+        .await)?;
+        let Some(id) = earlier.filter(|id| !reattached.contains(id)) else { continue };
+        on_tx!(tx, conn => sqlx::query("UPDATE accounts SET guid = $2, updated_at = $3 WHERE id = $1")
+            .bind(id)
+            .bind(&a.guid)
+            .bind(now)
+            .execute(conn)
+            .await
+            .map(|r| r.rows_affected()))?;
+        reattached.push(id);
+    }
+    Ok(reattached)
+}
+
+/// The ids of the member's accounts.
+pub async fn ids_of_member(tx: &mut Tx, member_id: i64) -> Result<Vec<i64>, StoreError> {
+    Ok(on_tx!(tx, conn => sqlx::query_scalar::<_, i64>("SELECT id FROM accounts WHERE member_id = $1")
+        .bind(member_id)
+        .fetch_all(conn)
         .await)?)
 }
 

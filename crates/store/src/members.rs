@@ -256,3 +256,48 @@ pub async fn status_of(db: &Db, member_id: i64) -> Result<Option<(MemberStatus, 
         .await)?;
     Ok(row.map(|(status, gave_up)| (status.0, gave_up)))
 }
+
+/// Take the member's sync lease until `until` unless another sync holds it: one sync of a
+/// member at a time, across processes. False when another holds it.
+pub async fn claim_sync(
+    tx: &mut Tx,
+    member_id: i64,
+    token: &str,
+    until: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let n = on_tx!(tx, conn => sqlx::query(
+        "UPDATE members SET sync_token = $2, sync_until = $3 \
+         WHERE id = $1 AND (sync_token IS NULL OR sync_until IS NULL OR sync_until <= $4)",
+    )
+    .bind(member_id)
+    .bind(token)
+    .bind(until)
+    .bind(now)
+    .execute(conn)
+    .await
+    .map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+
+/// Whether `token` still holds the member's sync lease (read under the caller's lock).
+pub async fn holds_sync(tx: &mut Tx, member_id: i64, token: &str) -> Result<bool, StoreError> {
+    let sql = match tx {
+        Tx::Postgres(_) => "SELECT sync_token FROM members WHERE id = $1 FOR UPDATE",
+        Tx::Sqlite(..) => "SELECT sync_token FROM members WHERE id = $1",
+    };
+    let held =
+        on_tx!(tx, conn => sqlx::query_scalar::<_, Option<String>>(sql).bind(member_id).fetch_optional(conn).await)?;
+    Ok(held.flatten().as_deref() == Some(token))
+}
+
+/// Give the sync lease back.
+pub async fn release_sync(tx: &mut Tx, member_id: i64, token: &str) -> Result<(), StoreError> {
+    on_tx!(tx, conn => sqlx::query("UPDATE members SET sync_token = NULL, sync_until = NULL WHERE id = $1 AND sync_token = $2")
+        .bind(member_id)
+        .bind(token)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(())
+}

@@ -41,14 +41,17 @@ pub struct Purchase {
     pub family: AccountFamily,
 }
 
-/// The user's transactions on active, visible debit accounts that no round-up row names yet,
-/// oldest first. Only these can still give a round-up.
+/// The user's posted, present transactions on active, visible debit accounts that have no
+/// active round-up, oldest first. Only these can still give a round-up: a pending purchase
+/// waits until it posts, and a purchase whose round-up was retired (amended, posted again)
+/// is rounded up again from its amount now.
 pub async fn ungathered_purchases(tx: &mut Tx, user_id: i64) -> Result<Vec<Purchase>, StoreError> {
     Ok(on_tx!(tx, conn => sqlx::query_as::<_, Purchase>(
         "SELECT t.id AS transaction_id, t.account_id, t.amount, t.kind, a.type_ds AS family \
          FROM transactions t JOIN accounts a ON a.id = t.account_id \
          WHERE t.user_id = $1 AND a.type_ds = 'debit' AND a.is_active = TRUE AND a.is_deleted = FALSE \
-           AND NOT EXISTS (SELECT 1 FROM roundups r WHERE r.transaction_id = t.id) \
+           AND t.removed_at IS NULL AND COALESCE(t.status, 'POSTED') <> 'PENDING' \
+           AND NOT EXISTS (SELECT 1 FROM roundups r WHERE r.transaction_id = t.id AND r.retired_at IS NULL) \
          ORDER BY t.date, t.id",
     )
     .bind(user_id)
@@ -63,6 +66,8 @@ pub struct NewRoundUp {
     pub account_id: i64,
     pub transaction_id: i64,
     pub amount: Cents,
+    /// The purchase amount it was computed from.
+    pub purchase_amount: Cents,
 }
 
 /// Record gathered round-ups. A purchase already gathered (by a concurrent run) is skipped;
@@ -75,20 +80,21 @@ pub async fn insert_roundups(
 ) -> Result<Vec<i64>, StoreError> {
     let mut inserted = Vec::with_capacity(rows.len());
     for chunk in rows.chunks(500) {
-        let mut sql =
-            String::from("INSERT INTO roundups (id, user_id, account_id, transaction_id, amount, created_at) VALUES ");
+        let mut sql = String::from(
+            "INSERT INTO roundups (id, user_id, account_id, transaction_id, amount, purchase_amount, created_at) VALUES ",
+        );
         for i in 0..chunk.len() {
-            let p = i * 4;
+            let p = i * 5;
             if i > 0 {
                 sql.push_str(", ");
             }
-            sql.push_str(&format!("(${}, $1, ${}, ${}, ${}, $2)", p + 3, p + 4, p + 5, p + 6));
+            sql.push_str(&format!("(${}, $1, ${}, ${}, ${}, ${}, $2)", p + 3, p + 4, p + 5, p + 6, p + 7));
         }
-        sql.push_str(" ON CONFLICT (transaction_id) DO NOTHING RETURNING id");
+        sql.push_str(" ON CONFLICT (transaction_id) WHERE retired_at IS NULL DO NOTHING RETURNING id");
         let ids = on_tx!(tx, conn => {
             let mut q = sqlx::query_scalar::<_, i64>(&sql).bind(user_id).bind(now);
             for r in chunk {
-                q = q.bind(r.id).bind(r.account_id).bind(r.transaction_id).bind(r.amount.get());
+                q = q.bind(r.id).bind(r.account_id).bind(r.transaction_id).bind(r.amount.get()).bind(r.purchase_amount.get());
             }
             q.fetch_all(conn).await
         })?;
@@ -118,7 +124,7 @@ pub enum WaitingKind {
 pub async fn waiting(tx: &mut Tx, user_id: i64) -> Result<Vec<Waiting>, StoreError> {
     let rows = on_tx!(tx, conn => sqlx::query_as::<_, (String, i64, Option<i64>, i64, DateTime<Utc>)>(
         "SELECT 'roundup', id, account_id, amount, created_at FROM roundups \
-           WHERE user_id = $1 AND collection_id IS NULL AND amount > 0 \
+           WHERE user_id = $1 AND collection_id IS NULL AND amount > 0 AND voided_at IS NULL \
          UNION ALL SELECT 'contribution', id, NULL, amount, created_at FROM contributions \
            WHERE user_id = $1 AND collection_id IS NULL \
          ORDER BY 5, 2",
@@ -164,13 +170,161 @@ pub async fn take_waiting(tx: &mut Tx, collection_id: i64, items: &[Waiting]) ->
     Ok(true)
 }
 
-/// Put what `collection_id` took back to waiting (its transfer failed).
+/// Put what `collection_id` took back to waiting, and its corrections back to open (its
+/// transfer failed).
 pub async fn release_waiting(tx: &mut Tx, collection_id: i64) -> Result<(), StoreError> {
-    for table in ["roundups", "contributions"] {
+    for table in ["roundups", "contributions", "corrections"] {
         let sql = format!("UPDATE {table} SET collection_id = NULL WHERE collection_id = $1");
         on_tx!(tx, conn => sqlx::query(&sql).bind(collection_id).execute(conn).await.map(|r| r.rows_affected()))?;
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Retired round-ups and corrections
+
+/// Why a round-up no longer stands for its purchase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetireReason {
+    /// The aggregator no longer returns the purchase.
+    Removed,
+    /// Its posted amount changed.
+    Amended,
+    /// It is pending again.
+    Pending,
+}
+
+impl RetireReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetireReason::Removed => "removed",
+            RetireReason::Amended => "amended",
+            RetireReason::Pending => "pending",
+        }
+    }
+}
+
+/// An active round-up whose purchase moved under it.
+#[derive(Debug, Clone)]
+pub struct StaleRoundUp {
+    pub id: i64,
+    pub amount: Cents,
+    /// The collection that took it; `None` while it waits.
+    pub collection_id: Option<i64>,
+    pub reason: RetireReason,
+}
+
+/// The user's active round-ups whose purchase was removed, went back to pending, or posts at
+/// another amount than the one the round-up was computed from.
+pub async fn stale_roundups(tx: &mut Tx, user_id: i64) -> Result<Vec<StaleRoundUp>, StoreError> {
+    let rows = on_tx!(tx, conn => sqlx::query_as::<_, (i64, i64, Option<i64>, bool, bool)>(
+        "SELECT r.id, r.amount, r.collection_id, t.removed_at IS NOT NULL, COALESCE(t.status, 'POSTED') = 'PENDING' \
+         FROM roundups r JOIN transactions t ON t.id = r.transaction_id \
+         WHERE r.user_id = $1 AND r.retired_at IS NULL \
+           AND (t.removed_at IS NOT NULL OR COALESCE(t.status, 'POSTED') = 'PENDING' \
+                OR t.amount <> COALESCE(r.purchase_amount, t.amount)) \
+         ORDER BY r.id",
+    )
+    .bind(user_id)
+    .fetch_all(conn)
+    .await)?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, amount, collection_id, removed, pending)| StaleRoundUp {
+            id,
+            amount: Cents::new(amount),
+            collection_id,
+            reason: if removed {
+                RetireReason::Removed
+            } else if pending {
+                RetireReason::Pending
+            } else {
+                RetireReason::Amended
+            },
+        })
+        .collect())
+}
+
+/// Retire a round-up: voided when it still waits (`void`), otherwise kept as collected and
+/// taken back by the correction `correction_id`. False when it was already retired.
+pub async fn retire_roundup(
+    tx: &mut Tx,
+    user_id: i64,
+    r: &StaleRoundUp,
+    correction_id: i64,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let void = r.collection_id.is_none();
+    let changed = on_tx!(tx, conn => sqlx::query(
+        "UPDATE roundups SET retired_at = $2, voided_at = CASE WHEN $3 THEN $2 ELSE NULL END \
+         WHERE id = $1 AND retired_at IS NULL AND ((collection_id IS NULL) = $3)",
+    )
+    .bind(r.id)
+    .bind(now)
+    .bind(void)
+    .execute(conn)
+    .await
+    .map(|r| r.rows_affected()))?;
+    if changed == 0 {
+        return Ok(false);
+    }
+    if !void && r.amount > Cents::ZERO {
+        on_tx!(tx, conn => sqlx::query(
+            "INSERT INTO corrections (id, user_id, roundup_id, amount, reason, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(correction_id)
+        .bind(user_id)
+        .bind(r.id)
+        .bind(r.amount.get())
+        .bind(r.reason.as_str())
+        .bind(now)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))?;
+    }
+    Ok(true)
+}
+
+/// A collected round-up taken back, and the collection that offset it (if one has).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Correction {
+    pub id: i64,
+    pub roundup_id: i64,
+    #[sqlx(try_from = "Col<Cents>")]
+    pub amount: Cents,
+    pub reason: String,
+    pub collection_id: Option<i64>,
+    pub created_at: DateTime<Utc>,
+}
+
+const CORRECTION: &str = "SELECT id, roundup_id, amount, reason, collection_id, created_at FROM corrections";
+
+/// The user's corrections no collection has offset yet, oldest first.
+pub async fn open_corrections(tx: &mut Tx, user_id: i64) -> Result<Vec<Correction>, StoreError> {
+    let sql = format!("{CORRECTION} WHERE user_id = $1 AND collection_id IS NULL ORDER BY created_at, id");
+    Ok(on_tx!(tx, conn => sqlx::query_as::<_, Correction>(&sql).bind(user_id).fetch_all(conn).await)?)
+}
+
+/// Every correction of the user, newest first.
+pub async fn corrections_of_user(db: &Db, user_id: i64) -> Result<Vec<Correction>, StoreError> {
+    let sql = format!("{CORRECTION} WHERE user_id = $1 ORDER BY created_at DESC, id DESC");
+    Ok(on_db!(db, pool => sqlx::query_as::<_, Correction>(&sql).bind(user_id).fetch_all(pool).await)?)
+}
+
+/// Mark open corrections as offset by `collection_id`; false when another run took one first.
+pub async fn take_corrections(tx: &mut Tx, collection_id: i64, ids: &[i64]) -> Result<bool, StoreError> {
+    for id in ids {
+        let n = on_tx!(tx, conn => sqlx::query("UPDATE corrections SET collection_id = $1 WHERE id = $2 AND collection_id IS NULL")
+            .bind(collection_id)
+            .bind(*id)
+            .execute(conn)
+            .await
+            .map(|r| r.rows_affected()))?;
+        if n != 1 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -263,8 +417,12 @@ pub struct Collection {
     pub user_id: i64,
     /// The debit account whose funding source the money came from.
     pub account_id: i64,
+    /// What the transfer takes from the user's bank: the round-ups it gathered minus `offset`.
     #[sqlx(try_from = "Col<Cents>")]
     pub amount: Cents,
+    /// Round-ups it gathered but left in the bank, taking back corrections.
+    #[sqlx(rename = "offset_amount", try_from = "Col<Cents>")]
+    pub offset: Cents,
     #[sqlx(try_from = "Col<CollectionStatus>")]
     pub status: CollectionStatus,
     pub transfer_id: i64,
@@ -274,8 +432,8 @@ pub struct Collection {
     pub updated_at: DateTime<Utc>,
 }
 
-const COLLECTION: &str = "SELECT id, user_id, account_id, amount, status, transfer_id, failure_code, created_at, \
-    sent_at, updated_at FROM collections";
+const COLLECTION: &str = "SELECT id, user_id, account_id, amount, offset_amount, status, transfer_id, failure_code, \
+    created_at, sent_at, updated_at FROM collections";
 
 /// Record a collection and the part it gathered from each account.
 pub async fn insert_collection(
@@ -285,8 +443,8 @@ pub async fn insert_collection(
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     on_tx!(tx, conn => sqlx::query(
-        "INSERT INTO collections (id, user_id, account_id, amount, status, transfer_id, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+        "INSERT INTO collections (id, user_id, account_id, amount, offset_amount, status, transfer_id, created_at, \
+           updated_at) VALUES ($1, $2, $3, $4, $8, $5, $6, $7, $7)",
     )
     .bind(c.id)
     .bind(c.user_id)
@@ -295,6 +453,7 @@ pub async fn insert_collection(
     .bind(c.status.as_str())
     .bind(c.transfer_id)
     .bind(now)
+    .bind(c.offset.get())
     .execute(conn)
     .await
     .map(|r| r.rows_affected()))
@@ -645,7 +804,7 @@ pub async fn all_parts(db: &Db) -> Result<Vec<PayoutPart>, StoreError> {
 pub async fn waiting_totals(db: &Db) -> Result<Vec<(i64, Cents)>, StoreError> {
     let rows = on_db!(db, pool => sqlx::query_as::<_, (i64, i64)>(
         "SELECT user_id, CAST(SUM(amount) AS BIGINT) FROM ( \
-           SELECT user_id, amount FROM roundups WHERE collection_id IS NULL \
+           SELECT user_id, amount FROM roundups WHERE collection_id IS NULL AND voided_at IS NULL \
            UNION ALL SELECT user_id, amount FROM contributions WHERE collection_id IS NULL) AS w \
          GROUP BY user_id",
     )

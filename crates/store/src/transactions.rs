@@ -1,5 +1,6 @@
 //! Transactions of linked accounts. Refreshes upsert by aggregator guid, so a re-sync never
-//! duplicates a transaction.
+//! duplicates a transaction; a row the aggregator stops returning is marked removed (kept for
+//! the record, hidden from the list) and restored if it comes back.
 
 use std::borrow::Cow;
 use std::sync::LazyLock;
@@ -128,7 +129,8 @@ fn on_conflict(distinct: &str) -> String {
     let ours: Vec<String> = changeable.iter().map(|c| format!("transactions.{c}")).collect();
     let theirs: Vec<String> = changeable.iter().map(|c| format!("excluded.{c}")).collect();
     format!(
-        " ON CONFLICT (user_id, guid) DO UPDATE SET {} WHERE ({}) {distinct} ({})",
+        " ON CONFLICT (user_id, guid) DO UPDATE SET {}, removed_at = NULL \
+         WHERE ({}) {distinct} ({}) OR transactions.removed_at IS NOT NULL",
         updates.join(", "),
         ours.join(", "),
         theirs.join(", ")
@@ -386,11 +388,17 @@ const SELECT: &str = "SELECT t.id, t.account_id, a.name AS account_name, a.type_
 
 const ORDER: &str = "ORDER BY t.date DESC, t.transacted_at DESC NULLS LAST, t.id DESC";
 
-static LIST_ALL: LazyLock<String> =
-    LazyLock::new(|| format!("{SELECT} WHERE t.user_id = $1 AND a.is_deleted = FALSE {ORDER} LIMIT $2 OFFSET $3"));
+static LIST_ALL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{SELECT} WHERE t.user_id = $1 AND a.is_deleted = FALSE AND t.removed_at IS NULL {ORDER} LIMIT $2 OFFSET $3"
+    )
+});
 
 static LIST_ACCOUNT: LazyLock<String> = LazyLock::new(|| {
-    format!("{SELECT} WHERE t.user_id = $1 AND t.account_id = $2 AND a.is_deleted = FALSE {ORDER} LIMIT $3 OFFSET $4")
+    format!(
+        "{SELECT} WHERE t.user_id = $1 AND t.account_id = $2 AND a.is_deleted = FALSE AND t.removed_at IS NULL \
+         {ORDER} LIMIT $3 OFFSET $4"
+    )
 });
 
 /// The user's visible transactions, newest first, optionally of one account, from `offset` on,
@@ -433,7 +441,7 @@ pub async fn list_for_user(
 /// How many transactions [`list_for_user`] would show without a limit.
 pub async fn count_visible(db: &Db, user_id: i64, account_id: Option<i64>) -> Result<i64, StoreError> {
     let base = "SELECT COUNT(*) FROM transactions t JOIN accounts a ON a.id = t.account_id \
-                WHERE t.user_id = $1 AND a.is_deleted = FALSE";
+                WHERE t.user_id = $1 AND a.is_deleted = FALSE AND t.removed_at IS NULL";
     Ok(match account_id {
         None => on_db!(db, pool => sqlx::query_scalar::<_, i64>(base).bind(user_id).fetch_one(pool).await)?,
         Some(account) => {
@@ -459,11 +467,109 @@ pub async fn purchases_since(
 ) -> Result<Vec<(Direction, AccountFamily, Cents)>, StoreError> {
     let rows = on_db!(db, pool => sqlx::query_as::<_, (Col<Direction>, Col<AccountFamily>, i64)>(
         "SELECT t.kind, a.type_ds, t.amount FROM transactions t JOIN accounts a ON a.id = t.account_id \
-         WHERE t.user_id = $1 AND t.date >= $2 AND a.is_active = TRUE AND a.is_deleted = FALSE",
+         WHERE t.user_id = $1 AND t.date >= $2 AND a.is_active = TRUE AND a.is_deleted = FALSE \
+           AND t.removed_at IS NULL AND COALESCE(t.status, 'POSTED') <> 'PENDING'",
     )
     .bind(user_id)
     .bind(since)
     .fetch_all(pool)
     .await)?;
     Ok(rows.into_iter().map(|(kind, family, amount)| (kind.0, family.0, Cents::new(amount))).collect())
+}
+
+// ---------------------------------------------------------------------------------------------
+// What a sync compares: the rows stored for the window it fetched
+
+/// A stored row as a sync compares it with what the aggregator returned.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StoredRow {
+    pub id: i64,
+    pub account_id: i64,
+    pub guid: String,
+    #[sqlx(try_from = "Col<Cents>")]
+    pub amount: Cents,
+    #[sqlx(try_from = "Col<Direction>")]
+    pub kind: Direction,
+    pub status: Option<String>,
+    pub description: Option<String>,
+    pub date: NaiveDate,
+    pub removed: bool,
+}
+
+impl StoredRow {
+    pub fn is_pending(&self) -> bool {
+        self.status.as_deref() == Some("PENDING")
+    }
+}
+
+/// Every row stored on `account_ids` dated within `from..=to`, removed ones included.
+pub async fn stored_in_window(
+    tx: &mut Tx,
+    user_id: i64,
+    account_ids: &[i64],
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Vec<StoredRow>, StoreError> {
+    let mut rows = Vec::new();
+    for chunk in account_ids.chunks(200) {
+        let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 4)).collect();
+        let sql = format!(
+            "SELECT id, account_id, guid, amount, kind, status, description, date, removed_at IS NOT NULL AS removed \
+             FROM transactions WHERE user_id = $1 AND date >= $2 AND date <= $3 AND account_id IN ({})",
+            placeholders.join(", ")
+        );
+        let found = on_tx!(tx, conn => {
+            let mut q = sqlx::query_as::<_, StoredRow>(&sql).bind(user_id).bind(from).bind(to);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            q.fetch_all(conn).await
+        })?;
+        rows.extend(found);
+    }
+    Ok(rows)
+}
+
+/// Give stored rows the guids the aggregator now knows them by (a re-linked bank returns the
+/// same purchases under new guids): each keeps its id, and so its round-up.
+pub async fn adopt_guids(
+    tx: &mut Tx,
+    user_id: i64,
+    pairs: &[(i64, String)],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    for (id, guid) in pairs {
+        on_tx!(tx, conn => sqlx::query("UPDATE transactions SET guid = $3, updated_at = $4 WHERE id = $1 AND user_id = $2")
+            .bind(*id)
+            .bind(user_id)
+            .bind(storable(guid))
+            .bind(now)
+            .execute(conn)
+            .await
+            .map(|r| r.rows_affected()))?;
+    }
+    Ok(())
+}
+
+/// Mark rows the aggregator no longer returns as removed (kept, hidden from the list).
+pub async fn mark_removed(tx: &mut Tx, user_id: i64, ids: &[i64], now: DateTime<Utc>) -> Result<(), StoreError> {
+    for chunk in ids.chunks(500) {
+        let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 3)).collect();
+        let sql = format!(
+            "UPDATE transactions SET removed_at = $2, updated_at = $2 \
+             WHERE user_id = $1 AND removed_at IS NULL AND id IN ({})",
+            placeholders.join(", ")
+        );
+        on_tx!(tx, conn => {
+            let mut q = sqlx::query(&sql).bind(user_id).bind(now);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            q.execute(conn).await.map(|r| r.rows_affected())
+        })?;
+    }
+    if !ids.is_empty() {
+        list_changed(tx, user_id).await?;
+    }
+    Ok(())
 }

@@ -593,6 +593,7 @@ fn account_data(guid: &str, name: &str, type_ds: AccountFamily, balance: i64) ->
         started_on: None,
         total_account_value: None,
         is_closed: false,
+        number_digest: None,
     }
 }
 
@@ -2551,7 +2552,7 @@ mod ledger_support {
     pub async fn hold(db: &Db, cents: i64) {
         let amount = Cents::new(cents);
         let collection_id = new_id();
-        record(db, &Movement::RoundUp { user_id: USER, transaction_id: new_id(), amount }).await.unwrap();
+        record(db, &Movement::RoundUp { user_id: USER, roundup_id: new_id(), amount }).await.unwrap();
         record(db, &Movement::CollectStart { user_id: USER, collection_id, amount }).await.unwrap();
         record(db, &Movement::CollectPost { collection_id }).await.unwrap();
     }
@@ -2746,7 +2747,7 @@ async fn ledger_movements_of_the_money_loop_balance(db: Db) {
     use ledger_support::*;
     let amount = Cents::new(250);
     for transaction_id in [1, 2] {
-        let roundup = Movement::RoundUp { user_id: USER, transaction_id, amount };
+        let roundup = Movement::RoundUp { user_id: USER, roundup_id: transaction_id, amount };
         assert_eq!(record(&db, &roundup).await.unwrap(), Recorded::New);
         assert_eq!(record(&db, &roundup).await.unwrap(), Recorded::AlreadyRecorded);
     }
@@ -2824,8 +2825,11 @@ async fn ledger_record_all_posts_many_at_once_with_the_same_guarantees(db: Db) {
     use donkies_domain::{Balance, Cents, LedgerAccount, LedgerRefusal, Movement, Recorded};
     use donkies_store::ledger;
     use ledger_support::*;
-    let roundup =
-        |transaction_id, cents| Movement::RoundUp { user_id: USER, transaction_id, amount: Cents::new(cents) };
+    let roundup = |transaction_id, cents| Movement::RoundUp {
+        user_id: USER,
+        roundup_id: transaction_id,
+        amount: Cents::new(cents),
+    };
     let posted = |cents| Balance { posted: Cents::new(cents), ..Balance::default() };
     let entries = || async { ledger::entries_of_user(&db, USER).await.unwrap().len() };
     assert_eq!(record_all(&db, &[]).await.unwrap(), Recorded::AlreadyRecorded);

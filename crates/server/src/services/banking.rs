@@ -8,7 +8,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use donkies_atrium::wire::{self, ChallengeAnswer, CredentialValue};
 use donkies_atrium::{Aggregator, AtriumError, DateRange};
-use donkies_domain::{AccountFamily, Cents, Direction, MemberStatus};
+use donkies_domain::bank_sync::{self, FetchedRow, RowFacts, StoredRow, SyncCounts};
+use donkies_domain::{AccountFamily, Cents, Direction, ExposeSecret, MemberStatus, SecretString};
 use donkies_store::accounts::{self, AccountData};
 use donkies_store::institutions::{self, CatalogEntry, Credential, Institution};
 use donkies_store::members::{self, Challenge, Member, StatusUpdate};
@@ -19,6 +20,9 @@ use super::settings::BankingSettings;
 use super::{Change, OnConstraint, ServiceError, ServiceResult, Storage, Work};
 use crate::crypto::new_token;
 use crate::jobs::banking::{PollMember, SyncMemberTransactions};
+
+/// Days back a sync fetches (the aggregator keeps about 90).
+pub const SYNC_DAYS_BACK: u64 = 90;
 
 /// HALTED aggregations are retried with `aggregate` this many times before giving up.
 pub const HALTED_RETRIES: i64 = 2;
@@ -466,12 +470,17 @@ impl BankingService {
         Ok(())
     }
 
-    /// Upsert the member's accounts and keep the debt shares summing to 100.
+    /// Upsert the member's accounts and keep the debt shares summing to 100. Accounts of a
+    /// re-linked bank take over the rows of the user's earlier accounts there.
     pub async fn pull_accounts(&self, member: &Member, user_guid: &str) -> ServiceResult<()> {
         let member_guid = member.guid.as_deref().context("member without aggregator guid")?;
         let live = self.aggregator.all_member_accounts(user_guid, member_guid).await?;
-        let data: Vec<AccountData> = live.iter().map(account_data).collect();
+        let data: Vec<AccountData> = live.iter().map(|a| account_data(a, &self.settings.number_key)).collect();
         let mut work = self.store.begin().await?;
+        let reattached = accounts::reattach(&mut work, member.user_id, member.institution_id, &data, now()).await?;
+        if !reattached.is_empty() {
+            tracing::info!(member = %member.id, accounts = ?reattached, "re-linked accounts recognised");
+        }
         accounts::upsert(&mut work, member.user_id, member.id, &data, now()).await?;
         super::accounts::rebalance_debt_shares(&mut work, member.user_id).await?;
         work.changed(Change::Member(member.id));
@@ -480,15 +489,57 @@ impl BankingService {
         Ok(())
     }
 
-    /// Upsert the member's transactions (all pages).
-    pub async fn pull_transactions(&self, member: &Member, user_guid: &str) -> ServiceResult<usize> {
+    /// Sync the member's transactions for the window the aggregator keeps (all pages), one
+    /// sync of a member at a time across processes: rows the aggregator no longer returns are
+    /// marked removed, rows a re-linked bank returns under new guids keep their ids, and
+    /// round-ups whose purchase moved are retired. What changed, as the user would say it.
+    pub async fn pull_transactions(&self, member: &Member, user_guid: &str) -> ServiceResult<SyncCounts> {
+        let token = new_token();
+        self.claim_sync(member.id, &token).await?;
+        let result = self.pull_transactions_holding(member, user_guid, &token).await;
+        let mut work = self.store.begin().await?;
+        members::release_sync(&mut work, member.id, &token).await?;
+        work.commit().await?;
+        result
+    }
+
+    /// Wait (a while) for the member's sync lease.
+    async fn claim_sync(&self, member_id: i64, token: &str) -> ServiceResult<()> {
+        let lease = self.settings.sync_lease;
+        let deadline = tokio::time::Instant::now() + lease;
+        loop {
+            let mut work = self.store.begin().await?;
+            let t = now();
+            let until = t + chrono::Duration::from_std(lease).unwrap_or_default();
+            if members::claim_sync(&mut work, member_id, token, until, t).await? {
+                work.commit().await?;
+                return Ok(());
+            }
+            drop(work);
+            if tokio::time::Instant::now() >= deadline {
+                return Err(anyhow::anyhow!("another sync of member {member_id} is still running").into());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn pull_transactions_holding(
+        &self,
+        member: &Member,
+        user_guid: &str,
+        token: &str,
+    ) -> ServiceResult<SyncCounts> {
         let member_guid = member.guid.as_deref().context("member without aggregator guid")?;
         let today = now().date_naive();
-        let range = DateRange::between(today - chrono::Days::new(90), today + chrono::Days::new(5));
+        let (from, to) = (today - chrono::Days::new(SYNC_DAYS_BACK), today + chrono::Days::new(5));
         let started = std::time::Instant::now();
-        let live = self.aggregator.all_member_transactions(user_guid, member_guid, range).await?;
+        let live =
+            self.aggregator.all_member_transactions(user_guid, member_guid, DateRange::between(from, to)).await?;
         let fetched = started.elapsed();
         let mut work = self.store.begin().await?;
+        if !members::holds_sync(&mut work, member.id, token).await? {
+            return Err(anyhow::anyhow!("the sync lease of member {} lapsed", member.id).into());
+        }
         let ids: HashMap<String, i64> = accounts::ids_by_guid(&mut work, member.user_id).await?.into_iter().collect();
         let rows: Vec<TransactionData> = live
             .into_iter()
@@ -496,18 +547,30 @@ impl BankingService {
                 let account_id = *ids.get(t.account_guid.as_deref()?)?;
                 Some(transaction_data(t, account_id))
             })
+            .filter(|t| t.date >= from && t.date <= to)
             .collect();
-        transactions::upsert(&mut work, member.user_id, &rows, now()).await?;
+        let mine = accounts::ids_of_member(&mut work, member.id).await?;
+        let stored = transactions::stored_in_window(&mut work, member.user_id, &mine, from, to).await?;
+        let plan = bank_sync::plan(
+            &stored.iter().map(stored_row).collect::<Vec<_>>(),
+            &rows.iter().map(fetched_row).collect::<Vec<_>>(),
+        );
+        let t = now();
+        transactions::adopt_guids(&mut work, member.user_id, &plan.adopt, t).await?;
+        transactions::upsert(&mut work, member.user_id, &rows, t).await?;
+        transactions::mark_removed(&mut work, member.user_id, &plan.remove, t).await?;
+        super::money::retire_stale_roundups(&mut work, member.user_id).await?;
         work.changed(Change::Transactions(member.user_id));
         work.commit().await?;
         tracing::info!(
             member = %member.id,
             rows = rows.len(),
+            counts = %plan.counts,
             fetch_ms = fetched.as_millis() as u64,
             store_ms = (started.elapsed() - fetched).as_millis() as u64,
             "transactions synced"
         );
-        Ok(rows.len())
+        Ok(plan.counts)
     }
 
     /// The `sync_member_transactions` job.
@@ -518,6 +581,46 @@ impl BankingService {
         let user_guid = self.ensure_aggregator_user(member.user_id).await?;
         self.pull_transactions(&member, &user_guid).await?;
         Ok(())
+    }
+
+    /// Ask the aggregator to aggregate the member again; its status moves as after linking,
+    /// and its accounts and transactions sync when it completes.
+    pub async fn refresh_member(&self, user_id: i64, identifier: &str) -> ServiceResult<Member> {
+        let member = self.member(user_id, identifier).await?;
+        let member_guid =
+            member.guid.clone().ok_or_else(|| ServiceError::Invalid("The bank is not linked yet.".into()))?;
+        let user_guid = self.ensure_aggregator_user(user_id).await?;
+        let status = self.aggregator.aggregate_member(&user_guid, &member_guid).await?;
+        let mut work = self.store.begin().await?;
+        self.restart_polling(&mut work, member.id, status_of(&status.status)).await?;
+        work.commit().await?;
+        self.member_by_id(member.id).await
+    }
+
+    /// Refresh every linked bank of the user now and wait for it: aggregate at the aggregator,
+    /// wait until that is over, then sync accounts and transactions. What each sync changed.
+    pub async fn sync_user(&self, user_id: i64) -> ServiceResult<Vec<(Member, SyncCounts)>> {
+        let user_guid = self.ensure_aggregator_user(user_id).await?;
+        let mut done = Vec::new();
+        for member in members::list_for_user(&self.store.db, user_id).await? {
+            let Some(member_guid) = member.guid.clone() else { continue };
+            self.aggregator.aggregate_member(&user_guid, &member_guid).await?;
+            let deadline = tokio::time::Instant::now() + self.settings.sync_lease;
+            loop {
+                let status = self.aggregator.read_member_status(&user_guid, &member_guid).await?;
+                if status.status.is_settled() {
+                    break;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(anyhow::anyhow!("{} did not finish aggregating", member.name).into());
+                }
+                tokio::time::sleep(self.settings.member_poll.max(std::time::Duration::from_millis(20))).await;
+            }
+            self.pull_accounts(&member, &user_guid).await?;
+            let counts = self.pull_transactions(&member, &user_guid).await?;
+            done.push((member, counts));
+        }
+        Ok(done)
     }
 
     /// The hourly job: refresh accounts and transactions of every completed member.
@@ -569,8 +672,47 @@ fn status_of(status: &wire::MemberStatus) -> MemberStatus {
     MemberStatus::parse(status.as_str())
 }
 
-fn account_data(a: &wire::Account) -> AccountData {
+fn stored_row(r: &transactions::StoredRow) -> StoredRow {
+    StoredRow {
+        id: r.id,
+        guid: r.guid.clone(),
+        facts: row_facts(r.account_id, r.date, r.amount, r.kind, r.description.as_deref(), r.status.as_deref()),
+        removed: r.removed,
+    }
+}
+
+fn fetched_row(t: &TransactionData) -> FetchedRow {
+    FetchedRow {
+        guid: t.guid.clone(),
+        facts: row_facts(t.account_id, t.date, t.amount, t.kind, t.description.as_deref(), t.status.as_deref()),
+    }
+}
+
+fn row_facts(
+    account_id: i64,
+    date: chrono::NaiveDate,
+    amount: Cents,
+    kind: Direction,
+    description: Option<&str>,
+    status: Option<&str>,
+) -> RowFacts {
+    RowFacts {
+        account_id,
+        date,
+        amount,
+        debit: kind == Direction::Debit,
+        description: description.unwrap_or_default().to_owned(),
+        pending: status == Some("PENDING"),
+    }
+}
+
+fn account_data(a: &wire::Account, number_key: &SecretString) -> AccountData {
     AccountData {
+        number_digest: a
+            .account_number
+            .as_deref()
+            .filter(|n| !n.trim().is_empty())
+            .map(|n| crate::crypto::account_number_digest(number_key.expose_secret(), n)),
         guid: a.guid.clone(),
         name: a.name.clone(),
         kind: a.account_type.as_str().to_owned(),

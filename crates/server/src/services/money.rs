@@ -224,31 +224,7 @@ impl MoneyService {
     /// Record the round-ups of the user's purchases that were not gathered yet, under the
     /// user's rules now; how many gave money.
     async fn gather_roundups(&self, work: &mut Work, user: &User) -> ServiceResult<usize> {
-        let rules = rules_of(user);
-        let purchases = ml::ungathered_purchases(work, user.id).await?;
-        if purchases.is_empty() {
-            return Ok(0);
-        }
-        let rows: Vec<NewRoundUp> = purchases
-            .iter()
-            .map(|p| NewRoundUp {
-                id: new_id(),
-                account_id: p.account_id,
-                transaction_id: p.transaction_id,
-                amount: rules.roundup(p.kind, p.family, p.amount),
-            })
-            .collect();
-        let inserted = ml::insert_roundups(work, user.id, &rows, now()).await?;
-        let by_id: BTreeMap<i64, &NewRoundUp> = rows.iter().map(|r| (r.id, r)).collect();
-        // One batch of ledger entries for all of them, not a round trip each.
-        let movements: Vec<Movement> = inserted
-            .iter()
-            .filter_map(|id| by_id.get(id))
-            .filter(|row| row.amount > Cents::ZERO)
-            .map(|row| Movement::RoundUp { user_id: user.id, transaction_id: row.transaction_id, amount: row.amount })
-            .collect();
-        ledger::record_all(work, &movements).await.map_err(ledger_error)?;
-        Ok(movements.len())
+        gather_roundups(work, user).await
     }
 
     /// Collect one user's round-ups: gather new ones, and when what waits (within the caps)
@@ -274,19 +250,25 @@ impl MoneyService {
         };
         let mut work = self.store.begin().await?;
         ml::lock_user(&mut work, user.id).await?;
+        retire_stale_roundups(&mut work, user.id).await?;
         self.gather_roundups(&mut work, &user).await?;
         let waiting = ml::waiting(&mut work, user.id).await?;
+        // Collected round-ups whose purchase was removed or amended since: taken back by leaving
+        // as much of what this collection gathers in the user's bank.
+        let corrections = ml::open_corrections(&mut work, user.id).await?;
+        let offset: Cents = corrections.iter().map(|c| c.amount).sum();
         let t = now();
         let today = ml::collected_since(&mut work, user.id, day_start(t)).await?;
         let this_month = ml::collected_since(&mut work, user.id, month_start(t)).await?;
         let amounts: Vec<Cents> = waiting.iter().map(|w| w.amount).collect();
-        let chosen =
-            rules_of(&user).select_for_collection(&amounts, today, this_month, self.settings.collection_minimum);
+        let minimum = self.settings.collection_minimum;
+        let chosen = rules_of(&user).select_offsetting(&amounts, today, this_month, minimum, offset);
         let taken: Vec<Waiting> = chosen.iter().filter_map(|&i| waiting.get(i).cloned()).collect();
-        let amount: Cents = taken.iter().map(|w| w.amount).sum();
+        let gathered: Cents = taken.iter().map(|w| w.amount).sum();
+        let amount = gathered - offset;
         if taken.is_empty() {
-            let waiting: Cents = amounts.iter().sum();
-            let collectable: Cents = amounts.iter().map(|a| (*a).max(Cents::ZERO)).sum();
+            let waiting: Cents = amounts.iter().sum::<Cents>() - offset;
+            let collectable: Cents = amounts.iter().map(|a| (*a).max(Cents::ZERO)).sum::<Cents>() - offset;
             if !dry_run {
                 work.commit().await?;
             }
@@ -311,16 +293,13 @@ impl MoneyService {
         let collection_id = new_id();
         let transfer_id =
             self.payments.record_transfer(&mut work, &format!("collection:{collection_id}"), &prepared).await?;
-        let mut parts: BTreeMap<i64, Cents> = BTreeMap::new();
-        for item in &taken {
-            *parts.entry(item.account_id.unwrap_or(source.account_id)).or_default() += item.amount;
-        }
-        let parts: Vec<(i64, Cents)> = parts.into_iter().collect();
+        let parts = collection_parts(&taken, source.account_id, offset);
         let collection = Collection {
             id: collection_id,
             user_id: user.id,
             account_id: source.account_id,
             amount,
+            offset,
             status: CollectionStatus::Pending,
             transfer_id,
             failure_code: None,
@@ -329,11 +308,18 @@ impl MoneyService {
             updated_at: t,
         };
         ml::insert_collection(&mut work, &collection, &parts, t).await?;
-        if !ml::take_waiting(&mut work, collection_id, &taken).await? {
+        let correction_ids: Vec<i64> = corrections.iter().map(|c| c.id).collect();
+        if !ml::take_waiting(&mut work, collection_id, &taken).await?
+            || !ml::take_corrections(&mut work, collection_id, &correction_ids).await?
+        {
             return Ok(Collected::Skipped("another run is collecting for this user".into()));
         }
-        let movement = Movement::CollectStart { user_id: user.id, collection_id, amount };
-        ledger::record(&mut work, &movement).await.map_err(ledger_error)?;
+        let mut movements = Vec::with_capacity(2);
+        if offset > Cents::ZERO {
+            movements.push(Movement::OffsetStart { user_id: user.id, collection_id, amount: offset });
+        }
+        movements.push(Movement::CollectStart { user_id: user.id, collection_id, amount });
+        ledger::record_all(&mut work, &movements).await.map_err(ledger_error)?;
         work.changed(Change::User(user.id));
         work.commit().await?;
         tracing::info!(user = user.id, collection = collection_id, transfer = transfer_id, %amount, "round-ups collected");
@@ -667,7 +653,12 @@ impl MoneyService {
         let posted = ledger::posted_by_user_and_kind(&self.store.db).await?;
         report.entries_checked = posted.len();
         let mut per_user: BTreeMap<i64, [Cents; 7]> = BTreeMap::new();
+        // What pending offsets reserve of a user's round-ups pending: no longer waiting.
+        let mut reserved: BTreeMap<i64, Cents> = BTreeMap::new();
         for (account, balance) in &balances {
+            if let LedgerAccount::RoundUpsPending { user_id } = account {
+                reserved.insert(*user_id, balance.pending_debits);
+            }
             let slot = match account {
                 LedgerAccount::RoundUpsPending { .. } => 1,
                 LedgerAccount::InCollection { .. } => 2,
@@ -684,6 +675,8 @@ impl MoneyService {
             let row = per_user.entry(*user).or_default();
             match kind {
                 EntryKind::RoundUp | EntryKind::Contribution => row[0] += *sum,
+                // Given up or taken back: no longer gathered.
+                EntryKind::RoundUpVoid | EntryKind::Offset => row[0] -= *sum,
                 EntryKind::Collect => row[6] += *sum,
                 _ => {}
             }
@@ -708,10 +701,10 @@ impl MoneyService {
         let waiting: BTreeMap<i64, Cents> = ml::waiting_totals(&self.store.db).await?.into_iter().collect();
         for (user, row) in &per_user {
             let records = waiting.get(user).copied().unwrap_or_default();
-            if records != row[1] {
+            let ledger_waiting = row[1] - reserved.get(user).copied().unwrap_or_default();
+            if records != ledger_waiting {
                 report.problems.push(format!(
-                    "user {user}: waiting round-ups and contributions {records} != ledger pending {}",
-                    row[1]
+                    "user {user}: waiting round-ups and contributions {records} != ledger pending {ledger_waiting}"
                 ));
             }
         }
@@ -739,6 +732,9 @@ impl MoneyService {
             };
             let key = donkies_domain::ledger::keys::collect(c.id);
             report.problems.extend(state_of(&key, c.amount, expected));
+            if c.offset > Cents::ZERO {
+                report.problems.extend(state_of(&donkies_domain::ledger::keys::offset(c.id), c.offset, expected));
+            }
             by_transfer.insert(c.transfer_id, (key, c.amount, c.status.as_str()));
         }
         for p in ml::all_parts(&self.store.db).await? {
@@ -851,6 +847,87 @@ impl MoneyService {
     }
 }
 
+/// Record the round-ups of the user's posted purchases that have none, under the user's rules
+/// now; how many gave money.
+pub(super) async fn gather_roundups(work: &mut Work, user: &User) -> ServiceResult<usize> {
+    let rules = rules_of(user);
+    let purchases = ml::ungathered_purchases(work, user.id).await?;
+    if purchases.is_empty() {
+        return Ok(0);
+    }
+    let rows: Vec<NewRoundUp> = purchases
+        .iter()
+        .map(|p| NewRoundUp {
+            id: new_id(),
+            account_id: p.account_id,
+            transaction_id: p.transaction_id,
+            amount: rules.roundup(p.kind, p.family, p.amount),
+            purchase_amount: p.amount,
+        })
+        .collect();
+    let inserted = ml::insert_roundups(work, user.id, &rows, now()).await?;
+    let by_id: BTreeMap<i64, &NewRoundUp> = rows.iter().map(|r| (r.id, r)).collect();
+    // One batch of ledger entries for all of them, not a round trip each.
+    let movements: Vec<Movement> = inserted
+        .iter()
+        .filter_map(|id| by_id.get(id))
+        .filter(|row| row.amount > Cents::ZERO)
+        .map(|row| Movement::RoundUp { user_id: user.id, roundup_id: row.id, amount: row.amount })
+        .collect();
+    ledger::record_all(work, &movements).await.map_err(ledger_error)?;
+    Ok(movements.len())
+}
+
+/// Retire the user's round-ups whose purchase was removed, went back to pending or posts at
+/// another amount: one that waits is voided (it leaves what waits); one already collected is
+/// taken back by a correction that the next collection offsets. The purchase, if it is still
+/// posted and present, is rounded up again from its amount now by the next gathering. How
+/// many were retired.
+pub(super) async fn retire_stale_roundups(work: &mut Work, user_id: i64) -> ServiceResult<usize> {
+    let stale = ml::stale_roundups(work, user_id).await?;
+    let t = now();
+    let mut voids = Vec::new();
+    let mut retired = 0;
+    for r in &stale {
+        if !ml::retire_roundup(work, user_id, r, new_id(), t).await? {
+            continue;
+        }
+        retired += 1;
+        if r.collection_id.is_none() && r.amount > Cents::ZERO {
+            voids.push(Movement::RoundUpVoid { user_id, roundup_id: r.id, amount: r.amount });
+        }
+    }
+    ledger::record_all(work, &voids).await.map_err(ledger_error)?;
+    if retired > 0 {
+        work.changed(Change::User(user_id));
+        tracing::info!(user = user_id, retired, "round-ups retired after their purchases moved");
+    }
+    Ok(retired)
+}
+
+/// What a collection gathered from each debit account, less what it leaves in the bank
+/// (`offset`), taken from the round-up source's part first, then from the others in turn.
+fn collection_parts(taken: &[Waiting], source_account: i64, offset: Cents) -> Vec<(i64, Cents)> {
+    let mut parts: BTreeMap<i64, Cents> = BTreeMap::new();
+    for item in taken {
+        *parts.entry(item.account_id.unwrap_or(source_account)).or_default() += item.amount;
+    }
+    let mut left = offset;
+    let mut order: Vec<i64> = parts.keys().copied().collect();
+    order.sort_by_key(|account| *account != source_account);
+    for account in order {
+        if left <= Cents::ZERO {
+            break;
+        }
+        if let Some(part) = parts.get_mut(&account) {
+            let cut = left.min(*part);
+            *part -= cut;
+            left -= cut;
+        }
+    }
+    parts.into_iter().filter(|(_, amount)| *amount > Cents::ZERO).collect()
+}
+
 /// What a transfer's end means for the money loop, inside the transaction that records it.
 pub(super) async fn settle_money(
     work: &mut Work,
@@ -872,14 +949,22 @@ pub(super) async fn settle_money(
         if !ml::settle_collection(work, c.id, &to, failure_code, now()).await? {
             return Ok(());
         }
-        let movement = if processed {
-            Movement::CollectPost { collection_id: c.id }
+        let mut movements = Vec::with_capacity(2);
+        if processed {
+            movements.push(Movement::CollectPost { collection_id: c.id });
+            if c.offset > Cents::ZERO {
+                movements.push(Movement::OffsetPost { collection_id: c.id });
+            }
         } else {
-            // The round-ups go back to waiting; a later run collects them once.
+            // The round-ups go back to waiting and the corrections to open; a later run collects
+            // and offsets them once.
             ml::release_waiting(work, c.id).await?;
-            Movement::CollectVoid { collection_id: c.id }
-        };
-        ledger::record(work, &movement).await.map_err(ledger_error)?;
+            movements.push(Movement::CollectVoid { collection_id: c.id });
+            if c.offset > Cents::ZERO {
+                movements.push(Movement::OffsetVoid { collection_id: c.id });
+            }
+        }
+        ledger::record_all(work, &movements).await.map_err(ledger_error)?;
         work.changed(Change::User(c.user_id));
         if processed && users::find_by_id(&mut **work, c.user_id).await?.is_some_and(|u| u.is_closed_account) {
             work.enqueue(&FinalPayout { user_id: c.user_id }, Duration::ZERO).await?;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use donkies_domain::{Cents, SecretString};
+use donkies_domain::{Cents, ExposeSecret, SecretString};
 use url::Url;
 
 use crate::config::Settings;
@@ -35,6 +35,11 @@ pub struct BankingSettings {
     /// Time between two polls of a member that is still syncing, and how many polls it gets.
     pub member_poll: Duration,
     pub member_poll_limit: i64,
+    /// How long one sync of a member may hold the member before another may take over (and
+    /// how long another waits for it).
+    pub sync_lease: Duration,
+    /// The key of the digests that recognise a re-linked account by its number.
+    pub number_key: SecretString,
 }
 
 /// What the money loop reads.
@@ -85,6 +90,11 @@ impl ServiceSettings {
             banking: BankingSettings {
                 member_poll: settings.member_poll,
                 member_poll_limit: settings.member_poll_limit,
+                sync_lease: Duration::from_secs(120),
+                number_key: SecretString::from(crate::crypto::derive_secret(
+                    settings.secret_key.expose_secret(),
+                    "account number digest",
+                )),
             },
             money: MoneySettings { collection_minimum: settings.collection_minimum, payout_day: settings.payout_day },
             payments: PaymentsSettings {

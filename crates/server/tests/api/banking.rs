@@ -75,13 +75,17 @@ impl Api {
     ) -> T {
         if let Some(driver) = &self.driver {
             let wait = driver.eventually(what, check);
-            return tokio::time::timeout(timeout, wait).await.unwrap_or_else(|_| panic!("{what} never happened within {timeout:?}"));
+            return tokio::time::timeout(timeout, wait)
+                .await
+                .unwrap_or_else(|_| panic!("{what} never happened within {timeout:?}"));
         }
         let deadline = Instant::now() + timeout;
         loop {
             match check().await {
                 Ok(found) => return found,
-                Err(seen) => assert!(Instant::now() < deadline, "{what} never happened within {timeout:?}; last seen: {seen:?}"),
+                Err(seen) => {
+                    assert!(Instant::now() < deadline, "{what} never happened within {timeout:?}; last seen: {seen:?}")
+                }
             }
             tokio::time::sleep(POLL).await;
         }

@@ -88,7 +88,11 @@ impl Driver {
     /// due, and otherwise wait for the next change the server commits or the next job to fall
     /// due, never on a fixed clock. `check` answers `Err(what it saw)` while it waits; the last
     /// one is in the failure.
-    pub async fn eventually<T, E: std::fmt::Debug>(&self, what: &str, mut check: impl AsyncFnMut() -> Result<T, E>) -> T {
+    pub async fn eventually<T, E: std::fmt::Debug>(
+        &self,
+        what: &str,
+        mut check: impl AsyncFnMut() -> Result<T, E>,
+    ) -> T {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
         loop {
             let stirred = self.stirred.notified();
@@ -120,7 +124,8 @@ impl Driver {
         let jobs = donkies_store::jobs::list(&self.db, false).await.unwrap();
         let t = donkies_store::now();
         let running = jobs.iter().any(|j| j.status == donkies_store::jobs::RUNNING);
-        let next = jobs.iter().filter(|j| j.status == "queued").map(|j| (j.run_at - t).to_std().unwrap_or_default()).min();
+        let next =
+            jobs.iter().filter(|j| j.status == "queued").map(|j| (j.run_at - t).to_std().unwrap_or_default()).min();
         let idle = if running { BUSY } else { IDLE };
         next.map_or(idle, |next| next.min(idle))
     }

@@ -16,7 +16,7 @@ fn movement() -> impl Strategy<Value = Movement> {
     let amount = (1_i64..1_500).prop_map(Cents::new);
     prop_oneof![
         3 => (user.clone(), id.clone(), amount.clone())
-            .prop_map(|(user_id, transaction_id, amount)| Movement::RoundUp { user_id, transaction_id, amount }),
+            .prop_map(|(user_id, transaction_id, amount)| Movement::RoundUp { user_id, roundup_id: transaction_id, amount }),
         2 => (user.clone(), id.clone(), amount.clone())
             .prop_map(|(user_id, collection_id, amount)| Movement::CollectStart { user_id, collection_id, amount }),
         2 => id.clone().prop_map(|collection_id| Movement::CollectPost { collection_id }),
