@@ -79,6 +79,15 @@ pub enum Command {
         #[command(subcommand)]
         command: PayoutsCommand,
     },
+    /// Refresh a user's linked banks now: the aggregator aggregates each again, then its
+    /// accounts and transactions sync; one line per bank with what changed.
+    Sync {
+        /// The user's email.
+        #[arg(long, value_name = "EMAIL")]
+        user: String,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
     /// The double-entry ledger: prove it balances, or show one user's accounts and entries.
     Ledger {
         #[command(subcommand)]
@@ -373,6 +382,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let payments = if no_provider { Payments::NotUsed } else { Payments::Used };
             let services = operator_services(&cli.config, &common, payments).await?;
             crate::operator::ledger_check(&services, !no_provider).await?;
+        }
+        Command::Sync { user, common } => {
+            let services = operator_services(&cli.config, &common, Payments::NotUsed).await?;
+            crate::operator::sync_user(&services, &user).await?;
         }
         Command::Ledger { command: LedgerCommand::User { email, common } } => {
             let services = operator_services(&cli.config, &common, Payments::NotUsed).await?;

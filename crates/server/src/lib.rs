@@ -158,6 +158,9 @@ impl Server {
         if let Some(dwolla) = &simulators.dwolla {
             app = app.nest_service(providers::DWOLLA_SANDBOX_PATH, dwolla.handle.router());
         }
+        if let Some(atrium) = &simulators.atrium {
+            app = app.nest_service(providers::ATRIUM_SANDBOX_PATH, atrium.handle().router());
+        }
         let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let stop = shutdown.clone();
         tasks.push(tokio::spawn(async move {

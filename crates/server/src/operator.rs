@@ -255,6 +255,21 @@ pub async fn ledger_check(services: &Services, at_provider: bool) -> anyhow::Res
     std::process::exit(1);
 }
 
+/// `donkies sync --user EMAIL`: refresh the user's banks and say what each sync changed.
+pub async fn sync_user(services: &Services, email: &str) -> anyhow::Result<()> {
+    let user = donkies_store::users::find_by_email(&services.store.db, email)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("{email}: no such user"))?;
+    let synced = services.banking.sync_user(user.id).await.map_err(|e| anyhow::anyhow!("{email}: {e}"))?;
+    if synced.is_empty() {
+        println!("{email} has no linked bank");
+    }
+    for (member, counts) in &synced {
+        println!("{} ({}): {counts}", member.name, member.identifier);
+    }
+    Ok(())
+}
+
 pub async fn ledger_user(services: &Services, email: &str) -> anyhow::Result<()> {
     let (user, balances, entries, pending) =
         services.money.ledger_of_user(email).await.map_err(|e| anyhow::anyhow!("{email}: {e}"))?;
@@ -278,6 +293,18 @@ pub async fn ledger_user(services: &Services, email: &str) -> anyhow::Result<()>
             e.entry.amount().to_string(),
             e.entry.debit(),
             e.entry.credit()
+        );
+    }
+    println!("corrections:");
+    for c in &services.money.corrections(user.id).await? {
+        let offset = c.collection_id.map_or_else(|| "open".to_owned(), |id| format!("offset by collection {id}"));
+        println!(
+            "  {}  correction {}  {:>10}  round-up {} {}  {offset}",
+            c.created_at.format("%Y-%m-%dT%H:%M:%S"),
+            c.id,
+            c.amount.to_string(),
+            c.roundup_id,
+            c.reason
         );
     }
     println!("two-phase:");

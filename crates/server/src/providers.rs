@@ -130,6 +130,15 @@ pub struct Providers {
     pub simulators: Simulators,
 }
 
+/// Where `serve` also serves its Atrium simulator in sandbox mode, for the other processes.
+pub const ATRIUM_SANDBOX_PATH: &str = "/__sandbox/atrium";
+
+/// The base URL of the sandbox Atrium that `serve` at `api` offers.
+pub fn atrium_sandbox_url(api: SocketAddr) -> Url {
+    let host = loopback_of(api);
+    Url::parse(&format!("http://{host}{ATRIUM_SANDBOX_PATH}/")).expect("a socket address makes a valid URL")
+}
+
 /// The base URL of the sandbox Dwolla that `serve` at `api` offers.
 pub fn dwolla_sandbox_url(api: SocketAddr) -> Url {
     let host = loopback_of(api);
@@ -175,24 +184,28 @@ pub async fn connect(settings: &Settings, api: SocketAddr, serve_sandbox: bool) 
     let rail = payment_rail(settings, api, serve_sandbox, &mut sims).await?;
     let timeout = settings.atrium_timeout;
     let step = settings.sandbox_step;
-    // `serve` keeps its simulator's members in the data directory; a worker or an operator
-    // command beside it has one of its own, in memory.
-    let data = serve_sandbox.then(|| settings.data_dir.clone());
-    let (atrium, sims_atrium) = build(
-        &settings.atrium,
-        |r| AtriumConfig::new(r.url.clone(), r.client_id.clone(), r.key.expose_secret().to_owned()),
-        || async move {
-            let sim = AtriumSim::start(loopback(), AtriumSimConfig { step, data, ..Default::default() })
+    // `serve` runs the simulator, keeping its members in the data directory, and serves it
+    // under ATRIUM_SANDBOX_PATH too; a worker or an operator command beside it reaches that one,
+    // so that every process sees the same simulated banks.
+    let data = settings.data_dir.clone();
+    let sandbox =
+        |base: Url| AtriumConfig::new(base, donkies_sandbox::SANDBOX_CLIENT_ID, donkies_sandbox::SANDBOX_API_KEY);
+    let atrium = match &settings.atrium {
+        ProviderSetting::Remote(r) => {
+            Some(AtriumConfig::new(r.url.clone(), r.client_id.clone(), r.key.expose_secret().to_owned()))
+        }
+        ProviderSetting::Sandbox if serve_sandbox => {
+            let sim = AtriumSim::start(loopback(), AtriumSimConfig { step, data: Some(data), ..Default::default() })
                 .await
                 .context("starting the in-process Atrium simulator")?;
             tracing::info!(url = %sim.base_url(), "no DONKIES_ATRIUM_URL: using the in-process Atrium simulator");
-            let config =
-                AtriumConfig::new(sim.base_url(), donkies_sandbox::SANDBOX_CLIENT_ID, donkies_sandbox::SANDBOX_API_KEY);
-            Ok((config, sim))
-        },
-    )
-    .await?;
-    sims.atrium = sims_atrium;
+            let config = sandbox(sim.base_url());
+            sims.atrium = Some(sim);
+            Some(config)
+        }
+        ProviderSetting::Sandbox => Some(sandbox(atrium_sandbox_url(api))),
+        ProviderSetting::Off => None,
+    };
     let atrium = atrium.ok_or_else(|| ConfigError::new("DONKIES_ATRIUM_URL (--atrium-url)", "required"))?;
     let aggregator = AtriumClient::new(atrium.with_timeout(timeout))
         .map_err(|e| ConfigError::new("DONKIES_ATRIUM_URL (--atrium-url)", e))?;

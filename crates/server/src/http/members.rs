@@ -35,6 +35,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_members, create_member))
         .routes(routes!(get_member, delete_member))
         .routes(routes!(resume_member))
+        .routes(routes!(refresh_member))
 }
 
 pub const DATETIME: &str = "%Y-%m-%dT%H:%M:%S";
@@ -505,4 +506,18 @@ async fn resume_member(
 ) -> ApiResult<StatusCode> {
     state.services.banking.resume_member(auth.user.id, &identifier, answers).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Refresh a linked bank now: the aggregator aggregates the member again, its status moves as
+/// after linking, and its accounts and transactions sync when it completes.
+#[utoipa::path(post, path = "/v1/members/{identifier}/refresh", tag = "banking", security(("token" = [])),
+    params(("identifier" = String, Path)),
+    responses((status = 202, body = MemberView), (status = 400, description = "not linked yet"), (status = 404), (status = 503)))]
+async fn refresh_member(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    TextPath(identifier): TextPath,
+) -> ApiResult<(StatusCode, axum::Json<MemberView>)> {
+    let member = state.services.banking.refresh_member(auth.user.id, &identifier).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(member_view(&state, member).await?)))
 }

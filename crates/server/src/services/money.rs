@@ -582,6 +582,11 @@ impl MoneyService {
         Ok(ml::collection_parts_of_user(&self.store.db, user_id).await?)
     }
 
+    /// The user's corrections: collected round-ups taken back, and the collection that did.
+    pub async fn corrections(&self, user_id: i64) -> ServiceResult<Vec<ml::Correction>> {
+        Ok(ml::corrections_of_user(&self.store.db, user_id).await?)
+    }
+
     pub async fn collections(&self, user_id: i64) -> ServiceResult<Vec<Collection>> {
         Ok(ml::collections_of_user(&self.store.db, user_id).await?)
     }

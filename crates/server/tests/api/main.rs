@@ -2,6 +2,7 @@
 //! test (SQLite always, PostgreSQL when DONKIES_TEST_POSTGRES_URL is set), a real SMTP
 //! listener, and HTTP.
 
+mod bank_data;
 mod banking;
 mod crash;
 mod edge;

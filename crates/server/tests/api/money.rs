@@ -34,7 +34,7 @@ both_databases!(
 
 const WAIT: Duration = Duration::from_secs(40);
 
-fn options(minimum: &str) -> Options {
+pub(crate) fn options(minimum: &str) -> Options {
     let mut options = Options::default();
     options.args.collection_minimum = Some(minimum.to_owned());
     options
@@ -42,7 +42,7 @@ fn options(minimum: &str) -> Options {
 
 /// A user with a linked bank, a verified customer and a verified round-up source on the first
 /// debit account; the token and the debit accounts.
-async fn money_user(app: &TestApp, email: &str) -> (String, Vec<Value>) {
+pub(crate) async fn money_user(app: &TestApp, email: &str) -> (String, Vec<Value>) {
     let (token, debit) = payments_user(app, email).await;
     verified_bank(app, &token, &debit[0], "Checking").await;
     let path = format!("/v1/accounts/set_funding_source/{}", debit[0]["id"]);
@@ -51,7 +51,7 @@ async fn money_user(app: &TestApp, email: &str) -> (String, Vec<Value>) {
     (token, debit)
 }
 
-async fn patch(app: &TestApp, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+pub(crate) async fn patch(app: &TestApp, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
     app.call(Method::PATCH, path, Some(token), Some(body)).await
 }
 
@@ -60,16 +60,16 @@ async fn contribute(app: &TestApp, token: &str, amount: &str) {
     assert_eq!(status, StatusCode::CREATED, "{body}");
 }
 
-async fn collect(app: &TestApp) -> Vec<(i64, Collected)> {
+pub(crate) async fn collect(app: &TestApp) -> Vec<(i64, Collected)> {
     services(app).money.collect_all(false, |_, _| {}).await.unwrap()
 }
 
-fn only(outcomes: &[(i64, Collected)]) -> &Collected {
+pub(crate) fn only(outcomes: &[(i64, Collected)]) -> &Collected {
     assert_eq!(outcomes.len(), 1, "{outcomes:?}");
     &outcomes[0].1
 }
 
-fn dollars(value: &Value) -> Cents {
+pub(crate) fn dollars(value: &Value) -> Cents {
     Cents::parse(value.as_str().unwrap_or_else(|| panic!("not a decimal string: {value}"))).unwrap()
 }
 
@@ -78,7 +78,7 @@ fn stat_cents(stat: &Value, field: &str) -> i64 {
 }
 
 /// Wait until the collection with `id` has `status` in `/v1/transfers_donkies`.
-async fn wait_collection(app: &TestApp, token: &str, id: i64, status: &str) -> Value {
+pub(crate) async fn wait_collection(app: &TestApp, token: &str, id: i64, status: &str) -> Value {
     let list = wait_for(app, "/v1/transfers_donkies", token, status, |l| {
         l.as_array().unwrap().iter().any(|c| c["id"] == id && c["status"] == status)
     })
@@ -87,7 +87,7 @@ async fn wait_collection(app: &TestApp, token: &str, id: i64, status: &str) -> V
 }
 
 /// Process every transfer Dwolla holds once the worker has sent what was recorded.
-async fn process_at_dwolla(app: &TestApp) {
+pub(crate) async fn process_at_dwolla(app: &TestApp) {
     app.eventually("the worker sends every transfer", async || {
         let waiting = donkies_store::payments::transfers_in_flight(app.db()).await.unwrap();
         if waiting.iter().all(|t| t.dwolla_id.is_some()) { Ok(()) } else { Err(waiting) }
@@ -96,7 +96,7 @@ async fn process_at_dwolla(app: &TestApp) {
     app.simulate_dwolla().await;
 }
 
-async fn assert_ledger_balanced(app: &TestApp) {
+pub(crate) async fn assert_ledger_balanced(app: &TestApp) {
     app.wait_jobs_idle().await;
     let report = services(app).money.ledger_report(true).await.unwrap();
     assert!(report.problems.is_empty(), "ledger off: {:#?}", report.problems);
@@ -523,7 +523,7 @@ async fn the_payoff_projection_is_for_the_users_own_debt_accounts(backend: Backe
 }
 
 /// Run `donkies ARGS` beside the test's server, as an operator would in a second terminal.
-async fn donkies(app: &TestApp, args: &[&str]) -> (bool, String) {
+pub(crate) async fn donkies(app: &TestApp, args: &[&str]) -> (bool, String) {
     let out = app.operator(args).await;
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
