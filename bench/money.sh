@@ -104,9 +104,11 @@ FROM generate_series(1, :users) AS u;
 INSERT INTO members (id, user_id, institution_id, identifier, name, status, created_at, updated_at)
 SELECT u, u, 1, 'bench-member-' || u, 'Bench Bank', 'COMPLETED', now(), now()
 FROM generate_series(1, :users) AS u;
+-- A fresh balance well above the overdraft floor: the guard lets every collection go.
 INSERT INTO accounts (id, user_id, member_id, guid, uid, name, kind, type_ds, is_active,
-                      is_funding_source_for_transfer, created_at, updated_at)
-SELECT u, u, u, 'ACT-' || u, 'bench-account-' || u, 'Checking', 'CHECKING', 'debit', TRUE, TRUE, now(), now()
+                      is_funding_source_for_transfer, available_balance, balance_at, created_at, updated_at)
+SELECT u, u, u, 'ACT-' || u, 'bench-account-' || u, 'Checking', 'CHECKING', 'debit', TRUE, TRUE, 1000000, now(),
+       now(), now()
 FROM generate_series(1, :users) AS u;
 INSERT INTO customers (id, user_id, kind, dwolla_id, status, first_name, last_name, email, created_at, updated_at)
 SELECT u, u, 'personal', 'bench-customer-' || u, 'verified', 'Bench', 'User' || u, 'bench' || u || '@example.com',

@@ -34,7 +34,7 @@ pub use payments::{
 };
 pub use profile::{DateOfBirth, Phone, PostalCode, ProfileError, Ssn, UsState};
 pub use projection::{MAX_PAYOFF_MONTHS, PayoffMonth, PayoffSchedule, Projection, payoff_schedule, project_payoff};
-pub use rules::{Cap, Multiplier, RoundUpRules};
+pub use rules::{Cap, CollectionHold, KnownBalance, Multiplier, OverdraftFloor, RoundUpRules};
 /// Keys, tokens and account numbers: `Debug` shows `[REDACTED]`, there is no `Display`, and the
 /// value is read with `expose_secret` only where it leaves the process or is compared.
 pub use secrecy::{ExposeSecret, SecretString};

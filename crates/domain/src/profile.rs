@@ -30,6 +30,9 @@ pub enum ProfileError {
     /// A daily or monthly collection cap outside the allowed whole-dollar range.
     #[error("Ensure this value is between {} and {}.", crate::rules::Cap::MIN_DOLLARS, crate::rules::Cap::MAX_DOLLARS)]
     CapOutOfRange,
+    /// An overdraft floor outside the allowed whole-dollar range.
+    #[error("Ensure this value is between 0 and {}.", crate::rules::OverdraftFloor::MAX_DOLLARS)]
+    FloorOutOfRange,
 }
 
 fn all_digits(text: &str) -> bool {

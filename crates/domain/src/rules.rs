@@ -1,8 +1,10 @@
-//! The user's round-up rules in one place: even round-up, pause, multiplier, and the daily and
-//! monthly caps on what one collection may take from the user's bank.
+//! The user's round-up rules in one place: even round-up, pause, multiplier, the daily and
+//! monthly caps on what one collection may take from the user's bank, and the overdraft guard
+//! that keeps a collection from taking the bank account below the user's floor.
 
 use std::fmt;
 
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Serialize, Serializer};
 
 use crate::banking::{AccountFamily, Direction, roundup};
@@ -87,6 +89,103 @@ impl fmt::Display for Cap {
 impl Serialize for Cap {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_i64(self.0)
+    }
+}
+
+/// The available balance, in whole dollars, that a collection must leave in the round-up
+/// source account: from 0 to 10000, 100 unless the user chose otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OverdraftFloor(i64);
+
+impl OverdraftFloor {
+    pub const MAX_DOLLARS: i64 = 10_000;
+    pub const DEFAULT: OverdraftFloor = OverdraftFloor(100);
+    pub const HIGHEST: OverdraftFloor = OverdraftFloor(Self::MAX_DOLLARS);
+
+    pub fn parse_dollars(dollars: i64) -> Result<OverdraftFloor, ProfileError> {
+        if (0..=Self::MAX_DOLLARS).contains(&dollars) {
+            Ok(OverdraftFloor(dollars))
+        } else {
+            Err(ProfileError::FloorOutOfRange)
+        }
+    }
+
+    pub const fn dollars(self) -> i64 {
+        self.0
+    }
+
+    /// Never overflows: the highest floor is one million cents.
+    pub const fn cents(self) -> Cents {
+        Cents::new(self.0 * 100)
+    }
+}
+
+impl Default for OverdraftFloor {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// What we last heard from the bank about the round-up source account: its available balance
+/// and when a sync stored it (either may be unknown).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct KnownBalance {
+    pub available: Option<Cents>,
+    pub seen_at: Option<DateTime<Utc>>,
+}
+
+/// Why a collection waits although enough round-ups wait: the source account's balance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CollectionHold {
+    /// The balance is older than [`CollectionHold::FRESH_FOR`], or unknown.
+    StaleBalance { seen_at: Option<DateTime<Utc>> },
+    /// The collection would leave less than the floor available.
+    LowBalance { available: Cents, floor: Cents },
+}
+
+impl CollectionHold {
+    /// How long a balance is trusted after a sync stored it.
+    pub const FRESH_FOR: TimeDelta = TimeDelta::hours(72);
+
+    /// Whether collecting `amount` from the source account now must wait. A balance of unknown
+    /// age or amount is stale; a stale balance wins over a low one, since its amount is not
+    /// to be trusted.
+    pub fn of(balance: KnownBalance, amount: Cents, floor: OverdraftFloor, now: DateTime<Utc>) -> Option<Self> {
+        let (Some(available), Some(seen_at)) = (balance.available, balance.seen_at) else {
+            return Some(CollectionHold::StaleBalance { seen_at: balance.seen_at });
+        };
+        if now - seen_at > Self::FRESH_FOR {
+            return Some(CollectionHold::StaleBalance { seen_at: Some(seen_at) });
+        }
+        // i128: a bank may report any balance, and the subtraction must not wrap.
+        let left = i128::from(available.get()) - i128::from(amount.get());
+        if left < i128::from(floor.cents().get()) {
+            return Some(CollectionHold::LowBalance { available, floor: floor.cents() });
+        }
+        None
+    }
+
+    /// The API's name: `low_balance` or `stale_balance`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            CollectionHold::StaleBalance { .. } => "stale_balance",
+            CollectionHold::LowBalance { .. } => "low_balance",
+        }
+    }
+}
+
+/// What an operator reads: `low balance: 12.00 available, floor 100.00`.
+impl fmt::Display for CollectionHold {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CollectionHold::LowBalance { available, floor } => {
+                write!(f, "low balance: {available} available, floor {floor}")
+            }
+            CollectionHold::StaleBalance { seen_at: Some(t) } => {
+                write!(f, "stale balance: last seen {}", t.format("%Y-%m-%dT%H:%M:%S"))
+            }
+            CollectionHold::StaleBalance { seen_at: None } => f.write_str("stale balance: never seen"),
+        }
     }
 }
 
@@ -214,6 +313,72 @@ mod tests {
     }
 
     const FIVE_DOLLARS: Cents = Cents::new(500);
+
+    fn at(hours_ago: i64) -> DateTime<Utc> {
+        now() - TimeDelta::hours(hours_ago)
+    }
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-12-07T12:00:00Z").unwrap().with_timezone(&Utc)
+    }
+
+    fn seen(available: i64, hours_ago: i64) -> KnownBalance {
+        KnownBalance { available: Some(Cents::new(available)), seen_at: Some(at(hours_ago)) }
+    }
+
+    #[test]
+    fn floor_accepts_0_to_10000_dollars_and_defaults_to_100() {
+        for dollars in [0, 1, 100, 9_999, 10_000] {
+            assert_eq!(OverdraftFloor::parse_dollars(dollars).map(OverdraftFloor::dollars), Ok(dollars));
+        }
+        for dollars in [-1, 10_001, i64::MIN, i64::MAX] {
+            assert_eq!(OverdraftFloor::parse_dollars(dollars), Err(ProfileError::FloorOutOfRange));
+        }
+        assert_eq!(OverdraftFloor::default().cents(), Cents::new(10_000));
+        assert_eq!(ProfileError::FloorOutOfRange.to_string(), "Ensure this value is between 0 and 10000.");
+    }
+
+    #[test]
+    fn a_fresh_balance_that_keeps_the_floor_holds_nothing() {
+        let floor = OverdraftFloor::default();
+        // 112.00 available, 12.00 collected: exactly the 100.00 floor is left.
+        assert_eq!(CollectionHold::of(seen(11_200, 71), Cents::new(1_200), floor, now()), None);
+        let zero = OverdraftFloor::parse_dollars(0).unwrap();
+        assert_eq!(CollectionHold::of(seen(1_200, 0), Cents::new(1_200), zero, now()), None);
+    }
+
+    #[test]
+    fn a_collection_that_would_go_below_the_floor_is_held_for_low_balance() {
+        let floor = OverdraftFloor::default();
+        let hold = CollectionHold::of(seen(11_199, 1), Cents::new(1_200), floor, now());
+        assert_eq!(hold, Some(CollectionHold::LowBalance { available: Cents::new(11_199), floor: Cents::new(10_000) }));
+        assert_eq!(hold.unwrap().as_str(), "low_balance");
+        assert_eq!(hold.unwrap().to_string(), "low balance: 111.99 available, floor 100.00");
+        // An overdrawn account, and one whose bank reports an absurd balance, never wrap.
+        assert!(CollectionHold::of(seen(-5_000, 1), Cents::new(1), floor, now()).is_some());
+        assert!(CollectionHold::of(seen(i64::MIN, 1), Cents::new(i64::MAX), floor, now()).is_some());
+        assert_eq!(CollectionHold::of(seen(i64::MAX, 1), Cents::new(i64::MIN), floor, now()), None);
+    }
+
+    #[test]
+    fn a_balance_older_than_72_hours_or_unknown_is_stale_and_stale_wins() {
+        let floor = OverdraftFloor::default();
+        let old = CollectionHold::of(seen(1_000_000, 73), Cents::new(100), floor, now());
+        assert_eq!(old, Some(CollectionHold::StaleBalance { seen_at: Some(at(73)) }));
+        assert_eq!(old.unwrap().to_string(), "stale balance: last seen 2026-12-04T11:00:00");
+        assert_eq!(CollectionHold::of(seen(1_000_000, 72), Cents::new(100), floor, now()), None, "72 h is fresh");
+        // Low and stale at once: stale.
+        let both = CollectionHold::of(seen(0, 100), Cents::new(100), floor, now());
+        assert_eq!(both.map(|h| h.as_str()), Some("stale_balance"));
+        let unknown = KnownBalance { available: None, seen_at: Some(at(1)) };
+        assert_eq!(
+            CollectionHold::of(unknown, Cents::new(100), floor, now()),
+            Some(CollectionHold::StaleBalance { seen_at: Some(at(1)) })
+        );
+        let never = KnownBalance { available: Some(Cents::new(1_000_000)), seen_at: None };
+        let hold = CollectionHold::of(never, Cents::new(100), floor, now()).unwrap();
+        assert_eq!((hold.as_str(), hold.to_string().as_str()), ("stale_balance", "stale balance: never seen"));
+    }
 
     #[test]
     fn multiplier_accepts_only_the_listed_choices() {

@@ -48,6 +48,12 @@ async fn main() -> anyhow::Result<()> {
                 amount += a.get();
             }
             Collected::BelowMinimum { .. } | Collected::HeldByCap { .. } => below += 1,
+            Collected::HeldByBalance { hold, .. } => {
+                skipped += 1;
+                if skipped <= 3 {
+                    eprintln!("user {user}: held: {hold}");
+                }
+            }
             Collected::Would { .. } => {}
             Collected::Skipped(why) | Collected::Failed(why) => {
                 skipped += 1;

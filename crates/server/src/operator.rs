@@ -100,6 +100,7 @@ fn collect_report(outcomes: &[(i64, Collected)], minimum: Cents, dry_run: bool) 
     let mut text = String::new();
     let (mut transfers, mut failed) = (Vec::new(), Vec::new());
     let (mut total, mut would, mut below, mut capped, mut skipped) = (0i64, 0usize, 0usize, 0usize, 0usize);
+    let mut by_balance = 0usize;
     for (user, outcome) in outcomes {
         let line = match outcome {
             Collected::Sent { collection_id, transfer_id, amount } => {
@@ -120,6 +121,10 @@ fn collect_report(outcomes: &[(i64, Collected)], minimum: Cents, dry_run: bool) 
                 capped += 1;
                 format!("{waiting} waits, held by the daily or monthly cap")
             }
+            Collected::HeldByBalance { waiting, hold } => {
+                by_balance += 1;
+                format!("{waiting} waits, held: {hold}")
+            }
             Collected::Skipped(why) => {
                 skipped += 1;
                 format!("skipped: {why}")
@@ -134,7 +139,7 @@ fn collect_report(outcomes: &[(i64, Collected)], minimum: Cents, dry_run: bool) 
     let (verb, sent) = if dry_run { ("would collect", would) } else { ("collected", transfers.len()) };
     text.push_str(&format!(
         "{} user(s) looked at; {verb} {} in {sent} transfer(s); {below} below the minimum; {capped} held by a cap; \
-         {skipped} skipped; {} failed\n",
+         {by_balance} held by the bank balance; {skipped} skipped; {} failed\n",
         outcomes.len(),
         Cents::new(total),
         failed.len(),
@@ -324,15 +329,26 @@ pub async fn ledger_user(services: &Services, email: &str) -> anyhow::Result<()>
 
 #[cfg(test)]
 mod tests {
+    use donkies_domain::CollectionHold;
+
     use super::*;
 
     #[test]
     fn the_collect_summary_counts_and_names_every_outcome() {
+        let seen_at = chrono::DateTime::parse_from_rfc3339("2026-12-04T09:30:00Z").ok().map(|t| t.to_utc());
         let outcomes = vec![
             (1, Collected::Sent { collection_id: 10, transfer_id: 20, amount: Cents::new(700) }),
             (2, Collected::BelowMinimum { waiting: Cents::new(120) }),
             (3, Collected::HeldByCap { waiting: Cents::new(86_802) }),
             (4, Collected::Skipped("no round-up source".into())),
+            (
+                6,
+                Collected::HeldByBalance {
+                    waiting: Cents::new(1_250),
+                    hold: CollectionHold::LowBalance { available: Cents::new(1_200), floor: Cents::new(10_000) },
+                },
+            ),
+            (7, Collected::HeldByBalance { waiting: Cents::new(600), hold: CollectionHold::StaleBalance { seen_at } }),
             (5, Collected::Failed("The payment service is unavailable".into())),
         ];
         let report = collect_report(&outcomes, Cents::new(500), false);
@@ -344,9 +360,11 @@ mod tests {
                 "user 2: 1.20 waits, below the minimum of 5.00",
                 "user 3: 868.02 waits, held by the daily or monthly cap",
                 "user 4: skipped: no round-up source",
+                "user 6: 12.50 waits, held: low balance: 12.00 available, floor 100.00",
+                "user 7: 6.00 waits, held: stale balance: last seen 2026-12-04T09:30:00",
                 "user 5: failed: The payment service is unavailable",
-                "5 user(s) looked at; collected 7.00 in 1 transfer(s); 1 below the minimum; 1 held by a cap; \
-                 1 skipped; 1 failed",
+                "7 user(s) looked at; collected 7.00 in 1 transfer(s); 1 below the minimum; 1 held by a cap; \
+                 2 held by the bank balance; 1 skipped; 1 failed",
             ]
         );
         assert_eq!(report.transfers, [20]);

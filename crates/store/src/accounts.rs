@@ -95,7 +95,8 @@ pub struct AccountData {
 }
 
 /// Insert or refresh accounts by (user, aggregator guid). What the user set — active flag,
-/// share, account number — is never touched by a refresh.
+/// share, account number — is never touched by a refresh. The balances are stamped with `now`
+/// (`balance_at`), which tells the overdraft guard how fresh they are.
 pub async fn upsert(
     tx: &mut Tx,
     user_id: i64,
@@ -109,9 +110,9 @@ pub async fn upsert(
                available_balance, available_credit, credit_limit, apr, apy, interest_rate, minimum_balance, \
                minimum_payment, original_balance, payoff_balance, last_payment, last_payment_at, payment_due_at, \
                day_payment_is_due, matures_on, started_on, total_account_value, is_closed, created_at, updated_at, \
-               number_digest) \
+               balance_at, number_digest) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
-               $21, $22, $23, $24, $25, $26, $27, $28, $29, $29, $30) \
+               $21, $22, $23, $24, $25, $26, $27, $28, $29, $29, $29, $30) \
              ON CONFLICT (user_id, guid) DO UPDATE SET \
                is_deleted = CASE WHEN accounts.member_id = excluded.member_id THEN accounts.is_deleted ELSE FALSE END, \
                member_id = excluded.member_id, name = excluded.name, kind = excluded.kind, \
@@ -124,7 +125,7 @@ pub async fn upsert(
                last_payment_at = excluded.last_payment_at, payment_due_at = excluded.payment_due_at, \
                day_payment_is_due = excluded.day_payment_is_due, matures_on = excluded.matures_on, \
                started_on = excluded.started_on, total_account_value = excluded.total_account_value, \
-               is_closed = excluded.is_closed, updated_at = excluded.updated_at, \
+               is_closed = excluded.is_closed, updated_at = excluded.updated_at, balance_at = excluded.balance_at, \
                number_digest = COALESCE(excluded.number_digest, accounts.number_digest)",
         )
         .bind(crate::new_id())
@@ -270,6 +271,26 @@ pub async fn get(db: impl Into<Conn<'_>>, user_id: i64, id: i64) -> Result<Optio
     Ok(
         crate::on_conn!(db.into(), pool => sqlx::query_as::<_, Account>(&sql).bind(user_id).bind(id).fetch_optional(pool).await)?,
     )
+}
+
+/// The account's last synced available balance and when the sync stored it; the default
+/// (nothing known) for an account that is gone.
+pub async fn known_balance(
+    db: impl Into<Conn<'_>>,
+    user_id: i64,
+    id: i64,
+) -> Result<donkies_domain::KnownBalance, StoreError> {
+    let row = crate::on_conn!(db.into(), pool => sqlx::query_as::<_, (Option<i64>, Option<DateTime<Utc>>)>(
+        "SELECT available_balance, balance_at FROM accounts WHERE user_id = $1 AND id = $2 AND is_deleted = FALSE",
+    )
+    .bind(user_id)
+    .bind(id)
+    .fetch_optional(pool)
+    .await)?;
+    Ok(row.map_or_else(Default::default, |(available, seen_at)| donkies_domain::KnownBalance {
+        available: available.map(Cents::new),
+        seen_at,
+    }))
 }
 
 /// Hide one account (the user removed it); a refresh keeps it hidden.

@@ -105,6 +105,16 @@ impl<'a> From<&'a mut Tx> for Conn<'a> {
     }
 }
 
+impl Conn<'_> {
+    /// The same pool or transaction again, for one more query.
+    pub fn reborrow(&mut self) -> Conn<'_> {
+        match self {
+            Conn::Db(db) => Conn::Db(db),
+            Conn::Tx(tx) => Conn::Tx(tx),
+        }
+    }
+}
+
 /// Run the same expression against whichever typed pool or connection a [`Conn`] holds.
 #[macro_export]
 macro_rules! on_conn {

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use donkies_domain::{AccountFamily, Cents, Direction};
 
 use crate::column::{Col, Stored};
-use crate::{Db, StoreError, Tx, on_db, on_tx};
+use crate::{Conn, Db, StoreError, Tx, on_conn, on_db, on_tx};
 
 // ---------------------------------------------------------------------------------------------
 // Serialising one user's money work
@@ -121,8 +121,8 @@ pub enum WaitingKind {
 }
 
 /// What waits to be collected for the user, oldest first.
-pub async fn waiting(tx: &mut Tx, user_id: i64) -> Result<Vec<Waiting>, StoreError> {
-    let rows = on_tx!(tx, conn => sqlx::query_as::<_, (String, i64, Option<i64>, i64, DateTime<Utc>)>(
+pub async fn waiting(db: impl Into<Conn<'_>>, user_id: i64) -> Result<Vec<Waiting>, StoreError> {
+    let rows = on_conn!(db.into(), conn => sqlx::query_as::<_, (String, i64, Option<i64>, i64, DateTime<Utc>)>(
         "SELECT 'roundup', id, account_id, amount, created_at FROM roundups \
            WHERE user_id = $1 AND collection_id IS NULL AND amount > 0 AND voided_at IS NULL \
          UNION ALL SELECT 'contribution', id, NULL, amount, created_at FROM contributions \
@@ -300,9 +300,9 @@ pub struct Correction {
 const CORRECTION: &str = "SELECT id, roundup_id, amount, reason, collection_id, created_at FROM corrections";
 
 /// The user's corrections no collection has offset yet, oldest first.
-pub async fn open_corrections(tx: &mut Tx, user_id: i64) -> Result<Vec<Correction>, StoreError> {
+pub async fn open_corrections(db: impl Into<Conn<'_>>, user_id: i64) -> Result<Vec<Correction>, StoreError> {
     let sql = format!("{CORRECTION} WHERE user_id = $1 AND collection_id IS NULL ORDER BY created_at, id");
-    Ok(on_tx!(tx, conn => sqlx::query_as::<_, Correction>(&sql).bind(user_id).fetch_all(conn).await)?)
+    Ok(on_conn!(db.into(), conn => sqlx::query_as::<_, Correction>(&sql).bind(user_id).fetch_all(conn).await)?)
 }
 
 /// Every correction of the user, newest first.
@@ -348,6 +348,18 @@ pub async fn insert_contribution(
     .await
     .map(|r| r.rows_affected()))?;
     Ok(())
+}
+
+/// What the user contributed since `since`, collected or not.
+pub async fn contributed_since(tx: &mut Tx, user_id: i64, since: DateTime<Utc>) -> Result<Cents, StoreError> {
+    let total = on_tx!(tx, conn => sqlx::query_scalar::<_, Option<i64>>(
+        "SELECT CAST(SUM(amount) AS BIGINT) FROM contributions WHERE user_id = $1 AND created_at >= $2",
+    )
+    .bind(user_id)
+    .bind(since)
+    .fetch_one(conn)
+    .await)?;
+    Ok(Cents::new(total.unwrap_or(0)))
 }
 
 /// A one-time contribution and whether it was collected.
@@ -505,8 +517,8 @@ pub async fn settle_collection(
 }
 
 /// What was collected from the user (collections not failed) since `since`.
-pub async fn collected_since(tx: &mut Tx, user_id: i64, since: DateTime<Utc>) -> Result<Cents, StoreError> {
-    let total = on_tx!(tx, conn => sqlx::query_scalar::<_, Option<i64>>(
+pub async fn collected_since(db: impl Into<Conn<'_>>, user_id: i64, since: DateTime<Utc>) -> Result<Cents, StoreError> {
+    let total = on_conn!(db.into(), conn => sqlx::query_scalar::<_, Option<i64>>(
         "SELECT CAST(SUM(amount) AS BIGINT) FROM collections \
          WHERE user_id = $1 AND created_at >= $2 AND status IN ('pending', 'processed')",
     )

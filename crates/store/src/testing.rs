@@ -115,6 +115,22 @@ impl TestDb {
     }
 }
 
+/// Pretend the user's accounts were last synced at `seen_at`: what a bank that stopped
+/// answering leaves behind.
+pub async fn set_balances_seen_at(
+    db: &Db,
+    user_id: i64,
+    seen_at: chrono::DateTime<chrono::Utc>,
+) -> Result<(), crate::StoreError> {
+    crate::on_db!(db, pool => sqlx::query("UPDATE accounts SET balance_at = $2 WHERE user_id = $1")
+        .bind(user_id)
+        .bind(seen_at)
+        .execute(pool)
+        .await
+        .map(|_| ()))?;
+    Ok(())
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         match &self.cleanup {

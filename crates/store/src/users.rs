@@ -36,6 +36,8 @@ pub struct User {
     /// Whole dollars; `None`: no cap.
     pub daily_cap: Option<i64>,
     pub monthly_cap: Option<i64>,
+    /// Whole dollars a collection must leave available in the round-up source account.
+    pub overdraft_floor: i64,
     pub is_closed_account: bool,
     pub closed_at: Option<DateTime<Utc>>,
     pub profile_image_url: Option<String>,
@@ -46,7 +48,7 @@ pub struct User {
 const COLUMNS: &str = "id, email, password_hash, first_name, last_name, identifier, encrypted_id, \
     is_confirmed, confirmation_token_hash, guid, address1, address2, city, state, postal_code, \
     date_of_birth, ssn_encrypted, ssn_last4, phone, is_profile_completed, minimum_transfer_amount, \
-    is_even_roundup, roundups_paused, roundup_multiplier, daily_cap, monthly_cap, is_closed_account, closed_at, profile_image_url, created_at, updated_at";
+    is_even_roundup, roundups_paused, roundup_multiplier, daily_cap, monthly_cap, overdraft_floor, is_closed_account, closed_at, profile_image_url, created_at, updated_at";
 
 #[derive(Debug, Clone)]
 pub struct NewUser<'a> {
@@ -285,6 +287,7 @@ pub struct SettingsUpdate {
     /// `Some(None)` removes the cap.
     pub daily_cap: Option<Option<i64>>,
     pub monthly_cap: Option<Option<i64>>,
+    pub overdraft_floor: Option<i64>,
 }
 
 pub async fn update_settings(
@@ -298,7 +301,8 @@ pub async fn update_settings(
          is_even_roundup = COALESCE($3, is_even_roundup), roundups_paused = COALESCE($4, roundups_paused), \
          roundup_multiplier = COALESCE($5, roundup_multiplier), \
          daily_cap = CASE WHEN $6 THEN $7 ELSE daily_cap END, \
-         monthly_cap = CASE WHEN $8 THEN $9 ELSE monthly_cap END, updated_at = $10 WHERE id = $1",
+         monthly_cap = CASE WHEN $8 THEN $9 ELSE monthly_cap END, updated_at = $10, \
+         overdraft_floor = COALESCE($11, overdraft_floor) WHERE id = $1",
     )
     .bind(user_id)
     .bind(update.minimum_transfer_amount.map(TransferAmount::get))
@@ -310,6 +314,7 @@ pub async fn update_settings(
     .bind(update.monthly_cap.is_some())
     .bind(update.monthly_cap.flatten())
     .bind(now)
+    .bind(update.overdraft_floor)
     .execute(conn)
     .await
         .map(|r| r.rows_affected()))?;

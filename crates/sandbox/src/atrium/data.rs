@@ -122,7 +122,9 @@ pub(crate) fn accounts(owner: &Owner<'_>) -> Vec<Account> {
     };
     let bank = owner.institution_name;
 
-    let checking_balance = Amount::from_cents(rng.gen_range(50_000..500_000));
+    // At least $2,500 available, so that an ordinary collection from this account (round-ups and
+    // contributions of up to a couple of thousand dollars) keeps the default $100 overdraft floor.
+    let checking_balance = Amount::from_cents(rng.gen_range(250_000..1_000_000));
     let checking = Account {
         balance: Some(checking_balance),
         available_balance: Some(checking_balance),

@@ -4,7 +4,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use donkies_domain::Cents;
+use donkies_domain::{Cents, CollectionHold};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -39,22 +39,46 @@ pub struct StatView {
     amount_to_donkies: f64,
     /// Paid out to the user's debts (and, after closing, back to the user's bank).
     amount_to_user: f64,
-    /// Held at Donkies, not paid out yet.
+    /// Collected and not yet given to a payout (it drops when a payout is made, not when it
+    /// is paid).
     amount_available: f64,
     /// How many payouts were made.
     payments: i64,
+    /// Why round-ups wait in the user's bank although a collection is due: `low_balance` (the
+    /// collection would leave the round-up source below the user's `overdraft_floor`) or
+    /// `stale_balance` (the bank's balance is older than 72 hours, or unknown; it wins when
+    /// both apply); null when nothing about the balance holds the next collection.
+    collection_hold: Option<CollectionHoldView>,
+}
+
+/// Why the next collection waits on the bank balance of the round-up source.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CollectionHoldView {
+    LowBalance,
+    StaleBalance,
+}
+
+impl From<CollectionHold> for CollectionHoldView {
+    fn from(hold: CollectionHold) -> Self {
+        match hold {
+            CollectionHold::LowBalance { .. } => CollectionHoldView::LowBalance,
+            CollectionHold::StaleBalance { .. } => CollectionHoldView::StaleBalance,
+        }
+    }
 }
 
 /// The dashboard's figures.
 #[utoipa::path(get, path = "/v1/stat", tag = "transfers", security(("token" = [])),
     responses((status = 200, body = StatView)))]
 async fn get_stat(State(state): State<AppState>, auth: AuthUser) -> ApiResult<axum::Json<StatView>> {
-    let stat = state.services.money.stat(auth.user.id).await?;
+    let stat = state.services.money.stat(&auth.user).await?;
     Ok(axum::Json(StatView {
         amount_to_donkies: stat.amount_to_donkies.to_f64_dollars(),
         amount_to_user: stat.amount_to_user.to_f64_dollars(),
         amount_available: stat.amount_available.to_f64_dollars(),
         payments: stat.payments,
+        collection_hold: stat.collection_hold.map(CollectionHoldView::from),
     }))
 }
 
@@ -218,7 +242,8 @@ pub struct ContributionView {
 
 #[derive(Default, Deserialize, ToSchema)]
 pub struct ContributionRequest {
-    /// Dollars and cents, e.g. `"25.00"`: from 0.01 to 10000.00 (and at most the user's caps).
+    /// Dollars and cents, e.g. `"25.00"`: from 0.01 to 10000.00; with the user's other
+    /// contributions of the UTC day (month), at most the daily (monthly) cap.
     #[schema(value_type = String, example = "25.00", required = true, pattern = r"^\d{1,5}(\.\d{1,2})?$")]
     #[serde(default)]
     amount: Field<String>,
@@ -251,7 +276,7 @@ fn contribution_view(c: donkies_store::money_loop::Contribution) -> Contribution
 /// Add a one-time extra contribution; it is collected with the next collection.
 #[utoipa::path(post, path = "/v1/contributions", tag = "transfers", security(("token" = [])),
     request_body = ContributionRequest,
-    responses((status = 201, body = ContributionView), (status = 400, description = "a bad amount, or the account is closed")))]
+    responses((status = 201, body = ContributionView), (status = 400, description = "a bad amount, one that would take the day's or month's contributions above a cap, or the account is closed")))]
 async fn create_contribution(
     State(state): State<AppState>,
     auth: AuthUser,

@@ -8,7 +8,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use donkies_domain::{
-    Cap, Cents, DateOfBirth, Email, Multiplier, Password, Phone, PostalCode, Ssn, TransferAmount, UsState,
+    Cap, Cents, DateOfBirth, Email, Multiplier, OverdraftFloor, Password, Phone, PostalCode, Ssn, TransferAmount,
+    UsState,
 };
 use donkies_store::now;
 use donkies_store::payments::Customer;
@@ -233,6 +234,9 @@ pub struct UserSettings {
     daily_cap: Option<i64>,
     /// Whole dollars collected in one UTC month at most; null: no cap.
     monthly_cap: Option<i64>,
+    /// Whole dollars a collection must leave available in the round-up source account
+    /// (0 to 10000, default 100); a collection that would go below it waits.
+    overdraft_floor: i64,
 }
 
 impl From<RoundUpSettings> for UserSettings {
@@ -244,6 +248,7 @@ impl From<RoundUpSettings> for UserSettings {
             roundup_multiplier: s.roundup_multiplier,
             daily_cap: s.daily_cap,
             monthly_cap: s.monthly_cap,
+            overdraft_floor: s.overdraft_floor,
         }
     }
 }
@@ -272,6 +277,10 @@ pub struct SettingsRequest {
     #[schema(value_type = Option<i64>)]
     #[serde(default)]
     monthly_cap: Field<i64>,
+    /// Whole dollars from 0 to 10000.
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 10000)]
+    #[serde(default)]
+    overdraft_floor: Field<i64>,
 }
 
 /// A cap as sent: 0 removes it.
@@ -290,6 +299,8 @@ impl RequestBody for SettingsRequest {
         let daily_cap = c.parse("daily_cap", daily, parse_cap);
         let monthly = c.optional("monthly_cap", self.monthly_cap);
         let monthly_cap = c.parse("monthly_cap", monthly, parse_cap);
+        let floor = c.optional("overdraft_floor", self.overdraft_floor);
+        let overdraft_floor = c.parse("overdraft_floor", floor, OverdraftFloor::parse_dollars);
         Some(SettingsChange {
             minimum_transfer_amount: amount,
             is_even_roundup: c.optional("is_even_roundup", self.is_even_roundup),
@@ -297,6 +308,7 @@ impl RequestBody for SettingsRequest {
             roundup_multiplier: multiplier,
             daily_cap,
             monthly_cap,
+            overdraft_floor,
         })
     }
 }

@@ -10,17 +10,17 @@ use std::time::Duration;
 
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use donkies_domain::{
-    Cap, Cents, FundingSourceStatus, LedgerAccount, Movement, Multiplier, Projection, RoundUpRules, TransferStatus,
-    project_payoff, split_by_shares,
+    Cap, Cents, CollectionHold, FundingSourceStatus, LedgerAccount, Movement, Multiplier, OverdraftFloor, Projection,
+    RoundUpRules, TransferStatus, project_payoff, split_by_shares,
 };
 use donkies_store::ledger::{self, LedgerError};
 use donkies_store::money_loop::{
     self as ml, Collection, CollectionPart, CollectionStatus, Contribution, NewRoundUp, PartMethod, Payout, PayoutPart,
     Waiting,
 };
-use donkies_store::payments::{self, Transfer};
+use donkies_store::payments::{self, FundingSource, Transfer};
 use donkies_store::users::{self, SettingsUpdate, User};
-use donkies_store::{accounts, constraints, new_id, now, transactions};
+use donkies_store::{Conn, accounts, constraints, new_id, now, transactions};
 use serde::Serialize;
 
 use super::payments::{Endpoint, PaymentsService, PreparedTransfer};
@@ -37,6 +37,7 @@ pub struct RoundUpSettings {
     pub roundup_multiplier: i64,
     pub daily_cap: Option<i64>,
     pub monthly_cap: Option<i64>,
+    pub overdraft_floor: i64,
 }
 
 /// A change of settings, parsed; `None` leaves a setting as it is.
@@ -49,6 +50,7 @@ pub struct SettingsChange {
     /// `Some(None)` removes the cap.
     pub daily_cap: Option<Option<Cap>>,
     pub monthly_cap: Option<Option<Cap>>,
+    pub overdraft_floor: Option<OverdraftFloor>,
 }
 
 /// What one user's collection run did (or, in a dry run, would do).
@@ -62,6 +64,9 @@ pub enum Collected {
     BelowMinimum { waiting: Cents },
     /// Enough waits, but the daily or monthly cap leaves too little room for the minimum.
     HeldByCap { waiting: Cents },
+    /// Enough waits, but the round-up source's balance is too low or too old to take it from:
+    /// the round-ups stay gathered and waiting.
+    HeldByBalance { waiting: Cents, hold: CollectionHold },
     /// Not collected, and why (closed, no round-up source, refused, busy).
     Skipped(String),
     /// Not collected because something failed (e.g. the payment service): try again.
@@ -95,6 +100,8 @@ pub struct Stat {
     pub amount_to_user: Cents,
     pub amount_available: Cents,
     pub payments: i64,
+    /// Why the next collection waits on the round-up source's balance, if it does.
+    pub collection_hold: Option<CollectionHold>,
 }
 
 fn ledger_error(err: LedgerError) -> ServiceError {
@@ -139,7 +146,19 @@ pub fn settings_of(user: &User) -> RoundUpSettings {
         roundup_multiplier: user.roundup_multiplier,
         daily_cap: user.daily_cap,
         monthly_cap: user.monthly_cap,
+        overdraft_floor: user.overdraft_floor,
     }
+}
+
+/// The user's overdraft floor; a stored value out of range (never written by us) is read as
+/// the highest floor, the safe side.
+fn floor_of(user: &User) -> OverdraftFloor {
+    OverdraftFloor::parse_dollars(user.overdraft_floor).unwrap_or(OverdraftFloor::HIGHEST)
+}
+
+/// A round-up source that may be collected from: verified and not removed.
+fn usable(source: &FundingSource) -> bool {
+    !source.is_removed && source.status == FundingSourceStatus::Verified
 }
 
 /// The money loop's use cases: round-ups, collections, payouts and the ledger. They reach the
@@ -179,6 +198,7 @@ impl MoneyService {
             roundup_multiplier: change.roundup_multiplier.map(Multiplier::get),
             daily_cap: change.daily_cap.map(|c| c.map(Cap::dollars)),
             monthly_cap: change.monthly_cap.map(|c| c.map(Cap::dollars)),
+            overdraft_floor: change.overdraft_floor.map(OverdraftFloor::dollars),
         };
         let mut work = self.store.begin().await?;
         users::update_settings(&mut work, user.id, &update, now()).await?;
@@ -189,23 +209,33 @@ impl MoneyService {
         Ok(settings_of(&user))
     }
 
-    /// A one-time extra contribution, collected with the next collection.
+    /// A one-time extra contribution, collected with the next collection. The contributions
+    /// of one UTC day (month), this one included, stay within the daily (monthly) cap; the
+    /// user's lock makes many at once count one after the other.
     pub async fn contribute(&self, user: &User, amount: Cents) -> ServiceResult<Contribution> {
         if user.is_closed_account {
             return Err(ServiceError::invalid("The account is closed."));
         }
         let rules = rules_of(user);
-        for cap in [rules.daily_cap, rules.monthly_cap].into_iter().flatten() {
-            if amount > cap.cents() {
+        let id = new_id();
+        let mut work = self.store.begin().await?;
+        ml::lock_user(&mut work, user.id).await?;
+        let created_at = now();
+        for (cap, since, period) in
+            [(rules.daily_cap, day_start(created_at), "daily"), (rules.monthly_cap, month_start(created_at), "monthly")]
+        {
+            let Some(cap) = cap else { continue };
+            let before = ml::contributed_since(&mut work, user.id, since).await?;
+            if before.checked_add(amount).is_none_or(|total| total > cap.cents()) {
                 return Err(ServiceError::field(
                     "amount",
-                    format!("Ensure this value is at most your cap of {}.", cap.cents()),
+                    format!(
+                        "Ensure your contributions stay within your {period} cap of {}: {before} is contributed already.",
+                        cap.cents()
+                    ),
                 ));
             }
         }
-        let id = new_id();
-        let created_at = now();
-        let mut work = self.store.begin().await?;
         ml::insert_contribution(&mut work, id, user.id, amount, created_at).await?;
         let movement = Movement::Contribution { user_id: user.id, contribution_id: id, amount };
         ledger::record(&mut work, &movement).await.map_err(ledger_error)?;
@@ -238,7 +268,7 @@ impl MoneyService {
         let Some(source) = self.payments.round_up_source(user.id).await? else {
             return Ok(Collected::Skipped("no round-up source".into()));
         };
-        if source.is_removed || source.status != FundingSourceStatus::Verified {
+        if !usable(&source) {
             return Ok(Collected::Skipped("the round-up source is not verified".into()));
         }
         // Where the money goes is asked of Dwolla before the transaction opens: no provider call
@@ -252,20 +282,11 @@ impl MoneyService {
         ml::lock_user(&mut work, user.id).await?;
         retire_stale_roundups(&mut work, user.id).await?;
         self.gather_roundups(&mut work, &user).await?;
-        let waiting = ml::waiting(&mut work, user.id).await?;
-        // Collected round-ups whose purchase was removed or amended since: taken back by leaving
-        // as much of what this collection gathers in the user's bank.
-        let corrections = ml::open_corrections(&mut work, user.id).await?;
-        let offset: Cents = corrections.iter().map(|c| c.amount).sum();
         let t = now();
-        let today = ml::collected_since(&mut work, user.id, day_start(t)).await?;
-        let this_month = ml::collected_since(&mut work, user.id, month_start(t)).await?;
-        let amounts: Vec<Cents> = waiting.iter().map(|w| w.amount).collect();
-        let minimum = self.settings.collection_minimum;
-        let chosen = rules_of(&user).select_offsetting(&amounts, today, this_month, minimum, offset);
-        let taken: Vec<Waiting> = chosen.iter().filter_map(|&i| waiting.get(i).cloned()).collect();
+        let NextCollection { waiting, taken, corrections, offset } = self.next_collection(&mut *work, &user, t).await?;
         let gathered: Cents = taken.iter().map(|w| w.amount).sum();
         let amount = gathered - offset;
+        let amounts: Vec<Cents> = waiting.iter().map(|w| w.amount).collect();
         if taken.is_empty() {
             let waiting: Cents = amounts.iter().sum::<Cents>() - offset;
             let collectable: Cents = amounts.iter().map(|a| (*a).max(Cents::ZERO)).sum::<Cents>() - offset;
@@ -277,6 +298,16 @@ impl MoneyService {
             } else {
                 Collected::BelowMinimum { waiting }
             });
+        }
+        // The bank balance is judged once we know what to take and before anything is recorded:
+        // what was gathered stays, waiting for a balance that allows it.
+        let balance = accounts::known_balance(&mut *work, user.id, source.account_id).await?;
+        if let Some(hold) = CollectionHold::of(balance, amount, floor_of(&user), t) {
+            if !dry_run {
+                work.commit().await?;
+            }
+            tracing::info!(user = user.id, %amount, %hold, "collection held by the bank balance");
+            return Ok(Collected::HeldByBalance { waiting: amounts.iter().sum::<Cents>() - offset, hold });
         }
         let Some(route) = route else {
             return Ok(Collected::Would { amount });
@@ -324,6 +355,30 @@ impl MoneyService {
         work.commit().await?;
         tracing::info!(user = user.id, collection = collection_id, transfer = transfer_id, %amount, "round-ups collected");
         Ok(Collected::Sent { collection_id, transfer_id, amount })
+    }
+
+    /// What waits for the user, and what of it the next collection takes at `t` under the
+    /// user's caps and the collection minimum (nothing when that is too little), offsetting
+    /// the user's open corrections.
+    async fn next_collection(
+        &self,
+        db: impl Into<Conn<'_>>,
+        user: &User,
+        t: DateTime<Utc>,
+    ) -> ServiceResult<NextCollection> {
+        let mut conn = db.into();
+        let waiting = ml::waiting(conn.reborrow(), user.id).await?;
+        // Collected round-ups whose purchase was removed or amended since: taken back by leaving
+        // as much of what this collection gathers in the user's bank.
+        let corrections = ml::open_corrections(conn.reborrow(), user.id).await?;
+        let offset: Cents = corrections.iter().map(|c| c.amount).sum();
+        let today = ml::collected_since(conn.reborrow(), user.id, day_start(t)).await?;
+        let this_month = ml::collected_since(conn, user.id, month_start(t)).await?;
+        let amounts: Vec<Cents> = waiting.iter().map(|w| w.amount).collect();
+        let minimum = self.settings.collection_minimum;
+        let chosen = rules_of(user).select_offsetting(&amounts, today, this_month, minimum, offset);
+        let taken = chosen.iter().filter_map(|&i| waiting.get(i).cloned()).collect();
+        Ok(NextCollection { waiting, taken, corrections, offset })
     }
 
     /// The collection run over every user who has a round-up source; what it did per user.
@@ -561,7 +616,10 @@ impl MoneyService {
     // -----------------------------------------------------------------------------------------
     // Reading
 
-    pub async fn stat(&self, user_id: i64) -> ServiceResult<Stat> {
+    /// The dashboard's figures. `amount_available` is what was collected and not yet given to a
+    /// payout: the held money the ledger has not reserved for a payout part.
+    pub async fn stat(&self, user: &User) -> ServiceResult<Stat> {
+        let user_id = user.id;
         let collections = ml::collections_of_user(&self.store.db, user_id).await?;
         let parts = ml::parts_of_user(&self.store.db, user_id).await?;
         let payouts = ml::payouts_of_user(&self.store.db, user_id).await?;
@@ -573,9 +631,27 @@ impl MoneyService {
                 .filter(|c| c.status == CollectionStatus::Processed)
                 .map(|c| c.amount)),
             amount_to_user: sum(&mut parts.iter().filter(|p| p.status == "processed").map(|p| p.amount)),
-            amount_available: held.posted,
+            amount_available: held.available().unwrap_or_default(),
             payments: payouts.len() as i64,
+            collection_hold: self.collection_hold(user).await?,
         })
+    }
+
+    /// Why the next collection would wait on the round-up source's balance: judged on what it
+    /// would take now (nothing while too little waits, so only a stale balance or one already
+    /// below the floor holds it). `None` without a usable source or for a closed account.
+    async fn collection_hold(&self, user: &User) -> ServiceResult<Option<CollectionHold>> {
+        if user.is_closed_account {
+            return Ok(None);
+        }
+        let Some(source) = self.payments.round_up_source(user.id).await?.filter(usable) else {
+            return Ok(None);
+        };
+        let t = now();
+        let next = self.next_collection(&self.store.db, user, t).await?;
+        let amount: Cents = next.taken.iter().map(|w| w.amount).sum::<Cents>() - next.offset;
+        let balance = accounts::known_balance(&self.store.db, user.id, source.account_id).await?;
+        Ok(CollectionHold::of(balance, amount, floor_of(user), t))
     }
 
     pub async fn collection_parts(&self, user_id: i64) -> ServiceResult<Vec<CollectionPart>> {
@@ -850,6 +926,17 @@ impl MoneyService {
         let pending = ledger::pending_of_user(&self.store.db, user.id).await?;
         Ok((user, balances, entries, pending))
     }
+}
+
+/// What the next collection of a user would take.
+struct NextCollection {
+    /// Everything that waits, oldest first.
+    waiting: Vec<Waiting>,
+    /// What of it the collection takes (empty when it would take nothing).
+    taken: Vec<Waiting>,
+    /// The corrections it offsets, and their sum: what it leaves in the user's bank.
+    corrections: Vec<ml::Correction>,
+    offset: Cents,
 }
 
 /// Record the round-ups of the user's posted purchases that have none, under the user's rules

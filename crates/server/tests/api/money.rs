@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
-use donkies_domain::Cents;
+use donkies_domain::{Cents, CollectionHold};
 use donkies_server::services::money::{Collected, PaidOut};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -30,6 +30,11 @@ both_databases!(
     operator_commands_collect_pay_out_and_prove_the_ledger_beside_the_server,
     operator_commands_say_so_when_no_worker_runs,
     a_collection_that_fails_for_a_user_says_so_and_exits_non_zero,
+    a_low_balance_holds_the_collection_until_the_floor_is_lowered,
+    a_stale_balance_holds_the_collection_until_a_sync_refreshes_it,
+    the_overdraft_floor_is_whole_dollars_from_0_to_10000,
+    many_contributions_at_once_never_sum_above_the_daily_or_monthly_cap,
+    amount_available_drops_when_the_payout_is_made_not_when_a_manual_part_is_paid,
 );
 
 const WAIT: Duration = Duration::from_secs(40);
@@ -139,7 +144,11 @@ async fn roundups_below_the_minimum_wait_and_above_it_one_collection_is_sent_and
     assert_eq!(list, json!([]), "nothing collected below the minimum");
     assert_eq!(transfers_at_dwolla(&app, &token).await, 0);
     let (_, stat) = app.get("/v1/stat", Some(&token)).await;
-    assert_eq!(stat, json!({"amount_to_donkies": 0.0, "amount_to_user": 0.0, "amount_available": 0.0, "payments": 0}));
+    assert_eq!(
+        stat,
+        json!({"amount_to_donkies": 0.0, "amount_to_user": 0.0, "amount_available": 0.0, "payments": 0,
+               "collection_hold": null})
+    );
 
     // A contribution takes the total over the minimum: one transfer of everything that waits.
     contribute(&app, &token, "1000.00").await;
@@ -436,11 +445,12 @@ async fn two_collection_runs_at_once_make_one_transfer_per_user(backend: Backend
 async fn the_daily_cap_limits_what_one_day_collects(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let (token, _) = paused_user(&app, "ada@example.com").await;
-    let (status, body) = patch(&app, "/v1/user_settings", &token, json!({"daily_cap": 10})).await;
-    assert_eq!((status, &body["daily_cap"]), (StatusCode::OK, &json!(10)), "{body}");
+    // Contributed before the cap was set: today's contributions alone now stay within it.
     for _ in 0..3 {
         contribute(&app, &token, "6.00").await;
     }
+    let (status, body) = patch(&app, "/v1/user_settings", &token, json!({"daily_cap": 10})).await;
+    assert_eq!((status, &body["daily_cap"]), (StatusCode::OK, &json!(10)), "{body}");
     let Collected::Sent { amount, .. } = only(&collect(&app).await).clone() else { panic!() };
     assert_eq!(amount.get(), 600, "only what fits under $10 today");
     assert!(matches!(only(&collect(&app).await), Collected::HeldByCap { waiting } if waiting.get() == 1200));
@@ -460,7 +470,7 @@ async fn settings_and_contributions_refuse_bad_input_with_field_errors(backend: 
     assert_eq!(
         settings,
         json!({"minimum_transfer_amount": 5, "is_even_roundup": false, "roundups_paused": false,
-               "roundup_multiplier": 1, "daily_cap": null, "monthly_cap": null})
+               "roundup_multiplier": 1, "daily_cap": null, "monthly_cap": null, "overdraft_floor": 100})
     );
     let bad = json!({"roundup_multiplier": 4, "daily_cap": 5, "monthly_cap": "lots", "roundups_paused": "maybe"});
     let (status, body) = patch(&app, "/v1/user_settings", &token, bad).await;
@@ -575,4 +585,182 @@ async fn a_collection_that_fails_for_a_user_says_so_and_exits_non_zero(backend: 
     assert!(out.contains(": failed: ") && out.contains("; 0 skipped; 1 failed"), "{out}");
     let (ok, out) = donkies(&app, &["collect"]).await;
     assert!(ok && out.contains("of 25.00") && out.contains("; 0 failed"), "run again, it collects: {out}");
+}
+
+async fn stat(app: &TestApp, token: &str) -> Value {
+    let (status, stat) = app.get("/v1/stat", Some(token)).await;
+    assert_eq!(status, StatusCode::OK, "{stat}");
+    stat
+}
+
+async fn a_low_balance_holds_the_collection_until_the_floor_is_lowered(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (token, _) = paused_user(&app, "ada@example.com").await;
+    contribute(&app, &token, "25.00").await;
+    assert_eq!(stat(&app, &token).await["collection_hold"], Value::Null, "the simulated checking account has plenty");
+    // No simulated checking account holds $10,000 more than a collection.
+    let (status, body) = patch(&app, "/v1/user_settings", &token, json!({"overdraft_floor": 10000})).await;
+    assert_eq!((status, &body["overdraft_floor"]), (StatusCode::OK, &json!(10000)), "{body}");
+
+    let outcome = only(&collect(&app).await).clone();
+    let Collected::HeldByBalance { waiting, hold: CollectionHold::LowBalance { available, floor } } = outcome else {
+        panic!("not held for a low balance: {outcome:?}")
+    };
+    assert_eq!((waiting, floor), (Cents::new(2_500), Cents::new(1_000_000)));
+    assert!(available.get() - 2_500 < 1_000_000, "{available}");
+    assert_eq!(stat(&app, &token).await["collection_hold"], "low_balance");
+    let (_, list) = app.get("/v1/transfers_donkies", Some(&token)).await;
+    assert_eq!(list, json!([]), "nothing collected");
+    assert_eq!(transfers_at_dwolla(&app, &token).await, 0);
+    let (_, contributions) = app.get("/v1/contributions", Some(&token)).await;
+    assert_eq!(contributions[0]["is_collected"], false, "the money waits: {contributions}");
+    let (ok, out) = donkies(&app, &["collect"]).await;
+    assert!(
+        ok && out.contains("25.00 waits, held: low balance: ") && out.contains(" available, floor 10000.00"),
+        "{out}"
+    );
+    assert!(out.contains("; 1 held by the bank balance; "), "{out}");
+
+    // A lower floor lets the same money go, once.
+    let (status, body) = patch(&app, "/v1/user_settings", &token, json!({"overdraft_floor": 0})).await;
+    assert_eq!((status, &body["overdraft_floor"]), (StatusCode::OK, &json!(0)), "{body}");
+    assert_eq!(stat(&app, &token).await["collection_hold"], Value::Null);
+    let Collected::Sent { collection_id, amount, .. } = only(&collect(&app).await).clone() else {
+        panic!("not collected once the floor was lowered")
+    };
+    assert_eq!(amount, Cents::new(2_500));
+    process_at_dwolla(&app).await;
+    wait_collection(&app, &token, collection_id, "processed").await;
+    assert_eq!(stat_cents(&stat(&app, &token).await, "amount_to_donkies"), 2_500);
+    assert_ledger_balanced(&app).await;
+}
+
+async fn a_stale_balance_holds_the_collection_until_a_sync_refreshes_it(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (token, _) = paused_user(&app, "ada@example.com").await;
+    contribute(&app, &token, "25.00").await;
+    app.wait_jobs_idle().await;
+    let (_, user) = app.get("/v1/user", Some(&token)).await;
+    let user_id = user["id"].as_i64().unwrap();
+    // The bank has not answered for three days and a bit.
+    let seen_at = donkies_store::now() - chrono::Duration::hours(73);
+    donkies_store::testing::set_balances_seen_at(app.db(), user_id, seen_at).await.unwrap();
+
+    assert_eq!(stat(&app, &token).await["collection_hold"], "stale_balance");
+    let outcome = only(&collect(&app).await).clone();
+    let Collected::HeldByBalance { waiting, hold: CollectionHold::StaleBalance { seen_at: Some(seen) } } = outcome
+    else {
+        panic!("not held for a stale balance: {outcome:?}")
+    };
+    assert_eq!(waiting, Cents::new(2_500));
+    assert!((seen - seen_at).num_seconds().abs() < 1, "{seen} {seen_at}");
+    // Low as well as stale: stale wins.
+    patch(&app, "/v1/user_settings", &token, json!({"overdraft_floor": 10000})).await;
+    assert_eq!(stat(&app, &token).await["collection_hold"], "stale_balance");
+    let (ok, out) = donkies(&app, &["collect"]).await;
+    assert!(ok && out.contains("25.00 waits, held: stale balance: last seen "), "{out}");
+    let (_, list) = app.get("/v1/transfers_donkies", Some(&token)).await;
+    assert_eq!(list, json!([]), "nothing collected");
+
+    // A sync stores a fresh balance: now only the floor holds it, and without it the money goes.
+    services(&app).banking.resync_members().await.unwrap();
+    assert_eq!(stat(&app, &token).await["collection_hold"], "low_balance");
+    patch(&app, "/v1/user_settings", &token, json!({"overdraft_floor": 100})).await;
+    assert_eq!(stat(&app, &token).await["collection_hold"], Value::Null);
+    let Collected::Sent { amount, .. } = only(&collect(&app).await).clone() else { panic!("not collected") };
+    assert_eq!(amount, Cents::new(2_500));
+    assert_ledger_balanced(&app).await;
+}
+
+async fn the_overdraft_floor_is_whole_dollars_from_0_to_10000(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let token = app.signed_up_user("ada@example.com").await;
+    let (_, settings) = app.get("/v1/user_settings", Some(&token)).await;
+    assert_eq!(settings["overdraft_floor"], 100, "the default: {settings}");
+    for bad in [json!(-1), json!(10001), json!(12.5), json!("lots"), json!(true), json!([100]), json!({"a": 1})] {
+        let (status, body) = patch(&app, "/v1/user_settings", &token, json!({"overdraft_floor": bad})).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        let errors = body["overdraft_floor"].as_array().unwrap_or_else(|| panic!("{bad}: {body}"));
+        assert!(errors.len() == 1 && errors[0].is_string(), "{bad}: {body}");
+        assert_eq!(body.as_object().unwrap().len(), 1, "only the floor is wrong: {body}");
+    }
+    let (_, body) = patch(&app, "/v1/user_settings", &token, json!({"overdraft_floor": 10001})).await;
+    assert_eq!(body, json!({"overdraft_floor": ["Ensure this value is between 0 and 10000."]}));
+    let (_, unchanged) = app.get("/v1/user_settings", Some(&token)).await;
+    assert_eq!(unchanged, settings, "a refused change changes nothing");
+    for good in [0, 10000, 250] {
+        let (status, body) = patch(&app, "/v1/user_settings", &token, json!({"overdraft_floor": good})).await;
+        assert_eq!((status, &body["overdraft_floor"]), (StatusCode::OK, &json!(good)), "{body}");
+    }
+    // Other settings leave it alone.
+    let (_, body) = patch(&app, "/v1/user_settings", &token, json!({"daily_cap": 50})).await;
+    assert_eq!(body["overdraft_floor"], 250, "{body}");
+}
+
+/// `count` contributions of `amount` at once; how many were accepted. Every refusal is a field
+/// error on `amount`.
+async fn contribute_at_once(app: &TestApp, token: &str, count: usize, amount: &str) -> usize {
+    let posts = (0..count).map(|_| app.post("/v1/contributions", Some(token), json!({"amount": amount})));
+    let answers = futures::future::join_all(posts).await;
+    let mut accepted = 0;
+    for (status, body) in answers {
+        match status {
+            StatusCode::CREATED => accepted += 1,
+            StatusCode::BAD_REQUEST => assert!(body["amount"].is_array(), "{body}"),
+            other => panic!("{other}: {body}"),
+        }
+    }
+    accepted
+}
+
+async fn contributed(app: &TestApp, token: &str) -> i64 {
+    let (_, list) = app.get("/v1/contributions", Some(token)).await;
+    list.as_array().unwrap().iter().map(|c| dollars(&c["amount"]).get()).sum()
+}
+
+async fn many_contributions_at_once_never_sum_above_the_daily_or_monthly_cap(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let token = app.signed_up_user("ada@example.com").await;
+    let (status, _) = patch(&app, "/v1/user_settings", &token, json!({"daily_cap": 20})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(contribute_at_once(&app, &token, 30, "1.50").await, 13, "13 × 1.50 = 19.50 fits under $20");
+    assert_eq!(contributed(&app, &token).await, 1_950);
+    let (status, body) = app.post("/v1/contributions", Some(&token), json!({"amount": "0.51"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["amount"][0].as_str().is_some_and(|m| m.contains("daily cap")), "{body}");
+    contribute(&app, &token, "0.50").await;
+
+    // The month counts the day's contributions too.
+    let (status, _) = patch(&app, "/v1/user_settings", &token, json!({"daily_cap": 0, "monthly_cap": 30})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(contribute_at_once(&app, &token, 30, "1.00").await, 10, "$20 already, $30 a month");
+    assert_eq!(contributed(&app, &token).await, 3_000);
+    let (status, body) = app.post("/v1/contributions", Some(&token), json!({"amount": "0.01"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["amount"][0].as_str().is_some_and(|m| m.contains("monthly cap")), "{body}");
+}
+
+async fn amount_available_drops_when_the_payout_is_made_not_when_a_manual_part_is_paid(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (token, _) = paused_user(&app, "ada@example.com").await;
+    collected(&app, &token, "30.00").await;
+    let figures = |stat: &Value| {
+        (stat_cents(stat, "amount_available"), stat_cents(stat, "amount_to_user"), stat["payments"].as_i64())
+    };
+    assert_eq!(figures(&stat(&app, &token).await), (3_000, 0, Some(0)), "collected, held");
+
+    let day = NaiveDate::from_ymd_opt(2026, 12, 15).unwrap();
+    let outcomes = services(&app).money.payout_all(day, false, |_, _| {}).await.unwrap();
+    let PaidOut::Sent { parts, .. } = &outcomes[0].1 else { panic!("{outcomes:?}") };
+    assert!(parts.iter().all(|(_, _, method)| *method == donkies_store::money_loop::PartMethod::Manual), "{parts:?}");
+    assert_eq!(figures(&stat(&app, &token).await), (0, 0, Some(1)), "given to a payout, not paid yet");
+
+    // A collection after the payout is available again, apart from what the payout took.
+    collected(&app, &token, "7.00").await;
+    assert_eq!(figures(&stat(&app, &token).await), (700, 0, Some(1)));
+    for part in services(&app).money.manual_parts_waiting().await.unwrap() {
+        services(&app).money.mark_part_paid(part.id, "BANK-REF-1").await.unwrap();
+    }
+    assert_eq!(figures(&stat(&app, &token).await), (700, 3_000, Some(1)), "paid: to the user, not available");
+    assert_ledger_balanced(&app).await;
 }

@@ -486,7 +486,8 @@ impl Harness {
             let model = [
                 ("amount_to_donkies", u.to_donkies),
                 ("amount_to_user", u.paid + u.refunded),
-                ("amount_available", u.held),
+                // Collected and not yet given to a payout: what payouts reserved is not available.
+                ("amount_available", u.available()),
             ];
             assert_eq!(shown, model, "/v1/stat {stat}, {ctx}");
             // A final payout started by a collection arriving after the close may be split in

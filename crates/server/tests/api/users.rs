@@ -105,7 +105,7 @@ async fn full_signup_story(backend: Backend) {
     assert_eq!(
         settings,
         json!({"minimum_transfer_amount": 20, "is_even_roundup": true, "roundups_paused": false,
-               "roundup_multiplier": 1, "daily_cap": null, "monthly_cap": null})
+               "roundup_multiplier": 1, "daily_cap": null, "monthly_cap": null, "overdraft_floor": 100})
     );
     let (_, choices) = app.get("/v1/settings", Some(&token)).await;
     assert_eq!(choices, json!({"transfer_amounts": [5, 10, 20, 50, 100]}));
