@@ -44,6 +44,7 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("get", "/v1/members/{identifier}"),
     ("delete", "/v1/members/{identifier}"),
     ("post", "/v1/members/resume/{identifier}"),
+    ("post", "/v1/members/{identifier}/refresh"),
     ("get", "/v1/accounts"),
     ("get", "/v1/accounts/{id}"),
     ("delete", "/v1/accounts/{id}"),
