@@ -3,6 +3,7 @@
 //! listener, and HTTP.
 
 mod bank_data;
+mod bank_model;
 mod banking;
 mod crash;
 mod edge;
