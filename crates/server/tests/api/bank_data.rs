@@ -10,11 +10,11 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::both_databases;
-use crate::helpers::{Backend, TestApp};
+use crate::helpers::{Backend, Options, TestApp};
 use crate::money::{
     assert_ledger_balanced, collect, dollars, donkies, money_user, only, options, process_at_dwolla, wait_collection,
 };
-use crate::payments::{services, wait_for};
+use crate::payments::{payments_user, services, wait_for};
 
 both_databases!(
     a_pending_purchase_is_listed_but_collected_only_once_posted_from_its_posted_amount,
@@ -24,6 +24,7 @@ both_databases!(
     relinking_the_same_bank_keeps_the_accounts_and_never_rounds_up_a_purchase_twice,
     two_identical_purchases_on_one_day_are_both_rounded_up,
     one_sync_of_a_member_at_a_time,
+    zero_configuration_processes_share_one_simulated_bank,
 );
 
 const EMAIL: &str = "ada@example.com";
@@ -325,4 +326,23 @@ async fn one_sync_of_a_member_at_a_time(backend: Backend) {
     }
     assert_eq!(listed(&app, &s, "Late Night").await.len(), 1);
     assert_eq!(waiting(&app).await, Cents::new(1));
+}
+
+/// Under zero configuration `serve` serves its Atrium simulator under `/__sandbox/atrium`:
+/// events steered there are what an operator command in another process syncs.
+async fn zero_configuration_processes_share_one_simulated_bank(backend: Backend) {
+    let app = TestApp::spawn_with(backend, Options { sandbox: true, ..Options::default() }).await;
+    let (token, debit) = payments_user(&app, EMAIL).await;
+    let (_, user) = app.get("/v1/user", Some(&token)).await;
+    let user_id = user["id"].as_i64().unwrap();
+    let member = donkies_store::members::list_for_user(app.db(), user_id).await.unwrap().remove(0);
+    let accounts = donkies_store::accounts::list_for_user(app.db(), user_id).await.unwrap();
+    let account = accounts.iter().find(|a| Some(a.id) == debit[0]["id"].as_i64()).unwrap();
+    let url = app.url(&format!("/__sandbox/atrium/__sim/members/{}/events", member.guid.unwrap()));
+    let event = json!([{"kind": "purchase", "account_guid": account.guid, "amount": "4.20", "description": "Tea"}]);
+    let response = app.client.post(url).json(&event).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(sync(&app).await, "added 1, posted 0, removed 0, amended 0");
+    let (_, list) = app.get("/v1/transactions", Some(&token)).await;
+    assert!(list.as_array().unwrap().iter().any(|t| t["description"] == "Tea"), "{list}");
 }
