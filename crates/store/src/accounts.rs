@@ -211,7 +211,8 @@ pub async fn names_of_user(db: &Db, user_id: i64) -> Result<Vec<(i64, String)>, 
 /// Recognise accounts of a re-linked bank as the user's earlier accounts there: an account the
 /// user has no row for under its guid takes over the row of an account of a deleted member at
 /// the same institution with the same type and name (and the same account number, where both
-/// have one), so that it keeps its id, funding source and round-up source. The ids re-attached.
+/// have one), so that it keeps its id, debt share, funding source and round-up source. The ids
+/// re-attached.
 pub async fn reattach(
     tx: &mut Tx,
     user_id: i64,
@@ -238,7 +239,10 @@ pub async fn reattach(
         .fetch_optional(conn)
         .await)?;
         let Some(id) = earlier.filter(|id| !reattached.contains(id)) else { continue };
-        on_tx!(tx, conn => sqlx::query("UPDATE accounts SET guid = $2, updated_at = $3 WHERE id = $1")
+        on_tx!(tx, conn => sqlx::query(
+            "UPDATE accounts SET guid = $2, transfer_share = COALESCE(share_when_unlinked, 0), \
+               share_when_unlinked = NULL, updated_at = $3 WHERE id = $1",
+        )
             .bind(id)
             .bind(&a.guid)
             .bind(now)

@@ -236,7 +236,8 @@ pub async fn mark_deleted(tx: &mut Tx, member_id: i64, now: DateTime<Utc>) -> Re
         .bind(now)
         .fetch_optional(conn)
         .await)?;
-    on_tx!(tx, conn => sqlx::query("UPDATE accounts SET is_deleted = TRUE, transfer_share = 0, updated_at = $2 WHERE member_id = $1")
+    on_tx!(tx, conn => sqlx::query("UPDATE accounts SET is_deleted = TRUE, share_when_unlinked = transfer_share, transfer_share = 0, \
+         updated_at = $2 WHERE member_id = $1")
         .bind(member_id)
         .bind(now)
         .execute(conn)

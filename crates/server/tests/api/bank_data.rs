@@ -246,6 +246,14 @@ async fn an_amended_amount_moves_the_roundup_before_and_after_collection(backend
 async fn relinking_the_same_bank_keeps_the_accounts_and_never_rounds_up_a_purchase_twice(backend: Backend) {
     let app = TestApp::spawn_with(backend, options("0.01")).await;
     let s = steered_user(&app).await;
+    // The user's own split of the debts, not the even one.
+    let (_, accounts) = app.get("/v1/accounts", Some(&s.token)).await;
+    let debts: Vec<i64> =
+        accounts.as_array().unwrap().iter().filter(|a| a["type_ds"] == "debt").map(|a| a["id"].as_i64().unwrap()).collect();
+    assert_eq!(debts.len(), 2, "{accounts}");
+    let shares = json!({format!("id{}", debts[0]): 70, format!("id{}", debts[1]): 30});
+    let (status, body) = app.call(Method::PUT, "/v1/accounts/edit_share", Some(&s.token), Some(shares)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     let (_, before) = app.get("/v1/accounts", Some(&s.token)).await;
     let (_, listed_before) = app.get("/v1/transactions", Some(&s.token)).await;
     let (status, _) = app.call(Method::DELETE, &format!("/v1/members/{}", s.identifier), Some(&s.token), None).await;
@@ -267,6 +275,17 @@ async fn relinking_the_same_bank_keeps_the_accounts_and_never_rounds_up_a_purcha
         ids
     };
     assert_eq!(ids(&after), ids(&before), "the re-linked accounts keep their ids");
+    let shares = |list: &Value| -> Vec<(i64, i64)> {
+        let mut shares: Vec<(i64, i64)> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| (a["id"].as_i64().unwrap(), a["transfer_share"].as_i64().unwrap()))
+            .collect();
+        shares.sort();
+        shares
+    };
+    assert_eq!(shares(&after), shares(&before), "and their debt shares");
     let source = after.as_array().unwrap().iter().find(|a| a["id"] == before[0]["id"]).unwrap();
     assert_eq!(source["is_funding_source_for_transfer"], true, "{source}");
     let (_, listed_after) = app.get("/v1/transactions", Some(&s.token)).await;

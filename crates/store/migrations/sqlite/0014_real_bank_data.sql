@@ -52,5 +52,7 @@ CREATE INDEX corrections_collection ON corrections (collection_id);
 ALTER TABLE members ADD COLUMN sync_token TEXT;
 ALTER TABLE members ADD COLUMN sync_until TEXT;
 
--- A keyed digest of the account number the aggregator gives, to recognise a re-linked account.
+-- A keyed digest of the account number the aggregator gives, to recognise a re-linked account,
+-- and the debt share the account had when its bank was unlinked, which it gets back then.
 ALTER TABLE accounts ADD COLUMN number_digest TEXT;
+ALTER TABLE accounts ADD COLUMN share_when_unlinked INTEGER;
