@@ -248,8 +248,13 @@ async fn relinking_the_same_bank_keeps_the_accounts_and_never_rounds_up_a_purcha
     let s = steered_user(&app).await;
     // The user's own split of the debts, not the even one.
     let (_, accounts) = app.get("/v1/accounts", Some(&s.token)).await;
-    let debts: Vec<i64> =
-        accounts.as_array().unwrap().iter().filter(|a| a["type_ds"] == "debt").map(|a| a["id"].as_i64().unwrap()).collect();
+    let debts: Vec<i64> = accounts
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["type_ds"] == "debt")
+        .map(|a| a["id"].as_i64().unwrap())
+        .collect();
     assert_eq!(debts.len(), 2, "{accounts}");
     let shares = json!({format!("id{}", debts[0]): 70, format!("id{}", debts[1]): 30});
     let (status, body) = app.call(Method::PUT, "/v1/accounts/edit_share", Some(&s.token), Some(shares)).await;
