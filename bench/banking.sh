@@ -30,19 +30,9 @@ ROUNDS=3
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 command -v jq >/dev/null 2>&1 || die "jq is not available"
-if ! command -v sqlite3 >/dev/null 2>&1; then
-    log "installing sqlite3"
-    if ! apt-get install -y sqlite3 >/dev/null 2>&1; then
-        apt-get update >/dev/null
-        apt-get install -y sqlite3 >/dev/null
-    fi
-fi
-command -v sqlite3 >/dev/null 2>&1 || die "sqlite3 is not available"
+need_tool sqlite3
 
-log "building the static-body yardstick"
-(cd "$ROOT" && cargo build --release -p donkies-server --example static_body)
-STATIC_BIN="$ROOT/target/release/examples/static_body"
-[[ -x "$STATIC_BIN" ]] || die "no yardstick at $STATIC_BIN"
+STATIC_BIN="$(build_example static_body "the static-body yardstick")"
 
 declare -a ROWS=()
 declare -a TX_ROWS=()

@@ -6,7 +6,8 @@
 # Sourcing sets ROOT, BIN, PG_ADMIN_URL, SECRET_KEY, DURATION, WORK (a temp dir), installs the
 # EXIT/INT/TERM traps (stops the server and any process registered with track_pid, drops the
 # databases made with pg_fresh_db, removes WORK), builds the release binary once and makes
-# sure wrk and curl are there.
+# sure wrk and curl are there. A script that runs only a release example of its own sets
+# BENCH_EXAMPLE_ONLY=1 before sourcing: then neither the binary nor those tools are needed.
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN="$ROOT/target/release/donkies"
@@ -61,21 +62,38 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # ---------------------------------------------------------------------------- build, tools
-log "building release binary"
-(cd "$ROOT" && cargo build --release -p donkies-server)
-[[ -x "$BIN" ]] || die "no binary at $BIN"
-
-if ! command -v wrk >/dev/null 2>&1; then
-    log "installing wrk"
-    if ! apt-get install -y wrk >/dev/null 2>&1; then
-        apt-get update >/dev/null
-        apt-get install -y wrk >/dev/null
+# need_tool TOOL: installs TOOL's package (of the same name) with apt-get when TOOL is missing.
+need_tool() {
+    if ! command -v "$1" >/dev/null 2>&1; then
+        log "installing $1"
+        if ! apt-get install -y "$1" >/dev/null 2>&1; then
+            apt-get update >/dev/null
+            apt-get install -y "$1" >/dev/null
+        fi
     fi
+    command -v "$1" >/dev/null 2>&1 || die "$1 is not available"
+}
+
+if [[ -z "${BENCH_EXAMPLE_ONLY:-}" ]]; then
+    log "building release binary"
+    (cd "$ROOT" && cargo build --release -p donkies-server)
+    [[ -x "$BIN" ]] || die "no binary at $BIN"
+
+    need_tool wrk
+    command -v curl >/dev/null 2>&1 || die "curl is not available"
 fi
-command -v wrk >/dev/null 2>&1 || die "wrk is not available"
-command -v curl >/dev/null 2>&1 || die "curl is not available"
 
 # ---------------------------------------------------------------------------- helpers
+# build_example NAME WHAT: builds the release example crates/server/examples/NAME.rs (WHAT
+# names it in the log) and prints the path of its binary.
+build_example() {
+    log "building $2 (crates/server/examples/$1.rs)"
+    (cd "$ROOT" && cargo build --release -p donkies-server --example "$1") >&2
+    local bin="$ROOT/target/release/examples/$1"
+    [[ -x "$bin" ]] || die "no $2 at $bin"
+    echo "$bin"
+}
+
 strip_ansi() { sed 's/\x1b\[[0-9;]*m//g' "$@"; }
 
 # Value (kB) of a field of /proc/PID/status, printed in MiB with one decimal.

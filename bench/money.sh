@@ -36,10 +36,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 pg_check
 [[ -z "$PG_SKIPPED" ]] || die "this benchmark needs PostgreSQL: $PG_SKIPPED"
 
-log "building the collection run (crates/server/examples/collect_run.rs)"
-(cd "$ROOT" && cargo build --release -p donkies-server --example collect_run)
-COLLECT_BIN="$ROOT/target/release/examples/collect_run"
-[[ -x "$COLLECT_BIN" ]] || die "no collection run at $COLLECT_BIN"
+COLLECT_BIN="$(build_example collect_run "the collection run")"
 
 # ---------------------------------------------------------------------------- helpers
 free_port() {

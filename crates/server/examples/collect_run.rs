@@ -9,11 +9,12 @@
 //!   DATABASE_URL=postgres://... DONKIES_DWOLLA_URL=... DONKIES_DWOLLA_KEY=... \
 //!     DONKIES_DWOLLA_SECRET=... cargo run --release -p donkies-server --example collect_run
 
-use std::sync::Arc;
+mod support;
+
 use std::time::Instant;
 
 use clap::Parser;
-use donkies_server::config::{CommonArgs, FileValues, ServeArgs, Settings};
+use donkies_server::config::CommonArgs;
 use donkies_server::services::money::Collected;
 
 #[derive(Parser)]
@@ -25,16 +26,8 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,hyper=warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(false).try_init();
-
-    let listen = ServeArgs::from_environment().listen;
-    let settings = Arc::new(Settings::resolve(listen, &args.common, &FileValues::default())?);
-    let db = donkies_server::open_database(&settings).await?;
-    let api = settings.listen;
-    let (ctx, _simulators) = donkies_server::build_context(settings, db, api, false).await?;
-    let services = ctx.services;
+    support::init_logging();
+    let (services, _simulators) = support::operator_services(&args.common).await?;
 
     let started = Instant::now();
     let outcomes = services.money.collect_all(false, |_, _| {}).await?;
