@@ -530,6 +530,26 @@ pub async fn stored_in_window(
     Ok(rows)
 }
 
+/// The day of the member's last posted purchase and of its oldest pending one still present: a
+/// sync fetches from a little before the first, and no later than the second.
+pub async fn sync_marks(db: &Db, member_id: i64) -> Result<(Option<NaiveDate>, Option<NaiveDate>), StoreError> {
+    let posted = on_db!(db, pool => sqlx::query_scalar::<_, Option<NaiveDate>>(
+        "SELECT MAX(t.date) FROM transactions t JOIN accounts a ON a.id = t.account_id \
+         WHERE a.member_id = $1 AND t.removed_at IS NULL AND COALESCE(t.status, 'POSTED') <> 'PENDING'",
+    )
+    .bind(member_id)
+    .fetch_one(pool)
+    .await)?;
+    let pending = on_db!(db, pool => sqlx::query_scalar::<_, Option<NaiveDate>>(
+        "SELECT MIN(t.date) FROM transactions t JOIN accounts a ON a.id = t.account_id \
+         WHERE a.member_id = $1 AND t.removed_at IS NULL AND t.status = 'PENDING'",
+    )
+    .bind(member_id)
+    .fetch_one(pool)
+    .await)?;
+    Ok((posted, pending))
+}
+
 /// Give stored rows the guids the aggregator now knows them by (a re-linked bank returns the
 /// same purchases under new guids): each keeps its id, and so its round-up.
 pub async fn adopt_guids(

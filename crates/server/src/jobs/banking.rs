@@ -103,7 +103,26 @@ impl Job for SyncMemberTransactions {
     }
 }
 
-/// Periodic: refresh accounts and transactions of every completed member.
+/// Refresh one member's accounts and transactions (the hourly re-sync fans out to these).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ResyncMember {
+    pub member_id: i64,
+}
+
+impl Task for ResyncMember {
+    const KIND: &'static str = "resync_member";
+    fn dedupe_key(&self) -> Option<String> {
+        Some(format!("{}:{}", Self::KIND, self.member_id))
+    }
+}
+
+impl Job for ResyncMember {
+    async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
+        Ok(ctx.services.banking.resync_member(self.member_id).await?)
+    }
+}
+
+/// Periodic: refresh accounts and transactions of every completed member, one job each.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct ResyncMembers {}
 

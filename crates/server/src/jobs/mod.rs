@@ -167,6 +167,7 @@ impl Registry {
             .register::<banking::PollMember>()
             .register::<banking::SyncMemberTransactions>()
             .register::<banking::ResyncMembers>()
+            .register::<banking::ResyncMember>()
             .register::<payments::CreateDwollaCustomer>()
             .register::<payments::CreateDwollaFundingSource>()
             .register::<payments::SendTransfer>()

@@ -19,10 +19,14 @@ use donkies_store::{constraints, new_id, now, users};
 use super::settings::BankingSettings;
 use super::{Change, OnConstraint, ServiceError, ServiceResult, Storage, Work};
 use crate::crypto::new_token;
-use crate::jobs::banking::{PollMember, SyncMemberTransactions};
+use crate::jobs::banking::{PollMember, ResyncMember, SyncMemberTransactions};
 
-/// Days back a sync fetches (the aggregator keeps about 90).
+/// Days back a member's first sync fetches (the aggregator keeps about 90).
 pub const SYNC_DAYS_BACK: u64 = 90;
+
+/// Days before the last posted purchase a later sync fetches again: a posted purchase is still
+/// amended, reversed or removed within about two weeks.
+pub const SYNC_LOOKBACK_DAYS: u64 = 14;
 
 /// HALTED aggregations are retried with `aggregate` this many times before giving up.
 pub const HALTED_RETRIES: i64 = 2;
@@ -531,7 +535,7 @@ impl BankingService {
     ) -> ServiceResult<SyncCounts> {
         let member_guid = member.guid.as_deref().context("member without aggregator guid")?;
         let today = now().date_naive();
-        let (from, to) = (today - chrono::Days::new(SYNC_DAYS_BACK), today + chrono::Days::new(5));
+        let (from, to) = (self.sync_from(member.id, today).await?, today + chrono::Days::new(5));
         let started = std::time::Instant::now();
         let live =
             self.aggregator.all_member_transactions(user_guid, member_guid, DateRange::between(from, to)).await?;
@@ -571,6 +575,19 @@ impl BankingService {
             "transactions synced"
         );
         Ok(plan.counts)
+    }
+
+    /// The first day a sync of the member fetches: a little before the last posted purchase it
+    /// has (what a bank still amends or removes), and no later than its oldest pending one (which
+    /// may still post or vanish); the whole history the aggregator keeps for a member with none.
+    async fn sync_from(&self, member_id: i64, today: chrono::NaiveDate) -> ServiceResult<chrono::NaiveDate> {
+        let oldest = today - chrono::Days::new(SYNC_DAYS_BACK);
+        let (last_posted, first_pending) = transactions::sync_marks(&self.store.db, member_id).await?;
+        let Some(last_posted) = last_posted else {
+            return Ok(oldest);
+        };
+        let from = (last_posted - chrono::Days::new(SYNC_LOOKBACK_DAYS)).min(first_pending.unwrap_or(last_posted));
+        Ok(from.clamp(oldest, today))
     }
 
     /// The `sync_member_transactions` job.
@@ -623,26 +640,33 @@ impl BankingService {
         Ok(done)
     }
 
-    /// The hourly job: refresh accounts and transactions of every completed member.
+    /// The hourly job: one deduplicated re-sync job per completed member, so that the work
+    /// spreads over every worker and a member already waiting for one is not queued twice.
     pub async fn resync_members(&self) -> ServiceResult<()> {
         let completed = members::list_completed(&self.store.db).await?;
-        let mut failures = 0;
-        for member in &completed {
-            let result = async {
-                let user_guid = self.ensure_aggregator_user(member.user_id).await?;
-                self.pull_accounts(member, &user_guid).await?;
-                self.pull_transactions(member, &user_guid).await
+        for chunk in completed.chunks(500) {
+            let mut work = self.store.begin().await?;
+            for member in chunk {
+                work.enqueue(&ResyncMember { member_id: member.id }, std::time::Duration::ZERO).await?;
             }
-            .await;
-            if let Err(err) = result {
-                failures += 1;
-                tracing::warn!(member = %member.id, error = %format!("{err:#}"), "re-sync failed");
-            }
+            work.commit().await?;
         }
-        tracing::info!(members = completed.len(), failures, "members re-synced");
-        if failures > 0 {
-            return Err(anyhow::anyhow!("{failures} member(s) could not be re-synced").into());
+        tracing::info!(members = completed.len(), "member re-syncs queued");
+        Ok(())
+    }
+
+    /// The `resync_member` job: refresh one member's accounts (and so its balances) and
+    /// transactions. A member deleted or no longer linked since is left alone.
+    pub async fn resync_member(&self, member_id: i64) -> ServiceResult<()> {
+        let Some(member) = members::get(&self.store.db, member_id).await? else {
+            return Ok(());
+        };
+        if member.guid.is_none() || member.status != MemberStatus::Completed {
+            return Ok(());
         }
+        let user_guid = self.ensure_aggregator_user(member.user_id).await?;
+        self.pull_accounts(&member, &user_guid).await?;
+        self.pull_transactions(&member, &user_guid).await?;
         Ok(())
     }
 }

@@ -397,6 +397,8 @@ async fn resync(app: &TestApp) {
         if left.is_empty() { Ok(()) } else { Err(left) }
     })
     .await;
+    // It queued one re-sync per member: those too.
+    app.wait_jobs_idle().await;
 }
 
 fn sorted_uids(transactions: &[Value]) -> Vec<String> {
@@ -1659,7 +1661,26 @@ async fn the_transaction_list_is_tagged_answers_304_and_gzip_and_follows_syncs_a
     assert_eq!(tagged_list(&app, &token).await, (etag.clone(), plain.clone()), "the tag follows the content");
 
     // A sync that brings new transactions: a new tag and the new rows, without waiting.
-    app.atrium.set_transactions_per_member(Some(150));
+    let member = donkies_store::members::list_completed(app.db()).await.unwrap().remove(0);
+    let account = donkies_store::accounts::list_for_user(app.db(), member.user_id).await.unwrap().remove(0);
+    let purchase = |amount: &str| donkies_sandbox::SimEvent::Purchase {
+        account_guid: account.guid.clone(),
+        amount: amount.into(),
+        description: Some("New Shop".into()),
+        date: None,
+        pending: false,
+    };
+    let member_guid = member.guid.clone().unwrap();
+    app.atrium.apply_events(&member_guid, vec![purchase("3.21"), purchase("4.32")]).await.unwrap();
+    // The bank shows them once it aggregates again.
+    let aggregator = app.server.as_ref().unwrap().services().banking.aggregator.clone();
+    let user_guid = donkies_store::users::find_by_id(app.db(), member.user_id).await.unwrap().unwrap().guid.unwrap();
+    aggregator.aggregate_member(&user_guid, &member_guid).await.unwrap();
+    app.eventually("the bank aggregates", async || {
+        let status = aggregator.read_member_status(&user_guid, &member_guid).await.unwrap();
+        if status.status.is_settled() { Ok(()) } else { Err(status.status) }
+    })
+    .await;
     resync(&app).await;
     let (status, headers, body) = get_raw(&app, "/v1/transactions", &token, &[("If-None-Match", &etag)]).await;
     assert_eq!(status, StatusCode::OK, "a sync makes the kept copy stale");

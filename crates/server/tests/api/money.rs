@@ -664,6 +664,7 @@ async fn a_stale_balance_holds_the_collection_until_a_sync_refreshes_it(backend:
 
     // A sync stores a fresh balance: now only the floor holds it, and without it the money goes.
     services(&app).banking.resync_members().await.unwrap();
+    app.wait_jobs_idle().await; // the re-sync of each member it queued
     assert_eq!(stat(&app, &token).await["collection_hold"], "low_balance");
     patch(&app, "/v1/user_settings", &token, json!({"overdraft_floor": 100})).await;
     assert_eq!(stat(&app, &token).await["collection_hold"], Value::Null);

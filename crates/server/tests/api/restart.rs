@@ -43,6 +43,7 @@ async fn restarting_serve_keeps_its_simulated_bank_and_dwolla_agreeing_with_the_
     // The linked member syncs again: the periodic re-sync, and new credentials that aggregate
     // it again.
     services(&app).banking.resync_members().await.unwrap();
+    app.wait_jobs_idle().await; // the re-sync of each member it queued
     let credentials = json!([{"field_name": "LOGIN", "value": "test_atrium"},
                              {"field_name": "PASSWORD", "value": "new password"}]);
     let body = json!({"institution_code": "mxbank", "credentials": credentials});
