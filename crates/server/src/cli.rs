@@ -7,7 +7,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{CommonArgs, ConfigError, FileValues, ServeArgs, Settings};
+use crate::config::{CommonArgs, ConfigError, FileValues, MetricsEndpoint, ServeArgs, Settings};
 use crate::{Server, jobs, open_database};
 
 #[derive(Parser, Debug)]
@@ -306,12 +306,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
             let shutdown = CancellationToken::new();
+            let mut tasks = Vec::new();
+            // A worker has no main listener: its metrics are served only at an address of their own.
+            if let MetricsEndpoint::Listen(at) = ctx.settings.metrics {
+                crate::http::metrics::handle();
+                crate::serve_metrics(at, &ctx.services, &shutdown, &mut tasks).await?;
+            }
             let w = jobs::Worker::new(ctx.clone(), ctx.services.store.jobs.wake_signal());
-            let task = tokio::spawn(w.run(shutdown.clone()));
+            tasks.push(tokio::spawn(w.run(shutdown.clone())));
             crate::wait_for_signal().await;
             tracing::info!("shutting down: finishing the running job");
             shutdown.cancel();
-            let _ = task.await;
+            for task in tasks {
+                let _ = task.await;
+            }
             simulators.shutdown().await;
         }
         Command::Migrate { common } => {

@@ -173,6 +173,8 @@ settings! {
         data_dir: PathBuf ["DIR"] = "./donkies-data";
         /// Database URL, sqlite://PATH or postgres://USER:PASSWORD@HOST/DB
         database_url: SecretString ["URL"], unset "sqlite://<data dir>/donkies.db", env "DATABASE_URL";
+        /// Database connections this process keeps open at most (at least 1)
+        db_pool: u32 ["N"], unset "16 on PostgreSQL; on SQLite one per core, 2 to 8";
         /// Secret key for encrypting personal data at rest
         secret_key: SecretString ["KEY"], unset "generated once and kept in <data dir>/secret_key";
         /// Front-end base URL used in emailed links
@@ -579,6 +581,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub database_url: SecretString,
+    /// Most connections in the pool; `None`: the engine's default.
+    pub db_pool: Option<u32>,
     pub secret_key: SecretString,
     pub frontend_url: Url,
     pub smtp_url: Option<SecretString>,
@@ -721,6 +725,9 @@ impl Settings {
                 return Err(ConfigError::of(setting, "must be at least 1"));
             }
         }
+        if v.db_pool == Some(0) {
+            return Err(ConfigError::of(Setting::db_pool, "must be at least 1"));
+        }
         if v.job_max_attempts < 1 {
             return Err(ConfigError::of(Setting::job_max_attempts, "must be at least 1"));
         }
@@ -782,6 +789,7 @@ impl Settings {
             listen: v.listen,
             data_dir: v.data_dir,
             database_url,
+            db_pool: v.db_pool,
             secret_key,
             frontend_url: v.frontend_url,
             smtp_url: v.smtp_url,
@@ -1003,6 +1011,24 @@ mod tests {
         };
         let err = Settings::resolve(None, &args, &FileValues::default()).unwrap_err();
         assert!(err.to_string().starts_with("DONKIES_SMTP_URL"), "{err}");
+    }
+
+    #[test]
+    fn the_pool_size_is_at_least_one_connection() {
+        let args = |pool: &str| CommonArgs {
+            database_url: Some("sqlite://x.db".into()),
+            secret_key: Some("k".repeat(20)),
+            db_pool: Some(pool.into()),
+            ..Default::default()
+        };
+        let s = Settings::resolve(None, &args("4"), &FileValues::default()).unwrap();
+        assert_eq!(s.db_pool, Some(4));
+        for bad in ["0", "-1", "many"] {
+            let err = Settings::resolve(None, &args(bad), &FileValues::default()).unwrap_err();
+            assert!(err.to_string().starts_with("DONKIES_DB_POOL (--db-pool): "), "{err}");
+        }
+        let unset = CommonArgs { db_pool: None, ..args("1") };
+        assert_eq!(Settings::resolve(None, &unset, &FileValues::default()).unwrap().db_pool, None);
     }
 
     #[test]

@@ -27,7 +27,7 @@ use services::{JobQueue, ServiceSettings, Services};
 
 /// Open the database named in the settings and bring its schema up to date.
 pub async fn open_database(settings: &Settings) -> anyhow::Result<Db> {
-    let db = Db::connect(settings.database_url.expose_secret())
+    let db = Db::connect_pooled(settings.database_url.expose_secret(), settings.db_pool)
         .await
         .map_err(|e| ConfigError::new("DATABASE_URL (--database-url)", format!("cannot open the database: {e}")))?;
     db.migrate().await.context("applying database migrations")?;
@@ -123,33 +123,9 @@ impl Server {
             tasks.push(tokio::spawn(w.run(shutdown.clone())));
         }
 
-        let prune_state = state.clone();
-        let prune_stop = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = prune_stop.cancelled() => break,
-                    _ = tokio::time::sleep(Duration::from_secs(60)) => prune_state.limits.prune(),
-                }
-            }
-        }));
-
         let metrics_addr = match settings.metrics {
             config::MetricsEndpoint::Listen(at) => {
-                let listener = tokio::net::TcpListener::bind(at).await.map_err(|e| {
-                    ConfigError::new("DONKIES_METRICS_LISTEN (--metrics-listen)", format!("cannot listen on {at}: {e}"))
-                })?;
-                let metrics_addr = listener.local_addr()?;
-                let app = http::metrics_app(state.clone());
-                let stop = shutdown.clone();
-                tasks.push(tokio::spawn(async move {
-                    let served = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await;
-                    if let Err(err) = served {
-                        tracing::error!(error = %err, "metrics server stopped with an error");
-                    }
-                }));
-                tracing::info!("metrics at http://{metrics_addr}/metrics");
-                Some(metrics_addr)
+                Some(serve_metrics(at, &context.services, &shutdown, &mut tasks).await?)
             }
             _ => None,
         };
@@ -162,13 +138,8 @@ impl Server {
             app = app.nest_service(providers::ATRIUM_SANDBOX_PATH, atrium.handle().router());
         }
         let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        let stop = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            let served = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await;
-            if let Err(err) = served {
-                tracing::error!(error = %err, "HTTP server stopped with an error");
-            }
-        }));
+        let served = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        tasks.push(spawn_server("HTTP server", served));
         tracing::info!("donkies listening on http://{addr}");
         Ok(Server { addr, metrics_addr, db, settings, context, simulators, shutdown, tasks })
     }
@@ -202,6 +173,38 @@ impl Server {
         self.shutdown().await;
         tracing::info!("stopped");
     }
+}
+
+/// Serve `/metrics` alone on `at` until `shutdown`; the address it listens on.
+pub async fn serve_metrics(
+    at: SocketAddr,
+    services: &Services,
+    shutdown: &CancellationToken,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(at).await.map_err(|e| {
+        ConfigError::new("DONKIES_METRICS_LISTEN (--metrics-listen)", format!("cannot listen on {at}: {e}"))
+    })?;
+    let metrics_addr = listener.local_addr()?;
+    let app = http::metrics_app(services.clone());
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    tasks.push(spawn_server("metrics server", served));
+    tracing::info!("metrics at http://{metrics_addr}/metrics");
+    Ok(metrics_addr)
+}
+
+/// Run a server until it stops; log it when it stops with an error.
+fn spawn_server<S>(what: &'static str, served: S) -> tokio::task::JoinHandle<()>
+where
+    S: std::future::IntoFuture<Output = std::io::Result<()>>,
+    S::IntoFuture: Send + 'static,
+{
+    let served = served.into_future();
+    tokio::spawn(async move {
+        if let Err(err) = served.await {
+            tracing::error!(error = %err, "{what} stopped with an error");
+        }
+    })
 }
 
 pub async fn wait_for_signal() {

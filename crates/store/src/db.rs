@@ -158,12 +158,25 @@ impl Db {
     /// Connect to `url` (`sqlite://path` — the file is created if missing and put in WAL
     /// mode — or `postgres://…`).
     pub async fn connect(url: &str) -> Result<Db, StoreError> {
-        Self::connect_with(url, None).await
+        Self::open(url, None, None).await
+    }
+
+    /// Like [`Db::connect`], with at most `pool` connections open ([`Db::DEFAULT_POOL`] on
+    /// PostgreSQL and one per core, two to eight, on SQLite when `None`).
+    pub async fn connect_pooled(url: &str, pool: Option<u32>) -> Result<Db, StoreError> {
+        Self::open(url, None, pool).await
     }
 
     /// Like [`Db::connect`], with PostgreSQL's `search_path` set to `schema` on every
     /// connection (tests use one schema per test).
     pub async fn connect_with(url: &str, pg_schema: Option<&str>) -> Result<Db, StoreError> {
+        Self::open(url, pg_schema, None).await
+    }
+
+    /// Connections a PostgreSQL pool keeps at most unless told otherwise.
+    pub const DEFAULT_POOL: u32 = 16;
+
+    async fn open(url: &str, pg_schema: Option<&str>, pool: Option<u32>) -> Result<Db, StoreError> {
         if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
@@ -176,7 +189,7 @@ impl Db {
             // rate they reach through two connections on two cores). Requests queue for a
             // connection instead.
             let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-            let max = u32::try_from(cores).unwrap_or(8).clamp(2, 8);
+            let max = pool.unwrap_or_else(|| u32::try_from(cores).unwrap_or(8).clamp(2, 8)).max(1);
             let pool = SqlitePoolOptions::new()
                 .max_connections(max)
                 .min_connections(1)
@@ -190,7 +203,7 @@ impl Db {
                 options = options.options([("search_path", schema)]).application_name(schema);
             }
             let pool = PgPoolOptions::new()
-                .max_connections(16)
+                .max_connections(pool.unwrap_or(Self::DEFAULT_POOL).max(1))
                 .acquire_timeout(Duration::from_secs(10))
                 .acquire_time_level(log::LevelFilter::Debug)
                 .connect_with(options)
@@ -266,5 +279,40 @@ impl Tx {
             Tx::Postgres(tx) => tx.commit().await?,
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn max_connections(db: &Db) -> u32 {
+        on_db!(db, pool => pool.options().get_max_connections())
+    }
+
+    #[tokio::test]
+    async fn a_sqlite_pool_takes_the_size_it_is_given() {
+        let dir = std::env::temp_dir().join(format!("donkies-pool-{}", crate::new_id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}", dir.join("pool.db").display());
+        let db = Db::connect_pooled(&url, Some(3)).await.unwrap();
+        assert_eq!(max_connections(&db), 3);
+        db.close().await;
+        let db = Db::connect_pooled(&url, None).await.unwrap();
+        assert!((2..=8).contains(&max_connections(&db)), "one per core by default");
+        db.close().await;
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    #[cfg_attr(not(postgres_tests), ignore = "set DONKIES_TEST_POSTGRES_URL to run the PostgreSQL half")]
+    async fn a_postgres_pool_takes_the_size_it_is_given_else_sixteen() {
+        let url = std::env::var("DONKIES_TEST_POSTGRES_URL").unwrap();
+        let db = Db::connect_pooled(&url, Some(5)).await.unwrap();
+        assert_eq!(max_connections(&db), 5);
+        db.close().await;
+        let db = Db::connect_pooled(&url, None).await.unwrap();
+        assert_eq!(max_connections(&db), Db::DEFAULT_POOL);
+        db.close().await;
     }
 }

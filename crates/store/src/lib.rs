@@ -15,6 +15,7 @@ pub mod members;
 pub mod money_loop;
 pub mod outbox;
 pub mod payments;
+pub mod rate_limits;
 pub mod social;
 pub mod testing;
 pub mod tokens;

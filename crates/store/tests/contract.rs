@@ -21,8 +21,8 @@ use donkies_store::tokens::{NewActionToken, Purpose};
 use donkies_store::transactions::TransactionData;
 use donkies_store::users::{NewUser, ProfileUpdate};
 use donkies_store::{
-    Db, StoreError, accounts, institutions, jobs, members, new_hex_id, new_id, now, outbox, payments, social, tokens,
-    transactions, users,
+    Db, StoreError, accounts, institutions, jobs, members, new_hex_id, new_id, now, outbox, payments, rate_limits,
+    social, tokens, transactions, users,
 };
 
 /// Run one store write in a transaction of its own, committed when the write succeeds.
@@ -59,6 +59,7 @@ macro_rules! contract {
 }
 
 contract!(
+    rate_limit_attempts_count_per_key_and_window_until_the_window_ends,
     user_insert_and_lookups,
     taken_email_is_a_conflict,
     confirm_needs_the_right_token_once,
@@ -2869,4 +2870,18 @@ async fn ledger_record_all_posts_many_at_once_with_the_same_guarantees(db: Db) {
     let reserved = Balance { posted: Cents::new(213), pending_debits: Cents::new(213), ..Balance::default() };
     assert_eq!(ledger::balance(&db, &in_collection).await.unwrap(), reserved);
     assert_eq!(ledger::check(&db).await.unwrap(), vec![]);
+}
+
+async fn rate_limit_attempts_count_per_key_and_window_until_the_window_ends(db: Db) {
+    let start = Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap();
+    let end = start + Duration::minutes(1);
+    for expected in 1..=3 {
+        assert_eq!(alone!(db, rate_limits::count_attempt, "login:ip:10.0.0.1", start, end).unwrap(), expected);
+    }
+    assert_eq!(alone!(db, rate_limits::count_attempt, "login:ip:10.0.0.2", start, end).unwrap(), 1, "its own key");
+    let next = end + Duration::minutes(1);
+    assert_eq!(alone!(db, rate_limits::count_attempt, "login:ip:10.0.0.1", end, next).unwrap(), 1, "a new window");
+    assert_eq!(alone!(db, rate_limits::delete_ended, end - Duration::seconds(1)).unwrap(), 0, "none ended yet");
+    assert_eq!(alone!(db, rate_limits::delete_ended, end).unwrap(), 2, "the first window's two keys");
+    assert_eq!(alone!(db, rate_limits::count_attempt, "login:ip:10.0.0.1", end, next).unwrap(), 2, "kept");
 }

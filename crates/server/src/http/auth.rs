@@ -173,7 +173,7 @@ async fn login(
     let Some((email, password)) = credentials else {
         return Err(ApiError::non_field(BAD_LOGIN));
     };
-    state.limits.check(Limit::Login, &[format!("ip:{ip}"), format!("email:{email}")])?;
+    state.limits.check(&state.services, Limit::Login, &[format!("ip:{ip}"), format!("email:{email}")]).await?;
     let token = state.services.identity.log_in(&email, password).await.inspect_err(|_| {
         metrics::counter!("donkies_sign_in_failures_total", "method" => "password").increment(1);
     })?;
@@ -215,7 +215,7 @@ async fn request_password_reset(
     ClientIp(ip): ClientIp,
     Valid(email): Valid<ResetRequest>,
 ) -> ApiResult<StatusCode> {
-    state.limits.check(Limit::PasswordReset, &[format!("ip:{ip}"), format!("email:{email}")])?;
+    state.limits.check(&state.services, Limit::PasswordReset, &[format!("ip:{ip}"), format!("email:{email}")]).await?;
     state.services.identity.request_password_reset(&email).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -12,8 +12,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use super::AppState;
 use super::error::ApiResult;
+use crate::services::Services;
 
 /// The process's one recorder (every server of a process shares it, as tests run several).
 pub fn handle() -> &'static PrometheusHandle {
@@ -77,8 +77,7 @@ pub async fn track(req: Request, next: Next) -> Response {
 }
 
 /// The scrape: gauges read now (queue, pool), then everything recorded.
-pub async fn render(State(state): State<AppState>) -> ApiResult<Response> {
-    let services = &state.services;
+pub async fn render(State(services): State<Services>) -> ApiResult<Response> {
     let queue = services.queue_stats().await?;
     for (status, n) in [("queued", queue.queued), ("running", queue.running), ("parked", queue.failed)] {
         metrics::gauge!("donkies_jobs_in_queue", "status" => status).set(n as f64);

@@ -18,7 +18,6 @@ pub mod sessions;
 pub mod social;
 pub mod users;
 
-use std::num::NonZeroU32;
 use std::ops::Deref;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,9 +28,6 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use governor::clock::{Clock, DefaultClock};
-use governor::state::keyed::DefaultKeyedStateStore;
-use governor::{Quota, RateLimiter};
 use tokio::sync::broadcast;
 use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::SizeAbove;
@@ -70,6 +66,13 @@ impl Deref for AppState {
     type Target = AppInner;
     fn deref(&self) -> &AppInner {
         &self.0
+    }
+}
+
+/// Handlers that need only the services (the scrape) take them as their state.
+impl axum::extract::FromRef<AppState> for Services {
+    fn from_ref(state: &AppState) -> Services {
+        state.services.clone()
     }
 }
 
@@ -115,12 +118,11 @@ impl AppState {
     }
 }
 
-type KeyedLimiter = RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock>;
-
-/// Per-key request budgets (keys are `ip:…` and `email:…`), kept in this process.
+/// Per-key request budgets (keys are `ip:…` and `email:…`). The attempts are counted in the
+/// database, so that every process spends from one budget; each applies its own limit to it.
 pub struct RateLimits {
-    login: KeyedLimiter,
-    reset: KeyedLimiter,
+    login_per_minute: u32,
+    reset_per_hour: u32,
 }
 
 pub enum Limit {
@@ -130,41 +132,23 @@ pub enum Limit {
 
 impl RateLimits {
     fn new(login_per_minute: u32, reset_per_hour: u32) -> RateLimits {
-        let nz = |n: u32| NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
-        RateLimits {
-            login: RateLimiter::keyed(Quota::per_minute(nz(login_per_minute))),
-            reset: RateLimiter::keyed(Quota::per_hour(nz(reset_per_hour))),
-        }
+        RateLimits { login_per_minute, reset_per_hour }
     }
 
     /// Spend one request of each key's budget; 429 with `Retry-After` when one is used up.
-    pub fn check(&self, limit: Limit, keys: &[String]) -> Result<(), ApiError> {
-        let limiter = match limit {
-            Limit::Login => &self.login,
-            Limit::PasswordReset => &self.reset,
+    pub async fn check(&self, services: &Services, limit: Limit, keys: &[String]) -> Result<(), ApiError> {
+        let (name, allowed, window) = match limit {
+            Limit::Login => ("login", self.login_per_minute, Duration::from_secs(60)),
+            Limit::PasswordReset => ("password_reset", self.reset_per_hour, Duration::from_secs(3600)),
         };
-        let mut wait = Duration::ZERO;
-        for key in keys {
-            if let Err(not_until) = limiter.check_key(key) {
-                wait = wait.max(not_until.wait_time_from(DefaultClock::default().now()));
-            }
+        let keys: Vec<String> = keys.iter().map(|key| format!("{name}:{key}")).collect();
+        let (attempts, window_end) = services.count_attempts(&keys, window).await?;
+        if attempts <= i64::from(allowed) {
+            return Ok(());
         }
-        if wait.is_zero() {
-            Ok(())
-        } else {
-            let name = match limit {
-                Limit::Login => "login",
-                Limit::PasswordReset => "password_reset",
-            };
-            ::metrics::counter!("donkies_rate_limited_total", "limit" => name).increment(1);
-            Err(ApiError::TooManyRequests { retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0) })
-        }
-    }
-
-    /// Forget keys whose budget is full again, so the maps do not grow without bound.
-    pub fn prune(&self) {
-        self.login.retain_recent();
-        self.reset.retain_recent();
+        ::metrics::counter!("donkies_rate_limited_total", "limit" => name).increment(1);
+        let wait = (window_end - donkies_store::now()).to_std().unwrap_or_default();
+        Err(ApiError::TooManyRequests { retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0) })
     }
 }
 
@@ -239,11 +223,11 @@ const CORS_HEADERS: [(header::HeaderName, &str); 3] = [
 ];
 
 /// `/metrics` alone, for its own listener (`DONKIES_METRICS_LISTEN=ADDR`).
-pub fn metrics_app(state: AppState) -> Router {
+pub fn metrics_app(services: Services) -> Router {
     Router::new()
         .route("/metrics", axum::routing::get(metrics::render))
         .fallback(|| async { ApiError::NotFound })
-        .with_state(state)
+        .with_state(services)
 }
 
 /// Front ends preflight every call: answer any OPTIONS with 200, and mark every response.

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::{Job, JobContext, JobError};
 use crate::services::Task;
 
-/// Housekeeping: expired tokens.
+/// Housekeeping: expired tokens and ended rate-limit windows.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Cleanup {}
 
@@ -21,6 +21,8 @@ impl Job for Cleanup {
     async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
         let removed = ctx.services.remove_expired_tokens().await?;
         tracing::info!(removed, "expired tokens removed");
+        let removed = ctx.services.remove_ended_rate_windows().await?;
+        tracing::info!(removed, "ended rate-limit windows removed");
         Ok(())
     }
 }

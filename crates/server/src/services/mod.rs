@@ -90,6 +90,28 @@ impl Services {
         self.store.db.ping().await
     }
 
+    /// Count one attempt of each key in the current fixed window of length `window`, into the
+    /// count every process on the database shares. Returns the most attempts any of the keys has
+    /// had in this window, and when the window ends.
+    pub async fn count_attempts(
+        &self,
+        keys: &[String],
+        window: std::time::Duration,
+    ) -> Result<(i64, chrono::DateTime<chrono::Utc>), StoreError> {
+        let seconds = i64::try_from(window.as_secs().max(1)).unwrap_or(i64::MAX);
+        let now = donkies_store::now();
+        let start =
+            chrono::DateTime::from_timestamp(now.timestamp() - now.timestamp().rem_euclid(seconds), 0).unwrap_or(now);
+        let end = start + chrono::Duration::seconds(seconds);
+        let mut work = self.begin().await?;
+        let mut most = 0;
+        for key in keys {
+            most = most.max(donkies_store::rate_limits::count_attempt(&mut work, key, start, end).await?);
+        }
+        work.commit().await?;
+        Ok((most, end))
+    }
+
     /// Start a unit of work: a transaction whose enqueued jobs wake the worker, and whose
     /// changes reach the listeners, once it commits.
     pub async fn begin(&self) -> Result<Work, StoreError> {

@@ -50,4 +50,12 @@ impl Services {
         work.commit().await?;
         Ok(removed)
     }
+
+    /// Remove the rate-limit windows that have ended; how many.
+    pub async fn remove_ended_rate_windows(&self) -> Result<u64, StoreError> {
+        let mut work = self.begin().await?;
+        let removed = donkies_store::rate_limits::delete_ended(&mut work, now()).await?;
+        work.commit().await?;
+        Ok(removed)
+    }
 }

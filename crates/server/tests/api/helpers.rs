@@ -43,6 +43,15 @@ macro_rules! both_databases {
 
 pub const PASSWORD: &str = "correct horse battery";
 
+/// Rate limits count in clock minutes (and hours): a test that spends a budget waits, when it is
+/// near the end of a minute, for the next one to begin, so that its attempts fall in one window.
+pub async fn start_of_a_rate_window() {
+    let second = chrono::Timelike::second(&chrono::Utc::now());
+    if second >= 45 {
+        tokio::time::sleep(Duration::from_secs(u64::from(61 - second))).await;
+    }
+}
+
 /// The longest a waiting test goes without looking again, when nothing it can see is due.
 const IDLE: Duration = Duration::from_millis(50);
 /// The same while another worker runs a job.
@@ -131,7 +140,7 @@ impl Driver {
     }
 }
 
-/// A `donkies serve` process beside a [`TestApp`]; stopped when dropped.
+/// A `donkies serve` (or `worker`) process beside a [`TestApp`]; stopped when dropped.
 pub struct ApiProcess {
     pub base: String,
     _child: tokio::process::Child,
@@ -376,25 +385,34 @@ impl TestApp {
     /// Start a second API process (`donkies serve --no-worker`) on this server's database and
     /// providers, as a deployment with several API processes runs them.
     pub async fn second_process(&self) -> ApiProcess {
+        self.second_process_with(&[("DONKIES_LOGIN_RATE_PER_MINUTE", "1000")]).await
+    }
+
+    /// As [`TestApp::second_process`], with the settings `env` gives it.
+    pub async fn second_process_with(&self, env: &[(&str, &str)]) -> ApiProcess {
+        let args = ["serve", "--no-worker", "--listen", "127.0.0.1:0"];
+        self.process_at(&args, env, "listening on http://").await
+    }
+
+    /// Start `donkies ARGS` beside this server (see [`TestApp::operator`]) with the settings
+    /// `env` gives it, and wait for it to log `announce` followed by its address; the process,
+    /// with its base URL.
+    pub async fn process_at(&self, args: &[&str], env: &[(&str, &str)], announce: &str) -> ApiProcess {
         use tokio::io::AsyncBufReadExt;
-        let mut child = self
-            .operator_command(&["serve", "--no-worker", "--listen", "127.0.0.1:0"])
-            .env("RUST_LOG", "info")
-            .env("DONKIES_LOGIN_RATE_PER_MINUTE", "1000")
-            .stdout(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
+        let mut command = self.operator_command(args);
+        command.env("RUST_LOG", "info").envs(env.iter().copied());
+        let mut child = command.stdout(std::process::Stdio::piped()).kill_on_drop(true).spawn().unwrap();
         let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
         let wait = async {
             while let Some(line) = lines.next_line().await.unwrap() {
-                if let Some(i) = line.find("listening on http://") {
-                    return format!("http://{}", line[i + "listening on http://".len()..].trim());
+                if let Some(i) = line.find(announce) {
+                    let address = line[i + announce.len()..].trim();
+                    return format!("http://{}", address.split('/').next().unwrap_or(address));
                 }
             }
-            panic!("the second process stopped before listening")
+            panic!("donkies {args:?} stopped before it logged {announce:?}")
         };
-        let base = tokio::time::timeout(Duration::from_secs(60), wait).await.expect("the second process listens");
+        let base = tokio::time::timeout(Duration::from_secs(60), wait).await.expect("the process starts");
         // Keep reading its output, so that it never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         ApiProcess { base, _child: child }

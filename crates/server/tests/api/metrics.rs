@@ -13,6 +13,7 @@ both_databases!(
     metrics_count_and_time_outside_calls_by_provider_operation_and_outcome,
     metrics_on_their_own_address_are_served_there_only,
     metrics_turned_off_are_served_nowhere,
+    a_worker_serves_its_metrics_at_its_metrics_address,
 );
 
 fn parse(text: &str) -> prometheus_parse::Scrape {
@@ -120,4 +121,32 @@ async fn metrics_turned_off_are_served_nowhere(backend: Backend) {
     // The API itself is unchanged.
     let (status, _) = app.get("/healthz", None).await;
     assert_eq!(status, StatusCode::OK);
+}
+
+/// `donkies worker --metrics-listen ADDR`: the worker, which has no main listener, serves the
+/// jobs it ran and the outside calls they made there.
+async fn a_worker_serves_its_metrics_at_its_metrics_address(backend: Backend) {
+    let app = TestApp::spawn_with(backend, Options { with_worker: false, ..Default::default() }).await;
+    let smtp = app.smtp.url();
+    let args = ["worker", "--metrics-listen", "127.0.0.1:0"];
+    let worker = app.process_at(&args, &[("DONKIES_SMTP_URL", &smtp)], "metrics at http://").await;
+    // A sign-up queues jobs (the confirmation mail, the aggregator user) that only the worker runs.
+    app.signed_up_user("ada@example.com").await;
+
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let text = loop {
+        let (status, text) = scrape(&app, &worker.base).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        let scrape = parse(&text);
+        let ran = |metric: &str| scrape.samples.iter().any(|s| s.metric == metric);
+        if ran("donkies_jobs_total") && ran("donkies_outside_calls_total") {
+            break text;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the worker's metrics show no job run: {text}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(text.contains(r#"donkies_jobs_total{kind="#), "{text}");
+    assert!(text.contains(r#"provider="atrium""#), "{text}");
+    let res = app.client.get(format!("{}/v1/user", worker.base)).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND, "only the scrape is there");
 }

@@ -5,7 +5,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::both_databases;
-use crate::helpers::{Backend, Options, PASSWORD, TestApp};
+use crate::helpers::{Backend, Options, PASSWORD, TestApp, start_of_a_rate_window};
 
 both_databases!(
     full_signup_story,
@@ -19,6 +19,7 @@ both_databases!(
     password_reset_link_works_once,
     password_reset_link_expires,
     login_is_rate_limited,
+    the_login_limit_counts_the_attempts_made_at_every_process,
     profile_validation_and_freeze,
     ssn_is_encrypted_at_rest_and_masked,
     user_settings_accept_only_the_choices,
@@ -294,6 +295,7 @@ async fn login_is_rate_limited(backend: Backend) {
     options.args.login_rate_per_minute = Some("3".into());
     options.args.reset_rate_per_hour = Some("2".into());
     let app = TestApp::spawn_with(backend, options).await;
+    start_of_a_rate_window().await;
     for _ in 0..3 {
         assert_eq!(app.login("ada@example.com", "wrong password").await.0, StatusCode::BAD_REQUEST);
     }
@@ -319,6 +321,36 @@ async fn login_is_rate_limited(backend: Backend) {
         app.post("/v1/password/reset/request", None, json!({"email": "x@example.com"})).await.0,
         StatusCode::TOO_MANY_REQUESTS
     );
+}
+
+/// Two API processes on one database (on SQLite too, sharing its file) spend one budget of
+/// sign-in attempts; each refuses once the total passes its own limit, as one process answers.
+async fn the_login_limit_counts_the_attempts_made_at_every_process(backend: Backend) {
+    let mut options = Options::default();
+    options.args.login_rate_per_minute = Some("4".into());
+    let app = TestApp::spawn_with(backend, options).await;
+    let other = app.second_process_with(&[("DONKIES_LOGIN_RATE_PER_MINUTE", "6")]).await;
+    let (a, b) = (app.base.clone(), other.base.clone());
+    let attempt = |base: &str| {
+        let wrong = json!({"email": "ada@example.com", "password": "wrong password"});
+        app.client.post(format!("{base}/v1/auth/login")).json(&wrong).send()
+    };
+    start_of_a_rate_window().await;
+    for base in [&a, &b, &a, &b] {
+        assert_eq!(attempt(base).await.unwrap().status(), StatusCode::BAD_REQUEST, "at {base}");
+    }
+    // Two attempts here, but five in all: over this process's limit of four.
+    let refused = attempt(&a).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body, json!({"detail": format!("Request was throttled. Expected available in {retry_after} seconds.")}));
+    // The other process allows six: the sixth attempt is answered, the seventh is not.
+    assert_eq!(attempt(&b).await.unwrap().status(), StatusCode::BAD_REQUEST);
+    let refused = attempt(&b).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers().contains_key("retry-after"));
 }
 
 async fn profile_validation_and_freeze(backend: Backend) {
