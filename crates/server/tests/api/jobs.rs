@@ -492,7 +492,10 @@ async fn a_job_a_person_waits_for_starts_while_batch_work_fills_the_other_slots(
 /// A worker that only PostgreSQL can wake (its in-process signal is its own) starts a job that
 /// another connection pool, as another process would, commits.
 async fn a_job_written_elsewhere_wakes_an_idle_worker() {
-    let app = TestApp::spawn_with(Backend::Postgres, Options { with_worker: false, ..Default::default() }).await;
+    // Polling alone would take seconds.
+    let mut options = Options { with_worker: false, ..Default::default() };
+    options.args.job_poll_ms = Some("5000".into());
+    let app = TestApp::spawn_with(Backend::Postgres, options).await;
     let server = app.server.as_ref().unwrap();
     let worker = Worker::with_registry(server.job_context(), Default::default(), test_registry());
     worker.run_until_idle().await.unwrap(); // the start-up jobs
