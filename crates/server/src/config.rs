@@ -202,8 +202,13 @@ settings! {
         /// How long a job keeps waiting out a provider that is down, rate-limiting or refusing our
         /// credentials (such waits use up no attempts) before it is parked, in seconds (six hours)
         job_wait_limit_seconds: u64 ["SECONDS"] = "21600";
-        /// How often an idle worker looks for due jobs, in milliseconds
+        /// How often an idle worker looks for due jobs, in milliseconds (on SQLite; on PostgreSQL
+        /// it is woken by LISTEN/NOTIFY and sleeps until the next job is due, at most the longer
+        /// of this and 30 seconds)
         job_poll_ms: u64 ["MS"] = "1000";
+        /// Jobs a worker runs at once; one slot is always kept free of batch work for what a person
+        /// waits for (linking, polls, mail)
+        worker_concurrency: u32 ["N"] = "4";
         /// MX Atrium base URL, e.g. https://vestibule.mx.com
         atrium_url: Url ["URL"], unset "unset, an Atrium simulator is started in-process on a loopback port";
         /// MX Atrium client id
@@ -596,6 +601,7 @@ pub struct Settings {
     pub job_retry_base: Duration,
     pub job_wait_limit: Duration,
     pub job_poll: Duration,
+    pub worker_concurrency: usize,
     pub atrium: ProviderSetting<AtriumRemote>,
     pub atrium_timeout: Duration,
     /// Time the in-process Atrium simulator spends in each member status.
@@ -731,6 +737,9 @@ impl Settings {
         if v.job_max_attempts < 1 {
             return Err(ConfigError::of(Setting::job_max_attempts, "must be at least 1"));
         }
+        if v.worker_concurrency < 1 {
+            return Err(ConfigError::of(Setting::worker_concurrency, "must be at least 1"));
+        }
         if !(1..=28).contains(&v.payout_day) {
             return Err(ConfigError::of(Setting::payout_day, "must be a day from 1 to 28"));
         }
@@ -803,6 +812,7 @@ impl Settings {
             job_retry_base: Duration::from_millis(v.job_retry_base_ms),
             job_wait_limit: Duration::from_secs(v.job_wait_limit_seconds),
             job_poll: Duration::from_millis(v.job_poll_ms.max(10)),
+            worker_concurrency: usize::try_from(v.worker_concurrency).unwrap_or(usize::MAX),
             atrium,
             atrium_timeout: Duration::from_secs(v.atrium_timeout_seconds),
             sandbox_step: Duration::from_millis(v.sandbox_step_ms),
@@ -917,6 +927,25 @@ mod tests {
         assert_eq!(s.job_retry_base, Duration::from_millis(10), "the file beats the default");
         assert_eq!(s.job_lease, Duration::from_secs(30), "the default when no layer gives one");
         assert_eq!(s.listen.to_string(), "127.0.0.1:8000");
+    }
+
+    #[test]
+    fn a_worker_runs_four_jobs_at_once_unless_told_and_never_none() {
+        let env = |concurrency: Option<&'static str>| {
+            move |name: &str| match name {
+                "DONKIES_WORKER_CONCURRENCY" => concurrency.map(str::to_owned),
+                "DATABASE_URL" => Some("sqlite://x.db".to_owned()),
+                "DONKIES_SECRET_KEY" => Some("k".repeat(20)),
+                _ => None,
+            }
+        };
+        let resolve = |concurrency| {
+            Settings::resolve(None, &CommonArgs::from_sources(None, &env(concurrency)), &FileValues::default())
+        };
+        assert_eq!(resolve(None).unwrap().worker_concurrency, 4);
+        assert_eq!(resolve(Some("1")).unwrap().worker_concurrency, 1);
+        let err = resolve(Some("0")).unwrap_err().to_string();
+        assert!(err.contains("DONKIES_WORKER_CONCURRENCY") && err.contains("at least 1"), "{err}");
     }
 
     #[test]

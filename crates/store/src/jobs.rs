@@ -10,6 +10,28 @@ pub const QUEUED: &str = "queued";
 pub const RUNNING: &str = "running";
 pub const FAILED: &str = "failed";
 
+/// Whom a job is for: what a person waits for (linking, polls, mail) is claimed before batch work
+/// that is due, and a worker keeps a slot free of batch work for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Priority {
+    Batch,
+    Interactive,
+}
+
+impl Priority {
+    /// As stored in `jobs.priority`: higher runs first.
+    pub fn rank(self) -> i64 {
+        match self {
+            Priority::Batch => 0,
+            Priority::Interactive => 1,
+        }
+    }
+}
+
+/// The PostgreSQL channel on which a committed job is announced (its payload is the schema the
+/// job was written to), so that workers in any process start it at once.
+pub const CHANNEL: &str = "donkies_jobs";
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Job {
     pub id: i64,
@@ -26,10 +48,12 @@ pub struct Job {
     pub updated_at: DateTime<Utc>,
     /// Since when the job has been waiting out an unavailable provider (see [`wait`]).
     pub waiting_since: Option<DateTime<Utc>>,
+    /// [`Priority::rank`] of the job's kind.
+    pub priority: i64,
 }
 
 const COLUMNS: &str = "id, kind, payload, status, attempts, max_attempts, run_at, locked_by, \
-    locked_until, last_error, created_at, updated_at, waiting_since";
+    locked_until, last_error, created_at, updated_at, waiting_since, priority";
 
 pub struct NewJob<'a> {
     pub kind: &'a str,
@@ -38,15 +62,18 @@ pub struct NewJob<'a> {
     pub run_at: DateTime<Utc>,
     /// At most one queued or running job has a given key; enqueuing a second is a no-op.
     pub dedupe_key: Option<&'a str>,
+    pub priority: Priority,
 }
 
 /// Enqueue a job as part of `tx`, so it exists exactly when the change that needs it commits.
-/// Returns the new job's id, or `None` when a live job with the same dedupe key exists.
+/// Returns the new job's id, or `None` when a live job with the same dedupe key exists. On
+/// PostgreSQL the job is announced on [`CHANNEL`] when `tx` commits.
 pub async fn enqueue(tx: &mut Tx, job: &NewJob<'_>, now: DateTime<Utc>) -> Result<Option<i64>, StoreError> {
     let id = new_id();
-    let inserted = on_tx!(tx, conn => sqlx::query(
-        "INSERT INTO jobs (id, kind, payload, status, attempts, max_attempts, run_at, created_at, updated_at, dedupe_key) \
-         VALUES ($1, $2, $3, 'queued', 0, $4, $5, $6, $6, $7) \
+    let inserted = on_tx!(&mut *tx, conn => sqlx::query(
+        "INSERT INTO jobs (id, kind, payload, status, attempts, max_attempts, run_at, created_at, updated_at, \
+         dedupe_key, priority) \
+         VALUES ($1, $2, $3, 'queued', 0, $4, $5, $6, $6, $7, $8) \
          ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING",
     )
     .bind(id)
@@ -56,21 +83,46 @@ pub async fn enqueue(tx: &mut Tx, job: &NewJob<'_>, now: DateTime<Utc>) -> Resul
     .bind(job.run_at)
     .bind(now)
     .bind(job.dedupe_key)
+    .bind(job.priority.rank())
     .execute(conn)
     .await
         .map(|r| r.rows_affected()))?;
+    if inserted == 1 {
+        announce(tx).await?;
+    }
     Ok((inserted == 1).then_some(id))
 }
 
-/// Claim the next due job for `worker` until `lease_until`: a running job whose lease ran out
-/// (its worker died) first, else the queued job due longest. Each half is its own index scan
-/// (one `OR` over both made PostgreSQL read and sort the whole queue on every claim). On PostgreSQL concurrent workers skip
-/// each other's rows; on SQLite the single writer makes the statement exclusive.
+/// Tell listening workers (PostgreSQL delivers it when `tx` commits, once however many jobs it
+/// wrote); SQLite has no other process to tell.
+async fn announce(tx: &mut Tx) -> Result<(), StoreError> {
+    if let Tx::Postgres(t) = tx {
+        sqlx::query("SELECT pg_notify($1, current_schema())").bind(CHANNEL).execute(&mut **t).await?;
+    }
+    Ok(())
+}
+
+/// Claim the next due job for `worker` until `lease_until` (see [`claim_at_least`]).
 pub async fn claim(
     db: &Db,
     worker: &str,
     now: DateTime<Utc>,
     lease_until: DateTime<Utc>,
+) -> Result<Option<Job>, StoreError> {
+    claim_at_least(db, worker, now, lease_until, Priority::Batch).await
+}
+
+/// Claim the next due job of at least priority `least` for `worker` until `lease_until`: a
+/// running job whose lease ran out (its worker died) first, else the queued job of the highest
+/// priority that is due longest. Each half is its own index scan
+/// (one `OR` over both made PostgreSQL read and sort the whole queue on every claim). On PostgreSQL concurrent workers skip
+/// each other's rows; on SQLite the single writer makes the statement exclusive.
+pub async fn claim_at_least(
+    db: &Db,
+    worker: &str,
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+    least: Priority,
 ) -> Result<Option<Job>, StoreError> {
     let lock = match db.backend() {
         Backend::Postgres => " FOR UPDATE SKIP LOCKED",
@@ -80,10 +132,10 @@ pub async fn claim(
         "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_by = $1, \
          locked_until = $2, updated_at = $3 \
          WHERE id = COALESCE( \
-            (SELECT id FROM jobs WHERE status = 'running' AND locked_until <= $3 \
+            (SELECT id FROM jobs WHERE status = 'running' AND locked_until <= $3 AND priority >= $4 \
              ORDER BY locked_until, id LIMIT 1{lock}), \
-            (SELECT id FROM jobs WHERE status = 'queued' AND run_at <= $3 \
-             ORDER BY run_at, id LIMIT 1{lock})) \
+            (SELECT id FROM jobs WHERE status = 'queued' AND run_at <= $3 AND priority >= $4 \
+             ORDER BY priority DESC, run_at, id LIMIT 1{lock})) \
          RETURNING {COLUMNS}"
     );
     let mut tx = db.begin().await?;
@@ -91,6 +143,7 @@ pub async fn claim(
         .bind(worker)
         .bind(lease_until)
         .bind(now)
+        .bind(least.rank())
         .fetch_optional(conn)
         .await)?;
     tx.commit().await?;
@@ -201,6 +254,9 @@ pub async fn retry(db: &Db, id: i64, now: DateTime<Utc>) -> Result<bool, StoreEr
     .execute(conn)
     .await
         .map(|r| r.rows_affected()))?;
+    if n == 1 {
+        announce(&mut tx).await?;
+    }
     tx.commit().await?;
     Ok(n == 1)
 }
@@ -217,7 +273,8 @@ pub async fn list(db: &Db, failed_only: bool) -> Result<Vec<Job>, StoreError> {
     Ok(on_db!(db, pool => sqlx::query_as::<_, Job>(&sql).fetch_all(pool).await)?)
 }
 
-/// Enqueue the periodic job `kind` for time slot `slot` unless some worker already did.
+/// Enqueue the periodic job `kind` for time slot `slot` unless some worker already did. The
+/// clock's work is batch work: nobody waits for it.
 /// Returns whether this call enqueued it.
 pub async fn enqueue_periodic(
     db: &Db,
@@ -239,10 +296,66 @@ pub async fn enqueue_periodic(
         == 1;
     if inserted {
         let payload = serde_json::json!({ "slot": slot });
-        enqueue(&mut tx, &NewJob { kind, payload: &payload, max_attempts, run_at: now, dedupe_key: None }, now).await?;
+        enqueue(
+            &mut tx,
+            &NewJob { kind, payload: &payload, max_attempts, run_at: now, dedupe_key: None, priority: Priority::Batch },
+            now,
+        )
+        .await?;
     }
     tx.commit().await?;
     Ok(inserted)
+}
+
+/// When a job of at least priority `least` next falls due: the earliest queued job's `run_at` or
+/// running job's lease end (its worker may die), `None` for an empty queue. An idle worker
+/// sleeps until then.
+pub async fn next_due(db: &Db, least: Priority) -> Result<Option<DateTime<Utc>>, StoreError> {
+    Ok(on_db!(db, pool => sqlx::query_scalar::<_, Option<DateTime<Utc>>>(
+        "SELECT MIN(due) FROM ( \
+            SELECT MIN(run_at) AS due FROM jobs WHERE status = 'queued' AND priority >= $1 \
+            UNION ALL \
+            SELECT MIN(locked_until) AS due FROM jobs WHERE status = 'running' AND priority >= $1) AS d",
+    )
+    .bind(least.rank())
+    .fetch_one(pool)
+    .await)?)
+}
+
+/// A dedicated PostgreSQL connection (outside the pool) listening on [`CHANNEL`] for jobs
+/// written to this database's schema.
+pub struct JobListener {
+    listener: sqlx::postgres::PgListener,
+    schema: String,
+}
+
+impl JobListener {
+    /// `None` on SQLite, whose jobs are all written in this process.
+    pub async fn connect(db: &Db) -> Result<Option<JobListener>, StoreError> {
+        let Db::Postgres(pool) = db else { return Ok(None) };
+        let schema: String = sqlx::query_scalar("SELECT current_schema()").fetch_one(pool).await?;
+        // A pool of one of its own, with the pool's options (its search path), which the
+        // listener also uses to reconnect.
+        let own = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .max_lifetime(None)
+            .idle_timeout(None)
+            .connect_lazy_with((*pool.connect_options()).clone());
+        let mut listener = sqlx::postgres::PgListener::connect_with(&own).await?;
+        listener.listen(CHANNEL).await?;
+        Ok(Some(JobListener { listener, schema }))
+    }
+
+    /// Wait until a job is written to this schema, or until the connection was lost and made
+    /// again (announcements may have been missed meanwhile).
+    pub async fn changed(&mut self) -> Result<(), StoreError> {
+        loop {
+            match self.listener.try_recv().await? {
+                Some(note) if note.payload() != self.schema => continue,
+                Some(_) | None => return Ok(()),
+            }
+        }
+    }
 }
 
 /// The queue at a glance: jobs by status, and how long the oldest due job has waited.

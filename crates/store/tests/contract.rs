@@ -74,6 +74,7 @@ contract!(
     jobs_claim_complete_and_wait_for_run_at,
     jobs_fail_retry_then_park,
     jobs_expired_lease_is_claimed_again,
+    jobs_interactive_run_before_batch_and_the_next_due_is_known,
     jobs_concurrent_claims_never_share_a_job,
     periodic_slot_enqueues_once,
     institutions_upsert_refreshes_by_code_keeping_the_id,
@@ -337,9 +338,19 @@ async fn outbox_keeps_mail_until_sent(db: Db) {
 }
 
 async fn enqueue_one(db: &Db, kind: &str, run_at: chrono::DateTime<chrono::Utc>, max_attempts: i64) -> i64 {
+    enqueue_at(db, kind, run_at, max_attempts, jobs::Priority::Batch).await
+}
+
+async fn enqueue_at(
+    db: &Db,
+    kind: &str,
+    run_at: chrono::DateTime<chrono::Utc>,
+    max_attempts: i64,
+    priority: jobs::Priority,
+) -> i64 {
     let mut tx = db.begin().await.unwrap();
     let payload = serde_json::json!({"n": 1});
-    let job = jobs::NewJob { kind, payload: &payload, max_attempts, run_at, dedupe_key: None };
+    let job = jobs::NewJob { kind, payload: &payload, max_attempts, run_at, dedupe_key: None, priority };
     let id = jobs::enqueue(&mut tx, &job, now()).await.unwrap().expect("no dedupe key: always enqueued");
     tx.commit().await.unwrap();
     id
@@ -347,8 +358,14 @@ async fn enqueue_one(db: &Db, kind: &str, run_at: chrono::DateTime<chrono::Utc>,
 
 async fn jobs_with_a_dedupe_key_are_queued_once_while_live(db: Db) {
     let payload = serde_json::json!({"member_id": "m1"});
-    let job =
-        jobs::NewJob { kind: "sync", payload: &payload, max_attempts: 1, run_at: now(), dedupe_key: Some("sync:m1") };
+    let job = jobs::NewJob {
+        kind: "sync",
+        payload: &payload,
+        max_attempts: 1,
+        run_at: now(),
+        dedupe_key: Some("sync:m1"),
+        priority: jobs::Priority::Batch,
+    };
     let mut tx = db.begin().await.unwrap();
     let first = jobs::enqueue(&mut tx, &job, now()).await.unwrap();
     assert!(first.is_some());
@@ -377,7 +394,14 @@ async fn jobs_with_a_dedupe_key_are_queued_once_while_live(db: Db) {
 async fn jobs_enqueued_with_a_rolled_back_change_vanish(db: Db) {
     let mut tx = db.begin().await.unwrap();
     let payload = serde_json::json!({});
-    let job = jobs::NewJob { kind: "k", payload: &payload, max_attempts: 3, run_at: now(), dedupe_key: None };
+    let job = jobs::NewJob {
+        kind: "k",
+        payload: &payload,
+        max_attempts: 3,
+        run_at: now(),
+        dedupe_key: None,
+        priority: jobs::Priority::Batch,
+    };
     let id = jobs::enqueue(&mut tx, &job, now()).await.unwrap().unwrap();
     drop(tx);
     assert!(jobs::get(&db, id).await.unwrap().is_none());
@@ -430,6 +454,32 @@ async fn jobs_expired_lease_is_claimed_again(db: Db) {
     assert!(jobs::get(&db, id).await.unwrap().is_some(), "the old owner no longer completes it");
     jobs::complete(&db, id, "w2").await.unwrap();
     assert!(jobs::get(&db, id).await.unwrap().is_none());
+}
+
+async fn jobs_interactive_run_before_batch_and_the_next_due_is_known(db: Db) {
+    use jobs::Priority::{Batch, Interactive};
+    let t = now();
+    assert_eq!(jobs::next_due(&db, Batch).await.unwrap(), None, "an empty queue is never due");
+    let old_batch = enqueue_at(&db, "batch", t - Duration::minutes(10), 3, Batch).await;
+    let interactive = enqueue_at(&db, "interactive", t - Duration::minutes(1), 3, Interactive).await;
+    let later = enqueue_at(&db, "later", t + Duration::minutes(5), 3, Interactive).await;
+    assert_eq!(jobs::next_due(&db, Batch).await.unwrap(), Some(t - Duration::minutes(10)));
+    let lease = t + Duration::seconds(30);
+    let first = jobs::claim(&db, "w", t, lease).await.unwrap().unwrap();
+    assert_eq!((first.id, first.priority), (interactive, Interactive.rank()), "the person first, though newer");
+    assert!(
+        jobs::claim_at_least(&db, "w", t, lease, Interactive).await.unwrap().is_none(),
+        "a slot kept for people takes no batch work"
+    );
+    assert_eq!(jobs::next_due(&db, Interactive).await.unwrap(), Some(lease), "the due batch job is not waited for");
+    let second = jobs::claim(&db, "w", t, lease).await.unwrap().unwrap();
+    assert_eq!((second.id, second.priority), (old_batch, Batch.rank()));
+    // Both run now: the earliest lease end is next, and after them the later job.
+    assert_eq!(jobs::next_due(&db, Batch).await.unwrap(), Some(lease));
+    jobs::complete(&db, first.id, "w").await.unwrap();
+    jobs::complete(&db, second.id, "w").await.unwrap();
+    assert_eq!(jobs::next_due(&db, Batch).await.unwrap(), Some(t + Duration::minutes(5)));
+    assert_eq!(jobs::claim(&db, "w", t + Duration::minutes(5), lease).await.unwrap().unwrap().id, later);
 }
 
 async fn jobs_concurrent_claims_never_share_a_job(db: Db) {

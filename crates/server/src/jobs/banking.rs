@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{Job, JobContext, JobError};
-use crate::services::Task;
+use crate::services::{Priority, Task};
 
 /// Create the user at the aggregator.
 #[derive(Debug, Serialize, Deserialize)]
@@ -34,6 +34,7 @@ pub struct BackfillAggregatorUsers {}
 
 impl Task for BackfillAggregatorUsers {
     const KIND: &'static str = "backfill_aggregator_users";
+    const PRIORITY: Priority = Priority::Batch;
 }
 
 impl Job for BackfillAggregatorUsers {
@@ -50,6 +51,7 @@ pub struct SyncInstitutions {}
 
 impl Task for SyncInstitutions {
     const KIND: &'static str = "sync_institutions";
+    const PRIORITY: Priority = Priority::Batch;
 }
 
 impl Job for SyncInstitutions {
@@ -111,6 +113,8 @@ pub struct ResyncMember {
 
 impl Task for ResyncMember {
     const KIND: &'static str = "resync_member";
+    // The hourly re-sync's share: batch work, behind what a person waits for.
+    const PRIORITY: Priority = Priority::Batch;
     fn dedupe_key(&self) -> Option<String> {
         Some(format!("{}:{}", Self::KIND, self.member_id))
     }
@@ -128,6 +132,7 @@ pub struct ResyncMembers {}
 
 impl Task for ResyncMembers {
     const KIND: &'static str = "resync_members";
+    const PRIORITY: Priority = Priority::Batch;
 }
 
 impl Job for ResyncMembers {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{Job, JobContext, JobError};
-use crate::services::Task;
+use crate::services::{Priority, Task};
 
 /// Housekeeping: expired tokens and ended rate-limit windows.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -13,6 +13,7 @@ pub struct Cleanup {}
 
 impl Task for Cleanup {
     const KIND: &'static str = "cleanup";
+    const PRIORITY: Priority = Priority::Batch;
 }
 
 impl Job for Cleanup {

@@ -23,7 +23,7 @@ use serde::de::DeserializeOwned;
 
 use crate::config::Settings;
 use crate::mail::Mailer;
-use crate::services::{ServiceError, Services, Task};
+use crate::services::{Priority, ServiceError, Services, Task};
 pub use worker::{Outcome, Worker, backoff, schedule_periodic};
 
 /// What a job runs with: the services, the mailer (only jobs deliver mail), and the settings
@@ -131,11 +131,13 @@ fn runner<'a, J: Job>(ctx: &'a JobContext, payload: &'a str) -> BoxFuture<'a> {
     })
 }
 
-/// How a registered kind runs, runs when parked, and how often the clock enqueues it.
+/// How a registered kind runs, runs when parked, how often the clock enqueues it, and whether a
+/// person waits for it.
 struct Entry {
     run: Runner,
     parked: Runner,
     every: Option<Duration>,
+    priority: Priority,
 }
 
 /// Every job kind this build runs, by kind.
@@ -150,7 +152,7 @@ impl Registry {
 
     /// Add `J`. Two jobs with one kind would run each other's payloads: that panics.
     pub fn register<J: Job>(&mut self) -> &mut Registry {
-        let entry = Entry { run: runner::<J>, parked: parked_runner::<J>, every: J::EVERY };
+        let entry = Entry { run: runner::<J>, parked: parked_runner::<J>, every: J::EVERY, priority: J::PRIORITY };
         let previous = self.runners.insert(J::KIND, entry);
         assert!(previous.is_none(), "two jobs share the kind {:?}", J::KIND);
         self
@@ -186,6 +188,11 @@ impl Registry {
             self.runners.iter().filter_map(|(kind, entry)| entry.every.map(|every| (*kind, every))).collect();
         periodic.sort_unstable();
         periodic
+    }
+
+    /// The priority jobs of `kind` are enqueued with.
+    pub fn priority(&self, kind: &str) -> Option<Priority> {
+        self.runners.get(kind).map(|entry| entry.priority)
     }
 
     pub fn knows(&self, kind: &str) -> bool {
@@ -267,6 +274,32 @@ mod tests {
         ];
         assert_eq!(kinds, expected);
         assert!(!registry.knows("no_such_kind"));
+    }
+
+    /// What a person waits for runs before batch work; the clock's work is batch work (the
+    /// store enqueues periodic slots as such).
+    #[test]
+    fn batch_kinds_are_the_clock_s_and_the_money_runs() {
+        let registry = Registry::all();
+        let mut batch: Vec<&str> =
+            registry.runners.keys().copied().filter(|kind| registry.priority(kind) == Some(Priority::Batch)).collect();
+        batch.sort_unstable();
+        let expected = [
+            "backfill_aggregator_users",
+            "cleanup",
+            "collect_roundups",
+            "ensure_dwolla_webhook",
+            "poll_payments",
+            "resync_member",
+            "resync_members",
+            "run_payouts",
+            "send_transfer",
+            "sync_institutions",
+        ];
+        assert_eq!(batch, expected);
+        for (kind, _) in periodic() {
+            assert_eq!(registry.priority(kind), Some(Priority::Batch), "{kind} is periodic");
+        }
     }
 
     #[derive(Serialize, Deserialize)]

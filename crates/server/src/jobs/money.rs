@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{Job, JobContext, JobError};
-use crate::services::Task;
+use crate::services::{Priority, Task};
 
 /// The periodic collection run.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -13,6 +13,7 @@ pub struct CollectRoundUps {}
 
 impl Task for CollectRoundUps {
     const KIND: &'static str = "collect_roundups";
+    const PRIORITY: Priority = Priority::Batch;
     fn dedupe_key(&self) -> Option<String> {
         Some(Self::KIND.to_owned())
     }
@@ -35,6 +36,7 @@ pub struct RunPayouts {}
 
 impl Task for RunPayouts {
     const KIND: &'static str = "run_payouts";
+    const PRIORITY: Priority = Priority::Batch;
     fn dedupe_key(&self) -> Option<String> {
         Some(Self::KIND.to_owned())
     }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{Job, JobContext, JobError};
-use crate::services::Task;
+use crate::services::{Priority, Task};
 
 /// Create the customer at Dwolla.
 #[derive(Debug, Serialize, Deserialize)]
@@ -53,6 +53,7 @@ pub struct SendTransfer {
 
 impl Task for SendTransfer {
     const KIND: &'static str = "send_transfer";
+    const PRIORITY: Priority = Priority::Batch;
     fn dedupe_key(&self) -> Option<String> {
         Some(format!("{}:{}", Self::KIND, self.transfer_id))
     }
@@ -97,6 +98,7 @@ pub struct EnsureWebhookSubscription {
 
 impl Task for EnsureWebhookSubscription {
     const KIND: &'static str = "ensure_dwolla_webhook";
+    const PRIORITY: Priority = Priority::Batch;
     fn dedupe_key(&self) -> Option<String> {
         Some(Self::KIND.to_owned())
     }
@@ -115,6 +117,7 @@ pub struct PollPayments {}
 
 impl Task for PollPayments {
     const KIND: &'static str = "poll_payments";
+    const PRIORITY: Priority = Priority::Batch;
 }
 
 impl Job for PollPayments {

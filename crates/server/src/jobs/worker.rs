@@ -1,16 +1,20 @@
 //! The job worker: claims due jobs from the database, runs them through the [`Registry`],
 //! retries what may succeed later with jittered exponential backoff (or the delay a provider
 //! asked for), parks what cannot or ran out of attempts, and enqueues periodic work once per
-//! slot. Waiting out a provider (an outage, a rate limit, refused credentials) never uses up a
+//! slot. It runs up to `worker_concurrency` jobs at once and keeps one slot free of batch work,
+//! so what a person waits for never queues behind it; on PostgreSQL it is woken by `LISTEN` when
+//! any process commits a job, and otherwise sleeps until the next job is due. Waiting out a provider (an outage, a rate limit, refused credentials) never uses up a
 //! job's attempts: such a job gives up by elapsed time instead (`job_wait_limit`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use donkies_outbound::ProviderFailure;
-use donkies_store::{jobs, now};
+use donkies_store::jobs::{self, JobListener, Priority};
+use donkies_store::{Backend, now};
 use rand::Rng;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::{JobContext, JobError, Registry, periodic};
@@ -41,8 +45,13 @@ impl Worker {
     /// A worker running every registered kind, woken early by `wake` (pass the job queue's
     /// signal so that jobs enqueued in this process start at once).
     pub fn new(ctx: JobContext, wake: Arc<Notify>) -> Worker {
+        Worker::with_registry(ctx, wake, Registry::all())
+    }
+
+    /// A worker running the kinds of `registry` (tests add kinds of their own).
+    pub fn with_registry(ctx: JobContext, wake: Arc<Notify>, registry: Registry) -> Worker {
         let name = format!("{}-{}", hostname(), &crate::crypto::new_token()[..12]);
-        Worker { ctx, registry: Arc::new(Registry::all()), name, wake }
+        Worker { ctx, registry: Arc::new(registry), name, wake }
     }
 
     pub fn name(&self) -> &str {
@@ -51,13 +60,23 @@ impl Worker {
 
     /// Claim and run one due job, if there is one.
     pub async fn run_next(&self) -> anyhow::Result<Option<Outcome>> {
+        match self.claim(Priority::Batch).await? {
+            Some(job) => self.execute(job).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Claim the next due job of at least priority `least`, if there is one.
+    async fn claim(&self, least: Priority) -> anyhow::Result<Option<jobs::Job>> {
+        let t = now();
+        let lease_until = t + chrono::Duration::from_std(self.ctx.settings.job_lease)?;
+        Ok(jobs::claim_at_least(&self.ctx.services.store.db, &self.name, t, lease_until, least).await?)
+    }
+
+    /// Run a claimed job and record how it went.
+    async fn execute(&self, job: jobs::Job) -> anyhow::Result<Outcome> {
         let settings = &self.ctx.settings;
         let db = &self.ctx.services.store.db;
-        let t = now();
-        let lease_until = t + chrono::Duration::from_std(settings.job_lease)?;
-        let Some(job) = jobs::claim(db, &self.name, t, lease_until).await? else {
-            return Ok(None);
-        };
         let span = tracing::info_span!("job", id = %job.id, kind = %job.kind, attempt = job.attempts);
         let heartbeat = self.heartbeat(job.id);
         let result = self.registry.run(&self.ctx, &job.kind, &job.payload);
@@ -69,7 +88,7 @@ impl Worker {
                 jobs::complete(db, job.id, &self.name).await?;
                 metrics::counter!("donkies_jobs_total", "kind" => job.kind.clone(), "outcome" => "succeeded")
                     .increment(1);
-                return Ok(Some(Outcome::Done { id, kind }));
+                return Ok(Outcome::Done { id, kind });
             }
             Err(error) => error,
         };
@@ -93,7 +112,7 @@ impl Worker {
                         .await?;
                     metrics::counter!("donkies_jobs_total", "kind" => job.kind.clone(), "outcome" => "waiting")
                         .increment(1);
-                    return Ok(Some(Outcome::Retrying { id, kind, error }));
+                    return Ok(Outcome::Retrying { id, kind, error });
                 }
             }
         };
@@ -104,7 +123,7 @@ impl Worker {
                 jobs::fail(db, job.id, &self.name, &error, Some(retry_at), now()).await?;
                 metrics::counter!("donkies_jobs_total", "kind" => job.kind.clone(), "outcome" => "retried")
                     .increment(1);
-                Ok(Some(Outcome::Retrying { id, kind, error }))
+                Ok(Outcome::Retrying { id, kind, error })
             }
             None => {
                 tracing::error!(job = %job.id, kind = %job.kind, attempts = job.attempts, %error, "job failed and will not be retried; parked");
@@ -114,7 +133,7 @@ impl Worker {
                 if let Err(err) = self.registry.parked(&self.ctx, &job.kind, &job.payload).await {
                     tracing::error!(job = %job.id, error = %format!("{err:#}"), "could not record the parked job's outcome");
                 }
-                Ok(Some(Outcome::Parked { id, kind, error }))
+                Ok(Outcome::Parked { id, kind, error })
             }
         }
     }
@@ -150,34 +169,133 @@ impl Worker {
         schedule_periodic(&self.ctx, &kinds).await.map(|_| ())
     }
 
-    /// Run jobs until `shutdown` fires; the job in progress is finished first.
+    /// Run jobs, up to `worker_concurrency` at once, until `shutdown` fires; the jobs in progress
+    /// are finished first. With two slots or more, batch work takes all but one of them, so a
+    /// job a person waits for always finds a free slot.
     pub async fn run(self, shutdown: CancellationToken) {
-        tracing::info!(worker = %self.name, "job worker started");
-        let alive = self.announce();
+        let worker = Arc::new(self);
+        let slots = worker.ctx.settings.worker_concurrency.max(1);
+        tracing::info!(worker = %worker.name, slots, "job worker started");
+        let alive = worker.announce();
+        let listening = worker.listen();
+        let batch_slots = Arc::new(Semaphore::new(if slots >= 2 { slots - 1 } else { 1 }));
+        let mut running = JoinSet::new();
         let mut last_schedule: Option<tokio::time::Instant> = None;
         while !shutdown.is_cancelled() {
             if last_schedule.is_none_or(|at| at.elapsed() >= Duration::from_secs(30)) {
-                if let Err(err) = self.schedule_periodic().await {
+                if let Err(err) = worker.schedule_periodic().await {
                     tracing::warn!(error = %format!("{err:#}"), "could not schedule periodic jobs");
                 }
                 last_schedule = Some(tokio::time::Instant::now());
             }
-            match self.run_next().await {
-                Ok(Some(_)) => continue,
-                Ok(None) => {}
-                Err(err) => tracing::warn!(error = %format!("{err:#}"), "job queue unavailable"),
+            // Fill the free slots; a batch job holds one of the batch slots while it runs.
+            let mut least = None;
+            while running.len() < slots {
+                let permit = batch_slots.clone().try_acquire_owned().ok();
+                let floor = if permit.is_some() { Priority::Batch } else { Priority::Interactive };
+                match worker.claim(floor).await {
+                    Ok(Some(job)) => {
+                        let permit = permit.filter(|_| job.priority < Priority::Interactive.rank());
+                        let worker = worker.clone();
+                        running.spawn(async move {
+                            if let Err(err) = worker.execute(job).await {
+                                tracing::warn!(error = %format!("{err:#}"), "job queue unavailable");
+                            }
+                            drop(permit);
+                        });
+                    }
+                    Ok(None) => {
+                        least = Some(floor);
+                        break;
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %format!("{err:#}"), "job queue unavailable");
+                        least = Some(floor);
+                        break;
+                    }
+                }
             }
+            // Nothing more to claim (or no free slot): sleep until a job is due, a job is
+            // written, or a slot frees up.
+            let idle = match least {
+                Some(least) => worker.idle_for(least, listening.is_some()).await,
+                None => worker.fallback_poll(listening.is_some()),
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(self.ctx.settings.job_poll) => {}
+                _ = worker.wake.notified() => {}
+                Some(_) = running.join_next(), if !running.is_empty() => {}
+                _ = tokio::time::sleep(idle) => {}
             }
         }
+        while running.join_next().await.is_some() {}
+        if let Some(listening) = listening {
+            listening.abort();
+        }
         alive.abort();
-        if let Err(err) = donkies_store::money_loop::worker_gone(&self.ctx.services.store.db, &self.name).await {
+        if let Err(err) = donkies_store::money_loop::worker_gone(&worker.ctx.services.store.db, &worker.name).await {
             tracing::warn!(error = %err, "could not record that the worker stopped");
         }
-        tracing::info!(worker = %self.name, "job worker stopped");
+        tracing::info!(worker = %worker.name, "job worker stopped");
+    }
+
+    /// How long an idle worker sleeps when nothing is woken it: until the next job of at least
+    /// `least` falls due, at most the fallback poll. A job due already that could not be claimed
+    /// (another worker is claiming it) is looked at again after the short poll.
+    async fn idle_for(&self, least: Priority, listening: bool) -> Duration {
+        let fallback = self.fallback_poll(listening);
+        match jobs::next_due(&self.ctx.services.store.db, least).await {
+            Ok(Some(at)) => match (at - now()).to_std() {
+                Ok(wait) if !wait.is_zero() => wait.min(fallback),
+                _ => self.ctx.settings.job_poll.min(fallback),
+            },
+            Ok(None) => fallback,
+            Err(err) => {
+                tracing::warn!(error = %format!("{err:#}"), "job queue unavailable");
+                self.ctx.settings.job_poll
+            }
+        }
+    }
+
+    /// The longest an idle worker sleeps: on SQLite, whose other processes (operator commands)
+    /// cannot wake it, `job_poll`; when PostgreSQL wakes it, a safety net of 30 seconds or more.
+    fn fallback_poll(&self, listening: bool) -> Duration {
+        let poll = self.ctx.settings.job_poll;
+        if listening { poll.max(Duration::from_secs(30)) } else { poll }
+    }
+
+    /// On PostgreSQL, wake this worker whenever any process commits a job (or the listening
+    /// connection was lost and made again); `None` on SQLite or when listening failed.
+    fn listen(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let db = &self.ctx.services.store.db;
+        if db.backend() != Backend::Postgres {
+            return None;
+        }
+        let db = db.clone();
+        let wake = self.wake.clone();
+        Some(tokio::spawn(async move {
+            let mut listener = loop {
+                match JobListener::connect(&db).await {
+                    Ok(Some(listener)) => break listener,
+                    Ok(None) => return,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "could not listen for new jobs; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            };
+            // Jobs written while the connection was being made are found by the first claim.
+            wake.notify_one();
+            loop {
+                match listener.changed().await {
+                    Ok(()) => wake.notify_one(),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "lost the connection listening for new jobs");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        }))
     }
 
     /// Say every few seconds that this worker is alive, so operator commands know whether

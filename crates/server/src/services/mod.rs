@@ -24,7 +24,7 @@ use donkies_outbound::ProviderFailure;
 use donkies_store::{Db, StoreError, Tx};
 
 use crate::crypto::Sealer;
-pub use queue::{JobQueue, Task};
+pub use queue::{JobQueue, Priority, Task};
 pub use settings::ServiceSettings;
 
 /// The use cases, by area: each area's service holds only what it reaches (the payments service

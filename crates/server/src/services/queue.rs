@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use donkies_store::jobs::Priority;
 use donkies_store::{StoreError, Tx, jobs, now};
 use serde::Serialize;
 use tokio::sync::Notify;
@@ -12,6 +13,9 @@ use tokio::sync::Notify;
 /// A piece of deferred work: its kind names it in the queue, its fields are the payload.
 pub trait Task: Serialize + Send + Sync {
     const KIND: &'static str;
+    /// Whether a person waits for it (the default) or it is batch work, which never holds up
+    /// what a person waits for.
+    const PRIORITY: Priority = Priority::Interactive;
 
     /// While a job with this key is queued or running, enqueuing another one is a no-op.
     fn dedupe_key(&self) -> Option<String> {
@@ -52,6 +56,7 @@ impl JobQueue {
             max_attempts: self.max_attempts,
             run_at,
             dedupe_key: key.as_deref(),
+            priority: T::PRIORITY,
         };
         if jobs::enqueue(tx, &job, t).await?.is_some() {
             metrics::counter!("donkies_jobs_enqueued_total", "kind" => T::KIND).increment(1);

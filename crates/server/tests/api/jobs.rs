@@ -1,11 +1,17 @@
 //! Durable jobs seen from outside: mail survives a dead SMTP relay and a killed worker.
 
+use std::collections::HashMap;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
-use donkies_server::jobs::{Outcome, Worker};
+use donkies_server::jobs::{Job, JobContext, JobError, Outcome, Registry, Worker};
+use donkies_server::services::{Priority, Task};
 use donkies_store::jobs;
 use reqwest::StatusCode;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 
 use crate::both_databases;
 use crate::helpers::{Backend, Options, TestApp, fresh_db, test_args};
@@ -20,7 +26,20 @@ both_databases!(
     a_job_with_a_dedupe_key_is_queued_once_until_it_has_run,
     a_running_job_keeps_its_lease_so_no_second_worker_takes_it,
     mail_bodies_are_sealed_at_rest_and_dropped_once_delivered,
+    a_worker_runs_as_many_jobs_at_once_as_it_has_slots_and_finishes_them_on_shutdown,
+    a_job_a_person_waits_for_starts_while_batch_work_fills_the_other_slots,
 );
+
+#[test]
+#[cfg_attr(not(postgres_tests), ignore = "set DONKIES_TEST_POSTGRES_URL to run it")]
+fn a_job_written_by_another_process_wakes_an_idle_worker_on_postgres() {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(a_job_written_elsewhere_wakes_an_idle_worker());
+}
 
 async fn mail_is_retried_while_smtp_is_down_and_delivered_when_it_returns(backend: Backend) {
     let app = TestApp::spawn_with(backend, Options { smtp_mode: Mode::Refuse, ..Default::default() }).await;
@@ -31,7 +50,9 @@ async fn mail_is_retried_while_smtp_is_down_and_delivered_when_it_returns(backen
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert!(app.smtp.connections() >= 2, "the worker retried");
-    let queued = jobs::list(app.db(), false).await.unwrap();
+    // The clock's batch work may still be running beside it.
+    let queued: Vec<_> =
+        jobs::list(app.db(), false).await.unwrap().into_iter().filter(|j| j.kind == "send_mail").collect();
     assert_eq!(queued.len(), 1, "{queued:?}");
     assert!(queued[0].last_error.as_deref().unwrap_or("").contains("421"), "{queued:?}");
     let mail = &donkies_store::outbox::list_to(app.db(), "ada@example.com").await.unwrap()[0];
@@ -173,6 +194,7 @@ async fn a_job_that_cannot_succeed_is_parked_at_once_and_one_that_may_is_retried
         max_attempts: 12,
         run_at: donkies_store::now(),
         dedupe_key: None,
+        priority: jobs::Priority::Interactive,
     };
     jobs::enqueue(&mut tx, &job, donkies_store::now()).await.unwrap();
     tx.commit().await.unwrap();
@@ -316,4 +338,191 @@ async fn mail_bodies_are_sealed_at_rest_and_dropped_once_delivered(backend: Back
     let sent = donkies_store::outbox::get(app.db(), queued.id).await.unwrap().unwrap();
     assert!(sent.sent_at.is_some());
     assert_eq!((sent.text_body.as_str(), sent.html_body.as_str()), ("", ""), "bodies dropped after delivery");
+}
+
+/// Test-only kinds around a [`Gate`]: a job holding its slot until the gate opens (batch work,
+/// or one a person waits for), and a quick job a person waits for.
+#[derive(Serialize, Deserialize)]
+struct Hold<const BATCH: bool> {
+    gate: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Ping {
+    gate: u64,
+}
+
+impl<const BATCH: bool> Task for Hold<BATCH> {
+    const KIND: &'static str = if BATCH { "test_hold_batch" } else { "test_hold_interactive" };
+    const PRIORITY: Priority = if BATCH { Priority::Batch } else { Priority::Interactive };
+}
+
+impl Task for Ping {
+    const KIND: &'static str = "test_ping";
+}
+
+impl<const BATCH: bool> Job for Hold<BATCH> {
+    async fn run(self, _: &JobContext) -> Result<(), JobError> {
+        Gate::of(self.gate).hold().await;
+        Ok(())
+    }
+}
+
+impl Job for Ping {
+    async fn run(self, _: &JobContext) -> Result<(), JobError> {
+        Gate::of(self.gate).pinged.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// What the test jobs of one test saw: how many hold their slot now and at most, how many ran.
+#[derive(Default)]
+struct Gate {
+    holding: AtomicUsize,
+    most: AtomicUsize,
+    held: AtomicUsize,
+    pinged: AtomicUsize,
+    open: CancellationToken,
+}
+
+static GATES: LazyLock<Mutex<HashMap<u64, Arc<Gate>>>> = LazyLock::new(Default::default);
+
+impl Gate {
+    fn new() -> (u64, Arc<Gate>) {
+        let id = rand::random::<u64>() >> 12;
+        let gate = Arc::new(Gate::default());
+        GATES.lock().unwrap().insert(id, gate.clone());
+        (id, gate)
+    }
+
+    fn of(id: u64) -> Arc<Gate> {
+        GATES.lock().unwrap().get(&id).cloned().expect("a gate of this test")
+    }
+
+    async fn hold(&self) {
+        let now = self.holding.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+        self.open.cancelled().await;
+        self.holding.fetch_sub(1, Ordering::SeqCst);
+        self.held.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Wait (at most ten seconds) until `what` holds.
+    async fn until(&self, what: &str, check: impl Fn(&Gate) -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !check(self) {
+            assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+fn test_registry() -> Registry {
+    let mut registry = Registry::all();
+    registry.register::<Hold<true>>().register::<Hold<false>>().register::<Ping>();
+    registry
+}
+
+/// An app without its own worker, and a worker with `slots` slots and the test kinds, running
+/// until the returned token is cancelled.
+async fn app_with_worker(backend: Backend, slots: &str) -> (TestApp, CancellationToken, tokio::task::JoinHandle<()>) {
+    let mut options = Options { with_worker: false, ..Default::default() };
+    options.args.worker_concurrency = Some(slots.into());
+    let app = TestApp::spawn_with(backend, options).await;
+    let server = app.server.as_ref().unwrap();
+    let wake = server.services().store.jobs.wake_signal();
+    let worker = Worker::with_registry(server.job_context(), wake, test_registry());
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(worker.run(shutdown.clone()));
+    (app, shutdown, running)
+}
+
+async fn enqueue<T: Task>(app: &TestApp, task: &T) {
+    let mut work = app.server.as_ref().unwrap().services().begin().await.unwrap();
+    work.enqueue(task, Duration::ZERO).await.unwrap();
+    work.commit().await.unwrap();
+}
+
+/// Enqueue `count` jobs that hold their slot and see that `at_once` of them, no more, run.
+async fn hold_slots<const BATCH: bool>(app: &TestApp, count: usize, at_once: usize) -> (u64, Arc<Gate>) {
+    let (gate, seen) = Gate::new();
+    for _ in 0..count {
+        enqueue(app, &Hold::<BATCH> { gate }).await;
+    }
+    seen.until("the slots fill", |g| g.holding.load(Ordering::SeqCst) == at_once).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(seen.most.load(Ordering::SeqCst), at_once, "more jobs ran at once than slots allow");
+    (gate, seen)
+}
+
+async fn a_worker_runs_as_many_jobs_at_once_as_it_has_slots_and_finishes_them_on_shutdown(backend: Backend) {
+    let (app, shutdown, running) = app_with_worker(backend, "3").await;
+    let (_, seen) = hold_slots::<false>(&app, 4, 3).await;
+
+    // Shutting down waits for the jobs in progress; the fourth is left queued.
+    shutdown.cancel();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!running.is_finished(), "the worker stopped before its jobs were done");
+    seen.open.cancel();
+    tokio::time::timeout(Duration::from_secs(10), running).await.expect("the worker stops").unwrap();
+    assert_eq!(seen.held.load(Ordering::SeqCst), 3);
+    let left: Vec<_> = jobs::list(app.db(), false).await.unwrap();
+    let left: Vec<_> = left.iter().filter(|j| j.kind == Hold::<false>::KIND).collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].status, jobs::QUEUED, "{left:?}");
+}
+
+async fn a_job_a_person_waits_for_starts_while_batch_work_fills_the_other_slots(backend: Backend) {
+    let (app, shutdown, running) = app_with_worker(backend, "3").await;
+    // Batch work takes two of the three slots; the third is kept for people.
+    let (gate, seen) = hold_slots::<true>(&app, 4, 2).await;
+
+    // Enqueued after four batch jobs, two of them still waiting: it runs first, at once.
+    enqueue(&app, &Ping { gate }).await;
+    seen.until("the interactive job ran", |g| g.pinged.load(Ordering::SeqCst) == 1).await;
+    assert_eq!(seen.held.load(Ordering::SeqCst), 0, "no batch job had to finish first");
+
+    seen.open.cancel();
+    seen.until("the batch work ran", |g| g.held.load(Ordering::SeqCst) == 4).await;
+    assert_eq!(seen.most.load(Ordering::SeqCst), 2);
+    shutdown.cancel();
+    running.await.unwrap();
+}
+
+/// A worker that only PostgreSQL can wake (its in-process signal is its own) starts a job that
+/// another connection pool, as another process would, commits.
+async fn a_job_written_elsewhere_wakes_an_idle_worker() {
+    // Polling alone would take seconds.
+    let mut options = Options { with_worker: false, ..Default::default() };
+    options.args.job_poll_ms = Some("5000".into());
+    let app = TestApp::spawn_with(Backend::Postgres, options).await;
+    let server = app.server.as_ref().unwrap();
+    let worker = Worker::with_registry(server.job_context(), Default::default(), test_registry());
+    worker.run_until_idle().await.unwrap(); // the start-up jobs
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(worker.run(shutdown.clone()));
+    // Let it claim what is due and fall asleep (for up to 30 s when nothing is due).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let elsewhere = donkies_store::Db::connect(&app.test_db.url).await.unwrap();
+    let (gate, seen) = Gate::new();
+    let payload = serde_json::to_value(Ping { gate }).unwrap();
+    let t = donkies_store::now();
+    let job = jobs::NewJob {
+        kind: Ping::KIND,
+        payload: &payload,
+        max_attempts: 3,
+        run_at: t,
+        dedupe_key: None,
+        priority: Ping::PRIORITY,
+    };
+    let mut tx = elsewhere.begin().await.unwrap();
+    jobs::enqueue(&mut tx, &job, t).await.unwrap();
+    let written = tokio::time::Instant::now();
+    tx.commit().await.unwrap();
+    seen.until("the job written elsewhere ran", |g| g.pinged.load(Ordering::SeqCst) == 1).await;
+    let waited = written.elapsed();
+    assert!(waited < Duration::from_secs(1), "picked up after {waited:?}: not woken by NOTIFY");
+    shutdown.cancel();
+    running.await.unwrap();
 }
