@@ -265,6 +265,7 @@ mod tests {
             "final_payout",
             "poll_member",
             "poll_payments",
+            "resync_member",
             "resync_members",
             "run_payouts",
             "send_mail",

@@ -185,9 +185,9 @@ fn mxbank_credentials(login: &str, password: &str) -> Value {
     ])
 }
 
-/// Wait (up to ~15 s) until the institution catalog synced at start-up is non-empty.
+/// Wait (up to 30 s) until the institution catalog synced at start-up is non-empty.
 async fn wait_for_institutions(api: &Api, token: &str) -> Vec<Value> {
-    api.eventually("the institution catalog fills", Duration::from_secs(15), async || {
+    api.eventually("the institution catalog fills", Duration::from_secs(30), async || {
         match api.get("/v1/institutions", token).await {
             (StatusCode::OK, Value::Array(list)) if !list.is_empty() => Ok(list),
             (status, body) => Err(format!("{status} {body}")),
@@ -252,7 +252,7 @@ async fn link_completed(api: &Api, token: &str) -> String {
 /// Wait until transactions exist and the sync that brought them is over (in another process:
 /// until their number stopped changing).
 async fn wait_transactions(api: &Api, token: &str) -> Vec<Value> {
-    let timeout = Duration::from_secs(20);
+    let timeout = Duration::from_secs(30);
     if let Some(driver) = &api.driver {
         return api
             .eventually("transactions arrive and their sync ends", timeout, async || {
@@ -1529,6 +1529,8 @@ async fn a_member_whose_polling_is_parked_shows_other_error(backend: Backend) {
     // for as long as it may wait, then is parked.
     app.atrium.set_faults(Faults::outage(503));
     app.expect_parked("poll_member");
+    // The clock's catalog sync may meet the same outage (batch work runs behind the polls).
+    app.expect_parked("sync_institutions");
     let member = wait_member_status(&api, &token, &identifier, "OTHER_ERROR").await;
     assert_status_info(&member, "ERROR", "Other error.", true);
     let parked = donkies_store::jobs::list(app.db(), true).await.unwrap();

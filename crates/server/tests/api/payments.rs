@@ -70,6 +70,8 @@ pub(crate) async fn payments_user(app: &TestApp, email: &str) -> (String, Vec<Va
     let (_, accounts) = app.get("/v1/accounts", Some(&token)).await;
     let debit: Vec<Value> = accounts.as_array().unwrap().iter().filter(|a| a["type_ds"] == "debit").cloned().collect();
     assert_eq!(debit.len(), 2, "{accounts}");
+    // SUCCESS shows as soon as the accounts are in; the transactions follow in the same job.
+    app.wait_jobs_idle().await;
     (token, debit)
 }
 
