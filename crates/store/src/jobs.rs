@@ -93,6 +93,54 @@ pub async fn enqueue(tx: &mut Tx, job: &NewJob<'_>, now: DateTime<Utc>) -> Resul
     Ok((inserted == 1).then_some(id))
 }
 
+/// Enqueue many jobs as part of `tx`, in multi-row statements (a collection run writes one
+/// per transfer); how many were new (a live job with the same dedupe key skips one).
+pub async fn enqueue_many(tx: &mut Tx, jobs: &[NewJob<'_>], now: DateTime<Utc>) -> Result<u64, StoreError> {
+    let mut inserted = 0;
+    // 8 parameters a row, under SQLite's oldest limit of 999 a statement.
+    for chunk in jobs.chunks(100) {
+        let mut sql = String::from(
+            "INSERT INTO jobs (id, kind, payload, status, attempts, max_attempts, run_at, created_at, updated_at, \
+             dedupe_key, priority) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            let p = i * 7 + 1;
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!(
+                "(${}, ${}, ${}, 'queued', 0, ${}, ${}, $1, $1, ${}, ${})",
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5,
+                p + 6,
+                p + 7
+            ));
+        }
+        sql.push_str(" ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING");
+        inserted += on_tx!(&mut *tx, conn => {
+            let mut q = sqlx::query(&sql).bind(now);
+            for job in chunk {
+                q = q
+                    .bind(new_id())
+                    .bind(job.kind)
+                    .bind(job.payload.to_string())
+                    .bind(job.max_attempts)
+                    .bind(job.run_at)
+                    .bind(job.dedupe_key)
+                    .bind(job.priority.rank());
+            }
+            q.execute(conn).await.map(|r| r.rows_affected())
+        })?;
+    }
+    if inserted > 0 {
+        announce(tx).await?;
+    }
+    Ok(inserted)
+}
+
 /// Tell listening workers (PostgreSQL delivers it when `tx` commits, once however many jobs it
 /// wrote); SQLite has no other process to tell.
 async fn announce(tx: &mut Tx) -> Result<(), StoreError> {

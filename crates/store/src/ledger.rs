@@ -135,12 +135,13 @@ pub async fn record(tx: &mut Tx, movement: &Movement) -> Result<Recorded, Ledger
 
 /// Record many movements, all of them or none, with the guarantees of [`record`] for each: a
 /// movement recorded before is a no-op, a key naming another entry is refused, and no user
-/// account is left below zero. When every step only posts (round-ups, contributions) the
-/// entries go in together — one insert for all of them, one look for their keys among the
-/// pending entries, one write per balance they touch — where [`record`] of each takes several
-/// statements per entry; the limits are then checked on the balances the batch leaves (its
-/// entries apply together, so no one sees a state in between). Other movements are recorded
-/// step by step, in order. [`Recorded::New`] when anything was new.
+/// account is left below zero. When every step posts or begins a pending entry (round-ups,
+/// contributions, collections, payouts starting) the entries go in together — one insert per
+/// table for all of them, one look for their keys in the other table, one write for every
+/// balance they touch — where [`record`] of each takes several statements per entry; the
+/// limits are then checked on the balances the batch leaves (its entries apply together, so no
+/// one sees a state in between). Movements that resolve pending entries are recorded step by
+/// step, in order. [`Recorded::New`] when anything was new.
 pub async fn record_all(tx: &mut Tx, movements: &[Movement]) -> Result<Recorded, LedgerError> {
     let mut steps = Vec::new();
     for movement in movements {
@@ -149,32 +150,29 @@ pub async fn record_all(tx: &mut Tx, movements: &[Movement]) -> Result<Recorded,
     if steps.is_empty() {
         return Ok(Recorded::AlreadyRecorded);
     }
-    let posts: Vec<&Entry> = steps
-        .iter()
-        .filter_map(|step| match step {
-            Step::Post(entry) => Some(entry),
-            _ => None,
-        })
-        .collect();
+    let opening = steps.iter().all(|step| matches!(step, Step::Post(_) | Step::BeginPending(_)));
     savepoint(tx).await?;
-    let result = if posts.len() == steps.len() { post_all_in(tx, &posts).await } else { record_in(tx, &steps).await };
+    let result = if opening { open_all_in(tx, &steps).await } else { record_in(tx, &steps).await };
     finish(tx, result).await
 }
 
 /// Rows per multi-row statement: 9 parameters each stays under SQLite's oldest limit of 999.
 const BATCH_ROWS: usize = 100;
 
-async fn post_all_in(tx: &mut Tx, entries: &[&Entry]) -> Result<Recorded, LedgerError> {
-    if let Some(entry) = entries.iter().find(|e| e.kind().is_two_phase()) {
-        return Err(LedgerRefusal::WrongPhase { kind: entry.kind() }.into());
-    }
-    let at = now();
-    let ids: Vec<i64> = entries.iter().map(|_| new_id()).collect();
-    let mut inserted_ids: Vec<i64> = Vec::with_capacity(entries.len());
-    for (chunk, chunk_ids) in entries.chunks(BATCH_ROWS).zip(ids.chunks(BATCH_ROWS)) {
-        let mut sql = String::from(
-            "INSERT INTO ledger_entries (id, key, kind, debit_account, credit_account, amount, user_id, pending_id, \
-               created_at) VALUES ",
+/// Insert entries into `table` (`ledger_entries` or `ledger_pending`) unless their key is
+/// taken; the ids of those inserted.
+async fn insert_entries(
+    tx: &mut Tx,
+    table: &str,
+    entries: &[(&Entry, i64)],
+    at: DateTime<Utc>,
+) -> Result<Vec<i64>, StoreError> {
+    let mut inserted = Vec::with_capacity(entries.len());
+    let extra = if table == "ledger_entries" { "pending_id" } else { "state" };
+    let extra_value = if table == "ledger_entries" { "NULL" } else { "'pending'" };
+    for chunk in entries.chunks(BATCH_ROWS) {
+        let mut sql = format!(
+            "INSERT INTO {table} (id, key, kind, debit_account, credit_account, amount, user_id, {extra}, created_at) VALUES "
         );
         for i in 0..chunk.len() {
             let p = i * 7;
@@ -182,7 +180,7 @@ async fn post_all_in(tx: &mut Tx, entries: &[&Entry]) -> Result<Recorded, Ledger
                 sql.push_str(", ");
             }
             sql.push_str(&format!(
-                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, NULL, $1)",
+                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, {extra_value}, $1)",
                 p + 2,
                 p + 3,
                 p + 4,
@@ -195,7 +193,7 @@ async fn post_all_in(tx: &mut Tx, entries: &[&Entry]) -> Result<Recorded, Ledger
         sql.push_str(" ON CONFLICT (key) DO NOTHING RETURNING id");
         let got = on_tx!(tx, conn => {
             let mut q = sqlx::query_scalar::<_, i64>(&sql).bind(at);
-            for (entry, id) in chunk.iter().zip(chunk_ids) {
+            for (entry, id) in chunk {
                 q = q
                     .bind(*id)
                     .bind(entry.key())
@@ -207,92 +205,146 @@ async fn post_all_in(tx: &mut Tx, entries: &[&Entry]) -> Result<Recorded, Ledger
             }
             q.fetch_all(conn).await
         })?;
-        inserted_ids.extend(got);
+        inserted.extend(got);
     }
-    let inserted_set: std::collections::BTreeSet<i64> = inserted_ids.into_iter().collect();
-    let mut inserted: Vec<&Entry> = Vec::with_capacity(inserted_set.len());
-    for (entry, id) in entries.iter().zip(&ids) {
-        if inserted_set.contains(id) {
-            inserted.push(entry);
-        } else {
-            // Its key was taken (before, or earlier in this batch): fine when it names this entry.
-            same_as_recorded(tx, entry).await?;
-        }
-    }
-    if inserted.is_empty() {
-        return Ok(Recorded::AlreadyRecorded);
-    }
-    for chunk in inserted.chunks(BATCH_ROWS * 5) {
+    Ok(inserted)
+}
+
+/// The first of `keys` that `table` holds.
+async fn first_key_in(tx: &mut Tx, table: &str, keys: &[&str]) -> Result<Option<String>, StoreError> {
+    for chunk in keys.chunks(BATCH_ROWS * 5) {
         let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-        let sql = format!("SELECT key FROM ledger_pending WHERE key IN ({}) LIMIT 1", placeholders.join(", "));
+        let sql = format!("SELECT key FROM {table} WHERE key IN ({}) LIMIT 1", placeholders.join(", "));
         let taken = on_tx!(tx, conn => {
             let mut q = sqlx::query_scalar::<_, String>(&sql);
-            for entry in chunk {
-                q = q.bind(entry.key());
+            for key in chunk {
+                q = q.bind(*key);
             }
             q.fetch_optional(conn).await
         })?;
-        if let Some(key) = taken {
+        if taken.is_some() {
+            return Ok(taken);
+        }
+    }
+    Ok(None)
+}
+
+async fn open_all_in(tx: &mut Tx, steps: &[Step]) -> Result<Recorded, LedgerError> {
+    let at = now();
+    let mut posts: Vec<(&Entry, i64)> = Vec::new();
+    let mut begins: Vec<(&Entry, i64)> = Vec::new();
+    for step in steps {
+        match step {
+            Step::Post(entry) if !entry.kind().is_two_phase() => posts.push((entry, new_id())),
+            Step::BeginPending(entry) if entry.kind().is_two_phase() => begins.push((entry, new_id())),
+            Step::Post(entry) | Step::BeginPending(entry) => {
+                return Err(LedgerRefusal::WrongPhase { kind: entry.kind() }.into());
+            }
+            Step::PostPending(_) | Step::VoidPending(_) => {
+                return Err(StoreError::Corrupt("not an opening step".into()).into());
+            }
+        }
+    }
+    // (entry, posted) of what is new.
+    let mut new: Vec<(&Entry, bool)> = Vec::with_capacity(steps.len());
+    for (table, rows, posted) in [("ledger_entries", &posts, true), ("ledger_pending", &begins, false)] {
+        let inserted: std::collections::BTreeSet<i64> =
+            insert_entries(tx, table, rows, at).await?.into_iter().collect();
+        for (entry, id) in rows {
+            if inserted.contains(id) {
+                new.push((entry, posted));
+            } else {
+                // Its key was taken (before, or earlier in this batch): fine when it names this entry.
+                same_as_recorded(tx, entry).await?;
+            }
+        }
+    }
+    if new.is_empty() {
+        return Ok(Recorded::AlreadyRecorded);
+    }
+    // A posted entry's key must not name a pending one, nor a pending one's a posted entry.
+    for (table, posted) in [("ledger_pending", true), ("ledger_entries", false)] {
+        let keys: Vec<&str> = new.iter().filter(|(_, p)| *p == posted).map(|(e, _)| e.key()).collect();
+        if let Some(key) = first_key_in(tx, table, &keys).await? {
             return Err(LedgerRefusal::KeyConflict { key }.into());
         }
     }
     // What the entries change, per account, applied in account order (as `shift` does).
     struct Net {
         account: LedgerAccount,
-        posted: i64,
+        delta: Delta,
         /// A user account being debited: it must stay at or above zero available.
         limited: bool,
-        credited: bool,
         debited: i64,
     }
     let mut nets: BTreeMap<String, Net> = BTreeMap::new();
-    for entry in &inserted {
+    let overflow = || LedgerError::from(LedgerRefusal::Overflow);
+    for (entry, posted) in &new {
         let amount = entry.amount().get();
-        let net = |account: LedgerAccount| Net { account, posted: 0, limited: false, credited: false, debited: 0 };
+        let net = |account: LedgerAccount| Net { account, delta: Delta::NONE, limited: false, debited: 0 };
         let debit = nets.entry(entry.debit().code()).or_insert_with(|| net(entry.debit()));
-        debit.posted = debit.posted.checked_sub(amount).ok_or(LedgerRefusal::Overflow)?;
-        debit.debited = debit.debited.checked_add(amount).ok_or(LedgerRefusal::Overflow)?;
+        if *posted {
+            debit.delta.posted = debit.delta.posted.checked_sub(amount).ok_or_else(overflow)?;
+        } else {
+            debit.delta.pending_debits = debit.delta.pending_debits.checked_add(amount).ok_or_else(overflow)?;
+        }
+        debit.debited = debit.debited.checked_add(amount).ok_or_else(overflow)?;
         debit.limited |= !entry.debit().may_go_negative();
         let credit = nets.entry(entry.credit().code()).or_insert_with(|| net(entry.credit()));
-        credit.posted = credit.posted.checked_add(amount).ok_or(LedgerRefusal::Overflow)?;
-        credit.credited = true;
+        if *posted {
+            credit.delta.posted = credit.delta.posted.checked_add(amount).ok_or_else(overflow)?;
+        } else {
+            credit.delta.pending_credits = credit.delta.pending_credits.checked_add(amount).ok_or_else(overflow)?;
+        }
     }
-    for (code, net) in &nets {
-        if !net.limited {
-            on_tx!(tx, conn => sqlx::query(
-                "INSERT INTO ledger_balances (account, posted) VALUES ($1, $2) \
-                 ON CONFLICT (account) DO UPDATE SET posted = ledger_balances.posted + excluded.posted",
-            )
-            .bind(code)
-            .bind(net.posted)
-            .execute(conn)
-            .await
-            .map(|_| ()))?;
-            continue;
+    let rows: Vec<(&String, &Net)> = nets.iter().collect();
+    for chunk in rows.chunks(BATCH_ROWS * 2) {
+        let mut sql =
+            String::from("INSERT INTO ledger_balances (account, posted, pending_debits, pending_credits) VALUES ");
+        for i in 0..chunk.len() {
+            let p = i * 4;
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("(${}, ${}, ${}, ${})", p + 1, p + 2, p + 3, p + 4));
         }
-        if net.credited {
-            on_tx!(tx, conn => sqlx::query(
-                "INSERT INTO ledger_balances (account) VALUES ($1) ON CONFLICT (account) DO NOTHING",
-            )
-            .bind(code)
-            .execute(conn)
-            .await
-            .map(|_| ()))?;
-        }
-        let applied = on_tx!(tx, conn => sqlx::query(
-            "UPDATE ledger_balances SET posted = posted + $2 WHERE account = $1 AND (posted + $2) - pending_debits >= 0",
-        )
-        .bind(code)
-        .bind(net.posted)
-        .execute(conn)
-        .await
-        .map(|r| r.rows_affected() == 1))?;
-        if !applied {
-            let balance = balance_in(tx, code).await?;
+        sql.push_str(
+            " ON CONFLICT (account) DO UPDATE SET posted = ledger_balances.posted + excluded.posted, \
+               pending_debits = ledger_balances.pending_debits + excluded.pending_debits, \
+               pending_credits = ledger_balances.pending_credits + excluded.pending_credits",
+        );
+        on_tx!(tx, conn => {
+            let mut q = sqlx::query(&sql);
+            for (code, net) in chunk {
+                q = q.bind(*code).bind(net.delta.posted).bind(net.delta.pending_debits).bind(net.delta.pending_credits);
+            }
+            q.execute(conn).await.map(|_| ())
+        })?;
+    }
+    let limited: Vec<&str> = nets.iter().filter(|(_, n)| n.limited).map(|(code, _)| code.as_str()).collect();
+    for chunk in limited.chunks(BATCH_ROWS * 5) {
+        let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT account FROM ledger_balances WHERE account IN ({}) AND posted - pending_debits < 0 LIMIT 1",
+            placeholders.join(", ")
+        );
+        let short = on_tx!(tx, conn => {
+            let mut q = sqlx::query_scalar::<_, String>(&sql);
+            for code in chunk {
+                q = q.bind(*code);
+            }
+            q.fetch_optional(conn).await
+        })?;
+        if let Some(net) = short.as_ref().and_then(|code| nets.get(code)) {
+            let code = net.account.code();
+            let balance = balance_in(tx, &code).await?;
             let available = balance.available().ok_or(LedgerRefusal::Overflow)?;
+            // What was there before this batch.
+            let before =
+                available.get().checked_sub(net.delta.posted - net.delta.pending_debits).ok_or_else(overflow)?;
             return Err(LedgerRefusal::InsufficientBalance {
                 account: net.account,
-                available,
+                available: Cents::new(before),
                 amount: Cents::new(net.debited),
             }
             .into());

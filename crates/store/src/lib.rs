@@ -12,6 +12,7 @@ pub mod institutions;
 pub mod jobs;
 pub mod ledger;
 pub mod members;
+pub mod money_batch;
 pub mod money_loop;
 pub mod outbox;
 pub mod payments;

@@ -63,6 +63,7 @@ pub async fn ungathered_purchases(tx: &mut Tx, user_id: i64) -> Result<Vec<Purch
 #[derive(Debug, Clone)]
 pub struct NewRoundUp {
     pub id: i64,
+    pub user_id: i64,
     pub account_id: i64,
     pub transaction_id: i64,
     pub amount: Cents,
@@ -70,31 +71,32 @@ pub struct NewRoundUp {
     pub purchase_amount: Cents,
 }
 
-/// Record gathered round-ups. A purchase already gathered (by a concurrent run) is skipped;
-/// the ids of the rows this call inserted.
-pub async fn insert_roundups(
-    tx: &mut Tx,
-    user_id: i64,
-    rows: &[NewRoundUp],
-    now: DateTime<Utc>,
-) -> Result<Vec<i64>, StoreError> {
+/// Record gathered round-ups (of one user or many). A purchase already gathered (by a
+/// concurrent run) is skipped; the ids of the rows this call inserted.
+pub async fn insert_roundups(tx: &mut Tx, rows: &[NewRoundUp], now: DateTime<Utc>) -> Result<Vec<i64>, StoreError> {
     let mut inserted = Vec::with_capacity(rows.len());
-    for chunk in rows.chunks(500) {
+    for chunk in rows.chunks(150) {
         let mut sql = String::from(
             "INSERT INTO roundups (id, user_id, account_id, transaction_id, amount, purchase_amount, created_at) VALUES ",
         );
         for i in 0..chunk.len() {
-            let p = i * 5;
+            let p = i * 6;
             if i > 0 {
                 sql.push_str(", ");
             }
-            sql.push_str(&format!("(${}, $1, ${}, ${}, ${}, ${}, $2)", p + 3, p + 4, p + 5, p + 6, p + 7));
+            sql.push_str(&format!("(${}, ${}, ${}, ${}, ${}, ${}, $1)", p + 2, p + 3, p + 4, p + 5, p + 6, p + 7));
         }
         sql.push_str(" ON CONFLICT (transaction_id) WHERE retired_at IS NULL DO NOTHING RETURNING id");
         let ids = on_tx!(tx, conn => {
-            let mut q = sqlx::query_scalar::<_, i64>(&sql).bind(user_id).bind(now);
+            let mut q = sqlx::query_scalar::<_, i64>(&sql).bind(now);
             for r in chunk {
-                q = q.bind(r.id).bind(r.account_id).bind(r.transaction_id).bind(r.amount.get()).bind(r.purchase_amount.get());
+                q = q
+                    .bind(r.id)
+                    .bind(r.user_id)
+                    .bind(r.account_id)
+                    .bind(r.transaction_id)
+                    .bind(r.amount.get())
+                    .bind(r.purchase_amount.get());
             }
             q.fetch_all(conn).await
         })?;
@@ -230,19 +232,23 @@ pub async fn stale_roundups(tx: &mut Tx, user_id: i64) -> Result<Vec<StaleRoundU
     .await)?;
     Ok(rows
         .into_iter()
-        .map(|(id, amount, collection_id, removed, pending)| StaleRoundUp {
-            id,
-            amount: Cents::new(amount),
-            collection_id,
-            reason: if removed {
-                RetireReason::Removed
-            } else if pending {
-                RetireReason::Pending
-            } else {
-                RetireReason::Amended
-            },
-        })
+        .map(|(id, amount, collection_id, removed, pending)| stale_of(id, amount, collection_id, removed, pending))
         .collect())
+}
+
+pub(crate) fn stale_of(id: i64, amount: i64, collection_id: Option<i64>, removed: bool, pending: bool) -> StaleRoundUp {
+    StaleRoundUp {
+        id,
+        amount: Cents::new(amount),
+        collection_id,
+        reason: if removed {
+            RetireReason::Removed
+        } else if pending {
+            RetireReason::Pending
+        } else {
+            RetireReason::Amended
+        },
+    }
 }
 
 /// Retire a round-up: voided when it still waits (`void`), otherwise kept as collected and

@@ -53,7 +53,7 @@ pub struct Customer {
     pub updated_at: DateTime<Utc>,
 }
 
-const CUSTOMER: &str = "SELECT id, user_id, kind, dwolla_id, status, first_name, last_name, email, address1, \
+pub(crate) const CUSTOMER: &str = "SELECT id, user_id, kind, dwolla_id, status, first_name, last_name, email, address1, \
     address2, city, state, postal_code, date_of_birth, ssn_encrypted, ssn_last4, phone, created_at, updated_at \
     FROM customers";
 
@@ -246,7 +246,7 @@ pub struct FundingSource {
     pub updated_at: DateTime<Utc>,
 }
 
-const FUNDING_SOURCE: &str = "SELECT id, user_id, account_id, customer_id, dwolla_id, account_number_encrypted, \
+pub(crate) const FUNDING_SOURCE: &str = "SELECT id, user_id, account_id, customer_id, dwolla_id, account_number_encrypted, \
     account_number_last4, routing_number, status, bank_account_type, source_type, name, verification_type, \
     md_status, md_attempts, is_removed, created_at, updated_at FROM funding_sources";
 
@@ -489,25 +489,7 @@ pub struct NewTransfer<'a> {
 /// Conflict on [`crate::constraints::TRANSFERS_REFERENCE`]: that is how a caller moves money for
 /// one record at most once.
 pub async fn insert_transfer(tx: &mut Tx, t: &NewTransfer<'_>) -> Result<(), StoreError> {
-    on_tx!(tx, conn => sqlx::query(
-        "INSERT INTO transfers (id, user_id, reference, idempotency_key, source_funding_source, destination, amount, \
-           status, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
-    )
-    .bind(t.id)
-    .bind(t.user_id)
-    .bind(t.reference)
-    .bind(t.idempotency_key)
-    .bind(t.source_funding_source)
-    .bind(t.destination)
-    .bind(t.amount.get())
-    .bind(t.status.as_str())
-    .bind(t.now)
-    .execute(conn)
-    .await
-    .map(|r| r.rows_affected()))
-    .map_err(StoreError::from_write)?;
-    Ok(())
+    crate::money_batch::insert_transfers(tx, std::slice::from_ref(t)).await
 }
 
 pub async fn transfer_by_reference(db: &Db, reference: &str) -> Result<Option<Transfer>, StoreError> {

@@ -45,7 +45,7 @@ pub struct User {
     pub updated_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str = "id, email, password_hash, first_name, last_name, identifier, encrypted_id, \
+pub(crate) const COLUMNS: &str = "id, email, password_hash, first_name, last_name, identifier, encrypted_id, \
     is_confirmed, confirmation_token_hash, guid, address1, address2, city, state, postal_code, \
     date_of_birth, ssn_encrypted, ssn_last4, phone, is_profile_completed, minimum_transfer_amount, \
     is_even_roundup, roundups_paused, roundup_multiplier, daily_cap, monthly_cap, overdraft_floor, is_closed_account, closed_at, profile_image_url, created_at, updated_at";

@@ -177,6 +177,7 @@ impl Registry {
             .register::<payments::EnsureWebhookSubscription>()
             .register::<payments::PollPayments>()
             .register::<money::CollectRoundUps>()
+            .register::<money::CollectBatch>()
             .register::<money::RunPayouts>()
             .register::<money::FinalPayout>();
         r
@@ -257,6 +258,7 @@ mod tests {
             "apply_dwolla_event",
             "backfill_aggregator_users",
             "cleanup",
+            "collect_batch",
             "collect_roundups",
             "create_aggregator_user",
             "create_dwolla_customer",
@@ -288,6 +290,7 @@ mod tests {
         let expected = [
             "backfill_aggregator_users",
             "cleanup",
+            "collect_batch",
             "collect_roundups",
             "ensure_dwolla_webhook",
             "poll_payments",

@@ -23,9 +23,31 @@ impl Job for CollectRoundUps {
     const EVERY: Option<Duration> = Some(Duration::from_secs(3600));
 
     async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
-        let outcomes = ctx.services.money.collect_all(false, |_, _| {}).await?;
+        let batches = ctx.services.money.plan_collection().await?;
+        tracing::info!(batches, "collection run planned");
+        Ok(())
+    }
+}
+
+/// One batch of the collection run: these users, in one transaction.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CollectBatch {
+    pub user_ids: Vec<i64>,
+}
+
+impl Task for CollectBatch {
+    const KIND: &'static str = "collect_batch";
+    const PRIORITY: Priority = Priority::Batch;
+    fn dedupe_key(&self) -> Option<String> {
+        self.user_ids.first().map(|first| format!("{}:{first}", Self::KIND))
+    }
+}
+
+impl Job for CollectBatch {
+    async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
+        let outcomes = ctx.services.money.collect_batch(&self.user_ids).await?;
         let sent = outcomes.iter().filter(|(_, o)| matches!(o, crate::services::money::Collected::Sent { .. })).count();
-        tracing::info!(users = outcomes.len(), sent, "collection run");
+        tracing::info!(users = outcomes.len(), sent, "collection batch");
         Ok(())
     }
 }

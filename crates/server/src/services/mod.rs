@@ -192,6 +192,16 @@ impl Work {
         Ok(())
     }
 
+    /// Enqueue every task of `tasks` to run now, as part of this transaction.
+    pub async fn enqueue_all<T: Task>(&mut self, tasks: &[T]) -> Result<(), StoreError> {
+        if tasks.is_empty() {
+            return Ok(());
+        }
+        self.jobs.push_all(&mut self.tx, tasks).await?;
+        self.woken = true;
+        Ok(())
+    }
+
     /// Tell listeners about `change` once this transaction commits.
     pub fn changed(&mut self, change: Change) {
         self.changed.push(change);

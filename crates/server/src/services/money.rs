@@ -26,7 +26,12 @@ use serde::Serialize;
 use super::payments::{Endpoint, PaymentsService, PreparedTransfer};
 use super::settings::MoneySettings;
 use super::{Change, ServiceError, ServiceResult, Storage, Work};
-use crate::jobs::money::FinalPayout;
+use crate::jobs::money::{CollectBatch, FinalPayout};
+
+mod batch;
+
+/// Users per collection batch: one transaction, a few statements per step for all of them.
+pub const COLLECTION_BATCH: usize = 250;
 
 /// The round-up settings a user sees and changes.
 #[derive(Debug, Clone, Serialize)]
@@ -381,7 +386,20 @@ impl MoneyService {
         Ok(NextCollection { waiting, taken, corrections, offset })
     }
 
-    /// The collection run over every user who has a round-up source; what it did per user.
+    /// The periodic collection run: every user who has a round-up source, split into batch jobs
+    /// that as many workers as run claim; how many batches.
+    pub async fn plan_collection(&self) -> ServiceResult<usize> {
+        let users = ml::users_to_collect(&self.store.db).await?;
+        let batches: Vec<CollectBatch> =
+            users.chunks(COLLECTION_BATCH).map(|c| CollectBatch { user_ids: c.to_vec() }).collect();
+        let mut work = self.store.begin().await?;
+        work.enqueue_all(&batches).await?;
+        work.commit().await?;
+        Ok(batches.len())
+    }
+
+    /// The collection run over every user who has a round-up source, in batches of
+    /// [`COLLECTION_BATCH`] users (one by one in a dry run); what it did per user.
     pub async fn collect_all(
         &self,
         dry_run: bool,
@@ -389,6 +407,13 @@ impl MoneyService {
     ) -> ServiceResult<Vec<(i64, Collected)>> {
         let users = ml::users_to_collect(&self.store.db).await?;
         let mut outcomes = Vec::with_capacity(users.len());
+        if !dry_run {
+            for batch in users.chunks(COLLECTION_BATCH) {
+                outcomes.extend(self.collect_batch(batch).await?);
+                progress(outcomes.len(), users.len());
+            }
+            return Ok(outcomes);
+        }
         for (i, user_id) in users.iter().enumerate() {
             let outcome = match self.collect_user(*user_id, dry_run).await {
                 Ok(o) => o,
@@ -942,29 +967,39 @@ struct NextCollection {
 /// Record the round-ups of the user's posted purchases that have none, under the user's rules
 /// now; how many gave money.
 pub(super) async fn gather_roundups(work: &mut Work, user: &User) -> ServiceResult<usize> {
-    let rules = rules_of(user);
     let purchases = ml::ungathered_purchases(work, user.id).await?;
-    if purchases.is_empty() {
-        return Ok(0);
-    }
-    let rows: Vec<NewRoundUp> = purchases
-        .iter()
-        .map(|p| NewRoundUp {
+    gather_purchases(work, &[(user, purchases)]).await
+}
+
+/// Record the round-ups of these users' ungathered purchases, each under its user's rules
+/// now, in one batch of rows and one of ledger entries; how many gave money.
+pub(super) async fn gather_purchases(
+    work: &mut Work,
+    purchases: &[(&User, Vec<ml::Purchase>)],
+) -> ServiceResult<usize> {
+    let mut rows: Vec<NewRoundUp> = Vec::new();
+    for (user, list) in purchases {
+        let rules = rules_of(user);
+        rows.extend(list.iter().map(|p| NewRoundUp {
             id: new_id(),
+            user_id: user.id,
             account_id: p.account_id,
             transaction_id: p.transaction_id,
             amount: rules.roundup(p.kind, p.family, p.amount),
             purchase_amount: p.amount,
-        })
-        .collect();
-    let inserted = ml::insert_roundups(work, user.id, &rows, now()).await?;
+        }));
+    }
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let inserted = ml::insert_roundups(work, &rows, now()).await?;
     let by_id: BTreeMap<i64, &NewRoundUp> = rows.iter().map(|r| (r.id, r)).collect();
     // One batch of ledger entries for all of them, not a round trip each.
     let movements: Vec<Movement> = inserted
         .iter()
         .filter_map(|id| by_id.get(id))
         .filter(|row| row.amount > Cents::ZERO)
-        .map(|row| Movement::RoundUp { user_id: user.id, roundup_id: row.id, amount: row.amount })
+        .map(|row| Movement::RoundUp { user_id: row.user_id, roundup_id: row.id, amount: row.amount })
         .collect();
     ledger::record_all(work, &movements).await.map_err(ledger_error)?;
     Ok(movements.len())
@@ -977,10 +1012,15 @@ pub(super) async fn gather_roundups(work: &mut Work, user: &User) -> ServiceResu
 /// many were retired.
 pub(super) async fn retire_stale_roundups(work: &mut Work, user_id: i64) -> ServiceResult<usize> {
     let stale = ml::stale_roundups(work, user_id).await?;
+    retire_roundups(work, user_id, &stale).await
+}
+
+/// Retire these stale round-ups of the user (see [`retire_stale_roundups`]).
+pub(super) async fn retire_roundups(work: &mut Work, user_id: i64, stale: &[ml::StaleRoundUp]) -> ServiceResult<usize> {
     let t = now();
     let mut voids = Vec::new();
     let mut retired = 0;
-    for r in &stale {
+    for r in stale {
         if !ml::retire_roundup(work, user_id, r, new_id(), t).await? {
             continue;
         }

@@ -2,6 +2,7 @@
 //! round-up source, transfers tracked to their end, and Dwolla's webhooks.
 
 use donkies_domain::ExposeSecret;
+use std::collections::BTreeMap;
 use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
@@ -578,15 +579,8 @@ impl PaymentsService {
                 if source.is_removed || source.status != FundingSourceStatus::Verified {
                     return Err(ServiceError::invalid("The funding source is not verified."));
                 }
-                let customer = payments::customer_by_id(&self.store.db, source.customer_id)
-                    .await?
-                    .ok_or(ServiceError::NotFound)?;
-                let dwolla_id = source
-                    .dwolla_id
-                    .clone()
-                    .ok_or_else(|| ServiceError::invalid("The funding source is not at Dwolla yet."))?;
-                let status = customer.status.clone().unwrap_or(CustomerStatus::Unverified);
-                Ok((TransferParty::Customer { kind: customer.kind, status }, dwolla_id, Some(source.user_id)))
+                let customer = payments::customer_by_id(&self.store.db, source.customer_id).await?;
+                source_party(&source, customer.as_ref())
             }
         }
     }
@@ -643,6 +637,67 @@ impl PaymentsService {
             return Err(ServiceError::invalid(format!("Transfer refused: {refusal}")));
         }
         Ok(Route { from: from_id, to: to_id, user_id: from_user.or(to_user) })
+    }
+
+    /// [`PaymentsService::route`] from each of many verified funding sources to Donkies, with
+    /// their customers read before (`customers` by id): the same checks, no query per source.
+    pub async fn routes_to_donkies(
+        &self,
+        sources: &[&FundingSource],
+        customers: &BTreeMap<i64, Customer>,
+    ) -> ServiceResult<Vec<ServiceResult<Route>>> {
+        let donkies = self.donkies_funding_source().await?;
+        Ok(sources
+            .iter()
+            .map(|source| {
+                if source.is_removed || source.status != FundingSourceStatus::Verified {
+                    return Err(ServiceError::invalid("The funding source is not verified."));
+                }
+                let (from, from_id, user_id) = source_party(source, customers.get(&source.customer_id))?;
+                if let Err(refusal) = check_transfer(&from, &TransferParty::Account) {
+                    tracing::warn!(%refusal, "transfer refused before reaching Dwolla");
+                    return Err(ServiceError::invalid(format!("Transfer refused: {refusal}")));
+                }
+                Ok(Route { from: from_id, to: donkies.clone(), user_id })
+            })
+            .collect())
+    }
+
+    /// [`PaymentsService::record_transfer`] of many `(reference, transfer)`, in a few
+    /// statements; their ids, in order.
+    pub async fn record_transfers(
+        &self,
+        work: &mut Work,
+        transfers: &[(String, PreparedTransfer)],
+    ) -> ServiceResult<Vec<i64>> {
+        let t = now();
+        let ids: Vec<(i64, String)> = transfers
+            .iter()
+            .map(|_| {
+                let id = new_id();
+                (id, format!("transfer-{id}"))
+            })
+            .collect();
+        let rows: Vec<NewTransfer<'_>> = transfers
+            .iter()
+            .zip(&ids)
+            .map(|((reference, prepared), (id, key))| NewTransfer {
+                id: *id,
+                user_id: prepared.user_id,
+                reference,
+                idempotency_key: key,
+                source_funding_source: &prepared.from,
+                destination: &prepared.to,
+                amount: prepared.amount,
+                status: TransferStatus::Pending,
+                now: t,
+            })
+            .collect();
+        donkies_store::money_batch::insert_transfers(work, &rows).await?;
+        let jobs: Vec<SendTransfer> = ids.iter().map(|(id, _)| SendTransfer { transfer_id: *id }).collect();
+        work.enqueue_all(&jobs).await?;
+        tracing::info!(transfers = ids.len(), "transfers recorded");
+        Ok(ids.into_iter().map(|(id, _)| id).collect())
     }
 
     /// Record a prepared transfer in `work` and queue the job that sends it; its id. A
@@ -1017,4 +1072,17 @@ fn domain_bank_type(kind: wire::BankAccountType) -> BankAccountType {
         wire::BankAccountType::Savings => BankAccountType::Savings,
         _ => BankAccountType::Checking,
     }
+}
+
+/// A verified funding source as a party to a transfer: its customer's standing, its Dwolla id
+/// and its user.
+fn source_party(
+    source: &FundingSource,
+    customer: Option<&Customer>,
+) -> ServiceResult<(TransferParty, String, Option<i64>)> {
+    let customer = customer.ok_or(ServiceError::NotFound)?;
+    let dwolla_id =
+        source.dwolla_id.clone().ok_or_else(|| ServiceError::invalid("The funding source is not at Dwolla yet."))?;
+    let status = customer.status.clone().unwrap_or(CustomerStatus::Unverified);
+    Ok((TransferParty::Customer { kind: customer.kind, status }, dwolla_id, Some(source.user_id)))
 }

@@ -63,4 +63,28 @@ impl JobQueue {
         }
         Ok(())
     }
+
+    /// Enqueue every task of `tasks` to run now, as part of `tx`, in a few statements.
+    pub async fn push_all<T: Task>(&self, tx: &mut Tx, tasks: &[T]) -> Result<(), StoreError> {
+        let t = now();
+        let mut payloads = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            let payload = serde_json::to_value(task).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            payloads.push((payload, task.dedupe_key()));
+        }
+        let new: Vec<jobs::NewJob<'_>> = payloads
+            .iter()
+            .map(|(payload, key)| jobs::NewJob {
+                kind: T::KIND,
+                payload,
+                max_attempts: self.max_attempts,
+                run_at: t,
+                dedupe_key: key.as_deref(),
+                priority: T::PRIORITY,
+            })
+            .collect();
+        let inserted = jobs::enqueue_many(tx, &new, t).await?;
+        metrics::counter!("donkies_jobs_enqueued_total", "kind" => T::KIND).increment(inserted);
+        Ok(())
+    }
 }

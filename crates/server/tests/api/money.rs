@@ -35,6 +35,7 @@ both_databases!(
     the_overdraft_floor_is_whole_dollars_from_0_to_10000,
     many_contributions_at_once_never_sum_above_the_daily_or_monthly_cap,
     amount_available_drops_when_the_payout_is_made_not_when_a_manual_part_is_paid,
+    a_batch_collects_exactly_what_one_user_at_a_time_collects,
 );
 
 const WAIT: Duration = Duration::from_secs(40);
@@ -763,5 +764,102 @@ async fn amount_available_drops_when_the_payout_is_made_not_when_a_manual_part_i
         services(&app).money.mark_part_paid(part.id, "BANK-REF-1").await.unwrap();
     }
     assert_eq!(figures(&stat(&app, &token).await), (700, 3_000, Some(1)), "paid: to the user, not available");
+    assert_ledger_balanced(&app).await;
+}
+
+/// The situations a collection run meets, one user each.
+const SITUATIONS: [&str; 5] = ["sent", "below", "capped", "floor", "closed"];
+
+/// A user in `situation` (see [`SITUATIONS`]); the token and the user's id.
+async fn user_in(app: &TestApp, situation: &str, email: &str) -> (String, i64) {
+    // Purchases differ from user to user at the simulated bank: only contributions move money.
+    let (token, _) = paused_user(app, email).await;
+    let (amount, settings) = match situation {
+        "sent" => ("12.00", json!({})),
+        "below" => ("3.00", json!({})),
+        "capped" => ("20.00", json!({"daily_cap": 10})),
+        "floor" => ("25.00", json!({"overdraft_floor": 10000})),
+        _ => ("7.00", json!({})),
+    };
+    contribute(app, &token, amount).await;
+    let (status, body) = patch(app, "/v1/user_settings", &token, settings).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    if situation == "closed" {
+        let (status, _) = app.post("/v1/user_close_account", Some(&token), json!({})).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
+    let (_, user) = app.get("/v1/user", Some(&token)).await;
+    (token, user["id"].as_i64().unwrap())
+}
+
+/// What a user sees of their money: the figures, the collections and the contributions.
+async fn money_seen(app: &TestApp, token: &str) -> Value {
+    let stat = stat(app, token).await;
+    let (_, collections) = app.get("/v1/transfers_donkies", Some(token)).await;
+    let (_, contributions) = app.get("/v1/contributions", Some(token)).await;
+    let collections: Vec<Value> =
+        collections.as_array().unwrap().iter().map(|c| json!([c["amount"], c["status"]])).collect();
+    let contributions: Vec<Value> =
+        contributions.as_array().unwrap().iter().map(|c| json!([c["amount"], c["is_collected"]])).collect();
+    json!({"stat": stat, "collections": collections, "contributions": contributions})
+}
+
+/// An outcome with its ids (and the bank balance, which the simulated bank draws per user)
+/// left out, to compare runs over different users.
+fn without_ids(outcome: &Collected) -> Collected {
+    match outcome {
+        Collected::Sent { amount, .. } => Collected::Sent { collection_id: 0, transfer_id: 0, amount: *amount },
+        Collected::HeldByBalance { waiting, hold: CollectionHold::LowBalance { floor, .. } } => {
+            Collected::HeldByBalance {
+                waiting: *waiting,
+                hold: CollectionHold::LowBalance { available: Cents::ZERO, floor: *floor },
+            }
+        }
+        other => other.clone(),
+    }
+}
+
+async fn a_batch_collects_exactly_what_one_user_at_a_time_collects(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    crate::money_model::keep_the_clock_away(&app).await;
+    let mut one = Vec::new();
+    let mut batch = Vec::new();
+    for situation in SITUATIONS {
+        one.push(user_in(&app, situation, &format!("one-{situation}@example.com")).await);
+        batch.push(user_in(&app, situation, &format!("batch-{situation}@example.com")).await);
+    }
+    let money = &services(&app).money;
+    let batch_ids: Vec<i64> = batch.iter().map(|(_, id)| *id).collect();
+    for round in ["first", "second"] {
+        let mut singly = Vec::new();
+        for (_, id) in &one {
+            singly.push(without_ids(&money.collect_user(*id, false).await.unwrap()));
+        }
+        // Together, not by falling back to one at a time.
+        let together = money.collect_together(&batch_ids).await.unwrap();
+        assert_eq!(together.iter().map(|(id, _)| *id).collect::<Vec<_>>(), batch_ids, "in the order asked");
+        let together: Vec<Collected> = together.iter().map(|(_, o)| without_ids(o)).collect();
+        assert_eq!(together, singly, "the {round} run");
+        for (((token_one, _), (token_batch, _)), situation) in one.iter().zip(&batch).zip(SITUATIONS) {
+            assert_eq!(
+                money_seen(&app, token_batch).await,
+                money_seen(&app, token_one).await,
+                "{situation} after the {round} run"
+            );
+        }
+    }
+    assert!(matches!(money.collect_batch(&batch_ids).await.unwrap()[0].1, Collected::BelowMinimum { .. }));
+    let (sent_one, sent_batch) = (&one[0], &batch[0]);
+    for token in [&sent_one.0, &sent_batch.0] {
+        contribute(&app, token, "6.00").await;
+    }
+    // The periodic run: batch jobs, claimed by the worker.
+    assert_eq!(money.plan_collection().await.unwrap(), 1, "a few users make one batch");
+    app.wait_jobs_idle().await;
+    for (token, _) in [sent_one, sent_batch] {
+        let (_, collections) = app.get("/v1/transfers_donkies", Some(token)).await;
+        assert_eq!(collections.as_array().unwrap().len(), 2, "{collections}");
+        assert_eq!(collections[0]["amount"], "6.00", "{collections}");
+    }
     assert_ledger_balanced(&app).await;
 }

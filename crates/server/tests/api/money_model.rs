@@ -124,7 +124,7 @@ async fn spawn() -> TestApp {
 /// The periodic collection and payout runs (and the hourly resync) would move money behind
 /// the model's back when a case crosses the hour: take their next slot now, before any user
 /// exists, so the worker runs them at once, with nothing to do.
-async fn keep_the_clock_away(app: &TestApp) {
+pub(crate) async fn keep_the_clock_away(app: &TestApp) {
     let now = donkies_store::now();
     for (kind, period) in donkies_server::jobs::periodic() {
         if ["collect_roundups", "run_payouts", "resync_members"].contains(kind) {
