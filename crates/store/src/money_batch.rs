@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use donkies_domain::{Cents, KnownBalance};
 
-use crate::money_loop::{Collection, Correction, Purchase, StaleRoundUp, Waiting, WaitingKind};
+use crate::money_loop::{Collection, Correction, Payout, PayoutPart, Purchase, StaleRoundUp, Waiting, WaitingKind};
 use crate::payments::{Customer, FundingSource, NewTransfer};
 use crate::users::User;
 use crate::{Conn, Db, StoreError, Tx, on_conn, on_db, on_tx};
@@ -347,4 +347,113 @@ pub async fn users_to_collect_after(db: &Db, after: i64, limit: i64) -> Result<V
     .bind(limit)
     .fetch_all(pool)
     .await)?)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Payouts
+
+/// What each user of `user_ids` holds at Donkies that no payout has reserved (the ledger's
+/// available balance of the user's held account); users holding nothing are left out.
+pub async fn held(db: &Db, user_ids: &[i64]) -> Result<BTreeMap<i64, Cents>, StoreError> {
+    let mut conn = Conn::Db(db);
+    let codes: Vec<String> =
+        user_ids.iter().map(|id| donkies_domain::LedgerAccount::Held { user_id: *id }.code()).collect();
+    let sql = "SELECT account, posted - pending_debits FROM ledger_balances WHERE account IN ({ids})";
+    let mut out = BTreeMap::new();
+    for chunk in codes.chunks(IDS) {
+        let sql = sql.replace("{ids}", &params(1, chunk.len()));
+        let rows = on_conn!(conn.reborrow(), c => {
+            let mut q = sqlx::query_as::<_, (String, i64)>(&sql);
+            for code in chunk {
+                q = q.bind(code);
+            }
+            q.fetch_all(c).await
+        })?;
+        for (code, available) in rows {
+            if let Some(user) =
+                code.strip_prefix("user:").and_then(|c| c.strip_suffix(":held")).and_then(|u| u.parse().ok())
+            {
+                out.insert(user, Cents::new(available));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// [`crate::accounts::debt_shares`] of every user of `user_ids`, by user, oldest account first.
+pub async fn debt_shares(db: &Db, user_ids: &[i64]) -> Result<BTreeMap<i64, Vec<(i64, i64)>>, StoreError> {
+    let mut conn = Conn::Db(db);
+    let sql = "SELECT user_id, id, transfer_share FROM accounts \
+         WHERE user_id IN ({ids}) AND type_ds = 'debt' AND is_active = TRUE AND is_deleted = FALSE \
+         ORDER BY created_at, id";
+    let mut out: BTreeMap<i64, Vec<(i64, i64)>> = BTreeMap::new();
+    for (user, account, share) in by_ids!(conn, (i64, i64, i64), sql, user_ids) {
+        out.entry(user).or_default().push((account, share));
+    }
+    Ok(out)
+}
+
+/// The funding source (not removed) of each account of `account_ids` that has one, by account.
+pub async fn funding_sources_of_accounts(
+    db: &Db,
+    account_ids: &[i64],
+) -> Result<BTreeMap<i64, FundingSource>, StoreError> {
+    let mut conn = Conn::Db(db);
+    let sql = format!("{} WHERE account_id IN ({{ids}}) AND is_removed = FALSE", crate::payments::FUNDING_SOURCE);
+    Ok(by_ids!(conn, FundingSource, sql, account_ids).into_iter().map(|s| (s.account_id, s)).collect())
+}
+
+/// The users of `user_ids` who have a payout for `period` already.
+pub async fn paid_for_period(tx: &mut Tx, user_ids: &[i64], period: &str) -> Result<Vec<i64>, StoreError> {
+    let mut conn = Conn::Tx(tx);
+    let sql = "SELECT user_id FROM payouts WHERE period = $1 AND user_id IN ({ids})";
+    Ok(by_ids!(conn, (i64,), sql, user_ids, period).into_iter().map(|(u,)| u).collect())
+}
+
+/// [`crate::money_loop::insert_payout`] and [`crate::money_loop::insert_part`] of many.
+pub async fn insert_payouts(tx: &mut Tx, payouts: &[Payout], parts: &[PayoutPart]) -> Result<(), StoreError> {
+    for chunk in payouts.chunks(ROWS) {
+        let sql = format!(
+            "INSERT INTO payouts (id, user_id, amount, period, created_at) VALUES {}",
+            tuples(1, chunk.len(), 5)
+        );
+        on_tx!(tx, conn => {
+            let mut q = sqlx::query(&sql);
+            for p in chunk {
+                q = q.bind(p.id).bind(p.user_id).bind(p.amount.get()).bind(&p.period).bind(p.created_at);
+            }
+            q.execute(conn).await.map(|_| ())
+        })
+        .map_err(StoreError::from_write)?;
+    }
+    for chunk in parts.chunks(ROWS) {
+        let sql = format!(
+            "INSERT INTO payout_parts (id, payout_id, user_id, account_id, amount, share, method, status, transfer_id, \
+               created_at) VALUES {}",
+            (0..chunk.len())
+                .map(|i| {
+                    let p = i * 9 + 1;
+                    format!("({}, 'pending', {})", params(p, 7), params(p + 7, 2))
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        on_tx!(tx, conn => {
+            let mut q = sqlx::query(&sql);
+            for p in chunk {
+                q = q
+                    .bind(p.id)
+                    .bind(p.payout_id)
+                    .bind(p.user_id)
+                    .bind(p.account_id)
+                    .bind(p.amount.get())
+                    .bind(p.share)
+                    .bind(p.method.as_str())
+                    .bind(p.transfer_id)
+                    .bind(p.created_at);
+            }
+            q.execute(conn).await.map(|_| ())
+        })?;
+    }
+    Ok(())
 }

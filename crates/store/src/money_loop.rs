@@ -643,39 +643,11 @@ const PART: &str = "SELECT id, payout_id, user_id, account_id, amount, share, me
 /// Record a payout; a second payout of the user for one period is a Conflict on
 /// [`crate::constraints::PAYOUTS_USER_PERIOD`].
 pub async fn insert_payout(tx: &mut Tx, p: &Payout) -> Result<(), StoreError> {
-    on_tx!(tx, conn => sqlx::query(
-        "INSERT INTO payouts (id, user_id, amount, period, created_at) VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(p.id)
-    .bind(p.user_id)
-    .bind(p.amount.get())
-    .bind(&p.period)
-    .bind(p.created_at)
-    .execute(conn)
-    .await
-    .map(|r| r.rows_affected()))
-    .map_err(StoreError::from_write)?;
-    Ok(())
+    crate::money_batch::insert_payouts(tx, std::slice::from_ref(p), &[]).await
 }
 
 pub async fn insert_part(tx: &mut Tx, p: &PayoutPart) -> Result<(), StoreError> {
-    on_tx!(tx, conn => sqlx::query(
-        "INSERT INTO payout_parts (id, payout_id, user_id, account_id, amount, share, method, status, transfer_id, \
-           created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9)",
-    )
-    .bind(p.id)
-    .bind(p.payout_id)
-    .bind(p.user_id)
-    .bind(p.account_id)
-    .bind(p.amount.get())
-    .bind(p.share)
-    .bind(p.method.as_str())
-    .bind(p.transfer_id)
-    .bind(p.created_at)
-    .execute(conn)
-    .await
-    .map(|r| r.rows_affected()))?;
-    Ok(())
+    crate::money_batch::insert_payouts(tx, &[], std::slice::from_ref(p)).await
 }
 
 pub async fn part_by_transfer(tx: &mut Tx, transfer_id: i64) -> Result<Option<PayoutPart>, StoreError> {

@@ -179,6 +179,7 @@ impl Registry {
             .register::<money::CollectRoundUps>()
             .register::<money::CollectBatch>()
             .register::<money::RunPayouts>()
+            .register::<money::PayoutBatch>()
             .register::<money::FinalPayout>();
         r
     }
@@ -265,6 +266,7 @@ mod tests {
             "create_dwolla_funding_source",
             "ensure_dwolla_webhook",
             "final_payout",
+            "payout_batch",
             "poll_member",
             "poll_payments",
             "resync_member",
@@ -293,6 +295,7 @@ mod tests {
             "collect_batch",
             "collect_roundups",
             "ensure_dwolla_webhook",
+            "payout_batch",
             "poll_payments",
             "resync_member",
             "resync_members",

@@ -72,6 +72,30 @@ impl Job for RunPayouts {
     }
 }
 
+/// One batch of the payout run of `day`: these users, in one transaction.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PayoutBatch {
+    pub user_ids: Vec<i64>,
+    pub day: chrono::NaiveDate,
+}
+
+impl Task for PayoutBatch {
+    const KIND: &'static str = "payout_batch";
+    const PRIORITY: Priority = Priority::Batch;
+    fn dedupe_key(&self) -> Option<String> {
+        self.user_ids.first().map(|first| format!("{}:{}:{first}", Self::KIND, self.day))
+    }
+}
+
+impl Job for PayoutBatch {
+    async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
+        let outcomes = ctx.services.money.payout_run_batch(&self.user_ids, self.day).await?;
+        let paid = outcomes.iter().filter(|(_, o)| matches!(o, crate::services::money::PaidOut::Sent { .. })).count();
+        tracing::info!(users = outcomes.len(), paid, day = %self.day, "payout batch");
+        Ok(())
+    }
+}
+
 /// Pay out everything a closed account holds.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct FinalPayout {

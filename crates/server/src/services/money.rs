@@ -3,7 +3,7 @@
 //! is held. Every movement is recorded in the ledger in the same transaction as the record that
 //! caused it and the transfer that carries it, so a crash anywhere leaves either all or none.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,11 +26,12 @@ use serde::Serialize;
 use super::payments::{Endpoint, PaymentsService, PreparedTransfer};
 use super::settings::MoneySettings;
 use super::{Change, ServiceError, ServiceResult, Storage, Work};
-use crate::jobs::money::{CollectBatch, FinalPayout};
+use crate::jobs::money::{CollectBatch, FinalPayout, PayoutBatch};
 
 mod batch;
 
-/// Users per collection batch: one transaction, a few statements per step for all of them.
+/// Users per collection or payout batch: one transaction, a few statements per step for all
+/// of them.
 pub const COLLECTION_BATCH: usize = 250;
 
 /// The round-up settings a user sees and changes.
@@ -563,6 +564,14 @@ impl MoneyService {
     ) -> ServiceResult<Vec<(i64, PaidOut)>> {
         let users = ml::users_with_held_money(&self.store.db).await?;
         let mut outcomes = Vec::with_capacity(users.len());
+        if !dry_run {
+            let ids: Vec<i64> = users.iter().map(|(id, _)| *id).collect();
+            for batch in ids.chunks(COLLECTION_BATCH) {
+                outcomes.extend(self.payout_run_batch(batch, day).await?);
+                progress(outcomes.len(), users.len());
+            }
+            return Ok(outcomes);
+        }
         for (i, (user_id, _)) in users.iter().enumerate() {
             let closed = users::find_by_id(&self.store.db, *user_id).await?.is_some_and(|u| u.is_closed_account);
             let period = if closed { None } else { Some(day) };
@@ -580,6 +589,44 @@ impl MoneyService {
         Ok(outcomes)
     }
 
+    /// One batch of the payout run of `day`: open accounts paid out together, closed ones given
+    /// their final payout; the outcomes in the order of `user_ids`.
+    pub async fn payout_run_batch(&self, user_ids: &[i64], day: NaiveDate) -> ServiceResult<Vec<(i64, PaidOut)>> {
+        let closed: BTreeSet<i64> = donkies_store::money_batch::users(&self.store.db, user_ids)
+            .await?
+            .into_iter()
+            .filter(|u| u.is_closed_account)
+            .map(|u| u.id)
+            .collect();
+        let open: Vec<i64> = user_ids.iter().copied().filter(|id| !closed.contains(id)).collect();
+        let mut outcomes: BTreeMap<i64, PaidOut> = self.payout_batch(&open, day).await?.into_iter().collect();
+        for user_id in &closed {
+            let outcome = match self.payout_user(*user_id, None, false).await {
+                Ok(o) => o,
+                Err(ServiceError::Store(e)) => return Err(ServiceError::Store(e)),
+                Err(e) => {
+                    tracing::warn!(user = user_id, error = %e, "payout skipped");
+                    PaidOut::Nothing(e.to_string())
+                }
+            };
+            outcomes.insert(*user_id, outcome);
+        }
+        Ok(user_ids.iter().filter_map(|id| outcomes.remove(id).map(|o| (*id, o))).collect())
+    }
+
+    /// The payout run of `day` split into batch jobs that as many workers as run claim; how many
+    /// batches.
+    pub async fn plan_payouts(&self, day: NaiveDate) -> ServiceResult<usize> {
+        let users = ml::users_with_held_money(&self.store.db).await?;
+        let ids: Vec<i64> = users.iter().map(|(id, _)| *id).collect();
+        let batches: Vec<PayoutBatch> =
+            ids.chunks(COLLECTION_BATCH).map(|c| PayoutBatch { user_ids: c.to_vec(), day }).collect();
+        let mut work = self.store.begin().await?;
+        work.enqueue_all(&batches).await?;
+        work.commit().await?;
+        Ok(batches.len())
+    }
+
     /// The periodic check: on the payout day (UTC), the day's payouts; on any day, what a
     /// closed account still holds (money a collection brought in after the close).
     pub async fn scheduled_payouts(&self) -> ServiceResult<()> {
@@ -592,9 +639,8 @@ impl MoneyService {
             }
             return Ok(());
         }
-        let outcomes = self.payout_all(today, false, |_, _| {}).await?;
-        let made = outcomes.iter().filter(|(_, o)| matches!(o, PaidOut::Sent { .. })).count();
-        tracing::info!(day = %today, made, "payout day");
+        let batches = self.plan_payouts(today).await?;
+        tracing::info!(day = %today, batches, "payout day");
         Ok(())
     }
 

@@ -639,12 +639,14 @@ impl PaymentsService {
         Ok(Route { from: from_id, to: to_id, user_id: from_user.or(to_user) })
     }
 
-    /// [`PaymentsService::route`] from each of many verified funding sources to Donkies, with
-    /// their customers read before (`customers` by id): the same checks, no query per source.
-    pub async fn routes_to_donkies(
+    /// [`PaymentsService::route`] between Donkies and each of many funding sources (`to_donkies`:
+    /// from the source to Donkies, else from Donkies to the source), with their customers read
+    /// before (`customers` by id): the same checks, no query per source.
+    pub async fn routes_with_donkies(
         &self,
         sources: &[&FundingSource],
         customers: &BTreeMap<i64, Customer>,
+        to_donkies: bool,
     ) -> ServiceResult<Vec<ServiceResult<Route>>> {
         let donkies = self.donkies_funding_source().await?;
         Ok(sources
@@ -653,12 +655,17 @@ impl PaymentsService {
                 if source.is_removed || source.status != FundingSourceStatus::Verified {
                     return Err(ServiceError::invalid("The funding source is not verified."));
                 }
-                let (from, from_id, user_id) = source_party(source, customers.get(&source.customer_id))?;
-                if let Err(refusal) = check_transfer(&from, &TransferParty::Account) {
+                let (party, id, user_id) = source_party(source, customers.get(&source.customer_id))?;
+                let (from, to) = if to_donkies {
+                    ((party, id), (TransferParty::Account, donkies.clone()))
+                } else {
+                    ((TransferParty::Account, donkies.clone()), (party, id))
+                };
+                if let Err(refusal) = check_transfer(&from.0, &to.0) {
                     tracing::warn!(%refusal, "transfer refused before reaching Dwolla");
                     return Err(ServiceError::invalid(format!("Transfer refused: {refusal}")));
                 }
-                Ok(Route { from: from_id, to: donkies.clone(), user_id })
+                Ok(Route { from: from.1, to: to.1, user_id })
             })
             .collect())
     }

@@ -36,6 +36,7 @@ both_databases!(
     many_contributions_at_once_never_sum_above_the_daily_or_monthly_cap,
     amount_available_drops_when_the_payout_is_made_not_when_a_manual_part_is_paid,
     a_batch_collects_exactly_what_one_user_at_a_time_collects,
+    a_batch_pays_out_exactly_what_one_user_at_a_time_pays_out,
 );
 
 const WAIT: Duration = Duration::from_secs(40);
@@ -860,6 +861,101 @@ async fn a_batch_collects_exactly_what_one_user_at_a_time_collects(backend: Back
         let (_, collections) = app.get("/v1/transfers_donkies", Some(token)).await;
         assert_eq!(collections.as_array().unwrap().len(), 2, "{collections}");
         assert_eq!(collections[0]["amount"], "6.00", "{collections}");
+    }
+    assert_ledger_balanced(&app).await;
+}
+
+/// A payout with its ids left out, to compare runs over different users.
+fn payout_without_ids(outcome: &PaidOut) -> PaidOut {
+    match outcome {
+        PaidOut::Sent { amount, parts, .. } => PaidOut::Sent {
+            payout_id: 0,
+            amount: *amount,
+            parts: parts.iter().map(|(_, amount, method)| (0, *amount, *method)).collect(),
+        },
+        other => other.clone(),
+    }
+}
+
+/// What a user sees of their payouts.
+async fn payouts_seen(app: &TestApp, token: &str) -> Value {
+    let stat = stat(app, token).await;
+    let (_, parts) = app.get("/v1/transfers_debt", Some(token)).await;
+    let parts: Vec<Value> = parts.as_array().unwrap().iter().map(|p| json!([p["amount"], p["status"]])).collect();
+    json!({"stat": stat, "parts": parts})
+}
+
+/// Collect what waits for every user and see Dwolla process it all.
+async fn collect_and_process(app: &TestApp, users: usize) {
+    let sent = collect(app).await.iter().filter(|(_, o)| matches!(o, Collected::Sent { .. })).count();
+    assert_eq!(sent, users);
+    process_at_dwolla(app).await;
+    app.eventually("every collection processed", async || {
+        let all = donkies_store::money_loop::all_collections(app.db()).await.unwrap();
+        let pending: Vec<_> = all.iter().filter(|c| c.status.as_str() == "pending").map(|c| c.id).collect();
+        if pending.is_empty() { Ok(()) } else { Err(pending) }
+    })
+    .await;
+}
+
+async fn a_batch_pays_out_exactly_what_one_user_at_a_time_pays_out(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    crate::money_model::keep_the_clock_away(&app).await;
+    let situations = ["paid", "below", "nothing"];
+    let (mut one, mut batch) = (Vec::new(), Vec::new());
+    for situation in situations {
+        for (group, list) in [("one", &mut one), ("batch", &mut batch)] {
+            let (token, _) = paused_user(&app, &format!("{group}-{situation}@example.com")).await;
+            match situation {
+                "paid" => contribute(&app, &token, "12.34").await,
+                "below" => contribute(&app, &token, "7.00").await,
+                _ => {}
+            }
+            let (_, user) = app.get("/v1/user", Some(&token)).await;
+            list.push((token, user["id"].as_i64().unwrap()));
+        }
+    }
+    collect_and_process(&app, 4).await;
+    for (token, _) in [&one[1], &batch[1]] {
+        let (status, _) = patch(&app, "/v1/user_settings", token, json!({"minimum_transfer_amount": 100})).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let money = &services(&app).money;
+    let day = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+    let batch_ids: Vec<i64> = batch.iter().map(|(_, id)| *id).collect();
+    for round in ["first", "second"] {
+        let mut singly = Vec::new();
+        for (_, id) in &one {
+            singly.push(payout_without_ids(&money.payout_user(*id, Some(day), false).await.unwrap()));
+        }
+        // Together, not by falling back to one at a time.
+        let together = money.payout_together(&batch_ids, day).await.unwrap();
+        assert_eq!(together.iter().map(|(id, _)| *id).collect::<Vec<_>>(), batch_ids, "in the order asked");
+        let together: Vec<PaidOut> = together.iter().map(|(_, o)| payout_without_ids(o)).collect();
+        assert_eq!(together, singly, "the {round} run");
+        assert!(matches!(&together[0], PaidOut::Sent { amount, .. } if amount.get() == 1_234) || round == "second");
+        for (((token_one, _), (token_batch, _)), situation) in one.iter().zip(&batch).zip(situations) {
+            assert_eq!(
+                payouts_seen(&app, token_batch).await,
+                payouts_seen(&app, token_one).await,
+                "{situation} after the {round} run"
+            );
+        }
+    }
+    assert_ledger_balanced(&app).await;
+
+    // The payout day as batch jobs, claimed by the worker.
+    for (token, _) in [&one[0], &batch[0]] {
+        contribute(&app, token, "5.00").await;
+    }
+    collect_and_process(&app, 2).await;
+    let next = day.succ_opt().unwrap();
+    assert_eq!(money.plan_payouts(next).await.unwrap(), 1, "a few users make one batch");
+    app.wait_jobs_idle().await;
+    for (token, _) in [&one[0], &batch[0]] {
+        let (_, parts) = app.get("/v1/transfers_debt", Some(token)).await;
+        let total: i64 = parts.as_array().unwrap().iter().map(|p| dollars(&p["amount"]).get()).sum();
+        assert_eq!(total, 1_234 + 500, "{parts}");
     }
     assert_ledger_balanced(&app).await;
 }
