@@ -28,6 +28,8 @@ set -euo pipefail
 
 USERS="${BENCH_MONEY_USERS:-10000}"
 ROUNDUPS="${BENCH_MONEY_ROUNDUPS:-50}"
+WORKERS="${BENCH_MONEY_WORKERS:-2}"
+export BENCH_MONEY_WORKERS="$WORKERS"
 
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -217,7 +219,7 @@ ALL_RATE="$(rate "$USERS" "$ALL_COPY_MS")"
 echo
 echo "donkies money benchmark  (nproc: $(nproc); PostgreSQL; $USERS users x $ROUNDUPS round-ups; seeded in $(secs "$SEED_MS") s)"
 printf '%-44s %9s %9s %10s %9s\n' "" rows seconds "users/s" "ratio"
-printf '%-44s %9s %9s %10s %9s\n' "collection run (collect_all)" "$((ENTRIES + PENDING))" "$(secs "$COLLECT_MS")" \
+printf '%-44s %9s %9s %10s %9s\n' "collection run (batches, $WORKERS claimers)" "$((ENTRIES + PENDING))" "$(secs "$COLLECT_MS")" \
     "$COLLECT_RATE" "1.000"
 printf '%-44s %9s %9s %10s %9s\n' "\\copy of its ledger rows" "$LEDGER_COPY_ROWS" "$(secs "$LEDGER_COPY_MS")" \
     "$LEDGER_RATE" "$(ratio "$COLLECT_RATE" "$LEDGER_RATE")"

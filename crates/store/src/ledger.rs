@@ -170,6 +170,28 @@ async fn insert_entries(
     let mut inserted = Vec::with_capacity(entries.len());
     let extra = if table == "ledger_entries" { "pending_id" } else { "state" };
     let extra_value = if table == "ledger_entries" { "NULL" } else { "'pending'" };
+    if let Tx::Postgres(conn) = tx {
+        // One statement of arrays, however many entries.
+        let sql = format!(
+            "INSERT INTO {table} (id, key, kind, debit_account, credit_account, amount, user_id, {extra}, created_at) \
+             SELECT id, key, kind, d, c, amount, user_id, {extra_value}, $1 \
+             FROM UNNEST($2::int8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int8[], $8::int8[]) \
+               AS v(id, key, kind, d, c, amount, user_id) \
+             ON CONFLICT (key) DO NOTHING RETURNING id"
+        );
+        let column = |f: fn(&Entry) -> String| entries.iter().map(|(e, _)| f(e)).collect::<Vec<String>>();
+        return Ok(sqlx::query_scalar::<_, i64>(&sql)
+            .bind(at)
+            .bind(entries.iter().map(|(_, id)| *id).collect::<Vec<i64>>())
+            .bind(column(|e| e.key().to_owned()))
+            .bind(column(|e| e.kind().as_str().to_owned()))
+            .bind(column(|e| e.debit().code()))
+            .bind(column(|e| e.credit().code()))
+            .bind(entries.iter().map(|(e, _)| e.amount().get()).collect::<Vec<i64>>())
+            .bind(entries.iter().map(|(e, _)| e.user_id()).collect::<Vec<Option<i64>>>())
+            .fetch_all(&mut **conn)
+            .await?);
+    }
     for chunk in entries.chunks(BATCH_ROWS) {
         let mut sql = format!(
             "INSERT INTO {table} (id, key, kind, debit_account, credit_account, amount, user_id, {extra}, created_at) VALUES "
@@ -212,6 +234,10 @@ async fn insert_entries(
 
 /// The first of `keys` that `table` holds.
 async fn first_key_in(tx: &mut Tx, table: &str, keys: &[&str]) -> Result<Option<String>, StoreError> {
+    if let Tx::Postgres(conn) = tx {
+        let sql = format!("SELECT key FROM {table} WHERE key = ANY($1) LIMIT 1");
+        return Ok(sqlx::query_scalar::<_, String>(&sql).bind(keys).fetch_optional(&mut **conn).await?);
+    }
     for chunk in keys.chunks(BATCH_ROWS * 5) {
         let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
         let sql = format!("SELECT key FROM {table} WHERE key IN ({}) LIMIT 1", placeholders.join(", "));

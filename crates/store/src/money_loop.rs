@@ -74,6 +74,26 @@ pub struct NewRoundUp {
 /// Record gathered round-ups (of one user or many). A purchase already gathered (by a
 /// concurrent run) is skipped; the ids of the rows this call inserted.
 pub async fn insert_roundups(tx: &mut Tx, rows: &[NewRoundUp], now: DateTime<Utc>) -> Result<Vec<i64>, StoreError> {
+    if let Tx::Postgres(conn) = tx {
+        // One statement of arrays, however many rows.
+        let column = |f: fn(&NewRoundUp) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
+        return Ok(sqlx::query_scalar::<_, i64>(
+            "INSERT INTO roundups (id, user_id, account_id, transaction_id, amount, purchase_amount, created_at) \
+             SELECT id, user_id, account_id, transaction_id, amount, purchase_amount, $1 \
+             FROM UNNEST($2::int8[], $3::int8[], $4::int8[], $5::int8[], $6::int8[], $7::int8[]) \
+               AS v(id, user_id, account_id, transaction_id, amount, purchase_amount) \
+             ON CONFLICT (transaction_id) WHERE retired_at IS NULL DO NOTHING RETURNING id",
+        )
+        .bind(now)
+        .bind(column(|r| r.id))
+        .bind(column(|r| r.user_id))
+        .bind(column(|r| r.account_id))
+        .bind(column(|r| r.transaction_id))
+        .bind(column(|r| r.amount.get()))
+        .bind(column(|r| r.purchase_amount.get()))
+        .fetch_all(&mut **conn)
+        .await?);
+    }
     let mut inserted = Vec::with_capacity(rows.len());
     for chunk in rows.chunks(150) {
         let mut sql = String::from(
