@@ -38,7 +38,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 pg_check
 [[ -z "$PG_SKIPPED" ]] || die "this benchmark needs PostgreSQL: $PG_SKIPPED"
 
-COLLECT_BIN="$(build_example collect_run "the collection run")"
+MONEY_BIN="$(build_example money_run "the money runs")"
 
 # ---------------------------------------------------------------------------- helpers
 free_port() {
@@ -117,6 +117,19 @@ INSERT INTO funding_sources (id, user_id, account_id, customer_id, dwolla_id, st
                              name, verification_type, created_at, updated_at)
 SELECT u, u, u, u, 'bench-source-' || u, 'verified', 'checking', 'bank', 'Checking', 'iav', now(), now()
 FROM generate_series(1, :users) AS u;
+-- Two debts to pay out to, 60/40: a card with a verified funding source at "Dwolla" (paid by
+-- transfer) and a loan without one (paid by hand).
+INSERT INTO accounts (id, user_id, member_id, guid, uid, name, kind, type_ds, is_active, transfer_share,
+                      created_at, updated_at)
+SELECT d * :users + u, u, u, 'ACT-' || u || '-' || d, 'bench-debt-' || u || '-' || d,
+       CASE d WHEN 1 THEN 'Card' ELSE 'Loan' END, CASE d WHEN 1 THEN 'CREDIT_CARD' ELSE 'LOAN' END, 'debt', TRUE,
+       CASE d WHEN 1 THEN 60 ELSE 40 END, now(), now()
+FROM generate_series(1, :users) AS u, generate_series(1, 2) AS d;
+INSERT INTO funding_sources (id, user_id, account_id, customer_id, dwolla_id, status, bank_account_type, source_type,
+                             name, verification_type, created_at, updated_at)
+SELECT :users + u, u, :users + u, u, 'bench-debt-source-' || u, 'verified', 'checking', 'bank', 'Card', 'iav',
+       now(), now()
+FROM generate_series(1, :users) AS u;
 INSERT INTO transactions (id, user_id, account_id, guid, uid, amount, kind, status, description, date,
                           created_at, updated_at)
 SELECT (u - 1) * :roundups + k, u, u, 'TRN-' || u || '-' || k, 'bench-trn-' || u || '-' || k,
@@ -132,9 +145,9 @@ PURCHASES="$(q "SELECT count(*) FROM transactions")"
 log "seeded in $(secs "$SEED_MS") s"
 
 # ---------------------------------------------------------------------------- collection
-log "collection run over $USERS users (collect_run)"
+log "collection run over $USERS users (money_run collect)"
 COLLECT_OUT="$WORK/collect.out"
-env "${APP_ENV[@]}" "$COLLECT_BIN" >"$COLLECT_OUT" 2>"$WORK/collect.err" \
+env "${APP_ENV[@]}" "$MONEY_BIN" collect >"$COLLECT_OUT" 2>"$WORK/collect.err" \
     || { tail -n 20 "$WORK/collect.err" "$COLLECT_OUT" >&2; die "the collection run failed"; }
 RESULT="$(grep '^users=' "$COLLECT_OUT" | tail -n1)"
 [[ -n "$RESULT" ]] || { tail -n 20 "$COLLECT_OUT" >&2; die "the collection run printed no result"; }
@@ -146,8 +159,8 @@ COLLECT_MS="$(awk -v s="$COLLECT_S" 'BEGIN { printf "%.0f", s * 1000 }')"
 [[ "$LOOKED" == "$USERS" && "$SENT" == "$USERS" ]] \
     || die "the collection run looked at $LOOKED users and collected for $SENT, expected $USERS: $RESULT"
 log "collected: $RESULT"
-check_log collect_run "$COLLECT_OUT"
-check_log collect_run "$WORK/collect.err"
+check_log money_run "$COLLECT_OUT"
+check_log money_run "$WORK/collect.err"
 
 ENTRIES="$(q "SELECT count(*) FROM ledger_entries")"
 PENDING="$(q "SELECT count(*) FROM ledger_pending")"
@@ -163,20 +176,26 @@ GAVE="$(q "SELECT count(*) FROM roundups WHERE amount > 0")"
 # psql session that loads them all with \copy into empty copies (LIKE ... INCLUDING ALL: the
 # indexes, unique keys and checks) in a fresh schema, in one transaction. Sets COPY_MS and
 # COPY_ROWS.
+# copy_baseline NAME SPEC...: each SPEC is a table, or TABLE@CONDITION for the rows that match;
+# sets COPY_MS (the load of them all into empty copies, in one transaction) and COPY_ROWS.
 copy_baseline() {
-    local name=$1 t
+    local name=$1 spec t cond
     shift
     local script="$WORK/load-$name.sql" rows=0 n
     q "DROP SCHEMA IF EXISTS bench_copy CASCADE; CREATE SCHEMA bench_copy"
-    for t in "$@"; do
-        psql "$PG_URL" -qAtX -v ON_ERROR_STOP=1 -c "\\copy public.$t TO '$WORK/$t.copy'"
+    for spec in "$@"; do
+        t="${spec%%@*}"
+        cond="TRUE"
+        [[ "$spec" == *@* ]] && cond="${spec#*@}"
+        psql "$PG_URL" -qAtX -v ON_ERROR_STOP=1 -c "\\copy (SELECT * FROM public.$t WHERE $cond) TO '$WORK/$t.copy'"
         q "CREATE TABLE bench_copy.$t (LIKE public.$t INCLUDING ALL)"
-        n="$(q "SELECT count(*) FROM public.$t")"
+        n="$(q "SELECT count(*) FROM public.$t WHERE $cond")"
         rows=$((rows + n))
+        eval "WANT_$t=$n"
     done
     {
         echo 'BEGIN;'
-        for t in "$@"; do echo "\\copy bench_copy.$t FROM '$WORK/$t.copy'"; done
+        for spec in "$@"; do echo "\\copy bench_copy.${spec%%@*} FROM '$WORK/${spec%%@*}.copy'"; done
         echo 'COMMIT;'
     } >"$script"
     local t0
@@ -184,9 +203,11 @@ copy_baseline() {
     psql "$PG_URL" -qAtX -v ON_ERROR_STOP=1 -f "$script" >/dev/null
     COPY_MS=$(($(now_ms) - t0))
     COPY_ROWS=$rows
-    for t in "$@"; do
+    for spec in "$@"; do
+        t="${spec%%@*}"
         n="$(q "SELECT count(*) FROM bench_copy.$t")"
-        [[ "$n" == "$(q "SELECT count(*) FROM public.$t")" ]] || die "baseline $name: $n rows loaded into $t"
+        local want="WANT_$t"
+        [[ "$n" == "${!want}" ]] || die "baseline $name: $n rows loaded into $t, expected ${!want}"
     done
     q "DROP SCHEMA bench_copy CASCADE"
 }
@@ -212,8 +233,55 @@ if [[ "$CHECK_RC" != 0 ]] || ! grep -q '^ledger balanced' "$WORK/check.out"; the
 fi
 CHECK_SAID="$(sed -n 's/^took \(.*\) s$/\1/p' "$WORK/check.out")"
 
+# ---------------------------------------------------------------------------- payout
+# Dwolla processes every collection: the same rows the webhook writes, set-based (not timed).
+log "every collection processed (SQL, as Dwolla's webhooks would)"
+psql "$PG_URL" -qAtX -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
+BEGIN;
+UPDATE collections SET status = 'processed', sent_at = now(), updated_at = now() WHERE status = 'pending';
+UPDATE transfers SET status = 'processed', updated_at = now() WHERE reference LIKE 'collection:%';
+INSERT INTO ledger_entries (id, key, kind, debit_account, credit_account, amount, user_id, pending_id, created_at)
+SELECT (SELECT max(id) FROM ledger_entries) + row_number() OVER (ORDER BY id), key, kind, debit_account,
+       credit_account, amount, user_id, id, now()
+FROM ledger_pending WHERE state = 'pending' AND kind = 'collect';
+UPDATE ledger_balances b SET posted = b.posted - s.a, pending_debits = b.pending_debits - s.a
+FROM (SELECT debit_account AS account, sum(amount) AS a FROM ledger_pending
+      WHERE state = 'pending' AND kind = 'collect' GROUP BY 1) s WHERE b.account = s.account;
+UPDATE ledger_balances b SET posted = b.posted + s.a, pending_credits = b.pending_credits - s.a
+FROM (SELECT credit_account AS account, sum(amount) AS a FROM ledger_pending
+      WHERE state = 'pending' AND kind = 'collect' GROUP BY 1) s WHERE b.account = s.account;
+UPDATE ledger_pending SET state = 'posted', resolved_at = now() WHERE state = 'pending' AND kind = 'collect';
+COMMIT;
+VACUUM ANALYZE;
+SQL
+PAYOUT_FROM="$(q "SELECT now()")"
+log "payout run over $USERS users (money_run payout)"
+PAYOUT_OUT="$WORK/payout.out"
+env "${APP_ENV[@]}" "$MONEY_BIN" payout >"$PAYOUT_OUT" 2>"$WORK/payout.err" \
+    || { tail -n 20 "$WORK/payout.err" "$PAYOUT_OUT" >&2; die "the payout run failed"; }
+PRESULT="$(grep '^users=' "$PAYOUT_OUT" | tail -n1)"
+pfield() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$PRESULT"; }
+[[ "$(pfield users)" == "$USERS" && "$(pfield sent)" == "$USERS" ]] \
+    || die "the payout run paid $(pfield sent) of $(pfield users) users, expected $USERS: $PRESULT"
+PAYOUT_MS="$(awk -v s="$(pfield seconds)" 'BEGIN { printf "%.0f", s * 1000 }')"
+log "paid out: $PRESULT"
+check_log money_run "$PAYOUT_OUT"
+check_log money_run "$WORK/payout.err"
+PARTS="$(q "SELECT count(*) FROM payout_parts")"
+[[ "$PARTS" == $((2 * USERS)) ]] || die "$PARTS payout parts for $USERS users, expected two each"
+log "baseline: \\copy of every row the payout run wrote"
+copy_baseline payout payouts payout_parts "ledger_pending@kind = 'payout'" \
+    "ledger_balances@account LIKE '%:held' OR account LIKE '%:debt:%'" "transfers@reference LIKE 'payout:%'" \
+    "jobs@created_at >= '$PAYOUT_FROM'"
+PAYOUT_COPY_MS=$COPY_MS PAYOUT_COPY_ROWS=$COPY_ROWS
+env "${APP_ENV[@]}" "$BIN" ledger check --no-provider >"$WORK/check2.out" 2>&1 \
+    || { cat "$WORK/check2.out" >&2; die "the ledger check after the payout run failed"; }
+grep -q '^ledger balanced' "$WORK/check2.out" || { cat "$WORK/check2.out" >&2; die "ledger off after the payout run"; }
+
 # ---------------------------------------------------------------------------- report
 COLLECT_RATE="$(rate "$USERS" "$COLLECT_MS")"
+PAYOUT_RATE="$(rate "$USERS" "$PAYOUT_MS")"
+PAYOUT_COPY_RATE="$(rate "$USERS" "$PAYOUT_COPY_MS")"
 LEDGER_RATE="$(rate "$USERS" "$LEDGER_COPY_MS")"
 ALL_RATE="$(rate "$USERS" "$ALL_COPY_MS")"
 echo
@@ -226,6 +294,11 @@ printf '%-44s %9s %9s %10s %9s\n' "\\copy of its ledger rows" "$LEDGER_COPY_ROWS
 printf '%-44s %9s %9s %10s %9s\n' "\\copy of every row it wrote" "$ALL_COPY_ROWS" "$(secs "$ALL_COPY_MS")" \
     "$ALL_RATE" "$(ratio "$COLLECT_RATE" "$ALL_RATE")"
 printf '%-44s %9s %9s\n' "donkies ledger check --no-provider" "$((ENTRIES + PENDING))" "$(secs "$CHECK_MS")"
+printf '%-44s %9s %9s %10s %9s\n' "payout run (batches, $WORKERS claimers)" "$PAYOUT_COPY_ROWS" "$(secs "$PAYOUT_MS")" \
+    "$PAYOUT_RATE" "1.000"
+printf '%-44s %9s %9s %10s %9s\n' "\\copy of every row it wrote" "$PAYOUT_COPY_ROWS" "$(secs "$PAYOUT_COPY_MS")" \
+    "$PAYOUT_COPY_RATE" "$(ratio "$PAYOUT_RATE" "$PAYOUT_COPY_RATE")"
+echo "payout: $(pfield sent) payouts of $(awk -v c="$(pfield amount_cents)" 'BEGIN { printf "%.2f", c / 100 }') dollars, $PARTS parts (one by transfer, one by hand each)"
 echo "collection: $SENT collections of $(awk -v c="$(field amount_cents)" 'BEGIN { printf "%.2f", c / 100 }') dollars in all;" \
     "the run wrote $ENTRIES ledger entries ($GAVE round-ups), $PENDING pending collect entries, $BALANCES balances"
 echo "ratio: collection users/s / the \\copy's users/s-equivalent (users / its seconds)"

@@ -56,6 +56,17 @@ pub async fn users(db: &Db, ids: &[i64]) -> Result<Vec<User>, StoreError> {
     Ok(by_ids!(conn, User, sql, ids))
 }
 
+/// Plan every statement of this transaction for the sizes the tables have now. A batch run
+/// writes many rows into tables that may have been small when a connection's cached, generic
+/// plan for a batch statement was made (an index lookup then looks dearer than a scan); on
+/// PostgreSQL the rest of the transaction plans each statement afresh. SQLite plans each run.
+pub async fn plan_for_now(tx: &mut Tx) -> Result<(), StoreError> {
+    if let Tx::Postgres(conn) = tx {
+        sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan").execute(&mut **conn).await?;
+    }
+    Ok(())
+}
+
 /// Hold the rows of the users of `ids` until the transaction ends, in id order (see
 /// [`crate::money_loop::lock_user`]).
 pub async fn lock_users(tx: &mut Tx, ids: &[i64]) -> Result<(), StoreError> {

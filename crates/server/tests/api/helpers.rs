@@ -146,6 +146,15 @@ pub struct ApiProcess {
     _child: tokio::process::Child,
 }
 
+impl ApiProcess {
+    /// Send the process `signal` (`STOP`, `CONT`, `KILL`…), as an operator's `kill -s` would.
+    pub fn signal(&self, signal: &str) {
+        let pid = self._child.id().expect("the process runs").to_string();
+        let status = std::process::Command::new("kill").args(["-s", signal, &pid]).status().unwrap();
+        assert!(status.success(), "kill -s {signal} {pid}");
+    }
+}
+
 pub struct Options {
     pub with_worker: bool,
     /// Zero-config sandbox mode: the server runs its own Atrium and Dwolla simulators (not

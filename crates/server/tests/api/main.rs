@@ -5,6 +5,7 @@
 mod bank_data;
 mod bank_model;
 mod banking;
+mod cluster;
 mod crash;
 mod edge;
 mod helpers;

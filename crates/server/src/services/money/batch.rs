@@ -110,6 +110,7 @@ impl MoneyService {
         }
 
         let mut work = self.store.begin().await?;
+        mb::plan_for_now(&mut work).await?;
         mb::lock_users(&mut work, &ids).await?;
         for (user_id, stale) in mb::stale_roundups(&mut work, &ids).await? {
             retire_roundups(&mut work, user_id, &stale).await?;
@@ -361,6 +362,7 @@ impl MoneyService {
         }
 
         let mut work = self.store.begin().await?;
+        mb::plan_for_now(&mut work).await?;
         let paying_ids: Vec<i64> = paying.iter().map(|p| p.payout.user_id).collect();
         mb::lock_users(&mut work, &paying_ids).await?;
         for user_id in mb::paid_for_period(&mut work, &paying_ids, &period).await? {
