@@ -152,8 +152,8 @@ pub async fn ungathered_purchases(tx: &mut Tx, user_ids: &[i64]) -> Result<BTree
 }
 
 /// [`crate::money_loop::waiting`] of every user of `user_ids`, by user, oldest first.
-pub async fn waiting(tx: &mut Tx, user_ids: &[i64]) -> Result<BTreeMap<i64, Vec<Waiting>>, StoreError> {
-    let mut conn = Conn::Tx(tx);
+pub async fn waiting(db: impl Into<Conn<'_>>, user_ids: &[i64]) -> Result<BTreeMap<i64, Vec<Waiting>>, StoreError> {
+    let mut conn = db.into();
     let sql = "SELECT user_id, 'roundup', id, account_id, amount, created_at FROM roundups \
            WHERE user_id IN ({ids}) AND collection_id IS NULL AND amount > 0 AND voided_at IS NULL \
          UNION ALL SELECT user_id, 'contribution', id, NULL, amount, created_at FROM contributions \
@@ -175,14 +175,17 @@ pub async fn waiting(tx: &mut Tx, user_ids: &[i64]) -> Result<BTreeMap<i64, Vec<
 }
 
 /// [`crate::money_loop::open_corrections`] of every user of `user_ids`, by user.
-pub async fn open_corrections(tx: &mut Tx, user_ids: &[i64]) -> Result<BTreeMap<i64, Vec<Correction>>, StoreError> {
+pub async fn open_corrections(
+    db: impl Into<Conn<'_>>,
+    user_ids: &[i64],
+) -> Result<BTreeMap<i64, Vec<Correction>>, StoreError> {
     #[derive(sqlx::FromRow)]
     struct Row {
         user_id: i64,
         #[sqlx(flatten)]
         correction: Correction,
     }
-    let mut conn = Conn::Tx(tx);
+    let mut conn = db.into();
     let sql = "SELECT user_id, id, roundup_id, amount, reason, collection_id, created_at FROM corrections \
          WHERE user_id IN ({ids}) AND collection_id IS NULL ORDER BY created_at, id";
     let mut out: BTreeMap<i64, Vec<Correction>> = BTreeMap::new();

@@ -46,17 +46,7 @@ pub struct Purchase {
 /// waits until it posts, and a purchase whose round-up was retired (amended, posted again)
 /// is rounded up again from its amount now.
 pub async fn ungathered_purchases(tx: &mut Tx, user_id: i64) -> Result<Vec<Purchase>, StoreError> {
-    Ok(on_tx!(tx, conn => sqlx::query_as::<_, Purchase>(
-        "SELECT t.id AS transaction_id, t.account_id, t.amount, t.kind, a.type_ds AS family \
-         FROM transactions t JOIN accounts a ON a.id = t.account_id \
-         WHERE t.user_id = $1 AND a.type_ds = 'debit' AND a.is_active = TRUE AND a.is_deleted = FALSE \
-           AND t.removed_at IS NULL AND COALESCE(t.status, 'POSTED') <> 'PENDING' \
-           AND NOT EXISTS (SELECT 1 FROM roundups r WHERE r.transaction_id = t.id AND r.retired_at IS NULL) \
-         ORDER BY t.date, t.id",
-    )
-    .bind(user_id)
-    .fetch_all(conn)
-    .await)?)
+    Ok(crate::money_batch::ungathered_purchases(tx, &[user_id]).await?.remove(&user_id).unwrap_or_default())
 }
 
 /// A round-up to record: the purchase and what it gave (zero when it gave nothing).
@@ -144,26 +134,7 @@ pub enum WaitingKind {
 
 /// What waits to be collected for the user, oldest first.
 pub async fn waiting(db: impl Into<Conn<'_>>, user_id: i64) -> Result<Vec<Waiting>, StoreError> {
-    let rows = on_conn!(db.into(), conn => sqlx::query_as::<_, (String, i64, Option<i64>, i64, DateTime<Utc>)>(
-        "SELECT 'roundup', id, account_id, amount, created_at FROM roundups \
-           WHERE user_id = $1 AND collection_id IS NULL AND amount > 0 AND voided_at IS NULL \
-         UNION ALL SELECT 'contribution', id, NULL, amount, created_at FROM contributions \
-           WHERE user_id = $1 AND collection_id IS NULL \
-         ORDER BY 5, 2",
-    )
-    .bind(user_id)
-    .fetch_all(conn)
-    .await)?;
-    Ok(rows
-        .into_iter()
-        .map(|(kind, id, account_id, amount, created_at)| Waiting {
-            kind: if kind == "roundup" { WaitingKind::RoundUp } else { WaitingKind::Contribution },
-            id,
-            account_id,
-            amount: Cents::new(amount),
-            created_at,
-        })
-        .collect())
+    Ok(crate::money_batch::waiting(db, &[user_id]).await?.remove(&user_id).unwrap_or_default())
 }
 
 /// Mark the waiting items as taken by `collection_id`; false (and nothing should be kept) when
@@ -239,21 +210,7 @@ pub struct StaleRoundUp {
 /// The user's active round-ups whose purchase was removed, went back to pending, or posts at
 /// another amount than the one the round-up was computed from.
 pub async fn stale_roundups(tx: &mut Tx, user_id: i64) -> Result<Vec<StaleRoundUp>, StoreError> {
-    let rows = on_tx!(tx, conn => sqlx::query_as::<_, (i64, i64, Option<i64>, bool, bool)>(
-        "SELECT r.id, r.amount, r.collection_id, t.removed_at IS NOT NULL, COALESCE(t.status, 'POSTED') = 'PENDING' \
-         FROM roundups r JOIN transactions t ON t.id = r.transaction_id \
-         WHERE r.user_id = $1 AND r.retired_at IS NULL \
-           AND (t.removed_at IS NOT NULL OR COALESCE(t.status, 'POSTED') = 'PENDING' \
-                OR t.amount <> COALESCE(r.purchase_amount, t.amount)) \
-         ORDER BY r.id",
-    )
-    .bind(user_id)
-    .fetch_all(conn)
-    .await)?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, amount, collection_id, removed, pending)| stale_of(id, amount, collection_id, removed, pending))
-        .collect())
+    Ok(crate::money_batch::stale_roundups(tx, &[user_id]).await?.remove(&user_id).unwrap_or_default())
 }
 
 pub(crate) fn stale_of(id: i64, amount: i64, collection_id: Option<i64>, removed: bool, pending: bool) -> StaleRoundUp {
@@ -327,8 +284,7 @@ const CORRECTION: &str = "SELECT id, roundup_id, amount, reason, collection_id, 
 
 /// The user's corrections no collection has offset yet, oldest first.
 pub async fn open_corrections(db: impl Into<Conn<'_>>, user_id: i64) -> Result<Vec<Correction>, StoreError> {
-    let sql = format!("{CORRECTION} WHERE user_id = $1 AND collection_id IS NULL ORDER BY created_at, id");
-    Ok(on_conn!(db.into(), conn => sqlx::query_as::<_, Correction>(&sql).bind(user_id).fetch_all(conn).await)?)
+    Ok(crate::money_batch::open_corrections(db, &[user_id]).await?.remove(&user_id).unwrap_or_default())
 }
 
 /// Every correction of the user, newest first.

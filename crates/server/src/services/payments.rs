@@ -549,12 +549,7 @@ impl PaymentsService {
 
     /// The funding source round-ups are collected from, when the user has set one.
     pub async fn round_up_source(&self, user_id: i64) -> ServiceResult<Option<FundingSource>> {
-        for a in accounts::list_for_user(&self.store.db, user_id).await? {
-            if a.is_funding_source_for_transfer {
-                return Ok(payments::funding_source_of_account(&self.store.db, user_id, a.id).await?);
-            }
-        }
-        Ok(None)
+        Ok(donkies_store::money_batch::round_up_sources(&self.store.db, &[user_id]).await?.remove(&user_id))
     }
 
     /// Where money for Donkies lands: the configured funding source, else the Account's

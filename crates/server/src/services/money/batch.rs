@@ -120,8 +120,8 @@ impl MoneyService {
             members.iter().filter_map(|m| purchases.remove(&m.user.id).map(|p| (m.user, p))).collect();
         gather_purchases(&mut work, &gathering).await?;
         let t = now();
-        let mut waiting = mb::waiting(&mut work, &ids).await?;
-        let mut corrections = mb::open_corrections(&mut work, &ids).await?;
+        let mut waiting = mb::waiting(&mut *work, &ids).await?;
+        let mut corrections = mb::open_corrections(&mut *work, &ids).await?;
         let collected = mb::collected_since(&mut work, &ids, day_start(t), month_start(t)).await?;
         let source_accounts: Vec<i64> = members.iter().map(|m| m.source.account_id).collect();
         let balances = mb::known_balances(&mut work, &source_accounts).await?;
