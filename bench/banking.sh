@@ -76,47 +76,6 @@ SIM_ENV=(
 
 # ---------------------------------------------------------------------------- helpers
 # wait_until SECONDS DESCRIPTION COMMAND...: retries COMMAND every 0.2 s.
-wait_until() {
-    local secs=$1 what=$2
-    shift 2
-    local deadline=$((SECONDS + secs))
-    until "$@"; do
-        ((SECONDS < deadline)) || die "timed out after ${secs}s waiting for $what"
-        sleep 0.2
-    done
-}
-
-institutions_ready() { # BASE TOKEN
-    local n
-    n="$(curl -fsS -H "Authorization: Token $2" "$1/v1/institutions" | jq 'length')" || return 1
-    [[ "$n" -gt 0 ]]
-}
-
-# link_mxbank NAME BASE TOKEN -> sets MEMBER_IDENT and MEMBER_ID once status_info.name == SUCCESS.
-link_mxbank() {
-    local name=$1 base=$2 token=$3 body code
-    body="$WORK/$name-member.json"
-    code="$(curl -sS -o "$body" -w '%{http_code}' -X POST "$base/v1/members" \
-        -H "Authorization: Token $token" -H 'Content-Type: application/json' \
-        -d '{"institution_code":"mxbank","credentials":[{"field_name":"LOGIN","value":"test_atrium"},{"field_name":"PASSWORD","value":"password"}]}')"
-    [[ "$code" == 201 ]] || { cat "$body" >&2; die "$name: POST /v1/members: HTTP $code"; }
-    MEMBER_IDENT="$(jq -r '.identifier' "$body")"
-    [[ -n "$MEMBER_IDENT" && "$MEMBER_IDENT" != null ]] || die "$name: no identifier in $(cat "$body")"
-    local deadline=$((SECONDS + 60)) status=""
-    while ((SECONDS < deadline)); do
-        curl -fsS -o "$body" -H "Authorization: Token $token" \
-            "$base/v1/members/$MEMBER_IDENT?wait=5" || die "$name: GET /v1/members/$MEMBER_IDENT failed"
-        status="$(jq -r '.status_info.name' "$body")"
-        [[ "$status" == SUCCESS ]] && break
-        case "$status" in
-        *ERROR* | *FAIL* | DENIED | LOCKED | CHALLENGED) die "$name: member ended in $status: $(cat "$body")" ;;
-        esac
-        sleep 0.1
-    done
-    [[ "$status" == SUCCESS ]] || die "$name: member not SUCCESS after 60 s (last: $status)"
-    MEMBER_ID="$(jq -r '.id' "$body")"
-}
-
 tx_count() { # BASE TOKEN
     curl -fsS -H "Authorization: Token $2" "$1/v1/transactions" | jq 'length'
 }

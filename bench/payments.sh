@@ -58,17 +58,6 @@ secs() { awk -v ms="$1" 'BEGIN { printf "%.2f", ms / 1000 }'; }
 rate() { awk -v n="$1" -v ms="$2" 'BEGIN { if (ms > 0) printf "%.0f", n / (ms / 1000); else print "n/a" }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "n/a" }'; }
 
-# wait_until SECONDS DESCRIPTION COMMAND...: retries COMMAND every 0.1 s.
-wait_until() {
-    local secs=$1 what=$2
-    shift 2
-    local deadline=$((SECONDS + secs))
-    until "$@"; do
-        ((SECONDS < deadline)) || die "timed out after ${secs}s waiting for $what"
-        sleep 0.1
-    done
-}
-
 # wait_url LOGFILE PID PATTERN -> prints the http://ADDR the process logged after PATTERN.
 wait_url() {
     local i url

@@ -312,6 +312,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 crate::http::metrics::handle();
                 crate::serve_metrics(at, &ctx.services, &shutdown, &mut tasks).await?;
             }
+            let store = &ctx.services.store;
+            let listening = store.changes.listen_to(&store.db);
             let w = jobs::Worker::new(ctx.clone(), ctx.services.store.jobs.wake_signal());
             tasks.push(tokio::spawn(w.run(shutdown.clone())));
             crate::wait_for_signal().await;
@@ -319,6 +321,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             shutdown.cancel();
             for task in tasks {
                 let _ = task.await;
+            }
+            if let Some(listening) = listening {
+                listening.abort();
             }
             simulators.shutdown().await;
         }

@@ -83,6 +83,8 @@ pub struct Server {
     simulators: Simulators,
     shutdown: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Listening to the other processes on the database (PostgreSQL).
+    listening: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Server {
@@ -117,6 +119,8 @@ impl Server {
         let state = http::AppState::new(context.services.clone(), settings.clone());
         let shutdown = CancellationToken::new();
         let mut tasks = Vec::new();
+        let store = &context.services.store;
+        let listening = store.changes.listen_to(&store.db);
 
         if with_worker {
             let w = jobs::Worker::new(context.clone(), context.services.store.jobs.wake_signal());
@@ -141,7 +145,7 @@ impl Server {
         let served = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
         tasks.push(spawn_server("HTTP server", served));
         tracing::info!("donkies listening on http://{addr}");
-        Ok(Server { addr, metrics_addr, db, settings, context, simulators, shutdown, tasks })
+        Ok(Server { addr, metrics_addr, db, settings, context, simulators, shutdown, tasks, listening })
     }
 
     /// What a job worker in this process would use (tests drive workers step by step with it).
@@ -162,6 +166,9 @@ impl Server {
         self.shutdown.cancel();
         for task in self.tasks {
             let _ = task.await;
+        }
+        if let Some(listening) = self.listening {
+            listening.abort();
         }
         self.simulators.shutdown().await;
     }

@@ -370,42 +370,6 @@ pub async fn next_due(db: &Db, least: Priority) -> Result<Option<DateTime<Utc>>,
     .await)?)
 }
 
-/// A dedicated PostgreSQL connection (outside the pool) listening on [`CHANNEL`] for jobs
-/// written to this database's schema.
-pub struct JobListener {
-    listener: sqlx::postgres::PgListener,
-    schema: String,
-}
-
-impl JobListener {
-    /// `None` on SQLite, whose jobs are all written in this process.
-    pub async fn connect(db: &Db) -> Result<Option<JobListener>, StoreError> {
-        let Db::Postgres(pool) = db else { return Ok(None) };
-        let schema: String = sqlx::query_scalar("SELECT current_schema()").fetch_one(pool).await?;
-        // A pool of one of its own, with the pool's options (its search path), which the
-        // listener also uses to reconnect.
-        let own = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(1)
-            .max_lifetime(None)
-            .idle_timeout(None)
-            .connect_lazy_with((*pool.connect_options()).clone());
-        let mut listener = sqlx::postgres::PgListener::connect_with(&own).await?;
-        listener.listen(CHANNEL).await?;
-        Ok(Some(JobListener { listener, schema }))
-    }
-
-    /// Wait until a job is written to this schema, or until the connection was lost and made
-    /// again (announcements may have been missed meanwhile).
-    pub async fn changed(&mut self) -> Result<(), StoreError> {
-        loop {
-            match self.listener.try_recv().await? {
-                Some(note) if note.payload() != self.schema => continue,
-                Some(_) | None => return Ok(()),
-            }
-        }
-    }
-}
-
 /// The queue at a glance: jobs by status, and how long the oldest due job has waited.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct QueueStats {

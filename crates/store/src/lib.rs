@@ -14,6 +14,7 @@ pub mod ledger;
 pub mod members;
 pub mod money_batch;
 pub mod money_loop;
+pub mod notices;
 pub mod outbox;
 pub mod payments;
 pub mod rate_limits;

@@ -133,9 +133,16 @@ async fn list_accounts(
     State(state): State<AppState>,
     auth: AuthUser,
     page: Page,
+    headers: HeaderMap,
 ) -> ApiResult<axum::response::Response> {
-    let list = state.services.accounts.accounts(auth.user.id).await?;
-    Ok(page.respond(account_views(&state, list).await?))
+    let user_id = auth.user.id;
+    let key = format!("accounts/{}", page.cache_key());
+    state
+        .kept(user_id, key, &headers, move |state| async move {
+            let list = state.services.accounts.accounts(user_id).await?;
+            page.render(account_views(&state, list).await?)
+        })
+        .await
 }
 
 /// One account.
@@ -438,10 +445,15 @@ async fn list_transactions(
     let rules = RoundUpRules { paused: false, ..crate::services::money::rules_of(&auth.user) };
     let user_id = auth.user.id;
     let account = q.account()?;
-    let key = format!("{user_id}/{}/{}/{account:?}/{}", rules.even_roundup, rules.multiplier.get(), page.cache_key());
+    let key = format!(
+        "{user_id}/transactions/{}/{}/{account:?}/{}",
+        rules.even_roundup,
+        rules.multiplier.get(),
+        page.cache_key()
+    );
     let loader = state.clone();
     let body = state
-        .transaction_lists
+        .bodies
         .get_or_render(user_id, key, move |known| async move {
             // The version is read before the rows: a change between the two shows as a newer
             // version at the next check, never as an older body kept as current.

@@ -12,6 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use donkies_domain::present_member;
+use donkies_store::Backend;
 use donkies_store::institutions::Institution;
 use donkies_store::members::Member;
 
@@ -297,12 +298,19 @@ async fn list_members(
     State(state): State<AppState>,
     auth: AuthUser,
     page: Page,
+    headers: axum::http::HeaderMap,
 ) -> ApiResult<axum::response::Response> {
-    let mut out = Vec::new();
-    for m in state.services.banking.members(auth.user.id).await? {
-        out.push(member_view(&state, m).await?);
-    }
-    Ok(page.respond(out))
+    let user_id = auth.user.id;
+    let key = format!("members/{}", page.cache_key());
+    state
+        .kept(user_id, key, &headers, move |state| async move {
+            let mut out = Vec::new();
+            for m in state.services.banking.members(user_id).await? {
+                out.push(member_view(&state, m).await?);
+            }
+            page.render(out)
+        })
+        .await
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -423,17 +431,20 @@ async fn get_member(
     if wait > 0 {
         let seen = (member.status.clone(), member.gave_up);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
+        let store = &state.services.store;
         loop {
-            // Woken by this process's worker, or re-check the database every half second for
-            // workers in other processes.
-            let tick = tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + Duration::from_millis(500)));
+            // Woken by a change in any process (PostgreSQL, while listening to the others);
+            // else re-check the database every half second for changes made elsewhere.
+            let heard = store.db.backend() == Backend::Postgres && store.changes.is_live(&store.db);
+            let tick =
+                if heard { deadline } else { deadline.min(tokio::time::Instant::now() + Duration::from_millis(500)) };
             tokio::select! {
                 event = events.recv() => {
-                    if matches!(&event, Ok(id) if *id != member.id) {
+                    if matches!(&event, Ok(id) if *id != member.id && *id != super::ANY_MEMBER) {
                         continue;
                     }
                 }
-                _ = tick => {}
+                _ = tokio::time::sleep_until(tick) => {}
             }
             let now_status = state.services.banking.member_status(member.id).await?;
             if now_status.as_ref() != Some(&seen) || tokio::time::Instant::now() >= deadline {

@@ -18,6 +18,7 @@ pub mod sessions;
 pub mod social;
 pub mod users;
 
+use std::future::Future;
 use std::ops::Deref;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -58,8 +59,8 @@ pub struct AppInner {
     pub member_events: broadcast::Sender<i64>,
     /// Rendered member reads by `user id/identifier`, with the member id they show.
     pub member_reads: ReadCache<(i64, Bytes)>,
-    /// Rendered transaction lists by user and query.
-    pub transaction_lists: rendered::RenderedBodies,
+    /// Rendered reads by user, route and query (the transaction list and every page's reads).
+    pub bodies: rendered::RenderedBodies,
 }
 
 impl Deref for AppState {
@@ -83,40 +84,73 @@ impl AppState {
             metrics::handle();
         }
         let limits = RateLimits::new(settings.login_rate_per_minute, settings.reset_rate_per_hour);
-        let sessions = sessions::SessionCache::new(services.store.db.backend(), settings.cache_ttl);
+        let sessions = sessions::SessionCache::new(&services.store, settings.cache_ttl);
         let member_reads = ReadCache::new(settings.cache_ttl);
-        let transaction_lists = rendered::RenderedBodies::new(settings.cache_ttl);
+        let bodies = rendered::RenderedBodies::new(settings.cache_ttl);
         let (member_events, _) = broadcast::channel(1024);
-        let state = AppState(Arc::new(AppInner {
-            services,
-            settings,
-            limits,
-            sessions,
-            member_events,
-            member_reads,
-            transaction_lists,
-        }));
-        // A change committed in this process reaches the caches and waiting requests at once.
+        let state =
+            AppState(Arc::new(AppInner { services, settings, limits, sessions, member_events, member_reads, bodies }));
+        // A change committed in any process reaches the caches and waiting requests at once.
         let weak = Arc::downgrade(&state.0);
         state.services.store.changes.listen(move |change| {
             let Some(state) = weak.upgrade() else { return };
             match change {
                 Change::User(id) => {
                     state.sessions.forget_user(*id);
-                    // Round-ups follow the user's settings.
-                    state.transaction_lists.forget_user(*id);
+                    state.bodies.forget_user(*id);
                 }
-                Change::Transactions(user_id) => state.transaction_lists.forget_user(*user_id),
-                Change::Member(id) => {
+                Change::Transactions(user_id) => state.bodies.forget_user(*user_id),
+                Change::Member { id, user_id } => {
                     let id = *id;
+                    state.bodies.forget_user(*user_id);
                     state.member_reads.forget_where(move |(member, _)| *member == id);
                     let _ = state.member_events.send(id);
+                }
+                Change::Any => state.bodies.forget_all(),
+                Change::Missed => {
+                    state.sessions.forget_all();
+                    state.bodies.forget_all();
+                    state.member_reads.forget_where(|_| true);
+                    let _ = state.member_events.send(ANY_MEMBER);
                 }
             }
         });
         state
     }
+
+    /// The answer to a GET of the user's `key` (the route and what else the body depends on):
+    /// the kept body, or `render`ed and kept. Whatever changes what a kept body shows forgets
+    /// it (see the change hook in [`AppState::new`]); a body older than half the cache's life
+    /// is also rendered again in the background and replaced when it differs.
+    pub async fn kept<F, Fut>(
+        &self,
+        user_id: i64,
+        key: String,
+        request: &axum::http::HeaderMap,
+        render: F,
+    ) -> Result<Response, ApiError>
+    where
+        F: FnOnce(AppState) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Vec<u8>, ApiError>> + Send + 'static,
+    {
+        let state = self.clone();
+        let body = self
+            .bodies
+            .get_or_render(user_id, format!("{user_id}/{key}"), move |known| async move {
+                let body = rendered::Rendered::new(render(state).await?);
+                Ok(if known == Some(body.version()) {
+                    rendered::Loaded::Current
+                } else {
+                    rendered::Loaded::New { version: body.version(), body }
+                })
+            })
+            .await?;
+        body.respond(request).await
+    }
 }
+
+/// Sent to waiting member reads when any member may have changed.
+pub const ANY_MEMBER: i64 = 0;
 
 /// Per-key request budgets (keys are `ip:…` and `email:…`). The attempts are counted in the
 /// database, so that every process spends from one budget; each applies its own limit to it.

@@ -2,7 +2,8 @@
 //! one-time contributions and a debt's payoff projection.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use chrono::{DateTime, Utc};
 use donkies_domain::{Cents, CollectionHold};
 use serde::{Deserialize, Serialize};
@@ -71,15 +72,23 @@ impl From<CollectionHold> for CollectionHoldView {
 /// The dashboard's figures.
 #[utoipa::path(get, path = "/v1/stat", tag = "transfers", security(("token" = [])),
     responses((status = 200, body = StatView)))]
-async fn get_stat(State(state): State<AppState>, auth: AuthUser) -> ApiResult<axum::Json<StatView>> {
-    let stat = state.services.money.stat(&auth.user).await?;
-    Ok(axum::Json(StatView {
-        amount_to_donkies: stat.amount_to_donkies.to_f64_dollars(),
-        amount_to_user: stat.amount_to_user.to_f64_dollars(),
-        amount_available: stat.amount_available.to_f64_dollars(),
-        payments: stat.payments,
-        collection_hold: stat.collection_hold.map(CollectionHoldView::from),
-    }))
+async fn get_stat(State(state): State<AppState>, auth: AuthUser, headers: HeaderMap) -> ApiResult<Response> {
+    let user_id = auth.user.id;
+    state
+        .kept(user_id, "stat".into(), &headers, move |state| async move {
+            // Read now, not taken from the session: a change may have committed since.
+            let user = state.services.identity.user(user_id).await?;
+            let stat = state.services.money.stat(&user).await?;
+            let view = StatView {
+                amount_to_donkies: stat.amount_to_donkies.to_f64_dollars(),
+                amount_to_user: stat.amount_to_user.to_f64_dollars(),
+                amount_available: stat.amount_available.to_f64_dollars(),
+                payments: stat.payments,
+                collection_hold: stat.collection_hold.map(CollectionHoldView::from),
+            };
+            Ok(serde_json::to_vec(&view).map_err(anyhow::Error::from)?)
+        })
+        .await
 }
 
 /// Round-ups gathered from one debit account into one collection.
@@ -100,19 +109,26 @@ async fn list_transfers_prepare(
     State(state): State<AppState>,
     auth: AuthUser,
     page: Page,
-) -> ApiResult<axum::response::Response> {
-    let names = state.services.money.account_names(auth.user.id).await?;
-    let parts = state.services.money.collection_parts(auth.user.id).await?;
-    let views = parts
-        .into_iter()
-        .map(|p| PrepareView {
-            id: p.id,
-            account: names.get(&p.account_id).cloned().unwrap_or_default(),
-            roundup: p.amount.to_string(),
-            created_at: time(p.created_at),
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let user_id = auth.user.id;
+    let key = format!("transfers_prepare/{}", page.cache_key());
+    state
+        .kept(user_id, key, &headers, move |state| async move {
+            let names = state.services.money.account_names(user_id).await?;
+            let parts = state.services.money.collection_parts(user_id).await?;
+            let views = parts
+                .into_iter()
+                .map(|p| PrepareView {
+                    id: p.id,
+                    account: names.get(&p.account_id).cloned().unwrap_or_default(),
+                    roundup: p.amount.to_string(),
+                    created_at: time(p.created_at),
+                })
+                .collect();
+            page.render(views)
         })
-        .collect();
-    Ok(page.respond(views))
+        .await
 }
 
 /// One collection: a transfer from the user's bank to the Donkies account.
@@ -139,23 +155,30 @@ async fn list_transfers_donkies(
     State(state): State<AppState>,
     auth: AuthUser,
     page: Page,
-) -> ApiResult<axum::response::Response> {
-    let names = state.services.money.account_names(auth.user.id).await?;
-    let list = state.services.money.collections(auth.user.id).await?;
-    let views = list
-        .into_iter()
-        .map(|c| DonkiesTransferView {
-            id: c.id,
-            account: names.get(&c.account_id).cloned().unwrap_or_default(),
-            amount: c.amount.to_string(),
-            status: c.status.as_str().to_owned(),
-            sent_at: datetime(c.sent_at),
-            is_sent: c.sent_at.is_some(),
-            created_at: time(c.created_at),
-            failure_code: c.failure_code,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let user_id = auth.user.id;
+    let key = format!("transfers_donkies/{}", page.cache_key());
+    state
+        .kept(user_id, key, &headers, move |state| async move {
+            let names = state.services.money.account_names(user_id).await?;
+            let list = state.services.money.collections(user_id).await?;
+            let views = list
+                .into_iter()
+                .map(|c| DonkiesTransferView {
+                    id: c.id,
+                    account: names.get(&c.account_id).cloned().unwrap_or_default(),
+                    amount: c.amount.to_string(),
+                    status: c.status.as_str().to_owned(),
+                    sent_at: datetime(c.sent_at),
+                    is_sent: c.sent_at.is_some(),
+                    created_at: time(c.created_at),
+                    failure_code: c.failure_code,
+                })
+                .collect();
+            page.render(views)
         })
-        .collect();
-    Ok(page.respond(views))
+        .await
 }
 
 /// One payout of held money.
@@ -173,13 +196,20 @@ async fn list_transfers_user(
     State(state): State<AppState>,
     auth: AuthUser,
     page: Page,
-) -> ApiResult<axum::response::Response> {
-    let list = state.services.money.payouts(auth.user.id).await?;
-    let views = list
-        .into_iter()
-        .map(|p| UserTransferView { id: p.id, amount: p.amount.to_string(), created_at: time(p.created_at) })
-        .collect();
-    Ok(page.respond(views))
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let user_id = auth.user.id;
+    let key = format!("transfers_user/{}", page.cache_key());
+    state
+        .kept(user_id, key, &headers, move |state| async move {
+            let list = state.services.money.payouts(user_id).await?;
+            let views = list
+                .into_iter()
+                .map(|p| UserTransferView { id: p.id, amount: p.amount.to_string(), created_at: time(p.created_at) })
+                .collect();
+            page.render(views)
+        })
+        .await
 }
 
 /// One payout's part for one debt account.
@@ -209,25 +239,32 @@ async fn list_transfers_debt(
     State(state): State<AppState>,
     auth: AuthUser,
     page: Page,
-) -> ApiResult<axum::response::Response> {
-    let names = state.services.money.account_names(auth.user.id).await?;
-    let parts = state.services.money.payout_parts(auth.user.id).await?;
-    let views = parts
-        .into_iter()
-        .map(|p| DebtTransferView {
-            id: p.id,
-            account: names.get(&p.account_id).cloned().unwrap_or_default(),
-            account_id: p.account_id,
-            amount: p.amount.to_string(),
-            share: p.share,
-            created_at: time(p.created_at),
-            processed_at: datetime(p.processed_at),
-            is_processed: p.status == "processed",
-            method: p.method.as_str().to_owned(),
-            status: p.status,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let user_id = auth.user.id;
+    let key = format!("transfers_debt/{}", page.cache_key());
+    state
+        .kept(user_id, key, &headers, move |state| async move {
+            let names = state.services.money.account_names(user_id).await?;
+            let parts = state.services.money.payout_parts(user_id).await?;
+            let views = parts
+                .into_iter()
+                .map(|p| DebtTransferView {
+                    id: p.id,
+                    account: names.get(&p.account_id).cloned().unwrap_or_default(),
+                    account_id: p.account_id,
+                    amount: p.amount.to_string(),
+                    share: p.share,
+                    created_at: time(p.created_at),
+                    processed_at: datetime(p.processed_at),
+                    is_processed: p.status == "processed",
+                    method: p.method.as_str().to_owned(),
+                    status: p.status,
+                })
+                .collect();
+            page.render(views)
         })
-        .collect();
-    Ok(page.respond(views))
+        .await
 }
 
 /// A one-time extra contribution.

@@ -77,6 +77,24 @@ impl Page {
         }
     }
 
+    /// The JSON of [`Page::respond`]'s answer.
+    pub fn render<T: Serialize>(&self, items: Vec<T>) -> Result<Vec<u8>, ApiError> {
+        let json = match self.limit {
+            None => serde_json::to_vec(&items),
+            Some(limit) => {
+                let count = items.len();
+                let page: Vec<T> = items.into_iter().skip(self.offset).take(limit).collect();
+                match self.links(count) {
+                    None => serde_json::to_vec(&page),
+                    Some((next, previous)) => serde_json::to_vec(
+                        &json!({ "count": count, "next": next, "previous": previous, "results": page }),
+                    ),
+                }
+            }
+        };
+        json.map_err(|e| ApiError::Internal(e.into()))
+    }
+
     /// A page the caller already cut (with `limit`/`offset`) out of `count` items.
     pub fn respond_counted<T: Serialize>(&self, count: usize, page: Vec<T>) -> Response {
         let Some((next, previous)) = self.links(count) else {

@@ -43,6 +43,11 @@ impl Rendered {
         Rendered { tag, json: Bytes::from(json), gzip: OnceCell::new() }
     }
 
+    /// A number that differs between different bodies (but for a 2^-64 chance).
+    pub fn version(&self) -> i64 {
+        i64::from_str_radix(&self.tag[..15], 16).unwrap_or_default()
+    }
+
     fn etag(&self, gzip: bool) -> HeaderValue {
         let tag = if gzip { format!("\"{}.gz\"", self.tag) } else { format!("\"{}\"", self.tag) };
         HeaderValue::from_str(&tag).unwrap_or_else(|_| HeaderValue::from_static("\"\""))
@@ -218,7 +223,14 @@ impl RenderedBodies {
         Ok(kept.body.clone())
     }
 
-    /// Drop every body of the user (their transactions or round-up settings changed).
+    /// Drop every body (something changed, and whose is not known).
+    pub fn forget_all(&self) {
+        if let Ok(mut slots) = self.slots.lock() {
+            slots.clear();
+        }
+    }
+
+    /// Drop every body of the user (something they see changed).
     pub fn forget_user(&self, user_id: i64) {
         if let Ok(mut slots) = self.slots.lock() {
             slots.retain(|_, slot| slot.user_id != user_id);

@@ -2,38 +2,36 @@
 //!
 //! A session ends the moment the change that ends it (sign-out, password change or reset) is
 //! answered, in every process: the first request after that answer, to any process, is refused.
-//! So a session can be kept in memory only where this process sees every change to it: on
-//! SQLite, whose database one `serve` process answers for. There a checked session is kept for
-//! at most `ttl` and forgotten the moment a change to its user commits. On PostgreSQL, where
-//! several processes share the database, every request checks the token in the database (one
-//! indexed lookup).
+//! So a checked session is kept in memory (for at most `ttl`) only while this process hears of
+//! every change to it: always on SQLite, whose database one `serve` process answers for; on
+//! PostgreSQL while this process listens to the others, which acknowledge each change before it
+//! is answered (see [`crate::services::changes`]). A kept session is forgotten the moment a
+//! change to its user commits in any process; while not listening, every request checks the
+//! token in the database (one indexed lookup).
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use donkies_store::Backend;
 use donkies_store::users::User;
 
 use crate::cache::ReadCache;
+use crate::services::Storage;
 
 /// A checked session: its user and when the token expires.
 pub type Session = (User, DateTime<Utc>);
 
 pub struct SessionCache {
     entries: ReadCache<Session>,
+    store: Storage,
     /// Counts the users forgotten so far: a session read from the database before a user was
     /// forgotten may be stale, so it is not kept.
     forgotten: Mutex<u64>,
 }
 
 impl SessionCache {
-    pub fn new(backend: Backend, ttl: Duration) -> SessionCache {
-        let ttl = match backend {
-            Backend::Sqlite => ttl,
-            Backend::Postgres => Duration::ZERO,
-        };
-        SessionCache { entries: ReadCache::new(ttl), forgotten: Mutex::new(0) }
+    pub fn new(store: &Storage, ttl: Duration) -> SessionCache {
+        SessionCache { entries: ReadCache::new(ttl), store: store.clone(), forgotten: Mutex::new(0) }
     }
 
     /// The session behind a token hash: from memory, or else from `load`, kept unless a user was
@@ -43,12 +41,13 @@ impl SessionCache {
         token_hash: &str,
         load: impl Future<Output = Result<Option<Session>, E>>,
     ) -> Result<Option<Session>, E> {
-        if let Some(hit) = self.entries.get(token_hash) {
+        let live = self.store.changes.is_live(&self.store.db);
+        if live && let Some(hit) = self.entries.get(token_hash) {
             return Ok(Some(hit));
         }
         let before = *self.forgotten();
         let loaded = load.await?;
-        if let Some(session) = &loaded {
+        if live && let Some(session) = &loaded {
             // Under the lock, so that no forgetting slips in between the check and the put.
             let forgotten = self.forgotten();
             if *forgotten == before {
@@ -63,6 +62,13 @@ impl SessionCache {
         let mut forgotten = self.forgotten();
         *forgotten = forgotten.wrapping_add(1);
         self.entries.forget_where(move |(user, _)| user.id == user_id);
+    }
+
+    /// Forget every session (changes may have been missed).
+    pub fn forget_all(&self) {
+        let mut forgotten = self.forgotten();
+        *forgotten = forgotten.wrapping_add(1);
+        self.entries.forget_where(|_| true);
     }
 
     fn forgotten(&self) -> MutexGuard<'_, u64> {

@@ -111,10 +111,22 @@ fn message(text: &str) -> axum::Json<Message> {
 
 /// The signed-in user.
 #[utoipa::path(get, path = "/v1/user", tag = "user", security(("token" = [])), responses((status = 200, body = UserView)))]
-async fn get_user(State(state): State<AppState>, auth: AuthUser) -> ApiResult<axum::Json<UserView>> {
-    let total_debt = state.services.accounts.total_debt(auth.user.id).await?;
-    let customer = state.services.payments.customer(auth.user.id).await?;
-    Ok(axum::Json(UserView::new(auth.user, total_debt, customer.as_ref())))
+async fn get_user(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    headers: axum::http::HeaderMap,
+) -> ApiResult<axum::response::Response> {
+    let user_id = auth.user.id;
+    state
+        .kept(user_id, "user".into(), &headers, move |state| async move {
+            // Read now, not taken from the session: a change may have committed since.
+            let user = state.services.identity.user(user_id).await?;
+            let total_debt = state.services.accounts.total_debt(user.id).await?;
+            let customer = state.services.payments.customer(user.id).await?;
+            let view = UserView::new(user, total_debt, customer.as_ref());
+            Ok(serde_json::to_vec(&view).map_err(anyhow::Error::from)?)
+        })
+        .await
 }
 
 #[derive(Default, Deserialize, ToSchema)]

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use donkies_outbound::ProviderFailure;
-use donkies_store::jobs::{self, JobListener, Priority};
+use donkies_store::jobs::{self, Priority};
 use donkies_store::{Backend, now};
 use rand::Rng;
 use tokio::sync::{Notify, Semaphore};
@@ -177,7 +177,7 @@ impl Worker {
         let slots = worker.ctx.settings.worker_concurrency.max(1);
         tracing::info!(worker = %worker.name, slots, "job worker started");
         let alive = worker.announce();
-        let listening = worker.listen();
+        let mut others_wrote = worker.ctx.services.store.changes.jobs_written();
         let batch_slots = Arc::new(Semaphore::new(if slots >= 2 { slots - 1 } else { 1 }));
         let mut running = JoinSet::new();
         let mut last_schedule: Option<tokio::time::Instant> = None;
@@ -218,20 +218,18 @@ impl Worker {
             // Nothing more to claim (or no free slot): sleep until a job is due, a job is
             // written, or a slot frees up.
             let idle = match least {
-                Some(least) => worker.idle_for(least, listening.is_some()).await,
-                None => worker.fallback_poll(listening.is_some()),
+                Some(least) => worker.idle_for(least, worker.listening()).await,
+                None => worker.fallback_poll(worker.listening()),
             };
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = worker.wake.notified() => {}
+                _ = others_wrote.changed() => {}
                 Some(_) = running.join_next(), if !running.is_empty() => {}
                 _ = tokio::time::sleep(idle) => {}
             }
         }
         while running.join_next().await.is_some() {}
-        if let Some(listening) = listening {
-            listening.abort();
-        }
         alive.abort();
         if let Err(err) = donkies_store::money_loop::worker_gone(&worker.ctx.services.store.db, &worker.name).await {
             tracing::warn!(error = %err, "could not record that the worker stopped");
@@ -264,38 +262,11 @@ impl Worker {
         if listening { poll.max(Duration::from_secs(30)) } else { poll }
     }
 
-    /// On PostgreSQL, wake this worker whenever any process commits a job (or the listening
-    /// connection was lost and made again); `None` on SQLite or when listening failed.
-    fn listen(&self) -> Option<tokio::task::JoinHandle<()>> {
-        let db = &self.ctx.services.store.db;
-        if db.backend() != Backend::Postgres {
-            return None;
-        }
-        let db = db.clone();
-        let wake = self.wake.clone();
-        Some(tokio::spawn(async move {
-            let mut listener = loop {
-                match JobListener::connect(&db).await {
-                    Ok(Some(listener)) => break listener,
-                    Ok(None) => return,
-                    Err(err) => {
-                        tracing::warn!(error = %err, "could not listen for new jobs; retrying");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                }
-            };
-            // Jobs written while the connection was being made are found by the first claim.
-            wake.notify_one();
-            loop {
-                match listener.changed().await {
-                    Ok(()) => wake.notify_one(),
-                    Err(err) => {
-                        tracing::warn!(error = %err, "lost the connection listening for new jobs");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                }
-            }
-        }))
+    /// Whether other processes wake this worker when they commit a job (on PostgreSQL, while
+    /// this process listens to them).
+    fn listening(&self) -> bool {
+        let store = &self.ctx.services.store;
+        store.db.backend() == Backend::Postgres && store.changes.is_live(&store.db)
     }
 
     /// Say every few seconds that this worker is alive, so operator commands know whether

@@ -249,7 +249,7 @@ impl BankingService {
             let update = wire::MemberUpdate::credentials(credentials);
             let updated = self.aggregator.update_member(&user_guid, &member_guid, &update).await?;
             let mut work = self.store.begin().await?;
-            self.restart_polling(&mut work, existing.id, status_of(&updated.status)).await?;
+            self.restart_polling(&mut work, user_id, existing.id, status_of(&updated.status)).await?;
             work.commit().await?;
             return self.member_by_id(existing.id).await;
         }
@@ -282,7 +282,7 @@ impl BankingService {
             let _ = self.aggregator.delete_member(&user_guid, &created.guid).await;
             return Err(err);
         }
-        self.restart_polling(&mut work, id, status_of(&created.status)).await?;
+        self.restart_polling(&mut work, user_id, id, status_of(&created.status)).await?;
         work.commit().await?;
         tracing::info!(member = %id, institution = %inst.code, "member created");
         self.member_by_id(id).await
@@ -301,7 +301,7 @@ impl BankingService {
         let mut work = self.store.begin().await?;
         members::mark_deleted(&mut work, member.id, now()).await?;
         super::accounts::rebalance_debt_shares(&mut work, user_id).await?;
-        work.changed(Change::Member(member.id));
+        work.changed(Change::Member { id: member.id, user_id: member.user_id });
         work.changed(Change::Transactions(user_id));
         work.commit().await?;
         Ok(())
@@ -357,16 +357,22 @@ impl BankingService {
             Err(err) => return Err(err.into()),
         };
         let mut work = self.store.begin().await?;
-        self.restart_polling(&mut work, member.id, status_of(&resumed.status)).await?;
+        self.restart_polling(&mut work, user_id, member.id, status_of(&resumed.status)).await?;
         work.commit().await?;
         Ok(())
     }
 
     /// Start (or restart) polling a member: a new generation retires older polling jobs.
-    async fn restart_polling(&self, work: &mut Work, member_id: i64, status: MemberStatus) -> ServiceResult<()> {
+    async fn restart_polling(
+        &self,
+        work: &mut Work,
+        user_id: i64,
+        member_id: i64,
+        status: MemberStatus,
+    ) -> ServiceResult<()> {
         let generation = members::restart(work, member_id, &status, now()).await?;
         work.enqueue(&PollMember { member_id, generation }, self.settings.member_poll).await?;
-        work.changed(Change::Member(member_id));
+        work.changed(Change::Member { id: member_id, user_id });
         Ok(())
     }
 
@@ -398,7 +404,7 @@ impl BankingService {
                 if members::save_status(&mut work, member_id, generation, &update, now()).await? {
                     members::replace_challenges(&mut work, member_id, &stored).await?;
                 }
-                work.changed(Change::Member(member_id));
+                work.changed(Change::Member { id: member_id, user_id: member.user_id });
                 work.commit().await?;
             }
             wire::MemberStatus::Completed => {
@@ -409,7 +415,7 @@ impl BankingService {
                 if saved {
                     members::clear_challenges(&mut work, member_id).await?;
                 }
-                work.changed(Change::Member(member_id));
+                work.changed(Change::Member { id: member_id, user_id: member.user_id });
                 work.commit().await?;
                 if saved && let Err(err) = self.pull_transactions(&member, &user_guid).await {
                     tracing::warn!(member = %member_id, error = %format!("{err:#}"), "transactions not ready; retrying in a job");
@@ -422,19 +428,19 @@ impl BankingService {
             wire::MemberStatus::Halted if member.halted_retries < HALTED_RETRIES => {
                 self.aggregator.aggregate_member(&user_guid, &member_guid).await?;
                 update.halted_retries += 1;
-                self.save_status(member_id, generation, &update, true).await?;
+                self.save_status(member.user_id, member_id, generation, &update, true).await?;
             }
             wire::MemberStatus::Halted => {
                 update.gave_up = true;
-                self.save_status(member_id, generation, &update, false).await?;
+                self.save_status(member.user_id, member_id, generation, &update, false).await?;
             }
-            ref s if s.is_settled() => self.save_status(member_id, generation, &update, false).await?,
+            ref s if s.is_settled() => self.save_status(member.user_id, member_id, generation, &update, false).await?,
             _ if polls >= self.settings.member_poll_limit => {
                 tracing::warn!(member = %member_id, polls, "aggregation did not settle; giving up");
                 update.gave_up = true;
-                self.save_status(member_id, generation, &update, false).await?;
+                self.save_status(member.user_id, member_id, generation, &update, false).await?;
             }
-            _ => self.save_status(member_id, generation, &update, true).await?,
+            _ => self.save_status(member.user_id, member_id, generation, &update, true).await?,
         }
         Ok(())
     }
@@ -452,13 +458,14 @@ impl BankingService {
             halted_retries: member.halted_retries,
             gave_up: true,
         };
-        self.save_status(member_id, generation, &update, false).await
+        self.save_status(member.user_id, member_id, generation, &update, false).await
     }
 
     /// Save a polled status (unless a newer polling round took over), and poll again later
     /// when asked to.
     async fn save_status(
         &self,
+        user_id: i64,
         member_id: i64,
         generation: i64,
         update: &StatusUpdate,
@@ -469,7 +476,7 @@ impl BankingService {
             let poll = PollMember { member_id, generation };
             work.enqueue(&poll, self.settings.member_poll).await?;
         }
-        work.changed(Change::Member(member_id));
+        work.changed(Change::Member { id: member_id, user_id });
         work.commit().await?;
         Ok(())
     }
@@ -487,7 +494,7 @@ impl BankingService {
         }
         accounts::upsert(&mut work, member.user_id, member.id, &data, now()).await?;
         super::accounts::rebalance_debt_shares(&mut work, member.user_id).await?;
-        work.changed(Change::Member(member.id));
+        work.changed(Change::Member { id: member.id, user_id: member.user_id });
         work.changed(Change::Transactions(member.user_id));
         work.commit().await?;
         Ok(())
@@ -609,7 +616,7 @@ impl BankingService {
         let user_guid = self.ensure_aggregator_user(user_id).await?;
         let status = self.aggregator.aggregate_member(&user_guid, &member_guid).await?;
         let mut work = self.store.begin().await?;
-        self.restart_polling(&mut work, member.id, status_of(&status.status)).await?;
+        self.restart_polling(&mut work, user_id, member.id, status_of(&status.status)).await?;
         work.commit().await?;
         self.member_by_id(member.id).await
     }

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod banking;
+pub mod changes;
 pub mod identity;
 pub mod money;
 pub mod outbox;
@@ -16,7 +17,7 @@ pub mod social;
 use donkies_domain::ExposeSecret;
 use std::collections::BTreeMap;
 use std::ops::{Deref, DerefMut};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use donkies_atrium::Aggregator;
 use donkies_dwolla::PaymentRail;
@@ -24,6 +25,7 @@ use donkies_outbound::ProviderFailure;
 use donkies_store::{Db, StoreError, Tx};
 
 use crate::crypto::Sealer;
+pub use changes::{Change, Changes};
 pub use queue::{JobQueue, Priority, Task};
 pub use settings::ServiceSettings;
 
@@ -134,6 +136,7 @@ impl Storage {
     pub async fn begin(&self) -> Result<Work, StoreError> {
         Ok(Work {
             tx: self.db.begin().await?,
+            db: self.db.clone(),
             jobs: self.jobs.clone(),
             changes: self.changes.clone(),
             woken: false,
@@ -142,42 +145,11 @@ impl Storage {
     }
 }
 
-/// Something stored changed; in-process readers (caches, waiting requests) react at once.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
-    /// The user row or the user's sessions.
-    User(i64),
-    /// A member's status, challenges or accounts.
-    Member(i64),
-    /// What the user's transaction list shows: its rows, or the accounts they belong to.
-    Transactions(i64),
-}
-
-type Listener = Arc<dyn Fn(&Change) + Send + Sync>;
-
-/// Listeners told about every committed [`Change`], synchronously, in this process.
-#[derive(Clone, Default)]
-pub struct Changes(Arc<RwLock<Vec<Listener>>>);
-
-impl Changes {
-    pub fn listen(&self, listener: impl Fn(&Change) + Send + Sync + 'static) {
-        if let Ok(mut list) = self.0.write() {
-            list.push(Arc::new(listener));
-        }
-    }
-
-    pub fn publish(&self, change: &Change) {
-        let listeners: Vec<Listener> = self.0.read().map(|l| l.clone()).unwrap_or_default();
-        for listener in listeners {
-            listener(change);
-        }
-    }
-}
-
 /// A transaction with the after-commit effects of what it did: the worker is woken when a job
 /// was enqueued, and listeners learn of the changes. Dropped without `commit`, nothing happens.
 pub struct Work {
     tx: Tx,
+    db: Db,
     jobs: JobQueue,
     changes: Changes,
     woken: bool,
@@ -207,13 +179,22 @@ impl Work {
         self.changed.push(change);
     }
 
-    pub async fn commit(self) -> Result<(), StoreError> {
+    /// Commit; then wake the worker, tell this process's listeners, and (on PostgreSQL) wait
+    /// until the other processes heard of the changes too.
+    pub async fn commit(mut self) -> Result<(), StoreError> {
+        let sent = self.changes.send(&mut self.tx, &self.changed).await?;
         self.tx.commit().await?;
         if self.woken {
             self.jobs.wake();
         }
+        if self.changed.is_empty() {
+            self.changes.publish(&Change::Any);
+        }
         for change in &self.changed {
             self.changes.publish(change);
+        }
+        if let Some(sent) = sent {
+            self.changes.settled(&self.db, sent).await;
         }
         Ok(())
     }

@@ -104,6 +104,22 @@ async fn two_apis_and_two_workers_on_one_database_behave_as_one() {
     assert!(claimed.locked_by.is_some());
     assert_ledger_balanced(&app).await;
 
+    // B keeps what it read; a change made on A is in B's very next read all the same.
+    let (token, _) = &users[0];
+    for _ in 0..2 {
+        let (_, user) = app.call_on(&b_base, Method::GET, "/v1/user", Some(token), None).await;
+        assert_eq!(user["is_even_roundup"], false, "{user}");
+    }
+    let (_, settings) = app.call_on(&b_base, Method::GET, "/v1/user_settings", Some(token), None).await;
+    assert_eq!(settings["is_even_roundup"], false, "{settings}");
+    let even = json!({"is_even_roundup": true});
+    let (status, answer) = app.call_on(&a, Method::PATCH, "/v1/user_settings", Some(token), Some(even)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let (_, user) = app.call_on(&b_base, Method::GET, "/v1/user", Some(token), None).await;
+    assert_eq!(user["is_even_roundup"], true, "the kept /v1/user on B: {user}");
+    let (_, settings) = app.call_on(&b_base, Method::GET, "/v1/user_settings", Some(token), None).await;
+    assert_eq!(settings["is_even_roundup"], true, "the kept session on B: {settings}");
+
     // A password change on A ends the session on B at once, and keeps A's.
     start_of_a_rate_window().await;
     let (token, _) = &users[1];

@@ -27,6 +27,7 @@ both_databases!(
     change_password_errors_and_other_sessions,
     resend_confirmation_link_replaces_the_old_one,
     close_account_keeps_sign_in,
+    every_page_read_is_kept_with_its_tag_until_what_it_shows_changes,
 );
 
 async fn full_signup_story(backend: Backend) {
@@ -510,4 +511,48 @@ async fn close_account_keeps_sign_in(backend: Backend) {
     let (_, user) = app.get("/v1/user", Some(&token)).await;
     assert_eq!(user["is_closed_account"], true);
     assert_eq!(app.login("ada@example.com", PASSWORD).await.0, StatusCode::OK);
+}
+
+/// The reads every page of the web client makes are kept rendered: each answers with a tag, a
+/// client that shows the tag gets `304 Not Modified`, and a change to what a read shows gives
+/// the next read the new body at once.
+async fn every_page_read_is_kept_with_its_tag_until_what_it_shows_changes(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let token = app.signed_up_user("ada@example.com").await;
+    let get = |path: &str, tag: Option<&str>| {
+        let mut request = app.client.get(app.url(path)).header("Authorization", format!("Token {token}"));
+        if let Some(tag) = tag {
+            request = request.header("If-None-Match", tag);
+        }
+        request.send()
+    };
+    let mut tags = Vec::new();
+    for path in [
+        "/v1/user",
+        "/v1/accounts",
+        "/v1/members",
+        "/v1/stat",
+        "/v1/transfers_prepare",
+        "/v1/transfers_donkies",
+        "/v1/transfers_user",
+        "/v1/transfers_debt",
+        "/v1/accounts?limit=1",
+    ] {
+        let res = get(path, None).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{path}");
+        let tag = res.headers()["etag"].to_str().unwrap().to_owned();
+        assert_eq!(res.headers()["content-type"], "application/json", "{path}");
+        res.json::<serde_json::Value>().await.unwrap();
+        let again = get(path, Some(&tag)).await.unwrap();
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED, "{path}");
+        tags.push((path, tag));
+    }
+    let (_, user_tag) = &tags[0];
+    let (status, body) =
+        app.call(Method::PATCH, "/v1/user_settings", Some(&token), Some(json!({"is_even_roundup": true}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let res = get("/v1/user", Some(user_tag)).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "changed, so not 304");
+    let user: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(user["is_even_roundup"], true, "{user}");
 }
