@@ -1,7 +1,9 @@
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use donkies_outbound::{Gate, Open};
 use reqwest::header::{ACCEPT, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde::Serialize;
@@ -43,6 +45,8 @@ pub struct AtriumClient {
     base_url: Url,
     client_id: String,
     timeout: Duration,
+    /// Every call waits here first.
+    gate: Arc<dyn Gate>,
 }
 
 impl fmt::Debug for AtriumClient {
@@ -80,7 +84,19 @@ impl AtriumClient {
             .build()
             .map_err(|e| invalid(format!("could not build the http client: {e}")))?;
 
-        Ok(Self { http, base_url: config.base_url, client_id: config.client_id, timeout: config.timeout })
+        Ok(Self {
+            http,
+            base_url: config.base_url,
+            client_id: config.client_id,
+            timeout: config.timeout,
+            gate: Arc::new(Open),
+        })
+    }
+
+    /// Send every call through `gate` (a rate limit), and tell it of each `Retry-After`.
+    pub fn with_gate(mut self, gate: Arc<dyn Gate>) -> Self {
+        self.gate = gate;
+        self
     }
 
     pub fn base_url(&self) -> &Url {
@@ -106,6 +122,7 @@ impl AtriumClient {
         let method = request.method().clone();
         let path = request.url().path().to_owned();
         let operation = donkies_outbound::rest_operation(&method, &self.base_url, request.url());
+        self.gate.admit().await;
         let started = Instant::now();
         let sent = self.http.execute(request).await;
         donkies_outbound::record(
@@ -128,6 +145,9 @@ impl AtriumClient {
             return Ok(response);
         }
         let retry_after = donkies_outbound::retry_after(response.headers());
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            self.gate.hold_off(retry_after.unwrap_or(Duration::from_secs(1)));
+        }
         let body = response.text().await.unwrap_or_default();
         let error = AtriumError::from_status(status.as_u16(), error_message(status, &body), retry_after);
         tracing::warn!(%method, %path, status = status.as_u16(), %error, "atrium answered with an error");

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use donkies_domain::Cents;
+use donkies_outbound::{Gate, Open};
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::Serialize;
@@ -60,6 +61,8 @@ pub struct DwollaClient {
     /// One lock around the cached token: whoever finds it stale renews it
     /// while the others wait, so concurrent callers cause one renewal.
     token: Arc<Mutex<Option<CachedToken>>>,
+    /// Every request waits here first.
+    gate: Arc<dyn Gate>,
 }
 
 impl fmt::Debug for DwollaClient {
@@ -93,7 +96,13 @@ impl DwollaClient {
             .connect_timeout(config.timeout)
             .build()
             .map_err(|e| DwollaError::config(format!("could not build the http client: {e}")))?;
-        Ok(Self { http, base_url: config.base_url, basic_auth, token: Arc::new(Mutex::new(None)) })
+        Ok(Self {
+            http,
+            base_url: config.base_url,
+            basic_auth,
+            token: Arc::new(Mutex::new(None)),
+            gate: Arc::new(Open),
+        })
     }
 
     pub fn base_url(&self) -> &Url {
@@ -229,6 +238,7 @@ impl DwollaClient {
     async fn execute_metered(&self, request: RequestBuilder) -> reqwest::Result<Response> {
         let request = request.build()?;
         let operation = donkies_outbound::rest_operation(request.method(), &self.base_url, request.url());
+        self.gate.admit().await;
         let started = Instant::now();
         let sent = self.http.execute(request).await;
         donkies_outbound::record(
@@ -237,7 +247,19 @@ impl DwollaClient {
             donkies_outbound::outcome(sent.as_ref().map(Response::status)),
             started,
         );
+        if let Ok(response) = &sent
+            && response.status() == StatusCode::TOO_MANY_REQUESTS
+        {
+            let wait = donkies_outbound::retry_after(response.headers()).unwrap_or(Duration::from_secs(1));
+            self.gate.hold_off(wait);
+        }
         sent
+    }
+
+    /// Send every request through `gate` (a rate limit), and tell it of each `Retry-After`.
+    pub fn with_gate(mut self, gate: Arc<dyn Gate>) -> Self {
+        self.gate = gate;
+        self
     }
 
     async fn read<T: DeserializeOwned>(response: Response) -> Result<T> {

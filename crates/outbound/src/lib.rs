@@ -7,10 +7,31 @@ mod failure;
 
 pub use failure::{ProviderFailure, parse_retry_after, retry_after};
 
-use std::time::Instant;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use url::Url;
+
+/// What every call to a provider passes first: how fast calls may go out, shared by whoever
+/// shares the gate (in `donkies serve` and `donkies worker`, every process on the database).
+pub trait Gate: Send + Sync + 'static {
+    /// Wait until a call may go out.
+    fn admit(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+    /// The provider answered `429` and asked for `wait` (its `Retry-After`) before the next call.
+    fn hold_off(&self, wait: Duration);
+}
+
+/// No limit: every call goes out at once.
+pub struct Open;
+
+impl Gate for Open {
+    fn admit(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(std::future::ready(()))
+    }
+    fn hold_off(&self, _wait: Duration) {}
+}
 
 /// `METHOD /users/{id}/members`: the path below the base URL with every second segment (the ids
 /// of REST paths shaped `/collection/{id}/collection/{id}`) replaced, so that the label has a few

@@ -219,6 +219,9 @@ settings! {
         atrium_mode: AtriumMode ["MODE"] = "dev";
         /// Seconds before a call to Atrium times out
         atrium_timeout_seconds: u64 ["SECONDS"] = "20";
+        /// Calls to Atrium per second at most, by every process on the database together
+        /// (0: no limit); a 429's Retry-After holds them all
+        atrium_calls_per_second: u32 ["N"] = "0";
         /// Interval between polls of a member being aggregated, in milliseconds
         member_poll_ms: u64 ["MS"] = "2000";
         /// Polls of one aggregation before giving up on it (OTHER_ERROR)
@@ -271,6 +274,9 @@ settings! {
         dwolla_sandbox_processing_ms: u64 ["MS"] = "3000";
         /// Seconds before a call to Dwolla times out
         dwolla_timeout_seconds: u64 ["SECONDS"] = "20";
+        /// Calls to Dwolla per second at most, by every process on the database together
+        /// (0: no limit); a 429's Retry-After holds them all
+        dwolla_calls_per_second: u32 ["N"] = "0";
     }
 }
 
@@ -604,6 +610,10 @@ pub struct Settings {
     pub worker_concurrency: usize,
     pub atrium: ProviderSetting<AtriumRemote>,
     pub atrium_timeout: Duration,
+    /// Calls to Atrium per second, shared by every process (0: no limit).
+    pub atrium_calls_per_second: u32,
+    /// Calls to Dwolla per second, shared by every process (0: no limit).
+    pub dwolla_calls_per_second: u32,
     /// Time the in-process Atrium simulator spends in each member status.
     pub sandbox_step: Duration,
     pub member_poll: Duration,
@@ -815,6 +825,8 @@ impl Settings {
             worker_concurrency: usize::try_from(v.worker_concurrency).unwrap_or(usize::MAX),
             atrium,
             atrium_timeout: Duration::from_secs(v.atrium_timeout_seconds),
+            atrium_calls_per_second: v.atrium_calls_per_second,
+            dwolla_calls_per_second: v.dwolla_calls_per_second,
             sandbox_step: Duration::from_millis(v.sandbox_step_ms),
             member_poll: Duration::from_millis(v.member_poll_ms.max(10)),
             member_poll_limit: v.member_poll_limit.max(1),

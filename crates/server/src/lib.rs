@@ -1,6 +1,7 @@
 //! The `donkies` server: configuration, HTTP API, services, job worker.
 
 pub mod cache;
+pub mod call_rate;
 pub mod cli;
 pub mod config;
 pub mod crypto;
@@ -43,7 +44,7 @@ pub async fn build_context(
     api: SocketAddr,
     serve_sandbox: bool,
 ) -> anyhow::Result<(JobContext, Simulators)> {
-    let providers = providers::connect(&settings, api, serve_sandbox).await?;
+    let providers = providers::connect(&settings, &db, api, serve_sandbox).await?;
     let queue = JobQueue::new(settings.job_max_attempts);
     let clients = (providers.aggregator, providers.rail, providers.social);
     let services = Services::new(db, ServiceSettings::from_settings(&settings), clients, queue);

@@ -2,6 +2,7 @@
 //! remote (its real address, or one given), a simulator started here (sandbox mode), or off.
 
 use donkies_domain::ExposeSecret;
+use donkies_store::Db;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -158,7 +159,7 @@ async fn payment_rail(
     api: SocketAddr,
     serve_sandbox: bool,
     sims: &mut Simulators,
-) -> anyhow::Result<Arc<dyn PaymentRail>> {
+) -> anyhow::Result<DwollaClient> {
     let setting = "DONKIES_DWOLLA_URL (--dwolla-url)";
     let config = match &settings.dwolla.rail {
         ProviderSetting::Remote(r) => DwollaConfig::new(r.url.clone(), r.key.clone(), r.secret.clone()),
@@ -171,17 +172,20 @@ async fn payment_rail(
             DwollaConfig::new(base, donkies_sandbox::SANDBOX_DWOLLA_KEY, donkies_sandbox::SANDBOX_DWOLLA_SECRET)
         }
     };
-    let client = DwollaClient::new(config.with_timeout(settings.dwolla.timeout))
-        .map_err(|e| ConfigError::new(setting, e.to_string()))?;
-    Ok(Arc::new(client))
+    DwollaClient::new(config.with_timeout(settings.dwolla.timeout))
+        .map_err(|e| ConfigError::new(setting, e.to_string()).into())
 }
 
 /// Build every provider the settings ask for, starting simulators in sandbox mode. `api` is
 /// the address of the `serve` process (this one when `serve_sandbox`), whose Dwolla simulator
 /// sandbox mode uses.
-pub async fn connect(settings: &Settings, api: SocketAddr, serve_sandbox: bool) -> anyhow::Result<Providers> {
+///
+/// Calls to Atrium and to Dwolla each go through a budget shared by every process on `db`
+/// (`DONKIES_ATRIUM_CALLS_PER_SECOND`, `DONKIES_DWOLLA_CALLS_PER_SECOND`).
+pub async fn connect(settings: &Settings, db: &Db, api: SocketAddr, serve_sandbox: bool) -> anyhow::Result<Providers> {
     let mut sims = Simulators::default();
     let rail = payment_rail(settings, api, serve_sandbox, &mut sims).await?;
+    let rail = rail.with_gate(crate::call_rate::gate("dwolla", settings.dwolla_calls_per_second, db));
     let timeout = settings.atrium_timeout;
     let step = settings.sandbox_step;
     // `serve` runs the simulator, keeping its members in the data directory, and serves it
@@ -208,7 +212,8 @@ pub async fn connect(settings: &Settings, api: SocketAddr, serve_sandbox: bool) 
     };
     let atrium = atrium.ok_or_else(|| ConfigError::new("DONKIES_ATRIUM_URL (--atrium-url)", "required"))?;
     let aggregator = AtriumClient::new(atrium.with_timeout(timeout))
-        .map_err(|e| ConfigError::new("DONKIES_ATRIUM_URL (--atrium-url)", e))?;
+        .map_err(|e| ConfigError::new("DONKIES_ATRIUM_URL (--atrium-url)", e))?
+        .with_gate(crate::call_rate::gate("atrium", settings.atrium_calls_per_second, db));
 
     let mut social = SignInProviders::default();
     let invalid = |name: &str, e: donkies_social::SocialError| anyhow::anyhow!("{name} sign-in: {e}");
@@ -276,5 +281,5 @@ pub async fn connect(settings: &Settings, api: SocketAddr, serve_sandbox: bool) 
     if sims.facebook.is_some() || sims.google.is_some() || sims.twitter.is_some() {
         tracing::info!("sign-in providers without keys are served by in-process simulators");
     }
-    Ok(Providers { aggregator: Arc::new(aggregator), rail, social, simulators: sims })
+    Ok(Providers { aggregator: Arc::new(aggregator), rail: Arc::new(rail), social, simulators: sims })
 }

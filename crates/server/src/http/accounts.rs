@@ -462,7 +462,7 @@ async fn list_transactions(
                 return Ok(Loaded::Current);
             }
             let body = render_transactions(&loader, user_id, rules, account, page).await?;
-            Ok(Loaded::New { version, body })
+            Ok(Loaded::New { version, body: Box::new(body) })
         })
         .await?;
     body.respond(&headers).await

@@ -141,7 +141,7 @@ impl AppState {
                 Ok(if known == Some(body.version()) {
                     rendered::Loaded::Current
                 } else {
-                    rendered::Loaded::New { version: body.version(), body }
+                    rendered::Loaded::New { version: body.version(), body: Box::new(body) }
                 })
             })
             .await?;

@@ -32,6 +32,8 @@ const MAX_BODIES: usize = 10_000;
 /// A rendered JSON body, its entity tag and (once asked for) its gzip encoding.
 pub struct Rendered {
     tag: String,
+    /// The `ETag` header of the plain and of the gzip encoding, made once.
+    etags: [HeaderValue; 2],
     json: Bytes,
     gzip: OnceCell<Bytes>,
 }
@@ -40,7 +42,9 @@ impl Rendered {
     pub fn new(json: Vec<u8>) -> Rendered {
         let digest = Sha256::digest(&json);
         let tag = hex::encode(&digest[..16]);
-        Rendered { tag, json: Bytes::from(json), gzip: OnceCell::new() }
+        let etag = |tag: String| HeaderValue::from_str(&tag).unwrap_or_else(|_| HeaderValue::from_static("\"\""));
+        let etags = [etag(format!("\"{tag}\"")), etag(format!("\"{tag}.gz\""))];
+        Rendered { tag, etags, json: Bytes::from(json), gzip: OnceCell::new() }
     }
 
     /// A number that differs between different bodies (but for a 2^-64 chance).
@@ -49,8 +53,7 @@ impl Rendered {
     }
 
     fn etag(&self, gzip: bool) -> HeaderValue {
-        let tag = if gzip { format!("\"{}.gz\"", self.tag) } else { format!("\"{}\"", self.tag) };
-        HeaderValue::from_str(&tag).unwrap_or_else(|_| HeaderValue::from_static("\"\""))
+        self.etags[usize::from(gzip)].clone()
     }
 
     /// Whether `If-None-Match` names this body (in either encoding): the client has it.
@@ -126,7 +129,7 @@ fn accepts_gzip(request: &HeaderMap) -> bool {
 /// What a load found: the kept body is still current, or a new rendering of `version`.
 pub enum Loaded {
     Current,
-    New { version: i64, body: Rendered },
+    New { version: i64, body: Box<Rendered> },
 }
 
 /// A rendered body and the version of the data it was rendered from.
@@ -174,7 +177,7 @@ impl RenderedBodies {
         let nothing_kept = || ApiError::Internal(anyhow::anyhow!("a kept body was current, but none is kept"));
         if self.ttl.is_zero() {
             return match load(None).await? {
-                Loaded::New { body, .. } => Ok(Arc::new(body)),
+                Loaded::New { body, .. } => Ok(Arc::from(body)),
                 Loaded::Current => Err(nothing_kept()),
             };
         }
@@ -216,7 +219,7 @@ impl RenderedBodies {
                 let load = load.ok_or_else(lock_failed)?;
                 match load(known.as_ref().map(|k| k.version)).await? {
                     Loaded::Current => known.ok_or_else(nothing_kept),
-                    Loaded::New { version, body } => Ok(Arc::new(Kept { version, body: Arc::new(body) })),
+                    Loaded::New { version, body } => Ok(Arc::new(Kept { version, body: Arc::from(body) })),
                 }
             })
             .await?;
@@ -254,7 +257,7 @@ where
     match loaded {
         Ok(Loaded::Current) => slot.born = started,
         Ok(Loaded::New { version, body }) => {
-            slot.body = Arc::new(OnceCell::new_with(Some(Arc::new(Kept { version, body: Arc::new(body) }))));
+            slot.body = Arc::new(OnceCell::new_with(Some(Arc::new(Kept { version, body: Arc::from(body) }))));
             slot.born = started;
         }
         Err(err) => tracing::warn!(error = %format!("{err:?}"), "a kept body could not be checked"),
@@ -315,7 +318,10 @@ mod tests {
                     }
                     source.renders.fetch_add(1, Ordering::SeqCst);
                     tokio::time::sleep(Duration::from_millis(80)).await;
-                    Ok(Loaded::New { version, body: Rendered::new(format!("[{user},{version}]").into_bytes()) })
+                    Ok(Loaded::New {
+                        version,
+                        body: Box::new(Rendered::new(format!("[{user},{version}]").into_bytes())),
+                    })
                 })
             }
         }

@@ -5,6 +5,7 @@
 mod bank_data;
 mod bank_model;
 mod banking;
+mod call_rate;
 mod cluster;
 mod crash;
 mod edge;

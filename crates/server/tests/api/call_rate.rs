@@ -1,0 +1,34 @@
+//! The shared budget of calls to a provider: two processes' gates on one database never let
+//! more than the rate out in any second together, and a `Retry-After` one of them heard holds
+//! the other too.
+
+use std::time::Duration;
+
+use donkies_server::call_rate;
+
+use crate::both_databases;
+use crate::helpers::{Backend, TestApp};
+
+both_databases!(two_processes_share_one_call_budget_and_one_retry_after);
+
+async fn two_processes_share_one_call_budget_and_one_retry_after(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    // Each gate is what one process builds for the provider: budgets of 10 a second.
+    let (a, b) = (call_rate::gate("sim", 10, app.db()), call_rate::gate("sim", 10, app.db()));
+    let calls = futures::future::join_all((0..45).map(|i| {
+        let gate = if i % 2 == 0 { a.clone() } else { b.clone() };
+        async move { gate.admit().await }
+    }));
+    tokio::time::timeout(Duration::from_secs(20), calls).await.expect("45 calls at 10 a second within 20 s");
+    let windows = donkies_store::rate_limits::windows(app.db(), "calls:sim").await.unwrap();
+    assert!(windows.iter().all(|(_, hits)| *hits <= 10), "never more than 10 in a second: {windows:?}");
+    assert_eq!(windows.iter().map(|(_, hits)| hits).sum::<i64>(), 45, "{windows:?}");
+    assert!(windows.len() >= 5, "spread over at least five seconds: {windows:?}");
+
+    // The provider told A to wait 1.5 s: B waits too.
+    a.hold_off(Duration::from_millis(1500));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = tokio::time::Instant::now();
+    b.admit().await;
+    assert!(started.elapsed() >= Duration::from_millis(1100), "B called after {:?}", started.elapsed());
+}
