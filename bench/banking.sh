@@ -40,42 +40,10 @@ declare -a ROUND_LINES=()
 INGEST_LINES=()
 
 # ---------------------------------------------------------------------------- simulator
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-SIM_LOG="$WORK/sim.log"
-SIM_PORT="$(free_port)"
-log "starting the Atrium simulator on 127.0.0.1:$SIM_PORT"
-"$BIN" sandbox atrium --listen "127.0.0.1:$SIM_PORT" --step-ms "$SIM_STEP_MS" >"$SIM_LOG" 2>&1 &
-SIM_PID=$!
-track_pid "$SIM_PID"
-SIM_URL=""
-for ((i = 0; i < 100; i++)); do
-    kill -0 "$SIM_PID" 2>/dev/null || { cat "$SIM_LOG" >&2; die "simulator exited during start-up"; }
-    SIM_URL="$(strip_ansi "$SIM_LOG" | grep -o 'Atrium simulator listening on http://[0-9.:]*' | head -n1 | sed 's/.* on //')" || true
-    [[ -n "$SIM_URL" ]] && break
-    sleep 0.1
-done
-[[ -n "$SIM_URL" ]] || { cat "$SIM_LOG" >&2; die "simulator did not print its URL within 10 s"; }
-log "simulator at $SIM_URL (pid $SIM_PID)"
-
-sim_settings() { # JSON
-    curl -fsS -X POST "$SIM_URL/__sim/settings" -H 'Content-Type: application/json' -d "$1" \
-        || die "POST /__sim/settings $1 failed"
-    echo
-}
+start_atrium_sim "$SIM_STEP_MS"
 sim_settings "{\"transactions_per_member\": $TX_PER_MEMBER}" >&2
 
-SIM_ENV=(
-    DONKIES_ATRIUM_URL="$SIM_URL"
-    DONKIES_ATRIUM_CLIENT_ID=donkies-sandbox-client
-    DONKIES_ATRIUM_KEY=donkies-sandbox-key
-    DONKIES_MEMBER_POLL_MS=100
-)
-
 # ---------------------------------------------------------------------------- helpers
-# wait_until SECONDS DESCRIPTION COMMAND...: retries COMMAND every 0.2 s.
 tx_count() { # BASE TOKEN
     curl -fsS -H "Authorization: Token $2" "$1/v1/transactions" | jq 'length'
 }

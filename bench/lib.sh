@@ -145,6 +145,42 @@ login() {
         | sed -n 's/.*"token":"\([^"]*\)".*/\1/p'
 }
 
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# start_atrium_sim STEP_MS: starts a standalone Atrium simulator (stopped on exit); sets SIM_URL
+# and SIM_ENV (the settings that point donkies at it). sim_settings JSON changes its settings.
+start_atrium_sim() {
+    local sim_log="$WORK/sim.log" port i
+    port="$(free_port)"
+    log "starting the Atrium simulator on 127.0.0.1:$port"
+    "$BIN" sandbox atrium --listen "127.0.0.1:$port" --step-ms "$1" >"$sim_log" 2>&1 &
+    local pid=$!
+    track_pid "$pid"
+    SIM_URL=""
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$pid" 2>/dev/null || { cat "$sim_log" >&2; die "simulator exited during start-up"; }
+        SIM_URL="$(strip_ansi "$sim_log" | grep -o 'Atrium simulator listening on http://[0-9.:]*' | head -n1 | sed 's/.* on //')" || true
+        [[ -n "$SIM_URL" ]] && break
+        sleep 0.1
+    done
+    [[ -n "$SIM_URL" ]] || { cat "$sim_log" >&2; die "simulator did not print its URL within 10 s"; }
+    log "simulator at $SIM_URL (pid $pid)"
+    SIM_ENV=(
+        DONKIES_ATRIUM_URL="$SIM_URL"
+        DONKIES_ATRIUM_CLIENT_ID=donkies-sandbox-client
+        DONKIES_ATRIUM_KEY=donkies-sandbox-key
+        DONKIES_MEMBER_POLL_MS=100
+    )
+}
+
+sim_settings() { # JSON
+    curl -fsS -X POST "$SIM_URL/__sim/settings" -H 'Content-Type: application/json' -d "$1" \
+        || die "POST /__sim/settings $1 failed"
+    echo
+}
+
 # wait_until SECONDS DESCRIPTION COMMAND...: retries COMMAND every 0.2 s.
 wait_until() {
     local secs=$1 what=$2

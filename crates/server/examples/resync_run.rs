@@ -33,12 +33,9 @@ use clap::Parser;
 use donkies_atrium::DateRange;
 use donkies_atrium::wire::{self, TransactionStatus};
 use donkies_domain::bank_sync::SyncCounts;
-use donkies_domain::{Email, MemberStatus};
 use donkies_sandbox::{AtriumSim, AtriumSimConfig, SANDBOX_API_KEY, SANDBOX_CLIENT_ID, SimEvent};
 use donkies_server::config::CommonArgs;
 use donkies_server::services::Services;
-use donkies_server::services::banking::Keyed;
-use donkies_server::services::identity::{Created, NewAccount};
 use donkies_store::members::Member;
 use futures::{StreamExt, TryStreamExt, stream};
 
@@ -155,37 +152,9 @@ async fn main() -> anyhow::Result<()> {
 /// A new user with one mxbank member, polled until its aggregation completed and synced (its
 /// first ingest), then given `2 * unit` pending purchases (seen from its next aggregation).
 async fn link_bank(services: &Services, sim: &AtriumSim, i: usize, unit: usize) -> anyhow::Result<Bank> {
-    let email = Email::parse(&format!("resync{i}@example.com")).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut work = services.begin().await?;
-    let account = NewAccount {
-        email: &email,
-        password_hash: "!".to_owned(),
-        first_name: "Bench",
-        last_name: "User",
-        confirmed: true,
-    };
-    let Created::User(user_id) = services.identity.create_user(&mut work, account).await? else {
-        anyhow::bail!("{email} is taken: the database is not fresh");
-    };
-    work.commit().await?;
-
-    let credentials = vec![
-        (Keyed::Name("LOGIN".to_owned()), "test_atrium".to_owned()),
-        (Keyed::Name("PASSWORD".to_owned()), "password".to_owned()),
-    ];
+    let user_id = support::new_user(services, "resync", i).await?;
+    let member = support::link_mxbank_polled(services, user_id, SIM_STEP).await?;
     let banking = &services.banking;
-    let created = banking.create_member(user_id, "mxbank", credentials).await?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let member = loop {
-        banking.poll_member(created.id, created.poll_generation).await?;
-        let member = banking.member_by_id(created.id).await?;
-        if member.status == MemberStatus::Completed {
-            break member;
-        }
-        anyhow::ensure!(!member.gave_up && Instant::now() < deadline, "member {} did not complete", member.id);
-        tokio::time::sleep(SIM_STEP).await;
-    };
-
     let user_guid = banking.ensure_aggregator_user(user_id).await?;
     let member_guid = member.guid.clone().context("a completed member has a guid")?;
     let live = banking.aggregator.all_member_transactions(&user_guid, &member_guid, DateRange::default()).await?;

@@ -321,6 +321,16 @@ pub async fn list(db: &Db, failed_only: bool) -> Result<Vec<Job>, StoreError> {
     Ok(on_db!(db, pool => sqlx::query_as::<_, Job>(&sql).fetch_all(pool).await)?)
 }
 
+/// How many jobs of `kind` are queued or running.
+pub async fn unfinished(db: &Db, kind: &str) -> Result<i64, StoreError> {
+    Ok(on_db!(db, pool => sqlx::query_scalar::<_, i64>(
+        "SELECT COUNT(*) FROM jobs WHERE kind = $1 AND status IN ('queued', 'running')",
+    )
+    .bind(kind)
+    .fetch_one(pool)
+    .await)?)
+}
+
 /// Enqueue the periodic job `kind` for time slot `slot` unless some worker already did. The
 /// clock's work is batch work: nobody waits for it.
 /// Returns whether this call enqueued it.
