@@ -6,7 +6,8 @@
 //!
 //! 1. setup (untimed, no rate limit): MEMBERS new users each link one mxbank member, polled to
 //!    COMPLETED and synced;
-//! 2. the simulator gets its latency (`BENCH_FANOUT_LATENCY_MS`), and a job worker with the
+//! 2. what the setup left queued is dropped (this hour's periodic jobs too, their slots taken),
+//!    the simulator gets its latency (`BENCH_FANOUT_LATENCY_MS`), and a job worker with the
 //!    rate limit starts; one more member is linked on the idle worker and timed, from
 //!    `create_member` until the worker's polls saw it COMPLETED;
 //! 3. the hourly re-sync (`resync_members`, one `resync_member` job per member) runs on that
@@ -70,6 +71,14 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     tracing::info!(members, seconds = started.elapsed().as_secs_f64(), "setup done");
 
+    // What the setup left for a worker (polls of members already polled here, aggregator users
+    // already made), and this hour's periodic jobs (their slots taken), are dropped: the worker
+    // below starts idle.
+    let kinds: Vec<&'static str> = donkies_server::jobs::periodic().iter().map(|(kind, _)| *kind).collect();
+    donkies_server::jobs::schedule_periodic(&ctx, &kinds).await?;
+    let dropped = donkies_store::jobs::discard_queued(&db).await?;
+    tracing::info!(dropped, "setup jobs dropped");
+
     let http = reqwest::Client::new();
     http.post(format!("{}/__sim/faults", sim_url.trim_end_matches('/')))
         .json(&serde_json::json!({ "latency_ms": latency_ms }))
@@ -79,11 +88,6 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let worker = donkies_server::jobs::Worker::new(ctx.clone(), ctx.services.store.jobs.wake_signal());
     let running = tokio::spawn(worker.run(shutdown.clone()));
-    // The periodic jobs a starting worker enqueues (this hour's re-sync among them) run first.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    for kind in ["sync_institutions", "backfill_aggregator_users", "resync_members", "resync_member"] {
-        wait_for_no(&db, kind).await?;
-    }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle_link = link_through_worker(&ctx.services, members).await?;
 

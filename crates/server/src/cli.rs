@@ -313,7 +313,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 crate::serve_metrics(at, &ctx.services, &shutdown, &mut tasks).await?;
             }
             let store = &ctx.services.store;
-            let listening = store.changes.listen_to(&store.db);
+            let listening = if ctx.settings.pg_listen { store.changes.listen_to(&store.db) } else { None };
             let w = jobs::Worker::new(ctx.clone(), ctx.services.store.jobs.wake_signal());
             tasks.push(tokio::spawn(w.run(shutdown.clone())));
             crate::wait_for_signal().await;

@@ -175,6 +175,11 @@ settings! {
         database_url: SecretString ["URL"], unset "sqlite://<data dir>/donkies.db", env "DATABASE_URL";
         /// Database connections this process keeps open at most (at least 1)
         db_pool: u32 ["N"], unset "16 on PostgreSQL; on SQLite one per core, 2 to 8";
+        /// On PostgreSQL, keep one connection LISTENing to the other processes' jobs and
+        /// changes: on or off (behind a pooler that does not pass LISTEN/NOTIFY; then every
+        /// request reads its session and page from the database, and idle workers and ?wait=
+        /// requests poll)
+        pg_listen: bool ["ON|OFF"] = "on";
         /// Secret key for encrypting personal data at rest
         secret_key: SecretString ["KEY"], unset "generated once and kept in <data dir>/secret_key";
         /// Front-end base URL used in emailed links
@@ -393,6 +398,16 @@ macro_rules! taken_as_is {
 
 taken_as_is!(String, SecretString, PathBuf);
 
+impl SettingValue for bool {
+    fn parse(text: &str) -> Result<Self, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "on" | "true" | "yes" | "1" => Ok(true),
+            "off" | "false" | "no" | "0" => Ok(false),
+            _ => Err(format!("invalid switch {text:?}: on or off")),
+        }
+    }
+}
+
 impl SettingValue for Cents {
     fn parse(text: &str) -> Result<Self, String> {
         Cents::parse(text.trim())
@@ -594,6 +609,8 @@ pub struct Settings {
     pub database_url: SecretString,
     /// Most connections in the pool; `None`: the engine's default.
     pub db_pool: Option<u32>,
+    /// Listen to the other processes on PostgreSQL.
+    pub pg_listen: bool,
     pub secret_key: SecretString,
     pub frontend_url: Url,
     pub smtp_url: Option<SecretString>,
@@ -809,6 +826,7 @@ impl Settings {
             data_dir: v.data_dir,
             database_url,
             db_pool: v.db_pool,
+            pg_listen: v.pg_listen,
             secret_key,
             frontend_url: v.frontend_url,
             smtp_url: v.smtp_url,

@@ -121,7 +121,7 @@ impl Server {
         let shutdown = CancellationToken::new();
         let mut tasks = Vec::new();
         let store = &context.services.store;
-        let listening = store.changes.listen_to(&store.db);
+        let listening = if settings.pg_listen { store.changes.listen_to(&store.db) } else { None };
 
         if with_worker {
             let w = jobs::Worker::new(context.clone(), context.services.store.jobs.wake_signal());

@@ -321,6 +321,14 @@ pub async fn list(db: &Db, failed_only: bool) -> Result<Vec<Job>, StoreError> {
     Ok(on_db!(db, pool => sqlx::query_as::<_, Job>(&sql).fetch_all(pool).await)?)
 }
 
+/// Drop every queued job (not the running ones); how many.
+pub async fn discard_queued(db: &Db) -> Result<u64, StoreError> {
+    Ok(on_db!(db, pool => sqlx::query("DELETE FROM jobs WHERE status = 'queued'")
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?)
+}
+
 /// How many jobs of `kind` are queued or running.
 pub async fn unfinished(db: &Db, kind: &str) -> Result<i64, StoreError> {
     Ok(on_db!(db, pool => sqlx::query_scalar::<_, i64>(

@@ -421,7 +421,10 @@ async fn get_member(
         },
     };
     let cache_key = format!("{}/{identifier}", auth.user.id);
+    let store = &state.services.store;
+    let heard = store.changes.is_live(&store.db);
     if wait == 0
+        && heard
         && let Some((_, body)) = state.member_reads.get(&cache_key)
     {
         return Ok(json_bytes(body));
@@ -431,7 +434,6 @@ async fn get_member(
     if wait > 0 {
         let seen = (member.status.clone(), member.gave_up);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
-        let store = &state.services.store;
         loop {
             // Woken by a change in any process (PostgreSQL, while listening to the others);
             // else re-check the database every half second for changes made elsewhere.
@@ -456,7 +458,9 @@ async fn get_member(
     let member_id = member.id;
     let body =
         bytes::Bytes::from(serde_json::to_vec(&member_view(&state, member).await?).map_err(anyhow::Error::from)?);
-    state.member_reads.put(&cache_key, (member_id, body.clone()));
+    if heard {
+        state.member_reads.put(&cache_key, (member_id, body.clone()));
+    }
     Ok(json_bytes(body))
 }
 

@@ -133,6 +133,11 @@ impl AppState {
         F: FnOnce(AppState) -> Fut + Send + 'static,
         Fut: Future<Output = Result<Vec<u8>, ApiError>> + Send + 'static,
     {
+        let store = &self.services.store;
+        if !store.changes.is_live(&store.db) {
+            // Another process's change might not be heard: read every time.
+            return rendered::Rendered::new(render(self.clone()).await?).respond(request).await;
+        }
         let state = self.clone();
         let body = self
             .bodies
