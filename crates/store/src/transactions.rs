@@ -531,18 +531,23 @@ pub async fn stored_in_window(
 }
 
 /// The day of the member's last posted purchase and of its oldest pending one still present: a
-/// sync fetches from a little before the first, and no later than the second.
+/// sync fetches from a little before the first, and no later than the second. Read per account,
+/// so that each comes from the end of its `(account_id, date)` index whatever the planner
+/// believes of the table's size (a join, on a bulk-loaded table without fresh statistics, read
+/// every transaction).
 pub async fn sync_marks(db: &Db, member_id: i64) -> Result<(Option<NaiveDate>, Option<NaiveDate>), StoreError> {
     let posted = on_db!(db, pool => sqlx::query_scalar::<_, Option<NaiveDate>>(
-        "SELECT MAX(t.date) FROM transactions t JOIN accounts a ON a.id = t.account_id \
-         WHERE a.member_id = $1 AND t.removed_at IS NULL AND COALESCE(t.status, 'POSTED') <> 'PENDING'",
+        "SELECT MAX((SELECT MAX(t.date) FROM transactions t WHERE t.account_id = a.id \
+             AND t.removed_at IS NULL AND COALESCE(t.status, 'POSTED') <> 'PENDING')) \
+         FROM accounts a WHERE a.member_id = $1",
     )
     .bind(member_id)
     .fetch_one(pool)
     .await)?;
     let pending = on_db!(db, pool => sqlx::query_scalar::<_, Option<NaiveDate>>(
-        "SELECT MIN(t.date) FROM transactions t JOIN accounts a ON a.id = t.account_id \
-         WHERE a.member_id = $1 AND t.removed_at IS NULL AND t.status = 'PENDING'",
+        "SELECT MIN((SELECT MIN(t.date) FROM transactions t WHERE t.account_id = a.id \
+             AND t.removed_at IS NULL AND t.status = 'PENDING')) \
+         FROM accounts a WHERE a.member_id = $1",
     )
     .bind(member_id)
     .fetch_one(pool)
