@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Latency between processes on one PostgreSQL database: two `serve` servers (A without a
-# worker, B with one) on a fresh database, each with its own pool and listening connection,
+# worker, B with one) on a fresh database and one standalone Atrium simulator, each with its own pool and listening connection,
 # run by the release example crates/server/examples/cross_process.rs; first with
 # DONKIES_PG_LISTEN=off (polling: an idle worker looks every DONKIES_JOB_POLL_MS, a `?wait=`
 # request re-reads every half second), then on (LISTEN/NOTIFY). Medians and p99 of TURNS turns:
@@ -17,16 +17,17 @@ set -euo pipefail
 TURNS="${BENCH_CROSS_TURNS:-30}"
 
 # shellcheck source=bench/lib.sh
-BENCH_EXAMPLE_ONLY=1
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 RUN_BIN="$(build_example cross_process "the cross-process latency run")"
 
 pg_check
 [[ -z "$PG_SKIPPED" ]] || die "PostgreSQL is needed: $PG_SKIPPED"
 pg_fresh_db
+# One Atrium for both servers, as processes on one database share one.
+start_atrium_sim 5
 OUT="$WORK/run.out"
 env DATABASE_URL="$PG_URL" DONKIES_DATA_DIR="$WORK" DONKIES_SECRET_KEY="$SECRET_KEY" \
-    DONKIES_MEMBER_POLL_MS=100 BENCH_CROSS_TURNS="$TURNS" \
+    "${SIM_ENV[@]}" BENCH_CROSS_TURNS="$TURNS" \
     "$RUN_BIN" >"$OUT" 2>"$WORK/run.log" || { tail -n 30 "$WORK/run.log" >&2; die "the run failed"; }
 
 echo
