@@ -252,7 +252,14 @@ impl TestApp {
         let settings = Settings::resolve(Some("127.0.0.1:0".into()), &args, &FileValues::default()).unwrap();
         let server = Server::start_with_db(settings, test_db.db.clone(), options.with_worker).await.unwrap();
         let webhooks = format!("{}/v1/dwolla/webhooks", server.base_url());
-        server.services().payments.ensure_webhook_subscription(&webhooks).await.unwrap();
+        // The server's own start-up job subscribes too, with the same idempotency key: while
+        // its request is in flight, Dwolla answers 409 and this one is tried again.
+        let mut tries = 0;
+        while let Err(err) = server.services().payments.ensure_webhook_subscription(&webhooks).await {
+            tries += 1;
+            assert!(tries < 50, "could not subscribe to the Dwolla simulator's webhooks: {err:?}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
         let stirred = Self::stir_on_changes(&server);
         TestApp {
             base: server.base_url(),
