@@ -66,11 +66,8 @@ bench_backend() {
     start_server "$name" "$data_dir" "$db_url" "${SIM_ENV[@]}"
     log "$name: listening on $BASE (pid $SERVER_PID)"
 
-    signup_one "$BASE" 1 "$PASSWORD" || die "$name: sign-up failed"
     local token
-    token="$(login "$BASE" bench1@example.com "$PASSWORD")"
-    [[ -n "$token" ]] || die "$name: login returned no token"
-    wait_until 60 "$name: GET /v1/institutions non-empty" institutions_ready "$BASE" "$token"
+    token="$(banking_user "$name" "$BASE")"
 
     log "$name: linking mxbank"
     local t0=$SECONDS

@@ -198,6 +198,17 @@ institutions_ready() { # BASE TOKEN
     [[ "$n" -gt 0 ]]
 }
 
+# banking_user NAME BASE -> prints the token of bench1@example.com (signed up with $PASSWORD)
+# once the institution catalog is there.
+banking_user() {
+    signup_one "$2" 1 "$PASSWORD" || die "$1: sign-up failed"
+    local token
+    token="$(login "$2" bench1@example.com "$PASSWORD")"
+    [[ -n "$token" ]] || die "$1: login returned no token"
+    wait_until 60 "$1: GET /v1/institutions non-empty" institutions_ready "$2" "$token"
+    echo "$token"
+}
+
 # link_mxbank NAME BASE TOKEN -> sets MEMBER_IDENT and MEMBER_ID once status_info.name == SUCCESS.
 link_mxbank() {
     local name=$1 base=$2 token=$3 body code

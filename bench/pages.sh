@@ -43,11 +43,8 @@ bench_backend() {
     log "$name: starting server"
     start_server "$name" "$data_dir" "$db_url"
     log "$name: listening on $BASE (pid $SERVER_PID)"
-    signup_one "$BASE" 1 "$PASSWORD" || die "$name: sign-up failed"
     local token
-    token="$(login "$BASE" bench1@example.com "$PASSWORD")"
-    [[ -n "$token" ]] || die "$name: login returned no token"
-    wait_until 60 "$name: GET /v1/institutions non-empty" institutions_ready "$BASE" "$token"
+    token="$(banking_user "$name" "$BASE")"
     log "$name: linking mxbank"
     link_mxbank "$name" "$BASE" "$token"
     local auth="Authorization: Token $token" path
