@@ -430,6 +430,7 @@ async fn get_member(
         return Ok(json_bytes(body));
     }
     let mut events = state.member_events.subscribe();
+    let read_start = state.member_reads.read_start();
     let mut member = state.services.banking.member(auth.user.id, &identifier).await?;
     if wait > 0 {
         let seen = (member.status.clone(), member.gave_up);
@@ -459,7 +460,7 @@ async fn get_member(
     let body =
         bytes::Bytes::from(serde_json::to_vec(&member_view(&state, member).await?).map_err(anyhow::Error::from)?);
     if heard {
-        state.member_reads.put(&cache_key, (member_id, body.clone()));
+        state.member_reads.put_read_since(read_start, &cache_key, (member_id, body.clone()));
     }
     Ok(json_bytes(body))
 }

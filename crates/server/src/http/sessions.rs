@@ -9,7 +9,6 @@
 //! change to its user commits in any process; while not listening, every request checks the
 //! token in the database (one indexed lookup).
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -24,14 +23,11 @@ pub type Session = (User, DateTime<Utc>);
 pub struct SessionCache {
     entries: ReadCache<Session>,
     store: Storage,
-    /// Counts the users forgotten so far: a session read from the database before a user was
-    /// forgotten may be stale, so it is not kept.
-    forgotten: Mutex<u64>,
 }
 
 impl SessionCache {
     pub fn new(store: &Storage, ttl: Duration) -> SessionCache {
-        SessionCache { entries: ReadCache::new(ttl), store: store.clone(), forgotten: Mutex::new(0) }
+        SessionCache { entries: ReadCache::new(ttl), store: store.clone() }
     }
 
     /// The session behind a token hash: from memory, or else from `load`, kept unless a user was
@@ -45,34 +41,21 @@ impl SessionCache {
         if live && let Some(hit) = self.entries.get(token_hash) {
             return Ok(Some(hit));
         }
-        let before = *self.forgotten();
+        let start = self.entries.read_start();
         let loaded = load.await?;
         if live && let Some(session) = &loaded {
-            // Under the lock, so that no forgetting slips in between the check and the put.
-            let forgotten = self.forgotten();
-            if *forgotten == before {
-                self.entries.put(token_hash, session.clone());
-            }
+            self.entries.put_read_since(start, token_hash, session.clone());
         }
         Ok(loaded)
     }
 
     /// Forget every session of a user (after a change to the user or their tokens).
     pub fn forget_user(&self, user_id: i64) {
-        let mut forgotten = self.forgotten();
-        *forgotten = forgotten.wrapping_add(1);
         self.entries.forget_where(move |(user, _)| user.id == user_id);
     }
 
     /// Forget every session (changes may have been missed).
     pub fn forget_all(&self) {
-        let mut forgotten = self.forgotten();
-        *forgotten = forgotten.wrapping_add(1);
         self.entries.forget_where(|_| true);
-    }
-
-    fn forgotten(&self) -> MutexGuard<'_, u64> {
-        // The count stays meaningful whatever panicked while holding it.
-        self.forgotten.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
