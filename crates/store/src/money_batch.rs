@@ -112,12 +112,16 @@ pub async fn customers(db: &Db, ids: &[i64]) -> Result<BTreeMap<i64, Customer>, 
 }
 
 /// [`crate::money_loop::stale_roundups`] of every user of `user_ids`, by user.
+///
+/// A round-up is of its user's own purchase, so both sides are read by user (the active
+/// round-ups by `roundups_user_active`, the purchases by `transactions_user_date`): the cost
+/// follows the batch's users, not every round-up and purchase in the database.
 pub async fn stale_roundups(tx: &mut Tx, user_ids: &[i64]) -> Result<BTreeMap<i64, Vec<StaleRoundUp>>, StoreError> {
     let mut conn = Conn::Tx(tx);
     let sql = "SELECT r.user_id, r.id, r.amount, r.collection_id, t.removed_at IS NOT NULL, \
            COALESCE(t.status, 'POSTED') = 'PENDING' \
          FROM roundups r JOIN transactions t ON t.id = r.transaction_id \
-         WHERE r.user_id IN ({ids}) AND r.retired_at IS NULL \
+         WHERE r.user_id IN ({ids}) AND t.user_id IN ({ids}) AND r.retired_at IS NULL \
            AND (t.removed_at IS NOT NULL OR COALESCE(t.status, 'POSTED') = 'PENDING' \
                 OR t.amount <> COALESCE(r.purchase_amount, t.amount)) \
          ORDER BY r.id";
@@ -138,11 +142,13 @@ pub async fn ungathered_purchases(tx: &mut Tx, user_ids: &[i64]) -> Result<BTree
         purchase: Purchase,
     }
     let mut conn = Conn::Tx(tx);
+    // The round-ups are read by user too (see `stale_roundups`): an anti-join the planner
+    // makes a hash join would otherwise read every active round-up in the database.
     let sql = "SELECT t.user_id, t.id AS transaction_id, t.account_id, t.amount, t.kind, a.type_ds AS family \
          FROM transactions t JOIN accounts a ON a.id = t.account_id \
+         LEFT JOIN roundups r ON r.transaction_id = t.id AND r.retired_at IS NULL AND r.user_id IN ({ids}) \
          WHERE t.user_id IN ({ids}) AND a.type_ds = 'debit' AND a.is_active = TRUE AND a.is_deleted = FALSE \
-           AND t.removed_at IS NULL AND COALESCE(t.status, 'POSTED') <> 'PENDING' \
-           AND NOT EXISTS (SELECT 1 FROM roundups r WHERE r.transaction_id = t.id AND r.retired_at IS NULL) \
+           AND t.removed_at IS NULL AND COALESCE(t.status, 'POSTED') <> 'PENDING' AND r.id IS NULL \
          ORDER BY t.date, t.id";
     let mut out: BTreeMap<i64, Vec<Purchase>> = BTreeMap::new();
     for row in by_ids!(conn, Row, sql, user_ids) {
