@@ -79,8 +79,12 @@ impl Worker {
         let db = &self.ctx.services.store.db;
         let span = tracing::info_span!("job", id = %job.id, kind = %job.kind, attempt = job.attempts);
         let heartbeat = self.heartbeat(job.id);
-        let result = self.registry.run(&self.ctx, &job.kind, &job.payload);
-        let result = tracing::Instrument::instrument(result, span).await;
+        let result = tracing::Instrument::instrument(self.registry.run(&self.ctx, &job.kind, &job.payload), span);
+        let result = if job.priority < Priority::Interactive.rank() {
+            crate::call_rate::as_batch(result).await
+        } else {
+            result.await
+        };
         heartbeat.abort();
         let (id, kind) = (job.id, job.kind.clone());
         let error = match result {

@@ -9,7 +9,10 @@ use donkies_server::call_rate;
 use crate::both_databases;
 use crate::helpers::{Backend, TestApp};
 
-both_databases!(two_processes_share_one_call_budget_and_one_retry_after);
+both_databases!(
+    two_processes_share_one_call_budget_and_one_retry_after,
+    interactive_calls_find_a_reserve_that_batch_work_leaves
+);
 
 async fn two_processes_share_one_call_budget_and_one_retry_after(backend: Backend) {
     let app = TestApp::spawn(backend).await;
@@ -37,4 +40,36 @@ async fn two_processes_share_one_call_budget_and_one_retry_after(backend: Backen
     b.admit().await;
     let early = until - chrono::Utc::now();
     assert!(early < chrono::Duration::milliseconds(20), "B called {early} before the provider's time");
+}
+
+/// With 2 calls a second, batch work may spend one: four batch calls take four seconds, while a
+/// call a person waits for goes out in the reserve at once instead of queueing behind them.
+async fn interactive_calls_find_a_reserve_that_batch_work_leaves(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let gate = call_rate::gate("sim", 2, app.db());
+    let started = tokio::time::Instant::now();
+    let batch: Vec<_> = (0..4)
+        .map(|_| {
+            let gate = gate.clone();
+            tokio::spawn(call_rate::as_batch(async move {
+                gate.admit().await;
+                started.elapsed()
+            }))
+        })
+        .collect();
+    let interactive = {
+        let gate = gate.clone();
+        tokio::spawn(async move {
+            gate.admit().await;
+            started.elapsed()
+        })
+    };
+    let interactive = interactive.await.unwrap();
+    let mut batch: Vec<Duration> = futures::future::join_all(batch).await.into_iter().map(Result::unwrap).collect();
+    batch.sort();
+    assert!(interactive < batch[2], "the interactive call after {interactive:?}, batch calls after {batch:?}");
+    assert!(batch[3] - batch[0] > Duration::from_secs(2), "batch work kept to one a second: {batch:?}");
+    let windows = donkies_store::rate_limits::windows(app.db(), "calls:sim").await.unwrap();
+    assert!(windows.iter().all(|(_, hits)| *hits <= 2), "{windows:?}");
+    assert_eq!(windows.iter().map(|(_, hits)| hits).sum::<i64>(), 5, "{windows:?}");
 }
