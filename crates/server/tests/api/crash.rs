@@ -152,8 +152,11 @@ async fn verifying_micro_deposits_commits_the_bank_with_its_deposits(backend: Ba
         fault("UPDATE", "funding_sources", Some("NEW.md_status = 'processed'")),
     ];
     for (account, step) in debit.iter().zip(steps) {
-        let source = add_bank(&app, &token, account, "Checking").await;
+        // Paused from before the bank is added: a webhook about it (Dwolla's "micro-deposits
+        // added", say) is a hint on which the server reads the bank at Dwolla, and would find
+        // it verified and record it while the test looks at what the fault left.
         pause_webhooks(&app, true).await;
+        let source = add_bank(&app, &token, account, "Checking").await;
         app.test_db.inject(step).await;
         let (status, body) = verify(&app, &token, &source, "0.03", "0.07").await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{step:?}: {body}");
