@@ -7,15 +7,23 @@ use std::time::Duration;
 use donkies_server::call_rate;
 
 use crate::both_databases;
-use crate::helpers::{Backend, TestApp};
+use crate::helpers::{Backend, Options, TestApp};
 
 both_databases!(
     two_processes_share_one_call_budget_and_one_retry_after,
     interactive_calls_find_a_reserve_that_batch_work_leaves
 );
 
+/// A server whose worker does not run: its periodic cleanup would delete the ended seconds the
+/// tests count.
+async fn without_worker(backend: Backend) -> TestApp {
+    let mut options = Options::default();
+    options.with_worker = false;
+    TestApp::spawn_with(backend, options).await
+}
+
 async fn two_processes_share_one_call_budget_and_one_retry_after(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = without_worker(backend).await;
     // Each gate is what one process builds for the provider: budgets of 10 a second.
     let (a, b) = (call_rate::gate("sim", 10, app.db()), call_rate::gate("sim", 10, app.db()));
     let calls = futures::future::join_all((0..45).map(|i| {
@@ -45,7 +53,7 @@ async fn two_processes_share_one_call_budget_and_one_retry_after(backend: Backen
 /// With 2 calls a second, batch work may spend one: four batch calls take four seconds, while a
 /// call a person waits for goes out in the reserve at once instead of queueing behind them.
 async fn interactive_calls_find_a_reserve_that_batch_work_leaves(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = without_worker(backend).await;
     let gate = call_rate::gate("sim", 2, app.db());
     let started = tokio::time::Instant::now();
     let batch: Vec<_> = (0..4)
