@@ -17,9 +17,7 @@ both_databases!(
 /// A server whose worker does not run: its periodic cleanup would delete the ended seconds the
 /// tests count.
 async fn without_worker(backend: Backend) -> TestApp {
-    let mut options = Options::default();
-    options.with_worker = false;
-    TestApp::spawn_with(backend, options).await
+    TestApp::spawn_with(backend, Options { with_worker: false, ..Default::default() }).await
 }
 
 async fn two_processes_share_one_call_budget_and_one_retry_after(backend: Backend) {
